@@ -306,7 +306,14 @@ def _parse_timestamp(df: pl.DataFrame, path: Path, column: str) -> pl.Series:
     as_int = raw.str.strip_chars().cast(pl.Float64, strict=False)
     if as_int.null_count() == raw.null_count():
         return as_int.cast(pl.Int64)
-    as_dt = raw.str.strip_chars().str.to_datetime(strict=False, time_unit="us")
+    as_dt = pl.Series("_t", [None] * len(raw), dtype=pl.Datetime("us"))
+    for fmt in (None, "%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
+        try:
+            as_dt = raw.str.strip_chars().str.to_datetime(fmt, strict=False, time_unit="us")
+        except pl.exceptions.ComputeError:  # no format could be inferred from the values
+            continue
+        if as_dt.null_count() == raw.null_count():
+            break
     if as_dt.null_count() == raw.null_count():
         return (as_dt.dt.epoch("s")).cast(pl.Int64)
     probe = df.select(pl.col("timestamp"), as_dt.alias("_t"))
@@ -367,6 +374,11 @@ def _split_categories(expr: pl.Expr, sep: str) -> pl.Expr:
     )
 
 
+def _article_first(title: pl.Expr) -> pl.Expr:
+    """'Truth About Cats & Dogs, The' -> 'The Truth About Cats & Dogs' (MovieLens files the articles last)."""
+    return title.str.replace(r"^(.*), (The|A|An|Les|La|Le|Il|Das|Der|Die|El)$", "$2 $1")
+
+
 def _items_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFrame:
     have = lf.collect_schema().names()
     _require(lf, [cols.item_id], path, "items", "Set data.columns.item_id (or --item-id-col).")
@@ -385,7 +397,7 @@ def _items_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFra
     )
     df = lf.select(
         pl.col(cols.item_id).str.strip_chars().alias("item_id"),
-        title.fill_null("").str.strip_chars().alias("title"),
+        _article_first(title.fill_null("").str.strip_chars()).alias("title"),
         year.alias("year"),
         (_split_categories(pl.col(cat), cols.category_separator) if cat else pl.lit([], dtype=pl.List(pl.String))).alias("categories"),
         text.alias("text"),

@@ -1,0 +1,118 @@
+"""FAISS indexes over L2-normalised vectors (inner product = cosine similarity).
+
+:class:`VectorIndex` keeps external ids beside the FAISS index, is exact (flat)
+below ``approximate_above`` vectors and HNSW above, and saves to a folder as
+``index.faiss`` + ``ids.npy`` + ``manifest.json``.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from segmentation._errors import DataError
+
+__all__ = ["VectorIndex", "build_index"]
+
+logger = logging.getLogger(__name__)
+
+
+class VectorIndex:
+    """Nearest-neighbour search by cosine similarity over vectors with string ids.
+
+    Args:
+        kind: ``flat`` (exact), ``hnsw`` (approximate) or ``auto``.
+        approximate_above: with ``auto``, use HNSW when there are more vectors than this.
+        hnsw_m: HNSW graph degree.
+    """
+
+    def __init__(self, kind: str = "auto", *, approximate_above: int = 100_000, hnsw_m: int = 32) -> None:
+        self.kind = kind
+        self.approximate_above = approximate_above
+        self.hnsw_m = hnsw_m
+        self.index_ = None
+        self.ids_: np.ndarray | None = None
+        self.kind_: str | None = None
+
+    def fit(self, ids: np.ndarray, vectors: np.ndarray) -> "VectorIndex":
+        """Index ``vectors`` ((n, d) float32, rows L2-normalised) under ``ids``."""
+        import faiss
+
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(ids) != len(vectors):
+            raise DataError(f"index: {len(ids)} ids for vectors of shape {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise DataError("index: vectors contain NaN or infinity")
+        n, d = vectors.shape
+        kind = self.kind
+        if kind == "auto":
+            kind = "hnsw" if n > self.approximate_above else "flat"
+        if kind == "flat":
+            index = faiss.IndexFlatIP(d)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            index.hnsw.efSearch = 64
+        else:
+            raise ValueError(f"unknown index kind {kind!r}; expected auto, flat or hnsw")
+        index.add(vectors)
+        self.index_, self.ids_, self.kind_ = index, np.asarray(ids, dtype=object), kind
+        self._pos = {s: i for i, s in enumerate(self.ids_)}
+        logger.info("built %s index over %d vectors of dim %d", kind, n, d)
+        return self
+
+    def __len__(self) -> int:
+        return 0 if self.ids_ is None else len(self.ids_)
+
+    def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ids and cosine similarities for each query row: ((q, k) object, (q, k) float32).
+
+        Where fewer than ``k`` vectors exist, missing slots hold None and -inf.
+        """
+        if self.index_ is None:
+            raise ValueError("This VectorIndex instance is not fitted yet. Call 'fit' first.")
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        sims, pos = self.index_.search(q, min(k, len(self)))
+        ids = np.where(pos >= 0, self.ids_[np.clip(pos, 0, None)], None)
+        sims = np.where(pos >= 0, sims, -np.inf).astype(np.float32)
+        return ids, sims
+
+    def vector(self, id_: str) -> np.ndarray:
+        """The stored vector of ``id_`` (KeyError if unknown)."""
+        return self.index_.reconstruct(self._pos[id_])
+
+    def similar(self, id_: str, k: int = 10) -> list[tuple[str, float]]:
+        """The ``k`` nearest other entries to ``id_`` with their cosine similarity."""
+        ids, sims = self.search(self.vector(id_)[None, :], k + 1)
+        return [(i, float(s)) for i, s in zip(ids[0], sims[0]) if i is not None and i != id_][:k]
+
+    def save(self, folder: Path) -> None:
+        import faiss
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        faiss.write_index(self.index_, str(folder / "index.faiss"))
+        np.save(folder / "ids.npy", self.ids_.astype(str))
+        (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__}))
+
+    @classmethod
+    def load(cls, folder: Path) -> "VectorIndex":
+        import faiss
+
+        folder = Path(folder)
+        if not (folder / "index.faiss").exists():
+            raise DataError(f"{folder} holds no FAISS index (index.faiss missing)")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        out = cls(manifest["kind"])
+        out.index_ = faiss.read_index(str(folder / "index.faiss"))
+        out.ids_ = np.load(folder / "ids.npy").astype(object)
+        out.kind_ = manifest["kind"]
+        out._pos = {s: i for i, s in enumerate(out.ids_)}
+        return out
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray, *, kind: str = "auto", approximate_above: int = 100_000,
+                hnsw_m: int = 32) -> VectorIndex:  # fmt: skip
+    """Build a :class:`VectorIndex` (convenience wrapper)."""
+    return VectorIndex(kind, approximate_above=approximate_above, hnsw_m=hnsw_m).fit(ids, vectors)

@@ -1,0 +1,169 @@
+"""The ``segflow`` command: run the pipeline, serve it on a schedule, inspect runs.
+
+    segflow run [--config FILE] [--set KEY=VALUE ...] [--ratings F --items F --users F ...]
+    segflow serve [--config FILE] [--cron "0 2 * * *"] [--name NAME]
+    segflow config [--config FILE] [--set ...]        print the effective configuration as TOML
+    segflow show [RUN]                                print a run's headline figures
+
+Bad input or configuration ends with a one-paragraph message and exit status 2
+(``--debug`` adds the traceback); the last published run is never touched.
+"""
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+
+
+def _environment() -> None:
+    """Offline-friendly defaults, set before Prefect or transformers are imported."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "embeddings,segmentation,reports")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _data_overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    if args.ratings:
+        out += ["data.source=files", f"data.ratings={_q(args.ratings)}"]
+    if args.items:
+        out.append(f"data.items={_q(args.items)}")
+    if args.users:
+        out.append(f"data.users={_q(args.users)}")
+    mapping = {"user_col": "user", "item_col": "item", "rating_col": "rating", "time_col": "timestamp",
+               "item_id_col": "item_id", "title_col": "title", "category_col": "categories",
+               "category_sep": "category_separator", "user_id_col": "user_id"}  # fmt: skip
+    for arg, key in mapping.items():
+        value = getattr(args, arg)
+        if value is not None:
+            out.append(f"data.columns.{key}={_q(value)}" if value != "" else f"data.columns.{key}=''")
+    if args.text_cols:
+        out.append("data.columns.text=[" + ",".join(_q(c) for c in args.text_cols.split(",")) + "]")
+    if args.output:
+        out.append(f"output_dir={_q(args.output)}")
+    if args.seed is not None:
+        out.append(f"seed={args.seed}")
+    return out
+
+
+def _q(value: str) -> str:
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _load(args: argparse.Namespace):
+    from segmentation.config import load_config
+
+    overrides = _data_overrides(args) + list(args.set or [])
+    config = load_config(args.config, overrides)
+    if getattr(args, "rating_col", None) == "" and config.data.columns.rating is not None:
+        config = config.model_copy(update={"data": config.data.model_copy(update={
+            "columns": config.data.columns.model_copy(update={"rating": None})})})  # fmt: skip
+    return config
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.artifacts import summary_markdown
+    from flows.pipeline import segflow_pipeline
+
+    config = _load(args)
+    path = segflow_pipeline(config)
+    print(summary_markdown(Path(path)))
+    print(f"\nReport: {Path(path) / 'report' / 'index.html'}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from segmentation.config import dump_config_toml
+
+    print(dump_config_toml(_load(args)))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from flows.artifacts import summary_markdown
+
+    print(summary_markdown(Path(args.run)))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.pipeline import segflow_pipeline
+
+    config = _load(args)
+    segflow_pipeline.serve(name=args.name, cron=args.cron, parameters={"config": config.model_dump(mode="json")},
+                           tags=["segflow"], limit=1)  # fmt: skip
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML configuration file (see docs/CONFIG.md)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. cluster.min_cluster_size=20")
+    g = p.add_argument_group("your own data (sets data.source=files)")
+    g.add_argument("--ratings", help="interactions file: CSV, TSV, Parquet or RecBole .inter")
+    g.add_argument("--items", help="item catalogue file")
+    g.add_argument("--users", help="optional user attributes file")
+    g.add_argument("--user-col", help="ratings: user id column (default user_id)")
+    g.add_argument("--item-col", help="ratings: item id column (default item_id)")
+    g.add_argument("--rating-col", help="ratings: rating column (default rating; '' for implicit feedback)")
+    g.add_argument("--time-col", help="ratings: timestamp column (default timestamp)")
+    g.add_argument("--item-id-col", help="items: id column (default item_id)")
+    g.add_argument("--title-col", help="items: title column (default title)")
+    g.add_argument("--category-col", help="items: category/genre/tag column (default categories)")
+    g.add_argument("--category-sep", help="items: separator between categories (default |)")
+    g.add_argument("--text-cols", help="items: comma-separated free-text columns")
+    g.add_argument("--user-id-col", help="users: id column (default user_id)")
+    p.add_argument("--output", help="folder for run folders (default runs)")
+    p.add_argument("--seed", type=int, help="the run's seed")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segflow", description="LLM-based user segmentation for recommender systems.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run the whole pipeline once and publish a run folder with its report")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("config", help="print the effective configuration as TOML")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_config)
+    p = sub.add_parser("show", help="print a run's headline figures")
+    p.add_argument("run", nargs="?", default="runs/latest")
+    p.set_defaults(func=cmd_show)
+    p = sub.add_parser("serve", help="serve the flow as a Prefect deployment with a cron schedule")
+    _add_config_args(p)
+    p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default nightly at 02:00)")
+    p.add_argument("--name", default="segflow-nightly", help="deployment name")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _environment()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from segmentation._errors import SegflowError
+
+    try:
+        return args.func(args)
+    except SegflowError as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"segflow: error: {err}", file=sys.stderr)
+        print("Nothing was published; the previous run in runs/latest is unchanged. Use --debug for the traceback.",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("segflow: interrupted; nothing was published", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Explain every segment: size, what sets it apart, who is in it, how it rates, a readable name.
+
+"Sets apart" is always measured against all users: a category's *lift* is its
+share of the segment's choices over its share of everyone's; an item's lift is
+the share of segment users who chose it over the share of all users who did.
+Keywords come from class-based TF-IDF (as in BERTopic's c-TF-IDF) over the
+descriptions of the items each segment's users liked.
+"""
+
+import logging
+import math
+import re
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+from segmentation.cluster import NOISE
+
+__all__ = ["SEGMENTS", "SegmentProfile", "describe_segments", "profiles_to_frame"]
+
+logger = logging.getLogger(__name__)
+
+SEGMENTS = pl.Schema(
+    {
+        "segment_id": pl.Int32,
+        "name": pl.String,
+        "description": pl.String,
+        "size": pl.Int64,
+        "share": pl.Float64,
+        "keywords": pl.List(pl.String),
+        "top_categories": pl.List(pl.String),
+        "category_lift": pl.List(pl.Float64),
+        "top_item_ids": pl.List(pl.String),
+        "top_items": pl.List(pl.String),
+        "item_lift": pl.List(pl.Float64),
+        "popular_items": pl.List(pl.String),
+        "mean_rating": pl.Float64,
+        "rating_std": pl.Float64,
+        "mean_activity": pl.Float64,
+        "median_activity": pl.Float64,
+    }
+)
+
+_STOP = {
+    "the", "a", "an", "of", "and", "in", "to", "for", "on", "with", "at", "by", "from", "is", "it", "its", "as",
+    "or", "be", "this", "that", "genres", "de", "la", "le", "les", "ii", "iii", "part", "vol", "s", "t", "d", "l",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class AttributeProfile:
+    """One user attribute of a segment against all users."""
+
+    name: str
+    kind: str  # "categorical" or "numeric"
+    segment: dict[str, float]  # value -> share (categorical) or {"mean": ..., "median": ...}
+    overall: dict[str, float]
+    headline: str  # e.g. "72 % male (all users 71 %)"
+
+
+@dataclass(frozen=True)
+class SegmentProfile:
+    """Everything the report says about one segment (``segment_id`` -1 = outliers)."""
+
+    segment_id: int
+    name: str
+    description: str
+    size: int
+    share: float
+    keywords: list[str]
+    top_categories: list[str]
+    category_lift: list[float]
+    category_share: list[float]
+    top_item_ids: list[str]
+    top_items: list[str]
+    item_lift: list[float]
+    popular_items: list[str]
+    mean_rating: float
+    rating_std: float
+    mean_activity: float
+    median_activity: float
+    rating_hist: dict[str, float]  # rating value -> share of the segment's ratings
+    demographics: list[AttributeProfile] = field(default_factory=list)
+    representative_users: list[str] = field(default_factory=list)
+
+
+def _tokens(text: str) -> list[str]:
+    return [t for t in re.findall(r"[a-z][a-z'\-]+", text.lower()) if t not in _STOP and len(t) > 2]
+
+
+def class_tfidf(docs_by_class: dict[int, list[str]], top_n: int = 10) -> dict[int, list[str]]:
+    """Class-based TF-IDF (Grootendorst 2022): w(t,c) = tf(t,c) / |c| * log(1 + A / f(t)).
+
+    ``tf(t,c)`` counts term t in class c's documents joined, ``A`` is the mean number of
+    terms per class and ``f(t)`` the count of t over all classes.
+    """
+    counts: dict[int, dict[str, int]] = {}
+    total: dict[str, int] = {}
+    for c, docs in docs_by_class.items():
+        cnt: dict[str, int] = {}
+        for d in docs:
+            for t in _tokens(d):
+                cnt[t] = cnt.get(t, 0) + 1
+        counts[c] = cnt
+        for t, v in cnt.items():
+            total[t] = total.get(t, 0) + v
+    if not total:
+        return {c: [] for c in docs_by_class}
+    avg = sum(total.values()) / max(len(counts), 1)
+    out = {}
+    for c, cnt in counts.items():
+        size = sum(cnt.values()) or 1
+        scores = {t: (v / size) * math.log(1 + avg / total[t]) for t, v in cnt.items()}
+        out[c] = [t for t, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]]
+    return out
+
+
+def _attribute_profiles(members: pl.DataFrame, users: pl.DataFrame | None) -> list[AttributeProfile]:
+    if users is None:
+        return []
+    everyone = users
+    mine = users.join(members.select("user_id"), on="user_id", how="semi")
+    out = []
+    for col in users.columns:
+        if col == "user_id":
+            continue
+        as_num = everyone[col].cast(pl.Float64, strict=False)
+        if as_num.null_count() == 0 and everyone[col].n_unique() > 12:
+            seg = mine[col].cast(pl.Float64, strict=False)
+            s = {"mean": float(seg.mean() or 0), "median": float(seg.median() or 0)}
+            o = {"mean": float(as_num.mean() or 0), "median": float(as_num.median() or 0)}
+            head = f"mean {col} {s['mean']:.0f} (all users {o['mean']:.0f})"
+            out.append(AttributeProfile(col, "numeric", s, o, head))
+            continue
+        o_share = everyone[col].fill_null("unknown").value_counts(normalize=True, name="p")
+        s_share = mine[col].fill_null("unknown").value_counts(normalize=True, name="p")
+        o = dict(zip(o_share[col].cast(pl.String), o_share["p"]))
+        s = dict(zip(s_share[col].cast(pl.String), s_share["p"]))
+        lifted = sorted(s, key=lambda v: (-(s[v] / max(o.get(v, 1e-9), 1e-9)) if s[v] >= 0.05 else 0, v))
+        top = lifted[0] if lifted else "unknown"
+        head = f"{100 * s.get(top, 0):.0f} % {top} (all users {100 * o.get(top, 0):.0f} %)"
+        out.append(AttributeProfile(col, "categorical", s, o, head))
+    return out
+
+
+def _rating_word(mean: float, overall: float) -> str:
+    if mean >= overall + 0.25:
+        return "generous raters"
+    if mean <= overall - 0.25:
+        return "tough critics"
+    return ""
+
+
+def _name(cats: list[str], lifts: list[float], rating_word: str, activity: float, overall_activity: float,
+          sid: int) -> str:  # fmt: skip
+    if sid == NOISE:
+        return "Outliers (no clear segment)"
+    strong = [c for c, lift in zip(cats, lifts) if lift >= 1.1][:2]
+    base = (" & ".join(strong) + " fans") if strong else "Mainstream mix"
+    extra = []
+    if activity >= 1.5 * overall_activity:
+        extra.append("heavy users")
+    elif activity <= 0.6 * overall_activity:
+        extra.append("light users")
+    if rating_word:
+        extra.append(rating_word)
+    return base + (", " + ", ".join(extra) if extra else "")
+
+
+def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, items: pl.DataFrame,
+                      item_texts: pl.DataFrame, users: pl.DataFrame | None = None, *, top_n: int = 10,
+                      min_item_users: int = 5, user_vectors: np.ndarray | None = None) -> list[SegmentProfile]:  # fmt: skip
+    """Profile every segment (outliers included, as segment -1).
+
+    Args:
+        assignments: ``segmentation.cluster.ASSIGNMENTS`` frame.
+        interactions: train ``INTERACTIONS`` (the behaviour segments were built from).
+        items: ``ITEMS`` frame (titles, categories).
+        item_texts: ``embeddings.text.ITEM_TEXTS`` frame (descriptions, for keywords).
+        users: optional user attributes (``user_id`` + columns).
+        top_n: items, categories and keywords kept per segment.
+        min_item_users: an item must be chosen by this many segment users to be listed as distinctive.
+        user_vectors: (n, d) vectors in ``assignments`` row order, to pick representative users
+            (closest to the segment's centroid); without them, the highest-membership users.
+
+    Returns:
+        One :class:`SegmentProfile` per segment id, sorted by id (-1 first when present).
+    """
+    n_users = assignments.height
+    inter = interactions.join(assignments.select("user_id", "segment_id"), on="user_id", how="inner")
+    inter = inter.with_columns((pl.col("rating") >= pl.col("rating").mean().over("user_id")).alias("liked"))
+    titles = dict(zip(items["item_id"], items["title"]))
+    overall_mean = float(inter["rating"].mean() or 0)
+    activity = inter.group_by("user_id").len()
+    overall_activity = float(activity["len"].mean() or 0)
+
+    cat_all = inter.join(items.select("item_id", "categories"), on="item_id").explode("categories").drop_nulls("categories")
+    cat_overall = cat_all.group_by("categories").len().with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
+    item_users_all = inter.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_all"))
+
+    desc = dict(zip(item_texts["item_id"], item_texts["description"]))
+    liked_docs = {
+        int(sid): [desc.get(i, "") for i in grp["item_id"]]
+        for (sid,), grp in inter.filter(pl.col("liked")).group_by("segment_id")
+    }
+    keywords = class_tfidf(liked_docs, top_n=top_n)
+
+    profiles = []
+    for sid in sorted(assignments["segment_id"].unique().to_list()):
+        members = assignments.filter(pl.col("segment_id") == sid)
+        size = members.height
+        seg = inter.filter(pl.col("segment_id") == sid)
+        # categories by lift, with a support floor so a single odd rating does not win
+        cs = (
+            cat_all.filter(pl.col("segment_id") == sid).group_by("categories").len()
+            .with_columns((pl.col("len") / pl.col("len").sum()).alias("p_seg"))
+            .join(cat_overall.select("categories", "p_all"), on="categories")
+            .with_columns((pl.col("p_seg") / pl.col("p_all")).alias("lift"))
+            .filter(pl.col("p_seg") >= 0.02)
+            .sort(["lift", "categories"], descending=[True, False]).head(top_n)
+        )  # fmt: skip
+        # distinctive items: share of segment users who chose it over share of all users
+        its = (
+            seg.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_seg"), pl.col("rating").mean().alias("r"))
+            .join(item_users_all, on="item_id")
+            .with_columns(((pl.col("n_seg") / size) / (pl.col("n_all") / n_users)).alias("lift"))
+        )  # fmt: skip
+        distinct = its.filter(pl.col("n_seg") >= min(min_item_users, max(2, size // 10))).sort(
+            ["lift", "n_seg", "item_id"], descending=[True, True, False]
+        ).head(top_n)
+        popular = its.sort(["n_seg", "r", "item_id"], descending=[True, True, False]).head(top_n)
+        ua = seg.group_by("user_id").len()
+        mean_r = float(seg["rating"].mean() or 0)
+        hist = seg["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
+        cats, lifts = cs["categories"].to_list(), [float(v) for v in cs["lift"]]
+        act = float(ua["len"].mean() or 0)
+        name = _name(cats, lifts, _rating_word(mean_r, overall_mean), act, overall_activity, sid)
+        if user_vectors is not None and size:
+            rows = np.flatnonzero(assignments["segment_id"].to_numpy() == sid)
+            centroid = user_vectors[rows].mean(axis=0)
+            reps = members["user_id"].to_numpy()[np.argsort(-(user_vectors[rows] @ centroid))[:5]].tolist()
+        else:
+            reps = members.sort(["membership", "user_id"], descending=[True, False])["user_id"].head(5).to_list()
+        demo = _attribute_profiles(members, users)
+        top_titles = [titles.get(i, i) for i in distinct["item_id"]]
+        kw = keywords.get(int(sid), [])
+        text = _paragraph(sid, name, size, n_users, cats[:3], lifts[:3], top_titles[:3], kw[:5], mean_r, overall_mean,
+                          act, overall_activity, demo)  # fmt: skip
+        profiles.append(SegmentProfile(
+            segment_id=int(sid), name=name, description=text, size=size, share=size / n_users, keywords=kw,
+            top_categories=cats, category_lift=lifts, category_share=[float(v) for v in cs["p_seg"]],
+            top_item_ids=distinct["item_id"].to_list(), top_items=top_titles,
+            item_lift=[float(v) for v in distinct["lift"]],
+            popular_items=[titles.get(i, i) for i in popular["item_id"]],
+            mean_rating=mean_r, rating_std=float(seg["rating"].std() or 0), mean_activity=act,
+            median_activity=float(ua["len"].median() or 0),
+            rating_hist={f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])},
+            demographics=demo, representative_users=reps,
+        ))  # fmt: skip
+    _dedupe_names(profiles)
+    logger.info("described %d segments", len(profiles))
+    return profiles
+
+
+def _dedupe_names(profiles: list[SegmentProfile]) -> None:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(profiles):
+        if p.name in seen:
+            # tell twins apart by their most distinctive category or item not already in the name
+            extra = next((c for c in p.top_categories if c not in p.name), None) or (p.top_items[:1] or [f"#{p.segment_id}"])[0]
+            object.__setattr__(profiles[i], "name", f"{p.name} ({extra})")
+        seen[profiles[i].name] = i
+
+
+def _paragraph(sid, name, size, n_users, cats, lifts, items, kw, mean_r, overall_mean, act, overall_act, demo) -> str:
+    if sid == NOISE:
+        lead = f"{size} users ({100 * size / n_users:.1f} %) fit no segment well; each is shown with its nearest segment."
+    else:
+        lead = f"{name}: {size} users ({100 * size / n_users:.1f} % of all)."
+    parts = [lead]
+    if cats:
+        parts.append("They choose " + ", ".join(f"{c} ({lift:.1f}×)" for c, lift in zip(cats, lifts))
+                     + " more than the average user.")  # fmt: skip
+    if items:
+        parts.append("Distinctive titles: " + ", ".join(items) + ".")
+    parts.append(f"They rate {mean_r:.2f} on average (all users {overall_mean:.2f}) and have {act:.0f} ratings "
+                 f"each (all users {overall_act:.0f}).")  # fmt: skip
+    if demo:
+        parts.append("Who they are: " + "; ".join(d.headline for d in demo[:3]) + ".")
+    if kw:
+        parts.append("Keywords: " + ", ".join(kw) + ".")
+    return " ".join(parts)
+
+
+def profiles_to_frame(profiles: list[SegmentProfile]) -> pl.DataFrame:
+    """The parquet-ready ``SEGMENTS`` frame (demographics and histograms stay in the report)."""
+    rows = [{k: v for k, v in asdict(p).items() if k in SEGMENTS} for p in profiles]
+    return pl.DataFrame(rows, schema=SEGMENTS)

@@ -1,0 +1,265 @@
+"""The pipeline's stages as plain typed functions, one per flow task.
+
+Each takes the previous stages' typed values plus its config section and returns
+a typed value; ``flows/pipeline.py`` wraps them as Prefect tasks (caching,
+retries, logging). They run the same in a notebook:
+
+>>> from segmentation import stages                      # doctest: +SKIP
+>>> ds = stages.load(cfg.data, cache)                    # doctest: +SKIP
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from embeddings.encoder import Embeddings
+from segmentation.cluster import NOISE, Segmentation, fit_segments
+from segmentation.config import (
+    ClusterConfig,
+    DataConfig,
+    EncoderConfig,
+    EvalConfig,
+    IndexConfig,
+    PipelineConfig,
+    PredictorConfig,
+    RankerConfig,
+    ReduceConfig,
+    ReportConfig,
+)
+from segmentation.data import Dataset, Split, load_dataset, split_ratings
+from segmentation.describe import SegmentProfile, describe_segments
+from segmentation.pipeline import (
+    Indexes,
+    build_indexes,
+    category_lift_table,
+    json_safe,
+    recommend_for_segments,
+    represent_users,
+    segment_neighbours,
+    summarise_data,
+    summarise_segmentation,
+    write_outputs,
+)
+from segmentation.pipeline import embed_items as _embed_items
+
+__all__ = [
+    "Described",
+    "Rankings",
+    "describe",
+    "embed_items",
+    "evaluate",
+    "fine_tune",
+    "index",
+    "load",
+    "publish",
+    "rank",
+    "represent",
+    "segment",
+    "split",
+    "train_global",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Described:
+    """Segment profiles and the tables the report draws from them."""
+
+    profiles: list[SegmentProfile]
+    category_lift: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class Rankings:
+    """Top-k lists of every ranker for the test users, and what to recommend to each segment."""
+
+    recs: dict[str, pl.DataFrame]
+    by_segment: dict[int, list[tuple[str, str, float]]] = field(default_factory=dict)
+    primary: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def load(config: DataConfig, cache_dir: Path) -> Dataset:
+    """Load and validate the configured data."""
+    return load_dataset(config, cache_dir)
+
+
+def split(dataset: Dataset, config: DataConfig, seed: int) -> Split:
+    """Train/valid/test split (BENCHMARK_PROTOCOL.md); validation drawn with the run's seed."""
+    return split_ratings(dataset.interactions, config.split, valid_fraction=config.valid_fraction, seed=seed)
+
+
+def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path) -> tuple[Embeddings, dict]:
+    """Describe and embed every item (embedding cache by model and text hash)."""
+    return _embed_items(items, config, cache_dir)
+
+
+def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
+              cache_dir: Path) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
+    """One vector and one behaviour profile per user, from train rows only."""
+    return represent_users(split, items, item_vectors, config, cache_dir)
+
+
+def segment(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:
+    """UMAP + HDBSCAN segments."""
+    return fit_segments(users, reduce, cluster, seed=seed)
+
+
+def describe(segmentation: Segmentation, split: Split, dataset: Dataset, profiles: pl.DataFrame,
+             users: Embeddings, config: ReportConfig) -> Described:  # fmt: skip
+    """Profiles of every segment from train behaviour, item texts and user attributes."""
+    from embeddings.text import describe_items
+
+    pos = {u: i for i, u in enumerate(users.ids)}
+    rows = [pos[u] for u in segmentation.assignments["user_id"]]
+    out = describe_segments(segmentation.assignments, split.train_full, dataset.items, describe_items(dataset.items),
+                            dataset.users, top_n=config.top_n, user_vectors=users.vectors[rows])  # fmt: skip
+    return Described(out, category_lift_table(out))
+
+
+def index(items: Embeddings, users: Embeddings, segmentation: Segmentation, config: IndexConfig) -> Indexes:
+    """FAISS indexes over items, users and segment centroids."""
+    return build_indexes(items, users, segmentation.assignments, config)
+
+
+def train_global(split: Split, items: Embeddings, config: PredictorConfig, seed: int):
+    """The global rating model, early-stopped on validation rows."""
+    from segmentation.predict import fit_global_predictor
+
+    return fit_global_predictor(split, config, item_embeddings=items, seed=seed)
+
+
+def fine_tune(global_model, split: Split, segmentation: Segmentation, config: PredictorConfig, seed: int):
+    """A fine-tuned copy of the global model per segment, kept only where validation says it helps."""
+    from segmentation.predict import fit_segment_predictors
+
+    return fit_segment_predictors(global_model, split, _segments_for_models(segmentation), config, seed=seed)
+
+
+def _segments_for_models(segmentation: Segmentation) -> pl.DataFrame:
+    """Users with their segment for per-segment models: outliers use their nearest segment's model."""
+    return segmentation.assignments.select("user_id", pl.col("nearest_segment").alias("segment_id"))
+
+
+def rank(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmentation, config: RankerConfig,
+         evaluation: EvalConfig, seed: int) -> Rankings:  # fmt: skip
+    """Fit each configured ranker on train and list top-k unseen items for every test user."""
+    from segmentation.rank import make_ranker
+
+    train = split.train_full
+    test_users = split.test["user_id"].unique().sort().to_list()
+    recs, seconds = {}, {}
+    for name in config.rankers:
+        t0 = time.perf_counter()
+        ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed)
+        recs[name] = ranker.recommend(test_users, evaluation.k, exclude_seen=True)
+        seconds[name] = round(time.perf_counter() - t0, 3)
+    primary = config.rankers[-1]
+    all_users = segmentation.assignments["user_id"].to_list()
+    ranker = make_ranker(primary, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed)
+    by_segment = recommend_for_segments(ranker.recommend(all_users, evaluation.k, exclude_seen=True),
+                                        segmentation.assignments, dataset.items, n=evaluation.k)  # fmt: skip
+    return Rankings(recs, by_segment, primary, seconds)
+
+
+def user_groups_frame(dataset: Dataset, split: Split, segmentation: Segmentation) -> pl.DataFrame:
+    """user_id, segment_id (nearest segment for outliers kept as -1) and fairness groups."""
+    from segmentation.evaluate import user_groups
+
+    groups = user_groups(dataset.users, split.train_full)
+    return segmentation.assignments.select("user_id", "segment_id").join(groups, on="user_id", how="left")
+
+
+def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_model, segment_models,
+             rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int) -> dict:  # fmt: skip
+    """Accuracy, per-segment gains with CIs, ranking, beyond-accuracy and fairness metrics."""
+    from segmentation.evaluate import evaluate_rankings, evaluate_ratings
+    from segmentation.predict import paired_bootstrap_ci
+
+    test = split.test
+    groups = user_groups_frame(dataset, split, segmentation)
+    p_global = global_model.predict(test)
+    p_seg = segment_models.predict(test)
+    rating = evaluate_ratings(test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed)
+    y = test["rating"].to_numpy()
+    diff, lo, hi = paired_bootstrap_ci(y, p_global, p_seg, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
+                                       seed=seed)  # fmt: skip
+    gain = {"rmse_change": diff, "ci": [lo, hi], "helped": bool(hi < 0), "hurt": bool(lo > 0), "per_segment": {}}
+    seg_of = dict(zip(groups["user_id"], groups["segment_id"]))
+    test_seg = np.array([seg_of.get(u, NOISE) for u in test["user_id"]])
+    for s in sorted(set(test_seg.tolist())):
+        m = test_seg == s
+        d, a, b = paired_bootstrap_ci(y[m], p_global[m], p_seg[m], test["user_id"].to_numpy()[m],
+                                      n_boot=max(config.bootstrap, 50), seed=seed)  # fmt: skip
+        gain["per_segment"][str(s)] = {"rmse_change": d, "ci": [a, b], "n": int(m.sum())}
+    rating["gain"] = gain
+    ranking, beyond = evaluate_rankings(rankings.recs, test, split.train_full, k=config.k,
+                                        relevance_threshold=config.relevance_threshold, item_embeddings=items,
+                                        items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
+    fairness = {
+        "rating": {name: r.get("fairness", {}) for name, r in rating.items() if isinstance(r, dict) and "fairness" in r},
+        "ranking": {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)},
+    }
+    quality = segmentation_quality(segmentation)
+    return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
+                      "segmentation_quality": quality})  # fmt: skip
+
+
+def segmentation_quality(segmentation: Segmentation) -> dict:
+    """Label-free quality of the segments on their clustering coordinates (outliers excluded)."""
+    from sklearn.metrics import calinski_harabasz_score, silhouette_score
+
+    labels = segmentation.assignments["segment_id"].to_numpy()
+    mask = labels != NOISE
+    out: dict = {"n_segments": segmentation.n_segments, "noise_share": segmentation.noise_share}
+    if segmentation.n_segments >= 2 and mask.sum() > segmentation.n_segments:
+        x = segmentation.coords[mask]
+        out["silhouette"] = float(silhouette_score(x, labels[mask], sample_size=min(5000, int(mask.sum())), random_state=0))
+        out["calinski_harabasz"] = float(calinski_harabasz_score(x, labels[mask]))
+        try:
+            from hdbscan.validity import validity_index
+
+            if mask.sum() <= 5000:
+                out["dbcv"] = float(validity_index(x.astype(np.float64), labels[mask]))
+        except (ValueError, ZeroDivisionError, FloatingPointError) as err:  # DBCV is undefined for some shapes
+            logger.warning("DBCV not computed: %s", err)
+    return out
+
+
+def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation: Segmentation, described: Described,
+            items: Embeddings, users: Embeddings, indexes: Indexes, global_model, segment_models, rankings: Rankings,
+            metrics: dict, encoder_stats: dict, timings: dict) -> str:  # fmt: skip
+    """Write the run folder (data, indexes, models, metrics, report) and publish it as ``latest``."""
+    from reports import render_report
+    from reports.model import ReportInput
+    from segmentation.runs import RunWriter
+
+    writer = RunWriter(config.output_dir)
+    full = {
+        "run_id": writer.run_id,
+        "data": summarise_data(dataset, split),
+        "segmentation": {**summarise_segmentation(segmentation), **metrics.get("segmentation_quality", {})},
+        **{k: v for k, v in metrics.items() if k != "segmentation_quality"},
+        "models": {"global": getattr(global_model, "summary", lambda: {})(),
+                   "segments": segment_models.report_.to_dicts() if hasattr(segment_models, "report_") else []},
+        "timings": {**timings, "embedding": encoder_stats, "rankers": rankings.seconds},
+    }  # fmt: skip
+    full = json_safe(full)
+    with writer:
+        write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
+                      profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
+                      device=str(encoder_stats.get("device")))  # fmt: skip
+        global_model.save(writer.path / "models" / "global")
+        segment_models.save(writer.path / "models" / "segments")
+        render_report(ReportInput(
+            title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,
+            assignments=segmentation.assignments, profiles=described.profiles,
+            segment_models=getattr(segment_models, "report_", None), recommendations=rankings.by_segment,
+            neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
+        ), writer.path / "report")  # fmt: skip
+    return str(writer.final_path)

@@ -1,0 +1,128 @@
+"""User vectors, UMAP + HDBSCAN segments, new-user assignment and segment profiles (one UMAP warm-up per process)."""
+
+import numpy as np
+import polars as pl
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from embeddings.encoder import Embeddings
+from embeddings.index import VectorIndex
+from embeddings.text import describe_items
+from segmentation._errors import DataError
+from segmentation.cluster import NOISE, assign_by_neighbours, fit_segments
+from segmentation.config import ClusterConfig, ReduceConfig
+from segmentation.describe import class_tfidf, describe_segments, profiles_to_frame
+from segmentation.represent import build_user_vectors
+
+
+@pytest.fixture(scope="module")
+def item_vectors(planted, encoder):
+    ds, _ = planted
+    d = describe_items(ds.items)
+    return Embeddings(d["item_id"].to_numpy(), encoder.encode(d["description"].to_list()), "minilm")
+
+
+@pytest.fixture(scope="module")
+def user_vectors(planted, item_vectors):
+    ds, _ = planted
+    return build_user_vectors(ds.interactions, item_vectors)
+
+
+@pytest.fixture(scope="module")
+def segmentation(user_vectors):
+    return fit_segments(user_vectors, ReduceConfig(), ClusterConfig(), seed=7)
+
+
+def test_item_mean_is_the_mean_of_chosen_items(planted, item_vectors):
+    ds, _ = planted
+    u = build_user_vectors(ds.interactions, item_vectors)
+    chosen = ds.interactions.filter(pl.col("user_id") == "u5")["item_id"].to_list()
+    expect = item_vectors.take(chosen).mean(axis=0)
+    got = u.vectors[list(u.ids).index("u5")]
+    assert np.allclose(got, expect / np.linalg.norm(expect), atol=1e-5)
+    assert np.allclose(np.linalg.norm(u.vectors, axis=1), 1, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["liked-mean", "rating-weighted", "item-mean+profile", "profile"])
+def test_other_representations(planted, item_vectors, method):
+    ds, _ = planted
+    prof = Embeddings(np.array(sorted(ds.interactions["user_id"].unique())), np.eye(150, 8, dtype=np.float32) + 0.1, "p")
+    u = build_user_vectors(ds.interactions, item_vectors, method=method, profile_embeddings=prof)
+    assert len(u.ids) == 150 and np.isfinite(u.vectors).all()
+    assert u.vectors.shape[1] == {"item-mean+profile": 392, "profile": 8}.get(method, 384)
+
+
+def test_representation_errors(planted, item_vectors):
+    ds, _ = planted
+    with pytest.raises(ValueError, match="expected one of"):
+        build_user_vectors(ds.interactions, item_vectors, method="median")
+    with pytest.raises(ValueError, match="needs profile_embeddings"):
+        build_user_vectors(ds.interactions, item_vectors, method="profile")
+    bad = ds.interactions.with_columns(pl.lit("nope").alias("item_id"))
+    with pytest.raises(DataError, match="without an embedding"):
+        build_user_vectors(bad, item_vectors)
+
+
+@pytest.mark.umap
+def test_segments_recover_planted_groups(planted, segmentation):
+    _, truth = planted
+    a = segmentation.assignments
+    assert segmentation.n_segments == 3
+    labels = a["segment_id"].to_numpy()
+    order = [int(u[1:]) for u in a["user_id"]]
+    mask = labels != NOISE
+    assert adjusted_rand_score(truth[order][mask], labels[mask]) > 0.9
+    assert segmentation.noise_share < 0.1
+    assert (a["nearest_segment"] >= 0).all()  # every user, outliers too, has a nearest segment
+    assert a.select(pl.col("x").is_finite().all(), pl.col("y").is_finite().all()).row(0) == (True, True)
+    sizes = a.filter(pl.col("segment_id") >= 0).group_by("segment_id").len().sort("segment_id")["len"].to_list()
+    assert sizes == sorted(sizes, reverse=True)  # segment 0 is the largest
+
+
+@pytest.mark.umap
+def test_seeded_segmentation_is_reproducible(user_vectors, segmentation):
+    again = fit_segments(user_vectors, ReduceConfig(), ClusterConfig(), seed=7)
+    assert again.assignments.equals(segmentation.assignments)
+
+
+@pytest.mark.umap
+def test_new_users_are_assigned(planted, user_vectors, segmentation):
+    index = VectorIndex().fit(user_vectors.ids, user_vectors.vectors)
+    got = assign_by_neighbours(user_vectors.vectors[:30], index, segmentation.assignments, k=10)
+    truth = dict(zip(segmentation.assignments["user_id"], segmentation.assignments["nearest_segment"]))
+    expect = [truth[u] for u in user_vectors.ids[:30]]
+    assert (got["segment_id"].to_numpy() == np.array(expect)).mean() > 0.9
+    assert got["confidence"].min() > 0.5
+
+
+@pytest.mark.umap
+def test_too_few_users_is_a_clear_error(user_vectors):
+    small = Embeddings(user_vectors.ids[:20], user_vectors.vectors[:20], "m")
+    with pytest.raises(DataError, match="too few for segments"):
+        fit_segments(small, ReduceConfig(), ClusterConfig(), seed=0)
+
+
+@pytest.mark.umap
+def test_profiles_explain_planted_segments(planted, segmentation, user_vectors):
+    ds, truth = planted
+    profiles = describe_segments(segmentation.assignments, ds.interactions, ds.items, describe_items(ds.items),
+                                 ds.users, top_n=5, user_vectors=user_vectors.vectors)  # fmt: skip
+    real = [p for p in profiles if p.segment_id >= 0]
+    assert len(real) == 3 and sum(p.size for p in profiles) == 150
+    # each planted group likes two genres: every segment's top two categories are one planted pair
+    pairs = [{"Action", "Comedy"}, {"Drama", "Horror"}, {"Romance", "Sci-Fi"}]
+    for p in real:
+        assert set(p.top_categories[:2]) in pairs, p.top_categories
+        assert p.category_lift[0] > 2
+        assert p.top_categories[0] in p.name
+        assert len(p.representative_users) == 5
+        assert {d.name for d in p.demographics} == {"gender", "age"}
+    assert len({p.name for p in profiles}) == len(profiles)
+    frame = profiles_to_frame(profiles)
+    assert frame.height == len(profiles) and frame["size"].sum() == 150
+
+
+def test_class_tfidf_hand_example():
+    # class 0 says "space" twice, class 1 "love" twice; "film" is everywhere and ranks below
+    got = class_tfidf({0: ["space film", "space film"], 1: ["love film", "love film"]}, top_n=2)
+    assert got == {0: ["space", "film"], 1: ["love", "film"]}
