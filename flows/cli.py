@@ -80,9 +80,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from segmentation.config import dump_config_toml
+    from segmentation.config import config_reference_markdown, dump_config_toml
 
-    print(dump_config_toml(_load(args)))
+    print(config_reference_markdown() if args.reference else dump_config_toml(_load(args)))
     return 0
 
 
@@ -133,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("config", help="print the effective configuration as TOML")
     _add_config_args(p)
+    p.add_argument("--reference", action="store_true", help="print the reference of every field (docs/CONFIG.md)")
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("show", help="print a run's headline figures")
     p.add_argument("run", nargs="?", default="runs/latest")

@@ -168,16 +168,48 @@ class ClusterConfig(_Section):
 class PredictorConfig(_Section):
     """Global rating model and per-segment fine-tuning."""
 
-    embedding_size: int = Field(64, ge=1, le=1024)
-    epochs: int = Field(60, ge=1, le=1000)
-    learning_rate: float = Field(0.01, gt=0.0)
-    reg: float = Field(0.05, ge=0.0)
-    batch_size: int = Field(1024, ge=16)
-    patience: int = Field(5, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: Literal["mf"] = Field(
+        "mf", description="Global model: 'mf' = biased matrix factorisation (PyTorch, early-stopped on validation)."
+    )
+    embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors of the MF model.")
+    epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
+    learning_rate: float = Field(0.01, gt=0.0, description="Adam learning rate of the global model.")
+    reg: float = Field(0.1, ge=0.0, description="L2 on the user and item factors of the rows in a batch.")
+    bias_reg: float = Field(0.01, ge=0.0, description="L2 on the user and item biases of the rows in a batch.")
+    batch_size: int = Field(4096, ge=16, description="Ratings per mini-batch.")
+    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation RMSE.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' trains on CUDA when present.")
     finetune: bool = Field(True, description="Fine-tune a copy of the global model per segment.")
-    finetune_epochs: int = Field(5, ge=1)
-    finetune_learning_rate: float = Field(0.002, gt=0.0)
+    finetune_strategies: list[Literal["bias+lowrank-delta", "full-l2"]] = Field(
+        default_factory=lambda: ["bias+lowrank-delta", "full-l2"],
+        description="Fine-tuning strategies tried per segment: 'bias+lowrank-delta' (frozen global weights plus "
+        "learned bias deltas and a low-rank item-factor delta) and 'full-l2' (all weights, L2-pulled to the global ones).",
+    )
+    finetune_epochs: int = Field(10, ge=1, description="Most fine-tuning epochs per segment and strategy.")
+    finetune_learning_rate: float = Field(0.002, gt=0.0, description="Adam learning rate when fine-tuning.")
+    finetune_reg: float = Field(
+        0.1, ge=0.0, description="L2 on the deltas (bias+lowrank-delta) or pull to the global weights (full-l2)."
+    )
+    finetune_rank: int = Field(4, ge=1, le=256, description="Rank of the item-factor delta of 'bias+lowrank-delta'.")
+    gate_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="Share of a segment's validation rows held back from early stopping and strategy choice; "
+        "a segment model is kept only if it beats the global one on these rows (see gate_level) and on all its "
+        "validation rows.",
+    )
+    gate_level: float = Field(
+        0.95,
+        gt=0.0,
+        lt=1.0,
+        description="Two-sided level of the paired user-bootstrap interval of the RMSE change on the gate rows; "
+        "a segment model is kept only if the whole interval is below zero (one-sided (1+level)/2 confidence).",
+    )
+    gate_bootstrap: int = Field(500, ge=50, le=100_000, description="Bootstrap resamples of the gate's interval.")
+    min_segment_valid: int = Field(
+        40, ge=2, description="Segments with fewer validation rows than this keep the global model untried."
+    )
 
 
 class RankerConfig(_Section):
@@ -313,3 +345,36 @@ def dump_config_toml(config: PipelineConfig) -> str:
         return d
 
     return tomli_w.dumps(strip_none(config.model_dump(mode="json")))
+
+
+def config_reference_markdown() -> str:
+    """Every configuration field with its type, default and description, as markdown (docs/CONFIG.md)."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `segmentation.config.PipelineConfig` by `segflow config --reference`; a test keeps it current.",
+        "Set fields in a TOML file (`segflow run --config FILE`), with `--set section.field=value`, or in the",
+        "Prefect UI's run form. Unknown keys are refused.",
+        "",
+    ]
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        rows, subs = [], []
+        for name, f in model.model_fields.items():
+            ann = f.annotation
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                subs.append((name, ann))
+                continue
+            default = f.get_default(call_default_factory=True)
+            shown = "" if default is None else json.dumps(default, default=str)
+            typ = str(ann).replace("typing.", "").replace("pathlib.", "").replace("<class '", "").replace("'>", "")
+            cells = [f"`{prefix}{name}`", f"`{typ}`", f"`{shown}`" if shown else "", f.description or ""]
+            rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        if rows:
+            lines.extend([f"## `{prefix.rstrip('.') or '(top level)'}`", "", "| field | type | default | meaning |",
+                          "| --- | --- | --- | --- |", *rows, ""])  # fmt: skip
+        for name, sub in subs:
+            walk(sub, f"{prefix}{name}.")
+
+    walk(PipelineConfig, "")
+    return "\n".join(lines)

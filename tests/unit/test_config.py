@@ -41,3 +41,12 @@ def test_missing_config_file(tmp_path):
 def test_bad_override_form():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(None, ["seed"])
+
+
+def test_docs_config_reference_is_current():
+    from pathlib import Path
+
+    from segmentation.config import config_reference_markdown
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
+    assert doc.read_text().strip() == config_reference_markdown().strip(), "run: segflow config --reference > docs/CONFIG.md"
