@@ -60,7 +60,7 @@ def fingerprint(*objs: Any) -> str:
 def _feed(h: "hashlib._Hash", o: Any) -> None:
     if isinstance(o, pl.DataFrame):
         h.update(str(o.schema).encode())
-        h.update(o.hash_rows(seed=0, seed_1=1, seed_2=2, seed_3=3).to_numpy().tobytes())
+        h.update(o.hash_rows(seed=0).to_numpy().tobytes())
     elif isinstance(o, np.ndarray):
         h.update(str(o.dtype).encode() + str(o.shape).encode())
         h.update(np.ascontiguousarray(o).tobytes() if o.dtype != object else "\x1f".join(map(str, o)).encode())
