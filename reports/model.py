@@ -43,3 +43,4 @@ class ReportInput:
     neighbours: dict[int, list[tuple[int, float]]] = field(default_factory=dict)
     category_lift: pl.DataFrame | None = None
     comparison: dict[str, Any] | None = None
+    user_ratings: pl.DataFrame | None = None

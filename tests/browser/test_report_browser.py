@@ -1,0 +1,141 @@
+"""Open every page of a rendered report in headless Chromium and check what a reader would see.
+
+Checks: no console error or page error, no request leaves ``file://``, every
+link resolves to a file, every chart draws data, hostile text stays text.
+Screenshots of the overview and one segment page go to tests/browser/screenshots/.
+"""
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+from tests.fixtures_report import HOSTILE_NAME, HOSTILE_TITLE, make_report_input, make_run_pair
+
+pytestmark = pytest.mark.browser
+
+# a real report to check as well: $SEGFLOW_REPORT_DIR, else the newest run's
+LATEST = Path(
+    os.environ.get("SEGFLOW_REPORT_DIR") or Path(__file__).resolve().parents[2] / "runs" / "latest" / "report"
+)
+
+SHOT_PAGES = {"index.html", "segment-0.html", "segment-outliers.html", "comparison.html"}
+
+# every chart div must hold plotly's SVG and at least one drawn datum
+CHART_STATE = """() => Array.from(document.querySelectorAll('.chart')).map(el => ({
+    id: el.id,
+    svg: el.querySelectorAll('.main-svg').length,
+    marks: el.querySelectorAll('.point, .hm image, .heatmaplayer image, .sankey-node').length,
+}))"""
+
+
+@pytest.fixture(scope="session")
+def synthetic_report(tmp_path_factory) -> Path:
+    """A 300-user, 5-segment report with a comparison page (run pair from the fixtures)."""
+    import dataclasses
+
+    from reports import render_report
+    from reports.compare import compare_runs
+
+    runs = make_run_pair(tmp_path_factory.mktemp("runs"), n_users=300)
+    data = dataclasses.replace(make_report_input(n_users=300, n_segments=5), comparison=compare_runs(*runs))
+    return render_report(data, tmp_path_factory.mktemp("report")).parent
+
+
+class Visit:
+    """One page load with everything the page tried to do recorded."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1400, "height": 900})
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.dialogs: list[str] = []
+
+        def guard(route):
+            if route.request.url.startswith("file://"):
+                route.continue_()
+            else:
+                self.outside.append(route.request.url)
+                route.abort()
+
+        self.context.route("**/*", guard)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("requestfailed", lambda r: r.url.startswith("file://") and self.errors.append(f"missing: {r.url}"))
+
+        def on_dialog(d):
+            self.dialogs.append(d.message)
+            d.dismiss()
+
+        self.page.on("dialog", on_dialog)
+        self.page.goto(url, wait_until="load")
+        self.page.wait_for_function(
+            "() => Array.from(document.querySelectorAll('.chart')).every(el => el.querySelector('.main-svg'))",
+            timeout=20_000,
+        )
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.mark.parametrize("which", ["synthetic", "latest"])
+def test_every_page_loads_clean(browser, synthetic_report, shots_dir, which):
+    """Every page: no error, no network, links resolve, charts drawn; screenshots of the key pages."""
+    folder = synthetic_report if which == "synthetic" else LATEST
+    if which == "latest" and not (LATEST / "index.html").is_file():
+        pytest.skip(f"no report at {LATEST} (run the pipeline first, or set SEGFLOW_REPORT_DIR)")
+    pages = sorted(folder.glob("*.html"))
+    assert len(pages) >= 2
+    for page in pages:
+        v = Visit(browser, page.as_uri())
+        try:
+            assert v.errors == [], f"{page.name}: {v.errors}"
+            assert v.outside == [], f"{page.name} tried the network: {v.outside}"
+            assert v.dialogs == [], f"{page.name} opened a dialog: {v.dialogs}"
+            charts = v.page.evaluate(CHART_STATE)
+            empty = [c["id"] for c in charts if not c["svg"] or not c["marks"]]
+            assert not empty, f"{page.name}: charts without data: {empty}"
+            for href in v.page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)"):
+                url = urlparse(href)
+                assert url.scheme == "file", f"{page.name} links outside the report: {href}"
+                assert Path(unquote(url.path)).is_file(), f"{page.name}: broken link {href}"
+            if page.name in SHOT_PAGES:
+                out = shots_dir / f"{which}-{page.stem}.png"
+                v.page.screenshot(path=str(out), full_page=True)
+                assert out.stat().st_size > 20_000
+        finally:
+            v.close()
+
+
+def test_the_checks_catch_errors_and_network_requests(browser, tmp_path):
+    """Negative control: a page that errs and reaches out is caught by ``Visit``."""
+    bad = tmp_path / "bad.html"
+    bad.write_text('<!doctype html><img src="https://cdn.example.com/x.png"><script>undefinedFunction()</script>')
+    v = Visit(browser, bad.as_uri())
+    try:
+        assert any("undefinedFunction" in e for e in v.errors)
+        assert v.outside == ["https://cdn.example.com/x.png"]
+    finally:
+        v.close()
+
+
+def test_hostile_text_stays_text(browser, synthetic_report):
+    v = Visit(browser, (synthetic_report / "segment-0.html").as_uri())
+    try:
+        body = v.page.locator("main").text_content()
+        assert HOSTILE_TITLE in body  # shown literally, not run
+        assert HOSTILE_NAME in v.page.locator("h1").text_content()
+        assert v.page.locator("main script").count() == 0
+        assert v.dialogs == []
+        # plotly draws the segment name as text too (category chart on the overview)
+    finally:
+        v.close()
+    v = Visit(browser, (synthetic_report / "index.html").as_uri())
+    try:
+        svg_text = " ".join(v.page.eval_on_selector_all("#chart-sizes text", "els => els.map(e => e.textContent)"))
+        assert "<i>Horror</i>" in svg_text
+        assert v.dialogs == []
+    finally:
+        v.close()

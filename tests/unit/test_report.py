@@ -1,0 +1,275 @@
+"""The HTML report, without a browser: files, escaping, links, offline assets, missing metrics."""
+
+import copy
+import dataclasses
+import json
+import re
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse
+
+import polars as pl
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/fixtures_report.py from any start directory
+
+from reports import render_report  # noqa: E402
+from reports.render import MAX_MAP_POINTS, fig_map, rating_verdict, segment_filename  # noqa: E402
+from tests.fixtures_report import HOSTILE_NAME, HOSTILE_TITLE, make_report_input  # noqa: E402
+
+
+class _Refs(HTMLParser):
+    """Collects href/src attributes and <script> tags of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.scripts: list[dict[str, str | None]] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.refs += [v for k, v in attrs if k in ("href", "src") and v]
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag == "script":
+            self.scripts.append(a)
+
+
+def _parse(page: Path) -> _Refs:
+    p = _Refs()
+    p.feed(page.read_text(encoding="utf-8"))
+    return p
+
+
+def _figures(page: Path) -> dict:
+    m = re.search(r'<script type="application/json" id="figures">(.*?)</script>', page.read_text(), re.S)
+    assert m, f"{page.name} has no figure block"
+    return json.loads(m.group(1))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    return render_report(make_report_input(n_users=150, n_segments=4), tmp_path_factory.mktemp("report"))
+
+
+def test_writes_overview_segment_pages_and_assets(report):
+    out = report.parent
+    assert report == out / "index.html"
+    names = {p.name for p in out.glob("*.html")}
+    assert names == {"index.html", "segment-0.html", "segment-1.html", "segment-2.html", "segment-3.html",
+                     "segment-outliers.html"}  # fmt: skip
+    assert {p.name for p in (out / "assets").iterdir()} == {"plotly.min.js", "style.css", "report.js"}
+    assert segment_filename(-1) == "segment-outliers.html" and segment_filename(7) == "segment-7.html"
+
+
+def test_plotly_js_is_shipped_exactly_once(report):
+    out = report.parent
+    copies = [p for p in out.rglob("*") if p.is_file() and "Copyright 2012" in p.read_text(errors="ignore")[:400]]
+    assert [p.relative_to(out).as_posix() for p in copies] == ["assets/plotly.min.js"]
+    for page in out.glob("*.html"):
+        srcs = [s.get("src") for s in _parse(page).scripts if s.get("src")]
+        assert srcs == ["assets/plotly.min.js", "assets/report.js"], page.name
+        assert page.stat().st_size < 300_000, f"{page.name} is {page.stat().st_size} bytes: is plotly.js inlined?"
+
+
+def test_every_link_resolves_and_nothing_points_outside(report):
+    out = report.parent
+    for page in out.glob("*.html"):
+        for ref in _parse(page).refs:
+            url = urlparse(ref)
+            assert not url.scheme and not url.netloc, f"{page.name} refers outside the report: {ref}"
+            assert (out / url.path).is_file(), f"{page.name}: broken link {ref}"
+    css = (out / "assets" / "style.css").read_text()
+    assert "url(" not in css and "@import" not in css and "@font-face" not in css
+
+
+def test_strings_from_data_are_escaped(report):
+    out = report.parent
+    pages = {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.html")}
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages["segment-0.html"]  # the title, as text
+    for name, text in pages.items():
+        assert HOSTILE_TITLE not in text, name
+        assert HOSTILE_NAME not in text and "<i>Horror</i>" not in text, name
+        assert len(_parse(out / name).scripts) == 3, name  # figures (JSON), plotly.min.js, report.js
+    assert "Sci-Fi &amp; &lt;i&gt;Horror&lt;/i&gt; fans" in pages["index.html"]
+    # plotly reads a little HTML: names drawn in charts are entity-escaped inside the JSON too
+    figs = json.dumps(_figures(out / "index.html"))
+    assert "&lt;i&gt;Horror&lt;/i&gt;" in figs and "<i>Horror" not in figs
+
+
+def test_every_chart_div_has_a_figure(report):
+    for page in report.parent.glob("*.html"):
+        figs = _figures(page)
+        charts = [i for i in _parse(page).ids if i.startswith("chart-")]
+        assert charts and set(charts) == set(figs), page.name
+        for spec in figs.values():
+            assert spec["data"] and spec["layout"]["title"]["text"]
+
+
+def test_overview_says_plainly_when_segmentation_did_not_help(report):
+    text = report.read_text()
+    assert "Segmentation did not improve rating accuracy." in text
+    assert "95 % CI −0.0011 to +0.0005" in text
+
+
+def test_verdicts_follow_the_confidence_interval():
+    m = copy.deepcopy(make_report_input().metrics)
+    m["rating"]["gain"] = {"rmse_change": -0.02, "ci": [-0.03, -0.01]}
+    m["rating"]["segmented"]["rmse"] = m["rating"]["global"]["rmse"] - 0.02
+    assert rating_verdict(m, {}).kind == "good"
+    m["rating"]["gain"] = {"rmse_change": 0.02, "ci": [0.01, 0.03]}
+    m["rating"]["segmented"]["rmse"] = m["rating"]["global"]["rmse"] + 0.02
+    assert rating_verdict(m, {}).kind == "bad"
+    # a gain recorded as global - segmented is turned around, not misread
+    m["rating"]["gain"] = {"rmse_change": -0.02, "ci": [-0.03, -0.01]}
+    v = rating_verdict(m, {})
+    assert v.kind == "bad" and "+0.0200" in v.detail
+    del m["rating"]["gain"]
+    m["rating"]["segmented"]["rmse"] = m["rating"]["global"]["rmse"] - 0.0004
+    assert rating_verdict(m, {}).headline == "Segmentation did not improve rating accuracy."
+    assert rating_verdict({}, {}).kind == "missing"
+
+
+def test_minimal_input_renders_not_computed(tmp_path):
+    index = render_report(make_report_input(complete=False), tmp_path)
+    text = index.read_text()
+    assert "Rating accuracy was not computed in this run." in text
+    assert text.count("Not computed in this run.") >= 5
+    page = (tmp_path / "segment-0.html").read_text()
+    assert "Not computed in this run." in page
+
+
+@pytest.mark.parametrize("section", ["data", "segmentation", "rating", "ranking", "beyond_accuracy", "fairness",
+                                     "timings", "versions", "models", "stability"])  # fmt: skip
+def test_each_metrics_section_may_be_missing(tmp_path, section):
+    data = make_report_input(n_users=60, n_segments=2)
+    metrics = {k: v for k, v in data.metrics.items() if k != section}
+    render_report(dataclasses.replace(data, metrics=metrics), tmp_path)
+    assert len(list(tmp_path.glob("*.html"))) == 4
+
+
+def test_odd_metric_shapes_do_not_crash(tmp_path):
+    data = make_report_input(n_users=60, n_segments=2)
+    metrics = {
+        "rating": {"global": {"rmse": None, "per_segment": {"0": None}}, "segmented": "n/a", "gain": [1, 2]},
+        "ranking": {"item-knn": {"ndcg@10": float("nan"), "per_segment": {"5": {"ndcg@10": 0.1}}}, "note": "x"},
+        "beyond_accuracy": [], "fairness": {"gap": 0.1, "by_group": {"a": [1, 2]}}, "segmentation": {"n_segments": "2"},
+        "timings": {"load": "fast"}, "versions": {"python": 3.11},
+    }  # fmt: skip
+    render_report(dataclasses.replace(data, metrics=metrics, segment_models=pl.DataFrame(), config={"seed": None}),
+                  tmp_path)  # fmt: skip
+    assert (tmp_path / "segment-outliers.html").is_file()
+
+
+def test_rerender_removes_stale_segment_pages(tmp_path):
+    render_report(make_report_input(n_users=80, n_segments=4), tmp_path)
+    assert (tmp_path / "segment-3.html").is_file()
+    render_report(make_report_input(n_users=80, n_segments=2), tmp_path)
+    assert not (tmp_path / "segment-3.html").exists()
+    assert len(list((tmp_path / "assets").glob("plotly*"))) == 1
+
+
+def test_segment_page_nav_and_content(report):
+    out = report.parent
+    first = (out / "segment-0.html").read_text()
+    assert 'href="segment-1.html"' in first and 'href="index.html"' in first
+    last = (out / "segment-outliers.html").read_text()
+    assert 'href="segment-3.html"' in last and "nearest segment" in last
+    assert "What to recommend to them" in first and "Representative users" in first
+
+
+def test_large_maps_are_sampled(monkeypatch):
+    data = make_report_input(n_users=400, n_segments=3)
+    monkeypatch.setattr("reports.render.MAX_MAP_POINTS", 100)
+    from reports.render import _segments
+
+    fig = fig_map(data, _segments(data))
+    assert sum(len(t.x) for t in fig.data) == 100
+    assert "sample of 100 of" in fig.layout.title.text
+    assert MAX_MAP_POINTS >= 5_000
+
+
+def test_ml100k_sized_report_is_small(tmp_path):
+    render_report(make_report_input(n_users=943, n_segments=12), tmp_path)
+    total = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
+    assert total < 10_000_000, total
+    assert len(list(tmp_path.glob("*.html"))) == 14
+
+
+def test_reports_package_does_not_import_prefect():
+    import subprocess
+
+    code = "import sys, reports; assert 'prefect' not in sys.modules; print(reports.__all__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "render_report" in out.stdout
+
+
+# ----------------------------------------------------------------------------- run comparison (issue 6)
+
+
+def test_compare_runs_matches_renumbered_segments_by_overlap(tmp_path):
+    from reports.compare import compare_runs
+    from tests.fixtures_report import make_run_pair
+
+    a, b = make_run_pair(tmp_path, n_users=200, moved=0.15)
+    r = compare_runs(a, b)
+    json.dumps(r)  # plain data, storable in a run folder
+    pairs = {m["segment_a"]: m["segment_b"] for m in r["matches"]}
+    assert pairs == {0: 0, 1: 2, 2: 1, 3: 3, -1: -1}  # B renumbered 1 <-> 2
+    assert all(m["jaccard"] > 0.6 for m in r["matches"] if m["segment_a"] != -1)
+    mig = r["migration"]
+    assert sum(map(sum, mig["counts"])) == r["n_common"] == 190
+    assert mig["cols"] == [0, 2, 1, 3, -1]  # ordered to read along the diagonal
+    diag = sum(mig["counts"][i][i] for i in range(4))
+    assert diag / r["n_common"] == pytest.approx(r["stayed_share"])
+    assert 0.6 < r["ari"] < 1
+    drift = {d["metric"]: d for d in r["metric_drift"]}
+    assert drift["rating.global.rmse"]["change"] == pytest.approx(0.01)
+    assert not any("per_segment" in k or k.startswith("timings") for k in drift)
+    assert r["summary"][0].startswith("4 segments before, 4 now: 4 matched")
+
+
+def test_compare_runs_reports_gone_and_new_segments(tmp_path):
+    from reports.compare import compare_runs
+    from tests.fixtures_report import make_report_input, write_run_folder
+
+    a = make_report_input(n_users=150, n_segments=3)
+    seg = a.assignments["segment_id"]
+    merged = a.assignments.with_columns(pl.when(seg == 2).then(0).otherwise(seg).cast(pl.Int32).alias("segment_id"))
+    r = compare_runs(write_run_folder(a, tmp_path / "a"), write_run_folder(dataclasses.replace(a, assignments=merged),
+                                                                           tmp_path / "b"))  # fmt: skip
+    gone = [m for m in r["matches"] if m["segment_b"] is None]
+    assert [m["segment_a"] for m in gone] == [2]
+    r2 = compare_runs(tmp_path / "b", tmp_path / "a")
+    assert [m["segment_b"] for m in r2["matches"] if m["segment_a"] is None] == [2]
+    assert "1 new" in r2["summary"][0]
+
+
+def test_compare_runs_names_a_folder_that_is_not_a_run(tmp_path):
+    from reports.compare import compare_runs
+
+    with pytest.raises(FileNotFoundError, match="users.parquet"):
+        compare_runs(tmp_path, tmp_path)
+
+
+def test_comparison_page_standalone_and_inside_a_report(tmp_path):
+    from reports.compare import compare_runs, render_comparison
+    from tests.fixtures_report import make_run_pair
+
+    a, b = make_run_pair(tmp_path / "runs")
+    result = compare_runs(a, b)
+    page = render_comparison(result, tmp_path / "standalone")
+    assert page.name == "comparison.html" and (page.parent / "assets" / "plotly.min.js").is_file()
+    assert set(_figures(page)) == {"chart-sankey", "chart-migration"}
+    assert all(not urlparse(ref).scheme for ref in _parse(page).refs)
+    assert 'href="index.html"' not in page.read_text()  # no overview to go back to
+
+    data = dataclasses.replace(make_report_input(n_users=200, n_segments=4), comparison=result)
+    index = render_report(data, tmp_path / "report")
+    assert 'href="comparison.html"' in index.read_text()
+    for ref in _parse(tmp_path / "report" / "comparison.html").refs:
+        assert (tmp_path / "report" / ref).is_file(), ref
+    render_report(dataclasses.replace(data, comparison=None), tmp_path / "report")
+    assert not (tmp_path / "report" / "comparison.html").exists()
