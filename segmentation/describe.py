@@ -89,11 +89,14 @@ def _tokens(text: str) -> list[str]:
     return [t for t in re.findall(r"[a-z][a-z'\-]+", text.lower()) if t not in _STOP and len(t) > 2]
 
 
-def class_tfidf(docs_by_class: dict[int, list[str]], top_n: int = 10) -> dict[int, list[str]]:
+def class_tfidf(docs_by_class: dict[int, list[str]], top_n: int = 10, *, exclude: frozenset[str] = frozenset(),
+                distinctive: bool = False) -> dict[int, list[str]]:  # fmt: skip
     """Class-based TF-IDF (Grootendorst 2022): w(t,c) = tf(t,c) / |c| * log(1 + A / f(t)).
 
     ``tf(t,c)`` counts term t in class c's documents joined, ``A`` is the mean number of
-    terms per class and ``f(t)`` the count of t over all classes.
+    terms per class and ``f(t)`` the count of t over all classes. Terms in ``exclude`` are
+    skipped; with ``distinctive``, a term is kept only where its share of the class's terms
+    exceeds its share of all terms (lift > 1), so words every class uses do not label any.
     """
     counts: dict[int, dict[str, int]] = {}
     total: dict[str, int] = {}
@@ -101,17 +104,20 @@ def class_tfidf(docs_by_class: dict[int, list[str]], top_n: int = 10) -> dict[in
         cnt: dict[str, int] = {}
         for d in docs:
             for t in _tokens(d):
-                cnt[t] = cnt.get(t, 0) + 1
+                if t not in exclude:
+                    cnt[t] = cnt.get(t, 0) + 1
         counts[c] = cnt
         for t, v in cnt.items():
             total[t] = total.get(t, 0) + v
     if not total:
         return {c: [] for c in docs_by_class}
-    avg = sum(total.values()) / max(len(counts), 1)
+    grand = sum(total.values())
+    avg = grand / max(len(counts), 1)
     out = {}
     for c, cnt in counts.items():
         size = sum(cnt.values()) or 1
-        scores = {t: (v / size) * math.log(1 + avg / total[t]) for t, v in cnt.items()}
+        scores = {t: (v / size) * math.log(1 + avg / total[t]) for t, v in cnt.items()
+                  if not distinctive or (v / size) > (total[t] / grand)}  # fmt: skip
         out[c] = [t for t, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]]
     return out
 
@@ -204,7 +210,9 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         int(sid): [desc.get(i, "") for i in grp["item_id"]]
         for (sid,), grp in inter.filter(pl.col("liked")).group_by("segment_id")
     }
-    keywords = class_tfidf(liked_docs, top_n=top_n)
+    # categories are shown with their lifts already; keywords should add what they do not say
+    category_words = frozenset(t for cats in items["categories"].to_list() for c in cats for t in _tokens(c))
+    keywords = class_tfidf(liked_docs, top_n=top_n, exclude=category_words, distinctive=True)
 
     profiles = []
     for sid in sorted(assignments["segment_id"].unique().to_list()):

@@ -126,3 +126,9 @@ def test_class_tfidf_hand_example():
     # class 0 says "space" twice, class 1 "love" twice; "film" is everywhere and ranks below
     got = class_tfidf({0: ["space film", "space film"], 1: ["love film", "love film"]}, top_n=2)
     assert got == {0: ["space", "film"], 1: ["love", "film"]}
+
+
+def test_class_tfidf_distinctive_drops_shared_words():
+    docs = {0: ["space drama", "space drama"], 1: ["love drama", "love drama"], 2: ["war drama"]}
+    got = class_tfidf(docs, top_n=3, exclude=frozenset({"war"}), distinctive=True)
+    assert got == {0: ["space"], 1: ["love"], 2: ["drama"]}  # "drama" is all class 2 says once "war" is excluded
