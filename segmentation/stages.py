@@ -42,6 +42,7 @@ from segmentation.pipeline import (
     segment_neighbours,
     summarise_data,
     summarise_segmentation,
+    versions,
     write_outputs,
 )
 from segmentation.pipeline import embed_items as _embed_items
@@ -248,6 +249,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
         "models": {"global": getattr(global_model, "summary", lambda: {})(),
                    "segments": segment_models.report_.to_dicts() if hasattr(segment_models, "report_") else []},
         "timings": {**timings, "embedding": encoder_stats, "rankers": rankings.seconds},
+        "versions": versions(),
     }  # fmt: skip
     full = json_safe(full)
     with writer:
@@ -261,5 +263,6 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
             assignments=segmentation.assignments, profiles=described.profiles,
             segment_models=getattr(segment_models, "report_", None), recommendations=rankings.by_segment,
             neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
+            user_ratings=split.train_full.select("user_id", "rating"),
         ), writer.path / "report")  # fmt: skip
     return str(writer.final_path)
