@@ -154,17 +154,16 @@ def rank(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmen
 
     train = split.train_full
     test_users = split.test["user_id"].unique().sort().to_list()
-    recs, seconds = {}, {}
+    primary = config.rankers[-1]
+    recs, seconds, by_segment = {}, {}, {}
     for name in config.rankers:
         t0 = time.perf_counter()
         ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed)
         recs[name] = ranker.recommend(test_users, evaluation.k, exclude_seen=True)
+        if name == primary:  # what to recommend to each segment, from every member's list
+            everyone = ranker.recommend(segmentation.assignments["user_id"].to_list(), evaluation.k, exclude_seen=True)
+            by_segment = recommend_for_segments(everyone, segmentation.assignments, dataset.items, n=evaluation.k)
         seconds[name] = round(time.perf_counter() - t0, 3)
-    primary = config.rankers[-1]
-    all_users = segmentation.assignments["user_id"].to_list()
-    ranker = make_ranker(primary, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed)
-    by_segment = recommend_for_segments(ranker.recommend(all_users, evaluation.k, exclude_seen=True),
-                                        segmentation.assignments, dataset.items, n=evaluation.k)  # fmt: skip
     return Rankings(recs, by_segment, primary, seconds)
 
 
