@@ -1,232 +1,491 @@
 """Evaluation: rating accuracy, top-k ranking, beyond-accuracy and fairness, overall and per segment.
 
-Formulas (k = list length, R_u = relevant test items of user u, L_u = the user's top-k list):
+The metric formulas live in :mod:`segmentation._metrics` (each with its formula and a
+reference) and are re-exported here. This module aggregates them over users, segments and
+user groups, adds bootstrap confidence intervals over users, and returns JSON-ready dicts
+(plain ``float``/``int``/``str``/``None``; undefined values are ``None``, never NaN).
 
-- RMSE = sqrt(mean((y - ŷ)²)); MAE = mean(|y - ŷ|).
-- precision@k = |L_u ∩ R_u| / k; recall@k = |L_u ∩ R_u| / |R_u|; hit@k = 1[|L_u ∩ R_u| > 0].
-- NDCG@k = DCG@k / IDCG@k with DCG = Σ_{i ≤ k} rel_i / log2(i + 1) and IDCG over min(k, |R_u|) hits
-  (Järvelin & Kekäläinen 2002). Averaged over users with at least one relevant test item.
-- coverage = distinct recommended items / catalogue items seen in train.
-- novelty = mean over recommended items of -log2(popularity share of the item in train users)
-  (Zhou et al. 2010).
-- ILS@k = mean pairwise cosine distance between the embeddings of a list's items (Ziegler et al. 2005).
+Conventions:
+
+- Ranking metrics are averaged over the users with at least one relevant test item
+  (test rating ``>= relevance_threshold``); a user with no list scores 0.
+- Beyond-accuracy metrics are taken over every list in ``recs`` (cut to ``k``); serendipity,
+  which needs relevance, over the users of the ranking metrics.
+- Popularity ``φ(i)`` = share of train users who interacted with item ``i``.
+- Fairness: for each grouping column (``segment_id``, ``gender``, ``age_band``, ``activity``)
+  present in ``groups``, the per-group values of a metric, the max-min gap and its bootstrap
+  95 % CI (:func:`group_gap`).
+
+>>> import polars as pl
+>>> test = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "2"], "rating": [5.0, 2.0]})
+>>> recs = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "3"], "rank": [1, 2]})
+>>> ranking_per_user(recs, test, k=2, relevance_threshold=4.0)["ndcg"].to_list()
+[1.0]
 """
 
 import logging
+import math
+import time
+from collections.abc import Sequence
 
 import numpy as np
 import polars as pl
 
 from embeddings.encoder import Embeddings
+from segmentation._metrics import (
+    average_precision_at_k,
+    bootstrap_ci,
+    calibration_kl,
+    catalogue_coverage,
+    expected_calibration_error,
+    gini_index,
+    group_gap,
+    hit_at_k,
+    intra_list_diversity,
+    mae,
+    ndcg_at_k,
+    novelty,
+    popularity_bias,
+    precision_at_k,
+    rating_calibration,
+    recall_at_k,
+    reciprocal_rank_at_k,
+    rmse,
+    serendipity,
+)
 
 __all__ = [
+    "GROUP_COLUMNS",
+    "USER_GROUPS",
+    "average_precision_at_k",
     "bootstrap_ci",
+    "calibration_kl",
+    "catalogue_coverage",
     "evaluate_rankings",
     "evaluate_ratings",
+    "expected_calibration_error",
+    "gini_index",
+    "group_gap",
+    "hit_at_k",
+    "intra_list_diversity",
     "mae",
     "ndcg_at_k",
+    "novelty",
+    "popularity_bias",
+    "precision_at_k",
+    "ranking_per_user",
+    "rating_calibration",
+    "recall_at_k",
+    "reciprocal_rank_at_k",
     "rmse",
+    "serendipity",
     "user_groups",
 ]
 
 logger = logging.getLogger(__name__)
 
-
-def rmse(y: np.ndarray, pred: np.ndarray) -> float:
-    """Root mean squared error; NaN for empty input."""
-    y, pred = np.asarray(y, float), np.asarray(pred, float)
-    return float(np.sqrt(np.mean((y - pred) ** 2))) if len(y) else float("nan")
-
-
-def mae(y: np.ndarray, pred: np.ndarray) -> float:
-    """Mean absolute error; NaN for empty input."""
-    y, pred = np.asarray(y, float), np.asarray(pred, float)
-    return float(np.mean(np.abs(y - pred))) if len(y) else float("nan")
+#: Output of :func:`user_groups`; attributes a source lacks are null.
+USER_GROUPS = pl.Schema({"user_id": pl.String, "gender": pl.String, "age_band": pl.String, "activity": pl.String})
+#: Columns of ``groups`` that fairness gaps are computed across, when present and not all null.
+GROUP_COLUMNS = ("segment_id", "gender", "age_band", "activity")
+#: Age bands (lower bound inclusive) used when the users frame has a numeric ``age`` column.
+AGE_BANDS = ((0, "<18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "55+"))
+_RANK_METRICS = ("precision", "recall", "ndcg", "hit", "mrr", "map")
 
 
-def ndcg_at_k(ranked: list[str], relevant: set[str], k: int) -> float:
-    """NDCG@k of one list with binary relevance; 0 when nothing is relevant."""
-    if not relevant:
-        return 0.0
-    dcg = sum(1.0 / np.log2(i + 2) for i, item in enumerate(ranked[:k]) if item in relevant)
-    idcg = sum(1.0 / np.log2(i + 2) for i in range(min(k, len(relevant))))
-    return float(dcg / idcg)
+def _f(v: float | None) -> float | None:
+    """A JSON-ready float: None for None/NaN/inf."""
+    if v is None:
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
 
 
-def bootstrap_ci(values_by_user: dict[str, float] | np.ndarray, *, n_boot: int = 200, seed: int = 0,
-                 alpha: float = 0.05) -> list[float]:  # fmt: skip
-    """Percentile bootstrap CI of the mean of per-user values."""
-    v = np.asarray(list(values_by_user.values()) if isinstance(values_by_user, dict) else values_by_user, float)
-    if len(v) == 0 or n_boot == 0:
-        return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    means = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
-    return [float(np.quantile(means, alpha / 2)), float(np.quantile(means, 1 - alpha / 2))]
+def _ci(ci: list[float] | None) -> list[float] | None:
+    if ci is None or not all(math.isfinite(c) for c in ci):
+        return None
+    return [float(c) for c in ci]
+
+
+def _clean_gap(gap: dict) -> dict:
+    return {
+        "groups": {str(g): _f(v) for g, v in gap["groups"].items()},
+        "n": {str(g): int(n) for g, n in gap["n"].items()},
+        "gap": _f(gap["gap"]),
+        "gap_ci": _ci(gap["gap_ci"]),
+        "max_group": gap["max_group"],
+        "min_group": gap["min_group"],
+    }
+
+
+# ----------------------------------------------------------------------------- user groups
 
 
 def user_groups(users: pl.DataFrame | None, interactions: pl.DataFrame) -> pl.DataFrame:
-    """user_id with fairness groups: gender, age_band and activity quartile (missing attributes skipped)."""
+    """Fairness groups of every user: gender, age band and activity quartile.
+
+    Tolerates missing attributes: without a users frame, or without its ``gender`` / ``age``
+    (or ready-made ``age_band``) column, that column is null. ``activity`` is the quartile of
+    the user's interaction count in ``interactions`` (``Q1 (least active)`` … ``Q4 (most
+    active)``; thresholds are the linearly interpolated 25/50/75 % quantiles, so equal counts share a quartile);
+    users with no interactions get ``none``.
+
+    Args:
+        users: ``user_id`` plus attribute columns (String or numeric), or None.
+        interactions: frame with at least ``user_id`` (schema ``segmentation.data.INTERACTIONS``).
+
+    Returns:
+        Frame with schema ``USER_GROUPS``, one row per user of ``interactions`` or ``users``,
+        sorted by user id.
+    """
     act = interactions.group_by("user_id").len()
-    q = [float(act["len"].quantile(p) or 0) for p in (0.25, 0.5, 0.75)]
-    out = act.select(
-        "user_id",
-        pl.when(pl.col("len") <= q[0]).then(pl.lit("Q1 (least active)"))
-        .when(pl.col("len") <= q[1]).then(pl.lit("Q2"))
-        .when(pl.col("len") <= q[2]).then(pl.lit("Q3"))
-        .otherwise(pl.lit("Q4 (most active)")).alias("activity"),
+    counts = act["len"].cast(pl.Float64)
+    q = [float(counts.quantile(p, "linear") or 0.0) for p in (0.25, 0.5, 0.75)] if act.height else [0.0] * 3
+    n = pl.col("len")
+    activity = act.select(
+        pl.col("user_id").cast(pl.String),
+        pl.when(n <= q[0]).then(pl.lit("Q1 (least active)")).when(n <= q[1]).then(pl.lit("Q2"))
+        .when(n <= q[2]).then(pl.lit("Q3")).otherwise(pl.lit("Q4 (most active)")).alias("activity"),
     )  # fmt: skip
-    if users is not None:
-        cols = [pl.col("user_id")]
-        if "gender" in users.columns:
-            cols.append(pl.col("gender").cast(pl.String))
-        if "age" in users.columns:
-            age = pl.col("age").cast(pl.Float64, strict=False)
-            cols.append(
-                pl.when(age < 25).then(pl.lit("<25")).when(age < 35).then(pl.lit("25-34"))
-                .when(age < 50).then(pl.lit("35-49")).when(age.is_not_null()).then(pl.lit("50+"))
-                .otherwise(pl.lit("unknown")).alias("age_band")
-            )  # fmt: skip
-        out = out.join(users.select(cols), on="user_id", how="left")
-    return out
+    if users is None or "user_id" not in users.columns:
+        attrs = pl.DataFrame(schema={"user_id": pl.String})
+    else:
+        attrs = users.select(pl.col("user_id").cast(pl.String)).with_columns(
+            _gender(users).alias("gender"), _age_band(users).alias("age_band")
+        )
+    ids = pl.concat([activity.select("user_id"), attrs.select("user_id")]).unique()
+    out = ids.join(activity, on="user_id", how="left").with_columns(pl.col("activity").fill_null("none"))
+    if "gender" in attrs.columns:
+        out = out.join(attrs.unique("user_id", keep="first"), on="user_id", how="left")
+    out = out.with_columns(
+        *(pl.lit(None, pl.String).alias(c) for c in ("gender", "age_band") if c not in out.columns)
+    ).select(list(USER_GROUPS))
+    key = out["user_id"].cast(pl.Int64, strict=False)
+    if key.null_count() == 0:
+        return out.with_columns(key.alias("_k")).sort("_k").drop("_k")
+    return out.sort("user_id")
 
 
-def _gap(per_group: dict[str, dict], metric: str) -> dict:
-    vals = {g: v[metric] for g, v in per_group.items() if v.get("n", 0) >= 5 and np.isfinite(v[metric])}
-    if len(vals) < 2:
-        return {"groups": per_group, "gap": None}
-    hi, lo = max(vals, key=vals.get), min(vals, key=vals.get)
-    return {"groups": per_group, "gap": float(vals[hi] - vals[lo]), "max_group": hi, "min_group": lo}
+def _gender(users: pl.DataFrame) -> pl.Series:
+    if "gender" not in users.columns:
+        return pl.Series("gender", [None] * users.height, pl.String)
+    g = users["gender"].cast(pl.String).str.strip_chars()
+    return g.replace({"": None}).alias("gender")
 
 
-def _per_user_gap_ci(per_user: pl.DataFrame, column: str, value: str, *, n_boot: int, seed: int) -> list[float]:
-    """Bootstrap (over users) CI of the max-min gap of a per-user metric's group means."""
-    frame = per_user.drop_nulls(column)
-    if frame[column].n_unique() < 2 or n_boot == 0:
-        return [float("nan"), float("nan")]
-    rng = np.random.default_rng(seed)
-    groups = frame[column].to_numpy()
-    vals = frame[value].to_numpy()
-    labels = np.unique(groups)
-    gaps = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, len(vals), len(vals))
-        g, v = groups[idx], vals[idx]
-        means = [v[g == lab].mean() for lab in labels if (g == lab).sum() >= 5]
-        if len(means) >= 2:
-            gaps.append(max(means) - min(means))
-    return [float(np.quantile(gaps, 0.025)), float(np.quantile(gaps, 0.975))] if gaps else [float("nan")] * 2
+def _age_band(users: pl.DataFrame) -> pl.Series:
+    if "age_band" in users.columns:
+        return users["age_band"].cast(pl.String).alias("age_band")
+    if "age" not in users.columns:
+        return pl.Series("age_band", [None] * users.height, pl.String)
+    age = users["age"].cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+    expr = pl.lit(None, pl.String)
+    for lo, name in AGE_BANDS:  # ascending: the last (highest) band is tested first
+        expr = pl.when(pl.col("a") >= lo).then(pl.lit(name)).otherwise(expr)
+    return pl.DataFrame({"a": age}).select(expr.alias("age_band"))["age_band"]
+
+
+def _check_groups(groups: pl.DataFrame) -> pl.DataFrame:
+    if "user_id" not in groups.columns:
+        raise ValueError(f"groups must have a user_id column (given columns: {groups.columns})")
+    dup = groups.height - groups["user_id"].n_unique()
+    if dup:
+        raise ValueError(f"groups has {dup} duplicate user_id rows; give one row per user")
+    cols = [c for c in GROUP_COLUMNS if c in groups.columns and groups[c].null_count() < groups.height]
+    return groups.select("user_id", *(pl.col(c).cast(pl.String) for c in cols))
+
+
+# ----------------------------------------------------------------------------- ratings
 
 
 def evaluate_ratings(test: pl.DataFrame, predictions: dict[str, np.ndarray], groups: pl.DataFrame, *,
-                     n_boot: int = 200, seed: int = 0) -> dict:  # fmt: skip
-    """RMSE/MAE with CIs, calibration, per segment and fairness gaps, for each prediction system."""
-    frame = test.select("user_id", "rating").join(groups, on="user_id", how="left", maintain_order="left")
-    group_cols = [c for c in ("segment_id", "gender", "age_band", "activity") if c in frame.columns]
-    out = {}
+                     n_boot: int = 200, seed: int = 0, min_group_size: int = 5) -> dict:  # fmt: skip
+    """Rating accuracy of each prediction system: overall with CIs, calibration, per segment and fairness.
+
+    Args:
+        test: held-out ratings (``user_id``, ``rating``, …).
+        predictions: system name -> (n_test,) predicted ratings aligned with ``test``'s rows.
+        groups: one row per user: ``user_id`` plus optional ``segment_id`` (Int32) and
+            ``gender``/``age_band``/``activity`` (see :func:`user_groups`). Test users missing
+            from it are left out of the per-group figures only.
+        n_boot: bootstrap resamples (over users) for the CIs; 0 skips them.
+        seed: seed of the bootstrap.
+        min_group_size: groups with fewer users are reported but left out of the gaps.
+
+    Returns:
+        ``{system: {"rmse", "mae", "n", "n_users", "rmse_ci", "mae_ci", "calibration": {"ece",
+        "mean_predicted", "mean_observed", "bins"}, "per_segment": {segment: {"rmse", "mae",
+        "n", "rmse_ci"}}, "fairness": {column: {"rmse": gap}}}}`` where a gap is
+        ``{"groups", "n", "gap", "gap_ci", "max_group", "min_group"}``.
+
+    Raises:
+        ValueError: a prediction array's length differs from ``test``'s, or holds NaN/inf.
+    """
+    t0 = time.perf_counter()
+    g = _check_groups(groups)
+    base = test.select(pl.col("user_id").cast(pl.String), pl.col("rating").cast(pl.Float64))
+    out: dict = {}
     for name, pred in predictions.items():
-        f = frame.with_columns(pl.Series("pred", np.asarray(pred, float)), ((pl.Series("pred", np.asarray(pred, float)) - pl.col("rating")) ** 2).alias("se"))
-        per_user = f.group_by(["user_id", *group_cols]).agg(pl.col("se").mean().alias("mse"))
-        res = {"rmse": rmse(f["rating"], f["pred"]), "mae": mae(f["rating"], f["pred"]), "n": f.height}
-        rng = np.random.default_rng(seed)
-        users = f["user_id"].unique().sort()
-        if n_boot and users.len():
-            pos = {u: i for i, u in enumerate(users)}
-            uidx = np.fromiter((pos[u] for u in f["user_id"]), np.int64, f.height)
-            se = f["se"].to_numpy()
-            sums = np.bincount(uidx, se, len(users))
-            cnts = np.bincount(uidx, minlength=len(users))
-            boots = []
-            for _ in range(n_boot):
-                w = np.bincount(rng.integers(0, len(users), len(users)), minlength=len(users))
-                boots.append(np.sqrt((w * sums).sum() / max((w * cnts).sum(), 1)))
-            res["rmse_ci"] = [float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))]
-        # calibration of predicted ratings: mean observed per predicted bin
-        bins = f.with_columns(pl.col("pred").round(0).clip(1, 5).alias("bin")).group_by("bin").agg(
-            pl.col("pred").mean().alias("predicted"), pl.col("rating").mean().alias("observed"), pl.len().alias("n")
-        ).sort("bin")
-        res["calibration"] = {
-            "bins": bins.to_dicts(),
-            "ece": float((bins["n"] * (bins["predicted"] - bins["observed"]).abs()).sum() / max(bins["n"].sum(), 1)),
+        p = np.asarray(pred, dtype=np.float64).ravel()
+        if p.size != test.height:
+            raise ValueError(f"predictions[{name!r}] has {p.size} values; test has {test.height} rows")
+        if not np.isfinite(p).all():
+            raise ValueError(f"predictions[{name!r}] holds {int((~np.isfinite(p)).sum())} NaN or infinite values")
+        f = base.with_columns(pl.Series("pred", p)).with_columns(
+            ((pl.col("pred") - pl.col("rating")) ** 2).alias("se"),
+            (pl.col("pred") - pl.col("rating")).abs().alias("ae"),
+        )
+        per_user = (f.group_by("user_id").agg(pl.col("se").sum(), pl.col("ae").sum(), pl.len().alias("n"))
+                    .sort("user_id").join(g, on="user_id", how="left"))  # fmt: skip
+        y = f["rating"].to_numpy()
+        se, ae, n = per_user["se"].to_numpy(), per_user["ae"].to_numpy(), per_user["n"].to_numpy()
+        bins = rating_calibration(y, p)
+        res: dict = {
+            "rmse": _f(rmse(y, p)),
+            "mae": _f(mae(y, p)),
+            "n": int(f.height),
+            "n_users": int(per_user.height),
+            "rmse_ci": _ci(bootstrap_ci(se, denominators=n, transform=math.sqrt, n_boot=n_boot, seed=seed)),
+            "mae_ci": _ci(bootstrap_ci(ae, denominators=n, n_boot=n_boot, seed=seed)),
+            "calibration": {
+                "ece": _f(expected_calibration_error(bins)),
+                "mean_predicted": _f(float(p.mean())) if p.size else None,
+                "mean_observed": _f(float(y.mean())) if y.size else None,
+                "bins": bins,
+            },
+            "per_segment": {},
+            "fairness": {},
         }
-        res["per_segment"] = {
-            str(s): {"rmse": rmse(g["rating"], g["pred"]), "mae": mae(g["rating"], g["pred"]), "n": g.height}
-            for (s,), g in f.group_by("segment_id", maintain_order=True)
-        } if "segment_id" in f.columns else {}  # fmt: skip
-        fair = {}
-        for col in group_cols:
-            per_group = {str(k): {"rmse": rmse(g["rating"], g["pred"]), "n": g["user_id"].n_unique()}
-                         for (k,), g in f.drop_nulls(col).group_by(col)}  # fmt: skip
-            fair[col] = _gap(per_group, "rmse")
-            fair[col]["gap_ci"] = _per_user_gap_ci(per_user.with_columns(pl.col("mse").sqrt()), col, "mse",
-                                                   n_boot=min(n_boot, 200), seed=seed)  # fmt: skip
-        res["fairness"] = fair
+        if "segment_id" in per_user.columns:
+            for seg in _sorted_labels(per_user["segment_id"].drop_nulls().unique().to_list()):
+                m = (per_user["segment_id"] == seg).to_numpy()
+                tot = float(n[m].sum())
+                res["per_segment"][str(seg)] = {
+                    "rmse": _f(math.sqrt(se[m].sum() / tot)), "mae": _f(ae[m].sum() / tot), "n": int(tot),
+                    "n_users": int(m.sum()),
+                    "rmse_ci": _ci(bootstrap_ci(se[m], denominators=n[m], transform=math.sqrt, n_boot=n_boot, seed=seed)),
+                }  # fmt: skip
+        for col in (c for c in GROUP_COLUMNS if c in per_user.columns):
+            labels = per_user[col].to_list()
+            res["fairness"][col] = {"rmse": _clean_gap(group_gap(se, labels, denominators=n, transform=math.sqrt,
+                                                                 n_boot=n_boot, seed=seed,
+                                                                 min_group_size=min_group_size))}  # fmt: skip
         out[name] = res
+    logger.info("rating evaluation of %d systems on %d rows in %.2fs", len(predictions), test.height,
+                time.perf_counter() - t0)  # fmt: skip
     return out
 
 
-def _ranking_per_user(recs: pl.DataFrame, test: pl.DataFrame, k: int, threshold: float) -> pl.DataFrame:
-    relevant = test.filter(pl.col("rating") >= threshold).group_by("user_id").agg(pl.col("item_id").alias("rel"))
-    lists = recs.filter(pl.col("rank") <= k).sort(["user_id", "rank"]).group_by("user_id").agg(pl.col("item_id").alias("top"))
+def _sorted_labels(labels: list) -> list:
+    try:
+        return sorted(labels, key=float)
+    except (TypeError, ValueError):
+        return sorted(labels, key=str)
+
+
+# ----------------------------------------------------------------------------- rankings
+
+
+def _lists(recs: pl.DataFrame, k: int) -> dict[str, list[str]]:
+    """Each user's top-k item ids, best first (by ``rank``)."""
+    if not {"user_id", "item_id", "rank"} <= set(recs.columns):
+        raise ValueError(f"recommendations need user_id, item_id and rank columns (given: {recs.columns})")
+    top = (recs.filter(pl.col("rank") <= k).sort(["user_id", "rank"])
+           .group_by("user_id", maintain_order=True).agg(pl.col("item_id")))  # fmt: skip
+    return dict(zip(top["user_id"].to_list(), top["item_id"].to_list()))
+
+
+def _relevant(test: pl.DataFrame, threshold: float) -> dict[str, set[str]]:
+    rel = test.filter(pl.col("rating") >= threshold).group_by("user_id").agg(pl.col("item_id"))
+    return {u: set(items) for u, items in rel.iter_rows()}
+
+
+def ranking_per_user(recs: pl.DataFrame, test: pl.DataFrame, *, k: int, relevance_threshold: float) -> pl.DataFrame:
+    """Per-user top-k accuracy for every user with at least one relevant test item.
+
+    Args:
+        recs: ``user_id``, ``item_id``, ``rank`` (1-based) rows (``segmentation.rank.RECOMMENDATIONS``).
+        test: held-out ``user_id``, ``item_id``, ``rating`` rows.
+        k: cut-off.
+        relevance_threshold: test ratings at or above it are relevant.
+
+    Returns:
+        ``user_id``, ``precision``, ``recall``, ``ndcg``, ``hit``, ``mrr``, ``map`` (Float64), sorted by user.
+    """
+    lists = _lists(recs, k)
+    rel = _relevant(test, relevance_threshold)
     rows = []
-    for u, rel, top in relevant.join(lists, on="user_id", how="left").iter_rows():
-        top = top or []
-        rel_set = set(rel)
-        hits = [i for i in top if i in rel_set]
-        rr = next((1.0 / (r + 1) for r, i in enumerate(top) if i in rel_set), 0.0)
-        ap = sum((n + 1) / (r + 1) for n, r in enumerate(r for r, i in enumerate(top) if i in rel_set)) / min(k, len(rel_set))
-        rows.append((u, len(hits) / k, len(hits) / len(rel_set), ndcg_at_k(top, rel_set, k), float(bool(hits)), rr, ap))
-    return pl.DataFrame(rows, schema=["user_id", "precision", "recall", "ndcg", "hit", "mrr", "map"], orient="row")
+    for u in sorted(rel):
+        lst, r = lists.get(u, []), rel[u]
+        rows.append((u, precision_at_k(lst, r, k), recall_at_k(lst, r, k), ndcg_at_k(lst, r, k), hit_at_k(lst, r, k),
+                     reciprocal_rank_at_k(lst, r, k), average_precision_at_k(lst, r, k)))  # fmt: skip
+    schema = {"user_id": pl.String, **{m: pl.Float64 for m in _RANK_METRICS}}
+    return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def evaluate_rankings(recs: dict[str, pl.DataFrame], test: pl.DataFrame, train: pl.DataFrame, *, k: int,
                       relevance_threshold: float, item_embeddings: Embeddings | None, items: pl.DataFrame | None,
-                      groups: pl.DataFrame, n_boot: int = 200, seed: int = 0) -> tuple[dict, dict]:  # fmt: skip
-    """Top-k accuracy and beyond-accuracy of each ranker, overall, per segment and per user group."""
-    pop = train.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n"))
-    n_users = train["user_id"].n_unique()
-    pop_share = dict(zip(pop["item_id"], (pop["n"] / n_users).to_list()))
-    n_catalogue = pop.height
-    emb_pos = item_embeddings.index_of() if item_embeddings is not None else {}
+                      groups: pl.DataFrame, n_boot: int = 200, seed: int = 0, min_group_size: int = 5,
+                      fairness_metrics: Sequence[str] = ("ndcg",)) -> tuple[dict, dict]:  # fmt: skip
+    """Top-k accuracy and beyond-accuracy of each ranker, overall, per segment and per user group.
+
+    Args:
+        recs: ranker name -> recommendations (``user_id``, ``item_id``, ``rank``; longer lists are cut to ``k``).
+        test: held-out ratings; relevant = rating ``>= relevance_threshold``.
+        train: the ratings the rankers were fitted on (popularity, user profiles, "seen" items).
+        k: list length; metric labels carry it (``ndcg@10``).
+        relevance_threshold: see ``test``.
+        item_embeddings: item vectors for intra-list diversity, or None (``ils@k`` is then None).
+        items: the catalogue (``item_id``, ``categories``) for coverage and genre calibration, or
+            None (coverage is then over train items and ``calibration_kl`` is None).
+        groups: one row per user: ``user_id`` plus optional ``segment_id`` and
+            ``gender``/``age_band``/``activity``.
+        n_boot: bootstrap resamples for the CIs; 0 skips them.
+        seed: seed of the bootstrap.
+        min_group_size: groups with fewer users are reported but left out of the gaps.
+        fairness_metrics: which per-user ranking metrics (names without ``@k``) get fairness gaps.
+
+    Returns:
+        ``(ranking, beyond_accuracy)``. ``ranking[system]`` holds ``precision@k``, ``recall@k``,
+        ``ndcg@k``, ``hit@k``, ``mrr@k``, ``map@k`` with ``*_ci``, ``n_users``, ``per_segment``
+        (segment -> the same metrics, ``ndcg@k_ci`` and ``n``) and ``fairness`` (column -> metric
+        label -> gap). ``beyond_accuracy[system]`` holds ``coverage``, ``gini``, ``novelty``,
+        ``ils@k``, ``serendipity``, ``popularity_bias``, ``arp``, ``calibration_kl`` and
+        ``per_segment``.
+    """
+    t0 = time.perf_counter()
+    g = _check_groups(groups)
+    bad = [m for m in fairness_metrics if m not in _RANK_METRICS]
+    if bad:
+        raise ValueError(f"unknown fairness metrics {bad}; expected some of {', '.join(_RANK_METRICS)}")
+    ctx = _Context(train, items, item_embeddings, k)
+    rel = _relevant(test, relevance_threshold)
     ranking, beyond = {}, {}
     for name, r in recs.items():
-        per_user = _ranking_per_user(r, test, k, relevance_threshold).join(groups, on="user_id", how="left")
-        metrics = {f"{m}@{k}": float(per_user[m].mean() or 0) for m in ("precision", "recall", "ndcg", "hit", "mrr", "map")}
-        metrics["n_users"] = per_user.height
-        metrics[f"ndcg@{k}_ci"] = bootstrap_ci(per_user["ndcg"].to_numpy(), n_boot=n_boot, seed=seed)
-        if "segment_id" in per_user.columns:
-            metrics["per_segment"] = {str(s): {f"ndcg@{k}": float(g["ndcg"].mean()), f"recall@{k}": float(g["recall"].mean()),
-                                               "n": g.height}
-                                      for (s,), g in per_user.group_by("segment_id", maintain_order=True)}  # fmt: skip
-        fair = {}
-        for col in ("segment_id", "gender", "age_band", "activity"):
-            if col in per_user.columns:
-                per_group = {str(kk): {f"ndcg@{k}": float(g["ndcg"].mean()), "n": g.height}
-                             for (kk,), g in per_user.drop_nulls(col).group_by(col)}  # fmt: skip
-                fair[col] = _gap(per_group, f"ndcg@{k}")
-                fair[col]["gap_ci"] = _per_user_gap_ci(per_user, col, "ndcg", n_boot=min(n_boot, 200), seed=seed)
-        metrics["fairness"] = fair
-        ranking[name] = metrics
-        lists = r.filter(pl.col("rank") <= k)
-        nov = lists.with_columns(pl.col("item_id").replace_strict(pop_share, default=1.0 / n_users, return_dtype=pl.Float64).alias("p"))
-        b = {
-            "coverage": lists["item_id"].n_unique() / max(n_catalogue, 1),
-            "novelty": float((-np.log2(nov["p"].to_numpy())).mean()) if nov.height else float("nan"),
-            "popularity_bias": float(nov["p"].mean() or 0),
-        }
-        counts = np.sort(lists.group_by("item_id").len()["len"].to_numpy().astype(float))
-        full = np.concatenate([np.zeros(max(n_catalogue - len(counts), 0)), counts])
-        if full.sum():
-            idx = np.arange(1, len(full) + 1)
-            b["gini"] = float(((2 * idx - len(full) - 1) * full).sum() / (len(full) * full.sum()))
-        if emb_pos:
-            ils = []
-            for (_u,), g in lists.group_by("user_id"):
-                rows = [emb_pos[i] for i in g["item_id"] if i in emb_pos]
-                if len(rows) > 1:
-                    v = item_embeddings.vectors[rows]
-                    s = v @ v.T
-                    n = len(rows)
-                    ils.append(float(1 - (s.sum() - n) / (n * (n - 1))))
-            b[f"ils@{k}"] = float(np.mean(ils)) if ils else float("nan")
-        beyond[name] = b
+        per_user = ranking_per_user(r, test, k=k, relevance_threshold=relevance_threshold).join(
+            g, on="user_id", how="left"
+        )
+        ranking[name] = _ranking_block(per_user, k, n_boot, seed, min_group_size, fairness_metrics)
+        beyond[name] = _beyond_block(_lists(r, k), rel, ctx, g)
+    logger.info("ranking evaluation of %d rankers in %.2fs", len(recs), time.perf_counter() - t0)
     return ranking, beyond
+
+
+def _ranking_block(per_user: pl.DataFrame, k: int, n_boot: int, seed: int, min_group_size: int,
+                   fairness_metrics: Sequence[str]) -> dict:  # fmt: skip
+    out: dict = {}
+    for m in _RANK_METRICS:
+        v = per_user[m].to_numpy()
+        out[f"{m}@{k}"] = _f(float(v.mean())) if v.size else None
+        out[f"{m}@{k}_ci"] = _ci(bootstrap_ci(v, n_boot=n_boot, seed=seed))
+    out["n_users"] = int(per_user.height)
+    out["per_segment"] = {}
+    if "segment_id" in per_user.columns:
+        for seg in _sorted_labels(per_user["segment_id"].drop_nulls().unique().to_list()):
+            sub = per_user.filter(pl.col("segment_id") == seg)
+            entry = {f"{m}@{k}": _f(float(sub[m].mean())) for m in _RANK_METRICS}
+            entry[f"ndcg@{k}_ci"] = _ci(bootstrap_ci(sub["ndcg"].to_numpy(), n_boot=n_boot, seed=seed))
+            entry["n"] = int(sub.height)
+            out["per_segment"][str(seg)] = entry
+    out["fairness"] = {
+        col: {f"{m}@{k}": _clean_gap(group_gap(per_user[m].to_numpy(), per_user[col].to_list(), n_boot=n_boot,
+                                               seed=seed, min_group_size=min_group_size))
+              for m in fairness_metrics}
+        for col in GROUP_COLUMNS if col in per_user.columns
+    }  # fmt: skip
+    return out
+
+
+class _Context:
+    """What beyond-accuracy needs from train, the catalogue and the embeddings, computed once."""
+
+    def __init__(self, train: pl.DataFrame, items: pl.DataFrame | None, emb: Embeddings | None, k: int) -> None:
+        self.k = k
+        pairs = train.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)).unique()
+        self.n_users = max(pairs["user_id"].n_unique(), 1)
+        pop = pairs.group_by("item_id").len()
+        self.popularity = dict(zip(pop["item_id"].to_list(), (pop["len"] / self.n_users).to_list()))
+        self.floor = 1.0 / self.n_users
+        hist = pairs.group_by("user_id").agg(pl.col("item_id"))
+        self.history: dict[str, list[str]] = dict(zip(hist["user_id"].to_list(), hist["item_id"].to_list()))
+        # the primitive (most-popular) ranking for serendipity: by popularity, ties by smaller id
+        ids = list(self.popularity)
+        self.pop_order = sorted(ids, key=lambda i: (-self.popularity[i], _id_key(i)))
+        self.catalogue = set(ids)
+        self.genres: dict[str, list[str]] | None = None
+        if items is not None:
+            self.catalogue |= set(items["item_id"].cast(pl.String).to_list())
+            if "categories" in items.columns:
+                self.genres = dict(zip(items["item_id"].cast(pl.String).to_list(), items["categories"].to_list()))
+        self.emb = emb
+        self.emb_pos = emb.index_of() if emb is not None else {}
+
+    def expected(self, user: str) -> list[str]:
+        seen = set(self.history.get(user, ()))
+        out = []
+        for i in self.pop_order:
+            if i not in seen:
+                out.append(i)
+                if len(out) == self.k:
+                    break
+        return out
+
+
+def _id_key(i: str) -> tuple[int, int, str]:
+    return (0, int(i), i) if i.lstrip("-").isdigit() else (1, 0, i)
+
+
+def _beyond_block(lists: dict[str, list[str]], rel: dict[str, set[str]], ctx: _Context, groups: pl.DataFrame) -> dict:
+    rows = []
+    for u, lst in lists.items():
+        hist = ctx.history.get(u, [])
+        ils = math.nan
+        if ctx.emb is not None:
+            pos = [ctx.emb_pos[i] for i in lst if i in ctx.emb_pos]
+            ils = intra_list_diversity(ctx.emb.vectors[pos]) if len(pos) > 1 else math.nan
+        rows.append({
+            "user_id": u,
+            "novelty": novelty(lst, ctx.popularity, floor=ctx.floor),
+            "arp": float(np.mean([ctx.popularity.get(i, 0.0) for i in lst])) if lst else math.nan,
+            "profile_pop": float(np.mean([ctx.popularity.get(i, 0.0) for i in hist])) if hist else math.nan,
+            "ils": ils,
+            "calibration_kl": calibration_kl(hist, lst, ctx.genres) if ctx.genres is not None and hist else math.nan,
+            "serendipity": serendipity(lst, rel[u], ctx.expected(u), ctx.k) if u in rel else math.nan,
+        })  # fmt: skip
+    schema = {"user_id": pl.String, **{c: pl.Float64 for c in
+              ("novelty", "arp", "profile_pop", "ils", "calibration_kl", "serendipity")}}  # fmt: skip
+    per_user = pl.DataFrame(rows, schema=schema).fill_nan(None).join(groups, on="user_id", how="left")
+    out = _beyond_summary(per_user, lists, ctx)
+    out["per_segment"] = {}
+    if "segment_id" in per_user.columns:
+        for seg in _sorted_labels(per_user["segment_id"].drop_nulls().unique().to_list()):
+            sub = per_user.filter(pl.col("segment_id") == seg)
+            entry = _beyond_summary(sub, {u: lists[u] for u in sub["user_id"].to_list()}, ctx)
+            entry.pop("gini", None)
+            entry["n"] = int(sub.height)
+            out["per_segment"][str(seg)] = entry
+    return out
+
+
+def _mean(s: pl.Series) -> float | None:
+    s = s.drop_nulls()
+    return _f(float(s.mean())) if s.len() else None  # type: ignore[arg-type]
+
+
+def _beyond_summary(per_user: pl.DataFrame, lists: dict[str, list[str]], ctx: _Context) -> dict:
+    counts: dict[str, int] = {}
+    for lst in lists.values():
+        for i in lst:
+            counts[i] = counts.get(i, 0) + 1
+    both = per_user.drop_nulls(["arp", "profile_pop"])
+    return {
+        "coverage": _f(catalogue_coverage(lists.values(), len(ctx.catalogue | set(counts)))),
+        "gini": _f(gini_index(list(counts.values()), len(ctx.catalogue | set(counts)))),
+        "novelty": _mean(per_user["novelty"]),
+        f"ils@{ctx.k}": _mean(per_user["ils"]),
+        "serendipity": _mean(per_user["serendipity"]),
+        "popularity_bias": _f(popularity_bias(both["arp"].to_numpy(), both["profile_pop"].to_numpy())),
+        "arp": _mean(per_user["arp"]),
+        "calibration_kl": _mean(per_user["calibration_kl"]),
+        "n_users": int(per_user.height),
+    }
