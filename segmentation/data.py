@@ -237,6 +237,8 @@ def load_movielens_100k(cache_dir: Path | None = None) -> Dataset:
 
 
 def _check_file(path: Path, role: str) -> Path:
+    if str(path) in ("", "."):
+        raise DataError(f"no {role} file given (data.{role} is empty); set data.{role} or --{role} to a file")
     path = Path(path)
     if not path.exists():
         raise DataError(f"{role} file {path} does not exist")
@@ -247,25 +249,52 @@ def _check_file(path: Path, role: str) -> Path:
     return path
 
 
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in {".parquet", ".pq"}
+
+
+def _sniff_separator(path: Path) -> str:
+    """Tab, comma, semicolon or pipe: the first of them found in the header line."""
+    with path.open("rb") as f:
+        head = f.readline()
+    return next((s for s in ("\t", ",", ";", "|") if s.encode() in head), ",")
+
+
 def _read_table(path: Path, role: str, *, separator: str | None = None, has_header: bool = True,
-                new_columns: list[str] | None = None, encoding: str = "utf8") -> pl.LazyFrame:  # fmt: skip
-    """Scan a CSV/TSV/Parquet file with every column as String (types are checked later)."""
+                new_columns: list[str] | None = None, encoding: str = "utf8",
+                list_separator: str = "|") -> pl.LazyFrame:  # fmt: skip
+    """Scan a CSV/TSV/Parquet file with every column as String (types are checked later).
+
+    Parquet list columns (tags, genres) become strings joined by ``list_separator``.
+    """
     path = _check_file(path, role)
-    suffix = path.suffix.lower()
-    if suffix in {".parquet", ".pq"}:
+    if _is_parquet(path):
         try:
             lf = pl.scan_parquet(path)
             schema = lf.collect_schema()
         except Exception as err:  # polars raises several types for corrupt files
-            raise DataError(f"{role} file {path} is not a readable Parquet file: {err}") from None
-        return lf.with_columns(pl.col(c).cast(pl.String) for c in schema.names())
+            raise DataError(
+                f"{role} file {path} is not a readable Parquet file (truncated, still being written, or not "
+                f"Parquet at all): {str(err).splitlines()[0]}"
+            ) from None
+        return lf.with_columns(
+            pl.col(c).cast(pl.List(pl.String)).list.join(list_separator)
+            if isinstance(t, (pl.List, pl.Array)) else pl.col(c).cast(pl.String)
+            for c, t in schema.items()
+        )  # fmt: skip
     if separator is None:
-        with path.open("rb") as f:
-            head = f.readline()
-        separator = "\t" if b"\t" in head else ","
+        separator = _sniff_separator(path)
     if encoding == "utf8":
         with path.open("rb") as f:
             blob = f.read(1 << 24)
+        if blob.startswith(b"PAR1"):
+            raise DataError(f"{role} file {path} is a Parquet file; give it the suffix .parquet")
+        if (nul := blob.find(b"\x00")) >= 0 and not blob.startswith((b"\xff\xfe", b"\xfe\xff")):
+            line = blob[:nul].count(b"\n") + 1
+            raise DataError(
+                f"{role} file {path}, line {line}: NUL byte at byte {nul}; a text file has none, so the file "
+                "is binary or damaged (e.g. zero-filled after a crash). Re-export it as UTF-8 CSV."
+            )
         try:
             blob.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -282,8 +311,33 @@ def _read_table(path: Path, role: str, *, separator: str | None = None, has_head
     try:
         lf.collect_schema()
     except Exception as err:
-        raise DataError(f"{role} file {path} could not be parsed as {'TSV' if separator == chr(9) else 'CSV'}: {err}") from None
+        where = _locate_csv_problem(path, separator) or str(err).splitlines()[0]
+        raise DataError(f"{role} file {path} could not be parsed as {'TSV' if separator == chr(9) else 'CSV'}: "
+                        f"{where}") from None  # fmt: skip
     return lf
+
+
+def _locate_csv_problem(path: Path, separator: str | None = None) -> str:
+    """'line N has K fields, expected M ...' for the first ragged line of a CSV file, or ''."""
+    import csv
+
+    if _is_parquet(path):
+        return ""
+    separator = separator or _sniff_separator(path)
+    line = 0
+    try:
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=separator)
+            header = next(reader, None)
+            end = reader.line_num
+            for row in reader:
+                line, end = end + 1, reader.line_num  # a quoted field may span lines: report where the row starts
+                if row and header and len(row) != len(header):
+                    return (f"line {line} has {len(row)} fields, expected {len(header)} as in the "
+                            "header (a stray separator, or an unclosed quote)")  # fmt: skip
+    except (OSError, csv.Error) as err:
+        return f"line {line + 1}: {err}"
+    return ""
 
 
 def _require(lf: pl.LazyFrame, cols: list[str], path: Path, role: str, hint: str) -> None:
@@ -296,7 +350,7 @@ def _require(lf: pl.LazyFrame, cols: list[str], path: Path, role: str, hint: str
 
 
 def _first_bad_row(df: pl.DataFrame, raw: str, cast: str) -> str:
-    bad = df.with_row_index("_row").filter(pl.col(raw).is_not_null() & pl.col(cast).is_null())
+    bad = df.filter(pl.col(raw).is_not_null() & pl.col(cast).is_null())
     r = bad.row(0, named=True)
     return f"row {r['_row'] + 1} has {r[raw]!r} ({bad.height} such row{'s' if bad.height != 1 else ''})"
 
@@ -316,7 +370,8 @@ def _parse_timestamp(df: pl.DataFrame, path: Path, column: str) -> pl.Series:
             break
     if as_dt.null_count() == raw.null_count():
         return (as_dt.dt.epoch("s")).cast(pl.Int64)
-    probe = df.select(pl.col("timestamp"), as_dt.alias("_t"))
+    # report the rows that break the reading most values follow (epoch seconds or dates), not the others
+    probe = df.select("_row", pl.col("timestamp"), (as_int if as_int.null_count() <= as_dt.null_count() else as_dt).alias("_t"))
     raise DataError(
         f"ratings file {path}, column {column!r}: expected epoch seconds or ISO dates; "
         + _first_bad_row(probe, "timestamp", "_t")
@@ -327,15 +382,26 @@ def _collect(lf: pl.LazyFrame, path: Path, role: str) -> pl.DataFrame:
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as err:
-        raise DataError(f"{role} file {path} could not be read: {str(err).splitlines()[0]}") from None
+        where = _locate_csv_problem(path) or str(err).splitlines()[0]
+        raise DataError(f"{role} file {path} could not be read: {where}") from None
 
 
 def _first_bad(lf: pl.LazyFrame, bad: pl.Expr, raw: str) -> str:
-    """'row N has VALUE (M such rows)' for the first row where ``bad`` holds (1-based data rows)."""
-    hits = lf.with_row_index("_row").filter(bad).select("_row", raw)
+    """'row N has VALUE (M such rows)' for the first row where ``bad`` holds (1-based data rows).
+
+    ``lf`` carries the file's row numbers in ``_row`` (taken before blank lines were dropped).
+    """
+    hits = lf.filter(bad).select("_row", raw)
     first = hits.head(1).collect()
     count = hits.select(pl.len()).collect().item()
-    return f"row {first['_row'][0] + 1} has {first[raw][0]!r} ({count} such row{'s' if count != 1 else ''})"
+    value = first[raw][0]
+    shown = "an empty value" if value is None or value == "" else repr(value)
+    return f"row {first['_row'][0] + 1} has {shown} ({count} such row{'s' if count != 1 else ''})"
+
+
+def _not_blank(columns: list[str]) -> pl.Expr:
+    """False for rows where every one of ``columns`` is null: blank lines, e.g. at the end of an export."""
+    return ~pl.all_horizontal([pl.col(c).is_null() for c in columns])
 
 
 def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> tuple[pl.DataFrame, bool]:
@@ -347,7 +413,8 @@ def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> tup
     _require(lf, need, path, "ratings",
              "Set the column mapping (data.columns.user / item / rating / timestamp, or --user-col etc.).")  # fmt: skip
     implicit = not cols.rating
-    raw = lf.select(
+    raw = lf.with_row_index("_row").filter(_not_blank(need)).select(
+        "_row",
         pl.col(cols.user).str.strip_chars().alias("user_id"),
         pl.col(cols.item).str.strip_chars().alias("item_id"),
         (pl.col(cols.rating).str.strip_chars() if cols.rating else pl.lit("1")).alias("rating_raw"),
@@ -379,7 +446,11 @@ def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> tup
         raise DataError(f"ratings file {path}, column {cols.rating!r}: ratings (or implicit counts) must be >= 0; "
                         + _first_bad(raw, rating < 0, "rating_raw"))  # fmt: skip
     if df["timestamp"].null_count():
-        ts = _parse_timestamp(_collect(raw.select(pl.col("ts_raw").alias("timestamp")), path, "ratings"), path,
+        if raw.select(pl.col("ts_raw").is_null().any()).collect().item():
+            raise DataError(f"ratings file {path}, column {cols.timestamp!r}: expected epoch seconds or ISO dates; "
+                            + _first_bad(raw, pl.col("ts_raw").is_null(), "ts_raw")
+                            + ". Set data.columns.timestamp = '' (or --time-col '') if the data has no times")  # fmt: skip
+        ts = _parse_timestamp(_collect(raw.select("_row", pl.col("ts_raw").alias("timestamp")), path, "ratings"), path,
                               cols.timestamp or "timestamp")  # fmt: skip
         df = df.with_columns(ts.alias("timestamp"))
     return df, implicit
@@ -414,19 +485,20 @@ def _items_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFra
         if cols.year and cols.year in have
         else title.str.extract(r"\((\d{4})\)\s*$").cast(pl.Int32, strict=False)
     )
-    df = lf.select(
+    df = _collect(lf.with_row_index("_row").filter(_not_blank(have)).select(
+        "_row",
         pl.col(cols.item_id).str.strip_chars().alias("item_id"),
         _article_first(title.fill_null("").str.strip_chars()).alias("title"),
         year.alias("year"),
         (_split_categories(pl.col(cat), cols.category_separator) if cat else pl.lit([], dtype=pl.List(pl.String))).alias("categories"),
         text.alias("text"),
-    ).collect()
+    ), path, "items")  # fmt: skip
     if df.height == 0:
         raise DataError(f"items file {path} has a header but no data rows")
-    empty = df.with_row_index("_row").filter(pl.col("item_id").is_null() | (pl.col("item_id") == ""))
+    empty = df.filter(pl.col("item_id").is_null() | (pl.col("item_id") == ""))
     if empty.height:
         raise DataError(f"items file {path}, column {cols.item_id!r}: row {empty['_row'][0] + 1} has an empty item id")
-    return df
+    return df.drop("_row")
 
 
 def _users_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFrame:
@@ -436,11 +508,18 @@ def _users_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFra
     missing = [c for c in attrs if c not in have]
     if missing:
         raise SchemaError(f"users file {path}: no attribute column(s) {missing}; the file has {have}")
-    df = lf.select(pl.col(cols.user_id).str.strip_chars().alias("user_id"), *[pl.col(a) for a in attrs]).collect()
+    df = _collect(lf.with_row_index("_row").filter(_not_blank(have)).select(
+        "_row", pl.col(cols.user_id).str.strip_chars().alias("user_id"), *[pl.col(a) for a in attrs]
+    ), path, "users")  # fmt: skip
+    if df.height == 0:
+        raise DataError(f"users file {path} has a header but no data rows")
+    empty = df.filter(pl.col("user_id").is_null() | (pl.col("user_id") == ""))
+    if empty.height:
+        raise DataError(f"users file {path}, column {cols.user_id!r}: row {empty['_row'][0] + 1} has an empty user id")
     dup = df.filter(pl.col("user_id").is_duplicated())
     if dup.height:
         raise DataError(f"users file {path}, column {cols.user_id!r}: user id {dup['user_id'][0]!r} appears {dup.height} times")
-    return df
+    return df.drop("_row")
 
 
 def load_files(ratings: Path, items: Path, users: Path | None = None, *,
@@ -454,7 +533,7 @@ def load_files(ratings: Path, items: Path, users: Path | None = None, *,
     if ratings.suffix == ".inter":
         return load_recbole(ratings, items, users)
     inter, implicit = _interactions_from(_read_table(ratings, "ratings"), ratings, cols)
-    item_df = _items_from(_read_table(items, "items"), items, cols)
+    item_df = _items_from(_read_table(items, "items", list_separator=cols.category_separator), items, cols)
     user_df = _users_from(_read_table(Path(users), "users"), Path(users), cols) if users else None
     return validate_dataset(inter, item_df, user_df, name=name or ratings.stem, implicit=implicit,
                             files={"ratings": ratings, "items": items, "users": users})  # fmt: skip
@@ -585,8 +664,24 @@ def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.
         interactions = interactions.filter(known)
     if interactions.height == 0:
         raise DataError(f"ratings file {rpath}: no usable interactions left after validation")
+    control = pl.col("_id").str.contains(r"[\x00-\x1f\x7f]")  # NUL in an id would be cut when saved with numpy
+    for frame, column, where in ((interactions, "user_id", f"ratings file {rpath}"),
+                                 (items, "item_id", f"items file {ipath}")):  # every rated item is in items now  # fmt: skip
+        bad = frame.select(pl.col(column).alias("_id")).filter(control)["_id"]
+        if bad.len():
+            raise DataError(
+                f"{where}, column {column!r}: id {bad[0]!r} contains a control character (NUL, tab, newline, ...) "
+                f"({bad.len()} such row{'s' if bad.len() != 1 else ''}); ids must be printable text"
+            )
     if users is not None and "user_id" not in users.columns:
         raise SchemaError(f"users file {files.get('users')}: no user_id column")
+    if users is not None:
+        silent = users.filter(~pl.col("user_id").is_in(interactions["user_id"].unique().implode()))["user_id"]
+        if silent.len():
+            msg = (f"users file {files.get('users')}: {silent.len()} users have no ratings (e.g. {silent[0]!r}); "
+                   "they are not segmented")  # fmt: skip
+            warnings.warn(msg, DataWarning, stacklevel=2)
+            notes.append(msg)
     logger.info("loaded %s: %d interactions, %d users, %d items", name, interactions.height,
                 interactions["user_id"].n_unique(), items.height)  # fmt: skip
     return Dataset(interactions, items, users, name=name, implicit=implicit, notes=tuple(notes))

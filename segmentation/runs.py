@@ -13,14 +13,18 @@ Layout of ``<output_dir>/<run-id>/``::
     report/index.html  the HTML report
 
 ``<output_dir>/latest`` is a symlink to the newest complete run; a failed or
-killed run leaves only a ``.partial-*`` folder that is never ``latest``.
+killed run leaves only a ``.partial-*`` folder that is never ``latest``. A killed
+run's ``.partial-*`` folder is *stale*: :func:`stale_partials` finds them and
+:func:`clean_output_dir` (``segflow clean``) removes them.
 """
 
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +35,15 @@ import polars as pl
 
 from segmentation._errors import DataError
 
-__all__ = ["Run", "RunWriter", "load_run", "new_run_id", "publish_latest"]
+__all__ = ["Run", "RunWriter", "check_output_dir", "clean_output_dir", "complete_runs", "load_run", "new_run_id",
+           "publish_latest", "stale_partials"]
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4,}$")
+PARTIAL_PREFIX = ".partial-"
+WRITER_FILE = ".writer.json"  # inside a partial folder: who is writing it
 
 
 def new_run_id() -> str:
@@ -51,6 +59,85 @@ def publish_latest(output_dir: Path, run_dir: Path) -> None:
     os.replace(tmp, link)
 
 
+def check_output_dir(output_dir: Path) -> None:
+    """Fail early (before hours of work) when run folders cannot be created in ``output_dir``.
+
+    Raises:
+        DataError: ``output_dir`` is a file, or neither it nor its nearest existing parent is writable.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise DataError(f"output_dir {output_dir} exists and is not a folder; give a folder for the run folders")
+    probe = output_dir
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise DataError(f"output_dir {output_dir}: {probe} is not a writable folder; choose another output_dir "
+                        "(--output) or fix its permissions")  # fmt: skip
+
+
+def complete_runs(output_dir: Path) -> list[Path]:
+    """Published run folders in ``output_dir``, oldest first (by run id, which sorts by start time)."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    return sorted(p for p in output_dir.iterdir() if RUN_ID.match(p.name) and p.is_dir() and not p.is_symlink())
+
+
+def _writer_alive(partial: Path) -> bool | None:
+    """True/False when the folder's writer ran on this machine and is / is not running; None when unknown."""
+    try:
+        writer = json.loads((partial / WRITER_FILE).read_text())
+        pid, host = int(writer["pid"]), writer["host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
+
+
+def stale_partials(output_dir: Path) -> list[Path]:
+    """Unfinished run folders (``.partial-*``) that no running segflow will finish.
+
+    A partial folder is stale when its writer on this machine is gone (killed, crashed), or, for a writer
+    elsewhere or unknown, when it is older than the newest complete run.
+    """
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    runs = complete_runs(output_dir)
+    newest = runs[-1].name if runs else None
+    out = []
+    for p in sorted(output_dir.glob(PARTIAL_PREFIX + "*")):
+        alive = _writer_alive(p)
+        if alive is False or (alive is None and newest is not None and p.name[len(PARTIAL_PREFIX):] < newest):
+            out.append(p)
+    return out
+
+
+def clean_output_dir(output_dir: Path, *, dry_run: bool = False) -> list[Path]:
+    """Remove stale ``.partial-*`` folders and leftover ``.latest-*`` links; returns what was (or would be) removed."""
+    output_dir = Path(output_dir)
+    victims = stale_partials(output_dir)
+    if output_dir.is_dir():
+        hour_ago = time.time() - 3600
+        victims += [p for p in output_dir.glob(".latest-*") if p.is_symlink() and p.lstat().st_mtime < hour_ago]
+    if not dry_run:
+        for p in victims:
+            if p.is_symlink():
+                p.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+            logger.info("removed %s", p)
+    return victims
+
+
 class RunWriter:
     """Create a run folder that becomes visible only when complete.
 
@@ -63,23 +150,45 @@ class RunWriter:
     def __init__(self, output_dir: Path, run_id: str | None = None) -> None:
         self.output_dir = Path(output_dir)
         self.run_id = run_id or new_run_id()
-        self.path = self.output_dir / f".partial-{self.run_id}"
+        self._chosen_id = run_id is not None
+        self._set_paths()
+
+    def _set_paths(self) -> None:
+        self.path = self.output_dir / f"{PARTIAL_PREFIX}{self.run_id}"
         self.final_path = self.output_dir / self.run_id
 
     def __enter__(self) -> "RunWriter":
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise DataError(f"output_dir {self.output_dir} exists and is not a folder")
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        if self.final_path.exists():
-            raise DataError(f"run folder {self.final_path} already exists; run ids must be unique")
-        self.path.mkdir()
+        for _ in range(20):  # two runs starting in the same second may draw the same id: draw again
+            if not self.final_path.exists():
+                try:
+                    self.path.mkdir()
+                    break
+                except FileExistsError:
+                    pass
+            if self._chosen_id:
+                raise DataError(f"run folder {self.final_path} already exists; run ids must be unique")
+            self.run_id = new_run_id()
+            self._set_paths()
+        else:  # pragma: no cover - 20 collisions in a row
+            raise DataError(f"could not find a free run id in {self.output_dir}")
+        (self.path / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                                         "started": time.time()}))  # fmt: skip
         return self
 
     def publish(self) -> Path:
         """Rename the finished folder into place and point ``latest`` at it."""
+        (self.path / WRITER_FILE).unlink(missing_ok=True)
         os.replace(self.path, self.final_path)
         publish_latest(self.output_dir, self.final_path)
         logger.info("published run %s", self.final_path)
+        stale = stale_partials(self.output_dir)
+        if stale:
+            logger.warning("%d unfinished run folder(s) left by killed or crashed runs in %s (%s); remove them with "
+                           "`segflow clean --output %s`", len(stale), self.output_dir,
+                           ", ".join(p.name for p in stale[:5]), self.output_dir)  # fmt: skip
         return self.final_path
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -138,6 +247,9 @@ def load_run(path: Path | str) -> Run:
         DataError: the folder is not a complete segflow run.
     """
     path = Path(path).resolve()
+    if path.name.startswith(PARTIAL_PREFIX):
+        raise DataError(f"{path} is an unfinished run (killed or still running), not a published one; "
+                        f"open {path.parent / 'latest'} or a run folder without the {PARTIAL_PREFIX} prefix")  # fmt: skip
     missing = [f for f in ("users.parquet", "segments.parquet", "metrics.json", "manifest.json") if not (path / f).exists()]
     if missing:
         raise DataError(f"{path} is not a complete segflow run folder (missing {missing})")
