@@ -238,7 +238,8 @@ def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings,
     profile_vectors = None
     if "profile" in config.represent.method:
         profile_vectors, _ = embed_profiles(profiles, config.encoder, cache_dir)
-    users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors)
+    users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
+                               items=items, seed=config.seed)  # fmt: skip
     return users, profiles
 
 
