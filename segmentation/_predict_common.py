@@ -1,0 +1,151 @@
+"""Shared pieces of the rating predictors: schemas, seeds, manifests, optimiser settings, bootstrap CIs."""
+
+import json
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import torch
+from threadpoolctl import threadpool_limits
+
+from segmentation._errors import DataError
+from segmentation._predict_mf import TrainSettings
+from segmentation.config import PredictorConfig
+
+#: The columns :meth:`GlobalPredictor.predict` needs (other columns are ignored).
+PAIRS = pl.Schema({"user_id": pl.String, "item_id": pl.String})
+
+#: Schema of :attr:`SegmentedPredictor.report_`, one row per segment.
+SEGMENT_REPORT = pl.Schema(
+    {
+        "segment_id": pl.Int32,
+        "strategy": pl.String,
+        "n_users": pl.Int64,
+        "n_train": pl.Int64,
+        "n_valid": pl.Int64,
+        "valid_rmse_global": pl.Float64,
+        "valid_rmse_segment": pl.Float64,
+        "gate_rmse_global": pl.Float64,
+        "gate_rmse_segment": pl.Float64,
+        "gate_ci_low": pl.Float64,
+        "gate_ci_high": pl.Float64,
+        "best_epoch": pl.Int64,
+        "kept": pl.Boolean,
+        "seconds": pl.Float64,
+    }
+)
+
+_FORMAT = "segflow.predictor"
+_FORMAT_VERSION = 1
+_NOISE = -1
+
+
+@contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Limit torch's intra-op threads and the BLAS pools to ``n`` (0: leave them) for the block, then restore.
+
+    Results depend slightly on the thread count (float sums in another order), so a fixed count also
+    keeps fits identical across machines.
+    """
+    if n <= 0:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(limits=n):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _child_seed(seed: int, name: str) -> int:
+    """A seed for one named sub-step, derived from the run's seed (order-independent)."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(name.encode())]).generate_state(1)[0])
+
+
+def _versions() -> dict[str, str]:
+    out = {"torch": torch.__version__, "numpy": np.__version__, "polars": pl.__version__}
+    for dist in ("segflow", "safetensors"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "unknown"
+    return out
+
+
+def _read_manifest(folder: Path, kind: str) -> dict[str, Any]:
+    path = Path(folder) / "manifest.json"
+    if not path.is_file():
+        raise DataError(f"{folder} is not a saved segflow predictor: {path} is missing")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON: {err}") from None
+    if manifest.get("format") != _FORMAT or manifest.get("kind") != kind:
+        raise DataError(
+            f"{path}: expected format {_FORMAT!r} kind {kind!r}, found {manifest.get('format')!r} "
+            f"kind {manifest.get('kind')!r}"
+        )
+    if manifest.get("format_version") != _FORMAT_VERSION:
+        raise DataError(f"{path}: format_version {manifest.get('format_version')!r} is not supported "
+                        f"(this segflow reads version {_FORMAT_VERSION})")  # fmt: skip
+    return manifest
+
+
+def _settings(config: PredictorConfig, *, finetune: bool = False) -> TrainSettings:
+    if finetune:
+        return TrainSettings(epochs=config.finetune_epochs, learning_rate=config.finetune_learning_rate,
+                             reg=config.finetune_reg, bias_reg=config.bias_reg,
+                             batch_size=config.batch_size, patience=2)  # fmt: skip
+    return TrainSettings(epochs=config.epochs, learning_rate=config.learning_rate, reg=config.reg,
+                         bias_reg=config.bias_reg, batch_size=config.batch_size, patience=config.patience)  # fmt: skip
+
+
+def paired_bootstrap_ci(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: np.ndarray,
+                        n_boot: int = 1000, seed: int = 0, *, level: float = 0.95) -> tuple[float, float, float]:  # fmt: skip
+    """Paired bootstrap of ``RMSE(b) - RMSE(a)``, resampling groups (users) with replacement.
+
+    Each resample draws as many groups as there are, with replacement, and takes all their rows, so
+    the within-user correlation of errors is kept. Negative values mean ``b`` is better.
+
+    Args:
+        y: (n,) true ratings.
+        pred_a: (n,) predictions of the reference model.
+        pred_b: (n,) predictions of the challenger.
+        groups: (n,) group label of each row (e.g. user ids).
+        n_boot: number of resamples.
+        seed: seed of the resampling.
+        level: confidence level of the percentile interval.
+
+    Returns:
+        ``(diff, lo, hi)``: the difference on all rows and the percentile interval. NaNs for empty input.
+    """
+    y = np.asarray(y, np.float64)
+    ea = (np.asarray(pred_a, np.float64) - y) ** 2
+    eb = (np.asarray(pred_b, np.float64) - y) ** 2
+    if len(y) == 0:
+        return float("nan"), float("nan"), float("nan")
+    diff = float(np.sqrt(eb.mean()) - np.sqrt(ea.mean()))
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(g.max()) + 1
+    sa = np.bincount(g, weights=ea, minlength=n_groups)
+    sb = np.bincount(g, weights=eb, minlength=n_groups)
+    cnt = np.bincount(g, minlength=n_groups).astype(np.float64)
+    if n_boot <= 0:
+        return diff, diff, diff
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for start in range(0, n_boot, 256):
+        m = min(256, n_boot - start)
+        w = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=m).astype(np.float64)
+        n = w @ cnt
+        diffs[start : start + m] = np.sqrt((w @ sb) / n) - np.sqrt((w @ sa) / n)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return diff, float(lo), float(hi)

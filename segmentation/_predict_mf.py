@@ -1,0 +1,355 @@
+"""Biased matrix factorisation in PyTorch: the parameters, the training loop and the fine-tuning strategies.
+
+The model is ``r(u, i) = mu + b_u + b_i + p_u . q_i`` (Koren, Bell & Volinsky, "Matrix factorization
+techniques for recommender systems", IEEE Computer 2009). Parameters live in :class:`MFParams` as
+float32 numpy arrays; inference runs in numpy float64 so that a saved and reloaded model predicts
+bit-identically. Training uses torch with a seeded ``torch.Generator`` and Adam, with per-example L2
+regularisation (rows seen in a batch are penalised), and keeps the epoch with the best validation RMSE.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "finetune_mf", "rmse", "train_mf"]
+
+logger = logging.getLogger(__name__)
+
+#: Per-segment fine-tuning strategies, in the order they are tried.
+FINETUNE_STRATEGIES = ("bias+lowrank-delta", "full-l2")
+
+
+def rmse(y: np.ndarray, pred: np.ndarray) -> float:
+    """Root mean squared error, ``sqrt(mean((y - pred)^2))``; NaN for empty input."""
+    if len(y) == 0:
+        return float("nan")
+    return float(np.sqrt(np.mean((np.asarray(y, np.float64) - np.asarray(pred, np.float64)) ** 2)))
+
+
+@dataclass(frozen=True)
+class Ratings:
+    """Encoded ratings: contiguous user and item numbers with their ratings.
+
+    Attributes:
+        users: (n,) int64 user numbers (-1 = unknown).
+        items: (n,) int64 item numbers (-1 = unknown).
+        ratings: (n,) float64 ratings (NaN where not known).
+        times: (n,) int64 epoch seconds, or None.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray
+    times: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ratings)
+
+    def subset(self, mask: np.ndarray) -> "Ratings":
+        """The rows where ``mask`` (bool or index array) selects."""
+        times = self.times[mask] if self.times is not None else None
+        return Ratings(self.users[mask], self.items[mask], self.ratings[mask], times)
+
+
+@dataclass(frozen=True)
+class MFParams:
+    """Parameters of one biased MF model (float32 arrays, float64 global mean).
+
+    Attributes:
+        mu: global mean rating.
+        user_factors: (n_users, k) float32.
+        item_factors: (n_items, k) float32.
+        user_bias: (n_users,) float32.
+        item_bias: (n_items,) float32.
+    """
+
+    mu: float
+    user_factors: np.ndarray
+    item_factors: np.ndarray
+    user_bias: np.ndarray
+    item_bias: np.ndarray
+
+    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Unclipped predictions in float64; a user or item number of -1 (unknown) contributes nothing.
+
+        Args:
+            users: (n,) int64 user numbers, -1 for unknown.
+            items: (n,) int64 item numbers, -1 for unknown.
+
+        Returns:
+            (n,) float64.
+        """
+        ku, ki = users >= 0, items >= 0
+        u, i = np.where(ku, users, 0), np.where(ki, items, 0)
+        bu = np.where(ku, self.user_bias[u].astype(np.float64), 0.0)
+        bi = np.where(ki, self.item_bias[i].astype(np.float64), 0.0)
+        dot = np.einsum("nk,nk->n", self.user_factors[u].astype(np.float64), self.item_factors[i].astype(np.float64))
+        return self.mu + bu + bi + np.where(ku & ki, dot, 0.0)
+
+    def tensors(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The arrays by name, for safetensors (``mu`` as a one-element float64 array)."""
+        return {
+            f"{prefix}mu": np.array([self.mu], dtype=np.float64),
+            f"{prefix}user_factors": np.ascontiguousarray(self.user_factors, dtype=np.float32),
+            f"{prefix}item_factors": np.ascontiguousarray(self.item_factors, dtype=np.float32),
+            f"{prefix}user_bias": np.ascontiguousarray(self.user_bias, dtype=np.float32),
+            f"{prefix}item_bias": np.ascontiguousarray(self.item_bias, dtype=np.float32),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, np.ndarray], prefix: str = "") -> "MFParams":
+        """Inverse of :meth:`tensors`."""
+        return cls(
+            mu=float(tensors[f"{prefix}mu"][0]),
+            user_factors=tensors[f"{prefix}user_factors"],
+            item_factors=tensors[f"{prefix}item_factors"],
+            user_bias=tensors[f"{prefix}user_bias"],
+            item_bias=tensors[f"{prefix}item_bias"],
+        )
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimiser settings of one training run (a subset of ``PredictorConfig``)."""
+
+    epochs: int
+    learning_rate: float
+    reg: float
+    bias_reg: float
+    batch_size: int
+    patience: int
+    min_delta: float = 0.0
+
+
+#: A forward function: (user nums, item nums) tensors -> (prediction tensor, penalty tensor).
+Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def _as_tensors(data: Ratings, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (
+        torch.tensor(data.users, dtype=torch.long, device=device),
+        torch.tensor(data.items, dtype=torch.long, device=device),
+        torch.tensor(data.ratings, dtype=torch.float32, device=device),
+    )
+
+
+def _fit_loop(
+    forward: Forward,
+    parameters: list[torch.nn.Parameter],
+    snapshot: Callable[[], MFParams],
+    train: Ratings,
+    valid: Ratings,
+    settings: TrainSettings,
+    *,
+    generator: torch.Generator,
+    clip: tuple[float, float],
+    device: str,
+    what: str,
+) -> tuple[MFParams, list[dict], int]:
+    """Adam over shuffled mini-batches, early-stopped on validation RMSE; returns the best snapshot.
+
+    Args:
+        forward: computes predictions and the regularisation penalty of a batch.
+        parameters: what Adam updates.
+        snapshot: materialises the current parameters as :class:`MFParams` (used for validation too).
+        train: training rows.
+        valid: validation rows for early stopping (if empty, the last epoch is kept).
+        settings: epochs, learning rate, batch size, patience.
+        generator: seeded torch generator for shuffling.
+        clip: rating range for validation predictions.
+        device: torch device.
+        what: a name for log messages.
+
+    Returns:
+        The best parameters, the per-epoch history and the best epoch (1-based; 0 = before training).
+    """
+    opt = torch.optim.Adam(parameters, lr=settings.learning_rate)
+    tu, ti, tr = _as_tensors(train, device)
+    n = len(train)
+    lo, hi = clip
+    best = snapshot()
+    best_rmse = rmse(valid.ratings, np.clip(best.predict(valid.users, valid.items), lo, hi)) if len(valid) else np.inf
+    best_epoch = 0
+    history: list[dict] = [{"epoch": 0, "train_rmse": None, "valid_rmse": best_rmse if len(valid) else None}]
+    t0 = time.perf_counter()
+    for epoch in range(1, settings.epochs + 1):
+        perm = torch.randperm(n, generator=generator).to(device)
+        sse = 0.0
+        for start in range(0, n, settings.batch_size):
+            idx = perm[start : start + settings.batch_size]
+            pred, penalty = forward(tu[idx], ti[idx])
+            err = pred - tr[idx]
+            loss = (err**2).mean() + penalty
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sse += float((err.detach() ** 2).sum())
+        current = snapshot()
+        train_rmse = float(np.sqrt(sse / max(n, 1)))
+        if len(valid):
+            valid_rmse = rmse(valid.ratings, np.clip(current.predict(valid.users, valid.items), lo, hi))
+        else:
+            valid_rmse = float("nan")
+        history.append({"epoch": epoch, "train_rmse": train_rmse, "valid_rmse": valid_rmse if len(valid) else None})
+        logger.debug("%s epoch %d: train RMSE %.4f, valid RMSE %.4f", what, epoch, train_rmse, valid_rmse)
+        if not len(valid) or valid_rmse < best_rmse - settings.min_delta:
+            best, best_rmse, best_epoch = current, valid_rmse, epoch
+        elif epoch - best_epoch >= settings.patience:
+            break
+    logger.debug("%s: best epoch %d of %d, valid RMSE %.4f, %.2f s", what, best_epoch, len(history) - 1, best_rmse,
+                 time.perf_counter() - t0)  # fmt: skip
+    return best, history, best_epoch
+
+
+def train_mf(
+    train: Ratings,
+    valid: Ratings,
+    n_users: int,
+    n_items: int,
+    *,
+    embedding_size: int,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    clip: tuple[float, float],
+    device: str = "cpu",
+    init_std: float = 0.1,
+) -> tuple[MFParams, list[dict], int]:
+    """Fit a biased MF from scratch.
+
+    Args:
+        train: training rows (numbers < ``n_users``/``n_items``).
+        valid: early-stopping rows.
+        n_users: rows of the user tables.
+        n_items: rows of the item tables.
+        embedding_size: number of latent factors ``k``.
+        settings: optimiser settings.
+        generator: seeded generator (initialisation and shuffling).
+        clip: rating range.
+        device: torch device.
+        init_std: standard deviation of the initial factors.
+
+    Returns:
+        Best parameters, per-epoch history, best epoch.
+    """
+    mu = float(np.mean(train.ratings)) if len(train) else 0.0
+    k = embedding_size
+    p = torch.nn.Parameter((torch.randn(n_users, k, generator=generator) * init_std).to(device))
+    q = torch.nn.Parameter((torch.randn(n_items, k, generator=generator) * init_std).to(device))
+    bu = torch.nn.Parameter(torch.zeros(n_users, device=device))
+    bi = torch.nn.Parameter(torch.zeros(n_items, device=device))
+
+    def forward(u: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pu, qi, bu_u, bi_i = p[u], q[i], bu[u], bi[i]
+        pred = mu + bu_u + bi_i + (pu * qi).sum(1)
+        penalty = settings.reg * ((pu**2).sum(1) + (qi**2).sum(1)).mean()
+        penalty = penalty + settings.bias_reg * (bu_u**2 + bi_i**2).mean()
+        return pred, penalty
+
+    def snapshot() -> MFParams:
+        with torch.no_grad():
+            return MFParams(mu, _np(p), _np(q), _np(bu), _np(bi))
+
+    return _fit_loop(forward, [p, q, bu, bi], snapshot, train, valid, settings, generator=generator, clip=clip,
+                     device=device, what="global MF")  # fmt: skip
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32, copy=True)
+
+
+def finetune_mf(
+    base: MFParams,
+    train: Ratings,
+    valid: Ratings,
+    *,
+    strategy: str,
+    rank: int,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    clip: tuple[float, float],
+    shrink: float = 0.0,
+    device: str = "cpu",
+) -> tuple[MFParams, list[dict], int]:
+    """Fine-tune a copy of ``base`` on one segment's rows; ``base`` is not modified.
+
+    Strategies:
+
+    - ``bias+lowrank-delta``: the global parameters stay frozen; learned are a segment offset, user and
+      item bias deltas and a rank-``rank`` delta ``A B`` on the item factors, all L2-penalised towards 0:
+      ``r = mu + c + (b_u + d_u) + (b_i + d_i) + p_u . (q_i + a_i B)``.
+    - ``full-l2``: every parameter is trainable, with an L2 pull ``reg * ||theta - theta_global||^2`` on the
+      rows a batch touches, so the copy stays close to the global model.
+
+    Both materialise to plain :class:`MFParams`, so a segment model predicts like a global one.
+
+    Args:
+        base: the global model's parameters.
+        train: the segment's training rows.
+        valid: the segment's early-stopping rows (epoch 0 = the global model itself).
+        strategy: one of :data:`FINETUNE_STRATEGIES`.
+        rank: rank of the item-factor delta (``bias+lowrank-delta``).
+        settings: optimiser settings (``reg`` is the pull / delta penalty).
+        generator: seeded generator.
+        clip: rating range.
+        shrink: ``full-l2`` only: the global model's own L2 on the factors, kept so a small segment does
+            not pull them apart.
+        device: torch device.
+
+    Returns:
+        Best parameters (the global ones if no epoch beat them on ``valid``), history, best epoch.
+    """
+    if strategy not in FINETUNE_STRATEGIES:
+        raise ValueError(f"unknown fine-tuning strategy {strategy!r}; expected one of {list(FINETUNE_STRATEGIES)}")
+    g_p = torch.as_tensor(base.user_factors, device=device)
+    g_q = torch.as_tensor(base.item_factors, device=device)
+    g_bu = torch.as_tensor(base.user_bias, device=device)
+    g_bi = torch.as_tensor(base.item_bias, device=device)
+    mu = base.mu
+    reg = settings.reg
+
+    if strategy == "bias+lowrank-delta":
+        k = g_q.shape[1]
+        c = torch.nn.Parameter(torch.zeros((), device=device))
+        du = torch.nn.Parameter(torch.zeros_like(g_bu))
+        di = torch.nn.Parameter(torch.zeros_like(g_bi))
+        a = torch.nn.Parameter(torch.zeros(g_q.shape[0], rank, device=device))
+        b = torch.nn.Parameter((torch.randn(rank, k, generator=generator) * 0.1).to(device))
+        params = [c, du, di, a, b]
+
+        def forward(u: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            du_u, di_i, a_i = du[u], di[i], a[i]
+            q_i = g_q[i] + a_i @ b
+            pred = mu + c + g_bu[u] + du_u + g_bi[i] + di_i + (g_p[u] * q_i).sum(1)
+            penalty = reg * ((du_u**2) + (di_i**2) + (a_i**2).sum(1)).mean() + reg * (b**2).sum() / max(len(train), 1)
+            return pred, penalty
+
+        def snapshot() -> MFParams:
+            with torch.no_grad():
+                cc = float(c)
+                return MFParams(mu + cc, base.user_factors, _np(g_q + a @ b), _np(g_bu + du), _np(g_bi + di))
+
+    else:  # full-l2
+        p = torch.nn.Parameter(g_p.clone())
+        q = torch.nn.Parameter(g_q.clone())
+        bu = torch.nn.Parameter(g_bu.clone())
+        bi = torch.nn.Parameter(g_bi.clone())
+        params = [p, q, bu, bi]
+
+        def forward(u: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            pu, qi, bu_u, bi_i = p[u], q[i], bu[u], bi[i]
+            pred = mu + bu_u + bi_i + (pu * qi).sum(1)
+            pull = ((pu - g_p[u]) ** 2).sum(1) + ((qi - g_q[i]) ** 2).sum(1) + (bu_u - g_bu[u]) ** 2 + (bi_i - g_bi[i]) ** 2
+            # keep the global model's own shrinkage as well, so the copy does not overfit a small segment
+            penalty_shrink = shrink * ((pu**2).sum(1) + (qi**2).sum(1)).mean()
+            return pred, reg * pull.mean() + penalty_shrink
+
+        def snapshot() -> MFParams:
+            with torch.no_grad():
+                return MFParams(mu, _np(p), _np(q), _np(bu), _np(bi))
+
+    return _fit_loop(forward, params, snapshot, train, valid, settings, generator=generator, clip=clip,
+                     device=device, what=f"fine-tune {strategy}")  # fmt: skip
