@@ -42,7 +42,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CODE_VERSION = "segflow-0.1.0/1"  # bump when a cached stage's output would change for the same inputs
+CODE_VERSION = "segflow-0.1.0/2"  # bump when a cached stage's output would change for the same inputs
 
 
 def cache_root(config: PipelineConfig) -> Path:

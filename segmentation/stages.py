@@ -135,11 +135,37 @@ def train_global(split: Split, items: Embeddings, config: PredictorConfig, seed:
     return fit_global_predictor(split, config, item_embeddings=items, seed=seed)
 
 
-def fine_tune(global_model, split: Split, segmentation: Segmentation, config: PredictorConfig, seed: int):
-    """A fine-tuned copy of the global model per segment, kept only where validation says it helps."""
+@dataclass(frozen=True)
+class FineTuned:
+    """Per-segment models, and the same procedure on random partitions of the same sizes (the control).
+
+    The control answers "do the segments carry the gain, or would any split of the users do?".
+    """
+
+    models: object  # segmentation.predict.SegmentedPredictor
+    control: object | None
+    control_assignments: pl.DataFrame | None
+
+
+def random_partition(assignments: pl.DataFrame, seed: int) -> pl.DataFrame:
+    """Users reassigned to segments at random, keeping every segment's size (seeded permutation)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))
+    labels = assignments["segment_id"].to_numpy()
+    return assignments.select("user_id").with_columns(pl.Series("segment_id", labels[rng.permutation(len(labels))]))
+
+
+def fine_tune(global_model, split: Split, segmentation: Segmentation, config: PredictorConfig, seed: int) -> FineTuned:
+    """A fine-tuned copy of the global model per segment, kept only where validation says it helps,
+    plus the random-partition control."""
     from segmentation.predict import fit_segment_predictors
 
-    return fit_segment_predictors(global_model, split, _segments_for_models(segmentation), config, seed=seed)
+    real = _segments_for_models(segmentation)
+    models = fit_segment_predictors(global_model, split, real, config, seed=seed)
+    if not config.finetune:
+        return FineTuned(models, None, None)
+    shuffled = random_partition(real, seed)
+    control = fit_segment_predictors(global_model, split, shuffled, config, seed=seed)
+    return FineTuned(models, control, shuffled)
 
 
 def _segments_for_models(segmentation: Segmentation) -> pl.DataFrame:
@@ -184,7 +210,7 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
     test = split.test
     groups = user_groups_frame(dataset, split, segmentation)
     p_global = global_model.predict(test)
-    p_seg = segment_models.predict(test)
+    p_seg = segment_models.models.predict(test)
     rating = evaluate_ratings(test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed)
     y = test["rating"].to_numpy()
     diff, lo, hi = paired_bootstrap_ci(y, p_global, p_seg, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
@@ -198,6 +224,16 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
                                       n_boot=max(config.bootstrap, 50), seed=seed)  # fmt: skip
         gain["per_segment"][str(s)] = {"rmse_change": d, "ci": [a, b], "n": int(m.sum())}
     rating["gain"] = gain
+    if segment_models.control is not None:
+        p_ctl = segment_models.control.predict(test)
+        d, a, b = paired_bootstrap_ci(y, p_global, p_ctl, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
+                                      seed=seed)  # fmt: skip
+        report = getattr(segment_models.control, "report_", None)
+        rating["random_partition_control"] = {
+            "rmse": float(np.sqrt(np.mean((y - p_ctl) ** 2))), "rmse_change": d, "ci": [a, b],
+            "segments_kept": int(report["kept"].sum()) if report is not None else None,
+            "note": "same fine-tuning and gate on random partitions of the same sizes",
+        }  # fmt: skip
     ranking, beyond = evaluate_rankings(rankings.recs, test, split.train_full, k=config.k,
                                         relevance_threshold=config.relevance_threshold, item_embeddings=items,
                                         items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
@@ -246,7 +282,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
         "segmentation": {**summarise_segmentation(segmentation), **metrics.get("segmentation_quality", {})},
         **{k: v for k, v in metrics.items() if k != "segmentation_quality"},
         "models": {"global": getattr(global_model, "summary", lambda: {})(),
-                   "segments": segment_models.report_.to_dicts() if hasattr(segment_models, "report_") else []},
+                   "segments": segment_models.models.report_.to_dicts() if hasattr(segment_models.models, "report_") else []},
         "timings": {**timings, "embedding": encoder_stats, "rankers": rankings.seconds},
         "versions": versions(),
     }  # fmt: skip
@@ -256,11 +292,11 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
                       profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
                       device=str(encoder_stats.get("device")))  # fmt: skip
         global_model.save(writer.path / "models" / "global")
-        segment_models.save(writer.path / "models" / "segments")
+        segment_models.models.save(writer.path / "models" / "segments")
         render_report(ReportInput(
             title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,
             assignments=segmentation.assignments, profiles=described.profiles,
-            segment_models=getattr(segment_models, "report_", None), recommendations=rankings.by_segment,
+            segment_models=getattr(segment_models.models, "report_", None), recommendations=rankings.by_segment,
             neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
             user_ratings=split.train_full.select("user_id", "rating"),
         ), writer.path / "report")  # fmt: skip
