@@ -7,7 +7,9 @@ soft membership), so a campaign can still reach them.
 
 import logging
 import time
+import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -15,7 +17,10 @@ import polars as pl
 from embeddings.encoder import Embeddings
 from segmentation._errors import DataError, check_is_fitted
 from segmentation.config import ClusterConfig, ReduceConfig
-from segmentation.reduce import Reducer
+from segmentation.reduce import Neighbours, Reducer, SampleNeighbours
+
+if TYPE_CHECKING:
+    from segmentation.stability import ParameterChoice
 
 __all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size", "fit_segments"]
 
@@ -49,7 +54,7 @@ class Clusterer:
     """HDBSCAN with prediction data, labels renumbered by decreasing size.
 
     Args:
-        min_cluster_size: smallest segment (None: :func:`default_min_cluster_size`).
+        min_cluster_size: smallest segment (None: :func:`default_min_cluster_size` of the rows fitted).
         min_samples: HDBSCAN's density smoothing.
         cluster_selection_method: ``eom`` or ``leaf``.
         cluster_selection_epsilon: merge clusters closer than this.
@@ -63,6 +68,9 @@ class Clusterer:
         probabilities_: (n,) float32 HDBSCAN membership strength (0 for outliers).
         soft_: (n, K) float32 soft membership of every point in every segment.
         soft_assigned_: (n,) bool, outliers moved into a segment by ``outlier_membership``.
+        sample_: rows HDBSCAN was fitted on.
+        min_cluster_size_: the smallest segment size used.
+        n_segments_: number of segments found.
     """
 
     def __init__(self, min_cluster_size: int | None = None, *, min_samples: int | None = 10,
@@ -79,14 +87,32 @@ class Clusterer:
         self.hdbscan_ = None
         self.labels_: np.ndarray | None = None
 
-    def fit(self, x: np.ndarray) -> "Clusterer":
+    def fit(self, x: np.ndarray, *, sample: np.ndarray | None = None, neighbours: Neighbours | None = None) -> "Clusterer":
+        """Cluster ``x`` ((n, d) float32 coordinates).
+
+        Args:
+            x: the coordinates of every row.
+            sample: rows to fit HDBSCAN on (default: all rows up to ``sample_size``, else a uniform sample).
+            neighbours: for the rows outside ``sample``, their nearest sample rows and weights (from
+                :class:`segmentation.reduce.Reducer`, found in the original space). Without it they are
+                searched in ``x``. A row whose neighbours all share a segment joins it; the others get
+                ``hdbscan.approximate_predict``; soft memberships are the neighbours' weighted mean.
+        """
         import hdbscan
 
         n = len(x)
-        mcs = self.min_cluster_size or default_min_cluster_size(n)
-        if n < 2 * mcs:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        if sample is None:
+            if n > self.sample_size:
+                rng = np.random.default_rng(self.random_state)
+                sample = np.sort(rng.choice(n, self.sample_size, replace=False))
+            else:
+                sample = np.arange(n)
+        m = len(sample)
+        mcs = self.min_cluster_size or default_min_cluster_size(m)
+        if m < 2 * mcs:
             raise DataError(
-                f"cluster: {n} users are too few for segments of at least {mcs} users "
+                f"cluster: {m} users are too few for segments of at least {mcs} users "
                 f"(min_cluster_size); need at least {2 * mcs} users or a smaller cluster.min_cluster_size"
             )
         min_samples = None if self.min_samples is None else min(self.min_samples, mcs)
@@ -94,20 +120,18 @@ class Clusterer:
         model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=min_samples, prediction_data=True,
                                 cluster_selection_method=self.cluster_selection_method,
                                 cluster_selection_epsilon=self.cluster_selection_epsilon, core_dist_n_jobs=1)  # fmt: skip
-        if n > self.sample_size:
-            rng = np.random.default_rng(self.random_state)
-            sample = np.sort(rng.choice(n, self.sample_size, replace=False))
-            model.fit(x[sample])
-            raw = np.empty(n, dtype=np.int64)
-            prob = np.empty(n, dtype=np.float32)
-            raw[sample], prob[sample] = model.labels_, model.probabilities_
-            rest = np.setdiff1d(np.arange(n), sample)
-            raw[rest], prob[rest] = hdbscan.approximate_predict(model, x[rest])
-        else:
-            model.fit(x)
-            raw, prob = model.labels_.astype(np.int64), model.probabilities_.astype(np.float32)
+        model.fit(x if m == n else x[sample])
         self.hdbscan_ = model
-        k_raw = int(raw.max()) + 1
+        raw = np.empty(n, dtype=np.int64)
+        prob = np.empty(n, dtype=np.float32)
+        raw[sample], prob[sample] = model.labels_, model.probabilities_
+        rest = np.setdiff1d(np.arange(n), sample) if m < n else np.zeros(0, dtype=np.int64)
+        if len(rest):
+            if neighbours is None or not np.array_equal(neighbours.rest, rest):
+                knn = SampleNeighbours(15, n_dims=None, random_state=self.random_state).fit(x[sample].astype(np.float32))
+                neighbours = Neighbours(rest, *knn.kneighbors(x.astype(np.float32), rest))
+            raw[rest], prob[rest] = self._extend(x, rest, neighbours, model)
+        k_raw = int(raw.max()) + 1 if n else 0
         # renumber by decreasing size (ties by the raw label) so segment 0 is the largest
         sizes = np.bincount(raw[raw >= 0], minlength=k_raw)
         order = sorted(range(k_raw), key=lambda c: (-sizes[c], c))
@@ -115,33 +139,55 @@ class Clusterer:
         for new, old in enumerate(order):
             self.mapping_[old] = new
         labels = np.where(raw >= 0, self.mapping_[np.clip(raw, 0, None)], NOISE).astype(np.int32)
-        soft = self._soft(x, n, sample if n > self.sample_size else None)
-        self.soft_ = soft
+        self.soft_ = self._soft(x, sample, rest, neighbours)
+        self.neighbours_ = neighbours if len(rest) else None
         self.soft_assigned_ = np.zeros(n, dtype=bool)
         if self.outlier_membership is not None and k_raw:
-            best = soft.max(axis=1)
+            best = self.soft_.max(axis=1)
             move = (labels == NOISE) & (best >= self.outlier_membership)
-            labels[move] = soft[move].argmax(axis=1)
+            labels[move] = self.soft_[move].argmax(axis=1)
             self.soft_assigned_ = move
         self.labels_, self.probabilities_ = labels, prob.astype(np.float32)
+        self.sample_ = sample
+        self.min_cluster_size_ = mcs
         self.n_segments_ = k_raw
-        logger.info("HDBSCAN found %d segments, %d outliers (%.1f%%) among %d users in %.1fs", k_raw,
-                    int((labels == NOISE).sum()), 100 * (labels == NOISE).mean(), n, time.perf_counter() - t0)  # fmt: skip
+        logger.info("HDBSCAN found %d segments, %d outliers (%.1f%%) among %d users (fitted on %d) in %.1fs", k_raw,
+                    int((labels == NOISE).sum()), 100 * (labels == NOISE).mean(), n, m, time.perf_counter() - t0)  # fmt: skip
         return self
 
-    def _soft(self, x: np.ndarray, n: int, sample: np.ndarray | None) -> np.ndarray:
+    @staticmethod
+    def _extend(x: np.ndarray, rest: np.ndarray, neighbours: Neighbours, model) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and strengths of the rows outside the sample.
+
+        A row whose nearest sample rows all belong to one segment takes it, with the weighted mean of
+        their strengths; the others (about 10 % on planted data) go through ``hdbscan.approximate_predict``.
+        On 1M planted vectors this gave the same labels as ``approximate_predict`` for every row, 9x faster.
+        """
         import hdbscan
 
-        k = int(self.mapping_.size)
-        if k == 0:
-            return np.zeros((n, 0), dtype=np.float32)
-        if sample is None:
-            raw = hdbscan.all_points_membership_vectors(self.hdbscan_)
-        else:
-            raw = hdbscan.membership_vector(self.hdbscan_, x)
-        raw = np.atleast_2d(np.asarray(raw, dtype=np.float32)).reshape(n, -1)
+        near = model.labels_[neighbours.pos]
+        unanimous = (near == near[:, :1]).all(axis=1) & (near[:, 0] >= 0)
+        labels = np.where(unanimous, near[:, 0], NOISE).astype(np.int64)
+        strength = (model.probabilities_[neighbours.pos] * neighbours.weights).sum(axis=1).astype(np.float32)
+        todo = np.flatnonzero(~unanimous)
+        if len(todo):
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="Clusterer does not have any defined clusters")
+                labels[todo], strength[todo] = hdbscan.approximate_predict(model, x[rest[todo]])
+        return labels, strength
+
+    def _soft(self, x: np.ndarray, sample: np.ndarray, rest: np.ndarray, neighbours: Neighbours | None) -> np.ndarray:
+        import hdbscan
+
+        n, k = len(x), int(self.mapping_.size)
         soft = np.zeros((n, k), dtype=np.float32)
-        soft[:, self.mapping_] = raw[:, :k]
+        if k == 0:
+            return soft
+        raw = np.asarray(hdbscan.all_points_membership_vectors(self.hdbscan_), dtype=np.float32).reshape(len(sample), -1)
+        soft[np.ix_(sample, self.mapping_)] = raw[:, :k]
+        if len(rest):
+            assert neighbours is not None
+            soft[rest] = neighbours.spread(soft[sample])
         return soft
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +195,7 @@ class Clusterer:
         import hdbscan
 
         check_is_fitted(self, "hdbscan_")
-        raw, strength = hdbscan.approximate_predict(self.hdbscan_, x)
+        raw, strength = hdbscan.approximate_predict(self.hdbscan_, np.asarray(x, dtype=np.float64))
         labels = np.where(raw >= 0, self.mapping_[np.clip(raw, 0, None)], NOISE).astype(np.int32)
         return labels, strength.astype(np.float32)
 
@@ -163,7 +209,10 @@ class Segmentation:
         coords: (n, n_components) float32 clustering coordinates, rows as in ``assignments``.
         n_segments: number of segments (outliers not counted).
         min_cluster_size: the value used.
-        seconds: wall time of reduce + cluster.
+        seconds: wall time of the steps (``umap``, ``hdbscan``, ``umap_2d``, ``select``; ``numba_import``
+            is the one-off import and compilation cost of UMAP in this process).
+        selection: how the clustering parameters were chosen (None when they were all given).
+        n_fitted: users UMAP and HDBSCAN were fitted on (the rest were extended by neighbours).
     """
 
     assignments: pl.DataFrame
@@ -171,6 +220,8 @@ class Segmentation:
     n_segments: int
     min_cluster_size: int
     seconds: dict
+    selection: "ParameterChoice | None" = None
+    n_fitted: int = 0
 
     @property
     def noise_share(self) -> float:
@@ -180,31 +231,48 @@ class Segmentation:
 def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, *, seed: int = 0) -> Segmentation:
     """Reduce user vectors with UMAP (5-d for clustering, 2-d for pictures) and cluster with HDBSCAN.
 
+    Past ``reduce.sample_size`` users, UMAP and HDBSCAN are fitted on a uniform sample and every
+    other user is placed by its nearest sample users (see :mod:`segmentation.reduce`). Clustering
+    parameters left unset in ``cluster`` (``min_cluster_size``, ``min_samples``, or
+    ``cluster_selection_method = "auto"``) are chosen without labels by
+    :func:`segmentation.stability.choose_parameters`; the choice is in ``Segmentation.selection``.
+
     Args:
         users: user vectors (ids + (n, d) float32).
         reduce: UMAP settings.
         cluster: HDBSCAN settings.
-        seed: the run's seed (UMAP and sampling).
+        seed: the run's seed (UMAP, sampling, parameter selection).
     """
+    from segmentation.stability import choose_parameters, needs_selection
+
     n = len(users.ids)
     t0 = time.perf_counter()
     reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
-                      metric=reduce.metric, sample_size=reduce.sample_size, random_state=seed)  # fmt: skip
+                      metric=reduce.metric, sample_size=reduce.sample_size, assign=reduce.assign,
+                      knn_dims=reduce.knn_dims, random_state=seed)  # fmt: skip
     coords = reducer.fit_transform(users.vectors)
     t1 = time.perf_counter()
+    sample = reducer.sample_
+    selection = None
+    if needs_selection(cluster):
+        selection = choose_parameters(coords[sample], cluster, seed=seed)
+        cluster = selection.config
+    t2 = time.perf_counter()
     clusterer = Clusterer(cluster.min_cluster_size, min_samples=cluster.min_samples,
                           cluster_selection_method=cluster.cluster_selection_method,
                           cluster_selection_epsilon=cluster.cluster_selection_epsilon,
                           outlier_membership=cluster.outlier_membership, sample_size=reduce.sample_size,
-                          random_state=seed).fit(coords)  # fmt: skip
-    t2 = time.perf_counter()
+                          random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
+    t3 = time.perf_counter()
     if reduce.n_components == 2:
         xy = coords
     else:
+        # the picture starts from the clustering layout's principal axes; 100 epochs refine it
         picture = Reducer(2, n_neighbors=reduce.n_neighbors, min_dist=0.1, metric=reduce.metric,
-                          sample_size=reduce.sample_size, random_state=seed)  # fmt: skip
-        xy = picture.fit_transform(users.vectors)
-    t3 = time.perf_counter()
+                          sample_size=reduce.sample_size, assign=reduce.assign, knn_dims=reduce.knn_dims,
+                          n_epochs=100, random_state=seed)  # fmt: skip
+        xy = picture.fit_transform(users.vectors, like=reducer)
+    t4 = time.perf_counter()
     soft = clusterer.soft_
     nearest = soft.argmax(axis=1).astype(np.int32) if soft.shape[1] else np.full(n, NOISE, np.int32)
     nearest = np.where(clusterer.labels_ >= 0, clusterer.labels_, nearest).astype(np.int32)
@@ -222,12 +290,16 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         },
         schema=ASSIGNMENTS,
     )
+    seconds = {"umap": reducer.seconds_["umap"] + reducer.seconds_["extend"], "select": t2 - t1,
+               "hdbscan": t3 - t2, "umap_2d": t4 - t3, "numba_import": reducer.seconds_["import"]}  # fmt: skip
     return Segmentation(
         assignments=assignments,
         coords=coords,
         n_segments=clusterer.n_segments_,
-        min_cluster_size=clusterer.min_cluster_size or default_min_cluster_size(n),
-        seconds={"umap": t1 - t0, "hdbscan": t2 - t1, "umap_2d": t3 - t2},
+        min_cluster_size=clusterer.min_cluster_size_,
+        seconds=seconds,
+        selection=selection,
+        n_fitted=len(sample),
     )
 
 

@@ -25,7 +25,14 @@ def item_vectors(planted, encoder):
 @pytest.fixture(scope="module")
 def user_vectors(planted, item_vectors):
     ds, _ = planted
-    return build_user_vectors(ds.interactions, item_vectors)
+    return build_user_vectors(ds.interactions, item_vectors, items=ds.items)
+
+
+@pytest.fixture(scope="module")
+def planted_vectors_small():
+    from segmentation.planted import planted_vectors
+
+    return planted_vectors(1300, k=6, rng=np.random.default_rng(0))
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +42,7 @@ def segmentation(user_vectors):
 
 def test_item_mean_is_the_mean_of_chosen_items(planted, item_vectors):
     ds, _ = planted
-    u = build_user_vectors(ds.interactions, item_vectors)
+    u = build_user_vectors(ds.interactions, item_vectors, method="item-mean")
     chosen = ds.interactions.filter(pl.col("user_id") == "u5")["item_id"].to_list()
     expect = item_vectors.take(chosen).mean(axis=0)
     got = u.vectors[list(u.ids).index("u5")]
@@ -52,15 +59,48 @@ def test_other_representations(planted, item_vectors, method):
     assert u.vectors.shape[1] == {"item-mean+profile": 392, "profile": 8}.get(method, 384)
 
 
+@pytest.mark.parametrize("method", ["category-hist", "liked-category-hist", "svd", "item-mean+liked-category-hist",
+                                    "liked-mean+liked-category-hist", "item-mean+svd"])
+def test_behaviour_representations(planted, item_vectors, method):
+    ds, truth = planted
+    u = build_user_vectors(ds.interactions, item_vectors, method=method, items=ds.items, n_factors=8, seed=0)
+    dims = {"category-hist": 6, "liked-category-hist": 6, "svd": 8}
+    assert u.vectors.shape == (150, sum(dims.get(p, 384) for p in method.split("+")))
+    assert np.allclose(np.linalg.norm(u.vectors, axis=1), 1, atol=1e-5)
+    # users of one planted group are more alike than users of different groups
+    order = np.array([int(i[1:]) for i in u.ids])
+    sim = u.vectors @ u.vectors.T
+    same = truth[order][:, None] == truth[order][None, :]
+    assert sim[same].mean() > sim[~same].mean() + 0.1
+
+
+def test_category_hist_counts_categories(planted, item_vectors):
+    ds, _ = planted
+    u = build_user_vectors(ds.interactions, item_vectors, method="category-hist", items=ds.items)
+    names = sorted(ds.items.explode("categories")["categories"].unique().to_list())
+    chosen = ds.interactions.filter(pl.col("user_id") == "u5").join(ds.items, on="item_id").explode("categories")
+    counts = dict(chosen.group_by("categories").len().iter_rows())
+    expect = np.array([counts.get(c, 0) for c in names], dtype=float)
+    assert np.allclose(u.vectors[list(u.ids).index("u5")], expect / np.linalg.norm(expect), atol=1e-5)
+
+
 def test_representation_errors(planted, item_vectors):
     ds, _ = planted
     with pytest.raises(ValueError, match="expected one of"):
         build_user_vectors(ds.interactions, item_vectors, method="median")
     with pytest.raises(ValueError, match="needs profile_embeddings"):
         build_user_vectors(ds.interactions, item_vectors, method="profile")
+    with pytest.raises(ValueError, match="needs items"):
+        build_user_vectors(ds.interactions, item_vectors, method="item-mean+liked-category-hist")
     bad = ds.interactions.with_columns(pl.lit("nope").alias("item_id"))
     with pytest.raises(DataError, match="without an embedding"):
-        build_user_vectors(bad, item_vectors)
+        build_user_vectors(bad, item_vectors, method="item-mean")
+    bare = ds.items.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
+    with pytest.raises(DataError, match="no categories"):
+        build_user_vectors(ds.interactions, item_vectors, method="category-hist", items=bare)
+    fused = build_user_vectors(ds.interactions, item_vectors, method="item-mean+liked-category-hist", items=bare)
+    plain = build_user_vectors(ds.interactions, item_vectors, method="item-mean")
+    assert np.allclose(fused.vectors[:, :384], plain.vectors, atol=1e-5)
 
 
 @pytest.mark.umap
@@ -93,6 +133,28 @@ def test_new_users_are_assigned(planted, user_vectors, segmentation):
     expect = [truth[u] for u in user_vectors.ids[:30]]
     assert (got["segment_id"].to_numpy() == np.array(expect)).mean() > 0.9
     assert got["confidence"].min() > 0.5
+
+
+@pytest.mark.umap
+def test_large_inputs_fit_on_a_sample_and_extend(planted_vectors_small):
+    from segmentation.reduce import Reducer
+
+    p = planted_vectors_small
+    users = Embeddings(np.array([f"v{i}" for i in range(len(p.labels))], dtype=object), p.vectors, "planted")
+    seg = fit_segments(users, ReduceConfig(sample_size=1000), ClusterConfig(), seed=3)
+    assert seg.n_fitted == 1000 and seg.assignments.height == len(p.labels)
+    labels = seg.assignments["segment_id"].to_numpy()
+    keep = p.labels >= 0
+    assert adjusted_rand_score(p.labels[keep], labels[keep]) > 0.8
+    assert seg.selection is not None and seg.selection.config.min_cluster_size == seg.min_cluster_size
+    assert np.isfinite(seg.coords).all() and seg.assignments["x"].is_finite().all()
+    # new rows land among the fitted rows of their own planted segment
+    reducer = Reducer(5, sample_size=1000, random_state=3).fit(p.vectors)
+    rows = np.flatnonzero(keep)[:200]
+    again = reducer.transform(p.vectors[rows])
+    fitted = reducer.embedding_[reducer.sample_]
+    nearest = reducer.sample_[np.argmin(((again[:, None, :] - fitted[None, :, :]) ** 2).sum(-1), axis=1)]
+    assert (p.labels[nearest] == p.labels[rows]).mean() > 0.8
 
 
 @pytest.mark.umap

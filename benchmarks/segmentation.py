@@ -1,0 +1,538 @@
+"""Segmentation benchmark: segflow against baselines on planted data (and ML-100k without truth).
+
+Every system runs in its own child process, so its peak memory (``VmHWM``) and its numba
+compilation (timed apart, by a warm-up UMAP fit on 300 points before the timed fit) are its own.
+The data are generated once by the parent, saved under ``--workdir`` and loaded by each child
+(the loaded data count in the child's peak memory; the generator's own working memory does not).
+
+    python benchmarks/segmentation.py                  # everything (about an hour on 2 busy cores)
+    python benchmarks/segmentation.py --quick          # 10k planted vectors + 10k planted behaviour, main systems
+    python benchmarks/segmentation.py --only planted-vectors --sizes 1000000 --systems segflow
+    python benchmarks/segmentation.py --representations --ml100k --incremental --no-main
+
+Rows (``benchmarks/results/segmentation.json``, a JSON list; ``--merge`` replaces rows of the same
+system, data and size and keeps the others): ``system``, ``data``, ``n_users``, ``ari``,
+``ari_excl_noise`` (ARI over the users whose truth is a segment), ``nmi``, ``noise_share``,
+``noise_recall`` (share of planted noise called noise), ``n_clusters``, ``seconds`` (fit, without
+data loading or numba compilation), ``numba_seconds``, ``embed_seconds``, ``peak_mib``, and
+``notes``. ML-100k rows (no truth) carry ``seed_ari``, ``bootstrap_ari``, ``dbcv`` and
+``heldout_rmse_gain`` instead of ARI; incremental-embedding rows carry ``embedded`` and ``cached``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "segmentation.json"
+VECTOR_K = 20
+BEHAVIOUR_K = 12
+REPRESENTATIONS = ("item-mean", "liked-mean", "rating-weighted", "category-hist", "liked-category-hist", "svd",
+                   "profile", "item-mean+profile", "item-mean+svd", "item-mean+category-hist",
+                   "item-mean+liked-category-hist", "liked-mean+liked-category-hist", "liked-mean+svd")  # fmt: skip
+ML100K_REPRESENTATIONS = ("item-mean", "liked-mean", "category-hist", "liked-category-hist", "svd",
+                          "item-mean+category-hist", "item-mean+liked-category-hist", "item-mean+svd")  # fmt: skip
+
+
+def _rss_mib() -> float:
+    """Peak resident memory of this process (VmHWM) in MiB.
+
+    Not ``ru_maxrss``: on Linux a child inherits its parent's peak at fork and keeps it across exec,
+    so every child would report at least the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# ------------------------------------------------------------------------------------------ data (parent)
+
+
+def _vectors_path(workdir: Path, n: int, seed: int) -> Path:
+    return workdir / f"planted-vectors-{n}-s{seed}"
+
+
+def _behaviour_path(workdir: Path, n: int, seed: int) -> Path:
+    return workdir / f"planted-behaviour-{n}-s{seed}"
+
+
+def make_vectors(workdir: Path, n: int, seed: int) -> Path:
+    from segmentation.planted import planted_vectors
+
+    out = _vectors_path(workdir, n, seed)
+    if not (out / "labels.npy").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        t = time.perf_counter()
+        p = planted_vectors(n, k=VECTOR_K, rng=np.random.default_rng(seed))
+        np.save(out / "vectors.npy", p.vectors)
+        np.save(out / "labels.npy", p.labels)
+        print(f"  planted {n} vectors in {time.perf_counter() - t:.1f}s", flush=True)
+    return out
+
+
+def _ml100k_popularity(ds) -> np.ndarray:
+    counts = ds.interactions.group_by("item_id").len()
+    return ds.items.select("item_id").join(counts, on="item_id", how="left", maintain_order="left")["len"].fill_null(0).to_numpy() + 1.0
+
+
+def make_behaviour(workdir: Path, n: int, seed: int) -> Path:
+    from segmentation.data import load_movielens_100k
+    from segmentation.planted import planted_behaviour
+
+    out = _behaviour_path(workdir, n, seed)
+    if not (out / "truth.parquet").exists():
+        out.mkdir(parents=True, exist_ok=True)
+        ds = load_movielens_100k()
+        t = time.perf_counter()
+        pb = planted_behaviour(ds.items, n, k=BEHAVIOUR_K, item_popularity=_ml100k_popularity(ds),
+                               rng=np.random.default_rng(seed))  # fmt: skip
+        pb.interactions.write_parquet(out / "interactions.parquet")
+        pb.truth.write_parquet(out / "truth.parquet")
+        (out / "styles.json").write_text(json.dumps([s.__dict__ for s in pb.styles], indent=1))
+        print(f"  planted behaviour of {n} users ({pb.interactions.height} ratings) in {time.perf_counter() - t:.1f}s",
+              flush=True)  # fmt: skip
+    return out
+
+
+# ------------------------------------------------------------------------------------------ child side
+
+
+def _scores(truth: np.ndarray, labels: np.ndarray) -> dict:
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    keep = truth >= 0
+    noise = truth < 0
+    return {
+        "ari": round(float(adjusted_rand_score(truth, labels)), 4),
+        "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4),
+        "nmi": round(float(normalized_mutual_info_score(truth, labels)), 4),
+        "noise_share": round(float((labels < 0).mean()), 4),
+        "noise_recall": round(float((labels[noise] < 0).mean()), 4) if noise.any() else None,
+        "n_clusters": int(len(np.unique(labels[labels >= 0]))),
+    }
+
+
+def _warm_umap() -> float:
+    """Compile UMAP's numba code (timed apart from the fit)."""
+    import warnings
+
+    t = time.perf_counter()
+    import umap
+
+    x = np.random.default_rng(0).normal(size=(300, 16)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        umap.UMAP(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=0).fit(x)
+        umap.UMAP(n_components=2, n_neighbors=15, min_dist=0.1, metric="cosine", random_state=0).fit(x)
+    return time.perf_counter() - t
+
+
+def _hdbscan_labels(coords: np.ndarray, min_cluster_size: int, min_samples: int | None) -> np.ndarray:
+    import hdbscan
+
+    return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, core_dist_n_jobs=1).fit(
+        np.asarray(coords, dtype=np.float64)).labels_  # fmt: skip
+
+
+def _umap(x: np.ndarray, seed: int) -> np.ndarray:
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return umap.UMAP(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=seed).fit_transform(x)
+
+
+def _segflow(ids: np.ndarray, x: np.ndarray, seed: int, extra: dict) -> tuple[np.ndarray, dict]:
+    from embeddings.encoder import Embeddings
+    from segmentation.cluster import fit_segments
+    from segmentation.config import ClusterConfig, ReduceConfig
+
+    seg = fit_segments(Embeddings(ids, x, "bench"), ReduceConfig(), ClusterConfig(), seed=seed)
+    chosen = seg.selection.to_dict() if seg.selection else {}
+    extra.update({"n_fitted": seg.n_fitted, "steps": {k: round(v, 2) for k, v in seg.seconds.items()},
+                  "chosen": {k: chosen.get(k) for k in ("min_cluster_size", "cluster_selection_method")},
+                  "soft_assigned": round(float(seg.assignments["soft_assigned"].mean()), 4)})  # fmt: skip
+    return seg.assignments["segment_id"].to_numpy(), extra
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    return KMeans(k, n_init=3, random_state=seed).fit_predict(x)
+
+
+def _item_embeddings(cache_dir: Path | None):
+    from embeddings.encoder import Embeddings, Encoder
+    from embeddings.text import describe_items
+    from segmentation.data import default_cache_dir, load_movielens_100k
+
+    ds = load_movielens_100k()
+    d = describe_items(ds.items)
+    enc = Encoder(cache_dir=cache_dir or default_cache_dir() / "embeddings")
+    return ds, Embeddings(d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2")
+
+
+def _profiles(interactions: pl.DataFrame, items: pl.DataFrame, cache_dir: Path | None):
+    """MiniLM embeddings of every user's behaviour text (cached on disk); (Embeddings, seconds, embedded)."""
+    from embeddings.encoder import Embeddings, Encoder
+    from embeddings.text import describe_users
+    from segmentation.data import default_cache_dir
+
+    profiles = describe_users(interactions, items)
+    enc = Encoder(cache_dir=cache_dir or default_cache_dir() / "embeddings", batch_size=128)
+    t = time.perf_counter()
+    vec = enc.encode(profiles["profile"].to_list())
+    return Embeddings(profiles["user_id"].to_numpy(), vec, "profile"), time.perf_counter() - t, enc.stats["embedded"]
+
+
+def run_child(spec: dict) -> dict:
+    """Run one system on one data set; returns a result row."""
+    system, data, path, seed = spec["system"], spec["data"], Path(spec["path"]), spec["seed"]
+    row: dict = {"system": system, "data": data, "seed": seed}
+    extra: dict = {}
+    numba = None
+    embed_seconds = None
+    uses_umap = system.startswith("segflow") or system in ("umap+hdbscan", "bertopic-style")
+    if uses_umap:
+        numba = _warm_umap()
+    if data == "planted-vectors":
+        x = np.load(path / "vectors.npy")
+        truth = np.load(path / "labels.npy")
+        ids = np.arange(len(x)).astype(str).astype(object)
+        t = time.perf_counter()
+        if system == "segflow":
+            labels, extra = _segflow(ids, x, seed, extra)
+        elif system == "umap+hdbscan":
+            labels = _hdbscan_labels(_umap(x, seed), max(15, round(0.002 * len(x))), 10)
+        elif system == "kmeans-true-k":
+            labels = _kmeans(x, VECTOR_K, seed)
+        else:
+            raise ValueError(f"unknown system {system!r} for {data}")
+        seconds = time.perf_counter() - t
+    elif data == "planted-behaviour":
+        from segmentation.represent import build_user_vectors
+
+        interactions = pl.read_parquet(path / "interactions.parquet")
+        truth_frame = pl.read_parquet(path / "truth.parquet")
+        ds, items = _item_embeddings(None)
+        method = system.split("[", 1)[1].rstrip("]") if "[" in system else None
+        profile = None
+        if system == "bertopic-style" or (method and "profile" in method):
+            profile, embed_seconds, embedded = _profiles(interactions, ds.items, None)
+            extra["embedded"] = embedded
+        t = time.perf_counter()
+        if system.startswith("segflow"):
+            from segmentation.config import RepresentConfig
+
+            users = build_user_vectors(interactions, items, method=method or RepresentConfig().method,
+                                       items=ds.items, profile_embeddings=profile, seed=seed)  # fmt: skip
+            extra["representation"] = method or RepresentConfig().method
+            labels, extra = _segflow(users.ids, users.vectors, seed, extra)
+            ids = users.ids
+        elif system == "kmeans-true-k":
+            from segmentation.config import RepresentConfig
+
+            users = build_user_vectors(interactions, items, method=RepresentConfig().method, items=ds.items, seed=seed)
+            labels, ids = _kmeans(users.vectors, BEHAVIOUR_K, seed), users.ids
+            extra["representation"] = RepresentConfig().method
+        elif system in ("kmeans-category-hist", "kmeans-liked-category-hist"):
+            method = system.removeprefix("kmeans-")
+            users = build_user_vectors(interactions, items, method=method, items=ds.items, seed=seed)
+            labels, ids = _kmeans(users.vectors, BEHAVIOUR_K, seed), users.ids
+        elif system == "bertopic-style":
+            # BERTopic's defaults: UMAP(15 neighbours, 5-d, min_dist 0, cosine) + HDBSCAN(min_cluster_size 10, eom)
+            labels, ids = _hdbscan_labels(_umap(profile.vectors, seed), 10, None), profile.ids
+        else:
+            raise ValueError(f"unknown system {system!r} for {data}")
+        seconds = time.perf_counter() - t
+        pos = dict(zip(truth_frame["user_id"].to_list(), truth_frame["segment_id"].to_list()))
+        truth = np.array([pos[u] for u in ids])
+    else:
+        raise ValueError(f"unknown data {data!r}")
+    row.update({"n_users": int(len(truth)), **_scores(truth, np.asarray(labels)), "seconds": round(seconds, 2),
+                "numba_seconds": None if numba is None else round(numba, 2),
+                "embed_seconds": None if embed_seconds is None else round(embed_seconds, 2),
+                "peak_mib": round(_rss_mib(), 1), "notes": extra})  # fmt: skip
+    return row
+
+
+# ------------------------------------------------------------------------------------------ ML-100k (no truth)
+
+
+def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame) -> tuple[float, float]:
+    """Test RMSE of baseline predictions without and with a per-(segment, item) offset.
+
+    Baseline: ``mu + b_u + b_i`` (biases shrunk by 5 ratings). With segments: plus the segment's mean
+    residual on the item, shrunk by 10 ratings. ``segments`` has ``user_id`` and ``seg``.
+    """
+    mu = float(train["rating"].mean())
+    bu = train.group_by("user_id").agg(((pl.col("rating") - mu).sum() / (pl.len() + 5)).alias("bu"))
+    t = train.join(bu, on="user_id")
+    bi = t.group_by("item_id").agg(((pl.col("rating") - mu - pl.col("bu")).sum() / (pl.len() + 5)).alias("bi"))
+    t = t.join(bi, on="item_id").join(segments, on="user_id")
+    resid = pl.col("rating") - mu - pl.col("bu") - pl.col("bi")
+    bsi = t.group_by("seg", "item_id").agg((resid.sum() / (pl.len() + 10)).alias("bsi"))
+    e = (test.join(bu, on="user_id", how="left").join(bi, on="item_id", how="left")
+         .join(segments, on="user_id", how="left").join(bsi, on=["seg", "item_id"], how="left").fill_null(0.0))  # fmt: skip
+    base = (mu + e["bu"] + e["bi"]).clip(1, 5).to_numpy()
+    seg = (base + e["bsi"].to_numpy()).clip(1, 5)
+    y = e["rating"].to_numpy()
+    return float(np.sqrt(((base - y) ** 2).mean())), float(np.sqrt(((seg - y) ** 2).mean()))
+
+
+def run_ml100k(method: str, seed: int) -> dict:
+    """Representation ``method`` on ML-100k (random90 train): seed/bootstrap ARI, DBCV, held-out separation."""
+    from segmentation.cluster import fit_segments
+    from segmentation.config import ClusterConfig, ReduceConfig
+    from segmentation.data import split_ratings
+    from segmentation.represent import build_user_vectors
+    from segmentation.stability import segmentation_stability
+
+    numba = _warm_umap()
+    ds, items = _item_embeddings(None)
+    split = split_ratings(ds.interactions, "random90")
+    profile = None
+    if "profile" in method:
+        profile, _, _ = _profiles(split.train_full, ds.items, None)
+    users = build_user_vectors(split.train_full, items, method=method, items=ds.items, profile_embeddings=profile,
+                               seed=seed)  # fmt: skip
+    t = time.perf_counter()
+    seg = fit_segments(users, ReduceConfig(), ClusterConfig(), seed=seed)
+    seconds = time.perf_counter() - t
+    stab = segmentation_stability(users, ReduceConfig(), ClusterConfig(), seeds=(seed, seed + 1, seed + 2),
+                                  n_bootstrap=3, reference=seg)  # fmt: skip
+    a = seg.assignments
+    base, with_seg = heldout_rmse(split.train_full, split.test, a.select("user_id", pl.col("nearest_segment").alias("seg")))
+    sizes = a.group_by("segment_id").len().sort("len", descending=True)
+    return {
+        "system": f"segflow[{method}]", "data": "movielens-100k", "seed": seed, "n_users": a.height,
+        "ari": None, "ari_excl_noise": None, "nmi": None,
+        "noise_share": round(seg.noise_share, 4), "n_clusters": seg.n_segments,
+        "seed_ari": round(float(np.mean(stab.seed_ari)), 4), "bootstrap_ari": round(float(np.mean(stab.bootstrap_ari)), 4),
+        "dbcv": seg.selection.chosen.dbcv if seg.selection else None,
+        "heldout_rmse_gain": round(base - with_seg, 5), "heldout_rmse": round(with_seg, 5),
+        "seconds": round(seconds, 2), "numba_seconds": round(numba, 2), "peak_mib": round(_rss_mib(), 1),
+        "notes": {"sizes": dict(zip(map(str, sizes["segment_id"]), sizes["len"])),
+                  "selection": seg.selection.to_dict()["reason"] if seg.selection else None,
+                  "n_segments_by_seed": list(stab.n_segments), "soft_assigned": int(a["soft_assigned"].sum())},
+    }  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ incremental embedding
+
+
+def run_incremental(changed_share: float = 0.05, seed: int = 0) -> list[dict]:
+    """Embed ML-100k's item texts and user profiles into an empty cache, rerun, then rerun after changes."""
+    from embeddings.encoder import Encoder
+    from embeddings.text import describe_items, describe_users
+    from segmentation.data import load_movielens_100k
+
+    ds = load_movielens_100k()
+    rng = np.random.default_rng(seed)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="segflow-bench-cache-") as tmp:
+        def embed(items: pl.DataFrame, inter: pl.DataFrame, label: str) -> None:
+            enc = Encoder(cache_dir=Path(tmp))
+            t = time.perf_counter()
+            texts = describe_items(items)["description"].to_list() + describe_users(inter, items)["profile"].to_list()
+            enc.encode(texts)
+            rows.append({"system": "encoder cache", "data": "ml-100k item + profile texts", "run": label,
+                         "n_users": inter["user_id"].n_unique(), "texts": len(texts), "embedded": enc.stats["embedded"],
+                         "cached": enc.stats["cache_hits"], "seconds": round(time.perf_counter() - t, 2),
+                         "peak_mib": round(_rss_mib(), 1)})  # fmt: skip
+            print("  ", rows[-1], flush=True)
+
+        embed(ds.items, ds.interactions, "cold")
+        embed(ds.items, ds.interactions, "rerun, nothing changed")
+        n_items = int(changed_share * ds.items.height)
+        pick = set(rng.choice(ds.items["item_id"].to_list(), n_items, replace=False).tolist())
+        items = ds.items.with_columns(pl.when(pl.col("item_id").is_in(list(pick))).then(pl.lit("Remastered edition."))
+                                      .otherwise(pl.col("text")).alias("text"))  # fmt: skip
+        users = sorted(ds.interactions["user_id"].unique().to_list())
+        drop_users = set(rng.choice(users, int(changed_share * len(users)), replace=False).tolist())
+        # each changed user loses their most recent rating (a new profile text), everyone else is untouched
+        last = (ds.interactions.filter(pl.col("user_id").is_in(list(drop_users)))
+                .sort("timestamp").group_by("user_id").agg(pl.col("item_id").last()))  # fmt: skip
+        inter = ds.interactions.join(last, on=["user_id", "item_id"], how="anti")
+        embed(items, inter, f"rerun after {changed_share:.0%} of items and users changed")
+    return rows
+
+
+# ------------------------------------------------------------------------------------------ parent
+
+
+def _child(spec: dict, timeout: int) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(spec)]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    t = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {**{k: spec[k] for k in ("system", "data", "seed")}, "error": f"timed out after {timeout}s"}
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[7:])
+    tail = (out.stderr or out.stdout)[-2000:]
+    return {**{k: spec[k] for k in ("system", "data", "seed")}, "error": f"exit {out.returncode} after "
+            f"{time.perf_counter() - t:.0f}s: {tail}"}  # fmt: skip
+
+
+def _print_row(r: dict) -> None:
+    if "error" in r:
+        print(f"  {r['system']:34s} {r['data']:18s} ERROR {r['error'][-400:]}", flush=True)
+        return
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    print(f"  {r['system']:34s} {r['data']:18s} n={r.get('n_users', 0):>8} ari={fmt(r.get('ari'), '.3f')} "
+          f"excl={fmt(r.get('ari_excl_noise'), '.3f')} nmi={fmt(r.get('nmi'), '.3f')} noise={fmt(r.get('noise_share'), '.3f')} "
+          f"k={r.get('n_clusters')} {fmt(r.get('seconds'), '.1f')}s (+{fmt(r.get('numba_seconds'), '.0f')}s numba, "
+          f"+{fmt(r.get('embed_seconds'), '.0f')}s embed) {fmt(r.get('peak_mib'), '.0f')} MiB"
+          + (f" seedARI={r['seed_ari']} bootARI={r['bootstrap_ari']} dbcv={r['dbcv']} gain={r['heldout_rmse_gain']}"
+             if "seed_ari" in r else ""), flush=True)  # fmt: skip
+
+
+def markdown_tables(rows: list[dict]) -> str:
+    """The result rows as the markdown tables of docs/BENCHMARKS_segmentation.md."""
+
+    def f(v, spec: str = ".3f") -> str:
+        return "" if v is None else format(v, spec)
+
+    out = []
+    planted = [r for r in rows if r.get("data", "").startswith("planted") and "error" not in r]
+    if planted:
+        out += ["| data | users | system | ARI | ARI excl. noise | NMI | noise share | noise recall | clusters | fit s | numba s | embed s | peak MiB |",
+                "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for r in sorted(planted, key=lambda r: (r["data"], r["n_users"], r.get("seed", 0), -(r.get("ari") or 0))):
+            out.append(f"| {r['data']} | {r['n_users']:,} | {r['system']} | {f(r['ari'])} | {f(r['ari_excl_noise'])} | "
+                       f"{f(r['nmi'])} | {f(r['noise_share'])} | {f(r.get('noise_recall'))} | {r['n_clusters']} | "
+                       f"{f(r['seconds'], '.1f')} | {f(r.get('numba_seconds'), '.0f')} | {f(r.get('embed_seconds'), '.0f')} | "
+                       f"{f(r.get('peak_mib'), '.0f')} |")  # fmt: skip
+        out.append("")
+    ml = [r for r in rows if r.get("data") == "movielens-100k" and "error" not in r]
+    if ml:
+        out += ["| representation (ML-100k, random90 train) | segments | outliers | seed-to-seed ARI | bootstrap ARI | DBCV | held-out RMSE gain |",
+                "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for r in sorted(ml, key=lambda r: -(r.get("heldout_rmse_gain") or 0)):
+            out.append(f"| {r['system']} | {r['n_clusters']} | {f(r['noise_share'])} | {f(r['seed_ari'])} | "
+                       f"{f(r['bootstrap_ari'])} | {f(r['dbcv'])} | {f(r['heldout_rmse_gain'], '.4f')} |")  # fmt: skip
+        out.append("")
+    inc = [r for r in rows if r.get("system") == "encoder cache"]
+    if inc:
+        out += ["| embedding run (ML-100k item texts + user profiles) | texts | embedded | from cache | seconds |",
+                "| --- | ---: | ---: | ---: | ---: |"]
+        for r in inc:
+            out.append(f"| {r['run']} | {r['texts']:,} | {r['embedded']:,} | {r['cached']:,} | {f(r['seconds'], '.1f')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    p.add_argument("--quick", action="store_true", help="10k users only, segflow and the k-means baselines")
+    p.add_argument("--only", choices=["planted-vectors", "planted-behaviour"], help="one data kind")
+    p.add_argument("--sizes", help="comma-separated user counts (default 10000,100000 and 1000000 for segflow on vectors)")
+    p.add_argument("--systems", help="comma-separated systems (default: all for the data kind)")
+    p.add_argument("--no-main", action="store_true", help="skip the planted-data comparison")
+    p.add_argument("--representations", action="store_true", help="each representation through segflow on planted behaviour")
+    p.add_argument("--repr-size", type=int, default=10_000)
+    p.add_argument("--ml100k", action="store_true", help="representations on MovieLens 100k (stability, DBCV, held-out)")
+    p.add_argument("--incremental", action="store_true", help="embedding-cache reruns on ML-100k texts")
+    p.add_argument("--bertopic-max", type=int, default=10_000, help="run the BERTopic-style baseline up to this many users")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds (data and method)")
+    p.add_argument("--timeout", type=int, default=3600)
+    p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segflow-bench")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--merge", action="store_true", help="keep rows of the existing file that this run does not redo")
+    p.add_argument("--table", action="store_true", help="print the markdown tables of --out and exit")
+    args = p.parse_args(argv)
+    if args.table:
+        print(markdown_tables(json.loads(args.out.read_text())))
+        return 0
+    if args.child:
+        spec = json.loads(args.child)
+        result = run_ml100k(spec["method"], spec["seed"]) if spec["data"] == "movielens-100k" else run_child(spec)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    seeds = [int(s) for s in args.seeds.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10_000] if args.quick else [10_000, 100_000])
+    systems_v = ["segflow", "kmeans-true-k"] + ([] if args.quick else ["umap+hdbscan"])
+    systems_b = ["segflow", "kmeans-true-k", "kmeans-category-hist", "kmeans-liked-category-hist"] + (
+        [] if args.quick else ["bertopic-style"])
+    if args.systems:
+        wanted = args.systems.split(",")
+        systems_v = [s for s in wanted if not s.startswith("kmeans-") or s == "kmeans-true-k"]
+        systems_b = wanted
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"segmentation benchmark on {platform.node()} ({os.cpu_count()} cores), workdir {args.workdir}", flush=True)
+    rows: list[dict] = []
+    jobs: list[dict] = []
+    if not args.no_main:
+        for seed in seeds:
+            if args.only in (None, "planted-vectors"):
+                v_sizes = sizes + ([1_000_000] if not args.quick and not args.sizes else [])
+                for n in v_sizes:
+                    for system in systems_v:
+                        if n >= 1_000_000 and system != "segflow":
+                            continue
+                        if system == "umap+hdbscan" and n > 100_000:
+                            continue
+                        jobs.append({"system": system, "data": "planted-vectors", "n": n, "seed": seed})
+            if args.only in (None, "planted-behaviour"):
+                for n in [s for s in sizes if s <= 100_000]:
+                    for system in systems_b:
+                        if system == "bertopic-style" and n > args.bertopic_max:
+                            continue
+                        jobs.append({"system": system, "data": "planted-behaviour", "n": n, "seed": seed})
+    if args.representations:
+        for seed in seeds:
+            for method in REPRESENTATIONS:
+                jobs.append({"system": f"segflow[{method}]", "data": "planted-behaviour", "n": args.repr_size, "seed": seed})
+    for job in jobs:
+        make = make_vectors if job["data"] == "planted-vectors" else make_behaviour
+        path = make(args.workdir, job["n"], job["seed"])
+        row = _child({"system": job["system"], "data": job["data"], "path": str(path), "seed": job["seed"]}, args.timeout)
+        row.setdefault("n_users", job["n"])
+        _print_row(row)
+        rows.append(row)
+    if args.ml100k:
+        for method in ML100K_REPRESENTATIONS:
+            row = _child({"system": f"segflow[{method}]", "data": "movielens-100k", "method": method, "seed": seeds[0]},
+                         args.timeout)  # fmt: skip
+            _print_row(row)
+            rows.append(row)
+    if args.incremental:
+        rows.extend(run_incremental(seed=seeds[0]))
+    stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
+    rows = [{**r, **stamp} for r in rows]
+    if args.merge and args.out.exists():
+        key = lambda r: (r.get("system"), r.get("data"), r.get("n_users"), r.get("seed"), r.get("run"))  # noqa: E731
+        mine = {key(r) for r in rows}
+        rows = [r for r in json.loads(args.out.read_text()) if key(r) not in mine] + rows
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"wrote {len(rows)} rows to {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

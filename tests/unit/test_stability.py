@@ -1,0 +1,89 @@
+"""Label-free parameter choice (DBCV + subsample stability) and seed/bootstrap stability of segmentations."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from embeddings.encoder import Embeddings
+from segmentation._errors import DataError
+from segmentation.config import ClusterConfig, ReduceConfig
+from segmentation.stability import choose_parameters, needs_selection, relative_validity, segmentation_stability
+
+
+def test_relative_validity_hand_examples():
+    # points 0-2 in one segment (edges of length 1), 3-5 in another, joined by one edge of length 10
+    mst = np.array([[0, 1, 1.0], [1, 2, 1.0], [2, 3, 10.0], [3, 4, 1.0], [4, 5, 1.0]])
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    assert relative_validity(mst, labels) == pytest.approx(0.9)  # (10 - 1) / 10 for both
+    # one point called an outlier: it counts in N, and the segments it cut off count as islands
+    # (separation = 2 x the longest edge), as in HDBSCAN's relative_validity_
+    assert relative_validity(mst, np.array([0, 0, -1, 1, 1, 1])) == pytest.approx(5 * 0.95 / 6)
+    # one segment across the gap: its widest link is the gap itself
+    assert relative_validity(mst, np.zeros(6, dtype=int)) == pytest.approx(0.5)
+    # a cut through equal links separates nothing
+    chain = np.array([[0, 1, 1.0], [1, 2, 1.0], [2, 3, 1.0], [3, 4, 1.0]])
+    assert relative_validity(chain, np.array([0, 0, 0, 1, 1])) == pytest.approx(0.0)
+    assert relative_validity(mst, np.full(6, -1)) == -1.0
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    x, y = make_blobs(n_samples=[400, 250, 150, 100], n_features=5, cluster_std=0.6, random_state=3)
+    return x.astype(np.float32), y
+
+
+def test_choose_parameters_finds_the_blobs(blobs):
+    x, y = blobs
+    choice = choose_parameters(x, ClusterConfig(), seed=0)
+    assert choice.chosen.n_segments == 4 and choice.chosen.eligible
+    assert choice.config.min_cluster_size == choice.chosen.min_cluster_size
+    assert choice.config.cluster_selection_method in ("eom", "leaf")
+    assert not needs_selection(choice.config)
+    assert len(choice.candidates) == 2 * len({c.min_cluster_size for c in choice.candidates})
+    assert choice.chosen.score == max(c.score for c in choice.candidates if c.eligible)
+    summary = json.loads(json.dumps(choice.to_dict()))
+    assert summary["min_cluster_size"] == choice.config.min_cluster_size and summary["candidates"]
+
+
+def test_choose_parameters_keeps_given_values_and_rescales(blobs):
+    x, _ = blobs
+    fixed = choose_parameters(x, ClusterConfig(min_cluster_size=30, cluster_selection_method="auto"), seed=0)
+    assert fixed.config.min_cluster_size == 30 and {c.min_cluster_size for c in fixed.candidates} == {30}
+    method = choose_parameters(x, ClusterConfig(cluster_selection_method="leaf"), seed=0)
+    assert {c.cluster_selection_method for c in method.candidates} == {"leaf"}
+    # scored on a 450-point subsample, applied to the 900 fitted points: the size doubles
+    sub = choose_parameters(x, ClusterConfig(), seed=0, max_points=450)
+    assert sub.n_points == 450
+    assert sub.config.min_cluster_size == max(15, round(sub.chosen.min_cluster_size * 900 / 450))
+    assert sub.config.min_samples == 20  # the density scale follows: 10 of 450 points ~ 20 of 900
+
+
+def test_choose_parameters_when_nothing_is_eligible(blobs):
+    x, _ = blobs
+    choice = choose_parameters(x, ClusterConfig(min_segments=30, max_segments=40), seed=0)
+    assert "no candidate" in choice.reason and not choice.chosen.eligible
+
+
+def test_choose_parameters_too_few_points_is_a_clear_error():
+    with pytest.raises(DataError, match="too few for segments"):
+        choose_parameters(np.random.default_rng(0).normal(size=(20, 5)), ClusterConfig(), seed=0)
+
+
+def test_choice_is_reproducible(blobs):
+    x, _ = blobs
+    assert choose_parameters(x, ClusterConfig(), seed=4).candidates == choose_parameters(x, ClusterConfig(), seed=4).candidates
+
+
+@pytest.mark.umap
+def test_segmentation_stability_on_clear_segments(blobs):
+    x, y = blobs
+    rng = np.random.default_rng(0)
+    users = Embeddings(np.array([f"u{i}" for i in range(len(x))], dtype=object),
+                       np.hstack([x, rng.normal(0, 0.1, (len(x), 11))]).astype(np.float32), "blobs")  # fmt: skip
+    result = segmentation_stability(users, ReduceConfig(n_neighbors=10), ClusterConfig(), seeds=(0, 1), n_bootstrap=1)
+    assert len(result.seed_ari) == 1 and len(result.bootstrap_ari) == 1
+    assert min(result.seed_ari) > 0.9 and min(result.bootstrap_ari) > 0.9
+    assert result.n_segments == (4, 4)
+    assert json.loads(json.dumps(result.to_dict()))["seed_ari"]["min"] > 0.9
