@@ -1,11 +1,17 @@
-"""Prefect artifacts of a finished run: a markdown summary, a segment table and a link to the report."""
+"""Prefect artifacts of a finished run: a markdown summary, a segment table, a link to the report, and what
+changed since the previous run in the same output folder."""
 
 import json
+import logging
+import math
 from pathlib import Path
+from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from segmentation.runs import load_run
+from segmentation.runs import complete_runs, load_run
+
+logger = logging.getLogger("segmentation.compare")  # a library logger: reaches the run logs like the stages' own
 
 
 def _fmt(x: object, nd: int = 4) -> str:
@@ -46,3 +52,73 @@ def publish_artifacts(run_dir: str | Path) -> None:
     create_table_artifact(key="segflow-segments", table=json.loads(json.dumps(table)), description="segments")
     create_link_artifact(key="segflow-report", link=(run_dir / "report" / "index.html").resolve().as_uri(),
                          link_text="segment report", description="HTML report of this run")  # fmt: skip
+
+
+def previous_run(output_dir: str | Path, run_dir: str | Path) -> Path | None:
+    """The newest complete run in ``output_dir`` that started before ``run_dir`` (None for the first run)."""
+    name = Path(run_dir).name
+    earlier = [p for p in complete_runs(Path(output_dir)) if p.name < name]
+    return earlier[-1] if earlier else None
+
+
+def _seg(sid: Any, name: Any) -> str:
+    if sid is None:
+        return "–"
+    return "outliers" if sid == -1 else f"{sid} · {name}" if name else str(sid)
+
+
+def _num(x: Any, nd: int = 3) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "–"
+    return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
+
+
+def comparison_markdown(result: dict[str, Any], *, max_drift: int = 15) -> str:
+    """:func:`reports.compare.compare_runs`'s result as markdown: summary, segment matching, metric drift."""
+    a, b = Path(result["run_a"]).name, Path(result["run_b"]).name
+    lines = ["# What changed since the previous run", "", f"Previous run `{a}`, this run `{b}`.", ""]
+    lines += [f"- {s}" for s in result.get("summary", [])]
+    lines += ["", "## Segment matching", "",
+              "Segments are matched by the users they share (Jaccard overlap, one-to-one); – means no match: "
+              "a segment that is new or gone.", "",
+              "| previous segment | this run's segment | overlap (Jaccard) | size before | size now | size change "
+              "| RMSE before | RMSE now |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for m in result.get("matches", []):
+        lines.append(" | ".join([
+            "", _seg(m["segment_a"], m["name_a"]), _seg(m["segment_b"], m["name_b"]), _num(m["jaccard"], 2),
+            str(m["size_a"]), str(m["size_b"]), f"{m['size_change']:+d}", _num(m["rmse_a"], 4), _num(m["rmse_b"], 4), "",
+        ]).strip())  # fmt: skip
+    drift = [d for d in result.get("metric_drift", []) if isinstance(d.get("change"), int | float)
+             and not d["metric"].startswith("fairness.")  # a copy of rating.*.fairness and ranking.*.fairness
+             and ".segment_id." not in d["metric"]]  # by segment id: ids of two runs differ (see the matching)  # fmt: skip
+    changed = [d for d in drift if d["change"] != 0]
+    changed.sort(key=lambda d: -abs(d["change"]) / max(abs(d["a"]), abs(d["b"]), 1e-12))
+    lines += ["", "## Metric drift", ""]
+    if not changed:
+        lines.append(f"No metric changed ({len(drift)} compared)." if drift else "No metrics to compare.")
+    else:
+        lines += [f"The {min(max_drift, len(changed))} largest relative changes of {len(changed)} changed metrics "
+                  f"({len(drift) - len(changed)} unchanged):", "",
+                  "| metric | previous | this run | change |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+        for d in changed[:max_drift]:
+            lines.append(f"| `{d['metric']}` | {d['a']:.4g} | {d['b']:.4g} | {d['change']:+.4g} |")
+    return "\n".join(lines)
+
+
+def compare_with_previous(output_dir: str | Path, run_dir: str | Path) -> dict[str, Any] | None:
+    """Compare ``run_dir`` with the previous complete run in ``output_dir`` and attach the result as the
+    ``segflow-comparison`` markdown artifact; None (and a note artifact) for the first run."""
+    from reports.compare import compare_runs
+
+    previous = previous_run(output_dir, run_dir)
+    if previous is None:
+        logger.info("no earlier complete run in %s: nothing to compare with", output_dir)
+        create_markdown_artifact(key="segflow-comparison", markdown="# What changed since the previous run\n\n"
+                                 f"This is the first complete run in `{output_dir}`: nothing to compare with.",
+                                 description="comparison with the previous run")  # fmt: skip
+        return None
+    logger.info("comparing %s with the previous run %s", Path(run_dir).name, previous.name)
+    result = compare_runs(previous, Path(run_dir))
+    create_markdown_artifact(key="segflow-comparison", markdown=comparison_markdown(result),
+                             description=f"segments and metrics compared with run {previous.name}")  # fmt: skip
+    return result

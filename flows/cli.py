@@ -1,12 +1,15 @@
 """The ``segflow`` command: run the pipeline, serve it on a schedule, inspect runs.
 
     segflow run [--config FILE] [--set KEY=VALUE ...] [--ratings F --items F --users F ...]
-    segflow serve [--config FILE] [--cron "0 2 * * *"] [--name NAME]
-    segflow config [--config FILE] [--set ...]        print the effective configuration as TOML
+    segflow serve [--config FILE] [--cron "0 2 * * *"] [--timezone UTC] [--name NAME]
+    segflow config [--config FILE] [--set ...] [--json] print the effective configuration as TOML (or JSON)
     segflow show [RUN]                                print a run's headline figures
+    segflow clean [--output DIR] [--dry-run]          remove unfinished run folders left by killed runs
 
 Bad input or configuration ends with a one-paragraph message and exit status 2
 (``--debug`` adds the traceback); the last published run is never touched.
+Prefect still logs the error and, to its API (the UI), the traceback; on the
+console the traceback of such an error is left out unless ``--debug`` is given.
 """
 
 import argparse
@@ -65,13 +68,64 @@ def _load(args: argparse.Namespace):
     if getattr(args, "rating_col", None) == "" and config.data.columns.rating is not None:
         config = config.model_copy(update={"data": config.data.model_copy(update={
             "columns": config.data.columns.model_copy(update={"rating": None})})})  # fmt: skip
+    args.output_dir = config.output_dir
+    args.data_config = config.data
     return config
+
+
+def _data_context(err: Exception, args: argparse.Namespace) -> str:
+    """' (data: ...)' for a data error raised past loading (e.g. too few users), whose message names no file."""
+    from segmentation._errors import DataError
+
+    data = getattr(args, "data_config", None)
+    if not isinstance(err, DataError) or data is None:
+        return ""
+    if data.source != "files":
+        return f" (data: {data.source})"
+    files = [(role, p) for role, p in (("ratings", data.ratings), ("items", data.items), ("users", data.users)) if p]
+    if any(str(p) in str(err) for _, p in files):
+        return ""
+    return " (data: " + ", ".join(f"{role} file {p}" for role, p in files) + ")"
+
+
+class _RunFormatter(logging.Formatter):
+    """The CLI's console format, naming the Prefect task or flow run a record comes from ("[load-c99] ...").
+
+    Prefect keeps a root handler that is already there (this one) instead of installing its own console format.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        name = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None)
+        record.run = f"[{name}] " if name else ""
+        return super().format(record)
+
+
+class _UserErrorTracebackFilter(logging.Filter):
+    """Keep the one-line log of a :class:`SegflowError` but drop its traceback: the CLI explains it itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from segmentation._errors import SegflowError
+
+        if record.exc_info and isinstance(record.exc_info[1], SegflowError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_user_error_tracebacks(args: argparse.Namespace) -> None:
+    """Filter the console handlers Prefect installed (on the root logger) unless ``--debug``."""
+    if args.debug:
+        return
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _UserErrorTracebackFilter) for f in handler.filters):
+            handler.addFilter(_UserErrorTracebackFilter())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from flows.artifacts import summary_markdown
     from flows.pipeline import segflow_pipeline
 
+    _quiet_user_error_tracebacks(args)
     config = _load(args)
     path = segflow_pipeline(config)
     print(summary_markdown(Path(path)))
@@ -82,7 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_config(args: argparse.Namespace) -> int:
     from segmentation.config import config_reference_markdown, dump_config_toml
 
-    print(config_reference_markdown() if args.reference else dump_config_toml(_load(args)))
+    if args.reference:
+        print(config_reference_markdown())
+    elif args.json:  # e.g. the parameters of a custom deployment run: {"config": <this>}
+        print(_load(args).model_dump_json())
+    else:
+        print(dump_config_toml(_load(args)))
     return 0
 
 
@@ -93,12 +152,32 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from flows.pipeline import segflow_pipeline
+def cmd_clean(args: argparse.Namespace) -> int:
+    from segmentation.config import load_config
+    from segmentation.runs import PARTIAL_PREFIX, clean_output_dir
 
+    output = Path(args.output) if args.output else load_config(args.config, list(args.set or [])).output_dir
+    removed = clean_output_dir(output, dry_run=args.dry_run)
+    for p in removed:
+        print(f"{'would remove' if args.dry_run else 'removed'} {p}")
+    kept = [p for p in output.glob(PARTIAL_PREFIX + "*") if p not in removed] if output.is_dir() else []
+    for p in kept:
+        print(f"kept {p} (a run that may still be writing it)")
+    if not removed:
+        print(f"nothing to clean in {output}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve
+
+    _quiet_user_error_tracebacks(args)
     config = _load(args)
-    segflow_pipeline.serve(name=args.name, cron=args.cron, parameters={"config": config.model_dump(mode="json")},
-                           tags=["segflow"], limit=1)  # fmt: skip
+    try:
+        serve(config, name=args.name, cron=args.cron, timezone=args.timezone, limit=args.limit)
+    except KeyboardInterrupt:
+        print(f"segflow serve: stopped; the schedule of 'segflow/{args.name}' is paused until serve starts again",
+              file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -134,14 +213,23 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the effective configuration as TOML")
     _add_config_args(p)
     p.add_argument("--reference", action="store_true", help="print the reference of every field (docs/CONFIG.md)")
+    p.add_argument("--json", action="store_true", help="print it as JSON (a deployment run's config parameter)")
     p.set_defaults(func=cmd_config)
     p = sub.add_parser("show", help="print a run's headline figures")
     p.add_argument("run", nargs="?", default="runs/latest")
     p.set_defaults(func=cmd_show)
+    p = sub.add_parser("clean", help="remove unfinished run folders (.partial-*) left by killed or crashed runs")
+    p.add_argument("--output", help="folder of the run folders (default: output_dir of the configuration)")
+    p.add_argument("--config", type=Path, help="TOML configuration file whose output_dir to clean")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. output_dir=runs")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.set_defaults(func=cmd_clean)
     p = sub.add_parser("serve", help="serve the flow as a Prefect deployment with a cron schedule")
     _add_config_args(p)
-    p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default nightly at 02:00)")
+    p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default nightly at 02:00; '' for none)")
+    p.add_argument("--timezone", default="UTC", help="IANA time zone of the schedule (default UTC)")
     p.add_argument("--name", default="segflow-nightly", help="deployment name")
+    p.add_argument("--limit", type=int, default=1, help="flow runs executed at once by this process (default 1)")
     p.set_defaults(func=cmd_serve)
     return parser
 
@@ -149,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     _environment()
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(_RunFormatter("%(asctime)s %(levelname)s %(name)s: %(run)s%(message)s", "%H:%M:%S"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     from segmentation._errors import SegflowError
 
     try:
@@ -157,9 +247,12 @@ def main(argv: list[str] | None = None) -> int:
     except SegflowError as err:
         if args.debug:
             traceback.print_exc()
-        print(f"segflow: error: {err}", file=sys.stderr)
-        print("Nothing was published; the previous run in runs/latest is unchanged. Use --debug for the traceback.",
-              file=sys.stderr)  # fmt: skip
+        print(f"segflow: error: {err}{_data_context(err, args)}", file=sys.stderr)
+        if args.command in ("run", "serve"):
+            latest = Path(getattr(args, "output_dir", None) or args.output or "runs") / "latest"
+            print(f"Nothing was published; earlier runs and {latest} are unchanged.", file=sys.stderr)
+        if not args.debug:
+            print("Use --debug for the traceback.", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("segflow: interrupted; nothing was published", file=sys.stderr)

@@ -5,74 +5,109 @@ relevant configuration (never on Prefect's TASK_SOURCE, which misses library
 changes), with results persisted under ``<cache_dir>/prefect-results``, so a
 rerun on unchanged data, or after a failure, resumes instead of starting over.
 
+Independent stages run at once on the task runner that ``config.orchestration``
+picks (threads by default, or a Dask cluster): the rating models train while the
+users are embedded, segmented and described; ranking, fine-tuning, description
+and indexing run side by side once the segments exist.
+
 No ``from __future__ import annotations`` here: Prefect validates the pydantic
 parameter from real annotations.
 """
 
 import time
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.artifacts import publish_artifacts
+from embeddings.encoder import resolve_model_path
+from flows.artifacts import compare_with_previous, publish_artifacts
+from flows.runners import (
+    DEFAULT_THREADS,
+    dask_without_server,
+    library_logs_to_run,
+    make_task_runner,
+    needs_own_runner,
+    prepare_workers,
+)
+from flows.tasks import Stages
+from flows.tasks import retry_unless_user_error as _retry_unless_user_error  # noqa: F401  (tests import it from here)
 from segmentation import stages
 from segmentation.config import PipelineConfig
-from segmentation.pipeline import cache_root, fingerprint
+from segmentation.pipeline import cache_root
+from segmentation.runs import check_output_dir
 
-CACHE_EXPIRATION = timedelta(days=30)
-
-
-def _cache_key(stage: str):
-    def key(context: Any, parameters: dict[str, Any]) -> str:
-        return f"{stage}-{fingerprint(*parameters.values())}"
-
-    return key
+DEFAULT_CONFIG = PipelineConfig()  # frozen: safe as a shared default
 
 
-def _stage(fn, name: str, store: Path | None, *, retries: int = 0):
-    """Wrap a library function as a task; cached (and persisted in ``store``) when ``store`` is given."""
-    opts: dict[str, Any] = {"name": name, "retries": retries, "retry_delay_seconds": [2, 10, 30][:retries]}
-    if store is not None:
-        opts |= {"cache_key_fn": _cache_key(name), "persist_result": True, "result_storage": str(store),
-                 "cache_expiration": CACHE_EXPIRATION}  # fmt: skip
-    else:
-        opts |= {"cache_policy": None}
-    return task(fn, **opts)
-
-
-@flow(name="segflow", task_runner=ThreadPoolTaskRunner(max_workers=2), log_prints=False)
-def segflow_pipeline(config: PipelineConfig = PipelineConfig()) -> str:
-    """Segment users, explain the segments, fit and evaluate predictors, and publish a run folder with its report."""
+def _run_stages(config: PipelineConfig) -> str:
+    """Run every stage in dependency order, independent ones at once, and publish the run folder."""
     log = get_run_logger()
     cache = cache_root(config)
-    store = cache / "prefect-results"
-    timings: dict[str, float] = {}
+    s = Stages(config)
+    t0 = time.perf_counter()
+    dataset = s.call("load", stages.load, config.data, cache, cached=False, io=True)  # bad input fails here, first
+    split = s.submit("split", stages.split, dataset, config.data, config.seed)
+    s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, cached=False, io=True)
+    items, encoder_stats = s.result("embed-items")
+    global_model = s.submit("train-global", stages.train_global, split, items, config.predictor, config.seed)
+    s.submit("represent", stages.represent, split, dataset.items, items, config, cache)
+    users, profiles = s.result("represent")
+    segmentation = s.submit("segment", stages.segment, users, config.reduce, config.cluster, config.seed)
+    s.submit("describe", stages.describe, segmentation, split, dataset, profiles, users, config.report)
+    s.submit("index", stages.index, items, users, segmentation, config.index, cached=False)
+    segment_models = s.submit("fine-tune-segments", stages.fine_tune, global_model, split, segmentation,
+                              config.predictor, config.seed)  # fmt: skip
+    rankings = s.submit("rank", stages.rank, split, dataset, items, segmentation, config.ranker, config.evaluate,
+                        config.seed)  # fmt: skip
+    s.submit("evaluate", stages.evaluate, dataset, split, segmentation, global_model, segment_models, rankings, items,
+             config.evaluate, config.seed)  # fmt: skip
+    v = s.wait_all()
+    hits = s.cached()
+    log.info("cache: %d of %d cached stages reused (%s); stages took %.1f s", len(hits),
+             sum(1 for n in s.futures if n not in ("embed-items", "index")), ", ".join(hits) or "none",
+             time.perf_counter() - t0)  # fmt: skip
+    timings = {**s.timings(), "flow": round(time.perf_counter() - t0, 3)}
+    return s.call("publish", stages.publish, config, dataset, v["split"], v["segment"], v["describe"], items, users,
+                  v["index"], v["train-global"], v["fine-tune-segments"], v["rank"], v["evaluate"], encoder_stats,
+                  timings, cached=False, io=True)  # fmt: skip
 
-    def run(fn, name: str, *args, cached: bool = True, retries: int = 0, **kwargs):
-        t0 = time.perf_counter()
-        out = _stage(fn, name, store if cached else None, retries=retries)(*args, **kwargs)
-        timings[name] = round(time.perf_counter() - t0, 3)
-        return out
 
-    log.info("segflow run: data=%s, encoder=%s, seed=%d", config.data.source, config.encoder.model, config.seed)
-    dataset = run(stages.load, "load", config.data, cache, cached=False, retries=2)
-    split = run(stages.split, "split", dataset, config.data, config.seed)
-    items, encoder_stats = run(stages.embed_items, "embed-items", dataset.items, config.encoder, cache, cached=False)
-    users, profiles = run(stages.represent, "represent", split, dataset.items, items, config, cache)
-    segmentation = run(stages.segment, "segment", users, config.reduce, config.cluster, config.seed)
-    described = run(stages.describe, "describe", segmentation, split, dataset, profiles, users, config.report)
-    indexes = run(stages.index, "index", items, users, segmentation, config.index, cached=False)
-    global_model = run(stages.train_global, "train-global", split, items, config.predictor, config.seed)
-    segment_models = run(stages.fine_tune, "fine-tune-segments", global_model, split, segmentation,
-                         config.predictor, config.seed)  # fmt: skip
-    rankings = run(stages.rank, "rank", split, dataset, items, segmentation, config.ranker, config.evaluate, config.seed)
-    metrics = run(stages.evaluate, "evaluate", dataset, split, segmentation, global_model, segment_models,
-                  rankings, items, config.evaluate, config.seed)  # fmt: skip
-    path = run(stages.publish, "publish", config, dataset, split, segmentation, described, items, users, indexes,
-               global_model, segment_models, rankings, metrics, encoder_stats, timings, cached=False, retries=1)  # fmt: skip
+@flow(name="segflow-stages", log_prints=False)
+def segflow_stages(config: PipelineConfig) -> str:
+    """The stages of one segflow run on the task runner that ``config.orchestration`` asks for (a subflow)."""
+    prepare_workers()
+    return _run_stages(config)
+
+
+@flow(name="segflow", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_THREADS), log_prints=False)
+def segflow_pipeline(config: PipelineConfig = DEFAULT_CONFIG) -> str:
+    """Segment users, explain the segments, fit and evaluate predictors, and publish a run folder with its report.
+
+    Args:
+        config: the whole run: data, encoder, user representation, segmentation, rating predictor, rankers,
+            evaluation, report and orchestration (docs/CONFIG.md). Every field has a default.
+    """
+    log = get_run_logger()
+    library_logs_to_run()
+    orch = config.orchestration
+    log.info("segflow run: data=%s, encoder=%s, seed=%d, task runner=%s", config.data.source, config.encoder.model,
+             config.seed, orch.task_runner)  # fmt: skip
+    check_output_dir(config.output_dir)  # fail before the work, not after it
+    resolve_model_path(config.encoder.model)
+    if needs_own_runner(orch):
+        if orch.task_runner == "dask" and dask_without_server():
+            log.warning("task_runner = 'dask' without a Prefect server (PREFECT_API_URL unset): every Dask worker "
+                        "starts its own temporary server, which is slow; see docs/OPERATIONS.md")  # fmt: skip
+        path = segflow_stages.with_options(task_runner=make_task_runner(orch))(config)
+    else:
+        path = _run_stages(config)
     publish_artifacts(path)
+    io_timeout = orch.io_timeout_minutes * 60 if orch.io_timeout_minutes else None
+    compared = task(compare_with_previous, name="compare-with-previous", cache_policy=NO_CACHE, retries=1,
+                    retry_delay_seconds=5, timeout_seconds=io_timeout)(config.output_dir, path, return_state=True)  # fmt: skip
+    if not compared.is_completed():  # the run is published already: a failed comparison only warns
+        log.warning("comparison with the previous run failed: %s", compared.message)
     log.info("report: %s", Path(path) / "report" / "index.html")
     return str(path)

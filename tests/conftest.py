@@ -87,3 +87,12 @@ def encoder(cache_dir):
     from embeddings.encoder import Encoder
 
     return Encoder(cache_dir=cache_dir / "embeddings")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A temporary Prefect API for the whole session, shared by every folder that runs flows (~10-15 s once)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -6,7 +6,6 @@ import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import pytest
 from prefect.artifacts import Artifact
 from prefect.exceptions import ParameterTypeError
@@ -18,7 +17,14 @@ from segmentation.runs import load_run
 
 pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
 
-SLICE = ["data.max_users=200", "predictor.epochs=15", "evaluate.bootstrap=50"]
+# The same tiny configuration as tests/server (TINY), so that the server tests find every stage in the cache.
+SLICE = ["data.max_users=200", "predictor.model='mf'", "predictor.epochs=5", "evaluate.bootstrap=20"]
+
+
+def _artifact(key: str):
+    """The latest artifact ``key``; _sync: an event loop left running in this thread (e.g. by a session-wide
+    Playwright) would otherwise make Prefect hand back a coroutine."""
+    return Artifact.get(key, _sync=True)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +63,11 @@ def test_run_folder_contract(first_run):
 
 def test_artifacts_published(first_run):
     _, _, path, _ = first_run
-    assert path.name in Artifact.get("segflow-summary").data
-    table = json.loads(Artifact.get("segflow-segments").data)
+    assert path.name in _artifact("segflow-summary").data
+    table = json.loads(_artifact("segflow-segments").data)
     assert table and {"segment", "name", "size"} <= set(table[0])
-    assert "report/index.html" in Artifact.get("segflow-report").data
+    assert "report/index.html" in _artifact("segflow-report").data
+    assert "first complete run" in _artifact("segflow-comparison").data  # nothing to compare with yet
 
 
 def test_rerun_hits_the_cache_and_reproduces(first_run, caplog):
@@ -75,6 +82,23 @@ def test_rerun_hits_the_cache_and_reproduces(first_run, caplog):
     assert a.metrics["rating"] == b.metrics["rating"]
     assert b.metrics["timings"]["embedding"]["embedded"] == 0
     assert seconds < first_seconds
+    assert any("cache: 8 of 8 cached stages reused" in r.getMessage() for r in caplog.records), "cache hits logged"
+    comparison = _artifact("segflow-comparison").data  # compared with the previous run in the same output_dir
+    assert f"Previous run `{path.name}`, this run `{again.name}`" in comparison
+    # identical runs: every user keeps their segment (outliers stay outliers), so the labelings agree exactly
+    assert "Segment matching" in comparison and "(adjusted Rand index 1.00)" in comparison
+    assert "No metric changed" in comparison
+
+
+def test_other_task_runner_runs_the_stages_in_a_subflow(first_run, caplog):
+    """orchestration changes how stages run, never their cache keys: one stage at a time, all from the cache."""
+    cfg, out, _, _ = first_run
+    sequential = cfg.model_copy(update={"orchestration": cfg.orchestration.model_copy(update={"max_workers": 1})})
+    state = segflow_pipeline(sequential, return_state=True)
+    assert state.is_completed()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("Beginning subflow run" in m and "segflow-stages" in m for m in messages), messages[:20]
+    assert any("cache: 8 of 8 cached stages reused" in m for m in messages)
 
 
 def test_bad_parameters_are_refused():
