@@ -411,7 +411,7 @@ def _print_row(r: dict) -> None:
 
 
 def markdown_tables(rows: list[dict]) -> str:
-    """The result rows as the markdown tables of docs/BENCHMARKS_segmentation.md."""
+    """The result rows as the markdown tables of docs/BENCHMARKS.md."""
 
     def f(v, spec: str = ".3f") -> str:
         return "" if v is None else format(v, spec)

@@ -8,7 +8,7 @@ of the UMAP coordinates of its nearest sample rows, found by FAISS in a PCA proj
 the original space (:class:`SampleNeighbours`). ``umap.UMAP.transform`` would re-run the
 optimisation per row and is far slower (20k rows took 65 s against 19 s for fitting 20k
 rows on the benchmark machine); the neighbour extension also scored a higher ARI on planted
-data (see docs/BENCHMARKS_segmentation.md). ``assign="umap"`` keeps UMAP's own transform.
+data (see docs/BENCHMARKS.md). ``assign="umap"`` keeps UMAP's own transform.
 """
 
 import logging

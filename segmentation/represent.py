@@ -1,7 +1,7 @@
 """One vector per user, built from what the user chose (and, optionally, how they rated it).
 
 The default, ``item-mean+liked-category-hist``, was chosen by measurement
-(``benchmarks/segmentation.py --representations --ml100k``; docs/BENCHMARKS_segmentation.md): on
+(``benchmarks/segmentation.py --representations --ml100k``; docs/BENCHMARKS.md): on
 planted behaviour over ML-100k's items (ARI against the truth, three generator seeds) it scored
 0.986-0.992 against 0.976-0.983 for ``item-mean``; on MovieLens 100k (no truth) its segments
 separate held-out ratings best (test RMSE 0.0096 below the same model without segments, against
