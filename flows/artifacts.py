@@ -9,7 +9,7 @@ from typing import Any
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from segmentation.runs import complete_runs, load_run
+from segmentation.runs import load_run, previous_run
 
 logger = logging.getLogger("segmentation.compare")  # a library logger: reaches the run logs like the stages' own
 
@@ -52,13 +52,6 @@ def publish_artifacts(run_dir: str | Path) -> None:
     create_table_artifact(key="segflow-segments", table=json.loads(json.dumps(table)), description="segments")
     create_link_artifact(key="segflow-report", link=(run_dir / "report" / "index.html").resolve().as_uri(),
                          link_text="segment report", description="HTML report of this run")  # fmt: skip
-
-
-def previous_run(output_dir: str | Path, run_dir: str | Path) -> Path | None:
-    """The newest complete run in ``output_dir`` that started before ``run_dir`` (None for the first run)."""
-    name = Path(run_dir).name
-    earlier = [p for p in complete_runs(Path(output_dir)) if p.name < name]
-    return earlier[-1] if earlier else None
 
 
 def _seg(sid: Any, name: Any) -> str:

@@ -8,7 +8,7 @@ rerun on unchanged data, or after a failure, resumes instead of starting over.
 Independent stages run at once on the task runner that ``config.orchestration``
 picks (threads by default, or a Dask cluster): the rating models train while the
 users are embedded, segmented and described; ranking, fine-tuning, description
-and indexing run side by side once the segments exist.
+indexing and the stability refits run side by side once the segments exist.
 
 No ``from __future__ import annotations`` here: Prefect validates the pydantic
 parameter from real annotations.
@@ -49,12 +49,15 @@ def _run_stages(config: PipelineConfig) -> str:
     t0 = time.perf_counter()
     dataset = s.call("load", stages.load, config.data, cache, cached=False, io=True)  # bad input fails here, first
     split = s.submit("split", stages.split, dataset, config.data, config.seed)
-    s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, cached=False, io=True)
+    finetune = (split, config.seed) if config.encoder.finetune else ()  # fine-tuning needs the train rows
+    s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, *finetune, cached=False, io=True)
     items, encoder_stats = s.result("embed-items")
     global_model = s.submit("train-global", stages.train_global, split, items, config.predictor, config.seed)
     s.submit("represent", stages.represent, split, dataset.items, items, config, cache)
     users, profiles = s.result("represent")
     segmentation = s.submit("segment", stages.segment, users, config.reduce, config.cluster, config.seed)
+    s.submit("stability", stages.stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
+             config.seed)  # fmt: skip
     s.submit("describe", stages.describe, segmentation, split, dataset, profiles, users, config.report)
     s.submit("index", stages.index, items, users, segmentation, config.index, cached=False)
     segment_models = s.submit("fine-tune-segments", stages.fine_tune, global_model, split, segmentation,
@@ -71,7 +74,7 @@ def _run_stages(config: PipelineConfig) -> str:
     timings = {**s.timings(), "flow": round(time.perf_counter() - t0, 3)}
     return s.call("publish", stages.publish, config, dataset, v["split"], v["segment"], v["describe"], items, users,
                   v["index"], v["train-global"], v["fine-tune-segments"], v["rank"], v["evaluate"], encoder_stats,
-                  timings, cached=False, io=True)  # fmt: skip
+                  timings, v["stability"], cached=False, io=True)  # fmt: skip
 
 
 @flow(name="segflow-stages", log_prints=False)

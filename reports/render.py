@@ -430,6 +430,87 @@ def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]]) -
     )
 
 
+def control_text(metrics: dict[str, Any]) -> str | None:
+    """The random-partition control in plain words: do the segments themselves carry the gain?"""
+    ctl = _get(metrics, "rating", "random_partition_control")
+    if not isinstance(ctl, dict):
+        return None
+    change, ci = _num(ctl.get("rmse_change")), _as_ci(ctl.get("ci"))
+    kept = ctl.get("segments_kept")
+    kept_text = f"{kept} random group{'s' if kept != 1 else ''} kept a fine-tuned model" if kept is not None else ""
+    if change is None:
+        return None
+    span = f" (95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')})" if ci else ""
+    seg_change, seg_ci = _change_ci(_get(metrics, "rating", "gain"), None)
+    seg_ci_text = "" if seg_ci is None else f" (95 % CI {fmt(seg_ci[0], 'signed')} to {fmt(seg_ci[1], 'signed')})"
+    if seg_change is None:
+        compare = ""
+    elif seg_ci is not None and ci is not None and seg_ci[1] < ci[0]:
+        compare = " The segments did better than random groups of the same sizes: they carry real signal."
+    elif seg_ci is not None and seg_ci[1] < 0 <= (ci[1] if ci else 0):
+        compare = (" The segments helped where random groups did not, though the two intervals overlap: "
+                   "treat the segments' gain as likely, not proven.")  # fmt: skip
+    else:
+        compare = (" The segments did no better than random groups of the same sizes, so any change above comes "
+                   "from fine-tuning itself, not from who is in which segment.")  # fmt: skip
+    return (f"Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, "
+            f"changed RMSE by {fmt(change, 'signed')}{span}{'; ' + kept_text if kept_text else ''}. "
+            f"The segments changed it by {fmt(seg_change, 'signed')}{seg_ci_text}.{compare}")  # fmt: skip
+
+
+def stability_view(segmentation: Any) -> tuple[str | None, Table | None]:
+    """One sentence and a table: ARI of the run's segments against refits with other seeds and on subsamples."""
+    st = _get(segmentation, "stability")
+    if not isinstance(st, dict):
+        return None, None
+    if st.get("skipped"):
+        return f"Not measured: {st['skipped']}.", None
+    rows, parts = [], []
+    for key, what in (("seed_ari", "other seeds"), ("bootstrap_ari", f"{fmt(st.get('fraction'), 'pct')} subsamples")):
+        v = st.get(key)
+        if not isinstance(v, dict) or _num(v.get("mean")) is None:
+            continue
+        values = ", ".join(fmt(x, "d3") for x in v.get("values") or [])
+        rows.append([Cell(f"ARI with {what}", title=_HELP["ari"]), _c(v.get("mean"), "d3"), _c(v.get("min"), "d3"),
+                     Cell(values, cls="muted")])  # fmt: skip
+        parts.append(f"{v['mean']:.2f} with {what}")
+    if not rows:
+        return None, None
+    counts = st.get("n_segments") or []
+    if counts:
+        rows.append([Cell("Segments found per seed"), Cell(", ".join(str(c) for c in counts), cls="val"), Cell(""),
+                     Cell("")])  # fmt: skip
+    low = min(_num(_get(st, k, "mean")) or 1.0 for k in ("seed_ari", "bootstrap_ari"))
+    word = "stable" if low >= 0.8 else "fairly stable" if low >= 0.6 else "unstable: read single segments with care"
+    sentence = (f"Refitting gives much the same segments ({'; '.join(parts)}; 1 = identical): {word}. "
+                f"Measured on {fmt(st.get('n_users'))} users in {seconds(st.get('seconds'))}.")  # fmt: skip
+    cols = [Column("Compared with"), Column("Mean ARI", num=True), Column("Lowest", num=True), Column("Each refit")]
+    return sentence, Table(cols, rows)
+
+
+def selection_view(segmentation: Any) -> tuple[str | None, Table | None]:
+    """How the clustering parameters were chosen without labels: the reason and every candidate's scores."""
+    sel = _get(segmentation, "selection")
+    if not isinstance(sel, dict):
+        return None, None
+    chosen = sel.get("chosen") or {}
+    rows = []
+    for c in sel.get("candidates") or []:
+        if not isinstance(c, dict):
+            continue
+        win = all(c.get(k) == chosen.get(k) for k in ("min_cluster_size", "cluster_selection_method"))
+        rows.append([Cell(("✔ " if win else "") + f"{c.get('min_cluster_size')} · {c.get('cluster_selection_method')}",
+                          cls="strong" if win else ""),
+                     _c(c.get("n_segments")), _c(c.get("noise_share"), "pct"), _c(c.get("dbcv"), "d3"),
+                     _c(c.get("stability"), "d3"), _c(c.get("score"), "d3"),
+                     Cell(fmt(c.get("eligible")), cls="" if c.get("eligible") else "muted")])  # fmt: skip
+    cols = [Column("Smallest segment · method"), Column("Segments", num=True), Column("Outliers", num=True),
+            Column("DBCV", num=True, title=_HELP["dbcv"]), Column("Stability", num=True, title=_HELP["ari"]),
+            Column("Score", num=True, title=str(sel.get("criterion") or "")), Column("Eligible")]  # fmt: skip
+    reason = sel.get("reason")
+    return (str(reason) if reason else None), (Table(cols, rows) if rows else None)
+
+
 def _segment_change(metrics: dict[str, Any], sid: int) -> tuple[float | None, tuple[float, float] | None, Any]:
     g = _num(_value(_get(metrics, "rating", "global", "per_segment", sid), "rmse"))
     s = _num(_value(_get(metrics, "rating", "segmented", "per_segment", sid), "rmse"))
@@ -940,7 +1021,8 @@ def _overview(data: ReportInput, segs: list[Seg], overall: _Overall) -> dict[str
     verdict = rating_verdict(m, models)
     n_users = overall.n_users
     rating = _get(m, "rating")
-    rating_systems = {k: v for k, v in rating.items() if k != "gain"} if isinstance(rating, dict) else None
+    rating_systems = ({k: v for k, v in rating.items() if k not in ("gain", "random_partition_control")}
+                      if isinstance(rating, dict) else None)  # fmt: skip
     data_info = _get(m, "data") if isinstance(_get(m, "data"), dict) else {}
     return {
         "page": "overview",
@@ -961,8 +1043,10 @@ def _overview(data: ReportInput, segs: list[Seg], overall: _Overall) -> dict[str
         "fairness": [(label(k), nested_table(v)) for k, v in (_get(m, "fairness") or {}).items()]
         if isinstance(_get(m, "fairness"), dict)
         else [],
-        "quality_table": key_value_table(_get(m, "segmentation"), skip=("sizes",)),
-        "stability_table": key_value_table(_get(m, "stability")),
+        "quality_table": key_value_table(_get(m, "segmentation"), skip=("sizes", "selection", "stability")),
+        "stability": stability_view(_get(m, "segmentation")),
+        "selection": selection_view(_get(m, "segmentation")),
+        "control": control_text(m),
         "data_table": key_value_table(data_info, skip=("notes", "name")),
         "data_name": data_info.get("name") or _get(data.config, "data", "source"),
         "data_notes": [str(n) for n in data_info.get("notes", []) or []],

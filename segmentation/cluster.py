@@ -228,7 +228,25 @@ class Segmentation:
         return float((self.assignments["segment_id"] == NOISE).mean())
 
 
-def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, *, seed: int = 0) -> Segmentation:
+def check_enough_users(n: int, reduce: ReduceConfig, cluster: ClusterConfig) -> None:
+    """Raise :class:`DataError` before any UMAP work when ``n`` users cannot make two segments."""
+    from segmentation.stability import MIN_SIZE
+
+    if n < reduce.n_components + 2:
+        raise DataError(
+            f"reduce: {n} users are too few for a {reduce.n_components}-d UMAP; need at least {reduce.n_components + 2}"
+        )
+    m = min(n, reduce.sample_size)
+    mcs = cluster.min_cluster_size or MIN_SIZE
+    if m < 2 * mcs:
+        raise DataError(
+            f"cluster: {m} users are too few for segments of at least {mcs} users (min_cluster_size); "
+            f"need at least {2 * mcs} users or a smaller cluster.min_cluster_size"
+        )
+
+
+def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, *, seed: int = 0,
+                 picture: bool = True) -> Segmentation:  # fmt: skip
     """Reduce user vectors with UMAP (5-d for clustering, 2-d for pictures) and cluster with HDBSCAN.
 
     Past ``reduce.sample_size`` users, UMAP and HDBSCAN are fitted on a uniform sample and every
@@ -242,11 +260,16 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         reduce: UMAP settings.
         cluster: HDBSCAN settings.
         seed: the run's seed (UMAP, sampling, parameter selection).
+        picture: also fit the 2-d layout for pictures (without it, ``x``/``y`` are the first two
+            clustering coordinates; refits that only compare labels skip it).
+
+    Raises:
+        DataError: too few users for a UMAP layout or for two segments (checked before any fitting).
     """
     from segmentation.stability import choose_parameters, needs_selection
 
     n = len(users.ids)
-    t0 = time.perf_counter()
+    check_enough_users(n, reduce, cluster)
     reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
                       metric=reduce.metric, sample_size=reduce.sample_size, assign=reduce.assign,
                       knn_dims=reduce.knn_dims, random_state=seed)  # fmt: skip
@@ -264,7 +287,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                           outlier_membership=cluster.outlier_membership, sample_size=reduce.sample_size,
                           random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
     t3 = time.perf_counter()
-    if reduce.n_components == 2:
+    if reduce.n_components == 2 or not picture:
         xy = coords
     else:
         # the picture starts from the clustering layout's principal axes; 100 epochs refine it

@@ -370,6 +370,26 @@ class EvalConfig(_Section):
     k: int = Field(10, ge=1, le=1000, description="List length for top-k metrics.")
     relevance_threshold: float = Field(4.0, description="Test ratings at or above this are relevant.")
     bootstrap: int = Field(200, ge=0, le=10_000, description="Bootstrap resamples for confidence intervals.")
+    stability_seeds: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="Segmentation stability: refits with other seeds, each compared (ARI) with the run's "
+        "segments. 0 with stability_subsamples = 0 skips the measurement.",
+    )
+    stability_subsamples: int = Field(
+        2,
+        ge=0,
+        le=20,
+        description="Segmentation stability: refits on random 80 % subsamples of the users, each compared (ARI) "
+        "with the run's segments on the users both saw.",
+    )
+    stability_max_users: int = Field(
+        20_000,
+        ge=100,
+        description="Segmentation stability is measured on a uniform sample of at most this many users "
+        "(every refit repeats UMAP and HDBSCAN).",
+    )
 
 
 class ReportConfig(_Section):

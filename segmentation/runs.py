@@ -36,7 +36,7 @@ import polars as pl
 from segmentation._errors import DataError
 
 __all__ = ["Run", "RunWriter", "check_output_dir", "clean_output_dir", "complete_runs", "load_run", "new_run_id",
-           "publish_latest", "stale_partials"]
+           "previous_run", "publish_latest", "stale_partials"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,13 @@ def complete_runs(output_dir: Path) -> list[Path]:
     if not output_dir.is_dir():
         return []
     return sorted(p for p in output_dir.iterdir() if RUN_ID.match(p.name) and p.is_dir() and not p.is_symlink())
+
+
+def previous_run(output_dir: str | Path, run_dir: str | Path) -> Path | None:
+    """The newest complete run in ``output_dir`` that started before ``run_dir`` (None for the first run)."""
+    name = Path(run_dir).name
+    earlier = [p for p in complete_runs(Path(output_dir)) if p.name < name]
+    return earlier[-1] if earlier else None
 
 
 def _writer_alive(partial: Path) -> bool | None:

@@ -307,18 +307,19 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
     from segmentation.cluster import fit_segments
 
     t0 = time.perf_counter()
-    base = reference if reference is not None else fit_segments(users, reduce, cluster, seed=seeds[0])
+    base = reference if reference is not None else fit_segments(users, reduce, cluster, seed=seeds[0], picture=False)
     base_labels = base.assignments["segment_id"].to_numpy()
     counts = [base.n_segments]
     seed_ari = []
     for s in seeds[1:]:
-        other = fit_segments(users, reduce, cluster, seed=s)
+        other = fit_segments(users, reduce, cluster, seed=s, picture=False)
         counts.append(other.n_segments)
         seed_ari.append(_ari(base_labels, other.assignments["segment_id"].to_numpy()))
     boot = []
     n = len(users.ids)
     for b in range(n_bootstrap):
         idx = np.sort(np.random.default_rng(1000 + b).choice(n, int(fraction * n), replace=False))
-        sub = fit_segments(Embeddings(users.ids[idx], users.vectors[idx], users.model), reduce, cluster, seed=seeds[0])
+        sub = fit_segments(Embeddings(users.ids[idx], users.vectors[idx], users.model), reduce, cluster, seed=seeds[0],
+                           picture=False)
         boot.append(_ari(base_labels[idx], sub.assignments["segment_id"].to_numpy()))
     return StabilityResult(tuple(seed_ari), tuple(boot), tuple(seeds), fraction, time.perf_counter() - t0, tuple(counts))

@@ -8,6 +8,7 @@ retries, logging). They run the same in a notebook:
 >>> ds = stages.load(cfg.data, cache)                    # doctest: +SKIP
 """
 
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -95,9 +96,13 @@ def split(dataset: Dataset, config: DataConfig, seed: int) -> Split:
     return split_ratings(dataset.interactions, config.split, valid_fraction=config.valid_fraction, seed=seed)
 
 
-def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path) -> tuple[Embeddings, dict]:
-    """Describe and embed every item (embedding cache by model and text hash)."""
-    return _embed_items(items, config, cache_dir)
+def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path, split: Split | None = None,
+                seed: int = 0) -> tuple[Embeddings, dict]:  # fmt: skip
+    """Describe and embed every item (embedding cache by model and text hash).
+
+    With ``config.finetune`` the encoder is first fine-tuned on ``split``'s train rows (seeded by ``seed``).
+    """
+    return _embed_items(items, config, cache_dir, split, seed)
 
 
 def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
@@ -109,6 +114,34 @@ def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, confi
 def segment(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:
     """UMAP + HDBSCAN segments."""
     return fit_segments(users, reduce, cluster, seed=seed)
+
+
+def stability(users: Embeddings, segmentation: Segmentation, reduce: ReduceConfig, cluster: ClusterConfig,
+              config: EvalConfig, seed: int) -> dict:  # fmt: skip
+    """Seed-to-seed and subsample ARI of the segmentation, for ``metrics.json`` under ``segmentation.stability``.
+
+    Every refit repeats the whole reduce + cluster step (parameter selection included) without the
+    2-d picture. Past ``config.stability_max_users`` users the measure runs on a uniform sample of
+    that many, against a reference fitted on the same sample with the run's seed.
+    """
+    from segmentation.stability import segmentation_stability
+
+    if config.stability_seeds == 0 and config.stability_subsamples == 0:
+        return {"skipped": "evaluate.stability_seeds and evaluate.stability_subsamples are 0"}
+    n = len(users.ids)
+    reference = segmentation
+    if n > config.stability_max_users:
+        rows = np.sort(np.random.default_rng(seed).choice(n, config.stability_max_users, replace=False))
+        users = Embeddings(users.ids[rows], users.vectors[rows], users.model)
+        reference = None
+    seeds = (seed, *(seed + 1 + i for i in range(config.stability_seeds)))
+    result = segmentation_stability(users, reduce, cluster, seeds=seeds, n_bootstrap=config.stability_subsamples,
+                                    reference=reference)  # fmt: skip
+    out = result.to_dict()
+    out["n_users"] = len(users.ids)
+    out["note"] = ("ARI with the run's segments (outliers as one more label): between seeds, and on the users "
+                   f"both saw for refits on {result.fraction:.0%} subsamples; 1 = identical")  # fmt: skip
+    return out
 
 
 def describe(segmentation: Segmentation, split: Split, dataset: Dataset, profiles: pl.DataFrame,
@@ -267,9 +300,30 @@ def segmentation_quality(segmentation: Segmentation) -> dict:
     return out
 
 
+def _compare_with_previous(output_dir: Path, writer) -> dict | None:
+    """Compare the run being written with the newest complete run before it (for the report's comparison page).
+
+    Written to ``comparison.json`` in the run folder. A failed comparison only warns: the run itself is fine.
+    """
+    from reports.compare import compare_runs
+    from segmentation.runs import previous_run
+
+    previous = previous_run(output_dir, writer.final_path)
+    if previous is None:
+        return None
+    try:
+        result = json_safe(compare_runs(previous, writer.path))
+    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as err:
+        logger.warning("comparison with the previous run %s failed: %s", previous.name, err)
+        return None
+    result["run_b"] = str(writer.final_path)
+    (writer.path / "comparison.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
 def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation: Segmentation, described: Described,
             items: Embeddings, users: Embeddings, indexes: Indexes, global_model, segment_models, rankings: Rankings,
-            metrics: dict, encoder_stats: dict, timings: dict) -> str:  # fmt: skip
+            metrics: dict, encoder_stats: dict, timings: dict, stability: dict | None = None) -> str:  # fmt: skip
     """Write the run folder (data, indexes, models, metrics, report) and publish it as ``latest``."""
     from reports import render_report
     from reports.model import ReportInput
@@ -279,7 +333,12 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
     full = {
         "run_id": writer.run_id,
         "data": summarise_data(dataset, split),
-        "segmentation": {**summarise_segmentation(segmentation), **metrics.get("segmentation_quality", {})},
+        "segmentation": {
+            **summarise_segmentation(segmentation),
+            **metrics.get("segmentation_quality", {}),
+            "selection": segmentation.selection.to_dict() if segmentation.selection is not None else None,
+            "stability": stability,
+        },
         **{k: v for k, v in metrics.items() if k != "segmentation_quality"},
         "models": {"global": getattr(global_model, "summary", lambda: {})(),
                    "segments": segment_models.models.report_.to_dicts() if hasattr(segment_models.models, "report_") else []},
@@ -293,11 +352,12 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
                       device=str(encoder_stats.get("device")))  # fmt: skip
         global_model.save(writer.path / "models" / "global")
         segment_models.models.save(writer.path / "models" / "segments")
+        comparison = _compare_with_previous(config.output_dir, writer)
         render_report(ReportInput(
             title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,
             assignments=segmentation.assignments, profiles=described.profiles,
             segment_models=getattr(segment_models.models, "report_", None), recommendations=rankings.by_segment,
             neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
-            user_ratings=split.train_full.select("user_id", "rating"),
+            user_ratings=split.train_full.select("user_id", "rating"), comparison=comparison,
         ), writer.path / "report")  # fmt: skip
     return str(writer.final_path)

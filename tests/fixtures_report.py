@@ -181,9 +181,30 @@ def make_report_input(n_users: int = 120, n_segments: int = 3, *, seed: int = 0,
             "silhouette": 0.41,
             "calinski_harabasz": 812.3,
             "dbcv": 0.22,
+            "selection": {
+                "min_cluster_size": 15, "min_samples": 10, "cluster_selection_method": "leaf",
+                "criterion": "stability * (1 + DBCV) / 2 among candidates with min_segments..max_segments segments",
+                "reason": "min_cluster_size 15 with leaf selection scored best (stability 0.91, DBCV 0.34)",
+                "n_points": n_users, "seconds": 1.2,
+                "chosen": {"min_cluster_size": 15, "cluster_selection_method": "leaf", "n_segments": n_segments,
+                           "noise_share": 0.1, "dbcv": 0.34, "stability": 0.91, "score": 0.61, "eligible": True},
+                "candidates": [
+                    {"min_cluster_size": 15, "cluster_selection_method": "leaf", "n_segments": n_segments,
+                     "noise_share": 0.1, "dbcv": 0.34, "stability": 0.91, "score": 0.61, "eligible": True},
+                    {"min_cluster_size": 15, "cluster_selection_method": "eom", "n_segments": 2,
+                     "noise_share": 0.02, "dbcv": 0.12, "stability": 0.98, "score": 0.55, "eligible": False},
+                ],
+            },
+            "stability": {
+                "seed_ari": {"mean": 0.87, "min": 0.85, "values": [0.89, 0.85]},
+                "bootstrap_ari": {"mean": 0.9, "min": 0.88, "values": [0.92, 0.88]},
+                "seeds": [seed, seed + 1, seed + 2], "fraction": 0.8, "n_segments": [n_segments, n_segments, n_segments],
+                "seconds": 14.2, "n_users": n_users,
+            },
         },  # fmt: skip
-        "stability": {"ari_bootstrap_mean": 0.83, "ari_bootstrap_ci": [0.78, 0.88], "n_resamples": 10},
-        "rating": {"global": glob, "segmented": segd, "gain": gain},
+        "rating": {"global": glob, "segmented": segd, "gain": gain,
+                   "random_partition_control": {"rmse": glob["rmse"] + 0.0002, "rmse_change": 0.0002,
+                                                "ci": [-0.0006, 0.0009], "segments_kept": 0}},  # fmt: skip
         "ranking": {"most-popular": rank_block(0.11), "item-knn": rank_block(0.25)},
         "beyond_accuracy": {"most-popular": beyond_block(), "item-knn": beyond_block()},
         "fairness": {

@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import html
 import json
 import re
 import sys
@@ -15,7 +16,14 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/fixtures_report.py from any start directory
 
 from reports import render_report  # noqa: E402
-from reports.render import MAX_MAP_POINTS, fig_map, rating_verdict, segment_filename  # noqa: E402
+from reports.render import (  # noqa: E402
+    MAX_MAP_POINTS,
+    control_text,
+    fig_map,
+    rating_verdict,
+    segment_filename,
+    stability_view,
+)
 from tests.fixtures_report import HOSTILE_NAME, HOSTILE_TITLE, make_report_input  # noqa: E402
 
 
@@ -132,6 +140,41 @@ def test_verdicts_follow_the_confidence_interval():
     assert rating_verdict({}, {}).kind == "missing"
 
 
+def test_overview_shows_stability_parameter_choice_and_control(report):
+    text = html.unescape(report.read_text())
+    assert "ARI with other seeds" in text and "0.870" in text and "ARI with 80.0 % subsamples" in text
+    assert "stable" in text
+    assert "How the segment settings were chosen" in text
+    assert "min_cluster_size 15 with leaf selection scored best" in text
+    assert "✔ 15 · leaf" in text and "15 · eom" in text
+    assert "Control: the same fine-tuning and gate on random partitions" in text
+    assert "did no better than random groups" in text
+
+
+def test_control_text_tells_segments_apart_from_random_groups():
+    m = copy.deepcopy(make_report_input().metrics)
+    m["rating"]["gain"] = {"rmse_change": -0.02, "ci": [-0.03, -0.012]}
+    m["rating"]["random_partition_control"] = {"rmse_change": -0.001, "ci": [-0.004, 0.002], "segments_kept": 1}
+    text = control_text(m)
+    assert "carry real signal" in text and "1 random group kept" in text
+    m["rating"]["random_partition_control"]["ci"] = [-0.025, -0.001]
+    assert "did no better than random groups" in control_text(m)
+    m["rating"]["random_partition_control"]["ci"] = [-0.004, 0.002]
+    m["rating"]["gain"]["ci"] = [-0.03, -0.002]
+    assert "likely, not proven" in control_text(m)  # helped, the control did not, but the intervals overlap
+    del m["rating"]["random_partition_control"]
+    assert control_text(m) is None
+
+
+def test_stability_view_flags_unstable_segments():
+    seg = {"stability": {"seed_ari": {"mean": 0.41, "min": 0.3, "values": [0.52, 0.3]}, "fraction": 0.8,
+                         "n_users": 500, "seconds": 3.0}}  # fmt: skip
+    sentence, table = stability_view(seg)
+    assert "unstable" in sentence and len(table.rows) == 1
+    assert stability_view({"stability": {"skipped": "off"}}) == ("Not measured: off.", None)
+    assert stability_view({}) == (None, None)
+
+
 def test_minimal_input_renders_not_computed(tmp_path):
     index = render_report(make_report_input(complete=False), tmp_path)
     text = index.read_text()
@@ -142,7 +185,7 @@ def test_minimal_input_renders_not_computed(tmp_path):
 
 
 @pytest.mark.parametrize("section", ["data", "segmentation", "rating", "ranking", "beyond_accuracy", "fairness",
-                                     "timings", "versions", "models", "stability"])  # fmt: skip
+                                     "timings", "versions", "models"])  # fmt: skip
 def test_each_metrics_section_may_be_missing(tmp_path, section):
     data = make_report_input(n_users=60, n_segments=2)
     metrics = {k: v for k, v in data.metrics.items() if k != section}

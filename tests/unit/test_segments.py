@@ -164,6 +164,24 @@ def test_too_few_users_is_a_clear_error(user_vectors):
         fit_segments(small, ReduceConfig(), ClusterConfig(), seed=0)
 
 
+def test_too_few_users_fails_before_any_umap_work(monkeypatch):
+    """The check runs first: no UMAP fit (35-55 s of numba compilation in a fresh process) is paid for it."""
+    from segmentation import reduce as reduce_module
+
+    def no_umap(*args, **kwargs):
+        raise AssertionError("UMAP was fitted before the user count was checked")
+
+    monkeypatch.setattr(reduce_module.Reducer, "fit_transform", no_umap)
+    rng = np.random.default_rng(0)
+    small = Embeddings(np.array([f"u{i}" for i in range(25)]), rng.normal(size=(25, 8)).astype(np.float32), "m")
+    with pytest.raises(DataError, match="25 users are too few for segments of at least 15"):
+        fit_segments(small, ReduceConfig(), ClusterConfig(), seed=0)
+    with pytest.raises(DataError, match="too few for segments of at least 20 users"):
+        fit_segments(small, ReduceConfig(), ClusterConfig(min_cluster_size=20), seed=0)
+    with pytest.raises(DataError, match="too few for a 5-d UMAP"):
+        fit_segments(Embeddings(small.ids[:4], small.vectors[:4], "m"), ReduceConfig(), ClusterConfig(), seed=0)
+
+
 @pytest.mark.umap
 def test_profiles_explain_planted_segments(planted, segmentation, user_vectors):
     ds, truth = planted
