@@ -37,15 +37,14 @@ def describe_items(items: pl.DataFrame) -> pl.DataFrame:
     return items.select(pl.col("item_id"), pl.concat_str([title, year, genres, text]).alias("description"))
 
 
-def _activity_word(n: int, quantiles: tuple[float, float, float]) -> str:
-    q1, q2, q3 = quantiles
-    if n >= q3:
-        return "a very active"
-    if n >= q2:
-        return "an active"
-    if n >= q1:
-        return "an occasional"
-    return "a light"
+ACTIVITY_WORDS = ((150, "a very active"), (60, "an active"), (25, "an occasional"), (0, "a light"))
+"""Rating counts from which a profile calls its user very active, active, occasional or light. Fixed (about
+ML-100k's quartiles), not the data's quantiles: a user's profile text then depends on that user's rows
+alone, so when a few users change, only their profiles are embedded again."""
+
+
+def _activity_word(n: int) -> str:
+    return next(word for threshold, word in ACTIVITY_WORDS if n >= threshold)
 
 
 def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles: int = 3, n_genres: int = 3,
@@ -70,8 +69,6 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
         pl.len().alias("n"),
         pl.col("rating").mean().alias("mean"),
     )
-    q = stats["n"].quantile(0.25), stats["n"].quantile(0.5), stats["n"].quantile(0.75)
-    quantiles = (float(q[0] or 0), float(q[1] or 0), float(q[2] or 0))
     by_user = joined.with_columns(
         (pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred")
     )
@@ -103,7 +100,7 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
     rows = []
     noun = "interactions" if implicit else "ratings"
     for r in frame.iter_rows(named=True):
-        parts = [f"{_activity_word(r['n'], quantiles).capitalize()} user with {r['n']} {noun}"
+        parts = [f"{_activity_word(r['n']).capitalize()} user with {r['n']} {noun}"
                  + ("" if implicit else f" (mean {r['mean']:.1f})") + "."]  # fmt: skip
         if r["loves"]:
             parts.append(("Often chooses " if implicit else "Loves ") + ", ".join(r["loves"]) + ".")

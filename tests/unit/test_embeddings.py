@@ -25,6 +25,23 @@ def test_user_profiles_are_readable(planted):
     assert "ratings (mean" in text and "Loves" in text and "Favourite genres: Action" in text
 
 
+def test_a_user_profile_depends_on_that_users_rows_alone(planted):
+    """Incremental embedding: when some users change, only their profile texts (and vectors) change."""
+    ds, _ = planted
+    items = ds.items["item_id"].to_list()
+    # 20 users with 10, 20, ..., 200 ratings, so the quantiles of counts sit among them
+    rows = [(f"v{u}", items[j % len(items)], float(1 + (u + j) % 5), j) for u in range(20) for j in range(10 * (u + 1))]
+    inter = pl.DataFrame(rows, schema=ds.interactions.schema, orient="row")
+    before = describe_users(inter, ds.items)
+    changed = {f"v{u}" for u in range(12, 20)}
+    # the 8 heaviest users lose all but their first 2 ratings: every quantile of counts moves
+    after = describe_users(inter.filter(~pl.col("user_id").is_in(list(changed)) | (pl.col("timestamp") < 2)),
+                           ds.items)  # fmt: skip
+    both = before.join(after, on="user_id", suffix="_after")
+    differs = set(both.filter(pl.col("profile") != pl.col("profile_after"))["user_id"].to_list())
+    assert differs == changed
+
+
 def test_encoder_normalised_and_cached(tmp_path):
     enc = Encoder(cache_dir=tmp_path)
     texts = ["a space opera with lasers", "a quiet romantic drama", "a space opera with lasers"]
