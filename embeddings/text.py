@@ -73,14 +73,16 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
         (pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred")
     )
     loves = (
-        by_user.sort(["rating", "timestamp"], descending=[True, True])
+        # ties broken by title and id: the order must not depend on other users' rows (incremental embedding)
+        by_user.sort(["rating", "timestamp", "title", "item_id"], descending=[True, True, False, False],
+                     nulls_last=True)  # fmt: skip
         .filter(pl.col("centred") >= 0 if not implicit else pl.lit(True))
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("title").head(n_titles).alias("loves"))
     )
     dislikes = (
         by_user.filter(pl.col("centred") < -0.75)
-        .sort("rating")
+        .sort(["rating", "timestamp", "title", "item_id"], descending=[False, True, False, False], nulls_last=True)
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("title").head(n_titles).alias("dislikes"))
     )

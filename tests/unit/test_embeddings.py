@@ -40,6 +40,10 @@ def test_a_user_profile_depends_on_that_users_rows_alone(planted):
     both = before.join(after, on="user_id", suffix="_after")
     differs = set(both.filter(pl.col("profile") != pl.col("profile_after"))["user_id"].to_list())
     assert differs == changed
+    # ties (one timestamp for all of a user's ratings, as in bulk imports) are broken by title, not by row order
+    tied = inter.with_columns(pl.lit(0, dtype=pl.Int64).alias("timestamp"))
+    shuffled = tied.sample(fraction=1.0, shuffle=True, seed=3)
+    assert describe_users(tied, ds.items).sort("user_id").equals(describe_users(shuffled, ds.items).sort("user_id"))
 
 
 def test_encoder_normalised_and_cached(tmp_path):
