@@ -55,6 +55,8 @@ bench: install
 	$(BIN)/python benchmarks/rating.py
 	$(BIN)/python benchmarks/ranking.py
 	$(BIN)/python benchmarks/segmentation.py
+	$(BIN)/python benchmarks/segmentation.py --incremental --ml100k --no-main --merge
+	$(BIN)/python benchmarks/rerun.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache $(VENV)

@@ -50,7 +50,7 @@ def test_planted_vectors_segments_are_tighter_than_the_whole(vectors):
     sphere = x[y == NOISE_LABEL]
     # uniform noise points are nearly orthogonal to every segment centre
     centres = np.stack([x[y == c].mean(axis=0) for c in range(20)])
-    assert np.median(np.abs(sphere @ centres.T).max(axis=1)) < np.median((x[y == 0] @ centres[0]))
+    assert np.median(np.abs(sphere @ centres.T).max(axis=1)) < np.median(x[y == 0] @ centres[0])
 
 
 def test_planted_vectors_rejects_bad_arguments():
