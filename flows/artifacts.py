@@ -35,6 +35,15 @@ def summary_markdown(run_dir: Path) -> str:
         + (f" (change {_fmt(gain.get('rmse_change'))}, 95 % CI {[round(c, 4) for c in gain.get('ci', [])]})" if gain else ""),
         f"- report: `{run.path / 'report' / 'index.html'}`",
     ]
+    stab = seg.get("stability") or {}
+    parts = [f"{what} {_fmt(stab[key]['mean'])}" for key, what in (("seed_ari", "between seeds"),
+             ("bootstrap_ari", "on subsamples")) if isinstance(stab.get(key), dict) and stab[key].get("mean") is not None]  # fmt: skip
+    if parts:
+        lines.insert(-1, f"- segment stability (ARI, 1 = identical): {', '.join(parts)}")
+    ctl = rating.get("random_partition_control")
+    if isinstance(ctl, dict) and ctl.get("rmse_change") is not None:
+        lines.insert(-1, f"- control, the same fine-tuning on random groups of the same sizes: change "
+                         f"{_fmt(ctl['rmse_change'])}, 95 % CI {[round(c, 4) for c in ctl.get('ci', [])]}")  # fmt: skip
     return "\n".join(lines)
 
 

@@ -117,3 +117,19 @@ def test_previous_run_and_comparison_markdown(tmp_path):
     assert "| 1 · Drama | – | – | 5 | 0 | -5 | – | – |" in md and "| outliers | outliers |" in md
     assert "| `rating.global.rmse` | 0.9 | 0.95 | +0.05 |" in md and "(1 unchanged)" in md
     assert Path(result["run_b"]).name in md
+
+
+def test_summary_carries_stability_and_the_control(tmp_path):
+    import json
+
+    from flows.artifacts import summary_markdown
+    from segmentation.runs import SCHEMA_VERSION
+    from tests.fixtures_report import make_report_input, write_run_folder
+
+    data = make_report_input(n_users=80, n_segments=2)
+    folder = write_run_folder(data, tmp_path / "20260101-020000-aaaa")
+    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    text = summary_markdown(folder)
+    assert "segment stability (ARI, 1 = identical): between seeds 0.8700, on subsamples 0.9000" in text
+    assert "control, the same fine-tuning on random groups of the same sizes: change 0.0002" in text
+    assert text.rstrip().endswith("index.html`")
