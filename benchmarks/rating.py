@@ -13,7 +13,9 @@ For each split (BENCHMARK_PROTOCOL.md) one process runs:
   its components alone (``segflow-global/<component>``, the refitted component's own predictions);
 - ablations of the hybrid SVD++: without the item text embeddings, and without the time-aware biases;
 - ``segflow-segmented`` (and ``segflow-segmented-mf``): per-segment fine-tuning behind the validation
-  gate, with a paired user-bootstrap 95 % CI of its test RMSE change against the global model.
+  gate, with a paired user-bootstrap 95 % CI of its test RMSE change against the global model;
+- ``segflow-random-partition`` (and ``-mf``): the control, the same procedure on a random partition of
+  the users with the segments' sizes (does the segmentation itself carry any gain?).
 
 Segments come from the real pipeline (item-mean user vectors -> UMAP -> HDBSCAN, nearest segment for
 outliers, as ``segmentation.stages`` does) when it imports and runs, else from k-means (k=8, seed 0) on
@@ -49,6 +51,7 @@ from segmentation._predict_mf import Ratings  # noqa: E402
 from segmentation.config import PredictorConfig  # noqa: E402
 from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
 from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci  # noqa: E402
+from segmentation.stages import random_partition  # noqa: E402
 
 logger = logging.getLogger("benchmarks.rating")
 
@@ -185,14 +188,20 @@ def run_split(name: str, ds, emb: Embeddings, args: argparse.Namespace) -> list[
     t0 = time.perf_counter()
     assignments, how = segments_for(split, ds.items, emb, args.segments)
     seg_seconds = time.perf_counter() - t0
-    for label, g, c in (("segflow-segmented", model, cfg), ("segflow-segmented-mf", mf, mf_cfg)):
+    # the control: the same fine-tuning and gate on random partitions with the segments' sizes
+    control = random_partition(assignments, seed=0)
+    for label, g, c, parts in (("segflow-segmented", model, cfg, assignments),
+                               ("segflow-segmented-mf", mf, mf_cfg, assignments),
+                               ("segflow-random-partition", model, cfg, control),
+                               ("segflow-random-partition-mf", mf, mf_cfg, control)):  # fmt: skip
         t0 = time.perf_counter()
-        seg = fit_segment_predictors(g, split, assignments, c, seed=0)
+        seg = fit_segment_predictors(g, split, parts, c, seed=0)
         secs = time.perf_counter() - t0
         p_seg = seg.predict(split.test)
         p_ref = p_global if g is model else p_mf
         diff, lo, hi = paired_bootstrap_ci(y, p_ref, p_seg, users, n_boot=1000, seed=0)
-        add(label, p_seg, secs, segments=how, segmentation_seconds=round(seg_seconds, 1),
+        add(label, p_seg, secs, segments=how if parts is assignments else f"random partition of the sizes of {how}",
+            segmentation_seconds=round(seg_seconds, 1),
             n_segments=seg.report_.height, kept=int(seg.report_["kept"].sum()),
             strategies_kept=sorted(set(seg.report_.filter(pl.col("kept"))["strategy"].to_list())),
             rmse_change_vs_global=round(diff, 5), ci95=[round(lo, 5), round(hi, 5)],

@@ -213,7 +213,7 @@ def fit_segment_predictors(global_model: GlobalPredictor, split: Split, assignme
     a recalibration ``a + b * prediction``, both shrunk to the global ones) on the select rows. The best
     on the select part is kept only if its RMSE is below the global model's on all the segment's
     validation rows and the paired user-bootstrap interval of the change on the gate part
-    (``config.gate_level``) lies wholly below zero.
+    (``config.gate_level``, Bonferroni-corrected for the number of segments tried) lies wholly below zero.
 
     Args:
         global_model: a fitted :class:`GlobalPredictor` (not modified).
@@ -229,6 +229,14 @@ def fit_segment_predictors(global_model: GlobalPredictor, split: Split, assignme
     check_schema(assignments, pl.Schema({"user_id": pl.String, "segment_id": pl.Int32}), what="segment assignments")
     with cpu_threads(config.threads):
         return _fit_segments(global_model, split, assignments, config, seed=seed)
+
+
+def gate_level(config: PredictorConfig, n_tested: int) -> float:
+    """The two-sided level of each segment's gate interval: ``gate_level``, Bonferroni-corrected for the
+    ``n_tested`` segments tried when ``gate_correction = "bonferroni"``."""
+    if config.gate_correction == "none" or n_tested <= 1:
+        return config.gate_level
+    return 1.0 - (1.0 - config.gate_level) / n_tested
 
 
 def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.DataFrame, config: PredictorConfig,
@@ -259,6 +267,9 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
     trials: list[dict] = []
     models: dict[int, _SegmentModel] = {}
     segments = sorted(s for s in set(assignments["segment_id"].to_list()) if s != _NOISE)
+    # one gate per segment tried: with Bonferroni, the chance that any segment passes by luck stays 1 - gate_level
+    n_tested = sum(int((valid_seg == s).sum()) >= config.min_segment_valid for s in segments) if strategies else 0
+    level = gate_level(config, n_tested)
     for s in segments:
         t0 = time.perf_counter()
         tr = train.subset(train_seg == s)
@@ -303,7 +314,7 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
             _, ci_lo, ci_hi = paired_bootstrap_ci(valid.ratings[gate_idx], pred_valid_global[gate_idx], p_gate,
                                                   valid.users[gate_idx], n_boot=config.gate_bootstrap,
                                                   seed=_child_seed(seed, f"segment-{s}-bootstrap"),
-                                                  level=config.gate_level)  # fmt: skip
+                                                  level=level)  # fmt: skip
             g_gate = rmse(valid.ratings[gate_idx], pred_valid_global[gate_idx])
             s_gate = rmse(valid.ratings[gate_idx], p_gate)
             kept = bool(ci_hi < 0.0 and s_gate < g_gate and s_full < g_full)

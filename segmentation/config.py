@@ -295,6 +295,12 @@ class PredictorConfig(_Section):
         description="Two-sided level of the paired user-bootstrap interval of the RMSE change on the gate rows; "
         "a segment model is kept only if the whole interval is below zero (one-sided (1+level)/2 confidence).",
     )
+    gate_correction: Literal["bonferroni", "none"] = Field(
+        "bonferroni",
+        description="bonferroni: each segment's gate interval is widened to level 1 - (1 - gate_level) / segments "
+        "tried, so that across all segments the chance of keeping a model that only got lucky on its gate rows "
+        "stays near 1 - gate_level; none: gate_level per segment.",
+    )
     gate_bootstrap: int = Field(500, ge=50, le=100_000, description="Bootstrap resamples of the gate's interval.")
     min_segment_valid: int = Field(
         40, ge=2, description="Segments with fewer validation rows than this keep the global model untried."

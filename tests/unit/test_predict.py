@@ -329,3 +329,12 @@ def test_blend_with_few_validation_rows_averages_its_components() -> None:
     model = fit_global_predictor(tiny, config, seed=0)
     np.testing.assert_array_equal(model.weights_, [0.0, 0.5, 0.5])  # type: ignore[arg-type]
     assert np.isfinite(model.predict(split.test)).all()
+
+
+def test_gate_level_is_bonferroni_corrected_for_the_segments_tried():
+    from segmentation._predict_segments import gate_level
+
+    cfg = PredictorConfig(gate_level=0.95)
+    assert gate_level(cfg, 1) == 0.95 and gate_level(cfg, 0) == 0.95
+    assert gate_level(cfg, 5) == pytest.approx(0.99)
+    assert gate_level(cfg.model_copy(update={"gate_correction": "none"}), 5) == 0.95
