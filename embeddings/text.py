@@ -64,7 +64,9 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
     Returns:
         Frame with schema ``USER_PROFILES``, one row per user in ``interactions``.
     """
-    joined = interactions.join(items.select("item_id", "title", "categories"), on="item_id", how="left")
+    joined = interactions.join(items.select("item_id", "title", "categories"), on="item_id", how="left").with_columns(
+        pl.col("title").fill_null(pl.col("item_id"))  # an item missing from ``items`` is named by its id
+    )
     stats = joined.group_by("user_id").agg(
         pl.len().alias("n"),
         pl.col("rating").mean().alias("mean"),

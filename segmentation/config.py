@@ -114,6 +114,23 @@ class EncoderConfig(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts encoded per batch (lower it if memory runs out).")
     cache: bool = Field(True, description="Cache embeddings on disk by (model, text hash).")
+    finetune: bool = Field(
+        False,
+        description="Fine-tune the encoder contrastively on train (profile, liked item) pairs before embedding "
+        "(MultipleNegativesRankingLoss, in-batch negatives; the model is cached under cache_dir/encoders and "
+        "reused by reruns on the same pairs and settings). See docs/BENCHMARKS.md for what it costs and gains.",
+    )
+    finetune_epochs: int = Field(1, ge=1, le=100, description="Fine-tuning: passes over the pairs.")
+    finetune_max_pairs: int = Field(
+        1000,
+        ge=2,
+        description="Fine-tuning: at most this many (profile, liked item) pairs, drawn at random from train rows "
+        "rated 4 or more (at most 5 per user); each 32 pairs take a few seconds on a CPU.",
+    )
+    finetune_batch_size: int = Field(
+        32, ge=2, le=4096, description="Fine-tuning: pairs per step (the other pairs' items are its negatives)."
+    )
+    finetune_learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="Fine-tuning: AdamW's peak learning rate.")
 
 
 class RepresentConfig(_Section):

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from embeddings.encoder import Embeddings, Encoder
 from embeddings.index import VectorIndex, build_index
 from embeddings.text import describe_items
+from segmentation._errors import ConfigError
 from segmentation.cluster import NOISE, Segmentation
 from segmentation.config import EncoderConfig, IndexConfig, PipelineConfig, config_hash, dump_config_toml
 from segmentation.data import Dataset, Split, default_cache_dir
@@ -27,10 +28,12 @@ from segmentation.describe import SegmentProfile, profiles_to_frame
 from segmentation.runs import SCHEMA_VERSION, write_json
 
 __all__ = [
+    "EncoderChoice",
     "Indexes",
     "build_indexes",
     "cache_root",
     "category_lift_table",
+    "choose_encoder",
     "embed_items",
     "fingerprint",
     "segment_neighbours",
@@ -87,22 +90,83 @@ def _feed(h: "hashlib._Hash", o: Any) -> None:
         h.update(repr(o).encode())
 
 
-def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path | None) -> tuple[Embeddings, dict]:
-    """Describe and embed every item; returns the embeddings and the encoder's cache statistics."""
+@dataclass(frozen=True)
+class EncoderChoice:
+    """Which model a run's encoder loads, how its vectors are labelled, and where their cache lies."""
+
+    model: str  # name or folder given to Encoder
+    label: str  # Embeddings.model (enters downstream cache keys)
+    cache_dir: Path | None  # Encoder's embedding cache root (None: no cache)
+
+
+def choose_encoder(config: EncoderConfig, cache_dir: Path | None, *, split: Split | None = None,
+                   items: pl.DataFrame | None = None, seed: int = 0) -> EncoderChoice:  # fmt: skip
+    """The configured encoder, or, with ``config.finetune``, the encoder fine-tuned on the split's train rows.
+
+    The fine-tuned model is trained once and kept under ``<cache_dir>/encoders/finetuned-<key>``, the
+    key a hash of the (profile, liked item) pairs, the fine-tuning settings, the base model and ``seed``;
+    a rerun on the same train rows and settings loads it instead of training again. Its embeddings are
+    cached apart from the base model's (the cache is keyed by the model folder, under a folder named by
+    the hash of its weights).
+
+    Raises:
+        ConfigError: ``config.finetune`` without the split and items to build the pairs from.
+    """
+    emb_cache = (cache_dir / "embeddings") if (config.cache and cache_dir) else None
+    if not config.finetune:
+        return EncoderChoice(config.model, config.model, emb_cache)
+    from embeddings.finetune import finetune_encoder, liked_pairs, read_finetune_info
+    from embeddings.text import describe_users
+
+    if split is None or items is None:
+        raise ConfigError("encoder.finetune = true needs the split's train rows: pass split= and items= "
+                          "(the flow does this; see segmentation/stages.py)")  # fmt: skip
+    train = split.train_full
+    min_rating = None if train["rating"].n_unique() <= 1 else 4.0  # implicit feedback: every row counts as liked
+    pairs = liked_pairs(train, items, describe_users(train, items), min_rating=min_rating, max_per_user=5, seed=seed)
+    settings = (config.model, config.finetune_epochs, config.finetune_batch_size, config.finetune_learning_rate,
+                config.finetune_max_pairs, seed, "mnrl/1")  # fmt: skip
+    root = cache_dir if cache_dir is not None else default_cache_dir()
+    folder = root / "encoders" / f"finetuned-{fingerprint(pairs, settings)}"
+    info = read_finetune_info(folder)
+    if info is None or not (folder / "modules.json").exists():
+        if folder.exists():
+            import shutil
+
+            logger.warning("removing an incomplete fine-tuned encoder folder %s", folder)
+            shutil.rmtree(folder)
+        finetune_encoder(pairs, base_model=config.model, output_dir=folder, epochs=config.finetune_epochs,
+                         batch_size=config.finetune_batch_size, learning_rate=config.finetune_learning_rate,
+                         max_pairs=config.finetune_max_pairs, seed=seed, device=config.device)  # fmt: skip
+        info = read_finetune_info(folder) or {}
+    else:
+        logger.info("reusing the fine-tuned encoder %s", folder)
+    weights = str(info.get("weights_sha256", ""))[:12]
+    label = f"{config.model}+finetuned:{weights}"
+    return EncoderChoice(str(folder), label, (emb_cache / f"finetuned-{weights}") if emb_cache else None)
+
+
+def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path | None, split: Split | None = None,
+                seed: int = 0) -> tuple[Embeddings, dict]:  # fmt: skip
+    """Describe and embed every item; returns the embeddings and the encoder's cache statistics.
+
+    ``split`` and ``seed`` matter only with ``config.finetune`` (the pairs come from ``split``'s train rows).
+    """
     texts = describe_items(items)
-    encoder = Encoder(config.model, device=config.device, batch_size=config.batch_size,
-                      cache_dir=(cache_dir / "embeddings") if (config.cache and cache_dir) else None)  # fmt: skip
+    choice = choose_encoder(config, cache_dir, split=split, items=items, seed=seed)
+    encoder = Encoder(choice.model, device=config.device, batch_size=config.batch_size, cache_dir=choice.cache_dir)
     vectors = encoder.encode(texts["description"].to_list())
     stats = dict(encoder.stats, device=encoder.device_used or "not loaded (all cached)")
-    return Embeddings(texts["item_id"].to_numpy().astype(object), vectors, config.model), stats
+    return Embeddings(texts["item_id"].to_numpy().astype(object), vectors, choice.label), stats
 
 
-def embed_profiles(profiles: pl.DataFrame, config: EncoderConfig, cache_dir: Path | None) -> tuple[Embeddings, dict]:
-    """Embed users' behaviour profiles (``USER_PROFILES`` frame)."""
-    encoder = Encoder(config.model, device=config.device, batch_size=config.batch_size,
-                      cache_dir=(cache_dir / "embeddings") if (config.cache and cache_dir) else None)  # fmt: skip
+def embed_profiles(profiles: pl.DataFrame, config: EncoderConfig, cache_dir: Path | None,
+                   choice: EncoderChoice | None = None) -> tuple[Embeddings, dict]:  # fmt: skip
+    """Embed users' behaviour profiles (``USER_PROFILES`` frame) with ``choice`` (default: ``config``'s model)."""
+    choice = choice or choose_encoder(config, cache_dir)
+    encoder = Encoder(choice.model, device=config.device, batch_size=config.batch_size, cache_dir=choice.cache_dir)
     vectors = encoder.encode(profiles["profile"].to_list())
-    return Embeddings(profiles["user_id"].to_numpy().astype(object), vectors, config.model), dict(encoder.stats)
+    return Embeddings(profiles["user_id"].to_numpy().astype(object), vectors, choice.label), dict(encoder.stats)
 
 
 @dataclass(frozen=True)
@@ -237,7 +301,8 @@ def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings,
     profiles = describe_users(train, items)
     profile_vectors = None
     if "profile" in config.represent.method:
-        profile_vectors, _ = embed_profiles(profiles, config.encoder, cache_dir)
+        choice = choose_encoder(config.encoder, cache_dir, split=split, items=items, seed=config.seed)
+        profile_vectors, _ = embed_profiles(profiles, config.encoder, cache_dir, choice)
     users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
                                items=items, seed=config.seed)  # fmt: skip
     return users, profiles

@@ -97,3 +97,11 @@ def test_index_auto_switches_and_rejects_nan():
     x[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         VectorIndex().fit(np.array(list("abcd")), x)
+
+
+def test_profile_names_an_unknown_item_by_its_id(planted):
+    ds, _ = planted
+    extra = pl.DataFrame({"user_id": ["u0"], "item_id": ["not-in-items"], "rating": [5.0], "timestamp": [9_999_999]},
+                         schema=ds.interactions.schema)  # fmt: skip
+    p = describe_users(pl.concat([ds.interactions, extra]), ds.items)
+    assert "not-in-items" in p.filter(pl.col("user_id") == "u0")["profile"].item()
