@@ -7,26 +7,65 @@ drawn by ``assets/report.js``, and every string that comes from data is escaped
 
 Every metrics section and key is optional: what is missing is shown as
 "not computed", never an error.
+
+This module holds the verdicts in plain words (:func:`rating_verdict`, :func:`control_text`,
+:func:`stability_view`, :func:`selection_view`), the page contexts, the
+comparison page and :func:`render_report`. Formatting and the table model are in :mod:`reports._format`, the
+other charts in :mod:`reports._charts`, the segments in :mod:`reports._segments`; their names are imported
+here, so ``reports.render`` still offers them.
 """
 
-import html
 import logging
-import math
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from plotly.io.json import to_json_plotly
 
+from reports._charts import (
+    MAX_MAP_POINTS,  # noqa: F401  (re-exported: reports.render.MAX_MAP_POINTS)
+    fig_category_lift,
+    fig_demographic,
+    fig_heatmap,
+    fig_map,
+    fig_migration,
+    fig_outlier_nearest,
+    fig_rating_hist,
+    fig_sankey,
+    fig_segment_rmse,
+    fig_sizes,
+)
+from reports._format import (
+    _HELP,
+    Cell,
+    Column,
+    Table,
+    _as_ci,
+    _c,
+    _ci,
+    _flatten,
+    _get,
+    _help,
+    _num,
+    _value,
+    fmt,
+    key_value_table,
+    label,
+    nested_table,
+    per_segment_table,
+    seconds,
+    segment_filename,
+    systems_table,
+    with_ci,
+)
+from reports._segments import Seg, _Overall, _overall, _segments
 from reports.model import ReportInput
 from segmentation.cluster import NOISE
-from segmentation.describe import SegmentProfile
 
 __all__ = ["render_report", "segment_filename"]
 
@@ -41,54 +80,7 @@ _ENV = Environment(
 #: at most this many users are drawn on the segment map (a fixed-seed sample above it). The map is SVG:
 #: WebGL (scattergl) needs 'unsafe-eval' in the page's Content-Security-Policy and is missing on many
 #: remote desktops, and 10,000 SVG markers still draw in about a second.
-MAX_MAP_POINTS = 10_000
 
-PALETTE = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-    "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
-]  # fmt: skip
-OUTLIER_COLOR = "#a0a4aa"
-_FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "DejaVu Sans", sans-serif'
-_LAYOUT = {
-    "font": {"family": _FONT, "size": 13, "color": "#1f2937"},
-    "paper_bgcolor": "#ffffff",
-    "plot_bgcolor": "#ffffff",
-    "margin": {"l": 60, "r": 20, "t": 56, "b": 56},
-    "hoverlabel": {"font": {"family": _FONT}},
-    "title": {"x": 0, "xanchor": "left", "font": {"size": 15}},
-}
-_TOP_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1}
-_AXIS = {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db", "linecolor": "#9ca3af", "automargin": True}
-
-_LABELS = {
-    "rmse": "RMSE", "mae": "MAE", "ndcg": "NDCG", "ils": "ILS", "mrr": "MRR", "map": "MAP", "hit": "Hit rate",
-    "ari": "ARI", "nmi": "NMI", "dbcv": "DBCV", "precision": "Precision", "recall": "Recall", "n": "n",
-    "coverage": "Catalogue coverage", "novelty": "Novelty", "silhouette": "Silhouette",
-    "calinski_harabasz": "Calinski-Harabasz", "noise_share": "Outlier share", "n_segments": "Segments",
-    "n_users": "Users", "soft_assigned": "Outliers moved into a segment", "min_cluster_size": "Smallest segment allowed",
-    "mean_membership": "Mean membership strength", "seconds": "Seconds",
-}  # fmt: skip
-_ACRONYMS = {
-    w: w.upper() for w in ("rmse", "mae", "ndcg", "ils", "mrr", "map", "ari", "nmi", "dbcv", "ci", "umap", "id")
-}
-_HELP = {
-    "rmse": "Root mean squared error of predicted star ratings on held-out ratings; lower is better.",
-    "mae": "Mean absolute error of predicted star ratings; lower is better.",
-    "ndcg": "How high the held-out liked items appear in the top-k list (0-1); higher is better.",
-    "precision": "Share of the top-k list the user liked in the held-out data; higher is better.",
-    "recall": "Share of the user's held-out liked items found in the top-k list; higher is better.",
-    "hit": "Share of users with at least one held-out liked item in their top-k list.",
-    "coverage": "Share of the catalogue recommended to at least one user; higher means less concentration.",
-    "novelty": "How unpopular the recommended items are (mean self-information, bits); higher is more surprising.",
-    "ils": "Intra-list similarity: how alike the items in one list are (0-1); lower means more diverse lists.",
-    "silhouette": "How well separated segments are (-1 to 1); above 0.25 is reasonable, above 0.5 strong.",
-    "dbcv": "Density-based cluster validity (-1 to 1); higher means denser, better separated segments.",
-    "calinski_harabasz": "Between- over within-segment dispersion; higher is better, only comparable within a run size.",
-    "noise_share": "Share of users that fit no segment well (shown grey on the map).",
-    "mean_membership": "Average HDBSCAN membership strength of segment members (0-1).",
-    "ari": "Adjusted Rand index: agreement of two segmentations (1 identical, 0 chance).",
-    "jaccard": "Users in both segments over users in either (0-1); 1 means the same people.",
-}  # fmt: skip
 _KEY_CONFIG = [
     ("data.source", "Data source"), ("data.split", "Test split"), ("data.max_users", "User limit"),
     ("encoder.model", "Text encoder"), ("encoder.device", "Encoder device"),
@@ -102,253 +94,7 @@ _KEY_CONFIG = [
 ]  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- small helpers
-
-
-def segment_filename(segment_id: int) -> str:
-    """The page of one segment: ``segment-<id>.html``, ``segment-outliers.html`` for -1."""
-    return "segment-outliers.html" if segment_id == NOISE else f"segment-{int(segment_id)}.html"
-
-
-def _plain(value: object, limit: int | None = None) -> str:
-    """Text for plotly, which reads a subset of HTML: escape it so it shows as typed."""
-    s = str(value)
-    if limit and len(s) > limit:
-        s = s[: limit - 1].rstrip() + "…"
-    return html.escape(s, quote=False)
-
-
-def _num(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    return float(v) if math.isfinite(v) else None
-
-
-def fmt(v: Any, kind: str = "auto") -> str:
-    """Format a metric value for a table; missing values become an en dash."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if kind == "pct" and isinstance(v, int | float):
-        return f"{100 * v:.1f} %"
-    if kind == "signed" and isinstance(v, int):
-        return f"{v:+,}".replace("-", "−")
-    if kind == "signed" and isinstance(v, float):
-        return f"{v:+.4f}".replace("-", "−")
-    if kind.startswith("d") and isinstance(v, float):
-        return f"{v:,.{int(kind[1:])}f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        a = abs(v)
-        if a == 0:
-            return "0"
-        if a >= 100:
-            return f"{v:,.0f}" if a >= 1000 or v.is_integer() else f"{v:.1f}"
-        if a >= 10:
-            return f"{v:.2f}"
-        return f"{v:.4f}" if a >= 0.001 else f"{v:.2e}"
-    if isinstance(v, list | tuple):
-        return ", ".join(fmt(x) for x in v) if v else "–"
-    return str(v)
-
-
-def column_kind(values: list[Any]) -> str:
-    """One number format for a whole column, so that its decimals line up."""
-    nums = [abs(x) for x in (_num(v) for v in values) if x is not None]
-    if not nums or all(isinstance(v, int) for v in values if _num(v) is not None):
-        return "auto"
-    top = max(nums)
-    if top < 0.001 and top > 0:
-        return "auto"
-    return "d4" if top < 10 else "d2" if top < 100 else "d1" if top < 1000 else "d0"
-
-
-def label(key: str) -> str:
-    """Readable label of a metric key: ``ndcg@10`` -> ``NDCG@10``, ``n_items`` -> ``Items``."""
-    base, at, k = str(key).partition("@")
-    if base not in _LABELS and base.startswith("n_"):
-        base = base[2:]
-    text = _LABELS.get(base)
-    if text is None:
-        words = [_ACRONYMS.get(w, w) for w in base.replace("-", "_").split("_") if w]
-        text = " ".join(words)[:1].upper() + " ".join(words)[1:] if words else str(key)
-    return f"{text}@{k}" if at else text
-
-
-def _help(key: str) -> str | None:
-    return _HELP.get(str(key).partition("@")[0])
-
-
-def _get(d: Any, *path: str | int, default: Any = None) -> Any:
-    """``d[p0][p1]...`` with string/int keys interchangeable; ``default`` when any step is missing."""
-    for p in path:
-        if not isinstance(d, dict):
-            return default
-        if p in d:
-            d = d[p]
-        elif str(p) in d:
-            d = d[str(p)]
-        else:
-            return default
-    return d
-
-
-def _ci(d: Any, key: str) -> tuple[float, float] | None:
-    """The 95 % CI of ``d[key]``: ``d[key + "_ci"]``, or ``d[key]["ci"]`` when the value is a dict."""
-    c = _get(d, f"{key}_ci")
-    if c is None:
-        c = _get(d, key, "ci")
-    if isinstance(c, dict):
-        c = [c.get("lo", c.get("low")), c.get("hi", c.get("high"))]
-    if isinstance(c, list | tuple) and len(c) == 2 and all(_num(x) is not None for x in c):
-        return float(c[0]), float(c[1])
-    return None
-
-
-def _value(d: Any, key: str) -> Any:
-    v = _get(d, key)
-    if isinstance(v, dict):
-        v = v.get("value", v.get("mean"))
-    return v
-
-
-def with_ci(v: Any, ci: tuple[float, float] | None, kind: str = "auto") -> str:
-    text = fmt(v, kind)
-    if ci is not None and text != "–":
-        kind = "d4" if kind == "auto" else kind
-        text += f" ({fmt(ci[0], kind)} to {fmt(ci[1], kind)})"
-    return text
-
-
-def _flatten(d: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """Nested dict -> [(dotted key, leaf)]; lists of scalars stay leaves."""
-    if not isinstance(d, dict):
-        return [(prefix, d)]
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        key = f"{prefix}.{k}" if prefix else str(k)
-        out.extend(_flatten(v, key) if isinstance(v, dict) and v else [(key, v)])
-    return out
-
-
-# ----------------------------------------------------------------------------- table model
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One table cell; all text is escaped by the template."""
-
-    text: str
-    href: str | None = None
-    cls: str = ""
-    title: str | None = None
-    sort: float | None = None
-    swatch: str | None = None
-    bar: float | None = None  # 0..1, drawn as a small inline bar
-    chips: list[str] = field(default_factory=list)
-    note: str | None = None
-
-
-@dataclass(frozen=True)
-class Column:
-    label: str
-    num: bool = False
-    title: str | None = None
-
-
-@dataclass(frozen=True)
-class Table:
-    columns: list[Column]
-    rows: list[list[Cell]]
-    caption: str | None = None
-    id: str | None = None
-    groups: list[tuple[str, int]] = field(default_factory=list)  # a header row above: (label, columns spanned)
-    wide: bool = False  # stretch to the page width
-
-
-def _c(v: Any, kind: str = "auto", **kw: Any) -> Cell:
-    n = _num(v)
-    return Cell(fmt(v, kind), cls=kw.pop("cls", "num" if n is not None else ""), sort=n, **kw)
-
-
 # ----------------------------------------------------------------------------- segments
-
-
-@dataclass(frozen=True)
-class Seg:
-    """A segment as the report shows it."""
-
-    id: int
-    name: str
-    color: str
-    href: str
-    profile: SegmentProfile | None
-
-    @property
-    def is_noise(self) -> bool:
-        return self.id == NOISE
-
-    @property
-    def short(self) -> str:
-        """The name cut to fit a chart axis, keeping a trailing "(...)" that tells twins apart."""
-        limit = 44
-        if len(self.name) <= limit:
-            return self.name
-        tail = self.name[self.name.rindex("(") :] if self.name.endswith(")") and "(" in self.name else ""
-        if len(tail) > limit // 2:
-            tail = ""
-        head = self.name[: limit - len(tail) - 2].rstrip(" ,&")
-        return f"{head}… {tail}".rstrip()
-
-
-def _segments(data: ReportInput) -> list[Seg]:
-    """Segments 0..K-1 then outliers, each with its colour and page."""
-    by_id = {p.segment_id: p for p in data.profiles}
-    ids = set(by_id) | set(data.assignments["segment_id"].unique().to_list() if data.assignments.height else [])
-    ordered = sorted(i for i in ids if i != NOISE) + ([NOISE] if NOISE in ids else [])
-    out = []
-    for i, sid in enumerate(ordered):
-        p = by_id.get(sid)
-        name = p.name if p else ("Outliers (no clear segment)" if sid == NOISE else f"Segment {sid}")
-        color = OUTLIER_COLOR if sid == NOISE else PALETTE[i % len(PALETTE)]
-        out.append(Seg(int(sid), name, color, segment_filename(sid), p))
-    return out
-
-
-@dataclass(frozen=True)
-class _Overall:
-    """All-user reference values the segment pages compare against."""
-
-    n_users: int
-    mean_rating: float | None
-    mean_activity: float | None
-    rating_hist: dict[str, float]
-
-
-def _overall(data: ReportInput, segs: list[Seg]) -> _Overall:
-    n_users = data.assignments.height or int(_get(data.metrics, "data", "n_users", default=0) or 0)
-    profs = [s.profile for s in segs if s.profile is not None]
-    user_ratings = getattr(data, "user_ratings", None)
-    if isinstance(user_ratings, pl.DataFrame) and user_ratings.height:
-        r = user_ratings["rating"].round(0)
-        hist = r.value_counts(normalize=True, name="p").sort("rating")
-        return _Overall(n_users, float(user_ratings["rating"].mean()),
-                        user_ratings.height / max(user_ratings["user_id"].n_unique(), 1),
-                        {f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])})  # fmt: skip
-    # weight each segment by its number of ratings (size x mean activity)
-    w = [p.size * p.mean_activity for p in profs]
-    total = sum(w)
-    if not profs or total <= 0:
-        return _Overall(n_users, None, None, {})
-    hist: dict[str, float] = {}
-    for p, wi in zip(profs, w):
-        for k, share in p.rating_hist.items():
-            hist[k] = hist.get(k, 0.0) + share * wi / total
-    mean_r = sum(p.mean_rating * wi for p, wi in zip(profs, w)) / total
-    act = total / max(sum(p.size for p in profs), 1)
-    return _Overall(n_users, mean_r, act, dict(sorted(hist.items(), key=lambda kv: float(kv[0]))))
 
 
 def _segment_models(data: ReportInput) -> dict[int, dict[str, Any]]:
@@ -387,12 +133,6 @@ def _change_ci(gain: Any, change: float | None) -> tuple[float | None, tuple[flo
         # the gain was recorded as global - segmented: turn it around to segmented - global
         point, ci = -point, (None if ci is None else (-ci[1], -ci[0]))
     return point, ci
-
-
-def _as_ci(c: Any) -> tuple[float, float] | None:
-    if isinstance(c, list | tuple) and len(c) == 2 and all(_num(x) is not None for x in c):
-        return float(c[0]), float(c[1])
-    return None
 
 
 def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]]) -> Verdict:
@@ -531,347 +271,7 @@ def _change_cell(change: float | None, ci: tuple[float, float] | None) -> Cell:
                 note=f"{fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')} · {word}")  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- metric tables
-
-
-def _metric_keys(entries: list[Any]) -> list[str]:
-    keys: list[str] = []
-    for e in entries:
-        for k, v in (e or {}).items() if isinstance(e, dict) else []:
-            if k in keys or k.endswith("_ci") or k in ("per_segment", "fairness", "ci"):
-                continue
-            if _num(v) is not None or (isinstance(v, dict) and _num(v.get("value", v.get("mean"))) is not None):
-                keys.append(k)
-    return keys
-
-
-def systems_table(section: Any, *, first: str = "System") -> Table | None:
-    """Rows = systems (models, rankers), columns = their scalar metrics, CIs in brackets."""
-    if not isinstance(section, dict):
-        return None
-    systems = {k: v for k, v in section.items() if isinstance(v, dict) and k not in ("gain", "per_segment")}
-    keys = _metric_keys(list(systems.values()))
-    if not systems or not keys:
-        return None
-    cols = [Column(first)] + [Column(label(k), num=True, title=_help(k)) for k in keys]
-    kinds = {k: column_kind([_value(m, k) for m in systems.values()]) for k in keys}
-    rows = [[Cell(str(name))] + [Cell(with_ci(_value(m, k), _ci(m, k), kinds[k]), cls="num", sort=_num(_value(m, k)))
-                                  for k in keys] for name, m in systems.items()]  # fmt: skip
-    return Table(cols, rows, caption="95 % confidence intervals in brackets where computed.")
-
-
-def _primary(keys: list[str], wanted: tuple[str, ...]) -> list[str]:
-    out = [k for w in wanted for k in keys if k.partition("@")[0] == w]
-    return list(dict.fromkeys(out)) or keys[:1]
-
-
-def per_segment_table(section: Any, segs: list[Seg], wanted: tuple[str, ...]) -> Table | None:
-    """Rows = segments, columns = (system, headline metric) pairs."""
-    if not isinstance(section, dict):
-        return None
-    systems = {k: v for k, v in section.items() if isinstance(v, dict) and isinstance(v.get("per_segment"), dict)}
-    if not systems:
-        return None
-    entries = [e for s in systems.values() for e in s["per_segment"].values()]
-    keys = _primary(_metric_keys(entries), wanted)
-    if not keys:
-        return None
-    pairs = [(name, k) for k in keys for name in systems]
-    cols = [Column("Segment")] + [Column(f"{name} · {label(k)}", num=True, title=_help(k)) for name, k in pairs]
-    kinds = {k: column_kind([_value(e, k) for e in entries]) for k in keys}
-    rows = []
-    for s in segs:
-        vals = [_get(systems[name], "per_segment", s.id) for name, _ in pairs]
-        if all(v is None for v in vals):
-            continue
-        rows.append([Cell(s.name, href=s.href, swatch=s.color)]
-                    + [Cell(with_ci(_value(v, k), _ci(v, k), kinds[k]), cls="num", sort=_num(_value(v, k)))
-                       for v, (_, k) in zip(vals, pairs)])  # fmt: skip
-    return Table(cols, rows) if rows else None
-
-
-def key_value_table(d: Any, skip: tuple[str, ...] = (), *, raw_keys: bool = False,
-                    header: tuple[str, str] = ("Measure", "Value")) -> Table | None:  # fmt: skip
-    """Flattened ``key -> value`` table with readable labels and help texts."""
-    if not isinstance(d, dict):
-        return None
-    rows = []
-    for k, v in _flatten({k: v for k, v in d.items() if k not in skip}):
-        if isinstance(v, list) and v and not all(_num(x) is not None or isinstance(x, str) for x in v):
-            continue
-        leaf = k.rsplit(".", 1)[-1]
-        text = k if raw_keys else " · ".join(label(p) for p in k.split("."))
-        rows.append([Cell(text, title=_help(leaf)), Cell(_kv_text(leaf, v), cls="val", sort=_num(v))])
-    return Table([Column(header[0]), Column(header[1])], rows) if rows else None
-
-
-def _kv_text(key: str, v: Any) -> str:
-    if key.endswith("share") and _num(v) is not None:
-        return fmt(v, "pct")
-    if key in ("seconds", "time", "duration") and _num(v) is not None:
-        return seconds(v)
-    return fmt(v)
-
-
-def seconds(v: Any) -> str:
-    x = _num(v)
-    if x is None:
-        return fmt(v)
-    if x >= 60:
-        return f"{int(x // 60)} min {x % 60:.0f} s"
-    return f"{x:.2f} s" if x < 10 else f"{x:.1f} s"
-
-
-def nested_table(d: Any) -> Table | None:
-    """``{column: nested dict}`` -> rows = flattened keys, columns = top-level keys (for fairness)."""
-    if not isinstance(d, dict) or not d:
-        return None
-    if not all(isinstance(v, dict) for v in d.values()):
-        return key_value_table(d)
-    flat = {c: dict(_flatten(v)) for c, v in d.items()}
-    keys = list(dict.fromkeys(k for f in flat.values() for k in f if not k.endswith("_ci")))
-    if not keys:
-        return None
-    cols = [Column("Measure")] + [Column(str(c), num=True) for c in flat]
-    kind = column_kind([f.get(k) for f in flat.values() for k in keys])
-    rows = [[Cell(" · ".join(label(p) if p.islower() else p for p in k.split(".")), title=_help(k.rsplit(".", 1)[-1]))]
-            + [Cell(with_ci(f.get(k), _as_ci(f.get(f"{k}_ci")), kind), cls="num", sort=_num(f.get(k)))
-               for f in flat.values()]
-            for k in keys]  # fmt: skip
-    return Table(cols, rows)
-
-
-# ----------------------------------------------------------------------------- charts
-
-
-def _layout(title: str, height: int, **extra: Any) -> dict[str, Any]:
-    lay = {**_LAYOUT, "height": height, "title": {**_LAYOUT["title"], "text": _plain(title)}}
-    lay.update(extra)
-    return lay
-
-
-def _axis(title: str, **extra: Any) -> dict[str, Any]:
-    return {**_AXIS, "title": {"text": _plain(title)}, **extra}
-
-
-def fig_map(data: ReportInput, segs: list[Seg]) -> go.Figure | None:
-    """The 2-d segment map: one trace per segment, outliers grey underneath."""
-    a = data.assignments
-    if a.height == 0 or not {"x", "y", "segment_id"} <= set(a.columns):
-        return None
-    note = ""
-    if a.height > MAX_MAP_POINTS:
-        a = a.sample(MAX_MAP_POINTS, seed=0)
-        note = f" (a sample of {MAX_MAP_POINTS:,} of {data.assignments.height:,} users)"
-    names = {s.id: s.name for s in segs}
-    fig = go.Figure()
-    for s in sorted(segs, key=lambda s: not s.is_noise):  # outliers first, so segments draw on top
-        part = a.filter(pl.col("segment_id") == s.id)
-        if part.height == 0:
-            continue
-        member = (
-            part["membership"].fill_null(0).to_numpy().round(2)
-            if "membership" in part.columns
-            else np.zeros(part.height)
-        )
-        if s.is_noise and "nearest_segment" in part.columns:
-            nearest = [_plain(names.get(n, f"Segment {n}"), 40) for n in part["nearest_segment"].fill_null(NOISE)]
-            near_m = (
-                part["nearest_membership"].fill_null(0).to_numpy().round(2)
-                if "nearest_membership" in part.columns
-                else member
-            )
-            custom = list(
-                zip(
-                    part["user_id"].cast(pl.String).map_elements(_plain, return_dtype=pl.String),
-                    nearest,
-                    near_m.tolist(),
-                )
-            )
-            hover = "user %{customdata[0]}<br>nearest: %{customdata[1]} (membership %{customdata[2]:.2f})<extra>outlier</extra>"
-        else:
-            custom = list(
-                zip(part["user_id"].cast(pl.String).map_elements(_plain, return_dtype=pl.String), member.tolist())
-            )
-            hover = "user %{customdata[0]}<br>membership %{customdata[1]:.2f}<extra>%{fullData.name}</extra>"
-        fig.add_trace(go.Scatter(
-            x=part["x"].to_numpy(), y=part["y"].to_numpy(), mode="markers", name=_plain(s.short),
-            marker={"color": s.color, "size": 5 if s.is_noise else 6, "opacity": 0.55 if s.is_noise else 0.8,
-                    "line": {"width": 0}},
-            customdata=custom, hovertemplate=hover,
-        ))  # fmt: skip
-    fig.update_layout(
-        **_layout(
-            f"Segment map: each dot is a user, placed by taste{note}",
-            560,
-            xaxis=_axis("map axis 1 (UMAP)", showticklabels=False, zeroline=False),
-            yaxis=_axis("map axis 2 (UMAP)", showticklabels=False, zeroline=False),
-            showlegend=False,
-        )
-    )  # the sizes chart beside it is the colour key
-    return fig
-
-
-def fig_sizes(segs: list[Seg], n_users: int) -> go.Figure | None:
-    rows = [s for s in segs if s.profile is not None]
-    if not rows:
-        return None
-    rows = sorted(rows, key=lambda s: s.profile.size)  # plotly draws horizontal bars bottom-up
-    fig = go.Figure(go.Bar(
-        y=[_plain(s.short) for s in rows], x=[s.profile.size for s in rows], orientation="h",
-        marker={"color": [s.color for s in rows]},
-        text=[f"{s.profile.size:,} ({100 * s.profile.size / max(n_users, 1):.1f} %)" for s in rows],
-        textposition="auto", cliponaxis=False,
-        customdata=[_plain(s.name) for s in rows], hovertemplate="%{customdata}<br>%{x:,} users<extra></extra>",
-    ))  # fmt: skip
-    fig.update_layout(**_layout("Segment sizes", 90 + 30 * len(rows), xaxis=_axis("users"),
-                                yaxis=_axis("", automargin=True), showlegend=False, bargap=0.25))  # fmt: skip
-    return fig
-
-
-def _lift_frame(data: ReportInput) -> pl.DataFrame:
-    cl = data.category_lift
-    if isinstance(cl, pl.DataFrame) and cl.height and {"segment_id", "category", "lift"} <= set(cl.columns):
-        return cl if "share" in cl.columns else cl.with_columns(pl.lit(None, pl.Float64).alias("share"))
-    rows = [(p.segment_id, c, lift, share) for p in data.profiles
-            for c, lift, share in zip(p.top_categories, p.category_lift, p.category_share or [None] * len(p.top_categories))]  # fmt: skip
-    return pl.DataFrame(rows, schema={"segment_id": pl.Int32, "category": pl.String, "lift": pl.Float64,
-                                      "share": pl.Float64}, orient="row")  # fmt: skip
-
-
-def fig_heatmap(data: ReportInput, segs: list[Seg], max_categories: int = 24) -> go.Figure | None:
-    """Segments x categories, coloured by log2 lift (blue = chosen more than by all users)."""
-    lf = _lift_frame(data).drop_nulls(["lift"]).filter(pl.col("lift") > 0)
-    if lf.height == 0:
-        return None
-    order = [s for s in segs if s.id in set(lf["segment_id"].to_list())]
-    # categories ordered by the segment where they stand out most: a readable near-diagonal
-    best = lf.sort("lift", descending=True).group_by("category", maintain_order=True).first()
-    pos = {s.id: i for i, s in enumerate(order)}
-    best = best.with_columns(pl.col("segment_id").replace_strict(pos, default=len(pos)).alias("pos"))
-    best = best.sort("lift", descending=True).head(max_categories).sort(["pos", "lift"], descending=[False, True])
-    cats = best["category"].to_list()
-    look = {(r["segment_id"], r["category"]): r for r in lf.iter_rows(named=True)}
-    z, text, custom = [], [], []
-    for s in order:
-        zr, tr, cr = [], [], []
-        for c in cats:
-            r = look.get((s.id, c))
-            lift = r["lift"] if r else None
-            zr.append(None if lift is None else max(-2.0, min(2.0, math.log2(lift))))
-            tr.append("" if lift is None else f"{lift:.1f}×")
-            share = "" if not r or r.get("share") is None else f" · {100 * r['share']:.1f} % of its choices"
-            cr.append("not among its top categories" if lift is None else f"{lift:.2f}× all users{share}")
-        z.append(zr), text.append(tr), custom.append(cr)
-    fig = go.Figure(go.Heatmap(
-        z=z, x=[_plain(c, 22) for c in cats], y=[_plain(s.short) for s in order], text=text,
-        texttemplate="%{text}", textfont={"size": 11}, customdata=custom, zmin=-2, zmax=2, zmid=0, xgap=2, ygap=2,
-        colorscale=[[0, "#b45309"], [0.25, "#f4c790"], [0.5, "#f7f7f7"], [0.75, "#93c5e8"], [1, "#1d4e89"]],
-        colorbar={"title": {"text": "lift"}, "tickvals": [-2, -1, 0, 1, 2], "ticktext": ["¼×", "½×", "1×", "2×", "4×"]},
-        hovertemplate="%{y}<br>%{x}: %{customdata}<extra></extra>", hoverongaps=False,
-    ))  # fmt: skip
-    fig.update_layout(**_layout("What each segment chooses more (blue) or less (orange) than all users", 140 + 34 * len(order),
-                                xaxis=_axis("category", tickangle=-35, showgrid=False),
-                                yaxis=_axis("", autorange="reversed", showgrid=False),
-                                margin={**_LAYOUT["margin"], "b": 110}))  # fmt: skip
-    return fig
-
-
-def fig_segment_rmse(metrics: dict[str, Any], segs: list[Seg]) -> go.Figure | None:
-    """RMSE per segment under the global and the per-segment models: how hard each segment is to predict."""
-    fig = go.Figure()
-    for model, color, sym in (("global", "#6b7280", "circle"), ("segmented", "#2563eb", "diamond")):
-        rows = [(s, _get(metrics, "rating", model, "per_segment", s.id)) for s in segs]
-        rows = [(s, e) for s, e in rows if _num(_value(e, "rmse")) is not None]
-        if not rows:
-            continue
-        cis = [_ci(e, "rmse") for _, e in rows]
-        vals = [float(_value(e, "rmse")) for _, e in rows]
-        err = None
-        if all(c is not None for c in cis):
-            err = {"type": "data", "symmetric": False, "array": [c[1] - v for c, v in zip(cis, vals)],
-                   "arrayminus": [v - c[0] for c, v in zip(cis, vals)], "color": color, "thickness": 1}  # fmt: skip
-        fig.add_trace(go.Scatter(
-            x=vals, y=[_plain(s.short) for s, _ in rows], mode="markers", name=f"{model} model",
-            marker={"color": color, "size": 10, "symbol": sym}, error_x=err,
-            customdata=[_get(e, "n") for _, e in rows],
-            hovertemplate="%{y}<br>RMSE %{x:.4f}<br>%{customdata} test ratings<extra>" + model + "</extra>",
-        ))  # fmt: skip
-    if not fig.data:
-        return None
-    n = len({y for t in fig.data for y in t.y})
-    fig.update_layout(**_layout("Prediction error by segment (lower is better)", 120 + 30 * n,
-                                xaxis=_axis("RMSE on held-out ratings"), yaxis=_axis("", autorange="reversed"),
-                                legend=_TOP_LEGEND))  # fmt: skip
-    return fig
-
-
-def fig_category_lift(p: SegmentProfile, color: str) -> go.Figure | None:
-    if not p.top_categories:
-        return None
-    cats, lifts = p.top_categories[::-1], p.category_lift[::-1]
-    shares = (p.category_share or [None] * len(p.top_categories))[::-1]
-    fig = go.Figure(go.Bar(
-        y=[_plain(c, 30) for c in cats], x=lifts, orientation="h",
-        marker={"color": [color if v >= 1 else "#c7cbd1" for v in lifts]}, text=[f"{v:.1f}×" for v in lifts], textposition="outside", cliponaxis=False,
-        customdata=["" if s is None else f"{100 * s:.1f} % of the segment's choices" for s in shares],
-        hovertemplate="%{y}: %{x:.2f}× all users<br>%{customdata}<extra></extra>",
-    ))  # fmt: skip
-    fig.add_vline(x=1, line={"color": "#374151", "dash": "dot", "width": 1},
-                  annotation={"text": "all users", "font": {"size": 11}}, annotation_position="top")  # fmt: skip
-    fig.update_layout(**_layout("Its categories: chosen how many times as often as by all users", 110 + 26 * len(cats),
-                                xaxis=_axis("lift (× the share among all users)", rangemode="tozero"),
-                                yaxis=_axis(""), showlegend=False))  # fmt: skip
-    return fig
-
-
-def fig_rating_hist(p: SegmentProfile, overall: _Overall, color: str) -> go.Figure | None:
-    if not p.rating_hist:
-        return None
-    keys = sorted(set(p.rating_hist) | set(overall.rating_hist), key=float)
-    fig = go.Figure()
-    fig.add_trace(go.Bar(x=keys, y=[100 * p.rating_hist.get(k, 0) for k in keys], name="this segment",
-                         marker={"color": color}, hovertemplate="%{x} stars: %{y:.1f} %<extra>this segment</extra>"))  # fmt: skip
-    if overall.rating_hist:
-        fig.add_trace(go.Bar(x=keys, y=[100 * overall.rating_hist.get(k, 0) for k in keys], name="all users",
-                             marker={"color": "#c7cbd1"}, hovertemplate="%{x} stars: %{y:.1f} %<extra>all users</extra>"))  # fmt: skip
-    fig.update_layout(**_layout("How it rates", 320, barmode="group", xaxis=_axis("rating", type="category"),
-                                yaxis=_axis("% of ratings", rangemode="tozero"), legend=_TOP_LEGEND))  # fmt: skip
-    return fig
-
-
-def fig_demographic(a: Any, color: str, max_values: int = 10) -> go.Figure | None:
-    """One user attribute: share of the segment vs share of all users per value."""
-    if a.kind != "categorical" or not a.segment:
-        return None
-    values = sorted(set(a.segment) | set(a.overall), key=lambda v: (-a.segment.get(v, 0), v))[:max_values][::-1]
-    fig = go.Figure()
-    fig.add_trace(go.Bar(y=[_plain(v, 24) for v in values], x=[100 * a.overall.get(v, 0) for v in values],
-                         name="all users", orientation="h", marker={"color": "#c7cbd1"},
-                         hovertemplate="%{y}: %{x:.1f} %<extra>all users</extra>"))  # fmt: skip
-    fig.add_trace(go.Bar(y=[_plain(v, 24) for v in values], x=[100 * a.segment.get(v, 0) for v in values],
-                         name="this segment", orientation="h", marker={"color": color},
-                         hovertemplate="%{y}: %{x:.1f} %<extra>this segment</extra>"))  # fmt: skip
-    fig.update_layout(**_layout(f"{label(a.name)}: {a.headline}", 150 + 30 * len(values), barmode="group",
-                                xaxis=_axis("% of users", rangemode="tozero"), yaxis=_axis(""),
-                                legend={**_TOP_LEGEND, "traceorder": "reversed"}))  # fmt: skip
-    return fig
-
-
-def fig_outlier_nearest(data: ReportInput, segs: list[Seg]) -> go.Figure | None:
-    a = data.assignments
-    if "nearest_segment" not in a.columns:
-        return None
-    counts = a.filter(pl.col("segment_id") == NOISE).group_by("nearest_segment").len()
-    look = dict(zip(counts["nearest_segment"].to_list(), counts["len"].to_list()))
-    rows = [s for s in segs if s.id in look and not s.is_noise][::-1]
-    if not rows:
-        return None
-    fig = go.Figure(go.Bar(y=[_plain(s.short) for s in rows], x=[look[s.id] for s in rows], orientation="h",
-                           marker={"color": [s.color for s in rows]}, hovertemplate="%{y}: %{x} outliers<extra></extra>"))  # fmt: skip
-    fig.update_layout(**_layout("Nearest segment of each outlier", 100 + 30 * len(rows), xaxis=_axis("outliers"),
-                                yaxis=_axis(""), showlegend=False))  # fmt: skip
-    return fig
+# ----------------------------------------------------------------------------- segment map
 
 
 # ----------------------------------------------------------------------------- page contexts
@@ -1093,68 +493,6 @@ def _comparison_context(comp: Any, segs: list[Seg], href: str | None = None) -> 
         "run_a": str(comp.get("run_a", "previous run")),
         "href": href,
     }
-
-
-def fig_sankey(comp: dict[str, Any]) -> go.Figure | None:
-    """Users flowing from the earlier run's segments (left) to the later run's (right)."""
-    mig = comp.get("migration") or {}
-    rows, cols, counts = mig.get("rows") or [], mig.get("cols") or [], mig.get("counts") or []
-    if not rows or not cols or not counts:
-        return None
-    rn = mig.get("row_names") or [f"Segment {r}" for r in rows]
-    cn = mig.get("col_names") or [f"Segment {c}" for c in cols]
-    col_color = {c: OUTLIER_COLOR if c == NOISE else PALETTE[i % len(PALETTE)] for i, c in enumerate(cols)}
-    matched = {m.get("segment_a"): m.get("segment_b") for m in comp.get("matches") or [] if isinstance(m, dict)}
-    row_color = [OUTLIER_COLOR if r == NOISE else col_color.get(matched.get(r), "#4b5563") for r in rows]
-    src, dst, val, link_color = [], [], [], []
-    for i, line in enumerate(counts):
-        for j, n in enumerate(line):
-            if n:
-                src.append(i), dst.append(len(rows) + j), val.append(int(n))
-                link_color.append(_rgba(row_color[i], 0.35))
-    if not val:
-        return None
-    sizes_a = [sum(line) for line in counts]
-    sizes_b = [sum(line[j] for line in counts) for j in range(len(cols))]
-    labels = [f"{_plain(n, 40)} ({k:,})" for n, k in zip(rn, sizes_a)] + [
-        f"{_plain(n, 40)} ({k:,})" for n, k in zip(cn, sizes_b)
-    ]
-    fig = go.Figure(go.Sankey(
-        arrangement="fixed",
-        node={"label": labels, "color": row_color + [col_color[c] for c in cols], "pad": 12, "thickness": 14,
-              "line": {"width": 0}, "hovertemplate": "%{label}<extra></extra>"},
-        link={"source": src, "target": dst, "value": val, "color": link_color,
-              "hovertemplate": "%{source.label} → %{target.label}: %{value:,} users<extra></extra>"},
-    ))  # fmt: skip
-    fig.update_layout(**_layout("Where users moved: segments before (left) and now (right)",
-                                max(360, 36 * max(len(rows), len(cols)) + 120)))  # fmt: skip
-    return fig
-
-
-def _rgba(hex_color: str, alpha: float) -> str:
-    h = hex_color.lstrip("#")
-    r, g, b = (int(h[k : k + 2], 16) for k in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
-
-
-def fig_migration(comp: dict[str, Any]) -> go.Figure | None:
-    """Migration matrix: share of each earlier segment's users found in each later segment."""
-    mig = comp.get("migration") or {}
-    counts = np.asarray(mig.get("counts") or [], dtype=float)
-    if counts.ndim != 2 or counts.size == 0:
-        return None
-    rn = [_plain(n, 36) for n in mig.get("row_names") or [str(r) for r in mig.get("rows", [])]]
-    cn = [_plain(n, 30) for n in mig.get("col_names") or [str(c) for c in mig.get("cols", [])]]
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig = go.Figure(go.Heatmap(
-        z=(100 * share).round(1).tolist(), x=cn, y=rn, text=counts.astype(int).tolist(), texttemplate="%{text}",
-        colorscale="Blues", zmin=0, zmax=100, xgap=2, ygap=2, colorbar={"title": {"text": "% of row"}},
-        hovertemplate="%{y} → %{x}<br>%{text} users (%{z:.1f} % of the earlier segment)<extra></extra>",
-    ))  # fmt: skip
-    fig.update_layout(**_layout("Migration matrix: users from each earlier segment (rows) into each segment now (columns)",
-                                140 + 34 * len(rn), xaxis=_axis("segment now", tickangle=-30, showgrid=False),
-                                yaxis=_axis("segment before", autorange="reversed", showgrid=False)))  # fmt: skip
-    return fig
 
 
 def _drift_table(comp: dict[str, Any]) -> Table | None:

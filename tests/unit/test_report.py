@@ -225,7 +225,7 @@ def test_segment_page_nav_and_content(report):
 
 def test_large_maps_are_sampled(monkeypatch):
     data = make_report_input(n_users=400, n_segments=3)
-    monkeypatch.setattr("reports.render.MAX_MAP_POINTS", 100)
+    monkeypatch.setattr("reports._charts.MAX_MAP_POINTS", 100)
     from reports.render import _segments
 
     fig = fig_map(data, _segments(data))
