@@ -279,6 +279,21 @@ class PredictorConfig(_Section):
         description="Largest dense table a component may build (item-knn: items^2, user-knn: users^2, autorec: "
         "items x users). A blend leaves out, with a warning, the components over it; a single model over it is refused.",
     )
+    encoder_model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="Optional EncoderRegressor (segmentation.predict; not the default, not used by the pipeline): "
+        "the sentence-transformers model fine-tuned on (user profile, item description) pairs.",
+    )
+    encoder_epochs: int = Field(2, ge=1, le=100, description="EncoderRegressor: most epochs over the training rows.")
+    encoder_learning_rate: float = Field(5e-5, gt=0.0, description="EncoderRegressor: AdamW rate of the encoder.")
+    encoder_head_learning_rate: float = Field(
+        3e-3, gt=0.0, description="EncoderRegressor: AdamW rate of the regression head."
+    )
+    encoder_batch_size: int = Field(64, ge=2, description="EncoderRegressor: (user, item) pairs per step.")
+    encoder_max_seq_length: int = Field(128, ge=8, le=512, description="EncoderRegressor: tokens kept per text.")
+    encoder_max_train_rows: int | None = Field(
+        None, ge=1, description="EncoderRegressor: train on a seeded sample of this many rows (empty: all)."
+    )
     finetune: bool = Field(True, description="Fine-tune a copy of the global model per segment.")
     finetune_strategies: list[Literal["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]] = Field(
         default_factory=lambda: ["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"],

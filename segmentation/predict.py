@@ -24,12 +24,18 @@ below zero. So on validation data the segmented predictor is never worse than th
 chance gains of a few ten-thousandths are not kept. Measured gains are about zero (DESIGN.md), so expect
 few segments kept; report the change with :func:`paired_bootstrap_ci`.
 
+Optional, not the default and not used by the pipeline: :class:`EncoderRegressor`
+(:func:`fit_encoder_predictor`), the text encoder itself fine-tuned with a regression head on (user profile
+text, item description) pairs (a bi-encoder predicting the residual of baseline biases; see
+:mod:`segmentation._predict_llm` and BENCHMARKS.md for what it costs and gains).
+
 Models are saved as safetensors weights plus a ``manifest.json`` (config, vocabularies, versions); no
 pickle anywhere.
 """
 
 from segmentation._predict_common import PAIRS, SEGMENT_REPORT, paired_bootstrap_ci
 from segmentation._predict_global import GlobalPredictor, fit_global_predictor
+from segmentation._predict_llm import EncoderRegressor, fit_encoder_predictor
 from segmentation._predict_mf import FINETUNE_STRATEGIES, rmse
 from segmentation._predict_segments import SegmentedPredictor, fit_segment_predictors
 
@@ -37,8 +43,10 @@ __all__ = [
     "FINETUNE_STRATEGIES",
     "PAIRS",
     "SEGMENT_REPORT",
+    "EncoderRegressor",
     "GlobalPredictor",
     "SegmentedPredictor",
+    "fit_encoder_predictor",
     "fit_global_predictor",
     "fit_segment_predictors",
     "paired_bootstrap_ci",
