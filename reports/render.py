@@ -185,6 +185,9 @@ def control_text(metrics: dict[str, Any]) -> str | None:
     seg_ci_text = "" if seg_ci is None else f" (95 % CI {fmt(seg_ci[0], 'signed')} to {fmt(seg_ci[1], 'signed')})"
     if seg_change is None:
         compare = ""
+    elif change == 0 and seg_change == 0:
+        compare = (" Neither the segments nor the random groups kept a fine-tuned model that passed the gate, so "
+                   "both predict as the global model does.")  # fmt: skip
     elif seg_ci is not None and ci is not None and seg_ci[1] < ci[0]:
         compare = " The segments did better than random groups of the same sizes: they carry real signal."
     elif seg_ci is not None and seg_ci[1] < 0 <= (ci[1] if ci else 0):
@@ -248,7 +251,10 @@ def selection_view(segmentation: Any) -> tuple[str | None, Table | None]:
             Column("DBCV", num=True, title=_HELP["dbcv"]), Column("Stability", num=True, title=_HELP["ari"]),
             Column("Score", num=True, title=str(sel.get("criterion") or "")), Column("Eligible")]  # fmt: skip
     reason = sel.get("reason")
-    return (str(reason) if reason else None), (Table(cols, rows) if rows else None)
+    chosen_text = (f"Chosen: segments of at least {sel.get('min_cluster_size')} users, "
+                   f"{sel.get('cluster_selection_method')} selection" if sel.get("min_cluster_size") else None)  # fmt: skip
+    text = "; ".join(str(t) for t in (chosen_text, reason) if t) or None
+    return text, (Table(cols, rows) if rows else None)
 
 
 def _segment_change(metrics: dict[str, Any], sid: int) -> tuple[float | None, tuple[float, float] | None, Any]:

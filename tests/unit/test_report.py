@@ -145,7 +145,7 @@ def test_overview_shows_stability_parameter_choice_and_control(report):
     assert "ARI with other seeds" in text and "0.870" in text and "ARI with 80.0 % subsamples" in text
     assert "stable" in text
     assert "How the segment settings were chosen" in text
-    assert "min_cluster_size 15 with leaf selection scored best" in text
+    assert "Chosen: segments of at least 15 users, leaf selection; min_cluster_size 15 with leaf" in text
     assert "✔ 15 · leaf" in text and "15 · eom" in text
     assert "Control: the same fine-tuning and gate on random partitions" in text
     assert "did no better than random groups" in text
@@ -162,6 +162,9 @@ def test_control_text_tells_segments_apart_from_random_groups():
     m["rating"]["random_partition_control"]["ci"] = [-0.004, 0.002]
     m["rating"]["gain"]["ci"] = [-0.03, -0.002]
     assert "likely, not proven" in control_text(m)  # helped, the control did not, but the intervals overlap
+    m["rating"]["gain"] = {"rmse_change": 0.0, "ci": [0.0, 0.0]}
+    m["rating"]["random_partition_control"] = {"rmse_change": 0.0, "ci": [0.0, 0.0], "segments_kept": 0}
+    assert "both predict as the global model does" in control_text(m)
     del m["rating"]["random_partition_control"]
     assert control_text(m) is None
 
