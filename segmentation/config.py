@@ -95,11 +95,19 @@ class DataConfig(_Section):
     max_users: int | None = Field(
         None, ge=10, description="Keep only the first N users (by id) — for quick trials and tests."
     )
+    rating_scale: tuple[float, float] | None = Field(
+        None,
+        description="Lowest and highest valid rating, e.g. [1, 5]: a rating outside is an error naming its file, "
+        "row and value. Empty: any rating of 0 or more (implicit counts included).",
+    )
 
     @model_validator(mode="after")
     def _files_given(self) -> "DataConfig":
         if self.source == "files" and (self.ratings is None or self.items is None):
             raise ValueError("data.source = 'files' needs both data.ratings and data.items")
+        if self.rating_scale is not None and not self.rating_scale[0] < self.rating_scale[1]:
+            raise ValueError(f"data.rating_scale must be [lowest, highest] with lowest < highest, got "
+                             f"{list(self.rating_scale)}")  # fmt: skip
         return self
 
 

@@ -404,7 +404,8 @@ def _not_blank(columns: list[str]) -> pl.Expr:
     return ~pl.all_horizontal([pl.col(c).is_null() for c in columns])
 
 
-def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> tuple[pl.DataFrame, bool]:
+def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping,
+                       scale: tuple[float, float] | None = None) -> tuple[pl.DataFrame, bool]:  # fmt: skip
     """Typed interactions from a string-typed scan; casts run lazily so only typed columns are held.
 
     On a failed cast a second lazy pass finds the first offending row for the message.
@@ -445,6 +446,12 @@ def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> tup
     if df.select((pl.col("rating") < 0).any()).item():
         raise DataError(f"ratings file {path}, column {cols.rating!r}: ratings (or implicit counts) must be >= 0; "
                         + _first_bad(raw, rating < 0, "rating_raw"))  # fmt: skip
+    if scale is not None and cols.rating:
+        lo, hi = scale
+        if df.select(((pl.col("rating") < lo) | (pl.col("rating") > hi)).any()).item():
+            raise DataError(f"ratings file {path}, column {cols.rating!r}: ratings must lie in data.rating_scale "
+                            f"[{lo:g}, {hi:g}]; " + _first_bad(raw, (rating < lo) | (rating > hi), "rating_raw")
+                            + ". Fix the rows, or widen data.rating_scale")  # fmt: skip
     if df["timestamp"].null_count():
         if raw.select(pl.col("ts_raw").is_null().any()).collect().item():
             raise DataError(f"ratings file {path}, column {cols.timestamp!r}: expected epoch seconds or ISO dates; "
@@ -522,17 +529,18 @@ def _users_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFra
     return df.drop("_row")
 
 
-def load_files(ratings: Path, items: Path, users: Path | None = None, *,
-               columns: ColumnMapping | None = None, name: str | None = None) -> Dataset:  # fmt: skip
+def load_files(ratings: Path, items: Path, users: Path | None = None, *, columns: ColumnMapping | None = None,
+               name: str | None = None, rating_scale: tuple[float, float] | None = None) -> Dataset:  # fmt: skip
     """Load the user's own CSV/TSV/Parquet files through a column mapping, then validate.
 
-    RecBole atomic files (``.inter``/``.item``/``.user``) are recognised by their suffix.
+    RecBole atomic files (``.inter``/``.item``/``.user``) are recognised by their suffix. With
+    ``rating_scale = (lowest, highest)``, a rating outside it is an error naming its row.
     """
     cols = columns or ColumnMapping()
     ratings, items = Path(ratings), Path(items)
     if ratings.suffix == ".inter":
-        return load_recbole(ratings, items, users)
-    inter, implicit = _interactions_from(_read_table(ratings, "ratings"), ratings, cols)
+        return load_recbole(ratings, items, users, rating_scale=rating_scale)
+    inter, implicit = _interactions_from(_read_table(ratings, "ratings"), ratings, cols, rating_scale)
     item_df = _items_from(_read_table(items, "items", list_separator=cols.category_separator), items, cols)
     user_df = _users_from(_read_table(Path(users), "users"), Path(users), cols) if users else None
     return validate_dataset(inter, item_df, user_df, name=name or ratings.stem, implicit=implicit,
@@ -545,7 +553,8 @@ def _recbole_scan(path: Path, role: str) -> pl.LazyFrame:
     return lf.rename({n: n.split(":")[0] for n in names})
 
 
-def load_recbole(inter: Path, item: Path, user: Path | None = None) -> Dataset:
+def load_recbole(inter: Path, item: Path, user: Path | None = None, *,
+                 rating_scale: tuple[float, float] | None = None) -> Dataset:  # fmt: skip
     """Load RecBole atomic files (tab-separated, ``name:type`` headers, space-separated token_seq)."""
     inter, item = Path(inter), Path(item)
     ilf = _recbole_scan(inter, "ratings")
@@ -554,7 +563,7 @@ def load_recbole(inter: Path, item: Path, user: Path | None = None) -> Dataset:
         rating="rating" if "rating" in icols else None,
         timestamp="timestamp" if "timestamp" in icols else None,
     )
-    df, implicit = _interactions_from(ilf, inter, cols)
+    df, implicit = _interactions_from(ilf, inter, cols, rating_scale)
     itlf = _recbole_scan(item, "items")
     names = itlf.collect_schema().names()
     title = next((c for c in ("movie_title", "title", "name", "item_name") if c in names), "item_id")
@@ -693,7 +702,8 @@ def load_dataset(config: DataConfig, cache_dir: Path | None = None) -> Dataset:
         ds = load_movielens_100k(cache_dir)
     else:
         assert config.ratings is not None and config.items is not None
-        ds = load_files(config.ratings, config.items, config.users, columns=config.columns)
+        ds = load_files(config.ratings, config.items, config.users, columns=config.columns,
+                        rating_scale=config.rating_scale)  # fmt: skip
         if config.duplicates == "error" and ds.notes and any("duplicate" in n for n in ds.notes):
             raise DataError(ds.notes[0] + "; data.duplicates='error' forbids that")
     if config.max_users is not None:

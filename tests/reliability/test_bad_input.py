@@ -100,6 +100,15 @@ def _missing(files, folder):
     files["ratings"] = folder / "ratings-2024-01-01.csv"
 
 
+def _rating_scale(row: str):
+    def spoil(files, folder):
+        with files["ratings"].open("a") as f:
+            f.write(row)
+        return ["--set", "data.rating_scale=[1, 5]"]
+
+    return spoil
+
+
 def _few_users(n):
     def spoil(files, folder):
         write_base_files(folder, n_users=n)
@@ -163,6 +172,8 @@ CASES = [
     Case("rating-decimal-comma", _append("ratings", 'u1,i3,"3,5",1600000000\n'), ["row 321 has '3,5'"]),
     Case("rating-empty", _append("ratings", "u1,i3,,1600000000\n"), ["row 321 has an empty value"]),
     Case("rating-negative", _append("ratings", "u1,i3,-2,1600000000\n"), ["must be >= 0", "row 321 has '-2'"]),
+    Case("rating-above-scale", _rating_scale("u1,i3,7,1600000000\n"),
+         ["must lie in data.rating_scale [1, 5]", "row 321 has '7'", "widen data.rating_scale"]),  # fmt: skip
     Case("rating-nan", _append("ratings", "u1,i3,NaN,1600000000\n"), ["finite", "row 321 has 'NaN'"]),
     Case("rating-infinite", _append("ratings", "u1,i3,inf,1600000000\n"), ["finite", "'inf'"]),
     Case("rating-boolean-parquet", _parquet_bool_ratings, ["expected numbers", "row 1 has 'false'"]),
@@ -184,14 +195,15 @@ CASES = [
     Case("items-not-described", _sub("items", "\ni", "\nx"), ["320 of 320 interactions refer to items not in"]),
     Case("user-listed-twice", _append("users", "u3,F,33\n"), ["user id 'u3' appears 2 times"], names="users"),
     Case("too-few-users", _few_users(5), ["5 users are too few"]),
-    Case("too-few-users-to-cluster", _few_users(20), ["too few", "min_cluster_size"],
-         marks=[pytest.mark.umap, pytest.mark.slow]),  # UMAP runs first: numba compilation, ~30 s
+    Case("too-few-users-to-cluster", _few_users(20), ["20 users are too few for segments", "min_cluster_size"]),
     # ---- configuration
     Case("config-unknown-key", _args("--set", "cluster.min_cluster_sise=20"),
          ["cluster.min_cluster_sise: unknown key"], ConfigError, names=None, in_flow=False),  # fmt: skip
     Case("config-impossible-value", _args("--set", "cluster.min_cluster_size=1"),
          ["cluster.min_cluster_size", "greater than or equal to 2", "(given: 1)"], ConfigError, names=None,
          in_flow=False),  # fmt: skip
+    Case("config-rating-scale-reversed", _args("--set", "data.rating_scale=[5, 1]"),
+         ["data.rating_scale must be [lowest, highest]", "[5.0, 1.0]"], ConfigError, names=None, in_flow=False),  # fmt: skip
     Case("config-wrong-type", _args("--set", "predictor.epochs=many"), ["predictor.epochs", "'many'"], ConfigError,
          names=None, in_flow=False),  # fmt: skip
     Case("config-override-without-value", _args("--set", "seed"), ["not of the form key=value"], ConfigError,
