@@ -225,7 +225,7 @@ def stability_view(segmentation: Any) -> tuple[str | None, Table | None]:
                      Cell("")])  # fmt: skip
     low = min(_num(_get(st, k, "mean")) or 1.0 for k in ("seed_ari", "bootstrap_ari"))
     word = "stable" if low >= 0.8 else "fairly stable" if low >= 0.6 else "unstable: read single segments with care"
-    sentence = (f"Refitting gives much the same segments ({'; '.join(parts)}; 1 = identical): {word}. "
+    sentence = (f"Refitting the segments gives ARI {'; '.join(parts)} (1 = identical, 0 = chance): {word}. "
                 f"Measured on {fmt(st.get('n_users'))} users in {seconds(st.get('seconds'))}.")  # fmt: skip
     cols = [Column("Compared with"), Column("Mean ARI", num=True), Column("Lowest", num=True), Column("Each refit")]
     return sentence, Table(cols, rows)
