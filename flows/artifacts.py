@@ -108,10 +108,20 @@ def comparison_markdown(result: dict[str, Any], *, max_drift: int = 15) -> str:
 
 
 def compare_with_previous(output_dir: str | Path, run_dir: str | Path) -> dict[str, Any] | None:
-    """Compare ``run_dir`` with the previous complete run in ``output_dir`` and attach the result as the
-    ``segflow-comparison`` markdown artifact; None (and a note artifact) for the first run."""
+    """Attach the comparison of ``run_dir`` with the previous complete run in ``output_dir`` as the
+    ``segflow-comparison`` markdown artifact; None (and a note artifact) for the first run.
+
+    The run's own ``comparison.json`` (written while publishing, the one its report shows) is used when
+    present; runs without it (the comparison failed while publishing, or an older run) are compared here.
+    """
     from reports.compare import compare_runs
 
+    saved = Path(run_dir) / "comparison.json"
+    if saved.exists():
+        result = json.loads(saved.read_text())
+        create_markdown_artifact(key="segflow-comparison", markdown=comparison_markdown(result),
+                                 description=f"segments and metrics compared with run {Path(result['run_a']).name}")  # fmt: skip
+        return result
     previous = previous_run(output_dir, run_dir)
     if previous is None:
         logger.info("no earlier complete run in %s: nothing to compare with", output_dir)

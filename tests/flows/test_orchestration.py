@@ -133,3 +133,24 @@ def test_summary_carries_stability_and_the_control(tmp_path):
     assert "segment stability (ARI, 1 = identical): between seeds 0.8700, on subsamples 0.9000" in text
     assert "control, the same fine-tuning on random groups of the same sizes: change 0.0002" in text
     assert text.rstrip().endswith("index.html`")
+
+
+def test_comparison_artifact_reuses_the_comparison_the_run_published(tmp_path, monkeypatch):
+    import json
+
+    import flows.artifacts as artifacts
+    import reports.compare
+    from tests.fixtures_report import make_run_pair
+
+    a, b = make_run_pair(tmp_path)
+    result = json.loads(json.dumps(reports.compare.compare_runs(a, b)))
+    (b / "comparison.json").write_text(json.dumps(result))
+
+    def recomputed(*args, **kwargs):
+        raise AssertionError("the comparison was computed again")
+
+    made = []
+    monkeypatch.setattr(reports.compare, "compare_runs", recomputed)
+    monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: made.append(kw))
+    assert artifacts.compare_with_previous(tmp_path, b) == result
+    assert made and made[0]["markdown"] == artifacts.comparison_markdown(result)
