@@ -18,6 +18,7 @@ from embeddings.encoder import Embeddings
 from segmentation._errors import DataError, check_is_fitted
 from segmentation.config import ClusterConfig, ReduceConfig
 from segmentation.reduce import Neighbours, Reducer, SampleNeighbours
+from segmentation.reduce import require_users as require_umap_users
 
 if TYPE_CHECKING:
     from segmentation.stability import ParameterChoice
@@ -110,11 +111,7 @@ class Clusterer:
                 sample = np.arange(n)
         m = len(sample)
         mcs = self.min_cluster_size or default_min_cluster_size(m)
-        if m < 2 * mcs:
-            raise DataError(
-                f"cluster: {m} users are too few for segments of at least {mcs} users "
-                f"(min_cluster_size); need at least {2 * mcs} users or a smaller cluster.min_cluster_size"
-            )
+        require_users(m, mcs)
         min_samples = None if self.min_samples is None else min(self.min_samples, mcs)
         t0 = time.perf_counter()
         model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=min_samples, prediction_data=True,
@@ -228,21 +225,21 @@ class Segmentation:
         return float((self.assignments["segment_id"] == NOISE).mean())
 
 
+def require_users(m: int, min_cluster_size: int) -> None:
+    """Raise :class:`DataError` when ``m`` fitted users cannot make two segments of ``min_cluster_size``."""
+    if m < 2 * min_cluster_size:
+        raise DataError(
+            f"cluster: {m} users are too few for segments of at least {min_cluster_size} users "
+            f"(min_cluster_size); need at least {2 * min_cluster_size} users or a smaller cluster.min_cluster_size"
+        )
+
+
 def check_enough_users(n: int, reduce: ReduceConfig, cluster: ClusterConfig) -> None:
     """Raise :class:`DataError` before any UMAP work when ``n`` users cannot make two segments."""
     from segmentation.stability import MIN_SIZE
 
-    if n < reduce.n_components + 2:
-        raise DataError(
-            f"reduce: {n} users are too few for a {reduce.n_components}-d UMAP; need at least {reduce.n_components + 2}"
-        )
-    m = min(n, reduce.sample_size)
-    mcs = cluster.min_cluster_size or MIN_SIZE
-    if m < 2 * mcs:
-        raise DataError(
-            f"cluster: {m} users are too few for segments of at least {mcs} users (min_cluster_size); "
-            f"need at least {2 * mcs} users or a smaller cluster.min_cluster_size"
-        )
+    require_umap_users(n, reduce.n_components)
+    require_users(min(n, reduce.sample_size), cluster.min_cluster_size or MIN_SIZE)
 
 
 def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, *, seed: int = 0,

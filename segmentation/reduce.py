@@ -27,6 +27,12 @@ logger = logging.getLogger(__name__)
 _CHUNK = 65_536
 
 
+def require_users(n: int, n_components: int) -> None:
+    """Raise :class:`DataError` when ``n`` users are too few for an ``n_components``-d UMAP layout."""
+    if n <= n_components + 1:
+        raise DataError(f"reduce: {n} users are too few for a {n_components}-d UMAP; need at least {n_components + 2}")
+
+
 def neighbour_weights(dist: np.ndarray) -> np.ndarray:
     """UMAP-style weights of each row's neighbours from their distances ((q, k) → (q, k) float32, rows sum to 1).
 
@@ -191,10 +197,7 @@ class Reducer:
         n = len(x)
         if self.assign not in ("knn", "umap"):
             raise ValueError(f"assign must be 'knn' or 'umap' (given {self.assign!r})")
-        if n <= self.n_components + 1:
-            raise DataError(
-                f"reduce: {n} users are too few for a {self.n_components}-d UMAP; need at least {self.n_components + 2}"
-            )
+        require_users(n, self.n_components)
         if not all(np.isfinite(x[lo : lo + _CHUNK]).all() for lo in range(0, n, _CHUNK)):
             raise DataError("reduce: input vectors contain NaN or infinity")
         if like is not None and (like.embedding_ is None or len(like.embedding_) != n):
