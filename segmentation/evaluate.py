@@ -258,7 +258,7 @@ def evaluate_ratings(test: pl.DataFrame, predictions: dict[str, np.ndarray], gro
         }
         if "segment_id" in per_user.columns:
             for seg in _sorted_labels(per_user["segment_id"].drop_nulls().unique().to_list()):
-                m = (per_user["segment_id"] == seg).to_numpy()
+                m = (per_user["segment_id"] == seg).fill_null(False).to_numpy()  # null: a test user with no train row
                 tot = float(n[m].sum())
                 res["per_segment"][str(seg)] = {
                     "rmse": _f(math.sqrt(se[m].sum() / tot)), "mae": _f(ae[m].sum() / tot), "n": int(tot),
@@ -295,19 +295,23 @@ def _lists(recs: pl.DataFrame, k: int) -> dict[str, list[str]]:
     return dict(zip(top["user_id"].to_list(), top["item_id"].to_list()))
 
 
-def _relevant(test: pl.DataFrame, threshold: float) -> dict[str, set[str]]:
-    rel = test.filter(pl.col("rating") >= threshold).group_by("user_id").agg(pl.col("item_id"))
+def _relevant(test: pl.DataFrame, threshold: float | None) -> dict[str, set[str]]:
+    """Each test user's relevant items: rated at or above ``threshold``, or every held-out item when it is None."""
+    kept = test if threshold is None else test.filter(pl.col("rating") >= threshold)
+    rel = kept.group_by("user_id").agg(pl.col("item_id"))
     return {u: set(items) for u, items in rel.iter_rows()}
 
 
-def ranking_per_user(recs: pl.DataFrame, test: pl.DataFrame, *, k: int, relevance_threshold: float) -> pl.DataFrame:
+def ranking_per_user(recs: pl.DataFrame, test: pl.DataFrame, *, k: int,
+                     relevance_threshold: float | None) -> pl.DataFrame:  # fmt: skip
     """Per-user top-k accuracy for every user with at least one relevant test item.
 
     Args:
         recs: ``user_id``, ``item_id``, ``rank`` (1-based) rows (``segmentation.rank.RECOMMENDATIONS``).
         test: held-out ``user_id``, ``item_id``, ``rating`` rows.
         k: cut-off.
-        relevance_threshold: test ratings at or above it are relevant.
+        relevance_threshold: test ratings at or above it are relevant; None: every held-out item is (implicit
+            feedback).
 
     Returns:
         ``user_id``, ``precision``, ``recall``, ``ndcg``, ``hit``, ``mrr``, ``map`` (Float64), sorted by user.
@@ -324,14 +328,14 @@ def ranking_per_user(recs: pl.DataFrame, test: pl.DataFrame, *, k: int, relevanc
 
 
 def evaluate_rankings(recs: dict[str, pl.DataFrame], test: pl.DataFrame, train: pl.DataFrame, *, k: int,
-                      relevance_threshold: float, item_embeddings: Embeddings | None, items: pl.DataFrame | None,
+                      relevance_threshold: float | None, item_embeddings: Embeddings | None, items: pl.DataFrame | None,
                       groups: pl.DataFrame, n_boot: int = 200, seed: int = 0, min_group_size: int = 5,
                       fairness_metrics: Sequence[str] = ("ndcg",)) -> tuple[dict, dict]:  # fmt: skip
     """Top-k accuracy and beyond-accuracy of each ranker, overall, per segment and per user group.
 
     Args:
         recs: ranker name -> recommendations (``user_id``, ``item_id``, ``rank``; longer lists are cut to ``k``).
-        test: held-out ratings; relevant = rating ``>= relevance_threshold``.
+        test: held-out ratings; relevant = rating ``>= relevance_threshold`` (every held-out item when None).
         train: the ratings the rankers were fitted on (popularity, user profiles, "seen" items).
         k: list length; metric labels carry it (``ndcg@10``).
         relevance_threshold: see ``test``.
