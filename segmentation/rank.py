@@ -76,7 +76,7 @@ class Ranker(Protocol):
     """The contract of every top-k ranker."""
 
     def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
-            item_embeddings: Embeddings | None = None, seed: int = 0) -> Self:  # fmt: skip
+            item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip
         """Learn from ``train`` (user_id, item_id, rating); ``items`` widens the catalogue."""
         ...
 
@@ -113,7 +113,9 @@ class _Data:
     liked: sp.csr_matrix
 
 
-def _matrices(frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: float) -> _Data:
+def _matrices(frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: float, implicit: bool = False) -> _Data:
+    """Train matrices; with ``implicit`` every interaction is liked and ``r`` holds the confidence ``log1p(weight)``
+    (plays or purchase counts weigh in, damped, and a log without weights gives one constant)."""
     f = frame.filter(pl.col("item_id").is_in(pl.Series(items.ids.tolist(), dtype=pl.String).implode()))
     rows = users.lookup(f["user_id"])
     cols = items.lookup(f["item_id"])
@@ -126,7 +128,9 @@ def _matrices(frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: f
     rows, cols, ratings = rows[keep], cols[keep], ratings[keep]
     x = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
     r = sp.csr_matrix((ratings, (rows, cols)), shape=shape)
-    liked_mask = ratings >= like_threshold
+    if implicit:
+        ratings = np.log1p(np.maximum(ratings, 0.0))
+    liked_mask = np.ones(len(ratings), dtype=bool) if implicit else ratings >= like_threshold
     if not liked_mask.any():
         liked_mask[:] = True  # implicit data (or no high ratings): every interaction counts as liked
     liked = sp.csr_matrix((liked_mask.astype(np.float64), (rows, cols)), shape=shape)
@@ -199,7 +203,7 @@ class _MatrixRanker:
     config: RankerConfig
 
     def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
-            item_embeddings: Embeddings | None = None, seed: int = 0) -> Self:  # fmt: skip
+            item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip
         """Fit on ``train`` (user_id, item_id, rating); hyper-parameters left open are chosen on validation.
 
         Args:
@@ -207,6 +211,8 @@ class _MatrixRanker:
             items: the catalogue; its items become rankable even with no train interaction.
             item_embeddings: item description vectors (used by the segflow ranker only).
             seed: seeds the validation carve.
+            implicit: ``rating`` holds implicit weights (counts, or 1.0): every interaction is liked, the
+                weight only scales confidence (``log1p``), and validation relevance is every carved item.
 
         Returns:
             self, fitted.
@@ -231,7 +237,8 @@ class _MatrixRanker:
             item_ids = top["item_id"].to_list()
         self.items_ = Vocab.from_ids(_id_order(item_ids))
         self.users_ = Vocab.from_ids(_id_order(train["user_id"].to_list()))
-        self.data_ = _matrices(train, self.users_, self.items_, self.config.like_threshold)
+        self.implicit_ = implicit
+        self.data_ = _matrices(train, self.users_, self.items_, self.config.like_threshold, implicit)
         self.popularity_ = np.asarray(self.data_.x.sum(axis=0)).ravel()
         self.seed_ = seed
         self._train = train
@@ -259,8 +266,8 @@ class _MatrixRanker:
         mask = np.zeros(train.height, dtype=bool)
         mask[rng.permutation(train.height)[: int(round(train.height * self.config.valid_fraction))]] = True
         m = pl.Series(mask)
-        fit = _matrices(train.filter(~m), self.users_, self.items_, self.config.like_threshold)
-        valid = _matrices(train.filter(m), self.users_, self.items_, self.config.like_threshold)
+        fit = _matrices(train.filter(~m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
+        valid = _matrices(train.filter(m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
         liked = valid.liked - valid.liked.multiply(fit.x)  # a carved pair also left in the fit part is not held out
         liked.eliminate_zeros()
         users = np.flatnonzero(np.diff(liked.indptr) > 0)
@@ -559,9 +566,18 @@ class SegflowRanker(_MatrixRanker):
         if self.content_ is None:
             logger.info("SegflowRanker: no item embeddings given; the content blend is off")
         betas = cfg.segflow_content_weights if self.content_ is not None else [0.0]
+        like_weights, target_weights = cfg.segflow_like_weights, cfg.segflow_target_weights
+        if (data.liked != data.x).nnz == 0:
+            # every interaction liked (implicit data): X + a·L and X + w·L are multiples of X, and the scores are
+            # standardised per user with a scale-free ridge, so a and w change nothing: try one of each
+            like_weights, target_weights = like_weights[:1], target_weights[:1]
+            logger.info("SegflowRanker: every interaction counts as liked; the like and target weights are not "
+                        "searched (%d candidates instead of %d)", len(cfg.segflow_reg_grid) * len(cfg.segflow_dropouts)
+                        * len(betas), len(cfg.segflow_like_weights) * len(cfg.segflow_target_weights)
+                        * len(cfg.segflow_reg_grid) * len(cfg.segflow_dropouts) * len(betas))  # fmt: skip
         grid = [{"a": a, "reg": lam, "dropout": p, "w": w, "beta": b}
-                for a in cfg.segflow_like_weights for lam in cfg.segflow_reg_grid for p in cfg.segflow_dropouts
-                for w in cfg.segflow_target_weights for b in betas]  # fmt: skip
+                for a in like_weights for lam in cfg.segflow_reg_grid for p in cfg.segflow_dropouts
+                for w in target_weights for b in betas]  # fmt: skip
         self.params_ = grid[0] if len(grid) == 1 else self._validate(grid, seed)
         p = self.params_
         parts = _LikedEase(data, p["a"])
