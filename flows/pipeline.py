@@ -52,16 +52,24 @@ def _run_stages(config: PipelineConfig) -> str:
     finetune = (split, config.seed) if config.encoder.finetune else ()  # fine-tuning needs the train rows
     s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, *finetune, cached=False, io=True)
     items, encoder_stats = s.result("embed-items")
-    global_model = s.submit("train-global", stages.train_global, split, items, config.predictor, config.seed)
-    s.submit("represent", stages.represent, split, dataset.items, items, config, cache)
+    # implicit feedback has no ratings to predict: no rating model, no per-segment fine-tuning (rankers only)
+    rated = not dataset.implicit
+    if rated:
+        global_model = s.submit("train-global", stages.train_global, split, items, config.predictor, config.seed)
+    s.submit("represent", stages.represent, split, dataset.items, items, config, cache, dataset.implicit)
     users, profiles = s.result("represent")
     segmentation = s.submit("segment", stages.segment, users, config.reduce, config.cluster, config.seed)
     s.submit("stability", stages.stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
              config.seed)  # fmt: skip
     s.submit("describe", stages.describe, segmentation, split, dataset, profiles, users, config.report)
     s.submit("index", stages.index, items, users, segmentation, config.index, cached=False)
-    segment_models = s.submit("fine-tune-segments", stages.fine_tune, global_model, split, segmentation,
-                              config.predictor, config.seed)  # fmt: skip
+    if rated:
+        segment_models = s.submit("fine-tune-segments", stages.fine_tune, global_model, split, segmentation,
+                                  config.predictor, config.seed)  # fmt: skip
+    else:
+        log.info("implicit feedback (no rating column): no rating model and no per-segment fine-tuning; "
+                 "the rankers are fitted and evaluated on every held-out interaction")  # fmt: skip
+        global_model = segment_models = None
     rankings = s.submit("rank", stages.rank, split, dataset, items, segmentation, config.ranker, config.evaluate,
                         config.seed)  # fmt: skip
     s.submit("evaluate", stages.evaluate, dataset, split, segmentation, global_model, segment_models, rankings, items,
@@ -73,7 +81,7 @@ def _run_stages(config: PipelineConfig) -> str:
              time.perf_counter() - t0)  # fmt: skip
     timings = {**s.timings(), "flow": round(time.perf_counter() - t0, 3)}
     return s.call("publish", stages.publish, config, dataset, v["split"], v["segment"], v["describe"], items, users,
-                  v["index"], v["train-global"], v["fine-tune-segments"], v["rank"], v["evaluate"], encoder_stats,
+                  v["index"], v.get("train-global"), v.get("fine-tune-segments"), v["rank"], v["evaluate"], encoder_stats,
                   timings, v["stability"], cached=False, io=True)  # fmt: skip
 
 

@@ -176,7 +176,8 @@ def _name(cats: list[str], lifts: list[float], rating_word: str, activity: float
 
 def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, items: pl.DataFrame,
                       item_texts: pl.DataFrame, users: pl.DataFrame | None = None, *, top_n: int = 10,
-                      min_item_users: int = 5, user_vectors: np.ndarray | None = None) -> list[SegmentProfile]:  # fmt: skip
+                      min_item_users: int = 5, user_vectors: np.ndarray | None = None,
+                      implicit: bool = False) -> list[SegmentProfile]:  # fmt: skip
     """Profile every segment (outliers included, as segment -1).
 
     Args:
@@ -189,6 +190,8 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         min_item_users: an item must be chosen by this many segment users to be listed as distinctive.
         user_vectors: (n, d) vectors in ``assignments`` row order, to pick representative users
             (closest to the segment's centroid); without them, the highest-membership users.
+        implicit: ``rating`` holds implicit weights (counts, or 1.0): segments are described by what and how
+            much they choose, never by how they rate (no rating words, no rating histogram).
 
     Returns:
         One :class:`SegmentProfile` per segment id, sorted by id (-1 first when present).
@@ -243,7 +246,7 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         hist = seg["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
         cats, lifts = cs["categories"].to_list(), [float(v) for v in cs["lift"]]
         act = float(ua["len"].mean() or 0)
-        name = _name(cats, lifts, _rating_word(mean_r, overall_mean), act, overall_activity, sid)
+        name = _name(cats, lifts, "" if implicit else _rating_word(mean_r, overall_mean), act, overall_activity, sid)
         if user_vectors is not None and size:
             rows = np.flatnonzero(assignments["segment_id"].to_numpy() == sid)
             centroid = user_vectors[rows].mean(axis=0)
@@ -254,7 +257,9 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         top_titles = [titles.get(i, i) for i in distinct["item_id"]]
         kw = keywords.get(int(sid), [])
         text = _paragraph(sid, name, size, n_users, cats[:3], lifts[:3], top_titles[:3], kw[:5], mean_r, overall_mean,
-                          act, overall_activity, demo)  # fmt: skip
+                          act, overall_activity, demo, implicit=implicit)  # fmt: skip
+        if implicit:
+            hist = hist.clear()
         profiles.append(SegmentProfile(
             segment_id=int(sid), name=name, description=text, size=size, share=size / n_users, keywords=kw,
             top_categories=cats, category_lift=lifts, category_share=[float(v) for v in cs["p_seg"]],
@@ -281,7 +286,8 @@ def _dedupe_names(profiles: list[SegmentProfile]) -> None:
         seen[profiles[i].name] = i
 
 
-def _paragraph(sid, name, size, n_users, cats, lifts, items, kw, mean_r, overall_mean, act, overall_act, demo) -> str:
+def _paragraph(sid, name, size, n_users, cats, lifts, items, kw, mean_r, overall_mean, act, overall_act, demo, *,
+               implicit: bool = False) -> str:  # fmt: skip
     if sid == NOISE:
         lead = f"{size} users ({100 * size / n_users:.1f} %) fit no segment well; each is shown with its nearest segment."
     else:
@@ -292,8 +298,14 @@ def _paragraph(sid, name, size, n_users, cats, lifts, items, kw, mean_r, overall
                      + " more than the average user.")  # fmt: skip
     if items:
         parts.append("Distinctive titles: " + ", ".join(items) + ".")
-    parts.append(f"They rate {mean_r:.2f} on average (all users {overall_mean:.2f}) and have {act:.0f} ratings "
-                 f"each (all users {overall_act:.0f}).")  # fmt: skip
+    if not implicit:
+        parts.append(f"They rate {mean_r:.2f} on average (all users {overall_mean:.2f}) and have {act:.0f} ratings "
+                     f"each (all users {overall_act:.0f}).")  # fmt: skip
+    elif overall_mean != 1.0 or mean_r != 1.0:  # a weight column (plays, counts)
+        parts.append(f"They have {act:.0f} items each (all users {overall_act:.0f}), with a mean weight of "
+                     f"{mean_r:.1f} per item (all users {overall_mean:.1f}).")  # fmt: skip
+    else:
+        parts.append(f"They have {act:.0f} items each (all users {overall_act:.0f}).")
     if demo:
         parts.append("Who they are: " + "; ".join(d.headline for d in demo[:3]) + ".")
     if kw:

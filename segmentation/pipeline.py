@@ -292,13 +292,16 @@ def json_safe(data: Any) -> Any:
 
 
 def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
-                    cache_dir: Path | None) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
-    """User vectors by ``config.represent.method`` plus every user's behaviour profile (train rows only)."""
+                    cache_dir: Path | None, implicit: bool = False) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
+    """User vectors by ``config.represent.method`` plus every user's behaviour profile (train rows only).
+
+    With ``implicit`` the profiles speak of what users chose, not of how they rated.
+    """
     from embeddings.text import describe_users
     from segmentation.represent import build_user_vectors
 
     train = split.train_full
-    profiles = describe_users(train, items)
+    profiles = describe_users(train, items, implicit=implicit)
     profile_vectors = None
     if "profile" in config.represent.method:
         choice = choose_encoder(config.encoder, cache_dir, split=split, items=items, seed=config.seed)

@@ -67,6 +67,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+IMPLICIT_NO_RATINGS = ("implicit feedback: the data has no ratings to predict, so no rating model was trained and "
+                       "no per-segment model was tried; the rankers are judged on every held-out interaction")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Described:
@@ -106,9 +109,9 @@ def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path, spl
 
 
 def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
-              cache_dir: Path) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
+              cache_dir: Path, implicit: bool = False) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
     """One vector and one behaviour profile per user, from train rows only."""
-    return represent_users(split, items, item_vectors, config, cache_dir)
+    return represent_users(split, items, item_vectors, config, cache_dir, implicit)
 
 
 def segment(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:
@@ -152,7 +155,8 @@ def describe(segmentation: Segmentation, split: Split, dataset: Dataset, profile
     pos = {u: i for i, u in enumerate(users.ids)}
     rows = [pos[u] for u in segmentation.assignments["user_id"]]
     out = describe_segments(segmentation.assignments, split.train_full, dataset.items, describe_items(dataset.items),
-                            dataset.users, top_n=config.top_n, user_vectors=users.vectors[rows])  # fmt: skip
+                            dataset.users, top_n=config.top_n, user_vectors=users.vectors[rows],
+                            implicit=dataset.implicit)  # fmt: skip
     return Described(out, category_lift_table(out))
 
 
@@ -217,7 +221,8 @@ def rank(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmen
     recs, seconds, by_segment = {}, {}, {}
     for name in config.rankers:
         t0 = time.perf_counter()
-        ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed)
+        ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed,
+                                               implicit=dataset.implicit)  # fmt: skip
         recs[name] = ranker.recommend(test_users, evaluation.k, exclude_seen=True)
         if name == primary:  # what to recommend to each segment, from every member's list
             everyone = ranker.recommend(segmentation.assignments["user_id"].to_list(), evaluation.k, exclude_seen=True)
@@ -242,6 +247,16 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
 
     test = split.test
     groups = user_groups_frame(dataset, split, segmentation)
+    relevance = None if dataset.implicit else config.relevance_threshold  # implicit: every held-out interaction
+    ranking, beyond = evaluate_rankings(rankings.recs, test, split.train_full, k=config.k,
+                                        relevance_threshold=relevance, item_embeddings=items,
+                                        items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
+    quality = segmentation_quality(segmentation)
+    if global_model is None:
+        rating = {"skipped": IMPLICIT_NO_RATINGS}
+        fairness = {"ranking": {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}}
+        return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
+                          "segmentation_quality": quality})  # fmt: skip
     p_global = global_model.predict(test)
     p_seg = segment_models.models.predict(test)
     rating = evaluate_ratings(test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed)
@@ -267,14 +282,10 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
             "segments_kept": int(report["kept"].sum()) if report is not None else None,
             "note": "same fine-tuning and gate on random partitions of the same sizes",
         }  # fmt: skip
-    ranking, beyond = evaluate_rankings(rankings.recs, test, split.train_full, k=config.k,
-                                        relevance_threshold=config.relevance_threshold, item_embeddings=items,
-                                        items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
     fairness = {
         "rating": {name: r.get("fairness", {}) for name, r in rating.items() if isinstance(r, dict) and "fairness" in r},
         "ranking": {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)},
     }
-    quality = segmentation_quality(segmentation)
     return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
                       "segmentation_quality": quality})  # fmt: skip
 
@@ -340,8 +351,9 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
             "stability": stability,
         },
         **{k: v for k, v in metrics.items() if k != "segmentation_quality"},
-        "models": {"global": getattr(global_model, "summary", lambda: {})(),
-                   "segments": segment_models.models.report_.to_dicts() if hasattr(segment_models.models, "report_") else []},
+        "models": {"global": getattr(global_model, "summary", lambda: {})() if global_model is not None else None,
+                   "segments": segment_models.models.report_.to_dicts()
+                   if segment_models is not None and hasattr(segment_models.models, "report_") else []},
         "timings": {**timings, "embedding": encoder_stats, "rankers": rankings.seconds},
         "versions": versions(),
     }  # fmt: skip
@@ -350,14 +362,17 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
         write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
                       profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
                       device=str(encoder_stats.get("device")))  # fmt: skip
-        global_model.save(writer.path / "models" / "global")
-        segment_models.models.save(writer.path / "models" / "segments")
+        if global_model is not None:  # implicit feedback trains no rating model
+            global_model.save(writer.path / "models" / "global")
+            segment_models.models.save(writer.path / "models" / "segments")
         comparison = _compare_with_previous(config.output_dir, writer)
         render_report(ReportInput(
             title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,
             assignments=segmentation.assignments, profiles=described.profiles,
-            segment_models=getattr(segment_models.models, "report_", None), recommendations=rankings.by_segment,
+            segment_models=getattr(segment_models.models, "report_", None) if segment_models is not None else None,
+            recommendations=rankings.by_segment,
             neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
-            user_ratings=split.train_full.select("user_id", "rating"), comparison=comparison,
+            user_ratings=None if dataset.implicit else split.train_full.select("user_id", "rating"),
+            comparison=comparison,
         ), writer.path / "report")  # fmt: skip
     return str(writer.final_path)
