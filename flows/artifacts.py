@@ -31,10 +31,17 @@ def summary_markdown(run_dir: Path) -> str:
         f"- data: {m['data']['name']} ({m['data']['n_users']} users, {m['data']['n_items']} items, "
         f"{m['data']['n_interactions']} interactions)",
         f"- segments: **{seg.get('n_segments')}**, outliers {100 * seg.get('noise_share', 0):.1f} %",
+        f"- rating model: none ({rating['skipped']})" if rating.get("skipped") else
         f"- RMSE global {_fmt(rating.get('global', {}).get('rmse'))}, segmented {_fmt(rating.get('segmented', {}).get('rmse'))}"
         + (f" (change {_fmt(gain.get('rmse_change'))}, 95 % CI {[round(c, 4) for c in gain.get('ci', [])]})" if gain else ""),
         f"- report: `{run.path / 'report' / 'index.html'}`",
     ]
+    ranking = m.get("ranking") or {}
+    if ranking:
+        k = next((key.split("@")[1] for r in ranking.values() if isinstance(r, dict) for key in r
+                  if key.startswith("ndcg@") and not key.endswith("_ci")), "10")  # fmt: skip
+        lines.insert(-1, f"- top-{k} NDCG: " + ", ".join(f"{name} {_fmt(r.get(f'ndcg@{k}'))}" for name, r in ranking.items()
+                                                     if isinstance(r, dict)))  # fmt: skip
     stab = seg.get("stability") or {}
     parts = [f"{what} {_fmt(stab[key]['mean'])}" for key, what in (("seed_ari", "between seeds"),
              ("bootstrap_ari", "on subsamples")) if isinstance(stab.get(key), dict) and stab[key].get("mean") is not None]  # fmt: skip

@@ -135,8 +135,29 @@ def _change_ci(gain: Any, change: float | None) -> tuple[float | None, tuple[flo
     return point, ci
 
 
+IMPLICIT_HEADLINE = "This data is implicit feedback (no ratings), so no rating model was trained."
+IMPLICIT_DETAIL = ("Segments are built from what their members chose, and no per-segment rating model was tried; "
+                   "recommendation quality counts every held-out interaction as relevant.")  # fmt: skip
+
+
+def _implicit(metrics: dict[str, Any]) -> bool:
+    return bool(_get(metrics, "data", "implicit")) or bool(_get(metrics, "rating", "skipped"))
+
+
+def _primary_ndcg(data: ReportInput) -> tuple[str | None, float | None]:
+    """The last configured ranker (the one that lists what to recommend to each segment) and its NDCG@k."""
+    ranking = _get(data.metrics, "ranking")
+    if not isinstance(ranking, dict) or not ranking:
+        return None, None
+    names = [n for n in (_get(data.config, "ranker", "rankers") or []) if n in ranking] or list(ranking)
+    k = _get(data.config, "evaluate", "k") or 10
+    return names[-1], _num(_get(ranking, names[-1], f"ndcg@{k}"))
+
+
 def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]]) -> Verdict:
     """Did per-segment models improve rating accuracy? Plain words, driven by the CI of the change."""
+    if _get(metrics, "rating", "skipped"):
+        return Verdict("neutral", IMPLICIT_HEADLINE, IMPLICIT_DETAIL)
     g = _num(_value(_get(metrics, "rating", "global"), "rmse"))
     s = _num(_value(_get(metrics, "rating", "segmented"), "rmse"))
     kept = sum(bool(r.get("kept")) for r in models.values())
@@ -317,15 +338,25 @@ def _cards(data: ReportInput, segs: list[Seg], verdict: Verdict) -> list[dict[st
     g = _num(_value(_get(m, "rating", "global"), "rmse"))
     s = _num(_value(_get(m, "rating", "segmented"), "rmse"))
     sizes = [x.profile.size for x in segs if x.profile is not None and not x.is_noise]
+    implicit = _implicit(m)
+    if implicit:
+        name, ndcg = _primary_ndcg(data)
+        k = _get(data.config, "evaluate", "k") or 10
+        quality = {"label": f"Recommendations (NDCG@{k})", "value": fmt(ndcg) if ndcg is not None else "not computed",
+                   "sub": f"{name} recommender; no rating model (implicit feedback)" if name else "implicit feedback"}  # fmt: skip
+    else:
+        quality = {"label": "Rating error (RMSE)",
+                   "value": f"{fmt(g)} → {fmt(s)}" if g is not None and s is not None else "not computed",
+                   "sub": "global model → per-segment models", "kind": verdict.kind}  # fmt: skip
+    noun = "interactions" if implicit else "ratings"
     return [
         {"label": "Segments", "value": fmt(n_seg),
          "sub": f"{min(sizes):,} to {max(sizes):,} users each" if sizes else ""},
         {"label": "Users", "value": fmt(n_users),
-         "sub": f"{fmt(_get(m, 'data', 'n_interactions'))} ratings" if _get(m, "data", "n_interactions") else ""},
+         "sub": f"{fmt(_get(m, 'data', 'n_interactions'))} {noun}" if _get(m, "data", "n_interactions") else ""},
         {"label": "Outliers", "value": fmt(noise, "pct") if noise is not None else "not computed",
          "sub": "users in no clear segment"},
-        {"label": "Rating error (RMSE)", "value": f"{fmt(g)} → {fmt(s)}" if g is not None and s is not None else "not computed",
-         "sub": "global model → per-segment models", "kind": verdict.kind},
+        quality,
     ]  # fmt: skip
 
 
@@ -432,6 +463,7 @@ def _overview(data: ReportInput, segs: list[Seg], overall: _Overall) -> dict[str
     data_info = _get(m, "data") if isinstance(_get(m, "data"), dict) else {}
     return {
         "page": "overview",
+        "implicit": _implicit(m),
         "cards": _cards(data, segs, verdict),
         "verdict": verdict,
         "segments_table": _segments_table(data, segs, n_users, models),
@@ -560,17 +592,19 @@ def _segment_page(data: ReportInput, segs: list[Seg], i: int, overall: _Overall)
     sg = _num(_value(_get(m, "rating", "segmented", "per_segment", s.id), "rmse"))
     change, ci, n_test = _segment_change(m, s.id)
 
+    implicit = _implicit(m)
     cards = []
     if p is not None:
         cards.append({"label": "Users", "value": fmt(p.size), "sub": f"{fmt(p.share, 'pct')} of all users"})
-        cards.append(
-            {
-                "label": "Average rating",
-                "value": f"{p.mean_rating:.2f}",
-                "sub": f"all users {overall.mean_rating:.2f}" if overall.mean_rating is not None else "",
-            }
-        )
-        cards.append({"label": "Ratings per user", "value": f"{p.mean_activity:.0f}",
+        if not implicit:
+            cards.append(
+                {
+                    "label": "Average rating",
+                    "value": f"{p.mean_rating:.2f}",
+                    "sub": f"all users {overall.mean_rating:.2f}" if overall.mean_rating is not None else "",
+                }
+            )
+        cards.append({"label": "Items per user" if implicit else "Ratings per user", "value": f"{p.mean_activity:.0f}",
                       "sub": f"median {p.median_activity:.0f}; all users {overall.mean_activity:.0f}"
                       if overall.mean_activity is not None else f"median {p.median_activity:.0f}"})  # fmt: skip
     if g is not None:
@@ -640,7 +674,8 @@ def _segment_page(data: ReportInput, segs: list[Seg], i: int, overall: _Overall)
         "next": segs[i + 1] if i + 1 < len(segs) else None,
         "cards": cards,
         "chart_categories": figs.add("categories", fig_category_lift(p, s.color)) if p else None,
-        "chart_ratings": figs.add("ratings", fig_rating_hist(p, overall, s.color)) if p else None,
+        "chart_ratings": figs.add("ratings", fig_rating_hist(p, overall, s.color)) if p and not implicit else None,
+        "implicit": implicit,
         "chart_nearest": figs.add("nearest", fig_outlier_nearest(data, segs)) if s.is_noise else None,
         "items_table": items,
         "popular": p.popular_items if p else [],
