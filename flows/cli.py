@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 
 EXIT_USER_ERROR = 2
+EXIT_BUG = 1
 
 
 def _environment() -> None:
@@ -70,7 +71,19 @@ def _load(args: argparse.Namespace):
             "columns": config.data.columns.model_copy(update={"rating": None})})})  # fmt: skip
     args.output_dir = config.output_dir
     args.data_config = config.data
+    args.config_model = config
     return config
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """Where the stages that finished before a failure are kept, so that a rerun resumes from them."""
+    config = getattr(args, "config_model", None)
+    if config is None:
+        return "Stages that finished are kept in the task cache; a rerun resumes from them."
+    from segmentation.pipeline import cache_root
+
+    return (f"The stages that finished are kept in {cache_root(config) / 'prefect-results'}; a rerun with the same "
+            "data and configuration resumes from them.")  # fmt: skip
 
 
 def _data_context(err: Exception, args: argparse.Namespace) -> str:
@@ -257,6 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("segflow: interrupted; nothing was published", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug, not bad input: show where, and say that the finished work is kept
+        if args.command != "run":
+            raise
+        traceback.print_exc()
+        print(f"segflow: unexpected error: {type(err).__name__}: {err}", file=sys.stderr)
+        print(f"Nothing was published. {_resume_hint(args)} Please report this error with the traceback above.",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BUG
 
 
 if __name__ == "__main__":
