@@ -339,12 +339,18 @@ def _utf8_copy(path: Path, role: str, encoding: str, compression: str | None, ou
     if compression:
         import pyarrow as pa  # a dependency already (Parquet); imported only for compressed text
 
-        source = pa.input_stream(str(path), compression=compression)
+        source, damaged = pa.input_stream(str(path), compression=compression), (OSError, pa.ArrowException)
     else:
-        source = path.open("rb")
+        source, damaged = path.open("rb"), ()
     with source as src, (out.open("wb") if out else contextlib.nullcontext()) as dst:
         while True:
-            chunk = src.read(_CHUNK)
+            try:
+                chunk = src.read(_CHUNK)
+            except damaged as err:
+                raise DataError(
+                    f"{role} file {path} is {compression}-compressed but cannot be decompressed after byte {offset} "
+                    f"of its data (truncated, still being written, or damaged): {err}"
+                ) from None
             if not wide and (nul := chunk.find(b"\x00")) >= 0:
                 line = lines + chunk[:nul].decode(name, errors="replace").count("\n") + 1
                 raise DataError(
