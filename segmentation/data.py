@@ -707,7 +707,7 @@ def load_files(ratings: Path, items: Path, users: Path | None = None, *, columns
     cols = columns or ColumnMapping()
     ratings, items = Path(ratings), Path(items)
     text = {"encoding": encoding, "quote_char": quote_char}
-    if ratings.suffix == ".inter":
+    if _format_suffix(ratings) == ".inter":  # also ml-100k.inter.gz
         return load_recbole(ratings, items, users, rating_scale=rating_scale, encoding=encoding)
     inter, implicit, notes = _interactions_from(_read_table(ratings, "ratings", **text), ratings, cols, rating_scale)
     item_df = _items_from(_read_table(items, "items", list_separator=cols.category_separator, **text), items, cols)

@@ -207,3 +207,11 @@ def test_cli_flags_load_a_lastfm_export(lastfm, tmp_path, capsys):
         ds = load_dataset(config.data)
     assert ds.implicit and ds.interactions.filter(pl.col("user_id") == "2")["rating"].sum() == 13883 + 11690 + 11351
     assert "Motörhead" in ds.items["title"].to_list() and '"Weird Al" Yankovic' in ds.items["title"].to_list()
+
+
+def test_compressed_recbole_atomic_files(tmp_path):
+    (tmp_path / "shop.inter.gz").write_bytes(gzip.compress(b"user_id:token\titem_id:token\trating:float\n1\ta\t4\n2\tb\t5\n"))
+    (tmp_path / "shop.item").write_text('item_id:token\tname:token_seq\na\t"Weird Al" Yankovic\nb\tB\n')
+    ds = load_files(tmp_path / "shop.inter.gz", tmp_path / "shop.item")
+    assert ds.interactions["rating"].to_list() == [4.0, 5.0] and not ds.implicit
+    assert ds.items.filter(pl.col("item_id") == "a")["title"].item() == '"Weird Al" Yankovic'
