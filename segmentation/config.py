@@ -129,7 +129,8 @@ class DataConfig(_Section):
     encoding: str = Field(
         "utf-8",
         description="Text encoding of the CSV/TSV files (every file): utf-8, latin-1, cp1252 or any Python codec. "
-        "Files in another encoding than utf-8 are converted to a temporary UTF-8 copy while loading.",
+        "Files in another encoding, and gzip- or zstd-compressed files, are streamed into a temporary UTF-8 copy "
+        "(under $TMPDIR) while loading.",
     )
     quote_char: str = Field(
         "auto",

@@ -215,3 +215,12 @@ def test_compressed_recbole_atomic_files(tmp_path):
     ds = load_files(tmp_path / "shop.inter.gz", tmp_path / "shop.item")
     assert ds.interactions["rating"].to_list() == [4.0, 5.0] and not ds.implicit
     assert ds.items.filter(pl.col("item_id") == "a")["title"].item() == '"Weird Al" Yankovic'
+
+
+def test_grouplens_titles_are_decoded_as_latin1(tmp_path):
+    """The original ml-100k u.item is Latin-1: accented titles come out right, not as replacement characters."""
+    (tmp_path / "u.data").write_text("1\t10\t5\t881250949\n")
+    genres = "|".join(["0"] * 8 + ["1"] + ["0"] * 10)
+    (tmp_path / "u.item").write_bytes(f"10|Misérables, Les (1995)|01-Jan-1995||http://x|{genres}\n".encode("latin-1"))
+    ds = data.load_grouplens(tmp_path)
+    assert ds.items["title"].to_list() == ["Misérables, Les"]
