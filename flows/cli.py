@@ -43,13 +43,15 @@ def _data_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"data.users={_q(args.users)}")
     mapping = {"user_col": "user", "item_col": "item", "rating_col": "rating", "time_col": "timestamp",
                "item_id_col": "item_id", "title_col": "title", "category_col": "categories",
-               "category_sep": "category_separator", "user_id_col": "user_id"}  # fmt: skip
+               "category_sep": "category_separator", "user_id_col": "user_id", "weight_col": "weight"}  # fmt: skip
     for arg, key in mapping.items():
         value = getattr(args, arg)
         if value is not None:
             out.append(f"data.columns.{key}={_q(value)}" if value != "" else f"data.columns.{key}=''")
     if args.text_cols:
         out.append("data.columns.text=[" + ",".join(_q(c) for c in args.text_cols.split(",")) + "]")
+    if args.encoding:
+        out.append(f"data.encoding={_q(args.encoding)}")
     if args.output:
         out.append(f"output_dir={_q(args.output)}")
     if args.seed is not None:
@@ -205,12 +207,15 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--item-col", help="ratings: item id column (default item_id)")
     g.add_argument("--rating-col", help="ratings: rating column (default rating; '' for implicit feedback)")
     g.add_argument("--time-col", help="ratings: timestamp column (default timestamp)")
+    g.add_argument("--weight-col", help="ratings, implicit data: a count or duration column that becomes the rating "
+                   "(sums over duplicate rows; no rating column then)")  # fmt: skip
     g.add_argument("--item-id-col", help="items: id column (default item_id)")
     g.add_argument("--title-col", help="items: title column (default title)")
     g.add_argument("--category-col", help="items: category/genre/tag column (default categories)")
     g.add_argument("--category-sep", help="items: separator between categories (default |)")
     g.add_argument("--text-cols", help="items: comma-separated free-text columns")
     g.add_argument("--user-id-col", help="users: id column (default user_id)")
+    g.add_argument("--encoding", help="text encoding of the files: utf-8 (default), latin-1, cp1252, any Python codec")
     p.add_argument("--output", help="folder for run folders (default runs)")
     p.add_argument("--seed", type=int, help="the run's seed")
 

@@ -5,13 +5,14 @@ form), loads from TOML with :func:`load_config`, and takes dotted overrides from
 the CLI (``encoder.batch_size=32``). Each stage has its own frozen section.
 """
 
+import codecs
 import hashlib
 import json
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segmentation._errors import ConfigError
 
@@ -47,7 +48,8 @@ class ColumnMapping(_Section):
     item: str = Field("item_id", description="Ratings file: the item id column.")
     rating: str | None = Field(
         "rating",
-        description="Ratings file: the rating column. Empty means implicit feedback (every row counts as 1).",
+        description="Ratings file: the rating column. Empty means implicit feedback (every row counts as 1, or as "
+        "its data.columns.weight).",
     )
     timestamp: str | None = Field(
         "timestamp", description="Ratings file: epoch seconds or ISO date/time. Empty if there is none."
@@ -67,6 +69,30 @@ class ColumnMapping(_Section):
         default_factory=list,
         description="Users file: attribute columns to describe segments by (empty: all other columns).",
     )
+    weight: str | None = Field(
+        None,
+        description="Ratings file, implicit feedback only: a weight column (play or purchase counts, durations) "
+        "that becomes the interaction's rating. Numbers > 0; rows of weight 0 are dropped (noted); duplicate "
+        "(user, item) rows are summed. Setting it makes the data implicit: leave data.columns.rating unset or empty.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _weight_means_implicit(cls, data: Any) -> Any:
+        """A weight column without an explicit rating column makes the data implicit (no default 'rating')."""
+        if isinstance(data, dict) and data.get("weight") and "rating" not in data:
+            data = {**data, "rating": None}
+        return data
+
+    @model_validator(mode="after")
+    def _weight_or_rating(self) -> "ColumnMapping":
+        if self.weight and self.rating:
+            raise ValueError(
+                f"weight column {self.weight!r} and rating column {self.rating!r} are both set; a weight is for "
+                "implicit data (counts, durations) and becomes the rating, so give one of them: set "
+                "data.columns.rating = '' (or --rating-col '') to use the weight, or drop data.columns.weight"
+            )
+        return self
 
 
 class DataConfig(_Section):
@@ -100,6 +126,18 @@ class DataConfig(_Section):
         description="Lowest and highest valid rating, e.g. [1, 5]: a rating outside is an error naming its file, "
         "row and value. Empty: any rating of 0 or more (implicit counts included).",
     )
+    encoding: str = Field(
+        "utf-8",
+        description="Text encoding of the CSV/TSV files (every file): utf-8, latin-1, cp1252 or any Python codec. "
+        "Files in another encoding, and gzip- or zstd-compressed files, are streamed into a temporary UTF-8 copy "
+        "(under $TMPDIR) while loading.",
+    )
+    quote_char: str = Field(
+        "auto",
+        description="CSV quoting: 'auto' reads a double quote as quoting in comma-, semicolon- or pipe-separated "
+        "files and as plain text in tab-separated ones (.tsv, .dat, a tab in the header); '' never quotes; one "
+        "character quotes with that character.",
+    )
 
     @model_validator(mode="after")
     def _files_given(self) -> "DataConfig":
@@ -109,6 +147,23 @@ class DataConfig(_Section):
             raise ValueError(f"data.rating_scale must be [lowest, highest] with lowest < highest, got "
                              f"{list(self.rating_scale)}")  # fmt: skip
         return self
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}; use a Python codec name such as utf-8, latin-1 or "
+                             "cp1252") from None  # fmt: skip
+        return value
+
+    @field_validator("quote_char")
+    @classmethod
+    def _one_quote_char(cls, value: str) -> str:
+        if value not in ("auto", "") and not (len(value) == 1 and value.isascii() and value.isprintable()):
+            raise ValueError("quote_char must be 'auto', '' (no quoting) or one printable ASCII character")
+        return value
 
 
 class EncoderConfig(_Section):

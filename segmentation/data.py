@@ -3,8 +3,9 @@
 Every loader ends in the same three polars frames, checked once by
 :func:`validate_dataset`:
 
-- ``INTERACTIONS``: ``user_id`` String, ``item_id`` String, ``rating`` Float64,
-  ``timestamp`` Int64 (epoch seconds; 0 where the data has none);
+- ``INTERACTIONS``: ``user_id`` String, ``item_id`` String, ``rating`` Float64 (for implicit
+  data the weight column, e.g. a play count, else 1.0), ``timestamp`` Int64 (epoch seconds; 0 where
+  the data has none);
 - ``ITEMS``: ``item_id`` String, ``title`` String, ``year`` Int32 (nullable),
   ``categories`` List(String), ``text`` String;
 - users: ``user_id`` String plus attribute columns (String), or None.
@@ -13,6 +14,9 @@ External ids stay strings in every table; contiguous ``*_num`` indices exist
 only inside a stage, through :class:`Vocab`.
 """
 
+import codecs
+import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -23,6 +27,7 @@ import sys
 import tempfile
 import warnings
 import zipfile
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +93,8 @@ class Dataset:
         items: frame with schema ``ITEMS``; every interacted item is in it.
         users: ``user_id`` plus String attribute columns, or None.
         name: a short label for reports.
-        implicit: True when the source had no rating column (every rating is 1.0).
+        implicit: True when the source had no rating column: every rating is the row's weight
+            (``data.columns.weight``, e.g. a play count), or 1.0 without a weight column.
         notes: repairs made while loading (for the report), e.g. dropped duplicates.
     """
 
@@ -260,12 +266,123 @@ def _sniff_separator(path: Path) -> str:
     return next((s for s in ("\t", ",", ";", "|") if s.encode() in head), ",")
 
 
+# Compressed text is recognised by its first bytes, whatever its name; pyarrow decompresses it as a stream.
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_COMPRESSED_SUFFIXES = {".gz", ".gzip", ".zst", ".zstd"}
+_UNQUOTED_SUFFIXES = {".tsv", ".tab", ".dat"}  # tab-separated exports: a quote is part of the text
+_HEAD_BYTES = 1 << 24  # bytes of a plain UTF-8 file checked before scanning (the rest only when polars fails)
+_CHUNK = 1 << 22
+
+
+@dataclass(frozen=True)
+class _Text:
+    """How one input file was scanned: the file itself or its UTF-8 copy, and how its fields are split."""
+
+    path: Path
+    separator: str
+    quote_char: str | None
+
+
+# While a loader runs: a scratch folder for UTF-8 copies, and the _Text of each file read (for error messages).
+_SCRATCH: ContextVar[tuple[Path, dict[Path, _Text]] | None] = ContextVar("segflow_load_scratch", default=None)
+
+
+def _with_scratch(loader):
+    """Give ``loader`` (and the loaders it calls) a temporary folder for decompressed or re-encoded copies."""
+
+    @functools.wraps(loader)
+    def wrapper(*args, **kwargs):
+        if _SCRATCH.get() is not None:
+            return loader(*args, **kwargs)
+        with tempfile.TemporaryDirectory(prefix="segflow-load-") as tmp:
+            token = _SCRATCH.set((Path(tmp), {}))
+            try:
+                return loader(*args, **kwargs)
+            finally:
+                _SCRATCH.reset(token)
+
+    return wrapper
+
+
+def _compression(path: Path) -> str | None:
+    with path.open("rb") as f:
+        head = f.read(4)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), None)
+
+
+def _format_suffix(path: Path) -> str:
+    """The suffix that says the format, past compression suffixes: '.tsv' for ``plays.tsv.gz``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in _COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+def _quote_for(path: Path, separator: str, quote_char: str) -> str | None:
+    """``data.quote_char`` resolved: 'auto' quotes with '"' unless the file is tab-separated."""
+    if quote_char != "auto":
+        return quote_char or None
+    return None if separator == "\t" or _format_suffix(path) in _UNQUOTED_SUFFIXES else '"'
+
+
+def _utf8_copy(path: Path, role: str, encoding: str, compression: str | None, out: Path | None) -> None:
+    """Stream ``path`` (decompressed) through ``encoding``'s decoder into UTF-8 at ``out`` (None: only check).
+
+    Raises DataError at the first undecodable byte (its offset in the decompressed bytes, and its line)
+    and at a NUL byte in a single-byte or UTF-8 text (a damaged or binary file).
+    """
+    name = "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding  # drop a byte-order mark
+    wide = codecs.lookup(encoding).name.startswith(("utf-16", "utf-32"))  # NUL bytes are normal there
+    decoder = codecs.getincrementaldecoder(name)("strict")
+    of = " of the decompressed data" if compression else ""
+    offset = lines = 0
+    if compression:
+        import pyarrow as pa  # a dependency already (Parquet); imported only for compressed text
+
+        source, damaged = pa.input_stream(str(path), compression=compression), (OSError, pa.ArrowException)
+    else:
+        source, damaged = path.open("rb"), ()
+    with source as src, (out.open("wb") if out else contextlib.nullcontext()) as dst:
+        while True:
+            try:
+                chunk = src.read(_CHUNK)
+            except damaged as err:
+                raise DataError(
+                    f"{role} file {path} is {compression}-compressed but cannot be decompressed after byte {offset} "
+                    f"of its data (truncated, still being written, or damaged): {err}"
+                ) from None
+            if not wide and (nul := chunk.find(b"\x00")) >= 0:
+                line = lines + chunk[:nul].decode(name, errors="replace").count("\n") + 1
+                raise DataError(
+                    f"{role} file {path}, line {line}: NUL byte at byte {offset + nul}; a text file has none, so the "
+                    "file is binary or damaged (e.g. zero-filled after a crash). Re-export it as UTF-8 CSV."
+                )
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                held = len(err.object) - len(chunk)  # bytes of a character begun in the previous chunk
+                line = lines + err.object[: err.start].decode(name, errors="replace").count("\n") + 1
+                raise DataError(
+                    f"{role} file {path}, line {line}: bytes are not {encoding} ({err.reason} at byte "
+                    f"{offset - held + err.start}{of}). Set data.encoding (or --encoding) to the file's encoding, "
+                    "e.g. latin-1 or cp1252, or re-export the file as UTF-8."
+                ) from None
+            lines += text.count("\n")
+            if dst is not None:
+                dst.write(text.encode("utf-8"))
+            offset += len(chunk)
+            if not chunk:
+                return
+
+
 def _read_table(path: Path, role: str, *, separator: str | None = None, has_header: bool = True,
-                new_columns: list[str] | None = None, encoding: str = "utf8",
+                new_columns: list[str] | None = None, encoding: str = "utf-8", quote_char: str = "auto",
                 list_separator: str = "|") -> pl.LazyFrame:  # fmt: skip
     """Scan a CSV/TSV/Parquet file with every column as String (types are checked later).
 
-    Parquet list columns (tags, genres) become strings joined by ``list_separator``.
+    Parquet list columns (tags, genres) become strings joined by ``list_separator``. Text that is
+    gzip- or zstd-compressed (found by its first bytes) or not UTF-8 is first streamed into a UTF-8
+    copy in the loader's scratch folder; plain UTF-8 is scanned in place.
     """
     path = _check_file(path, role)
     if _is_parquet(path):
@@ -282,11 +399,22 @@ def _read_table(path: Path, role: str, *, separator: str | None = None, has_head
             if isinstance(t, (pl.List, pl.Array)) else pl.col(c).cast(pl.String)
             for c, t in schema.items()
         )  # fmt: skip
+    scratch = _SCRATCH.get()
+    if scratch is None:
+        raise RuntimeError("_read_table runs inside a loader decorated with _with_scratch")
+    text = path
+    compression = _compression(path)
+    plain = compression is None and codecs.lookup(encoding).name == "utf-8"
+    if not plain:
+        text = scratch[0] / f"{len(scratch[1])}-{role}.csv"
+        _utf8_copy(path, role, encoding, compression, text)
     if separator is None:
-        separator = _sniff_separator(path)
-    if encoding == "utf8":
+        separator = _sniff_separator(text)
+    quote = _quote_for(path, separator, quote_char)
+    scratch[1][path] = _Text(text, separator, quote)
+    if plain:
         with path.open("rb") as f:
-            blob = f.read(1 << 24)
+            blob = f.read(_HEAD_BYTES)
         if blob.startswith(b"PAR1"):
             raise DataError(f"{role} file {path} is a Parquet file; give it the suffix .parquet")
         if (nul := blob.find(b"\x00")) >= 0 and not blob.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -302,19 +430,29 @@ def _read_table(path: Path, role: str, *, separator: str | None = None, has_head
                 line = blob[: err.start].count(b"\n") + 1
                 raise DataError(
                     f"{role} file {path}, line {line}: bytes are not UTF-8 ({err.reason} at byte {err.start}). "
-                    "Re-export the file as UTF-8."
+                    "Set data.encoding (or --encoding) to the file's encoding, e.g. latin-1 or cp1252, or "
+                    "re-export the file as UTF-8."
                 ) from None
     lf = pl.scan_csv(
-        path, separator=separator, has_header=has_header, new_columns=new_columns,
-        infer_schema=False, encoding="utf8-lossy" if encoding != "utf8" else "utf8", quote_char='"',
+        text, separator=separator, has_header=has_header, new_columns=new_columns,
+        infer_schema=False, encoding="utf8", quote_char=quote,
     )  # fmt: skip
     try:
         lf.collect_schema()
     except Exception as err:
+        _check_decodable(path, role)
         where = _locate_csv_problem(path, separator) or str(err).splitlines()[0]
         raise DataError(f"{role} file {path} could not be parsed as {'TSV' if separator == chr(9) else 'CSV'}: "
                         f"{where}") from None  # fmt: skip
     return lf
+
+
+def _check_decodable(path: Path, role: str) -> None:
+    """After polars failed on a plain file read in place: raise the decoding error past the checked head, if any."""
+    scratch = _SCRATCH.get()
+    read = scratch[1].get(path) if scratch else None
+    if read is not None and read.path == path and path.stat().st_size > _HEAD_BYTES:
+        _utf8_copy(path, role, "utf-8", None, None)
 
 
 def _locate_csv_problem(path: Path, separator: str | None = None) -> str:
@@ -323,11 +461,15 @@ def _locate_csv_problem(path: Path, separator: str | None = None) -> str:
 
     if _is_parquet(path):
         return ""
-    separator = separator or _sniff_separator(path)
+    scratch = _SCRATCH.get()
+    read = scratch[1].get(path) if scratch else None
+    text, quote = (read.path, read.quote_char) if read else (path, '"')
+    separator = separator or (read.separator if read else _sniff_separator(path))
     line = 0
     try:
-        with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.reader(f, delimiter=separator)
+        with text.open(encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.reader(f, delimiter=separator, quotechar=quote or '"',
+                                quoting=csv.QUOTE_MINIMAL if quote else csv.QUOTE_NONE)  # fmt: skip
             header = next(reader, None)
             end = reader.line_num
             for row in reader:
@@ -382,6 +524,7 @@ def _collect(lf: pl.LazyFrame, path: Path, role: str) -> pl.DataFrame:
     try:
         return lf.collect()
     except pl.exceptions.PolarsError as err:
+        _check_decodable(path, role)
         where = _locate_csv_problem(path) or str(err).splitlines()[0]
         raise DataError(f"{role} file {path} could not be read: {where}") from None
 
@@ -405,20 +548,24 @@ def _not_blank(columns: list[str]) -> pl.Expr:
 
 
 def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping,
-                       scale: tuple[float, float] | None = None) -> tuple[pl.DataFrame, bool]:  # fmt: skip
+                       scale: tuple[float, float] | None = None) -> tuple[pl.DataFrame, bool, list[str]]:  # fmt: skip
     """Typed interactions from a string-typed scan; casts run lazily so only typed columns are held.
 
-    On a failed cast a second lazy pass finds the first offending row for the message.
+    On a failed cast a second lazy pass finds the first offending row for the message. Implicit data
+    (no rating column) takes its ratings from ``cols.weight``, else 1.0; rows of weight 0 are dropped
+    and noted (the third value: notes for :class:`Dataset`).
     """
-    need = [cols.user, cols.item] + [c for c in (cols.rating, cols.timestamp) if c]
+    weight = None if cols.rating else cols.weight
+    value = cols.rating or weight  # the column whose numbers become ``rating``
+    need = [cols.user, cols.item] + [c for c in (value, cols.timestamp) if c]
     _require(lf, need, path, "ratings",
-             "Set the column mapping (data.columns.user / item / rating / timestamp, or --user-col etc.).")  # fmt: skip
+             "Set the column mapping (data.columns.user / item / rating / weight / timestamp, or --user-col etc.).")  # fmt: skip
     implicit = not cols.rating
     raw = lf.with_row_index("_row").filter(_not_blank(need)).select(
         "_row",
         pl.col(cols.user).str.strip_chars().alias("user_id"),
         pl.col(cols.item).str.strip_chars().alias("item_id"),
-        (pl.col(cols.rating).str.strip_chars() if cols.rating else pl.lit("1")).alias("rating_raw"),
+        (pl.col(value).str.strip_chars() if value else pl.lit("1")).alias("rating_raw"),
         (pl.col(cols.timestamp).str.strip_chars() if cols.timestamp else pl.lit("0")).alias("ts_raw"),
     )
     df = _collect(raw.select(
@@ -436,10 +583,20 @@ def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping,
                 f"ratings file {path}, column {name!r}: {where} has an empty or NaN id; "
                 f"every interaction needs a {c.replace('_', ' ')}"
             )
+    rating = pl.col("rating_raw").cast(pl.Float64, strict=False)
+    if weight:
+        if df["rating"].null_count():
+            raise DataError(f"ratings file {path}, column {weight!r}: weights must be numbers (counts, durations); "
+                            + _first_bad(raw, rating.is_null(), "rating_raw"))  # fmt: skip
+        if not df.select(pl.col("rating").is_finite().all()).item():
+            raise DataError(f"ratings file {path}, column {weight!r}: weights must be finite numbers; "
+                            + _first_bad(raw, ~rating.is_finite(), "rating_raw"))  # fmt: skip
+        if df.select((pl.col("rating") < 0).any()).item():
+            raise DataError(f"ratings file {path}, column {weight!r}: weights must be > 0 (rows of weight 0 are "
+                            "dropped); " + _first_bad(raw, rating < 0, "rating_raw"))  # fmt: skip
     if df["rating"].null_count():
         raise DataError(f"ratings file {path}, column {cols.rating!r}: expected numbers; "
                         + _first_bad(raw, pl.col("rating_raw").cast(pl.Float64, strict=False).is_null(), "rating_raw"))  # fmt: skip
-    rating = pl.col("rating_raw").cast(pl.Float64, strict=False)
     if not df.select(pl.col("rating").is_finite().all()).item():
         raise DataError(f"ratings file {path}, column {cols.rating!r}: ratings must be finite numbers; "
                         + _first_bad(raw, ~rating.is_finite(), "rating_raw"))  # fmt: skip
@@ -460,7 +617,14 @@ def _interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping,
         ts = _parse_timestamp(_collect(raw.select("_row", pl.col("ts_raw").alias("timestamp")), path, "ratings"), path,
                               cols.timestamp or "timestamp")  # fmt: skip
         df = df.with_columns(ts.alias("timestamp"))
-    return df, implicit
+    notes = []
+    if weight and df.select((pl.col("rating") == 0).any()).item():
+        msg = (f"ratings file {path}, column {weight!r}: dropped the rows of weight 0 (they count nothing); first: "
+               + _first_bad(raw, rating == 0, "rating_raw"))  # fmt: skip
+        warnings.warn(msg, DataWarning, stacklevel=3)
+        notes.append(msg)
+        df = df.filter(pl.col("rating") != 0)
+    return df, implicit, notes
 
 
 def _split_categories(expr: pl.Expr, sep: str) -> pl.Expr:
@@ -529,42 +693,49 @@ def _users_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFra
     return df.drop("_row")
 
 
+@_with_scratch
 def load_files(ratings: Path, items: Path, users: Path | None = None, *, columns: ColumnMapping | None = None,
-               name: str | None = None, rating_scale: tuple[float, float] | None = None) -> Dataset:  # fmt: skip
+               name: str | None = None, rating_scale: tuple[float, float] | None = None, encoding: str = "utf-8",
+               quote_char: str = "auto") -> Dataset:  # fmt: skip
     """Load the user's own CSV/TSV/Parquet files through a column mapping, then validate.
 
     RecBole atomic files (``.inter``/``.item``/``.user``) are recognised by their suffix. With
-    ``rating_scale = (lowest, highest)``, a rating outside it is an error naming its row.
+    ``rating_scale = (lowest, highest)``, a rating outside it is an error naming its row. Text files
+    may be gzip- or zstd-compressed and in any ``encoding`` (a Python codec name); ``quote_char`` is
+    ``data.quote_char``. With ``columns.weight`` (implicit data), duplicate (user, item) rows are summed.
     """
     cols = columns or ColumnMapping()
     ratings, items = Path(ratings), Path(items)
-    if ratings.suffix == ".inter":
-        return load_recbole(ratings, items, users, rating_scale=rating_scale)
-    inter, implicit = _interactions_from(_read_table(ratings, "ratings"), ratings, cols, rating_scale)
-    item_df = _items_from(_read_table(items, "items", list_separator=cols.category_separator), items, cols)
-    user_df = _users_from(_read_table(Path(users), "users"), Path(users), cols) if users else None
+    text = {"encoding": encoding, "quote_char": quote_char}
+    if _format_suffix(ratings) == ".inter":  # also ml-100k.inter.gz
+        return load_recbole(ratings, items, users, rating_scale=rating_scale, encoding=encoding)
+    inter, implicit, notes = _interactions_from(_read_table(ratings, "ratings", **text), ratings, cols, rating_scale)
+    item_df = _items_from(_read_table(items, "items", list_separator=cols.category_separator, **text), items, cols)
+    user_df = _users_from(_read_table(Path(users), "users", **text), Path(users), cols) if users else None
     return validate_dataset(inter, item_df, user_df, name=name or ratings.stem, implicit=implicit,
-                            files={"ratings": ratings, "items": items, "users": users})  # fmt: skip
+                            files={"ratings": ratings, "items": items, "users": users},
+                            duplicates="sum" if implicit and cols.weight else "keep-latest", notes=notes)  # fmt: skip
 
 
-def _recbole_scan(path: Path, role: str) -> pl.LazyFrame:
-    lf = _read_table(path, role, separator="\t")
+def _recbole_scan(path: Path, role: str, encoding: str = "utf-8") -> pl.LazyFrame:
+    lf = _read_table(path, role, separator="\t", encoding=encoding)
     names = lf.collect_schema().names()
     return lf.rename({n: n.split(":")[0] for n in names})
 
 
+@_with_scratch
 def load_recbole(inter: Path, item: Path, user: Path | None = None, *,
-                 rating_scale: tuple[float, float] | None = None) -> Dataset:  # fmt: skip
+                 rating_scale: tuple[float, float] | None = None, encoding: str = "utf-8") -> Dataset:  # fmt: skip
     """Load RecBole atomic files (tab-separated, ``name:type`` headers, space-separated token_seq)."""
     inter, item = Path(inter), Path(item)
-    ilf = _recbole_scan(inter, "ratings")
+    ilf = _recbole_scan(inter, "ratings", encoding)
     icols = ilf.collect_schema().names()
     cols = ColumnMapping(
         rating="rating" if "rating" in icols else None,
         timestamp="timestamp" if "timestamp" in icols else None,
     )
-    df, implicit = _interactions_from(ilf, inter, cols, rating_scale)
-    itlf = _recbole_scan(item, "items")
+    df, implicit, notes = _interactions_from(ilf, inter, cols, rating_scale)
+    itlf = _recbole_scan(item, "items", encoding)
     names = itlf.collect_schema().names()
     title = next((c for c in ("movie_title", "title", "name", "item_name") if c in names), "item_id")
     cats = next((c for c in ("class", "genre", "genres", "categories", "category", "tags") if c in names), None)
@@ -574,20 +745,21 @@ def load_recbole(inter: Path, item: Path, user: Path | None = None, *,
     item_df = _items_from(itlf, item, item_cols)
     user_df = None
     if user is not None:
-        ulf = _recbole_scan(Path(user), "users")
+        ulf = _recbole_scan(Path(user), "users", encoding)
         ucols = [c for c in ulf.collect_schema().names() if c not in ("user_id", "zip_code")]
         user_df = _users_from(ulf, Path(user), ColumnMapping(user_attributes=ucols))
     return validate_dataset(df, item_df, user_df, name=inter.stem, implicit=implicit,
-                            files={"ratings": inter, "items": item, "users": user})  # fmt: skip
+                            files={"ratings": inter, "items": item, "users": user}, notes=notes)  # fmt: skip
 
 
+@_with_scratch
 def load_grouplens(folder: Path) -> Dataset:
     """Load the original GroupLens ml-100k layout (``u.data``, ``u.item``, ``u.user``)."""
     folder = Path(folder)
     data = _read_table(folder / "u.data", "ratings", separator="\t", has_header=False,
                        new_columns=["user_id", "item_id", "rating", "timestamp"])  # fmt: skip
-    inter, _ = _interactions_from(data, folder / "u.data", ColumnMapping())
-    raw = _read_table(folder / "u.item", "items", separator="|", has_header=False, encoding="latin1",
+    inter, _, _ = _interactions_from(data, folder / "u.data", ColumnMapping())
+    raw = _read_table(folder / "u.item", "items", separator="|", has_header=False, encoding="latin-1",
                       new_columns=["item_id", "title", "release", "video", "url", *GROUPLENS_GENRES])  # fmt: skip
     genres = pl.concat_list([pl.when(pl.col(g) == "1").then(pl.lit(g)) for g in GROUPLENS_GENRES]).list.drop_nulls()
     items = raw.select(
@@ -611,12 +783,14 @@ def load_grouplens(folder: Path) -> Dataset:
 
 def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.DataFrame | None, *,
                      name: str, implicit: bool = False, files: dict | None = None,
-                     duplicates: str = "keep-latest") -> Dataset:  # fmt: skip
+                     duplicates: str = "keep-latest", notes: list[str] | tuple[str, ...] = ()) -> Dataset:  # fmt: skip
     """The one validation step every loader ends in.
 
     Checks schemas, repairs what can be repaired with a :class:`DataWarning` (duplicate
-    (user, item) rows keep the latest; interactions with undescribed items are dropped while
-    they are under half the data), and raises :class:`DataError` for the rest.
+    (user, item) rows keep the latest, or with ``duplicates='sum'`` (weighted implicit data) become
+    one row with the summed rating and the latest timestamp; interactions with undescribed items are
+    dropped while they are under half the data), and raises :class:`DataError` for the rest.
+    ``notes``: repairs the loader made before (kept first in :attr:`Dataset.notes`).
     """
     files = files or {}
     rpath, ipath = files.get("ratings", "ratings"), files.get("items", "items")
@@ -626,7 +800,7 @@ def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.
         items = items.select(list(ITEMS)).cast(dict(ITEMS))  # type: ignore[arg-type]
     check_schema(interactions, INTERACTIONS, what=f"ratings {rpath}")
     check_schema(items, ITEMS, what=f"items {ipath}")
-    notes: list[str] = []
+    notes = list(notes)
 
     dup_items = items.filter(pl.col("item_id").is_duplicated())
     if dup_items.height:
@@ -644,6 +818,11 @@ def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.
         dups = candidates.filter(pl.struct("user_id", "item_id").is_duplicated())
         kept = dups.sort(["timestamp", "_row"]).unique(["user_id", "item_id"], keep="last")["_row"]
         drop = dups.filter(~pl.col("_row").is_in(kept.implode()))["_row"]
+        if drop.len() and duplicates == "sum":  # the kept (latest) row of each pair takes the pair's total
+            total = dups.group_by("user_id", "item_id").agg(pl.col("rating").sum().alias("_total"))
+            kept_total = dups.filter(pl.col("_row").is_in(kept.implode())).join(total, on=["user_id", "item_id"])
+            summed = interactions["rating"].clone().scatter(kept_total["_row"], kept_total["_total"])
+            interactions = interactions.with_columns(summed.alias("rating"))
         if drop.len():
             interactions = (
                 interactions.with_row_index("_row").filter(~pl.col("_row").is_in(drop.implode())).drop("_row")
@@ -654,6 +833,9 @@ def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.
         if duplicates == "error":
             raise DataError(f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; set data.duplicates='keep-latest' to keep the latest")
         msg = f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; kept the latest of each"
+        if duplicates == "sum":
+            msg = (f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; summed the weights of each pair "
+                   "into its latest row")  # fmt: skip
         warnings.warn(msg, DataWarning, stacklevel=2)
         notes.append(msg)
 
@@ -703,9 +885,10 @@ def load_dataset(config: DataConfig, cache_dir: Path | None = None) -> Dataset:
     else:
         assert config.ratings is not None and config.items is not None
         ds = load_files(config.ratings, config.items, config.users, columns=config.columns,
-                        rating_scale=config.rating_scale)  # fmt: skip
-        if config.duplicates == "error" and ds.notes and any("duplicate" in n for n in ds.notes):
-            raise DataError(ds.notes[0] + "; data.duplicates='error' forbids that")
+                        rating_scale=config.rating_scale, encoding=config.encoding, quote_char=config.quote_char)  # fmt: skip
+        duplicate = next((n for n in ds.notes if "duplicate (user, item) rows" in n), None)
+        if config.duplicates == "error" and duplicate:
+            raise DataError(duplicate + "; data.duplicates='error' forbids that")
     if config.max_users is not None:
         keep = _sorted_ids(ds.interactions["user_id"].unique())[: config.max_users]
         inter = ds.interactions.filter(pl.col("user_id").is_in(pl.Series(keep).implode()))

@@ -7,6 +7,7 @@ the original :class:`SegflowError`. A few cases also call the flow directly, one
 tested at the end.
 """
 
+import gzip
 import subprocess
 import sys
 import warnings
@@ -91,6 +92,35 @@ def _parquet_bool_ratings(files, folder):
     files["ratings"] = p
 
 
+def _weights(row: str):
+    """The rating column becomes a play count (--weight-col plays), with one more row."""
+
+    def spoil(files, folder):
+        p = files["ratings"]
+        p.write_text(p.read_text().replace("rating,", "plays,", 1) + row)
+        return ["--weight-col", "plays"]
+
+    return spoil
+
+
+def _encoded(raw: bytes, *args: str, gzipped: bool = False):
+    """Bytes appended to the ratings file (then gzip-compressed, if asked), read with CLI ``args``."""
+
+    def spoil(files, folder):
+        p = files["ratings"]
+        blob = p.read_bytes() + raw
+        p.write_bytes(gzip.compress(blob) if gzipped else blob)
+        return list(args)
+
+    return spoil
+
+
+def _truncated_gzip(files, folder):
+    blob = gzip.compress(files["ratings"].read_bytes())
+    files["ratings"] = folder / "ratings.csv.gz"
+    files["ratings"].write_bytes(blob[: len(blob) // 2])
+
+
 def _directory(files, folder):
     files["ratings"] = folder / "exports"
     files["ratings"].mkdir()
@@ -145,7 +175,12 @@ CASES = [
     Case("ratings-missing-file", _missing, ["does not exist"]),
     Case("ratings-is-a-directory", _directory, ["is a directory", "expected a CSV, TSV or Parquet file"]),
     Case("ratings-not-utf8", _append("ratings", "u1,i3,4,1600000000\nJos\xe9,i2,3,1600000000\n".encode("latin-1")),
-         ["line 323", "not UTF-8", "Re-export the file as UTF-8"]),  # fmt: skip
+         ["line 323", "not UTF-8", "Set data.encoding (or --encoding)", "re-export the file as UTF-8"]),  # fmt: skip
+    Case("ratings-not-the-given-encoding", _encoded(b"u1,i3,4,1600000000\nx\x81y,i2,3,1600000000\n", "--encoding", "cp1252"),
+         ["line 323", "bytes are not cp1252", "character maps to <undefined>", "Set data.encoding"]),  # fmt: skip
+    Case("ratings-gzip-not-utf8", _encoded("Jos\xe9,i2,3,1600000000\n".encode("latin-1"), gzipped=True),
+         ["line 322", "bytes are not utf-8", "of the decompressed data", "Set data.encoding"]),  # fmt: skip
+    Case("ratings-gzip-truncated", _truncated_gzip, ["is gzip-compressed but cannot be decompressed", "truncated"]),
     Case("items-not-utf8", _append("items", "i99,Café “Noir”,Drama\n".encode("cp1252")),
          ["line 32", "not UTF-8"], names="items"),  # fmt: skip
     Case("ratings-nul-bytes", _append("ratings", b"u1,i3,4,16\x00\x00\x00\x00\n"), ["line 322", "NUL byte"]),
@@ -177,6 +212,10 @@ CASES = [
     Case("rating-nan", _append("ratings", "u1,i3,NaN,1600000000\n"), ["finite", "row 321 has 'NaN'"]),
     Case("rating-infinite", _append("ratings", "u1,i3,inf,1600000000\n"), ["finite", "'inf'"]),
     Case("rating-boolean-parquet", _parquet_bool_ratings, ["expected numbers", "row 1 has 'false'"]),
+    Case("weight-negative", _weights("u1,i3,-2,1600000000\n"),
+         ["column 'plays'", "weights must be > 0", "row 321 has '-2'"]),  # fmt: skip
+    Case("weight-not-a-number", _weights("u1,i3,many,1600000000\n"),
+         ["column 'plays'", "weights must be numbers", "row 321 has 'many'"]),  # fmt: skip
     Case("timestamp-not-a-time", _append("ratings", "u1,i3,4,last tuesday\n"),
          ["column 'timestamp'", "epoch seconds or ISO dates", "'last tuesday'"]),  # fmt: skip
     Case("timestamp-empty", _append("ratings", "u1,i3,4,\n"), ["row 321 has an empty value", "--time-col ''"]),
@@ -204,6 +243,11 @@ CASES = [
          in_flow=False),  # fmt: skip
     Case("config-rating-scale-reversed", _args("--set", "data.rating_scale=[5, 1]"),
          ["data.rating_scale must be [lowest, highest]", "[5.0, 1.0]"], ConfigError, names=None, in_flow=False),  # fmt: skip
+    Case("config-weight-with-rating-column", _args("--weight-col", "plays", "--rating-col", "stars"),
+         ["weight column 'plays' and rating column 'stars' are both set", "implicit data", "--rating-col ''"],
+         ConfigError, names=None, in_flow=False),  # fmt: skip
+    Case("config-unknown-encoding", _args("--encoding", "latin-9x"), ["data.encoding", "unknown encoding 'latin-9x'"],
+         ConfigError, names=None, in_flow=False),  # fmt: skip
     Case("config-wrong-type", _args("--set", "predictor.epochs=many"), ["predictor.epochs", "'many'"], ConfigError,
          names=None, in_flow=False),  # fmt: skip
     Case("config-override-without-value", _args("--set", "seed"), ["not of the form key=value"], ConfigError,
