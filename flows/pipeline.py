@@ -49,7 +49,8 @@ def _run_stages(config: PipelineConfig) -> str:
     t0 = time.perf_counter()
     dataset = s.call("load", stages.load, config.data, cache, cached=False, io=True)  # bad input fails here, first
     split = s.submit("split", stages.split, dataset, config.data, config.seed)
-    finetune = (split, config.seed) if config.encoder.finetune else ()  # fine-tuning needs the train rows
+    # fine-tuning needs the train rows
+    finetune = (split, config.seed, dataset.implicit) if config.encoder.finetune else ()
     s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, *finetune, cached=False, io=True)
     items, encoder_stats = s.result("embed-items")
     # implicit feedback has no ratings to predict: no rating model, no per-segment fine-tuning (rankers only)

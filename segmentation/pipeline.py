@@ -100,7 +100,7 @@ class EncoderChoice:
 
 
 def choose_encoder(config: EncoderConfig, cache_dir: Path | None, *, split: Split | None = None,
-                   items: pl.DataFrame | None = None, seed: int = 0) -> EncoderChoice:  # fmt: skip
+                   items: pl.DataFrame | None = None, seed: int = 0, implicit: bool = False) -> EncoderChoice:  # fmt: skip
     """The configured encoder, or, with ``config.finetune``, the encoder fine-tuned on the split's train rows.
 
     The fine-tuned model is trained once and kept under ``<cache_dir>/encoders/finetuned-<key>``, the
@@ -122,8 +122,9 @@ def choose_encoder(config: EncoderConfig, cache_dir: Path | None, *, split: Spli
         raise ConfigError("encoder.finetune = true needs the split's train rows: pass split= and items= "
                           "(the flow does this; see segmentation/stages.py)")  # fmt: skip
     train = split.train_full
-    min_rating = None if train["rating"].n_unique() <= 1 else 4.0  # implicit feedback: every row counts as liked
-    pairs = liked_pairs(train, items, describe_users(train, items), min_rating=min_rating, max_per_user=5, seed=seed)
+    min_rating = None if implicit or train["rating"].n_unique() <= 1 else 4.0  # implicit: every row counts as liked
+    pairs = liked_pairs(train, items, describe_users(train, items, implicit=implicit), min_rating=min_rating,
+                        max_per_user=5, seed=seed)  # fmt: skip
     settings = (config.model, config.finetune_epochs, config.finetune_batch_size, config.finetune_learning_rate,
                 config.finetune_max_pairs, seed, "mnrl/1")  # fmt: skip
     root = cache_dir if cache_dir is not None else default_cache_dir()
@@ -147,13 +148,13 @@ def choose_encoder(config: EncoderConfig, cache_dir: Path | None, *, split: Spli
 
 
 def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path | None, split: Split | None = None,
-                seed: int = 0) -> tuple[Embeddings, dict]:  # fmt: skip
+                seed: int = 0, implicit: bool = False) -> tuple[Embeddings, dict]:  # fmt: skip
     """Describe and embed every item; returns the embeddings and the encoder's cache statistics.
 
     ``split`` and ``seed`` matter only with ``config.finetune`` (the pairs come from ``split``'s train rows).
     """
     texts = describe_items(items)
-    choice = choose_encoder(config, cache_dir, split=split, items=items, seed=seed)
+    choice = choose_encoder(config, cache_dir, split=split, items=items, seed=seed, implicit=implicit)
     encoder = Encoder(choice.model, device=config.device, batch_size=config.batch_size, cache_dir=choice.cache_dir)
     vectors = encoder.encode(texts["description"].to_list())
     stats = dict(encoder.stats, device=encoder.device_used or "not loaded (all cached)")
@@ -304,7 +305,8 @@ def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings,
     profiles = describe_users(train, items, implicit=implicit)
     profile_vectors = None
     if "profile" in config.represent.method:
-        choice = choose_encoder(config.encoder, cache_dir, split=split, items=items, seed=config.seed)
+        choice = choose_encoder(config.encoder, cache_dir, split=split, items=items, seed=config.seed,
+                                implicit=implicit)  # fmt: skip
         profile_vectors, _ = embed_profiles(profiles, config.encoder, cache_dir, choice)
     users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
                                items=items, seed=config.seed)  # fmt: skip

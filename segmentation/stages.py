@@ -100,12 +100,12 @@ def split(dataset: Dataset, config: DataConfig, seed: int) -> Split:
 
 
 def embed_items(items: pl.DataFrame, config: EncoderConfig, cache_dir: Path, split: Split | None = None,
-                seed: int = 0) -> tuple[Embeddings, dict]:  # fmt: skip
+                seed: int = 0, implicit: bool = False) -> tuple[Embeddings, dict]:  # fmt: skip
     """Describe and embed every item (embedding cache by model and text hash).
 
     With ``config.finetune`` the encoder is first fine-tuned on ``split``'s train rows (seeded by ``seed``).
     """
-    return _embed_items(items, config, cache_dir, split, seed)
+    return _embed_items(items, config, cache_dir, split, seed, implicit)
 
 
 def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
