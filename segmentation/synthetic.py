@@ -90,10 +90,11 @@ class SyntheticLog:
     feedback: str
     segment_categories: list[list[str]]
 
-    def write(self, folder: Path | str, *, fmt: Literal["csv", "tsv", "parquet"] = "csv",
+    def write(self, folder: Path | str, *, fmt: Literal["csv", "tsv", "dat", "parquet"] = "csv",
               timestamps: bool = True) -> dict[str, Path]:  # fmt: skip
         """Write ``ratings``, ``items``, ``users`` and ``labels`` files as a real export would look.
 
+        ``dat`` is Last.fm's layout: tab-separated, quotes left in the text as they are (no CSV quoting).
         Explicit logs name their columns ``user``, ``item``, ``stars``, ``time``; implicit logs ``userID``,
         ``artistID``, ``weight`` (Last.fm's names) and the items file ``id``, ``name``, ``tags``, ``description``.
 
@@ -113,14 +114,15 @@ class SyntheticLog:
                                  pl.col("rating").alias("stars"),
                                  *([pl.col("timestamp").alias("time")] if timestamps else []))  # fmt: skip
             items = self.items
-        ext = {"csv": "csv", "tsv": "tsv", "parquet": "parquet"}[fmt]
+        ext = {"csv": "csv", "tsv": "tsv", "dat": "dat", "parquet": "parquet"}[fmt]
         out = {}
         for role, frame in (("ratings", inter), ("items", items), ("users", self.users), ("labels", self.labels)):
             path = folder / f"{role}.{ext}"
             if fmt == "parquet":
                 frame.write_parquet(path)
             else:
-                frame.write_csv(path, separator="\t" if fmt == "tsv" else ",", quote_style="necessary")
+                frame.write_csv(path, separator="," if fmt == "csv" else "\t",
+                                quote_style="never" if fmt == "dat" else "necessary")  # fmt: skip
             out[role] = path
         return out
 

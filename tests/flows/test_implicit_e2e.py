@@ -1,9 +1,10 @@
 """Implicit feedback end to end: a listening log through the CLI and the flow (issue 17).
 
-The data is shaped like Last.fm's ``user_artists.dat`` + ``artists.dat`` (2,000 users, 12,000 artists, about
-55,000 user-artist pairs with long-tailed play counts, names with quotes, no timestamps, no categories), drawn by
+The data is shaped like Last.fm's ``user_artists.dat`` + ``artists.dat`` (tab-separated, quotes left in the names
+as they are; 2,000 users, 12,000 artists, about 55,000 user-artist pairs with long-tailed play counts in a weight
+column, no timestamps, no categories), drawn by
 ``segmentation.synthetic.synthetic_log``. The command is the one a user ran (README's column flags and
-``--rating-col ''``), with settings that keep it to a few minutes here: dense rankers on the 2,000 most popular
+``--rating-col ''``, plus ``--weight-col weight``), with settings that keep it to a few minutes here: dense rankers on the 2,000 most popular
 artists, two rankers, no stability refits.
 
 The first run is made to fail in its last compute stage (evaluation) with an unexpected error, after every
@@ -33,14 +34,15 @@ FAST = ["ranker.max_items=2000", "ranker.rankers=['most-popular','segflow']", "e
 def listening_log(tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("lastfm")
     log = synthetic_log(2_000, 12_000, mean_per_user=30, feedback="implicit", seed=3)
-    files = log.write(folder, fmt="csv", timestamps=False)
+    files = log.write(folder, fmt="dat", timestamps=False)
+    assert '"' in files["items"].read_text(encoding="utf-8")  # raw quotes, as in Last.fm's artists.dat
     assert any('"' in n for n in log.items["name"]), "the catalogue must carry names with quotes"
     return files
 
 
 def _argv(files: dict[str, Path], out: Path, cache: Path) -> list[str]:
     return ["run", "--ratings", str(files["ratings"]), "--items", str(files["items"]), "--user-col", "userID",
-            "--item-col", "artistID", "--rating-col", "", "--time-col", "", "--item-id-col", "id", "--title-col",
+            "--item-col", "artistID", "--rating-col", "", "--weight-col", "weight", "--time-col", "", "--item-id-col", "id", "--title-col",
             "name", "--category-col", "", "--output", str(out),
             "--set", f"cache_dir='{cache}'", *(a for s in FAST for a in ("--set", s))]  # fmt: skip
 
@@ -96,6 +98,7 @@ def test_implicit_metrics_have_no_rating_model_and_rank_every_held_out_item(impl
     run = load_run(implicit_runs["out"] / "latest")
     m = run.metrics
     assert m["data"]["implicit"] is True
+    assert m["data"]["rating_mean"] > 2.0  # the play counts arrived as weights, not as 1.0
     assert set(m["rating"]) == {"skipped"} and "implicit feedback" in m["rating"]["skipped"]
     assert m["models"]["global"] is None and m["models"]["segments"] == []
     assert not (implicit_runs["out"] / "latest" / "models").exists()
@@ -113,7 +116,7 @@ def test_implicit_segments_and_report_speak_of_choices_not_ratings(implicit_runs
     path = implicit_runs["out"] / "latest"
     segments = pl.read_parquet(path / "segments.parquet")
     for text in segments["description"]:
-        assert "They rate" not in text and "items each" in text
+        assert "They rate" not in text and "items each" in text and "mean weight" in text
     assert not any("critics" in n or "generous" in n for n in segments["name"])
     index = (path / "report" / "index.html").read_text()
     assert "implicit feedback" in index
