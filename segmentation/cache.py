@@ -66,12 +66,12 @@ def _entry(path: Path) -> CacheEntry | None:
         if path.is_symlink() or path.is_file():
             st = path.lstat()
             return CacheEntry(path, st.st_size, max(st.st_atime, st.st_mtime))
-        size, last = 0, path.lstat().st_mtime
+        size, last = 0, 0.0  # a folder's own times change whenever a file in it is added: its files' times count
         for dirpath, _, filenames in os.walk(path):
             for name in filenames:
                 st = (Path(dirpath) / name).lstat()
                 size, last = size + st.st_size, max(last, st.st_atime, st.st_mtime)
-        return CacheEntry(path, size, last)
+        return CacheEntry(path, size, last or path.lstat().st_mtime)
     except OSError:  # removed meanwhile (another clean, or Prefect replacing a result)
         return None
 

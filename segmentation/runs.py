@@ -19,8 +19,8 @@ run's ``.partial-*`` folder is *stale*: :func:`stale_partials` finds them and
 :func:`clean_output_dir` (``segflow clean``) removes them.
 
 Bounded disk: before publishing, :func:`link_unchanged` replaces every file of
-at least :data:`LINK_MIN_BYTES` whose bytes (SHA-256) equal a file of the previous
-complete run, or an earlier file of the same run, by a hard link to it, so
+at least :data:`LINK_MIN_BYTES` whose bytes (SHA-256) equal a file of the run
+``latest`` points to, or an earlier file of the same run, by a hard link to it, so
 unchanged artefacts are stored once yet every run folder stays self-contained
 (opening, moving within the file system or deleting one never breaks another).
 Run folders are read-only results: a file edited in place would change in every
@@ -232,6 +232,17 @@ def link_unchanged(folder: Path, previous: Path | None, *, min_bytes: int = LINK
     return LinkStats(linked, linked_bytes, written, written_bytes, Path(previous) if previous is not None else None)
 
 
+def _link_source(output_dir: Path) -> Path | None:
+    """The complete run a new run's files are compared with: the one ``latest`` points to, else the newest."""
+    link = output_dir / "latest"
+    if link.is_symlink():
+        target = (output_dir / os.readlink(link)).resolve()
+        if target.is_dir() and RUN_ID.match(target.name) and target.parent == output_dir.resolve():
+            return target
+    runs = complete_runs(output_dir)
+    return runs[-1] if runs else None
+
+
 @dataclass(frozen=True)
 class Pruned:
     """What :func:`prune_runs` removed (or would remove) and the bytes that frees."""
@@ -328,7 +339,7 @@ class RunWriter:
     def publish(self) -> Path:
         """Hard-link unchanged files, rename the finished folder into place, point ``latest`` at it, prune."""
         (self.path / WRITER_FILE).unlink(missing_ok=True)
-        previous = previous_run(self.output_dir, self.final_path)
+        previous = _link_source(self.output_dir)
         try:
             s = self.link_stats = link_unchanged(self.path, previous)
             logger.info("run files: %d (%d bytes) hard-linked to identical files%s, %d (%d bytes) written",
