@@ -175,9 +175,9 @@ def cmd_clean_cache(args: argparse.Namespace) -> int:
     for e in done.removed:
         print(f"{verb} {e.path} ({e.size} bytes)")
     what = "task cache and embeddings" if args.embeddings else "task cache"
+    takes = ("would then take" if args.dry_run else "now take" + ("" if args.embeddings else "s"))
     print(f"{cache_dir}: {verb} {len(done.removed)} entries, {'would free' if args.dry_run else 'freed'} "
-          f"{_size(done.freed_bytes)}; the {what} now take{'s' if not args.embeddings else ''} "
-          f"{_size(done.remaining_bytes)}")  # fmt: skip
+          f"{_size(done.freed_bytes)}; the {what} {takes} {_size(done.remaining_bytes)}")  # fmt: skip
     return 0
 
 
