@@ -11,7 +11,7 @@ import pytest
 
 from flows.pipeline import segflow_pipeline
 from segmentation.cache import clean_cache
-from segmentation.config import OutputConfig, load_config
+from segmentation.config import CacheConfig, OutputConfig, load_config
 from segmentation.predict import SegmentedPredictor
 from segmentation.runs import LINK_MIN_BYTES, complete_runs, load_run
 
@@ -58,9 +58,12 @@ def test_reruns_store_unchanged_bytes_once_and_survive_cache_cleaning_and_prunin
     assert done.removed and not list((cache / "prefect-results").iterdir())
     assert (cache / "datasets" / "ml-100k").exists()
     caplog.clear()
-    third = Path(segflow_pipeline(cfg.model_copy(update={"output": OutputConfig(keep_last=2)})))
+    bounded = cfg.model_copy(update={"output": OutputConfig(keep_last=2), "cache": CacheConfig(max_size=0)})
+    third = Path(segflow_pipeline(bounded))
     messages = [r.getMessage() for r in caplog.records]
     assert any("cache: 0 of 9 cached stages reused" in m for m in messages), "a cleaned cache recomputes"
+    assert any("cache.max_size = 0 bytes: removed" in m for m in messages), messages[-5:]
+    assert not list((cache / "prefect-results").iterdir())  # cache.max_size applied after the run
     assert complete_runs(out) == [second, third]  # keep_last = 2 pruned the first run after publishing
     assert (out / "latest").resolve() == third.resolve()
 
