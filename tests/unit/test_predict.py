@@ -250,6 +250,17 @@ def test_segmented_save_refers_to_the_global_model_instead_of_copying_it(segment
         SegmentedPredictor.load(moved / "models" / "segments")
 
 
+def test_a_run_shares_the_global_model_only_when_the_parameters_are_the_same(low_rank, tmp_path: Path) -> None:
+    """publish refers models/segments to models/global only for the same model (equal after a cache round trip)."""
+    from segmentation.stages import _same_global_model
+
+    split, model = low_rank
+    model.save(tmp_path / "g")
+    assert _same_global_model(model, GlobalPredictor.load(tmp_path / "g"))
+    assert not _same_global_model(model, fit_global_predictor(split, CONFIG, seed=1))
+    assert not _same_global_model(model, None) and not _same_global_model(model, object())
+
+
 def test_outliers_and_unassigned_users_use_the_global_model(segmented: tuple[Split, SegmentedPredictor]) -> None:
     split, seg = segmented
     frame = split.test.select("user_id", "item_id")
