@@ -5,6 +5,8 @@
     segflow config [--config FILE] [--set ...] [--json] print the effective configuration as TOML (or JSON)
     segflow show [RUN]                                print a run's headline figures
     segflow clean [--output DIR] [--dry-run]          remove unfinished run folders left by killed runs
+    segflow clean --cache [--max-size SIZE] [--older-than DAYS] [--embeddings] [--dry-run]   bound the task cache
+    segflow prune [--output DIR] [--keep-last N] [--dry-run]   remove the oldest complete runs beyond N
 
 Bad input or configuration ends with a one-paragraph message and exit status 2
 (``--debug`` adds the traceback); the last published run is never touched.
@@ -167,10 +169,60 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(n: int) -> str:
+    from pydantic import ByteSize
+
+    return f"{n} bytes ({ByteSize(n).human_readable(decimal=True)})"
+
+
+def cmd_clean_cache(args: argparse.Namespace) -> int:
+    """``segflow clean --cache``: remove task-cache entries by age and least recent use (never datasets)."""
+    from segmentation.cache import clean_cache, parse_size
+    from segmentation.config import load_config
+    from segmentation.data import default_cache_dir
+
+    config = load_config(args.config, list(args.set or []))
+    cache_dir = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    max_size = parse_size(args.max_size) if args.max_size is not None else config.cache.max_size
+    done = clean_cache(cache_dir, max_size=max_size, older_than_days=args.older_than, embeddings=args.embeddings,
+                       dry_run=args.dry_run)  # fmt: skip
+    verb = "would remove" if args.dry_run else "removed"
+    for e in done.removed:
+        print(f"{verb} {e.path} ({e.size} bytes)")
+    what = "task cache and embeddings" if args.embeddings else "task cache"
+    takes = ("would then take" if args.dry_run else "now take" + ("" if args.embeddings else "s"))
+    print(f"{cache_dir}: {verb} {len(done.removed)} entries, {'would free' if args.dry_run else 'freed'} "
+          f"{_size(done.freed_bytes)}; the {what} {takes} {_size(done.remaining_bytes)}")  # fmt: skip
+    return 0
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    """``segflow prune``: remove the oldest complete runs beyond N (never latest, never a live .partial-*)."""
+    from segmentation._errors import ConfigError
+    from segmentation.config import load_config
+    from segmentation.runs import prune_runs
+
+    config = load_config(args.config, list(args.set or []))
+    output = Path(args.output) if args.output else config.output_dir
+    keep_last = args.keep_last if args.keep_last is not None else config.output.keep_last
+    if keep_last is None:
+        raise ConfigError("segflow prune needs --keep-last N (or output.keep_last in the configuration): how many "
+                          "of the newest complete runs to keep")  # fmt: skip
+    pruned = prune_runs(output, keep_last, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for p in pruned.removed:
+        print(f"{verb} {p}")
+    print(f"{output}: {verb} {len(pruned.removed)} folder(s), {'would free' if args.dry_run else 'freed'} "
+          f"{_size(pruned.freed_bytes)}; kept {len(pruned.kept)} run(s)")  # fmt: skip
+    return 0
+
+
 def cmd_clean(args: argparse.Namespace) -> int:
     from segmentation.config import load_config
     from segmentation.runs import PARTIAL_PREFIX, clean_output_dir
 
+    if args.cache:
+        return cmd_clean_cache(args)
     output = Path(args.output) if args.output else load_config(args.config, list(args.set or [])).output_dir
     removed = clean_output_dir(output, dry_run=args.dry_run)
     for p in removed:
@@ -241,7 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML configuration file whose output_dir to clean")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. output_dir=runs")
     p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    g = p.add_argument_group("the task cache (with --cache; never the datasets)")
+    g.add_argument("--cache", action="store_true", help="clean the task cache in cache_dir instead of output_dir")
+    g.add_argument("--max-size", metavar="SIZE", help="remove least recently used entries until they take at "
+                   "most SIZE, e.g. 2GB or 500MiB (default: cache.max_size)")  # fmt: skip
+    g.add_argument("--older-than", type=float, metavar="DAYS", help="remove entries unused for DAYS days")
+    g.add_argument("--embeddings", action="store_true", help="the embedding cache counts and may go too")
     p.set_defaults(func=cmd_clean)
+    p = sub.add_parser("prune", help="remove the oldest complete run folders beyond --keep-last N (never latest)")
+    p.add_argument("--output", help="folder of the run folders (default: output_dir of the configuration)")
+    p.add_argument("--config", type=Path, help="TOML configuration file (output_dir, output.keep_last)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. output.keep_last=30")
+    p.add_argument("--keep-last", type=int, metavar="N", help="complete runs to keep (default: output.keep_last)")
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    p.set_defaults(func=cmd_prune)
     p = sub.add_parser("serve", help="serve the flow as a Prefect deployment with a cron schedule")
     _add_config_args(p)
     p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default nightly at 02:00; '' for none)")

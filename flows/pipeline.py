@@ -34,6 +34,7 @@ from flows.runners import (
 from flows.tasks import Stages
 from flows.tasks import retry_unless_user_error as _retry_unless_user_error  # noqa: F401  (tests import it from here)
 from segmentation import stages
+from segmentation.cache import clean_cache
 from segmentation.config import PipelineConfig
 from segmentation.pipeline import cache_root
 from segmentation.runs import check_output_dir
@@ -121,5 +122,12 @@ def segflow_pipeline(config: PipelineConfig = DEFAULT_CONFIG) -> str:
                     retry_delay_seconds=5, timeout_seconds=io_timeout)(config.output_dir, path, return_state=True)  # fmt: skip
     if not compared.is_completed():  # the run is published already: a failed comparison only warns
         log.warning("comparison with the previous run failed: %s", compared.message)
+    if config.cache.max_size is not None:  # housekeeping after the run: a removed entry only costs a recomputation
+        try:
+            done = clean_cache(cache_root(config), max_size=int(config.cache.max_size))
+            log.info("cache.max_size = %d bytes: removed %d least recently used task-cache entries (%d bytes)",
+                     int(config.cache.max_size), len(done.removed), done.freed_bytes)  # fmt: skip
+        except OSError as err:
+            log.warning("bounding the task cache in %s failed: %s", cache_root(config), err)
     log.info("report: %s", Path(path) / "report" / "index.html")
     return str(path)

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from embeddings.encoder import resolve_device
-from segmentation._errors import check_is_fitted
+from segmentation._errors import DataError, check_is_fitted
 from segmentation._predict_common import (
     _FORMAT,
     _FORMAT_VERSION,
@@ -142,12 +143,20 @@ class SegmentedPredictor:
                 out[m] = _segment_output(g, model, data.subset(m), preds[m])
         return np.clip(out, *g.rating_range_)
 
-    def save(self, folder: Path) -> None:
+    def save(self, folder: Path, *, global_model_dir: Path | None = None) -> None:
         """Write ``global/`` (the global model), ``segments.safetensors``, ``assignments.parquet`` and
-        ``manifest.json`` (report, trials, versions) into ``folder``."""
+        ``manifest.json`` (report, trials, versions) into ``folder``.
+
+        ``global_model_dir``: where ``self.global_model`` is saved already (e.g. a run's ``models/global``).
+        The manifest then refers to it by a path relative to ``folder`` instead of writing a second copy.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.global_model.save(folder / "global")
+        if global_model_dir is None:
+            global_ref = "global"
+            self.global_model.save(folder / global_ref)
+        else:
+            global_ref = os.path.relpath(Path(global_model_dir).resolve(), folder.resolve())
         tensors: dict[str, np.ndarray] = {}
         for s, model in self.models_.items():
             tensors.update(model.tensors(prefix=f"segment{s}."))
@@ -158,6 +167,7 @@ class SegmentedPredictor:
             "format": _FORMAT,
             "format_version": _FORMAT_VERSION,
             "kind": "segmented",
+            "global_model": Path(global_ref).as_posix(),
             "models": {str(s): m.strategy for s, m in self.models_.items()},
             "report": self.report_.to_dicts(),
             "trials": self.trials_.to_dicts(),
@@ -174,7 +184,11 @@ class SegmentedPredictor:
         """
         folder = Path(folder)
         manifest = _read_manifest(folder, "segmented")
-        global_model = GlobalPredictor.load(folder / "global")
+        global_dir = folder / manifest.get("global_model", "global")  # older folders hold their own copy
+        if not (global_dir / "manifest.json").is_file():
+            raise DataError(f"{folder}: the global model it refers to ({global_dir}) is missing; a run's "
+                            "models/segments needs the models/global folder beside it")  # fmt: skip
+        global_model = GlobalPredictor.load(global_dir)
         tensors = load_file(str(folder / "segments.safetensors")) if manifest["models"] else {}
         models = {int(s): _SegmentModel.from_tensors(strategy, tensors, f"segment{s}.")
                   for s, strategy in manifest["models"].items()}  # fmt: skip

@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from segmentation._errors import ConfigError
 
@@ -540,6 +540,30 @@ class OrchestrationConfig(_Section):
         return self
 
 
+class OutputConfig(_Section):
+    """What happens to older run folders in output_dir."""
+
+    keep_last: int | None = Field(
+        None,
+        ge=1,
+        description="After each published run, remove the oldest complete run folders beyond this many (the "
+        "one 'latest' points to is always kept; so is a .partial-* folder a run may still be writing). "
+        "Empty: keep every run. The same as segflow prune --keep-last N.",
+    )
+
+
+class CacheConfig(_Section):
+    """Bounds on the task cache in cache_dir."""
+
+    max_size: ByteSize | None = Field(
+        None,
+        description="After each run, remove the least recently used task-cache entries (Prefect results in "
+        "cache_dir/prefect-results, fine-tuned encoders in cache_dir/encoders) until they take at most this "
+        "much, e.g. '2GB' or '500MiB' (a removed entry costs only a recomputation). Never the embeddings or "
+        "datasets. Empty: no bound. The same as segflow clean --cache --max-size SIZE.",
+    )
+
+
 class PipelineConfig(_Section):
     """Everything one segflow run needs. Loads from TOML; the CLI overrides fields."""
 
@@ -583,6 +607,14 @@ class PipelineConfig(_Section):
         default_factory=OrchestrationConfig, title="Orchestration",
         description="How the Prefect flow runs its tasks (threads or a Dask cluster) and their time limits. "
         "Changes no result.",
+    )  # fmt: skip
+    output: OutputConfig = Field(
+        default_factory=OutputConfig, title="Run folders",
+        description="How many run folders output_dir keeps. Changes no result.",
+    )  # fmt: skip
+    cache: CacheConfig = Field(
+        default_factory=CacheConfig, title="Task cache",
+        description="How large the task cache in cache_dir may grow. Changes no result.",
     )  # fmt: skip
 
 

@@ -8,7 +8,8 @@ Layout of ``<output_dir>/<run-id>/``::
     segments.parquet   SEGMENTS: one profile per segment
     embeddings/        items.npy + users.npy + ids (float32, L2-normalised)
     index/items/ index/users/ index/segments/   FAISS indexes
-    models/global/ models/segments/             safetensors + manifest.json
+    models/global/     the global rating model: weights.safetensors + manifest.json
+    models/segments/   kept segment models, assignments, manifest.json (refers to ../global, no copy)
     metrics.json       data, segmentation, rating, ranking, beyond_accuracy, fairness, timings
     report/index.html  the HTML report
 
@@ -16,8 +17,18 @@ Layout of ``<output_dir>/<run-id>/``::
 killed run leaves only a ``.partial-*`` folder that is never ``latest``. A killed
 run's ``.partial-*`` folder is *stale*: :func:`stale_partials` finds them and
 :func:`clean_output_dir` (``segflow clean``) removes them.
+
+Bounded disk: before publishing, :func:`link_unchanged` replaces every file of
+at least :data:`LINK_MIN_BYTES` whose bytes (SHA-256) equal a file of the run
+``latest`` points to, or an earlier file of the same run, by a hard link to it, so
+unchanged artefacts are stored once yet every run folder stays self-contained
+(opening, moving within the file system or deleting one never breaks another).
+Run folders are read-only results: a file edited in place would change in every
+run that shares it. :func:`prune_runs` (``segflow prune``, ``output.keep_last``)
+removes the oldest complete runs beyond a count, never ``latest``.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -33,10 +44,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from segmentation._errors import DataError
+from segmentation._errors import ConfigError, DataError
 
-__all__ = ["Run", "RunWriter", "check_output_dir", "clean_output_dir", "complete_runs", "load_run", "new_run_id",
-           "previous_run", "publish_latest", "stale_partials"]
+__all__ = ["LinkStats", "Pruned", "Run", "RunWriter", "check_output_dir", "clean_output_dir", "complete_runs",
+           "link_unchanged", "load_run", "new_run_id", "previous_run", "prune_runs", "publish_latest", "stale_partials"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +55,7 @@ SCHEMA_VERSION = 1
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4,}$")
 PARTIAL_PREFIX = ".partial-"
 WRITER_FILE = ".writer.json"  # inside a partial folder: who is writing it
+LINK_MIN_BYTES = 4096  # smaller files take one block either way: not worth hashing and linking
 
 
 def new_run_id() -> str:
@@ -144,6 +156,142 @@ def clean_output_dir(output_dir: Path, *, dry_run: bool = False) -> list[Path]:
             logger.info("removed %s", p)
     return victims
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _files(folder: Path) -> list[Path]:
+    """Regular files under ``folder`` (symlinks left out), in a stable order."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        out += [Path(dirpath) / n for n in sorted(filenames) if not (Path(dirpath) / n).is_symlink()]
+    return out
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """What :func:`link_unchanged` did: files (and their bytes) hard-linked to stored copies, and written anew."""
+
+    linked_files: int
+    linked_bytes: int
+    written_files: int
+    written_bytes: int
+    previous: Path | None
+
+
+def _hard_link(src: Path, dst: Path) -> bool:
+    """Replace ``dst`` by a hard link to ``src`` atomically; False (``dst`` untouched) where linking fails."""
+    tmp = dst.with_name(f".{dst.name}.link-{secrets.token_hex(4)}")
+    try:
+        os.link(src, tmp)
+    except OSError as err:  # another file system (EXDEV), too many links (EMLINK), no hard links at all
+        logger.debug("could not hard-link %s to %s (%s); keeping the copy", dst, src, err)
+        return False
+    try:
+        os.replace(tmp, dst)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def link_unchanged(folder: Path, previous: Path | None, *, min_bytes: int = LINK_MIN_BYTES) -> LinkStats:
+    """Store each distinct content of ``folder`` once: hard-link its files to identical ones already on disk.
+
+    Every file of at least ``min_bytes`` whose SHA-256 (and size) equals that of a file of ``previous`` (the
+    last complete run) or of an earlier file in ``folder`` becomes a hard link to that file. Where linking
+    fails (another file system, a link limit) the written copy stays: the folder is complete either way.
+
+    Returns:
+        How many files and bytes were linked, and how many were left as written.
+    """
+    folder = Path(folder)
+    files = [(p, p.stat().st_size) for p in _files(folder)]
+    known: dict[tuple[int, str], Path] = {}
+    if previous is not None and Path(previous).is_dir():
+        sizes = {n for _, n in files if n >= min_bytes}
+        for q in _files(Path(previous)):
+            try:
+                n = q.stat().st_size
+                if n in sizes:
+                    known.setdefault((n, _sha256(q)), q)
+            except OSError:  # the previous run is being pruned meanwhile: its files are not needed
+                continue
+    linked = linked_bytes = written = written_bytes = 0
+    for p, n in files:
+        if n >= min_bytes:
+            key = (n, _sha256(p))
+            src = known.get(key)
+            if src is not None and _hard_link(src, p):
+                linked, linked_bytes = linked + 1, linked_bytes + n
+                continue
+            known.setdefault(key, p)
+        written, written_bytes = written + 1, written_bytes + n
+    return LinkStats(linked, linked_bytes, written, written_bytes, Path(previous) if previous is not None else None)
+
+
+def _link_source(output_dir: Path) -> Path | None:
+    """The complete run a new run's files are compared with: the one ``latest`` points to, else the newest."""
+    link = output_dir / "latest"
+    if link.is_symlink():
+        target = (output_dir / os.readlink(link)).resolve()
+        if target.is_dir() and RUN_ID.match(target.name) and target.parent == output_dir.resolve():
+            return target
+    runs = complete_runs(output_dir)
+    return runs[-1] if runs else None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What :func:`prune_runs` removed (or would remove) and the bytes that frees."""
+
+    removed: list[Path]
+    freed_bytes: int
+    kept: list[Path]
+
+
+def _freed_bytes(folders: list[Path]) -> int:
+    """Bytes that deleting ``folders`` frees: a file's bytes count only if every hard link to it goes too."""
+    seen: dict[tuple[int, int], list[int]] = {}  # (device, inode) -> [links inside folders, st_nlink, size]
+    for folder in folders:
+        for p in _files(folder):
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            entry = seen.setdefault((st.st_dev, st.st_ino), [0, st.st_nlink, st.st_size])
+            entry[0] += 1
+    return sum(size for inside, nlink, size in seen.values() if inside >= nlink)
+
+
+def prune_runs(output_dir: Path, keep_last: int, *, dry_run: bool = False) -> Pruned:
+    """Remove the oldest complete runs beyond the newest ``keep_last``, and stale ``.partial-*`` folders.
+
+    The run ``latest`` points to is always kept (even when older), and a ``.partial-*`` folder whose writer
+    may still be running is never touched (:func:`stale_partials`). Hard-linked files stay with the runs
+    kept; ``freed_bytes`` counts only the bytes no kept run shares.
+
+    Raises:
+        ConfigError: ``keep_last`` is below 1.
+    """
+    if keep_last < 1:
+        raise ConfigError(f"keep_last must be at least 1 (given {keep_last}); the run 'latest' points to is "
+                          "always kept")  # fmt: skip
+    output_dir = Path(output_dir)
+    runs = complete_runs(output_dir)
+    link = output_dir / "latest"
+    latest = (output_dir / os.readlink(link)).resolve() if link.is_symlink() else None
+    kept = [r for i, r in enumerate(runs) if i >= len(runs) - keep_last or r.resolve() == latest]
+    victims = [r for r in runs if r not in kept] + stale_partials(output_dir)
+    freed = _freed_bytes(victims)
+    if not dry_run:
+        for p in victims:
+            shutil.rmtree(p, ignore_errors=True)
+            logger.info("pruned %s", p)
+    return Pruned(victims, freed, kept)
+
 
 class RunWriter:
     """Create a run folder that becomes visible only when complete.
@@ -154,10 +302,13 @@ class RunWriter:
     PosixPath('runs/20261123-061500-ab12')
     """
 
-    def __init__(self, output_dir: Path, run_id: str | None = None) -> None:
+    def __init__(self, output_dir: Path, run_id: str | None = None, *, keep_last: int | None = None) -> None:
+        """``keep_last``: after publishing, prune the complete runs beyond the newest ``keep_last``."""
         self.output_dir = Path(output_dir)
         self.run_id = run_id or new_run_id()
         self._chosen_id = run_id is not None
+        self.keep_last = keep_last
+        self.link_stats: LinkStats | None = None
         self._set_paths()
 
     def _set_paths(self) -> None:
@@ -186,11 +337,28 @@ class RunWriter:
         return self
 
     def publish(self) -> Path:
-        """Rename the finished folder into place and point ``latest`` at it."""
+        """Hard-link unchanged files, rename the finished folder into place, point ``latest`` at it, prune."""
         (self.path / WRITER_FILE).unlink(missing_ok=True)
+        previous = _link_source(self.output_dir)
+        try:
+            s = self.link_stats = link_unchanged(self.path, previous)
+            logger.info("run files: %d (%d bytes) hard-linked to identical files%s, %d (%d bytes) written",
+                        s.linked_files, s.linked_bytes, f" of {previous.name} or this run" if previous else
+                        " of this run", s.written_files, s.written_bytes)  # fmt: skip
+        except OSError as err:  # linking only saves space: the written files are complete
+            logger.warning("could not compare the run's files with %s (%s); every file stays a copy", previous, err)
         os.replace(self.path, self.final_path)
         publish_latest(self.output_dir, self.final_path)
         logger.info("published run %s", self.final_path)
+        if self.keep_last is not None:
+            try:
+                pruned = prune_runs(self.output_dir, self.keep_last)
+                if pruned.removed:
+                    logger.info("output.keep_last = %d: removed %d old run folder(s) (%s), freed %d bytes",
+                                self.keep_last, len(pruned.removed), ", ".join(p.name for p in pruned.removed),
+                                pruned.freed_bytes)  # fmt: skip
+            except OSError as err:  # the run is published; pruning is housekeeping
+                logger.warning("pruning %s failed: %s", self.output_dir, err)
         stale = stale_partials(self.output_dir)
         if stale:
             logger.warning("%d unfinished run folder(s) left by killed or crashed runs in %s (%s); remove them with "

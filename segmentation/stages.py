@@ -332,6 +332,29 @@ def _compare_with_previous(output_dir: Path, writer) -> dict | None:
     return result
 
 
+def _same_global_model(a, b) -> bool:
+    """Whether two global predictors hold the same parameters (then a run stores them once, in models/global)."""
+    if a is None or b is None:
+        return False
+    if a is b:
+        return True
+    try:
+        sa, sb = [c.state() for c in a.components_], [c.state() for c in b.components_]
+        return _same_states(a, b, sa, sb)
+    except (AttributeError, TypeError, ValueError):  # not a GlobalPredictor, or meta holding arrays
+        return False
+
+
+def _same_states(a, b, sa: list, sb: list) -> bool:
+    same_arrays = all(xa.keys() == xb.keys() and all(np.array_equal(xa[k], xb[k]) for k in xa)
+                      for (xa, _), (xb, _) in zip(sa, sb))  # fmt: skip
+    return (len(sa) == len(sb) and same_arrays and [m for _, m in sa] == [m for _, m in sb]
+            and a.user_vocab_.ids.tolist() == b.user_vocab_.ids.tolist()
+            and a.item_vocab_.ids.tolist() == b.item_vocab_.ids.tolist()
+            and np.array_equal(np.asarray(a.weights_), np.asarray(b.weights_)) and a.config == b.config
+            and a.seed == b.seed and tuple(a.rating_range_) == tuple(b.rating_range_))  # fmt: skip
+
+
 def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation: Segmentation, described: Described,
             items: Embeddings, users: Embeddings, indexes: Indexes, global_model, segment_models, rankings: Rankings,
             metrics: dict, encoder_stats: dict, timings: dict, stability: dict | None = None) -> str:  # fmt: skip
@@ -340,7 +363,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
     from reports.model import ReportInput
     from segmentation.runs import RunWriter
 
-    writer = RunWriter(config.output_dir)
+    writer = RunWriter(config.output_dir, keep_last=config.output.keep_last)
     full = {
         "run_id": writer.run_id,
         "data": summarise_data(dataset, split),
@@ -364,7 +387,10 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
                       device=str(encoder_stats.get("device")))  # fmt: skip
         if global_model is not None:  # implicit feedback trains no rating model
             global_model.save(writer.path / "models" / "global")
-            segment_models.models.save(writer.path / "models" / "segments")
+            segmented = segment_models.models
+            shared = _same_global_model(getattr(segmented, "global_model", None), global_model)
+            segmented.save(writer.path / "models" / "segments",
+                           **({"global_model_dir": writer.path / "models" / "global"} if shared else {}))  # fmt: skip
         comparison = _compare_with_previous(config.output_dir, writer)
         render_report(ReportInput(
             title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,

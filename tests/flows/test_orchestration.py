@@ -52,7 +52,8 @@ def test_cache_keys_ignore_where_and_how_a_run_runs_but_not_what_it_computes():
     key = cache_key("represent")
     base = PipelineConfig()
     moved = load_config(None, ["output_dir='/elsewhere'", "cache_dir='/c'", "orchestration.task_runner='dask'",
-                               "orchestration.max_workers=8", "report.title='x'"])  # fmt: skip
+                               "orchestration.max_workers=8", "report.title='x'", "output.keep_last=3",
+                               "cache.max_size='2GB'"])  # fmt: skip
     changed = load_config(None, ["represent.method='liked-mean'"])
     assert key(None, {"config": base}) == key(None, {"config": moved})
     assert key(None, {"config": base}) != key(None, {"config": changed})

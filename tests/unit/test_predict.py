@@ -1,6 +1,7 @@
 """Rating predictors on tiny planted data: recovery, the validation gate, persistence, fallbacks, determinism."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -222,6 +223,42 @@ def test_segmented_save_load_round_trips_exactly(segmented: tuple[Split, Segment
     np.testing.assert_array_equal(loaded.predict(frame), seg.predict(frame))
     assert loaded.report_.equals(seg.report_)
     assert sorted(loaded.models_) == sorted(seg.models_)
+
+
+def test_segmented_save_refers_to_the_global_model_instead_of_copying_it(segmented: tuple[Split, SegmentedPredictor],
+                                                                          tmp_path: Path) -> None:  # fmt: skip
+    """A run stores the global model once (models/global); models/segments refers to it by a relative path."""
+    split, seg = segmented
+    run = tmp_path / "run"
+    seg.global_model.save(run / "models" / "global")
+    seg.save(run / "models" / "segments", global_model_dir=run / "models" / "global")
+    assert not (run / "models" / "segments" / "global").exists()
+    assert json.loads((run / "models" / "segments" / "manifest.json").read_text())["global_model"] == "../global"
+    moved = tmp_path / "moved"
+    run.rename(moved)  # the reference is relative: the run folder can move
+    np.testing.assert_array_equal(SegmentedPredictor.load(moved / "models" / "segments").predict(split.test),
+                                  seg.predict(split.test))  # fmt: skip
+    # a folder written before the reference existed (its own global/ copy, no "global_model" key) still loads
+    old = tmp_path / "old"
+    seg.save(old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    del manifest["global_model"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    np.testing.assert_array_equal(SegmentedPredictor.load(old).predict(split.test), seg.predict(split.test))
+    shutil.rmtree(moved / "models" / "global")
+    with pytest.raises(DataError, match="the global model it refers to .* is missing"):
+        SegmentedPredictor.load(moved / "models" / "segments")
+
+
+def test_a_run_shares_the_global_model_only_when_the_parameters_are_the_same(low_rank, tmp_path: Path) -> None:
+    """publish refers models/segments to models/global only for the same model (equal after a cache round trip)."""
+    from segmentation.stages import _same_global_model
+
+    split, model = low_rank
+    model.save(tmp_path / "g")
+    assert _same_global_model(model, GlobalPredictor.load(tmp_path / "g"))
+    assert not _same_global_model(model, fit_global_predictor(split, CONFIG, seed=1))
+    assert not _same_global_model(model, None) and not _same_global_model(model, object())
 
 
 def test_outliers_and_unassigned_users_use_the_global_model(segmented: tuple[Split, SegmentedPredictor]) -> None:
