@@ -126,10 +126,10 @@ def _matrices(frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: f
     _, last = np.unique(key[::-1], return_index=True)
     keep = len(key) - 1 - last
     rows, cols, ratings = rows[keep], cols[keep], ratings[keep]
-    x = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
-    r = sp.csr_matrix((ratings, (rows, cols)), shape=shape)
     if implicit:
         ratings = np.log1p(np.maximum(ratings, 0.0))
+    x = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+    r = sp.csr_matrix((ratings, (rows, cols)), shape=shape)
     liked_mask = np.ones(len(ratings), dtype=bool) if implicit else ratings >= like_threshold
     if not liked_mask.any():
         liked_mask[:] = True  # implicit data (or no high ratings): every interaction counts as liked

@@ -256,3 +256,41 @@ def test_max_items_keeps_most_popular(rated, caplog):
     counts = rated.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
     assert set(r.items_.ids) == set(counts["item_id"].head(10))
     assert set(r.recommend(["u0"], 100)["item_id"]) <= set(r.items_.ids)
+
+
+# ----------------------------------------------------------------------------- implicit feedback
+
+
+def test_implicit_weights_are_log_confidence_and_every_interaction_is_liked():
+    f = pl.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["1", "2", "1"], "rating": [1.0, 9.0, 3.0]})
+    users, items = Vocab.from_ids(["a", "b"]), Vocab.from_ids(["1", "2"])
+    d = _matrices(f, users, items, 4.0, implicit=True)
+    np.testing.assert_allclose(d.r.toarray(), np.log1p([[1.0, 9.0], [3.0, 0.0]]) * (d.x.toarray() > 0))
+    assert d.liked.nnz == d.x.nnz == 3, "play counts are not stars: a count of 3 is still a choice"
+    explicit = _matrices(f, users, items, 4.0)
+    assert explicit.liked.nnz == 1  # the old reading: only the 9 meets the star threshold
+
+
+def test_item_knn_uses_implicit_weights():
+    """The same pairs with other play counts give other item-kNN scores (the weight feeds the ranker)."""
+    base = random_ratings(seed=4).with_columns(pl.lit(1.0).alias("rating"))
+    rng = np.random.default_rng(0)
+    weighted = base.with_columns(pl.Series("rating", rng.geometric(0.1, base.height).astype(np.float64)))
+    users = sorted(set(base["user_id"]))[:5]
+    flat = make_ranker("item-knn", FAST).fit(base, implicit=True).recommend(users, 5)
+    heavy = make_ranker("item-knn", FAST).fit(weighted, implicit=True).recommend(users, 5)
+    assert not np.allclose(flat["score"].to_numpy(), heavy["score"].to_numpy())
+
+
+def test_segflow_on_implicit_data_searches_neither_like_nor_target_weight():
+    """With every interaction liked, a and w only rescale X; the scores and the choice are those of a = w = 0."""
+    data = random_ratings(seed=5).with_columns(pl.lit(1.0).alias("rating"))
+    wide = RankerConfig(segflow_like_weights=[0.5, 1.0], segflow_target_weights=[1.0, 2.0], segflow_reg_grid=[2.0, 10.0],
+                        segflow_dropouts=[0.0], segflow_content_weights=[0.0])  # fmt: skip
+    r = SegflowRanker(wide).fit(data, implicit=True, seed=0)
+    assert len(r.validation_) == 2  # the two ridges, not 2 x 2 x 2
+    one = RankerConfig(segflow_like_weights=[0.0], segflow_target_weights=[0.0], segflow_reg_grid=[r.params_["reg"]],
+                       segflow_dropouts=[0.0], segflow_content_weights=[0.0])  # fmt: skip
+    plain = SegflowRanker(one).fit(data, implicit=True, seed=0)
+    users = sorted(set(data["user_id"]))
+    np.testing.assert_allclose(r._scores(np.arange(len(users))), plain._scores(np.arange(len(users))), atol=1e-9)
