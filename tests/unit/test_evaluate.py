@@ -269,6 +269,26 @@ def test_ranking_per_user_hand():
     assert out.row(1, named=True)["ndcg"] == 0.0
 
 
+def test_evaluate_ratings_with_a_test_user_in_no_segment():
+    """A user whose rows all fell in test has no segment (null after the join): reported overall, not per segment.
+
+    This crashed an implicit run after half an hour ('arrays used as indices must be of integer type')."""
+    test = pl.DataFrame({"user_id": ["a", "b", "z"], "item_id": ["1", "1", "2"], "rating": [4.0, 2.0, 3.0]})
+    groups = pl.DataFrame({"user_id": ["a", "b"], "segment_id": pl.Series([0, 1], dtype=pl.Int32)})
+    out = evaluate_ratings(test, {"global": np.array([4.0, 3.0, 1.0])}, groups, n_boot=10, seed=0)["global"]
+    assert out["n"] == 3 and set(out["per_segment"]) == {"0", "1"}
+    assert out["per_segment"]["1"]["rmse"] == 1.0 and out["per_segment"]["0"]["n"] == 1
+
+
+def test_ranking_relevance_none_counts_every_held_out_item():
+    test = pl.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["1", "2", "1"], "rating": [1.0, 30.0, 2.0]})
+    recs = pl.DataFrame({"user_id": ["a", "b"], "item_id": ["1", "1"], "rank": [1, 1]})
+    implicit = ranking_per_user(recs, test, k=1, relevance_threshold=None)
+    assert implicit["user_id"].to_list() == ["a", "b"] and implicit["hit"].to_list() == [1.0, 1.0]
+    rated = ranking_per_user(recs, test, k=1, relevance_threshold=4.0)
+    assert rated["user_id"].to_list() == ["a"] and rated["hit"].to_list() == [0.0]  # item 2 (30) was relevant
+
+
 def test_evaluate_rankings_hand():
     train = pl.DataFrame({"user_id": ["a", "b", "b", "c"], "item_id": ["1", "1", "2", "1"],
                           "rating": [5.0, 4.0, 3.0, 4.0]})  # fmt: skip
