@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import polars as pl
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # for `from tests.conftest import ...`, whatever directory pytest was started from
@@ -125,11 +124,4 @@ def run_env(tmp: Path) -> dict[str, str]:
     env.pop("PREFECT_API_URL", None)
     return env
 
-
-def whole_flow_ready() -> bool:
-    """The flow needs every stage's module; other engineers are still finishing some of them."""
-    return all((ROOT / p).exists() for p in ("segmentation/rank.py", "segmentation/evaluate.py", "reports/render.py"))
-
-
-needs_whole_flow = pytest.mark.skipif(not whole_flow_ready(), reason="rank.py / evaluate.py / render.py not there yet")
 

@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 
 import pytest
-from reliability_helpers import ROOT, make_published_run, needs_whole_flow, run_env, write_planted_files
+from reliability_helpers import ROOT, make_published_run, run_env, write_planted_files
 
 from segmentation._errors import DataError
 from segmentation.runs import complete_runs, load_run, stale_partials
 
-pytestmark = [pytest.mark.slow, pytest.mark.umap, needs_whole_flow]
+pytestmark = [pytest.mark.slow, pytest.mark.umap]
 
 SETTINGS = ["predictor.epochs=5", "evaluate.bootstrap=50"]
 STAGE_DONE = r"\[{}-[0-9a-f]+\] Finished in state (Completed|Cached)"  # the CLI's log line of a task run

@@ -15,14 +15,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from reliability_helpers import needs_whole_flow, write_planted_files
+from reliability_helpers import write_planted_files
 
 from flows.cli import main
 from flows.pipeline import segflow_pipeline  # noqa: F401  (Prefect's console log bound to the session's stderr)
 from segmentation._errors import DataWarning
 from segmentation.runs import complete_runs, load_run
 
-pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness"), needs_whole_flow]
+pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
 
 SETTINGS = ["predictor.epochs=5", "evaluate.bootstrap=50"]
 NOT_RESULTS = {"timings", "seconds", "run_id", "numba_import"}  # wall-clock figures and the run's own id

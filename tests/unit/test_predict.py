@@ -375,3 +375,19 @@ def test_gate_level_is_bonferroni_corrected_for_the_segments_tried():
     assert gate_level(cfg, 1) == 0.95 and gate_level(cfg, 0) == 0.95
     assert gate_level(cfg, 5) == pytest.approx(0.99)
     assert gate_level(cfg.model_copy(update={"gate_correction": "none"}), 5) == 0.95
+
+
+def test_test_ratings_never_reach_fitting(tmp_path):
+    """Scrambling the test split's ratings leaves the fitted model bit-identical: only train and valid are read."""
+    split = planted_low_rank(seed=5)
+    rng = np.random.default_rng(1)
+    scrambled = Split(split.train, split.valid,
+                      split.test.with_columns(pl.Series("rating", rng.permutation(split.test["rating"].to_numpy()[::-1]))),
+                      split.method)  # fmt: skip
+    assert not scrambled.test["rating"].equals(split.test["rating"])
+    blend = CONFIG.model_copy(update={"model": "blend", "blend_components": ["mf", "item-knn"]})
+    for i, s in enumerate((split, scrambled)):
+        fit_global_predictor(s, blend, seed=0).save(tmp_path / f"m{i}")
+    assert (tmp_path / "m0" / "weights.safetensors").read_bytes() == (tmp_path / "m1" / "weights.safetensors").read_bytes()
+    m0, m1 = (json.loads((tmp_path / f"m{i}" / "manifest.json").read_text()) for i in (0, 1))
+    assert m0["weights"] == m1["weights"] and m0["valid_rmse"] == m1["valid_rmse"]
