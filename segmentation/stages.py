@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from embeddings.encoder import Embeddings
-from segmentation.cluster import NOISE, Segmentation, fit_segments
+from segmentation.cluster import NOISE, Segmentation, fit_segments, require_segments
 from segmentation.config import (
     ClusterConfig,
     DataConfig,
@@ -112,8 +112,10 @@ def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, confi
 
 
 def segment(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:
-    """UMAP + HDBSCAN segments."""
-    return fit_segments(users, reduce, cluster, seed=seed)
+    """UMAP + HDBSCAN segments; :class:`DataError` when there is not one segment."""
+    segmentation = fit_segments(users, reduce, cluster, seed=seed)
+    require_segments(segmentation, users)
+    return segmentation
 
 
 def stability(users: Embeddings, segmentation: Segmentation, reduce: ReduceConfig, cluster: ClusterConfig,
