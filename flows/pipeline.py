@@ -36,6 +36,7 @@ from flows.tasks import retry_unless_user_error as _retry_unless_user_error  # n
 from segmentation import stages
 from segmentation.config import PipelineConfig
 from segmentation.pipeline import cache_root
+from segmentation.preflight import check_dataset
 from segmentation.runs import check_output_dir
 
 DEFAULT_CONFIG = PipelineConfig()  # frozen: safe as a shared default
@@ -48,6 +49,7 @@ def _run_stages(config: PipelineConfig) -> str:
     s = Stages(config)
     t0 = time.perf_counter()
     dataset = s.call("load", stages.load, config.data, cache, cached=False, io=True)  # bad input fails here, first
+    check_dataset(dataset, config)  # too few users etc.: before hours of embedding (a deployment's run skips the CLI)
     split = s.submit("split", stages.split, dataset, config.data, config.seed)
     finetune = (split, config.seed) if config.encoder.finetune else ()  # fine-tuning needs the train rows
     s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, *finetune, cached=False, io=True)

@@ -87,8 +87,16 @@ class Rankings:
 
 
 def load(config: DataConfig, cache_dir: Path) -> Dataset:
-    """Load and validate the configured data."""
-    return load_dataset(config, cache_dir)
+    """Load and validate the configured data (or take what ``segflow run`` checked before the flow, if unchanged)."""
+    from segmentation.preflight import checked_dataset
+
+    dataset = checked_dataset(config, cache_dir)
+    if dataset is None:
+        return load_dataset(config, cache_dir)
+    logger.info("loaded %s: %d interactions, %d users, %d items (checked before the flow started; the files have "
+                "not changed since, so they were not read again)", dataset.name, dataset.interactions.height,
+                dataset.n_users, dataset.n_items)  # fmt: skip
+    return dataset
 
 
 def split(dataset: Dataset, config: DataConfig, seed: int) -> Split:

@@ -1,15 +1,25 @@
-"""Degenerate but readable data: every run completes or exits 2 with a message, never a traceback.
+"""Degenerate but readable data, and bad data found fast: exit 0 with a run, or exit 2 with a message; never a traceback.
 
-The regression tests of single bugs come first; the property-based test over generated odd datasets is last.
+Regression tests of single bugs come first, then the checks ``segflow run``/``serve`` make before Prefect starts,
+and last a property-based test over generated odd datasets through the real CLI.
 """
+
+import csv
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
+from reliability_helpers import ROOT, run_env, write_base_files
 
 from embeddings.encoder import Embeddings
-from segmentation._errors import DataError
+from segmentation._errors import DataError, DataWarning
 from segmentation.cluster import NOISE, Clusterer
-from segmentation.config import ClusterConfig, ReduceConfig
+from segmentation.config import ClusterConfig, DataConfig, ReduceConfig
 
 
 def test_clusterer_without_any_segment_labels_everyone_an_outlier():
@@ -30,3 +40,129 @@ def test_segment_stage_explains_users_that_cannot_be_told_apart():
     users = Embeddings(np.array([f"u{i}" for i in range(120)], dtype=object), np.full((120, 16), 0.25, np.float32), "m")
     with pytest.raises(DataError, match="all 120 users have the same user vector"):
         stages.segment(users, ReduceConfig(), ClusterConfig(), seed=0)
+
+
+# ---------------------------------------------------------------- through the CLI
+
+# Settings that shrink a run's work without skipping a stage (the property test runs many whole runs).
+FAST = ["evaluate.bootstrap=0", "evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model='mf'",
+        "predictor.epochs=3", "predictor.finetune_epochs=2", "predictor.gate_bootstrap=50",
+        "ranker.rankers=['most-popular']"]  # fmt: skip
+
+
+def _write(path: Path, header: list[str], rows: list[list]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def _cli(ratings: Path, items: Path, out: Path, cache: Path, *extra: str) -> list[str]:
+    args = ["run", "--ratings", str(ratings), "--items", str(items), "--output", str(out), "--set", f"cache_dir='{cache}'"]
+    for s in FAST:
+        args += ["--set", s]
+    return args + list(extra)
+
+
+def _run(args: list[str], capfd) -> tuple[int, str]:
+    from flows.cli import main
+
+    capfd.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        code = main(args)
+    captured = capfd.readouterr()
+    return code, captured.out + captured.err
+
+
+def _items(ids: list[str]) -> list[list]:
+    return [[i, f"Film {i}", "Drama|Comedy"] for i in ids]
+
+
+def test_all_ratings_on_one_item_is_explained_before_the_flow(tmp_path, capfd):
+    """The reported bug: every user rated the one same item; it ended in IndexError from cluster.py, exit 1."""
+    ratings = _write(tmp_path / "ratings.csv", ["user_id", "item_id", "rating", "timestamp"],
+                     [[f"u{u}", "i0", 1 + u % 5, 1_600_000_000 + u] for u in range(300)])  # fmt: skip
+    items = _write(tmp_path / "items.csv", ["item_id", "title", "categories"], _items(["i0", "i1", "i2"]))
+    code, text = _run(_cli(ratings, items, tmp_path / "runs", tmp_path / "cache"), capfd)
+    assert code == 2, text
+    assert "Traceback" not in text
+    assert f"segflow: error: ratings file {ratings}: all 300 interactions are with the one item 'i0'" in text
+    assert "temporary server" not in text
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.umap
+@pytest.mark.usefixtures("prefect_harness")
+def test_users_who_all_chose_the_same_items_and_the_data_is_read_once(tmp_path, capfd, monkeypatch):
+    """Two items, every user rated both: (nearly) identical user vectors reach the segment stage, which explains
+    that it found no segment (it raised IndexError before). Which users keep both items in train depends on the split.
+
+    The flow's load stage takes the data the CLI checked (the files are unchanged): it does not read them again.
+    """
+    from segmentation import stages
+
+    reads = []
+    real = stages.load_dataset
+    monkeypatch.setattr(stages, "load_dataset", lambda *a, **k: reads.append(a) or real(*a, **k))
+    rows = [[f"u{u}", i, 1 + (u + k) % 5, 1_600_000_000 + u] for u in range(80) for k, i in enumerate(("i0", "i1"))]
+    ratings = _write(tmp_path / "ratings.csv", ["user_id", "item_id", "rating", "timestamp"], rows)
+    items = _write(tmp_path / "items.csv", ["item_id", "title", "categories"], _items(["i0", "i1"]))
+    code, text = _run(_cli(ratings, items, tmp_path / "runs", tmp_path / "cache", "--set", "represent.method='item-mean'"),
+                      capfd)  # fmt: skip
+    assert code == 2, text
+    assert "Traceback" not in text
+    assert re.search(r"segflow: error: cluster: (all \d+ users have the same user vector|HDBSCAN found no segment)", text)
+    assert f"(data: ratings file {ratings}, items file {items})" in text
+    assert reads == [], "the flow read the data files again"
+
+
+def _child(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    """``segflow ARGS`` in a fresh process that reports which heavy packages it imported."""
+    code = ("import sys\nfrom flows.cli import main\nrc = main(sys.argv[1:])\n"
+            "print('IMPORTED', sorted(m for m in ('prefect', 'torch', 'sentence_transformers', 'transformers', 'umap')"
+            " if m in sys.modules), file=sys.stderr)\nsys.exit(rc)")  # fmt: skip
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=run_env(tmp_path), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_bad_data_is_found_before_prefect_is_imported(command, tmp_path):
+    """``segflow run`` and ``serve`` read and check the data before they import Prefect, torch or the encoder.
+
+    (serve used to say only that PREFECT_API_URL is unset; run found the bad row inside the flow, 20-40 s later.)
+    """
+    files = write_base_files(tmp_path)
+    with files["ratings"].open("a") as f:
+        f.write("u1,i3,five,1600000000\n")
+    proc = _child(tmp_path, command, "--ratings", str(files["ratings"]), "--items", str(files["items"]), "--output",
+                  str(tmp_path / "runs"), "--set", f"cache_dir='{tmp_path / 'cache'}'")  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"segflow: error: ratings file {files['ratings']}, column 'rating': expected numbers; row 321" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert "IMPORTED []" in proc.stderr
+
+
+def test_checked_data_is_handed_over_once_and_only_while_the_files_are_unchanged(tmp_path):
+    from segmentation.config import PipelineConfig
+    from segmentation.preflight import check_before_run, checked_dataset
+
+    files = write_base_files(tmp_path)
+    data = DataConfig(source="files", ratings=files["ratings"], items=files["items"])
+    config = PipelineConfig(data=data, output_dir=tmp_path / "runs", cache_dir=tmp_path / "cache")
+    cache = tmp_path / "cache"
+    dataset = check_before_run(config)
+    assert checked_dataset(data, cache) is dataset
+    assert checked_dataset(data, cache) is None, "handed over once, then dropped"
+
+    check_before_run(config)
+    assert checked_dataset(data.model_copy(update={"max_users": 10}), cache) is None, "other settings: read again"
+
+    check_before_run(config)
+    st = files["items"].stat()
+    os.utime(files["items"], ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))  # the export was rewritten
+    assert checked_dataset(data, cache) is None
+
+    check_before_run(config, keep=False)
+    assert checked_dataset(data, cache) is None
