@@ -258,7 +258,7 @@ def evaluate_ratings(test: pl.DataFrame, predictions: dict[str, np.ndarray], gro
         }
         if "segment_id" in per_user.columns:
             for seg in _sorted_labels(per_user["segment_id"].drop_nulls().unique().to_list()):
-                m = (per_user["segment_id"] == seg).to_numpy()
+                m = (per_user["segment_id"] == seg).fill_null(False).to_numpy()  # test users without a segment: null
                 tot = float(n[m].sum())
                 res["per_segment"][str(seg)] = {
                     "rmse": _f(math.sqrt(se[m].sum() / tot)), "mae": _f(ae[m].sum() / tot), "n": int(tot),
