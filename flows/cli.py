@@ -7,7 +7,9 @@
     segflow clean [--output DIR] [--dry-run]          remove unfinished run folders left by killed runs
 
 Bad input or configuration ends with a one-paragraph message and exit status 2
-(``--debug`` adds the traceback); the last published run is never touched.
+(``--debug`` adds the traceback); the last published run is never touched. ``run`` and
+``serve`` check the configuration and the data before they import Prefect, so such an
+error comes in about a second (see :func:`_check_before_flow`).
 Prefect still logs the error and, to its API (the UI), the traceback; on the
 console the traceback of such an error is left out unless ``--debug`` is given.
 """
