@@ -181,6 +181,8 @@ CASES = [
     Case("timestamp-not-a-time", _append("ratings", "u1,i3,4,last tuesday\n"),
          ["column 'timestamp'", "epoch seconds or ISO dates", "'last tuesday'"]),  # fmt: skip
     Case("timestamp-empty", _append("ratings", "u1,i3,4,\n"), ["row 321 has an empty value", "--time-col ''"]),
+    Case("timestamp-not-finite", _append("ratings", "u1,i3,4,1e300\nu2,i4,4,nan\n"),
+         ["column 'timestamp'", "epoch seconds or ISO dates", "row 321 has '1e300' (2 such rows)"]),  # fmt: skip
     # ---- ids
     Case("user-id-empty", _append("ratings", ",i3,4,1600000000\n"), ["column 'user_id'", "row 321", "empty or NaN id"]),
     Case("user-id-nan", _append("ratings", "NaN,i3,4,1600000000\n"), ["row 321 has an empty or NaN id"]),

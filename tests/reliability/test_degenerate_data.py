@@ -203,6 +203,8 @@ TIMES = {
     "iso-datetime": lambda k: f"1969-12-31T23:59:{k % 60:02d}",
     "mixed": lambda k: str(1_600_000_000 + k) if k % 2 else "2021-03-04",
     "float-seconds": lambda k: f"{1_600_000_000 + k}.5",
+    "int64-edges": lambda k: ["-9223372036854775808", "1e18", "-1e18", "9223372036854775000"][k % 4],
+    "not-finite": lambda k: ["1e300", "nan", "inf", str(1_600_000_000 + k)][k % 4],
 }
 RATINGS = {
     "constant": lambda r: 4,
@@ -268,6 +270,7 @@ PLAIN = {"n_users": 60, "n_items": 1, "groups": 1, "per_user": 1, "user_ids": "p
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip
 @example(spec=PLAIN)  # every user on the same single item: IndexError in cluster.py
 @example(spec={**PLAIN, "n_items": 12, "groups": 3, "per_user": 2})  # test users without a segment: evaluate.py
+@example(spec={**PLAIN, "n_items": 12, "groups": 3, "per_user": 2, "times": "not-finite"})  # polars cast error
 @given(spec=odd_datasets())
 def test_odd_data_completes_or_is_explained(spec, capfd, property_cache):
     """Every generated data set either completes (exit 0, a run published) or exits 2 with one message.
