@@ -14,6 +14,8 @@ import os
 import threading
 from pathlib import Path
 
+import numpy as np
+
 from segmentation._errors import DataError
 from segmentation.config import DataConfig, PipelineConfig
 from segmentation.data import Dataset, default_cache_dir, load_dataset
@@ -21,6 +23,8 @@ from segmentation.data import Dataset, default_cache_dir, load_dataset
 __all__ = ["check_before_run", "check_dataset", "checked_dataset", "data_stamp", "forget_checked"]
 
 logger = logging.getLogger(__name__)
+
+LARGEST_RATING = float(np.sqrt(np.finfo(np.float32).max))  # 1.84e19: its square still fits the models' float32
 
 _lock = threading.Lock()
 _checked: tuple[tuple, Dataset] | None = None  # (data_stamp, dataset) of the last check_before_run, handed over once
@@ -47,20 +51,31 @@ def data_stamp(config: DataConfig, cache_dir: Path) -> tuple:
 
 
 def check_dataset(dataset: Dataset, config: PipelineConfig) -> None:
-    """The checks of a loaded dataset that need no fitting: users enough to segment, more than one item.
+    """The checks of a loaded dataset that need no fitting: users enough to segment, ratings the models can
+    compute with, more than one item.
 
     The users counted are all users with an interaction; the segmented ones (those with training rows) are at
     most as many, so this refuses only what the segmentation would refuse later anyway.
 
     Raises:
-        DataError: too few users for UMAP or HDBSCAN, or every interaction is with one item.
+        DataError: too few users for UMAP or HDBSCAN, ratings above :data:`LARGEST_RATING`, or every interaction
+            is with one item.
     """
     from segmentation.cluster import check_enough_users
 
     check_enough_users(dataset.n_users, config.reduce, config.cluster)
+    where = f"ratings file {config.data.ratings}" if config.data.source == "files" else f"data {dataset.name}"
+    largest = dataset.interactions["rating"].max()
+    if largest is not None and largest > LARGEST_RATING:
+        n = int((dataset.interactions["rating"] > LARGEST_RATING).sum())
+        raise DataError(
+            f"{where}, column {config.data.columns.rating!r}: {n} ratings are above {LARGEST_RATING:.3g} (the largest "
+            f"is {largest:g}), too large for the rating models, which compute in float32 (a square must stay below "
+            "its largest number); is a column of ids or amounts mapped as the rating? Check "
+            "data.columns.rating, or give implicit feedback with --rating-col ''"
+        )
     item = dataset.interactions["item_id"]
     if not (item != item[0]).any():
-        where = f"ratings file {config.data.ratings}" if config.data.source == "files" else f"data {dataset.name}"
         raise DataError(
             f"{where}: all {item.len()} interactions are with the one item {item[0]!r}, so every "
             "user chose the same and there is nothing to segment users by or to recommend; give the whole export "
@@ -83,6 +98,8 @@ def check_before_run(config: PipelineConfig, *, keep: bool = True) -> Dataset:
 
     check_output_dir(config.output_dir)
     resolve_model_path(config.encoder.model)
+    # segmentation.pipeline.cache_root, which the flow passes to the load stage (not imported: it pulls in every
+    # stage's module, 0.5 s); the stamp includes this folder, so a difference would only mean a second read
     cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     stamp = data_stamp(config.data, cache)  # taken before reading: a file changed while it is read is read again
     forget_checked()

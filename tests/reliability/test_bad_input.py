@@ -177,6 +177,8 @@ CASES = [
          ["must lie in data.rating_scale [1, 5]", "row 321 has '7'", "widen data.rating_scale"]),  # fmt: skip
     Case("rating-nan", _append("ratings", "u1,i3,NaN,1600000000\n"), ["finite", "row 321 has 'NaN'"]),
     Case("rating-infinite", _append("ratings", "u1,i3,inf,1600000000\n"), ["finite", "'inf'"]),
+    Case("rating-too-large", _append("ratings", "u1,i3,1e300,1600000000\n"),
+         ["column 'rating': 1 ratings are above 1.84e+19 (the largest is 1e+300)", "data.columns.rating"]),  # fmt: skip
     Case("rating-boolean-parquet", _parquet_bool_ratings, ["expected numbers", "row 1 has 'false'"]),
     Case("timestamp-not-a-time", _append("ratings", "u1,i3,4,last tuesday\n"),
          ["column 'timestamp'", "epoch seconds or ISO dates", "'last tuesday'"]),  # fmt: skip

@@ -212,6 +212,7 @@ RATINGS = {
     "half-stars": lambda r: 0.5 * r.integers(1, 11),
     "zeros": lambda r: 0,
     "counts": lambda r: int(r.integers(1, 10_000)),
+    "huge": lambda r: 10.0 ** int(r.integers(6, 300)),
 }
 
 
@@ -271,6 +272,8 @@ PLAIN = {"n_users": 60, "n_items": 1, "groups": 1, "per_user": 1, "user_ids": "p
 @example(spec=PLAIN)  # every user on the same single item: IndexError in cluster.py
 @example(spec={**PLAIN, "n_items": 12, "groups": 3, "per_user": 2})  # test users without a segment: evaluate.py
 @example(spec={**PLAIN, "n_items": 12, "groups": 3, "per_user": 2, "times": "not-finite"})  # polars cast error
+@example(spec={**PLAIN, "n_users": 71, "n_items": 6, "per_user": 4, "user_ids": "unicode", "ratings": "huge",
+               "seed": 61})  # ratings of 1e300: NaN predictions, ValueError in evaluate  # fmt: skip
 @given(spec=odd_datasets())
 def test_odd_data_completes_or_is_explained(spec, capfd, property_cache):
     """Every generated data set either completes (exit 0, a run published) or exits 2 with one message.
