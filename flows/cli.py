@@ -9,7 +9,9 @@
     segflow prune [--output DIR] [--keep-last N] [--dry-run]   remove the oldest complete runs beyond N
 
 Bad input or configuration ends with a one-paragraph message and exit status 2
-(``--debug`` adds the traceback); the last published run is never touched.
+(``--debug`` adds the traceback); the last published run is never touched. ``run`` and
+``serve`` check the configuration and the data before they import Prefect, so such an
+error comes in about a second (see :func:`_check_before_flow`).
 Prefect still logs the error and, to its API (the UI), the traceback; on the
 console the traceback of such an error is left out unless ``--debug`` is given.
 """
@@ -138,13 +140,37 @@ def _quiet_user_error_tracebacks(args: argparse.Namespace) -> None:
             handler.addFilter(_UserErrorTracebackFilter())
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from flows.artifacts import summary_markdown
-    from flows.pipeline import segflow_pipeline
+def _check_before_flow(config, *, keep: bool) -> None:
+    """Fail fast: check the output folder, the encoder model and the data (load + validate + the checks that need
+    no fitting) before Prefect is imported or started, so bad input is reported in seconds, not after 20-40 s.
 
-    _quiet_user_error_tracebacks(args)
+    ``keep``: hand the loaded data to the flow's load stage (same process; reused only while the files are
+    unchanged), so it is read once. Nothing here may import Prefect, torch or sentence-transformers.
+    """
+    import time
+
+    from segmentation.preflight import check_before_run
+
+    t0 = time.perf_counter()
+    dataset = check_before_run(config, keep=keep)
+    logging.getLogger("segflow").info("checked the configuration and the data (%d interactions, %d users, %d items) "
+                                      "in %.1f s", dataset.interactions.height, dataset.n_users, dataset.n_items,
+                                      time.perf_counter() - t0)  # fmt: skip
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from segmentation.preflight import forget_checked
+
     config = _load(args)
-    path = segflow_pipeline(config)
+    _check_before_flow(config, keep=True)
+    try:
+        from flows.artifacts import summary_markdown
+        from flows.pipeline import segflow_pipeline
+
+        _quiet_user_error_tracebacks(args)
+        path = segflow_pipeline(config)
+    finally:
+        forget_checked()  # the flow took it, or never started: do not hold the data any longer
     print(summary_markdown(Path(path)))
     print(f"\nReport: {Path(path) / 'report' / 'index.html'}")
     return 0
@@ -236,10 +262,11 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    config = _load(args)
+    _check_before_flow(config, keep=False)  # the deployment's runs load the data in their own processes
     from flows.serve import serve
 
     _quiet_user_error_tracebacks(args)
-    config = _load(args)
     try:
         serve(config, name=args.name, cron=args.cron, timezone=args.timezone, limit=args.limit)
     except KeyboardInterrupt:

@@ -37,6 +37,7 @@ from segmentation import stages
 from segmentation.cache import clean_cache
 from segmentation.config import PipelineConfig
 from segmentation.pipeline import cache_root
+from segmentation.preflight import check_dataset
 from segmentation.runs import check_output_dir
 
 DEFAULT_CONFIG = PipelineConfig()  # frozen: safe as a shared default
@@ -49,6 +50,7 @@ def _run_stages(config: PipelineConfig) -> str:
     s = Stages(config)
     t0 = time.perf_counter()
     dataset = s.call("load", stages.load, config.data, cache, cached=False, io=True)  # bad input fails here, first
+    check_dataset(dataset, config)  # too few users etc.: before hours of embedding (a deployment's run skips the CLI)
     split = s.submit("split", stages.split, dataset, config.data, config.seed)
     # fine-tuning needs the train rows
     finetune = (split, config.seed, dataset.implicit) if config.encoder.finetune else ()

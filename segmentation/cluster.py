@@ -23,7 +23,8 @@ from segmentation.reduce import require_users as require_umap_users
 if TYPE_CHECKING:
     from segmentation.stability import ParameterChoice
 
-__all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size", "fit_segments"]
+__all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size", "fit_segments",
+           "require_segments"]
 
 logger = logging.getLogger(__name__)
 
@@ -135,7 +136,7 @@ class Clusterer:
         self.mapping_ = np.full(k_raw, NOISE, dtype=np.int32)
         for new, old in enumerate(order):
             self.mapping_[old] = new
-        labels = np.where(raw >= 0, self.mapping_[np.clip(raw, 0, None)], NOISE).astype(np.int32)
+        labels = self._renumber(raw)
         self.soft_ = self._soft(x, sample, rest, neighbours)
         self.neighbours_ = neighbours if len(rest) else None
         self.soft_assigned_ = np.zeros(n, dtype=bool)
@@ -151,6 +152,12 @@ class Clusterer:
         logger.info("HDBSCAN found %d segments, %d outliers (%.1f%%) among %d users (fitted on %d) in %.1fs", k_raw,
                     int((labels == NOISE).sum()), 100 * (labels == NOISE).mean(), n, m, time.perf_counter() - t0)  # fmt: skip
         return self
+
+    def _renumber(self, raw: np.ndarray) -> np.ndarray:
+        """HDBSCAN's labels in this clusterer's numbering (``NOISE`` stays; no segment at all: every row is noise)."""
+        if self.mapping_.size == 0:  # nothing to look up: indexing the empty mapping would raise IndexError
+            return np.full(len(raw), NOISE, dtype=np.int32)
+        return np.where(raw >= 0, self.mapping_[np.clip(raw, 0, None)], NOISE).astype(np.int32)
 
     @staticmethod
     def _extend(x: np.ndarray, rest: np.ndarray, neighbours: Neighbours, model) -> tuple[np.ndarray, np.ndarray]:
@@ -193,8 +200,7 @@ class Clusterer:
 
         check_is_fitted(self, "hdbscan_")
         raw, strength = hdbscan.approximate_predict(self.hdbscan_, np.asarray(x, dtype=np.float64))
-        labels = np.where(raw >= 0, self.mapping_[np.clip(raw, 0, None)], NOISE).astype(np.int32)
-        return labels, strength.astype(np.float32)
+        return self._renumber(raw), strength.astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,28 @@ def check_enough_users(n: int, reduce: ReduceConfig, cluster: ClusterConfig) -> 
 
     require_umap_users(n, reduce.n_components)
     require_users(min(n, reduce.sample_size), cluster.min_cluster_size or MIN_SIZE)
+
+
+def require_segments(segmentation: Segmentation, users: Embeddings) -> None:
+    """Raise :class:`DataError` when the run's segmentation found no segment at all (every user an outlier).
+
+    Nothing downstream (profiles, per-segment models, the report) has anything to work on then, and the
+    cause is in the data or in ``cluster``'s settings, so the message says which.
+    """
+    if segmentation.n_segments:
+        return
+    n = len(users.ids)
+    if n and not (users.vectors != users.vectors[:1]).any():
+        raise DataError(
+            f"cluster: all {n} users have the same user vector, so nothing tells them apart (for example every "
+            "user rated the same item or items); segments need users whose choices differ. Check that the "
+            "ratings file is the whole export and not one item's slice of it"
+        )
+    raise DataError(
+        f"cluster: HDBSCAN found no segment among {segmentation.n_fitted} users: no group of at least "
+        f"{segmentation.min_cluster_size} users (min_cluster_size) stands out from the rest, so every user is an "
+        "outlier. Give more users with more varied histories, or set a smaller cluster.min_cluster_size"
+    )
 
 
 def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, *, seed: int = 0,

@@ -499,9 +499,9 @@ def _first_bad_row(df: pl.DataFrame, raw: str, cast: str) -> str:
 
 def _parse_timestamp(df: pl.DataFrame, path: Path, column: str) -> pl.Series:
     raw = df["timestamp"]
-    as_int = raw.cast(pl.Float64, strict=False)
+    as_int = raw.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)  # NaN, inf, past int64: null, reported
     if as_int.null_count() == raw.null_count():
-        return as_int.cast(pl.Int64)
+        return as_int
     as_dt = pl.Series("_t", [None] * len(raw), dtype=pl.Datetime("us"))
     for fmt in (None, "%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S"):
         try:

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from embeddings.encoder import Embeddings
-from segmentation.cluster import NOISE, Segmentation, fit_segments
+from segmentation.cluster import NOISE, Segmentation, fit_segments, require_segments
 from segmentation.config import (
     ClusterConfig,
     DataConfig,
@@ -90,8 +90,16 @@ class Rankings:
 
 
 def load(config: DataConfig, cache_dir: Path) -> Dataset:
-    """Load and validate the configured data."""
-    return load_dataset(config, cache_dir)
+    """Load and validate the configured data (or take what ``segflow run`` checked before the flow, if unchanged)."""
+    from segmentation.preflight import checked_dataset
+
+    dataset = checked_dataset(config, cache_dir)
+    if dataset is None:
+        return load_dataset(config, cache_dir)
+    logger.info("loaded %s: %d interactions, %d users, %d items (checked before the flow started; the files have "
+                "not changed since, so they were not read again)", dataset.name, dataset.interactions.height,
+                dataset.n_users, dataset.n_items)  # fmt: skip
+    return dataset
 
 
 def split(dataset: Dataset, config: DataConfig, seed: int) -> Split:
@@ -115,8 +123,10 @@ def represent(split: Split, items: pl.DataFrame, item_vectors: Embeddings, confi
 
 
 def segment(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:
-    """UMAP + HDBSCAN segments."""
-    return fit_segments(users, reduce, cluster, seed=seed)
+    """UMAP + HDBSCAN segments; :class:`DataError` when there is not one segment."""
+    segmentation = fit_segments(users, reduce, cluster, seed=seed)
+    require_segments(segmentation, users)
+    return segmentation
 
 
 def stability(users: Embeddings, segmentation: Segmentation, reduce: ReduceConfig, cluster: ClusterConfig,
