@@ -39,6 +39,7 @@ SEGMENTS = pl.Schema(
         "rating_std": pl.Float64,
         "mean_activity": pl.Float64,
         "median_activity": pl.Float64,
+        "stability": pl.Float64,
     }
 )
 
@@ -83,6 +84,14 @@ class SegmentProfile:
     rating_hist: dict[str, float]  # rating value -> share of the segment's ratings
     demographics: list[AttributeProfile] = field(default_factory=list)
     representative_users: list[str] = field(default_factory=list)
+    stability: float | None = None  # mean clusterwise Jaccard over the stability refits; None: not measured
+
+    @property
+    def tentative(self) -> bool:
+        """Stability measured and below :data:`segmentation.stability.TENTATIVE` (the segment may not come back)."""
+        from segmentation.stability import TENTATIVE
+
+        return self.stability is not None and self.stability < TENTATIVE
 
 
 def _tokens(text: str) -> list[str]:
