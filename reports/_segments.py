@@ -139,8 +139,8 @@ def stability_sentence(metrics: dict[str, Any], s: Seg, segs: list[Seg]) -> str 
     word = ("highly stable" if s.stability >= 0.85 else "stable" if s.stability >= 0.75 else
             "fairly stable" if s.stability >= TENTATIVE else "tentative")  # fmt: skip
     text = (f"Stability {s.stability:.2f} ({word}): when the segments were fitted again with other seeds and on 80 % "
-            f"subsamples of the users ({refits}), the closest segment shared on average {100 * s.stability:.0f} % of "
-            f"its members with this one (Jaccard overlap; 1 = the same members every time"
+            f"subsamples of the users ({refits}), the closest refitted segment overlapped this one by {s.stability:.2f} "
+            f"on average (Jaccard: users in both over users in either; 1 = the same members every time"
             + (f", lowest {low:.2f}" if isinstance(low, (int, float)) else "") + ").")  # fmt: skip
     why = _why(e, {x.id: x for x in segs})
     if s.tentative and why:

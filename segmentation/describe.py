@@ -46,6 +46,7 @@ SEGMENTS = pl.Schema(
 KEYWORD_MIN_DF = 2
 """A tag or text word must describe at least this many items to be a keyword (drops typos and one-off words)."""
 _EXTRA_STOP = frozenset({"tags", "genres", "genre", "tag"})  # the labels describe_items and the tags loader write
+_NO_CATEGORY = frozenset({"unknown", "(no genres listed)", "none", "n/a"})  # placeholders (MovieLens), not keywords
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_m
     """
     from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
-    cats = [[c.strip().lower() for c in cs if c and c.strip()] for cs in items["categories"].to_list()]
+    cats = [[c.strip().lower() for c in cs if c and c.strip() and c.strip().lower() not in _NO_CATEGORY]
+            for cs in items["categories"].to_list()]  # fmt: skip
     texts = [t or "" for t in items["text"].fill_null("").to_list()]
     texts = [t if t.strip() or c else fallback.get(i, "") for t, c, i in zip(texts, cats, items["item_id"].to_list())]
     blocks, names = [], []
