@@ -45,8 +45,9 @@ SEGMENTS = pl.Schema(
 
 KEYWORD_MIN_DF = 2
 """A tag or text word must describe at least this many items to be a keyword (drops typos and one-off words)."""
-_EXTRA_STOP = frozenset({"tags", "genres", "genre", "tag"})  # the labels describe_items and the tags loader write
 _NO_CATEGORY = frozenset({"unknown", "(no genres listed)", "none", "n/a"})  # placeholders (MovieLens), not keywords
+# the labels describe_items and the tags loader write, and the placeholder category in a title-only description
+_EXTRA_STOP = frozenset({"tags", "genres", "genre", "tag", "unknown", "listed"})
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,9 @@ def ctfidf(counts: sp.spmatrix) -> sp.csr_matrix:
     return sp.csr_matrix(tf @ sp.diags(idf))
 
 
-def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
-    """(items x terms) counts over what describes each item, the terms, and which terms are category names.
+def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, bool]:
+    """(items x terms) counts over what describes each item, the terms, which terms are category names, and
+    whether any item has tags or text.
 
     A category is one term (``sci-fi``, ``film-noir``); tags and free text (``items.text``, where the loader puts
     a tags file's tags) are split into words by a scikit-learn ``CountVectorizer`` with English stop words and
@@ -126,6 +128,7 @@ def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_m
     cats = [[c.strip().lower() for c in cs if c and c.strip() and c.strip().lower() not in _NO_CATEGORY]
             for cs in items["categories"].to_list()]  # fmt: skip
     texts = [t or "" for t in items["text"].fill_null("").to_list()]
+    has_text = any(t.strip() for t in texts)
     texts = [t if t.strip() or c else fallback.get(i, "") for t, c, i in zip(texts, cats, items["item_id"].to_list())]
     blocks, names = [], []
     if any(cats):
@@ -141,7 +144,7 @@ def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_m
     except ValueError:  # no word left (no text, or every word a stop word or too rare)
         pass
     if not blocks:
-        return sp.csr_matrix((items.height, 0)), np.array([], dtype=object), np.array([], dtype=bool)
+        return sp.csr_matrix((items.height, 0)), np.array([], dtype=object), np.array([], dtype=bool), has_text
     terms = np.concatenate(names).astype(object)
     is_cat = np.arange(len(terms)) < n_cat
     matrix = sp.hstack(blocks, format="csr")
@@ -155,7 +158,7 @@ def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_m
                                                       shape=(len(terms), len(terms))))  # fmt: skip
         keep = np.array(sorted(first.values()))
         matrix, terms, is_cat = matrix[:, keep], terms[keep], is_cat[keep]
-    return matrix, terms, is_cat
+    return matrix, terms, is_cat, has_text
 
 
 def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[str, str] | None = None, *,
@@ -180,7 +183,7 @@ def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[st
     Returns:
         segment id -> keywords, best first (every segment in ``liked``).
     """
-    matrix, terms, is_cat = _item_terms(items, fallback or {})
+    matrix, terms, is_cat, other_words = _item_terms(items, fallback or {})
     segs = sorted(int(s) for s in liked["segment_id"].unique().to_list())
     if not len(terms) or not segs:
         return {s: [] for s in segs}
@@ -195,7 +198,6 @@ def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[st
     size = dense.sum(axis=1, keepdims=True)
     share_all = dense.sum(axis=0) / max(dense.sum(), 1.0)
     distinctive = dense / np.maximum(size, 1.0) > share_all[None, :]
-    other_words = bool((~is_cat).any())
     shown = {s: {c.lower() for c in cs} for s, cs in (shown_categories or {}).items()}
     out = {}
     for k, s in enumerate(segs):

@@ -284,3 +284,17 @@ def test_keywords_of_items_with_nothing_but_a_title():
     # the two space films share "star", the dramas "man"; other title words occur once (min_df)
     assert kw[1] == ["star"] and kw[2] == ["man"]
     assert segment_keywords(_liked(), items, {}, top_n=3) == {0: [], 1: [], 2: []}
+
+
+def test_keywords_of_category_only_data_keep_the_shown_categories():
+    # MovieLens 100k: genres only, some films' genre is the placeholder "unknown" (their descriptions, the fallback,
+    # then say "Genres: unknown"); a title-only fallback is no tag or text, so shown genres stay keywords
+    items = _catalogue()
+    cats = items["categories"].to_list()
+    cats[4] = cats[5] = ["unknown"]
+    items = items.with_columns(pl.Series("categories", cats, dtype=pl.List(pl.String)))
+    desc = dict(zip(*describe_items(items).to_dict(as_series=False).values()))
+    assert desc["5"].endswith("Genres: unknown")
+    kw = segment_keywords(_liked(), items, desc, top_n=3, shown_categories={0: ["Animation"], 1: ["Sci-Fi"]})
+    assert kw[0][0] == "animation" and kw[1][0] == "sci-fi"
+    assert "unknown" not in {k for v in kw.values() for k in v}
