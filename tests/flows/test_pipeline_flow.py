@@ -13,6 +13,7 @@ from prefect.exceptions import ParameterTypeError
 from flows.cli import main
 from flows.pipeline import segflow_pipeline
 from segmentation.config import load_config
+from segmentation.describe import SEGMENTS
 from segmentation.runs import load_run
 
 pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
@@ -55,6 +56,14 @@ def test_run_folder_contract(first_run):
     users = run.users
     assert users.height == 200 and users["user_id"].n_unique() == 200
     assert set(run.segments["segment_id"].to_list()) == set(users["segment_id"].to_list())
+    # per-segment stability (clusterwise Jaccard): in segments.parquet and metrics.json, none for outliers
+    assert run.segments.schema == SEGMENTS
+    per = m["segmentation"]["stability"]["per_segment"]
+    stab = dict(zip(run.segments["segment_id"].to_list(), run.segments["stability"].to_list()))
+    assert sorted(per) == sorted(str(s) for s in stab if s != -1) and stab.get(-1) is None
+    for sid, entry in per.items():
+        assert entry["jaccard"] == stab[int(sid)] and 0 <= entry["min"] <= entry["jaccard"] <= 1
+        assert entry["n_refits"] == 4  # 2 other seeds + 2 subsamples, the stability stage's defaults
     checker = Path(__file__).resolve().parents[3] / "shared" / "tools" / "check_outputs.py"
     if checker.exists():  # the agreed output-contract checker, from the project root it expects
         proc = subprocess.run([sys.executable, str(checker)], cwd=out.parent, capture_output=True, text=True)

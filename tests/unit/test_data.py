@@ -180,3 +180,12 @@ def test_tags_file_joins_item_text_most_frequent_first(files, tmp_path):
     plain = load_dataset(DataConfig(source="files", ratings=r, items=i, users=u, columns=cols))
     assert plain.items.equals(load_files(r, i, u, columns=cols).items)
     assert dict(zip(plain.items["item_id"], plain.items["text"]))["a"] == "fast"
+
+
+def test_cli_tags_flag_sets_data_tags(files, tmp_path, capsys):
+    from flows.cli import main
+
+    r, i, _, _ = files
+    tags = write(tmp_path / "tags.csv", "user_id,item_id,tag\n1,a,dark\n")
+    assert main(["config", "--ratings", str(r), "--items", str(i), "--tags", str(tags)]) == 0
+    assert f'tags = "{tags}"' in capsys.readouterr().out
