@@ -139,3 +139,35 @@ def test_segment_missing_from_a_subsample_skips_that_refit():
     result = {s.segment_id: s for s in segment_stability(reference, [(np.array([2, 3, 4]), np.array([0, 0, 0]))])}
     assert result[0].jaccards == () and result[0].jaccard is None and result[0].to_dict()["jaccard"] is None
     assert result[1].jaccards == (1.0,)
+
+
+@pytest.mark.umap
+def test_stability_stage_scores_the_run_segments_on_a_sample(blobs):
+    from segmentation.cluster import fit_segments
+    from segmentation.config import EvalConfig
+    from segmentation.stages import stability, with_stability
+
+    x, _ = blobs
+    rng = np.random.default_rng(0)
+    users = Embeddings(np.array([f"u{i}" for i in range(len(x))], dtype=object),
+                       np.hstack([x, rng.normal(0, 0.1, (len(x), 11))]).astype(np.float32), "blobs")  # fmt: skip
+    reduce = ReduceConfig(n_neighbors=10)
+    run = fit_segments(users, reduce, ClusterConfig(), seed=0, picture=False)
+    # more users than stability_max_users: the run's segments on a 600-user sample, against the sample's own
+    # fit with the run's seed, one other seed and one subsample (3 refits)
+    out = stability(users, run, reduce, ClusterConfig(),
+                    EvalConfig(stability_seeds=1, stability_subsamples=1, stability_max_users=600), 0)  # fmt: skip
+    assert out["n_users"] == 600 and sorted(out["per_segment"]) == ["0", "1", "2", "3"]
+    assert all(v["n_refits"] == 3 and v["jaccard"] > 0.9 for v in out["per_segment"].values())
+    assert "clusterboot" in out["note"]
+    profiles = with_stability([_profile(0), _profile(3), _profile(-1)], out)
+    assert [p.stability for p in profiles] == [out["per_segment"]["0"]["jaccard"], out["per_segment"]["3"]["jaccard"],
+                                               None]  # fmt: skip
+    assert not any(p.tentative for p in profiles)
+    assert with_stability([_profile(0)], {"skipped": "off"})[0].stability is None
+
+
+def _profile(sid: int):
+    from segmentation.describe import SegmentProfile
+
+    return SegmentProfile(sid, "x", "", 10, 0.1, [], [], [], [], [], [], [], [], 3.5, 1.0, 20.0, 18.0, {})
