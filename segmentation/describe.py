@@ -187,10 +187,9 @@ def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[st
     segs = sorted(int(s) for s in liked["segment_id"].unique().to_list())
     if not len(terms) or not segs:
         return {s: [] for s in segs}
-    pos = {i: k for k, i in enumerate(items["item_id"].to_list())}
-    known = liked.filter(pl.col("item_id").is_in(pl.Series(list(pos)).implode()))
+    known = liked.join(items.select("item_id").with_row_index("_col"), on="item_id", how="inner")
     rows = np.searchsorted(segs, known["segment_id"].to_numpy())
-    cols = np.fromiter((pos[i] for i in known["item_id"].to_list()), dtype=np.int64, count=known.height)
+    cols = known["_col"].to_numpy().astype(np.int64)
     choices = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(segs), items.height))
     counts = sp.csr_matrix(choices @ matrix)  # (segments x terms): term counts over the liked items
     scores = ctfidf(counts).toarray()
