@@ -45,6 +45,8 @@ def _data_overrides(args: argparse.Namespace) -> list[str]:
         out.append(f"data.items={_q(args.items)}")
     if args.users:
         out.append(f"data.users={_q(args.users)}")
+    if args.tags:
+        out.append(f"data.tags={_q(args.tags)}")
     mapping = {"user_col": "user", "item_col": "item", "rating_col": "rating", "time_col": "timestamp",
                "item_id_col": "item_id", "title_col": "title", "category_col": "categories",
                "category_sep": "category_separator", "user_id_col": "user_id", "weight_col": "weight"}  # fmt: skip
@@ -282,6 +284,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ratings", help="interactions file: CSV, TSV, Parquet or RecBole .inter")
     g.add_argument("--items", help="item catalogue file")
     g.add_argument("--users", help="optional user attributes file")
+    g.add_argument("--tags", help="optional tags file (user, item, tag per row; columns data.columns.tag_user, "
+                   "tag_item, tag): each item's most frequent tags join its text")  # fmt: skip
     g.add_argument("--user-col", help="ratings: user id column (default user_id)")
     g.add_argument("--item-col", help="ratings: item id column (default item_id)")
     g.add_argument("--rating-col", help="ratings: rating column (default rating; '' for implicit feedback)")

@@ -205,6 +205,7 @@ class Cell:
     bar: float | None = None  # 0..1, drawn as a small inline bar
     chips: list[str] = field(default_factory=list)
     note: str | None = None
+    badge: str | None = None  # a short label after the text, e.g. "tentative"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ It imports from :mod:`reports._format` and :mod:`reports._charts`, which refer t
 """
 
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 
@@ -14,6 +15,7 @@ from reports._format import _get, segment_filename
 from reports.model import ReportInput
 from segmentation.cluster import NOISE
 from segmentation.describe import SegmentProfile
+from segmentation.stability import TENTATIVE
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,16 @@ class Seg:
     @property
     def is_noise(self) -> bool:
         return self.id == NOISE
+
+    @property
+    def stability(self) -> float | None:
+        """Mean clusterwise Jaccard over the stability refits (``segments.parquet``), None if not measured."""
+        return None if self.profile is None or self.is_noise else self.profile.stability
+
+    @property
+    def tentative(self) -> bool:
+        """Measured and below :data:`segmentation.stability.TENTATIVE`."""
+        return self.stability is not None and self.stability < TENTATIVE
 
     @property
     def short(self) -> str:
@@ -89,3 +101,67 @@ def _overall(data: ReportInput, segs: list[Seg]) -> _Overall:
     mean_r = sum(p.mean_rating * wi for p, wi in zip(profs, w)) / total
     act = total / max(sum(p.size for p in profs), 1)
     return _Overall(n_users, mean_r, act, dict(sorted(hist.items(), key=lambda kv: float(kv[0]))))
+
+
+TENTATIVE_MEANING = ("Tentative: when the users are resampled and the segments fitted again, this segment does not "
+                     "reliably come back; it dissolves or merges with another segment, so its exact members (and "
+                     "the figures on this page) may change from run to run. Treat it as a hint, not a fixed group.")  # fmt: skip
+
+_FATES = {"split": "its members spread over several segments",
+          "outliers": "most of its members become outliers",
+          "merged": "it merges into a larger segment"}  # fmt: skip
+
+
+def _stability_entry(metrics: dict[str, Any], s: Seg) -> dict[str, Any]:
+    entry = _get(metrics, "segmentation", "stability", "per_segment", s.id)
+    return entry if isinstance(entry, dict) else {}
+
+
+def _why(entry: dict[str, Any], names: dict[int, Seg]) -> str:
+    """'in most of the refits where it did not come back, it merges into a larger segment (with X)', or ''."""
+    fate = entry.get("fate")
+    if fate not in _FATES:
+        return ""
+    text = _FATES[fate]
+    partner = names.get(entry["merged_with"]) if isinstance(entry.get("merged_with"), int) else None
+    if fate == "merged" and partner is not None:
+        text = f"it merges with {partner.name}"
+    return text
+
+
+def stability_sentence(metrics: dict[str, Any], s: Seg, segs: list[Seg]) -> str | None:
+    """One plain sentence on how reliably the segment comes back when the data is resampled (None: not measured)."""
+    if s.is_noise or s.stability is None:
+        return None
+    e = _stability_entry(metrics, s)
+    n, low = e.get("n_refits"), e.get("min")
+    refits = f"{n} refits" if isinstance(n, int) else "the refits"
+    word = ("highly stable" if s.stability >= 0.85 else "stable" if s.stability >= 0.75 else
+            "fairly stable" if s.stability >= TENTATIVE else "tentative")  # fmt: skip
+    text = (f"Stability {s.stability:.2f} ({word}): when the segments were fitted again with other seeds and on 80 % "
+            f"subsamples of the users ({refits}), the closest refitted segment overlapped this one by {s.stability:.2f} "
+            f"on average (Jaccard: users in both over users in either; 1 = the same members every time"
+            + (f", lowest {low:.2f}" if isinstance(low, (int, float)) else "") + ").")  # fmt: skip
+    why = _why(e, {x.id: x for x in segs})
+    if s.tentative and why:
+        text += f" Where it did not come back, {why}."
+    return text
+
+
+def unstable_summary(metrics: dict[str, Any], segs: list[Seg]) -> str | None:
+    """The overview's line on which segments are tentative and why (None: all stable or not measured)."""
+    measured = [s for s in segs if s.stability is not None]
+    if not measured:
+        return None
+    weak = [s for s in measured if s.tentative]
+    if not weak:
+        return (f"All {len(measured)} segments are stable enough to act on: each came back with a mean overlap of at "
+                f"least {TENTATIVE} when the users were resampled and the segments fitted again.")  # fmt: skip
+    names = {x.id: x for x in segs}
+    parts = []
+    for s in weak:
+        why = _why(_stability_entry(metrics, s), names)
+        parts.append(f"{s.name} ({s.stability:.2f}{': ' + why if why else ''})")
+    return (f"{len(weak)} of {len(measured)} segments are tentative (mean overlap below {TENTATIVE} when the users are "
+            f"resampled and the segments fitted again): " + "; ".join(parts) + ". They dissolve or merge with another "
+            "segment on resampled data, so their members and figures may change from run to run.")  # fmt: skip

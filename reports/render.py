@@ -63,7 +63,15 @@ from reports._format import (
     systems_table,
     with_ci,
 )
-from reports._segments import Seg, _Overall, _overall, _segments
+from reports._segments import (
+    TENTATIVE_MEANING,
+    Seg,
+    _Overall,
+    _overall,
+    _segments,
+    stability_sentence,
+    unstable_summary,
+)
 from reports.model import ReportInput
 from segmentation.cluster import NOISE
 
@@ -360,6 +368,11 @@ def _cards(data: ReportInput, segs: list[Seg], verdict: Verdict) -> list[dict[st
     ]  # fmt: skip
 
 
+_STABILITY_HELP = ("Mean overlap (Jaccard, 0-1) of the segment with its closest segment when the users are refitted "
+                   "with other seeds and on 80 % subsamples (Hennig's clusterboot). Below 0.6 the segment is "
+                   "tentative: it dissolves or merges with another segment on resampled data.")  # fmt: skip
+
+
 def _segments_table(data: ReportInput, segs: list[Seg], n_users: int, models: dict[int, dict[str, Any]]) -> Table:
     cols = [
         Column("Segment"),
@@ -368,6 +381,9 @@ def _segments_table(data: ReportInput, segs: list[Seg], n_users: int, models: di
         Column("Chooses more than others", title="Categories by lift: share in the segment over share among all users"),
         Column("Keywords"),
     ]
+    stab = any(x.stability is not None for x in segs)
+    if stab:
+        cols.append(Column("Stability", num=True, title=_STABILITY_HELP))
     if models:
         cols.append(Column("Own model", title="Did a fine-tuned model beat the global one on validation data?"))
     rows = []
@@ -382,10 +398,15 @@ def _segments_table(data: ReportInput, segs: list[Seg], n_users: int, models: di
             if r is None
             else (Cell("kept", cls="good") if r.get("kept") else Cell("global used", cls="muted"))
         )
-        rows.append([Cell(s.name, href=s.href, swatch=s.color), _c(p.size),
+        st = s.stability
+        stab_cell = (Cell("–", cls="num muted") if st is None else
+                     Cell(f"{st:.2f}", cls="num bad" if s.tentative else "num", sort=st,
+                          note="tentative" if s.tentative else None))  # fmt: skip
+        rows.append([Cell(s.name, href=s.href, swatch=s.color, badge="tentative" if s.tentative else None,
+                          title=TENTATIVE_MEANING if s.tentative else None), _c(p.size),
                      Cell(fmt(p.share, "pct"), cls="num", sort=p.share, bar=p.share),
                      Cell(apart or "–", cls="nowrap"), Cell("", chips=p.keywords[:4], cls="nowrap")]
-                    + ([own] if models else []))  # fmt: skip
+                    + ([stab_cell] if stab else []) + ([own] if models else []))  # fmt: skip
     return Table(cols, rows, id="segments", wide=True)
 
 
@@ -467,6 +488,7 @@ def _overview(data: ReportInput, segs: list[Seg], overall: _Overall) -> dict[str
         "cards": _cards(data, segs, verdict),
         "verdict": verdict,
         "segments_table": _segments_table(data, segs, n_users, models),
+        "unstable": unstable_summary(m, segs),
         "chart_map": figs.add("map", fig_map(data, segs)),
         "chart_sizes": figs.add("sizes", fig_sizes(segs, n_users)),
         "chart_heatmap": figs.add("heatmap", fig_heatmap(data, segs)),
@@ -696,6 +718,8 @@ def _segment_page(data: ReportInput, segs: list[Seg], i: int, overall: _Overall)
         if demo_numeric
         else None,  # fmt: skip
         "model_lines": model_lines,
+        "stability_text": stability_sentence(m, s, segs),
+        "tentative_text": TENTATIVE_MEANING if s.tentative else None,
         "accuracy_table": acc_table,
         "ranking_table": seg_systems("ranking"),
         "beyond_table": seg_systems("beyond_accuracy"),

@@ -69,6 +69,11 @@ class ColumnMapping(_Section):
         default_factory=list,
         description="Users file: attribute columns to describe segments by (empty: all other columns).",
     )
+    tag_user: str | None = Field(
+        None, description="Tags file: the user column (empty: data.columns.user; counted once per user and tag)."
+    )
+    tag_item: str | None = Field(None, description="Tags file: the item column (empty: data.columns.item).")
+    tag: str = Field("tag", description="Tags file: the tag column.")
     weight: str | None = Field(
         None,
         description="Ratings file, implicit feedback only: a weight column (play or purchase counts, durations) "
@@ -105,6 +110,12 @@ class DataConfig(_Section):
     ratings: Path | None = Field(None, description="Interactions file (CSV, TSV, Parquet, or RecBole .inter).")
     items: Path | None = Field(None, description="Item catalogue file (CSV, TSV, Parquet, or RecBole .item).")
     users: Path | None = Field(None, description="Optional user attributes file.")
+    tags: Path | None = Field(
+        None,
+        description="Optional tags file (user, item, tag per row, as MovieLens and Last.fm exports carry; CSV, TSV, "
+        ".dat or Parquet): each item's most frequent tags (10 at most) join its text, so they describe it to the "
+        "encoder and name segment keywords. Columns: data.columns.tag_user, tag_item, tag.",
+    )
     columns: ColumnMapping = Field(
         default_factory=ColumnMapping, title="Columns",
         description="Which columns of your own files hold what segflow needs (for data.source = files).",

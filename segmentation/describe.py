@@ -3,21 +3,21 @@
 "Sets apart" is always measured against all users: a category's *lift* is its
 share of the segment's choices over its share of everyone's; an item's lift is
 the share of segment users who chose it over the share of all users who did.
-Keywords come from class-based TF-IDF (as in BERTopic's c-TF-IDF) over the
-descriptions of the items each segment's users liked.
+Keywords come from class-based TF-IDF (BERTopic's c-TF-IDF, :func:`ctfidf`) over
+what describes the items each segment's users liked: their categories, tags and
+free text (titles only for items with nothing else), see :func:`segment_keywords`.
 """
 
 import logging
-import math
-import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from segmentation.cluster import NOISE
 
-__all__ = ["SEGMENTS", "SegmentProfile", "describe_segments", "profiles_to_frame"]
+__all__ = ["SEGMENTS", "SegmentProfile", "ctfidf", "describe_segments", "profiles_to_frame", "segment_keywords"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,13 +39,15 @@ SEGMENTS = pl.Schema(
         "rating_std": pl.Float64,
         "mean_activity": pl.Float64,
         "median_activity": pl.Float64,
+        "stability": pl.Float64,
     }
 )
 
-_STOP = {
-    "the", "a", "an", "of", "and", "in", "to", "for", "on", "with", "at", "by", "from", "is", "it", "its", "as",
-    "or", "be", "this", "that", "genres", "de", "la", "le", "les", "ii", "iii", "part", "vol", "s", "t", "d", "l",
-}  # fmt: skip
+KEYWORD_MIN_DF = 2
+"""A tag or text word must describe at least this many items to be a keyword (drops typos and one-off words)."""
+_NO_CATEGORY = frozenset({"unknown", "(no genres listed)", "none", "n/a"})  # placeholders (MovieLens), not keywords
+# the labels describe_items and the tags loader write, and the placeholder category in a title-only description
+_EXTRA_STOP = frozenset({"tags", "genres", "genre", "tag", "unknown", "listed"})
 
 
 @dataclass(frozen=True)
@@ -83,42 +85,127 @@ class SegmentProfile:
     rating_hist: dict[str, float]  # rating value -> share of the segment's ratings
     demographics: list[AttributeProfile] = field(default_factory=list)
     representative_users: list[str] = field(default_factory=list)
+    stability: float | None = None  # mean clusterwise Jaccard over the stability refits; None: not measured
+
+    @property
+    def tentative(self) -> bool:
+        """Stability measured and below :data:`segmentation.stability.TENTATIVE` (the segment may not come back)."""
+        from segmentation.stability import TENTATIVE
+
+        return self.stability is not None and self.stability < TENTATIVE
 
 
-def _tokens(text: str) -> list[str]:
-    return [t for t in re.findall(r"[a-z][a-z'\-]+", text.lower()) if t not in _STOP and len(t) > 2]
+def ctfidf(counts: sp.spmatrix) -> sp.csr_matrix:
+    """Class-based TF-IDF of a (classes x terms) count matrix, as BERTopic's ``ClassTfidfTransformer``.
 
-
-def class_tfidf(docs_by_class: dict[int, list[str]], top_n: int = 10, *, exclude: frozenset[str] = frozenset(),
-                distinctive: bool = False) -> dict[int, list[str]]:  # fmt: skip
-    """Class-based TF-IDF (Grootendorst 2022): w(t,c) = tf(t,c) / |c| * log(1 + A / f(t)).
-
-    ``tf(t,c)`` counts term t in class c's documents joined, ``A`` is the mean number of
-    terms per class and ``f(t)`` the count of t over all classes. Terms in ``exclude`` are
-    skipped; with ``distinctive``, a term is kept only where its share of the class's terms
-    exceeds its share of all terms (lift > 1), so words every class uses do not label any.
+    ``w(t, c) = tf(t, c) / |c| * log(1 + A / f(t))``: the term's share of the class's words, times the
+    log of one plus the average number of words per class ``A`` over the term's count in all classes
+    ``f(t)`` (M. Grootendorst, "BERTopic: Neural topic modeling with a class-based TF-IDF procedure",
+    arXiv:2203.05794, 2022, eq. 1; ``bertopic.vectorizers.ClassTfidfTransformer`` with its defaults, no
+    BM25 weighting or square root). BERTopic rounds ``A`` down to an integer; here it is kept exact. Written
+    with scipy rather than importing BERTopic, whose import loads UMAP, HDBSCAN and sentence-transformers.
     """
-    counts: dict[int, dict[str, int]] = {}
-    total: dict[str, int] = {}
-    for c, docs in docs_by_class.items():
-        cnt: dict[str, int] = {}
-        for d in docs:
-            for t in _tokens(d):
-                if t not in exclude:
-                    cnt[t] = cnt.get(t, 0) + 1
-        counts[c] = cnt
-        for t, v in cnt.items():
-            total[t] = total.get(t, 0) + v
-    if not total:
-        return {c: [] for c in docs_by_class}
-    grand = sum(total.values())
-    avg = grand / max(len(counts), 1)
+    counts = sp.csr_matrix(counts, dtype=np.float64)
+    f_t = np.asarray(counts.sum(axis=0)).ravel()
+    avg = float(counts.sum(axis=1).mean()) if counts.shape[0] else 0.0
+    idf = np.log1p(np.divide(avg, f_t, out=np.zeros_like(f_t), where=f_t > 0))
+    sizes = np.asarray(counts.sum(axis=1)).ravel()
+    tf = sp.diags(np.divide(1.0, sizes, out=np.zeros_like(sizes), where=sizes > 0)) @ counts
+    return sp.csr_matrix(tf @ sp.diags(idf))
+
+
+def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray, bool]:
+    """(items x terms) counts over what describes each item, the terms, which terms are category names, and
+    whether any item has tags or text.
+
+    A category is one term (``sci-fi``, ``film-noir``); tags and free text (``items.text``, where the loader puts
+    a tags file's tags) are split into words by a scikit-learn ``CountVectorizer`` with English stop words and
+    ``min_df`` = :data:`KEYWORD_MIN_DF` items. An item with no category and no text is described by ``fallback``
+    (its title), so that it still counts.
+    """
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
+
+    cats = [[c.strip().lower() for c in cs if c and c.strip() and c.strip().lower() not in _NO_CATEGORY]
+            for cs in items["categories"].to_list()]  # fmt: skip
+    texts = [t or "" for t in items["text"].fill_null("").to_list()]
+    has_text = any(t.strip() for t in texts)
+    texts = [t if t.strip() or c else fallback.get(i, "") for t, c, i in zip(texts, cats, items["item_id"].to_list())]
+    blocks, names = [], []
+    if any(cats):
+        cv = CountVectorizer(analyzer=lambda cs: cs)
+        blocks.append(cv.fit_transform(cats))
+        names.append(cv.get_feature_names_out())
+    n_cat = sum(len(n) for n in names)
+    try:
+        words = CountVectorizer(stop_words=sorted(ENGLISH_STOP_WORDS | _EXTRA_STOP), min_df=min(KEYWORD_MIN_DF, len(texts)),
+                                token_pattern=r"(?u)\b[^\W\d_][\w'\-]*[^\W_]\b")  # fmt: skip
+        blocks.append(words.fit_transform(texts))
+        names.append(words.get_feature_names_out())
+    except ValueError:  # no word left (no text, or every word a stop word or too rare)
+        pass
+    if not blocks:
+        return sp.csr_matrix((items.height, 0)), np.array([], dtype=object), np.array([], dtype=bool), has_text
+    terms = np.concatenate(names).astype(object)
+    is_cat = np.arange(len(terms)) < n_cat
+    matrix = sp.hstack(blocks, format="csr")
+    # a word that is also a category name ("drama" in a synopsis) counts as that category's term
+    first = {}
+    for j, t in enumerate(terms):
+        first.setdefault(t, j)
+    if len(first) < len(terms):
+        target = np.array([first[t] for t in terms])
+        matrix = sp.csr_matrix(matrix @ sp.csr_matrix((np.ones(len(terms)), (np.arange(len(terms)), target)),
+                                                      shape=(len(terms), len(terms))))  # fmt: skip
+        keep = np.array(sorted(first.values()))
+        matrix, terms, is_cat = matrix[:, keep], terms[keep], is_cat[keep]
+    return matrix, terms, is_cat, has_text
+
+
+def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[str, str] | None = None, *,
+                     top_n: int = 10, shown_categories: dict[int, list[str]] | None = None) -> dict[int, list[str]]:  # fmt: skip
+    """Each segment's keywords: the top c-TF-IDF terms (:func:`ctfidf`) of the items its members liked.
+
+    The class of a segment is every liked (user, item) row of its members, each contributing the item's
+    terms (:func:`_item_terms`: categories, tags and text words). Only *distinctive* terms qualify: a term's
+    share of the segment's words must exceed its share of everyone's, so words every segment uses label none.
+    When the items have tags or text, a segment's keywords leave out the categories its lift list already
+    shows (``shown_categories``); when categories are all the items have (MovieLens 100k), the keywords are
+    the distinctive categories ranked by c-TF-IDF, which favours what the segment chooses most among what sets
+    it apart (the lift list favours what is rarest elsewhere).
+
+    Args:
+        liked: ``segment_id``, ``item_id`` rows, one per liked interaction.
+        items: ``ITEMS`` frame.
+        fallback: item id -> text for items with no category and no text (their description with the title).
+        top_n: keywords per segment.
+        shown_categories: segment -> categories of its lift list.
+
+    Returns:
+        segment id -> keywords, best first (every segment in ``liked``).
+    """
+    matrix, terms, is_cat, other_words = _item_terms(items, fallback or {})
+    segs = sorted(int(s) for s in liked["segment_id"].unique().to_list())
+    if not len(terms) or not segs:
+        return {s: [] for s in segs}
+    known = liked.join(items.select("item_id").with_row_index("_col"), on="item_id", how="inner")
+    rows = np.searchsorted(segs, known["segment_id"].to_numpy())
+    cols = known["_col"].to_numpy().astype(np.int64)
+    choices = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(segs), items.height))
+    counts = sp.csr_matrix(choices @ matrix)  # (segments x terms): term counts over the liked items
+    scores = ctfidf(counts).toarray()
+    dense = counts.toarray()
+    size = dense.sum(axis=1, keepdims=True)
+    share_all = dense.sum(axis=0) / max(dense.sum(), 1.0)
+    distinctive = dense / np.maximum(size, 1.0) > share_all[None, :]
+    shown = {s: {c.lower() for c in cs} for s, cs in (shown_categories or {}).items()}
     out = {}
-    for c, cnt in counts.items():
-        size = sum(cnt.values()) or 1
-        scores = {t: (v / size) * math.log(1 + avg / total[t]) for t, v in cnt.items()
-                  if not distinctive or (v / size) > (total[t] / grand)}  # fmt: skip
-        out[c] = [t for t, _ in sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top_n]]
+    for k, s in enumerate(segs):
+        ok = distinctive[k] & (dense[k] > 0)
+        if other_words:
+            ok &= ~(is_cat & np.isin(terms, list(shown.get(s, ()))))
+        idx = np.flatnonzero(ok)
+        order = sorted(idx, key=lambda j: (-scores[k, j], terms[j]))[:top_n]
+        out[s] = [str(terms[j]) for j in order]
     return out
 
 
@@ -184,7 +271,7 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         assignments: ``segmentation.cluster.ASSIGNMENTS`` frame.
         interactions: train ``INTERACTIONS`` (the behaviour segments were built from).
         items: ``ITEMS`` frame (titles, categories).
-        item_texts: ``embeddings.text.ITEM_TEXTS`` frame (descriptions, for keywords).
+        item_texts: ``embeddings.text.ITEM_TEXTS`` frame (descriptions: keywords of items with no category, tag or text).
         users: optional user attributes (``user_id`` + columns).
         top_n: items, categories and keywords kept per segment.
         min_item_users: an item must be chosen by this many segment users to be listed as distinctive.
@@ -209,15 +296,8 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     item_users_all = inter.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_all"))
 
     desc = dict(zip(item_texts["item_id"], item_texts["description"]))
-    liked_docs = {
-        int(sid): [desc.get(i, "") for i in grp["item_id"]]
-        for (sid,), grp in inter.filter(pl.col("liked")).group_by("segment_id")
-    }
-    # categories are shown with their lifts already; keywords should add what they do not say
-    category_words = frozenset(t for cats in items["categories"].to_list() for c in cats for t in _tokens(c))
-    keywords = class_tfidf(liked_docs, top_n=top_n, exclude=category_words, distinctive=True)
-
-    profiles = []
+    liked = inter.filter(pl.col("liked")).select("segment_id", "item_id")
+    profiles, pending = [], []
     for sid in sorted(assignments["segment_id"].unique().to_list()):
         members = assignments.filter(pl.col("segment_id") == sid)
         size = members.height
@@ -255,13 +335,11 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             reps = members.sort(["membership", "user_id"], descending=[True, False])["user_id"].head(5).to_list()
         demo = _attribute_profiles(members, users)
         top_titles = [titles.get(i, i) for i in distinct["item_id"]]
-        kw = keywords.get(int(sid), [])
-        text = _paragraph(sid, name, size, n_users, cats[:3], lifts[:3], top_titles[:3], kw[:5], mean_r, overall_mean,
-                          act, overall_activity, demo, implicit=implicit)  # fmt: skip
+        pending.append((sid, name, size, cats, lifts, top_titles, mean_r, act, demo))
         if implicit:
             hist = hist.clear()
         profiles.append(SegmentProfile(
-            segment_id=int(sid), name=name, description=text, size=size, share=size / n_users, keywords=kw,
+            segment_id=int(sid), name=name, description="", size=size, share=size / n_users, keywords=[],
             top_categories=cats, category_lift=lifts, category_share=[float(v) for v in cs["p_seg"]],
             top_item_ids=distinct["item_id"].to_list(), top_items=top_titles,
             item_lift=[float(v) for v in distinct["lift"]],
@@ -271,6 +349,14 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             rating_hist={f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])},
             demographics=demo, representative_users=reps,
         ))  # fmt: skip
+    # keywords last: they leave out the categories each segment's lift list shows
+    keywords = segment_keywords(liked, items, desc, top_n=top_n,
+                                shown_categories={int(p[0]): p[3] for p in pending})  # fmt: skip
+    for i, (sid, name, size, cats, lifts, top_titles, mean_r, act, demo) in enumerate(pending):
+        kw = keywords.get(int(sid), [])
+        text = _paragraph(sid, name, size, n_users, cats[:3], lifts[:3], top_titles[:3], kw[:5], mean_r, overall_mean,
+                          act, overall_activity, demo, implicit=implicit)  # fmt: skip
+        profiles[i] = replace(profiles[i], keywords=kw, description=text)
     _dedupe_names(profiles)
     logger.info("described %d segments", len(profiles))
     return profiles

@@ -11,7 +11,7 @@ retries, logging). They run the same in a notebook:
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,7 +62,9 @@ __all__ = [
     "represent",
     "segment",
     "split",
+    "stability",
     "train_global",
+    "with_stability",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,30 +133,47 @@ def segment(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, see
 
 def stability(users: Embeddings, segmentation: Segmentation, reduce: ReduceConfig, cluster: ClusterConfig,
               config: EvalConfig, seed: int) -> dict:  # fmt: skip
-    """Seed-to-seed and subsample ARI of the segmentation, for ``metrics.json`` under ``segmentation.stability``.
+    """Seed-to-seed and subsample ARI of the segmentation, for ``metrics.json`` under ``segmentation.stability``,
+    and every segment's stability over the same refits (``per_segment``: clusterwise Jaccard, Hennig's
+    clusterboot; :func:`segmentation.stability.segment_stability`), which also goes into ``segments.parquet``.
 
     Every refit repeats the whole reduce + cluster step (parameter selection included) without the
     2-d picture. Past ``config.stability_max_users`` users the measure runs on a uniform sample of
-    that many, against a reference fitted on the same sample with the run's seed.
+    that many, against a reference fitted on the same sample with the run's seed; the run's own segments,
+    restricted to the sample, are then compared with that reference fit and every refit.
     """
-    from segmentation.stability import segmentation_stability
+    from segmentation.stability import TENTATIVE, segmentation_stability
 
     if config.stability_seeds == 0 and config.stability_subsamples == 0:
         return {"skipped": "evaluate.stability_seeds and evaluate.stability_subsamples are 0"}
     n = len(users.ids)
     reference = segmentation
+    of_user = dict(zip(segmentation.assignments["user_id"].to_list(), segmentation.assignments["segment_id"].to_list()))
     if n > config.stability_max_users:
         rows = np.sort(np.random.default_rng(seed).choice(n, config.stability_max_users, replace=False))
         users = Embeddings(users.ids[rows], users.vectors[rows], users.model)
         reference = None
+    labels = np.array([of_user[u] for u in users.ids], dtype=np.int64)  # the run's segments, in users' order
     seeds = (seed, *(seed + 1 + i for i in range(config.stability_seeds)))
     result = segmentation_stability(users, reduce, cluster, seeds=seeds, n_bootstrap=config.stability_subsamples,
-                                    reference=reference)  # fmt: skip
+                                    reference=reference, segments=labels)  # fmt: skip
     out = result.to_dict()
     out["n_users"] = len(users.ids)
     out["note"] = ("ARI with the run's segments (outliers as one more label): between seeds, and on the users "
-                   f"both saw for refits on {result.fraction:.0%} subsamples; 1 = identical")  # fmt: skip
+                   f"both saw for refits on {result.fraction:.0%} subsamples; 1 = identical. per_segment: each "
+                   "segment's best Jaccard overlap with a refit's segment, averaged over the refits (Hennig's "
+                   f"clusterboot); below {TENTATIVE} the segment is tentative")  # fmt: skip
     return out
+
+
+def with_stability(profiles: list[SegmentProfile], stability: dict | None) -> list[SegmentProfile]:
+    """The profiles with each segment's stability (``per_segment`` of :func:`stability`) filled in.
+
+    Outliers and segments the stability stage did not measure keep ``None``.
+    """
+    per = (stability or {}).get("per_segment") or {}
+    return [replace(p, stability=(per.get(str(p.segment_id)) or {}).get("jaccard") if p.segment_id != NOISE else None)
+            for p in profiles]  # fmt: skip
 
 
 def describe(segmentation: Segmentation, split: Split, dataset: Dataset, profiles: pl.DataFrame,
@@ -391,6 +410,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
         "versions": versions(),
     }  # fmt: skip
     full = json_safe(full)
+    described = Described(with_stability(described.profiles, stability), described.category_lift)
     with writer:
         write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
                       profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,

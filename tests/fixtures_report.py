@@ -18,6 +18,7 @@ from segmentation.cluster import ASSIGNMENTS, NOISE
 from segmentation.describe import AttributeProfile, SegmentProfile
 
 HOSTILE_TITLE = "<script>alert(1)</script>"
+STABILITY = {1: 0.45}  # segment -> mean clusterwise Jaccard (others 0.9): segment 1 is tentative
 HOSTILE_NAME = "Sci-Fi & <i>Horror</i> fans"
 
 GENRES = [
@@ -115,6 +116,7 @@ def make_report_input(n_users: int = 120, n_segments: int = 3, *, seed: int = 0,
             popular_items=[TITLES[j] for j in rng.permutation(len(TITLES))[:10]], mean_rating=mean_r,
             rating_std=float(rng.uniform(0.8, 1.2)), mean_activity=act, median_activity=act * 0.8,
             rating_hist=_hist(rng, mean_r), demographics=demo, representative_users=members[:5],
+            stability=None if sid == NOISE or not complete else STABILITY.get(sid, 0.9),
         ))  # fmt: skip
     if not complete:
         return ReportInput(title=title, run_id="synthetic-minimal", config={}, metrics={}, assignments=assignments,
@@ -200,6 +202,10 @@ def make_report_input(n_users: int = 120, n_segments: int = 3, *, seed: int = 0,
                 "bootstrap_ari": {"mean": 0.9, "min": 0.88, "values": [0.92, 0.88]},
                 "seeds": [seed, seed + 1, seed + 2], "fraction": 0.8, "n_segments": [n_segments, n_segments, n_segments],
                 "seconds": 14.2, "n_users": n_users,
+                "per_segment": {str(s): {"jaccard": STABILITY.get(s, 0.9), "min": STABILITY.get(s, 0.9) - 0.1,
+                                         "n_refits": 4, "dissolved": int(STABILITY.get(s, 0.9) <= 0.5),
+                                         **({"fate": "merged", "merged_with": 2} if s == 1 else {})}
+                                for s in ids if s != NOISE},
             },
         },  # fmt: skip
         "rating": {"global": glob, "segmented": segd, "gain": gain,

@@ -139,3 +139,31 @@ def test_hostile_text_stays_text(browser, synthetic_report):
         assert v.dialogs == []
     finally:
         v.close()
+
+
+def test_tentative_segment_is_marked_where_a_reader_looks(browser, synthetic_report):
+    """Segment 1 of the fixture has stability 0.45: a visible badge in the overview's table and its page's title,
+    the explanation on its page, and the overview's sentence naming it; a stable segment has none."""
+    v = Visit(browser, (synthetic_report / "index.html").as_uri())
+    try:
+        badges = v.page.locator("#segments .badge")
+        assert badges.count() == 1 and badges.first.is_visible() and badges.first.text_content() == "tentative"
+        row = v.page.locator("#segments tbody tr", has=v.page.locator(".badge"))
+        assert row.locator("a").get_attribute("href") == "segment-1.html"
+        assert v.page.locator("#unstable").is_visible()
+        assert "1 of 5 segments are tentative" in v.page.locator("#unstable").text_content()
+    finally:
+        v.close()
+    v = Visit(browser, (synthetic_report / "segment-1.html").as_uri())
+    try:
+        assert v.page.locator("h1 .badge").is_visible()
+        assert v.page.locator("#tentative").is_visible() and "dissolves or merges" in v.page.locator("#tentative").text_content()
+        assert "Stability 0.45 (tentative)" in v.page.locator("#stability").text_content()
+    finally:
+        v.close()
+    v = Visit(browser, (synthetic_report / "segment-0.html").as_uri())
+    try:
+        assert v.page.locator("h1 .badge").count() == 0 and v.page.locator("#tentative").count() == 0
+        assert "Stability 0.90 (highly stable)" in v.page.locator("#stability").text_content()
+    finally:
+        v.close()

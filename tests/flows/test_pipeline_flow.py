@@ -15,6 +15,7 @@ from flows.cli import main
 from flows.pipeline import segflow_pipeline
 from segmentation.config import load_config
 from segmentation.data import load_dataset, split_ratings
+from segmentation.describe import SEGMENTS
 from segmentation.runs import load_run
 
 pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
@@ -61,6 +62,14 @@ def test_run_folder_contract(first_run):
     users = run.users
     assert users.height == 200 and users["user_id"].n_unique() == 200
     assert set(run.segments["segment_id"].to_list()) == set(users["segment_id"].to_list())
+    # per-segment stability (clusterwise Jaccard): in segments.parquet and metrics.json, none for outliers
+    assert run.segments.schema == SEGMENTS
+    per = m["segmentation"]["stability"]["per_segment"]
+    stab = dict(zip(run.segments["segment_id"].to_list(), run.segments["stability"].to_list()))
+    assert sorted(per) == sorted(str(s) for s in stab if s != -1) and stab.get(-1) is None
+    for sid, entry in per.items():
+        assert entry["jaccard"] == stab[int(sid)] and 0 <= entry["min"] <= entry["jaccard"] <= 1
+        assert entry["n_refits"] == 4  # 2 other seeds + 2 subsamples, the stability stage's defaults
     # the agreed output-contract checker (a copy kept in tests/contract, checked against shared/ when it is there)
     checker = Path(__file__).resolve().parents[1] / "contract" / "check_outputs.py"
     proc = subprocess.run([sys.executable, str(checker)], cwd=out.parent, capture_output=True, text=True)

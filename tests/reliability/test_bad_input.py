@@ -161,6 +161,18 @@ def _not_a_model(files, folder):
     return ["--set", f"encoder.model='{folder / 'my-model'}'"]
 
 
+def _tags(text: str | None):
+    """A tags file (``--tags``) with ``text``; None: a path that does not exist."""
+
+    def spoil(files, folder):
+        files["tags"] = folder / ("tags.csv" if text is not None else "missing-tags.csv")
+        if text is not None:
+            files["tags"].write_text(text)
+        return ["--tags", str(files["tags"])]
+
+    return spoil
+
+
 def _output_is_file(files, folder):
     (folder / "runs.txt").write_text("not a folder")
     return ["--output", str(folder / "runs.txt")]
@@ -269,6 +281,19 @@ CASES = [
     Case("encoder-model-not-a-model", _not_a_model, ["not a sentence-transformers model folder"], ConfigError,
          names=None),  # fmt: skip
     Case("output-is-a-file", _output_is_file, ["runs.txt exists and is not a folder"], names=None),
+    # ---- the optional tags file (user, item, tag)
+    Case("tags-file-missing", _tags(None), ["tags file", "does not exist"], names="tags"),
+    Case("tags-no-tag-column", _tags("user_id,item_id,label\nu1,i1,dark\n"),
+         ["no column(s) ['tag']", "data.columns.tag"], SchemaError, names="tags"),  # fmt: skip
+    Case("tags-empty-tag", _tags("user_id,item_id,tag\nu1,i1,dark\nu2,i2,\nu3,i3,\n"),
+         ["column 'tag': row 2 has an empty tag (2 such rows)"], names="tags"),  # fmt: skip
+    Case("tags-empty-item", _tags("user_id,item_id,tag\nu1,,dark\n"),
+         ["column 'item_id': row 1 has an empty item id"], names="tags"),  # fmt: skip
+    Case("tags-control-character", _tags("user_id,item_id,tag\nu1,i1,da\x01rk\n"),
+         ["column 'tag': row 1 has a tag with a control character"], names="tags"),  # fmt: skip
+    Case("tags-items-unknown", _tags("user_id,item_id,tag\nu1,x1,dark\nu2,x2,funny\n"),
+         ["none of its 2 item ids is in the items file", "data.columns.tag_item"], names="tags"),  # fmt: skip
+    Case("tags-header-only", _tags("user_id,item_id,tag\n"), ["has a header but no data rows"], names="tags"),
 ]
 
 

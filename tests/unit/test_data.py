@@ -152,3 +152,40 @@ def test_valid_is_carved_from_train_and_seeded(planted):
     assert a.test.join(a.valid, on=["user_id", "item_id"]).height == 0
     assert a.train.height + a.valid.height + a.test.height == ds.interactions.height
     assert np.isclose(a.valid.height / a.train_full.height, 0.1, atol=0.01)
+
+
+def test_tags_file_joins_item_text_most_frequent_first(files, tmp_path):
+    from embeddings.text import describe_items
+    from segmentation.config import DataConfig
+    from segmentation.data import MAX_TAGS_PER_ITEM, load_dataset
+
+    r, i, u, cols = files
+    # a Last.fm-style tab-separated .dat: quotes are text; "Dark" and "dark " are one tag, counted once per user
+    many = "".join(f"{k}\ta\tt{k:02d}\n" for k in range(3, 3 + MAX_TAGS_PER_ITEM + 2))
+    tags = write(tmp_path / "tags.dat", "uid\tiid\ttag\n1\ta\tDark\n2\ta\tdark \n2\ta\tdark\n1\ta\t\"noir\" classic\n"
+                 "1\tb\tfunny\n9\tzz\tstray\n" + many)  # fmt: skip
+    config = DataConfig(source="files", ratings=r, items=i, users=u, tags=tags,
+                        columns=cols.model_copy(update={"tag_item": "iid"}))  # fmt: skip
+    with pytest.warns(UserWarning, match="tags of 1 items not in the items file were left out"):
+        ds = load_dataset(config)
+    text = dict(zip(ds.items["item_id"], ds.items["text"]))
+    head = "fast. Tags: dark, \"noir\" classic, t03, t04"  # the commonest spelling of a tag
+    assert text["a"].startswith(head), text["a"]
+    assert text["a"].count(", ") == MAX_TAGS_PER_ITEM - 1  # capped
+    assert text["b"] == "fun. Tags: funny" and text["c"] == "dark"  # an item without tags keeps its text
+    assert any("left out" in n for n in ds.notes)
+    desc = dict(zip(*describe_items(ds.items).to_dict(as_series=False).values()))
+    assert desc["b"] == "Beta. Genres: Comedy. fun. Tags: funny"  # what the encoder embeds
+    # without a tags file nothing changes (MovieLens 100k has none, so its embeddings and segments stay the same)
+    plain = load_dataset(DataConfig(source="files", ratings=r, items=i, users=u, columns=cols))
+    assert plain.items.equals(load_files(r, i, u, columns=cols).items)
+    assert dict(zip(plain.items["item_id"], plain.items["text"]))["a"] == "fast"
+
+
+def test_cli_tags_flag_sets_data_tags(files, tmp_path, capsys):
+    from flows.cli import main
+
+    r, i, _, _ = files
+    tags = write(tmp_path / "tags.csv", "user_id,item_id,tag\n1,a,dark\n")
+    assert main(["config", "--ratings", str(r), "--items", str(i), "--tags", str(tags)]) == 0
+    assert f'tags = "{tags}"' in capsys.readouterr().out

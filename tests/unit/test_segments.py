@@ -1,8 +1,11 @@
 """User vectors, UMAP + HDBSCAN segments, new-user assignment and segment profiles (one UMAP warm-up per process)."""
 
+import math
+
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 from sklearn.metrics import adjusted_rand_score
 
 from embeddings.encoder import Embeddings
@@ -11,7 +14,7 @@ from embeddings.text import describe_items
 from segmentation._errors import DataError
 from segmentation.cluster import NOISE, assign_by_neighbours, fit_segments
 from segmentation.config import ClusterConfig, ReduceConfig
-from segmentation.describe import class_tfidf, describe_segments, profiles_to_frame
+from segmentation.describe import ctfidf, describe_segments, profiles_to_frame, segment_keywords
 from segmentation.represent import build_user_vectors
 
 
@@ -203,13 +206,96 @@ def test_profiles_explain_planted_segments(planted, segmentation, user_vectors):
     assert frame.height == len(profiles) and frame["size"].sum() == 150
 
 
-def test_class_tfidf_hand_example():
-    # class 0 says "space" twice, class 1 "love" twice; "film" is everywhere and ranks below
-    got = class_tfidf({0: ["space film", "space film"], 1: ["love film", "love film"]}, top_n=2)
-    assert got == {0: ["space", "film"], 1: ["love", "film"]}
+def _hand_class_tfidf(counts: dict[int, dict[str, int]]) -> dict[int, dict[str, float]]:
+    """The hand-written c-TF-IDF segflow used before scikit-learn: w(t,c) = tf(t,c)/|c| * log(1 + A/f(t))."""
+    total: dict[str, int] = {}
+    for cnt in counts.values():
+        for t, v in cnt.items():
+            total[t] = total.get(t, 0) + v
+    avg = sum(total.values()) / len(counts)
+    return {c: {t: (v / sum(cnt.values())) * math.log(1 + avg / total[t]) for t, v in cnt.items()}
+            for c, cnt in counts.items()}  # fmt: skip
 
 
-def test_class_tfidf_distinctive_drops_shared_words():
-    docs = {0: ["space drama", "space drama"], 1: ["love drama", "love drama"], 2: ["war drama"]}
-    got = class_tfidf(docs, top_n=3, exclude=frozenset({"war"}), distinctive=True)
-    assert got == {0: ["space"], 1: ["love"], 2: ["drama"]}  # "drama" is all class 2 says once "war" is excluded
+def test_ctfidf_matches_the_hand_written_formula():
+    rng = np.random.default_rng(3)
+    dense = rng.integers(0, 6, size=(5, 12)).astype(float)
+    dense[:, 4] = 0  # a term no class uses
+    dense[2, :] = 0  # a class with no words
+    got = ctfidf(sp.csr_matrix(dense)).toarray()
+    hand = _hand_class_tfidf({c: {str(t): int(dense[c, t]) for t in range(12) if dense[c, t]} for c in range(5) if dense[c].any()})
+    # the hand version averages over classes with words; give ctfidf the same classes
+    got_nonempty = ctfidf(sp.csr_matrix(dense[dense.sum(axis=1) > 0])).toarray()
+    for row, c in enumerate(sorted(hand)):
+        for t, w in hand[c].items():
+            assert got_nonempty[row, int(t)] == pytest.approx(w, abs=1e-9)
+    assert np.all(got[2] == 0) and np.all(got[:, 4] == 0)
+    # BERTopic's example: class 0 says "space" twice, class 1 "love" twice, both say "film" twice
+    w = ctfidf(sp.csr_matrix(np.array([[2.0, 2.0, 0.0], [0.0, 2.0, 2.0]]))).toarray()  # space, film, love
+    assert w[0, 0] == pytest.approx(0.5 * math.log(1 + 4 / 2)) and w[0, 1] == pytest.approx(0.5 * math.log(1 + 4 / 4))
+
+
+def _catalogue(text: list[str] | None = None) -> pl.DataFrame:
+    genres = [["Animation", "Children's"], ["Animation", "Comedy"], ["Sci-Fi", "Action", "unknown"], ["Sci-Fi", "Thriller"],
+              ["Drama"], ["Drama", "Romance"]]  # fmt: skip
+    titles = ["Toy Story (1995)", "Aladdin (1992)", "Star Wars (1977)", "Star Trek: First Contact (1996)",
+              "Dead Man Walking (1995)", "The Man Who Knew Too Little (1997)"]  # fmt: skip
+    return pl.DataFrame({"item_id": [str(i) for i in range(6)], "title": titles, "year": [None] * 6,
+                         "categories": genres, "text": text or [""] * 6},
+                        schema={"item_id": pl.String, "title": pl.String, "year": pl.Int32,
+                                "categories": pl.List(pl.String), "text": pl.String})  # fmt: skip
+
+
+def _liked() -> pl.DataFrame:
+    # segment 0 likes the cartoons, segment 1 the space films, segment 2 the dramas; everyone likes item 4 once
+    pairs = [(0, "0"), (0, "1"), (0, "0"), (0, "4"), (1, "2"), (1, "3"), (1, "2"), (1, "4"), (2, "4"), (2, "5"), (2, "5")]
+    return pl.DataFrame({"segment_id": [p[0] for p in pairs], "item_id": [p[1] for p in pairs]},
+                        schema={"segment_id": pl.Int32, "item_id": pl.String})  # fmt: skip
+
+
+def test_keywords_come_from_categories_not_titles():
+    items = _catalogue()
+    titles = {i: t for i, t in zip(items["item_id"], items["title"])}
+    kw = segment_keywords(_liked(), items, titles, top_n=3)
+    assert kw[0][0] == "animation" and set(kw[0]) <= {"animation", "children's", "comedy"}
+    assert kw[1][0] == "sci-fi" and set(kw[1]) <= {"sci-fi", "action", "thriller"}  # not MovieLens's "unknown"
+    assert set(kw[2]) == {"romance", "drama"}  # romance first: drama is everyone's (item 4), c-TF-IDF weighs it down
+    title_words = {"toy", "story", "aladdin", "star", "wars", "trek", "dead", "man", "knew", "little"}
+    assert not title_words & {k for v in kw.values() for k in v}
+
+
+def test_keywords_from_tags_and_text_leave_out_shown_categories():
+    text = ["Tags: pixar, talking toys", "Tags: pixar, genie, musical numbers", "Tags: space opera, jedi",
+            "Tags: space, borg, jedi", "Tags: death penalty, prison", "Tags: desert, war, prison"]  # fmt: skip
+    items = _catalogue(text)
+    kw = segment_keywords(_liked(), items, top_n=4, shown_categories={0: ["Animation"], 1: ["Sci-Fi", "Action"]})
+    assert kw[0][0] == "pixar" and "animation" not in kw[0]  # shown in its lift list: not repeated
+    assert "children's" in kw[0] or "comedy" in kw[0]  # categories its lift list does not show may stay
+    assert set(kw[1][:2]) == {"jedi", "space"} and "sci-fi" not in kw[1]
+    assert "prison" in kw[2]
+    # min_df: a word on one item only ("borg", "genie") is no keyword; "tags" is a stop word
+    every = {k for v in kw.values() for k in v}
+    assert not every & {"borg", "genie", "tags", "talking"}
+
+
+def test_keywords_of_items_with_nothing_but_a_title():
+    items = _catalogue().with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
+    titles = {i: t for i, t in zip(items["item_id"], items["title"])}
+    kw = segment_keywords(_liked(), items, titles, top_n=3)
+    # the two space films share "star", the dramas "man"; other title words occur once (min_df)
+    assert kw[1] == ["star"] and kw[2] == ["man"]
+    assert segment_keywords(_liked(), items, {}, top_n=3) == {0: [], 1: [], 2: []}
+
+
+def test_keywords_of_category_only_data_keep_the_shown_categories():
+    # MovieLens 100k: genres only, some films' genre is the placeholder "unknown" (their descriptions, the fallback,
+    # then say "Genres: unknown"); a title-only fallback is no tag or text, so shown genres stay keywords
+    items = _catalogue()
+    cats = items["categories"].to_list()
+    cats[4] = cats[5] = ["unknown"]
+    items = items.with_columns(pl.Series("categories", cats, dtype=pl.List(pl.String)))
+    desc = dict(zip(*describe_items(items).to_dict(as_series=False).values()))
+    assert desc["5"].endswith("Genres: unknown")
+    kw = segment_keywords(_liked(), items, desc, top_n=3, shown_categories={0: ["Animation"], 1: ["Sci-Fi"]})
+    assert kw[0][0] == "animation" and kw[1][0] == "sci-fi"
+    assert "unknown" not in {k for v in kw.values() for k in v}

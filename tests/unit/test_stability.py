@@ -9,7 +9,14 @@ from sklearn.datasets import make_blobs
 from embeddings.encoder import Embeddings
 from segmentation._errors import DataError
 from segmentation.config import ClusterConfig, ReduceConfig
-from segmentation.stability import choose_parameters, needs_selection, relative_validity, segmentation_stability
+from segmentation.stability import (
+    choose_parameters,
+    clusterwise_jaccard,
+    needs_selection,
+    relative_validity,
+    segment_stability,
+    segmentation_stability,
+)
 
 
 def test_relative_validity_hand_examples():
@@ -86,4 +93,81 @@ def test_segmentation_stability_on_clear_segments(blobs):
     assert len(result.seed_ari) == 1 and len(result.bootstrap_ari) == 1
     assert min(result.seed_ari) > 0.9 and min(result.bootstrap_ari) > 0.9
     assert result.n_segments == (4, 4)
-    assert json.loads(json.dumps(result.to_dict()))["seed_ari"]["min"] > 0.9
+    summary = json.loads(json.dumps(result.to_dict()))
+    assert summary["seed_ari"]["min"] > 0.9
+    # every segment of clear blobs comes back in both refits
+    assert sorted(summary["per_segment"]) == ["0", "1", "2", "3"]
+    assert all(v["n_refits"] == 2 and v["jaccard"] > 0.9 for v in summary["per_segment"].values())
+
+
+def test_segment_stability_hand_example():
+    # the run: segment 0 = users 0-3, segment 1 = users 4-7, user 8 an outlier (no stability)
+    reference = np.array([0, 0, 0, 0, 1, 1, 1, 1, -1])
+    # refit 1 (every user): segment 0 loses user 3 to segment 1's refit twin, which also takes the outlier
+    # -> segment 0: best |{0,1,2}| / |{0,1,2,3}| = 3/4; segment 1: |{4..7}| / |{3..8}| = 4/6
+    refit1 = np.array([5, 5, 5, 7, 7, 7, 7, 7, 7])
+    # refit 2 (a subsample without users 0 and 4): the same segments exactly -> 1 and 1
+    rows2 = np.array([1, 2, 3, 5, 6, 7, 8])
+    refit2 = np.array([0, 0, 0, 1, 1, 1, -1])
+    result = {s.segment_id: s for s in segment_stability(reference, [(np.arange(9), refit1), (rows2, refit2)])}
+    assert sorted(result) == [0, 1]
+    assert result[0].jaccards == pytest.approx((3 / 4, 1.0), abs=1e-12)
+    assert result[1].jaccards == pytest.approx((4 / 6, 1.0), abs=1e-12)
+    assert result[0].jaccard == pytest.approx((3 / 4 + 1) / 2, abs=1e-12)
+    d = result[1].to_dict()
+    assert d == {"jaccard": round((4 / 6 + 1) / 2, 4), "min": round(4 / 6, 4), "n_refits": 2, "dissolved": 0}
+    assert not result[0].tentative and not result[1].tentative
+
+
+def test_segment_that_splits_or_merges_scores_low():
+    reference = np.repeat([0, 1, 2], 10)
+    # segment 0 splits in half in every refit; segments 1 and 2 merge into one refit segment
+    split_merge = np.concatenate([np.repeat([0, 1], 5), np.full(20, 2)])
+    rows = np.arange(30)
+    result = {s.segment_id: s for s in segment_stability(reference, [(rows, split_merge), (rows, split_merge)])}
+    assert result[0].jaccard == pytest.approx(0.5) and result[0].tentative
+    assert result[0].to_dict()["fate"] == "split" and result[0].to_dict()["dissolved"] == 2
+    assert result[1].jaccard == pytest.approx(0.5) and result[1].to_dict()["fate"] == "merged"
+    assert result[1].to_dict()["merged_with"] == 2 and result[2].to_dict()["merged_with"] == 1
+    # a segment that becomes outliers scores 0
+    gone = clusterwise_jaccard(reference, np.concatenate([np.full(10, -1), np.repeat([0, 1], 10)]))
+    assert gone[0] == (0.0, "outliers", None) and gone[1][0] == 1.0
+
+
+def test_segment_missing_from_a_subsample_skips_that_refit():
+    reference = np.array([0, 0, 1, 1, 1])
+    result = {s.segment_id: s for s in segment_stability(reference, [(np.array([2, 3, 4]), np.array([0, 0, 0]))])}
+    assert result[0].jaccards == () and result[0].jaccard is None and result[0].to_dict()["jaccard"] is None
+    assert result[1].jaccards == (1.0,)
+
+
+@pytest.mark.umap
+def test_stability_stage_scores_the_run_segments_on_a_sample(blobs):
+    from segmentation.cluster import fit_segments
+    from segmentation.config import EvalConfig
+    from segmentation.stages import stability, with_stability
+
+    x, _ = blobs
+    rng = np.random.default_rng(0)
+    users = Embeddings(np.array([f"u{i}" for i in range(len(x))], dtype=object),
+                       np.hstack([x, rng.normal(0, 0.1, (len(x), 11))]).astype(np.float32), "blobs")  # fmt: skip
+    reduce = ReduceConfig(n_neighbors=10)
+    run = fit_segments(users, reduce, ClusterConfig(), seed=0, picture=False)
+    # more users than stability_max_users: the run's segments on a 600-user sample, against the sample's own
+    # fit with the run's seed, one other seed and one subsample (3 refits)
+    out = stability(users, run, reduce, ClusterConfig(),
+                    EvalConfig(stability_seeds=1, stability_subsamples=1, stability_max_users=600), 0)  # fmt: skip
+    assert out["n_users"] == 600 and sorted(out["per_segment"]) == ["0", "1", "2", "3"]
+    assert all(v["n_refits"] == 3 and v["jaccard"] > 0.9 for v in out["per_segment"].values())
+    assert "clusterboot" in out["note"]
+    profiles = with_stability([_profile(0), _profile(3), _profile(-1)], out)
+    assert [p.stability for p in profiles] == [out["per_segment"]["0"]["jaccard"], out["per_segment"]["3"]["jaccard"],
+                                               None]  # fmt: skip
+    assert not any(p.tentative for p in profiles)
+    assert with_stability([_profile(0)], {"skipped": "off"})[0].stability is None
+
+
+def _profile(sid: int):
+    from segmentation.describe import SegmentProfile
+
+    return SegmentProfile(sid, "x", "", 10, 0.1, [], [], [], [], [], [], [], [], 3.5, 1.0, 20.0, 18.0, {})
