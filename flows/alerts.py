@@ -30,12 +30,17 @@ FLOW_NAME = "segflow"
 EVENTS = ("prefect.flow-run.Failed", "prefect.flow-run.Crashed", "prefect.flow-run.Late")
 
 SUBJECT = "segflow: run {{ flow_run.name }} of segflow/{{ deployment.name }} is {{ flow_run.state.name }}"
-BODY = """Flow run {{ flow_run.name }} of deployment segflow/{{ deployment.name }} entered state \
-{{ flow_run.state.name }} at {{ flow_run.state.timestamp }}.
-Message: {{ flow_run.state.message }}
-Run: {{ flow_run|ui_url }}
-A crashed run is retried once automatically; a failed run is not: read its logs, fix the input or the \
-configuration, and retry it (prefect flow-run retry {{ flow_run.id }}). Earlier runs and runs/latest are unchanged."""
+BODY = """Flow run {{ flow_run.name }} of deployment segflow/{{ deployment.name }} is {{ flow_run.state.name }} \
+(since {{ flow_run.state.timestamp }}).
+{% if flow_run.state.message %}Message: {{ flow_run.state.message }}
+{% endif %}{% if flow_run.state.name == 'Failed' %}A failed run is not retried: read its logs, fix the input or the \
+configuration, and retry it (prefect flow-run retry {{ flow_run.id }}). Nothing was published; earlier runs and \
+latest are unchanged.
+{% elif flow_run.state.name == 'Crashed' %}Its process died (killed, out of memory, machine lost). A run that crashes \
+on its first attempt is scheduled again once, automatically, and resumes from its cached stages.
+{% else %}No worker or segflow serve started it on time: check that one is running for this deployment.
+{% endif %}Flow run id: {{ flow_run.id }}{% set url = flow_run|ui_url %}{% if url %}
+Prefect UI: {{ url }}{% endif %}"""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from flows.artifacts import BASE_DIR_ENV, BASE_URL_ENV
 from segmentation._errors import ConfigError
 from segmentation.config import PipelineConfig
 
@@ -90,10 +89,6 @@ class _RunsFolderHandler(SimpleHTTPRequestHandler):
             return None
         return super().send_head()
 
-    def list_directory(self, path):  # noqa: ANN001, ANN201 - never reached (send_head refuses folders without index.html)
-        self.send_error(404, "No directory listings")
-        return None
-
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the standard handler's signature
         logger.debug("%s %s", self.address_string(), format % args)
 
@@ -112,10 +107,9 @@ class RunsFolderServer:
                               "--http-host, or --no-http") from None  # fmt: skip
         self.httpd.daemon_threads = True
         self.root = root
-        bound_host, bound_port = self.httpd.server_address[:2]
         shown = socket.getfqdn() if host in ("", "0.0.0.0", "::") else host
         shown = f"[{shown}]" if ":" in shown else shown
-        self.url = f"http://{shown}:{bound_port}"
+        self.url = f"http://{shown}:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="segflow-runs-http", daemon=True)
 
     def start(self) -> "RunsFolderServer":
@@ -169,6 +163,7 @@ def serve(config: PipelineConfig, *, name: str = "segflow-nightly", cron: str | 
     from prefect.runner import Runner
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 
+    from flows.artifacts import BASE_DIR_ENV, BASE_URL_ENV
     from flows.pipeline import segflow_pipeline
 
     if not PREFECT_API_URL.value():

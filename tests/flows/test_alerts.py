@@ -22,7 +22,7 @@ def test_automations_match_runs_of_segflow_deployments_and_retry_only_a_first_cr
     assert {"prefect.resource.role": "flow", "prefect.resource.name": "segflow"} in related
     assert {"prefect.resource.role": "deployment"} in related
     assert notify.actions[0].type == "send-notification" and notify.actions[0].block_document_id == block
-    assert "{{ flow_run|ui_url }}" in notify.actions[0].body
+    assert "flow_run|ui_url" in notify.actions[0].body and "{{ flow_run.id }}" in notify.actions[0].body
     assert retry.trigger.expect == {"prefect.flow-run.Crashed"}
     assert retry.trigger.match.root["prefect.run-count"] == "1"  # a second crash (run count 2) is left alone
     action = retry.actions[0]
