@@ -152,7 +152,7 @@ def serve(config: PipelineConfig, *, name: str = "segflow-nightly", cron: str | 
         cron: cron schedule, or None/empty for runs started only from the UI or the API.
         timezone: IANA time zone of the cron schedule.
         limit: flow runs of the deployment at once, enforced by the Prefect server (the deployment's
-            concurrency limit: further runs wait in AwaitingConcurrencySlot) and by this process.
+            concurrency limit: further runs wait in AwaitingConcurrencySlot, whichever process runs them).
         http_host: address to serve ``config.output_dir`` on over HTTP (read-only); None: no HTTP server.
         http_port: its port (0: a free one).
 
@@ -175,7 +175,9 @@ def serve(config: PipelineConfig, *, name: str = "segflow-nightly", cron: str | 
     runs_dir = Path(params["config"]["output_dir"])
     http = RunsFolderServer(runs_dir, http_host, http_port) if http_host is not None else None
     signal.signal(signal.SIGINT, signal.default_int_handler)  # `segflow serve &` in a script starts with SIGINT ignored
-    runner = Runner(name=f"segflow-serve-{name}", pause_on_shutdown=True, limit=limit)
+    # No limit of the process's own: the deployment's concurrency limit on the server queues further runs as
+    # AwaitingConcurrencySlot. A local limit would leave them plain Scheduled, and the server marks those Late.
+    runner = Runner(name=f"segflow-serve-{name}", pause_on_shutdown=True, limit=None)
     runner.handle_sigterm = _stop_like_ctrl_c  # Runner.start installs self.handle_sigterm for SIGTERM
     deployment_id = runner.add_flow(
         segflow_pipeline, name=name, schedule=schedule, parameters=params, tags=["segflow"],
