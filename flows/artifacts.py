@@ -4,8 +4,11 @@ changed since the previous run in the same output folder."""
 import json
 import logging
 import math
+import os
+import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
@@ -13,27 +16,35 @@ from segmentation.runs import load_run, previous_run
 
 logger = logging.getLogger("segmentation.compare")  # a library logger: reaches the run logs like the stages' own
 
+#: the public base URL of a runs folder, and the folder it serves (``segflow serve`` sets both for its own)
+BASE_URL_ENV = "SEGFLOW_REPORT_BASE_URL"
+BASE_DIR_ENV = "SEGFLOW_REPORT_BASE_DIR"
+
 
 def _fmt(x: object, nd: int = 4) -> str:
     return f"{x:.{nd}f}" if isinstance(x, float) else str(x)
 
 
 def summary_markdown(run_dir: Path) -> str:
-    """The run's headline figures as markdown (also printed by the CLI)."""
+    """The run's headline figures as markdown (also printed by the CLI).
+
+    The rating verdict and the random-partition control are the report's own sentences
+    (:func:`reports.rating_verdict`, :func:`reports.control_text`), so the artifact and the report never disagree.
+    """
+    from reports import control_text, rating_verdict
+
     run = load_run(run_dir)
     m = run.metrics
-    rating = m.get("rating", {})
-    gain = rating.get("gain", {})
     seg = m.get("segmentation", {})
+    verdict = rating_verdict(m)
     lines = [
         f"# segflow run {run.path.name}",
         "",
         f"- data: {m['data']['name']} ({m['data']['n_users']} users, {m['data']['n_items']} items, "
         f"{m['data']['n_interactions']} interactions)",
         f"- segments: **{seg.get('n_segments')}**, outliers {100 * seg.get('noise_share', 0):.1f} %",
-        f"- rating model: none ({rating['skipped']})" if rating.get("skipped") else
-        f"- RMSE global {_fmt(rating.get('global', {}).get('rmse'))}, segmented {_fmt(rating.get('segmented', {}).get('rmse'))}"
-        + (f" (change {_fmt(gain.get('rmse_change'))}, 95 % CI {[round(c, 4) for c in gain.get('ci', [])]})" if gain else ""),
+        f"- {'rating model' if (m.get('rating') or {}).get('skipped') else 'rating accuracy'}: **{verdict.headline}**"
+        + (f" {verdict.detail}" if verdict.detail else ""),
         f"- report: `{run.path / 'report' / 'index.html'}`",
     ]
     ranking = m.get("ranking") or {}
@@ -47,11 +58,33 @@ def summary_markdown(run_dir: Path) -> str:
              ("bootstrap_ari", "on subsamples")) if isinstance(stab.get(key), dict) and stab[key].get("mean") is not None]  # fmt: skip
     if parts:
         lines.insert(-1, f"- segment stability (ARI, 1 = identical): {', '.join(parts)}")
-    ctl = rating.get("random_partition_control")
-    if isinstance(ctl, dict) and ctl.get("rmse_change") is not None:
-        lines.insert(-1, f"- control, the same fine-tuning on random groups of the same sizes: change "
-                         f"{_fmt(ctl['rmse_change'])}, 95 % CI {[round(c, 4) for c in ctl.get('ci', [])]}")  # fmt: skip
+    control = control_text(m)
+    if control:
+        lines.insert(-1, f"- {control}")
     return "\n".join(lines)
+
+
+def report_link(run_dir: Path, base_url: str | None = None) -> tuple[str, str]:
+    """(URL of the run's report, a sentence saying where it is served), in this order of preference:
+
+    1. ``base_url`` (``report.base_url`` of the run's configuration): the public URL of ``output_dir``
+       (nginx, a shared drive's web server);
+    2. ``SEGFLOW_REPORT_BASE_URL``: set by the operator, or by ``segflow serve`` for the runs folder it serves over
+       HTTP (then only for runs in that folder, ``SEGFLOW_REPORT_BASE_DIR``);
+    3. a ``file://`` URL, which only a browser on the machine that ran it opens, and not from the Prefect UI.
+    """
+    run_dir = Path(run_dir).resolve()
+    tail = f"{quote(run_dir.name)}/report/index.html"
+    if base_url:
+        return f"{base_url.rstrip('/')}/{tail}", "served at report.base_url"
+    env_url = os.environ.get(BASE_URL_ENV)
+    served_dir = os.environ.get(BASE_DIR_ENV)
+    if env_url and (not served_dir or Path(served_dir).resolve() == run_dir.parent):
+        return f"{env_url.rstrip('/')}/{tail}", f"served at {BASE_URL_ENV}"
+    return (run_dir / "report" / "index.html").as_uri(), (
+        "a file:// link: the last resort, since neither report.base_url nor an HTTP server of the runs folder "
+        "(segflow serve) is set up for this run. It opens only in a browser on the machine that ran it (copy it into "
+        "the address bar; browsers refuse it from the Prefect UI). See docs/OPERATIONS.md, serving reports")  # fmt: skip
 
 
 def publish_artifacts(run_dir: str | Path) -> None:
@@ -66,8 +99,17 @@ def publish_artifacts(run_dir: str | Path) -> None:
         for r in run.segments.iter_rows(named=True)
     ]  # fmt: skip
     create_table_artifact(key="segflow-segments", table=json.loads(json.dumps(table)), description="segments")
-    create_link_artifact(key="segflow-report", link=(run_dir / "report" / "index.html").resolve().as_uri(),
-                         link_text="segment report", description="HTML report of this run")  # fmt: skip
+    link, where = report_link(run_dir, _base_url(run_dir))
+    create_link_artifact(key="segflow-report", link=link, link_text="segment report",
+                         description=f"HTML report of this run ({where})")  # fmt: skip
+
+
+def _base_url(run_dir: Path) -> str | None:
+    """``report.base_url`` of the run's saved configuration (``config.toml``), if any."""
+    path = Path(run_dir) / "config.toml"
+    if not path.exists():
+        return None
+    return (tomllib.loads(path.read_text()).get("report") or {}).get("base_url") or None
 
 
 def _seg(sid: Any, name: Any) -> str:

@@ -2,6 +2,8 @@
 
     segflow run [--config FILE] [--set KEY=VALUE ...] [--ratings F --items F --users F ...]
     segflow serve [--config FILE] [--cron "0 2 * * *"] [--timezone UTC] [--name NAME]
+                  [--http-host 127.0.0.1 --http-port 4280 | --no-http]
+    segflow alerts --webhook URL [--deployment NAME ...] [--no-retry-crashed] [--dry-run]
     segflow config [--config FILE] [--set ...] [--json] print the effective configuration as TOML (or JSON)
     segflow show [RUN]                                print a run's headline figures
     segflow clean [--output DIR] [--dry-run]          remove unfinished run folders left by killed runs
@@ -22,6 +24,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 EXIT_USER_ERROR = 2
 EXIT_BUG = 1
@@ -270,11 +273,47 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _quiet_user_error_tracebacks(args)
     try:
-        serve(config, name=args.name, cron=args.cron, timezone=args.timezone, limit=args.limit)
+        serve(config, name=args.name, cron=args.cron, timezone=args.timezone, limit=args.limit,
+              http_host=None if args.no_http else args.http_host, http_port=args.http_port)  # fmt: skip
     except KeyboardInterrupt:
         print(f"segflow serve: stopped; the schedule of 'segflow/{args.name}' is paused until serve starts again",
               file=sys.stderr)  # fmt: skip
     return 0
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from flows.alerts import install_alerts
+
+    plan = install_alerts(args.webhook, deployments=args.deployment, retry_crashed=not args.no_retry_crashed,
+                          dry_run=args.dry_run)  # fmt: skip
+    for line in plan.lines:
+        print(line)
+    return 0
+
+
+def _add_serve_http_args(p: argparse.ArgumentParser) -> None:
+    from flows.serve import DEFAULT_HTTP_PORT
+
+    g = p.add_argument_group("reports over HTTP (the report link artifacts point here)")
+    g.add_argument("--http-host", default="127.0.0.1",
+                   help="address to serve output_dir on, read-only (default 127.0.0.1; 0.0.0.0 for every interface, "
+                        "only behind your own access control)")  # fmt: skip
+    g.add_argument("--http-port", type=int, default=DEFAULT_HTTP_PORT,
+                   help=f"its port (default {DEFAULT_HTTP_PORT}; 0 picks a free one)")  # fmt: skip
+    g.add_argument("--no-http", action="store_true", help="do not serve the runs folder")
+
+
+def _add_alerts_parser(sub: Any) -> None:
+    p = sub.add_parser("alerts", help="notify a webhook of failed, crashed or late runs; retry a crashed run once",
+                       description="Create or update (never duplicate) a webhook notification block and Prefect "
+                                   "automations on the server at PREFECT_API_URL (docs/OPERATIONS.md, alerts).")  # fmt: skip
+    p.add_argument("--webhook", required=True, help="URL that receives a JSON POST {subject, body} per event")
+    p.add_argument("--deployment", action="append", metavar="NAME",
+                   help="only runs of this deployment of the segflow flow (repeatable; default: all of them)")  # fmt: skip
+    p.add_argument("--no-retry-crashed", action="store_true",
+                   help="do not retry crashed runs (removes the retry automation if there is one)")  # fmt: skip
+    p.add_argument("--dry-run", action="store_true", help="only print what would be created, updated or deleted")
+    p.set_defaults(func=cmd_alerts)
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
@@ -343,8 +382,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cron", default="0 2 * * *", help="cron schedule (default nightly at 02:00; '' for none)")
     p.add_argument("--timezone", default="UTC", help="IANA time zone of the schedule (default UTC)")
     p.add_argument("--name", default="segflow-nightly", help="deployment name")
-    p.add_argument("--limit", type=int, default=1, help="flow runs executed at once by this process (default 1)")
+    p.add_argument("--limit", type=int, default=1,
+                   help="runs of the deployment at once, enforced by the Prefect server (default 1)")  # fmt: skip
+    _add_serve_http_args(p)
     p.set_defaults(func=cmd_serve)
+    _add_alerts_parser(sub)
     return parser
 
 

@@ -162,10 +162,22 @@ def _primary_ndcg(data: ReportInput) -> tuple[str | None, float | None]:
     return names[-1], _num(_get(ranking, names[-1], f"ndcg@{k}"))
 
 
-def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]]) -> Verdict:
-    """Did per-segment models improve rating accuracy? Plain words, driven by the CI of the change."""
+def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]] | None = None) -> Verdict:
+    """Did per-segment models improve rating accuracy? Plain words, driven by the CI of the change.
+
+    The report's verdict, and the run summary artifact's (which passes a run's ``metrics.json`` alone).
+    Implicit feedback (``rating.skipped``) has no rating model: the verdict says so.
+
+    Args:
+        metrics: a run's metrics (``rating.global``, ``rating.segmented``, ``rating.gain``).
+        models: the per-segment model rows by segment id (``kept`` says whether a segment kept its own model);
+            None takes them from ``metrics["models"]["segments"]``.
+    """
     if _get(metrics, "rating", "skipped"):
         return Verdict("neutral", IMPLICIT_HEADLINE, IMPLICIT_DETAIL)
+    if models is None:
+        rows = _get(metrics, "models", "segments", default=[]) or []
+        models = {int(r["segment_id"]): r for r in rows if isinstance(r, dict) and r.get("segment_id") is not None}
     g = _num(_value(_get(metrics, "rating", "global"), "rmse"))
     s = _num(_value(_get(metrics, "rating", "segmented"), "rmse"))
     kept = sum(bool(r.get("kept")) for r in models.values())
@@ -175,6 +187,18 @@ def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]]) -
         return Verdict("missing", "Rating accuracy was not computed in this run.", kept_text.strip())
     change, ci = _change_ci(_get(metrics, "rating", "gain"), s - g)
     nums = f"RMSE {fmt(s)} with per-segment models vs {fmt(g)} with the global model"
+    if (models and kept == 0) or (not models and change == 0 and ci == (0.0, 0.0)):
+        # every segment predicts with the global model: "change 0, 95 % CI [0, 0]" would say nothing more
+        where = f"none of the {len(models)} segments" if models else "no segment"
+        detail = (f"The fine-tuned per-segment models passed the validation gate in {where}, so every segment uses "
+                  f"the global model")  # fmt: skip
+        if not change:
+            detail += f" (RMSE {fmt(g)})."
+        else:
+            span = f", 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}" if ci else ""
+            detail += f". {nums} (change {fmt(change, 'signed')}{span})."
+        return Verdict("neutral", "No segment kept its own model, so segmentation did not change rating accuracy.",
+                       detail)
     if ci is not None:
         span = f"change {fmt(change, 'signed')}, 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}"
         if ci[0] <= 0 <= ci[1]:

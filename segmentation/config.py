@@ -8,11 +8,13 @@ the CLI (``encoder.batch_size=32``). Each stage has its own frozen section.
 import codecs
 import hashlib
 import json
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import to_jsonable_python
 
 from segmentation._errors import ConfigError
 
@@ -37,8 +39,23 @@ __all__ = [
 ]
 
 
+def _factory_defaults_in_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """Write the default of every value field built by a ``default_factory`` (the lists) into the JSON schema.
+
+    pydantic leaves such defaults out, and the Prefect UI's run form then starts those fields as empty lists
+    whenever the deployment's parameters do not spell them out (a ``prefect.yaml`` deployment). Sections, the
+    other default_factory fields, need none: the form builds them from their own fields' defaults.
+    """
+    props = schema.get("properties", {})
+    for name, field in cls.model_fields.items():
+        if field.default_factory is not None and name in props:
+            value = field.get_default(call_default_factory=True)
+            if not isinstance(value, BaseModel):
+                props[name]["default"] = to_jsonable_python(value)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_factory_defaults_in_schema)
 
 
 class ColumnMapping(_Section):
@@ -509,6 +526,20 @@ class ReportConfig(_Section):
 
     title: str = Field("segflow segment report", description="Title of the report's pages.")
     top_n: int = Field(10, ge=1, le=100, description="Items, categories and keywords shown per segment.")
+    base_url: str | None = Field(
+        None,
+        description="Public http(s) URL of output_dir (a web server or nginx in front of the runs folder), e.g. "
+        "https://reports.example.com/segflow/runs. The report link artifact points to <base_url>/<run-id>/report/"
+        "index.html. Empty: the HTTP server of segflow serve, or $SEGFLOW_REPORT_BASE_URL, else a file:// link.",
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", v):
+            raise ValueError("expected an http:// or https:// URL with a host and no spaces, e.g. "
+                             "https://reports.example.com/segflow/runs")  # fmt: skip
+        return v
 
 
 class OrchestrationConfig(_Section):

@@ -267,6 +267,9 @@ CASES = [
          ConfigError, names=None, in_flow=False),  # fmt: skip
     Case("config-wrong-type", _args("--set", "predictor.epochs=many"), ["predictor.epochs", "'many'"], ConfigError,
          names=None, in_flow=False),  # fmt: skip
+    Case("config-report-base-url-not-http", _args("--set", "report.base_url='ftp://files.example.com/runs'"),
+         ["report.base_url", "expected an http:// or https:// URL", "ftp://files.example.com/runs"], ConfigError,
+         names=None, in_flow=False),  # fmt: skip
     Case("config-override-without-value", _args("--set", "seed"), ["not of the form key=value"], ConfigError,
          names=None, in_flow=False),  # fmt: skip
     Case("config-file-missing", _args("--config", "/nonexistent/segflow.toml"), ["/nonexistent/segflow.toml",

@@ -19,6 +19,8 @@ import pytest
 
 from tests.server._server import BIN, TINY, RetryingClient, Server, free_port, stop_group, tail
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory) -> Iterator[Server]:
@@ -28,7 +30,8 @@ def prefect_server(tmp_path_factory) -> Iterator[Server]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
     env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5")  # fmt: skip
+               PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
+               PREFECT_UI_URL=f"http://127.0.0.1:{port}")  # links in notifications (flow_run|ui_url)  # fmt: skip
     with log.open("wb") as out:
         proc = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)  # fmt: skip
@@ -63,8 +66,9 @@ def project_runs(tmp_path_factory) -> Path:
 def served(prefect_server: Server, cache_dir: Path, project_runs: Path, tmp_path_factory) -> Iterator[dict]:
     """``segflow serve`` with a cron schedule of every minute and the tiny configuration as default parameters."""
     log = tmp_path_factory.mktemp("serve") / "serve.log"
+    http_port = free_port()
     cmd = [str(BIN / "segflow"), "serve", "--name", "server-test", "--cron", "* * * * *", "--output", str(project_runs),
-           "--set", f"cache_dir='{cache_dir}'"] + [a for s in TINY for a in ("--set", s)]  # fmt: skip
+           "--http-port", str(http_port), "--set", f"cache_dir='{cache_dir}'"] + [a for s in TINY for a in ("--set", s)]  # fmt: skip
     env = prefect_server.env(TMPDIR=str(log.parent))  # serve leaves a runner_storage/<uuid> folder in TMPDIR
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True,
@@ -80,6 +84,19 @@ def served(prefect_server: Server, cache_dir: Path, project_runs: Path, tmp_path
             if time.monotonic() > deadline:
                 pytest.fail(f"deployment segflow/server-test not served after 120 s:\n{tail(log)}")
             time.sleep(1)
-        yield {"deployment": r.json(), "log": log, "proc": proc, "created": time.time()}
+        yield {"deployment": r.json(), "log": log, "proc": proc, "created": time.time(),
+               "http": f"http://127.0.0.1:{http_port}"}  # fmt: skip
     finally:
         stop_group(proc)
+
+
+@pytest.fixture(scope="session")
+def yaml_deployment(prefect_server: Server, tmp_path_factory) -> dict:
+    """``prefect deploy --all`` of the project's prefect.yaml to the process work pool segflow-pool (no worker)."""
+    env = prefect_server.env(TMPDIR=str(tmp_path_factory.mktemp("deploy")))
+    prefect = str(BIN / "prefect")
+    for cmd in ([prefect, "work-pool", "create", "segflow-pool", "--type", "process"],
+                [prefect, "--no-prompt", "deploy", "--all"]):  # fmt: skip
+        r = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+        assert r.returncode == 0, r.stdout + r.stderr
+    return prefect_server.deployment("segflow", "segflow-nightly")
