@@ -5,11 +5,9 @@ options when it runs on a Dask worker, by reference to its module; a deployment'
 ``flows/pipeline.py`` as a script (module ``pipeline``), which a Dask worker could not import.
 """
 
-import hashlib
 import time
 from datetime import timedelta
-from functools import lru_cache, wraps
-from pathlib import Path
+from functools import wraps
 from typing import Any
 
 from prefect import task
@@ -17,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
+from flows.code_digest import library_digest, stage_digest
 from flows.runners import library_logs_to_run
 from segmentation._errors import SegflowError
 from segmentation.config import PipelineConfig
@@ -29,30 +28,25 @@ IO_RETRIES = 3  # stages that read or write files: 3 retries, about 5, 10 and 20
 NON_RESULT_FIELDS = {"output_dir", "cache_dir", "orchestration", "report", "output", "cache"}  # change no cached stage's result
 
 
-@lru_cache(maxsize=1)
 def code_digest() -> str:
-    """Hash of the library source (segmentation, embeddings): any code change invalidates the cached stages.
+    """Hash of the library source (segmentation, embeddings): the key part of code that is not a stage function.
 
     Prefect's TASK_SOURCE policy would hash only the thin task wrappers, and CODE_VERSION must be bumped by hand.
+    Stages use :func:`flows.code_digest.stage_digest`, which hashes only the code each stage can run.
     """
-    import embeddings
-    import segmentation
-
-    h = hashlib.sha256()
-    for pkg in (segmentation, embeddings):
-        root = Path(pkg.__file__).parent
-        for f in sorted(root.rglob("*.py")):
-            h.update(f.relative_to(root.parent).as_posix().encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()[:16]
+    return library_digest()
 
 
 def key_part(value: Any) -> Any:
     return value.model_dump(mode="json", exclude=NON_RESULT_FIELDS) if isinstance(value, PipelineConfig) else value
 
 
-def cache_key(stage: str):
+def cache_key(stage: str, fn: Any = None):
+    """The cache key of ``stage``: its code (:func:`stage_digest` of ``fn``, else the whole library) and inputs."""
+
     def key(context: Any, parameters: dict[str, Any]) -> str:
-        return f"{stage}-{fingerprint(code_digest(), *map(key_part, parameters.values()))}"
+        code = stage_digest(fn) if fn is not None else code_digest()
+        return f"{stage}-{fingerprint(code, *map(key_part, parameters.values()))}"
 
     return key
 
@@ -95,7 +89,7 @@ class Stages:
             opts |= {"retries": IO_RETRIES, "retry_delay_seconds": exponential_backoff(backoff_factor=5),
                      "retry_jitter_factor": 0.5}  # fmt: skip
         if cached:
-            opts |= {"cache_key_fn": cache_key(name), "persist_result": True, "result_storage": self.store,
+            opts |= {"cache_key_fn": cache_key(name, fn), "persist_result": True, "result_storage": self.store,
                      "cache_expiration": CACHE_EXPIRATION}  # fmt: skip
         else:
             opts |= {"cache_policy": NO_CACHE}
