@@ -129,6 +129,7 @@ def test_where_hard_links_fail_the_run_keeps_its_copies(tmp_path, monkeypatch):
 def test_publish_logs_linked_and_written_bytes(tmp_path, caplog):
     out = tmp_path / "runs"
     _write_run(out)
+    caplog.clear()  # earlier tests may have set the library loggers to INFO already: keep only the second run's lines
     with caplog.at_level("INFO", logger="segmentation.runs"):
         _write_run(out)
     said = [r.getMessage() for r in caplog.records if "hard-linked" in r.getMessage()]
