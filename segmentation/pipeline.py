@@ -251,7 +251,9 @@ def summarise_segmentation(seg: Segmentation) -> dict:
 
 def versions() -> dict:
     out = {"python": platform.python_version()}
-    for pkg in ("segflow", "torch", "sentence-transformers", "faiss-cpu", "umap-learn", "hdbscan", "polars", "prefect"):
+    # numba, pynndescent, scikit-learn, numpy and scipy move UMAP's and HDBSCAN's results between releases
+    for pkg in ("segflow", "torch", "sentence-transformers", "faiss-cpu", "umap-learn", "pynndescent", "numba", "hdbscan",
+                "scikit-learn", "numpy", "scipy", "polars", "prefect"):  # fmt: skip
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
