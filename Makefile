@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 help:
 	@echo "make demo    install (if needed) and run the pipeline on MovieLens 100k; prints the report's path"
 	@echo "make test    install (if needed) and run the default test suite (~10 min budget)"
-	@echo "make lint    ruff"
+	@echo "make lint    ruff and the import layers (import-linter); make test runs both first"
 	@echo "make bench   rerun the benchmarks (slow) and rewrite benchmarks/results/*.json"
 	@echo "make clean   remove runs/, caches of this checkout and .venv"
 
@@ -42,6 +42,8 @@ browser-deps:
 	  else echo "note: chromium missing and not root; browser tests will be skipped"; fi; }
 
 test: install browser-deps
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -ra
 
 test-all: install browser-deps
@@ -49,6 +51,7 @@ test-all: install browser-deps
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 bench: install
 	$(BIN)/pip install --quiet -e ".[bench]"
