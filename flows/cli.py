@@ -6,6 +6,7 @@
     segflow alerts --webhook URL [--deployment NAME ...] [--no-retry-crashed] [--dry-run]
     segflow config [--config FILE] [--set ...] [--json] print the effective configuration as TOML (or JSON)
     segflow show [RUN]                                print a run's headline figures
+    segflow report [RUN] [--out DIR]                  render a run's HTML report again from its folder
     segflow clean [--output DIR] [--dry-run]          remove unfinished run folders left by killed runs
     segflow clean --cache [--max-size SIZE] [--older-than DAYS] [--embeddings] [--dry-run]   bound the task cache
     segflow prune [--output DIR] [--keep-last N] [--dry-run]   remove the oldest complete runs beyond N
@@ -193,6 +194,17 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Render a complete run's report again from the run folder alone (into its report/ or --out)."""
+    from reports import render_report
+    from reports.model import load_report_input
+
+    data = load_report_input(Path(args.run))
+    out = Path(args.out) if args.out else Path(args.run).resolve() / "report"
+    print(f"Report: {render_report(data, out)}")
+    return 0
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from flows.artifacts import summary_markdown
 
@@ -358,6 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print a run's headline figures")
     p.add_argument("run", nargs="?", default="runs/latest")
     p.set_defaults(func=cmd_show)
+    p = sub.add_parser("report", help="render a run's HTML report again from its run folder")
+    p.add_argument("run", nargs="?", default="runs/latest")
+    p.add_argument("--out", help="folder to write the report into (default: the run's report/)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("clean", help="remove unfinished run folders (.partial-*) left by killed or crashed runs")
     p.add_argument("--output", help="folder of the run folders (default: output_dir of the configuration)")
     p.add_argument("--config", type=Path, help="TOML configuration file whose output_dir to clean")

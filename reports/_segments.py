@@ -79,16 +79,22 @@ class _Overall:
     rating_hist: dict[str, float]
 
 
+def rating_summary(user_ratings: pl.DataFrame | None) -> dict[str, Any] | None:
+    """All users' mean rating, ratings per user and rating histogram, from train ratings (None without them)."""
+    if not isinstance(user_ratings, pl.DataFrame) or not user_ratings.height:
+        return None
+    hist = user_ratings["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
+    return {"mean_rating": float(user_ratings["rating"].mean()),  # type: ignore[arg-type]
+            "mean_activity": user_ratings.height / max(user_ratings["user_id"].n_unique(), 1),
+            "hist": {f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])}}  # fmt: skip
+
+
 def _overall(data: ReportInput, segs: list[Seg]) -> _Overall:
     n_users = data.assignments.height or int(_get(data.metrics, "data", "n_users", default=0) or 0)
     profs = [s.profile for s in segs if s.profile is not None]
-    user_ratings = getattr(data, "user_ratings", None)
-    if isinstance(user_ratings, pl.DataFrame) and user_ratings.height:
-        r = user_ratings["rating"].round(0)
-        hist = r.value_counts(normalize=True, name="p").sort("rating")
-        return _Overall(n_users, float(user_ratings["rating"].mean()),
-                        user_ratings.height / max(user_ratings["user_id"].n_unique(), 1),
-                        {f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])})  # fmt: skip
+    summary = data.rating_summary or rating_summary(getattr(data, "user_ratings", None))
+    if summary:
+        return _Overall(n_users, summary["mean_rating"], summary["mean_activity"], dict(summary["hist"]))
     # weight each segment by its number of ratings (size x mean activity)
     w = [p.size * p.mean_activity for p in profs]
     total = sum(w)

@@ -415,14 +415,19 @@ class Run:
         return VectorIndex.load(self.path / "index" / name)
 
 
-def load_run(path: Path | str) -> Run:
+def load_run(path: Path | str, *, allow_partial: bool = False) -> Run:
     """Open a run folder (or ``runs/latest``) written by segflow.
+
+    Args:
+        path: the run folder.
+        allow_partial: open a ``.partial-*`` folder too (the run's own writer, rendering its report before
+            publishing it).
 
     Raises:
         DataError: the folder is not a complete segflow run.
     """
     path = Path(path).resolve()
-    if path.name.startswith(PARTIAL_PREFIX):
+    if path.name.startswith(PARTIAL_PREFIX) and not allow_partial:
         raise DataError(f"{path} is an unfinished run (killed or still running), not a published one; "
                         f"open {path.parent / 'latest'} or a run folder without the {PARTIAL_PREFIX} prefix")  # fmt: skip
     missing = [f for f in ("users.parquet", "segments.parquet", "metrics.json", "manifest.json") if not (path / f).exists()]

@@ -389,7 +389,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
             metrics: dict, encoder_stats: dict, timings: dict, stability: dict | None = None) -> str:  # fmt: skip
     """Write the run folder (data, indexes, models, metrics, report) and publish it as ``latest``."""
     from reports import render_report
-    from reports.model import ReportInput
+    from reports.model import ReportInput, load_report_input, save_report_input
     from segmentation.runs import RunWriter
 
     writer = RunWriter(config.output_dir, keep_last=config.output.keep_last)
@@ -422,7 +422,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
             segmented.save(writer.path / "models" / "segments",
                            **({"global_model_dir": writer.path / "models" / "global"} if shared else {}))  # fmt: skip
         comparison = _compare_with_previous(config.output_dir, writer)
-        render_report(ReportInput(
+        save_report_input(ReportInput(
             title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,
             assignments=segmentation.assignments, profiles=described.profiles,
             segment_models=getattr(segment_models.models, "report_", None) if segment_models is not None else None,
@@ -430,5 +430,7 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
             neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
             user_ratings=None if dataset.implicit else split.train_full.select("user_id", "rating"),
             comparison=comparison,
-        ), writer.path / "report")  # fmt: skip
+        ), writer.path)  # fmt: skip
+        # the report reads the run folder only, exactly as `segflow report RUN_DIR` does later
+        render_report(load_report_input(writer.path, allow_partial=True), writer.path / "report")
     return str(writer.final_path)

@@ -76,6 +76,17 @@ def test_run_folder_contract(first_run):
     assert proc.returncode == 0 and "runs/latest" in proc.stdout, proc.stdout
 
 
+def test_report_command_renders_the_published_pages_again(first_run, tmp_path, capsys):
+    """`segflow report RUN_DIR` reads the run folder alone and gives back the published pages byte for byte."""
+    _, _, path, _ = first_run
+    assert main(["report", str(path), "--out", str(tmp_path / "again")]) == 0
+    assert "Report:" in capsys.readouterr().out
+    published = sorted(p.name for p in (path / "report").glob("*.html"))
+    assert published and published == sorted(p.name for p in (tmp_path / "again").glob("*.html"))
+    for name in published:
+        assert (path / "report" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+
+
 def test_artifacts_published(first_run):
     _, _, path, _ = first_run
     assert path.name in _artifact("segflow-summary").data

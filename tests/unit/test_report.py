@@ -357,3 +357,43 @@ def test_comparison_page_standalone_and_inside_a_report(tmp_path):
         assert (tmp_path / "report" / ref).is_file(), ref
     render_report(dataclasses.replace(data, comparison=None), tmp_path / "report")
     assert not (tmp_path / "report" / "comparison.html").exists()
+
+
+def test_report_rendered_again_from_the_run_folder_is_byte_identical(tmp_path):
+    """The report's inputs survive the run folder: rendering from report_input.json + the data files gives the same
+    pages as rendering from the objects in memory (what `segflow report RUN_DIR` relies on)."""
+    import dataclasses
+    import json
+
+    from reports.model import load_report_input, save_report_input
+    from segmentation.runs import SCHEMA_VERSION
+    from tests.fixtures_report import make_report_input, write_run_folder
+
+    base = make_report_input(150, 3, seed=4)
+    ratings = pl.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "rating": [4.0, 2.0, 5.0, 3.5]})
+    data = dataclasses.replace(base, user_ratings=ratings,
+                               comparison={"summary": ["nothing moved"], "matches": [], "drift": []})  # fmt: skip
+    folder = write_run_folder(data, tmp_path / "run")
+    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    (folder / "comparison.json").write_text(json.dumps(data.comparison))
+    save_report_input(data, folder)
+    assert "u1" not in (folder / "report_input.json").read_text()  # a summary of the ratings, not the ratings
+    render_report(data, tmp_path / "memory")
+    render_report(load_report_input(folder), tmp_path / "folder")
+    pages = sorted(p.name for p in (tmp_path / "memory").glob("*.html"))
+    assert pages == sorted(p.name for p in (tmp_path / "folder").glob("*.html")) and len(pages) >= 4
+    for name in pages:
+        assert (tmp_path / "memory" / name).read_bytes() == (tmp_path / "folder" / name).read_bytes(), name
+
+
+def test_report_command_refuses_a_run_without_report_input(tmp_path, capsys):
+    import json
+
+    from flows.cli import main
+    from segmentation.runs import SCHEMA_VERSION
+    from tests.fixtures_report import make_report_input, write_run_folder
+
+    folder = write_run_folder(make_report_input(60, 2, seed=1), tmp_path / "old-run")
+    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    assert main(["report", str(folder)]) == 2
+    assert "has no report_input.json" in capsys.readouterr().err
