@@ -58,10 +58,25 @@ def summary_markdown(run_dir: Path) -> str:
              ("bootstrap_ari", "on subsamples")) if isinstance(stab.get(key), dict) and stab[key].get("mean") is not None]  # fmt: skip
     if parts:
         lines.insert(-1, f"- segment stability (ARI, 1 = identical): {', '.join(parts)}")
+    lines[-1:-1] = _tentative_lines(run.segments)
     control = control_text(m)
     if control:
         lines.insert(-1, f"- {control}")
     return "\n".join(lines)
+
+
+def _tentative_lines(segments: Any) -> list[str]:
+    """The segments whose stability is below the report's 'tentative' line, as the report names them."""
+    from segmentation.stability import TENTATIVE
+
+    if "stability" not in segments.columns:
+        return []
+    weak = segments.filter((segments["segment_id"] >= 0) & (segments["stability"] < TENTATIVE))
+    if weak.is_empty():
+        return []
+    named = ", ".join(f"{n} ({v:.2f})" for n, v in zip(weak["name"], weak["stability"]))
+    return [f"- tentative segments (stability below {TENTATIVE:g}; they dissolve or merge when the users are "
+            f"resampled): {named}"]  # fmt: skip
 
 
 def report_link(run_dir: Path, base_url: str | None = None) -> tuple[str, str]:

@@ -128,3 +128,20 @@ def test_published_link_artifact_uses_the_runs_base_url(tmp_path, no_env, monkey
     (run / "config.toml").write_text('[report]\ntitle = "t"\n')
     artifacts.publish_artifacts(run)
     assert made["link"].startswith("file://") and "last resort" in made["description"]
+
+
+def test_summary_names_the_tentative_segments(tmp_path):
+    """A segment below the report's 'tentative' stability line is named in the summary, as on its page."""
+    import polars as pl
+
+    folder = _run(tmp_path, _metrics([False, False], 0.0, [-0.001, 0.001]))
+    seg = pl.read_parquet(folder / "segments.parquet")
+    ids = seg["segment_id"].to_list()
+    stability = [None if s < 0 else (0.41 if s == max(ids) else 0.9) for s in ids]
+    seg.with_columns(pl.Series("stability", stability, dtype=pl.Float64)).write_parquet(folder / "segments.parquet")
+    text = summary_markdown(folder)
+    weak = seg.filter(pl.col("segment_id") == max(ids))["name"][0]
+    line = next(x for x in text.splitlines() if x.startswith("- tentative segments"))
+    assert f"{weak} (0.41)" in line and line.count("(0.") == 1
+    seg.with_columns(pl.lit(0.9).alias("stability")).write_parquet(folder / "segments.parquet")
+    assert "tentative" not in summary_markdown(folder)
