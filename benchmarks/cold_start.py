@@ -77,6 +77,7 @@ THRESHOLD = 4.0
 EASE_REG = 300.0  # chosen on validation in benchmarks/ranking.py (BENCHMARK_PROTOCOL.md)
 REG_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 ALPHA_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75)
+SYSTEMS = ("global-prior", "segment-aware", "segment-aware-fit", "random-partition")
 MF = PredictorConfig(model="mf", refit=False, threads=2)
 
 
@@ -87,14 +88,14 @@ def r5(x: float | None) -> float | None:
 # ------------------------------------------------------------------------------------------------ data
 
 
-def load(name: str, quick: bool) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
+def load(name: str, quick: bool, n_users: int | None = None) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame | None]:
     """(interactions, items, truth or None)."""
     ds = load_movielens_100k()
     if name == "ml100k":
         return ds.interactions, ds.items, None
     counts = ds.interactions.group_by("item_id").len()
     pop = ds.items.join(counts, on="item_id", how="left")["len"].fill_null(0).to_numpy() + 1.0
-    planted, _ = planted_segment_behaviour(ds.items, 1200 if quick else 2500, rng=np.random.default_rng(0),
+    planted, _ = planted_segment_behaviour(ds.items, n_users or (1200 if quick else 2500), rng=np.random.default_rng(0),
                                            item_popularity=pop)  # fmt: skip
     return planted.interactions, ds.items, planted.truth
 
@@ -161,6 +162,7 @@ class Fold:
         for c in (False, True):
             lab = np.array([warm_labels[c][u] for u in warm_ids])[ok]
             self.priors[c] = segment_priors(params, nums[ok], lab)
+        self.place["fit"] = self._place_by_fit()
         # ranking matrices
         self.items = Vocab.from_ids(sorted(train["item_id"].unique().to_list(), key=lambda s: (len(s), s)))
         uvocab = Vocab.from_ids(sorted(train["user_id"].unique().to_list()))
@@ -175,12 +177,12 @@ class Fold:
         self.seen = xn.toarray() > 0
         self.ease = _zscore(np.asarray(xn @ b))
         is_warm = ~np.isin(uvocab.ids.astype(str), new_users)
-        self.pop_counts = np.asarray(x[is_warm].sum(axis=0)).ravel()
+        self.pop_counts = np.asarray(x[np.flatnonzero(is_warm)].sum(axis=0)).ravel()
         self.seg_counts = {}
         for c in (False, True):
             wl = warm_labels[c]
             lab = np.array([wl.get(str(u), -1) for u in uvocab.ids])
-            self.seg_counts[c] = {int(s): np.asarray(x[is_warm & (lab == s)].sum(axis=0)).ravel()
+            self.seg_counts[c] = {int(s): np.asarray(x[np.flatnonzero(is_warm & (lab == s))].sum(axis=0)).ravel()
                                   for s in np.unique(lab) if s >= 0}  # fmt: skip
         rel = scored.filter(pl.col("rating") >= THRESHOLD)
         self.relevant = np.zeros_like(self.seen)
@@ -192,6 +194,24 @@ class Fold:
         self.scored_new = scored.filter(pl.col("user_id").is_in(new_users))
         self.y = self.scored_new["rating"].to_numpy()
         self.groups = self.scored_new["user_id"].to_numpy()
+
+    def _place_by_fit(self) -> dict[str, int]:
+        """Each new user's segment whose prior (mean bias and factors) best predicts its few ratings."""
+        params, vocab = self.model.params_, self.model.item_vocab_
+        segs = sorted(s for s in self.priors[False] if s >= 0)
+        theta = np.stack([self.priors[False][s] for s in segs])  # (S, d + 1)
+        rows = self.new_rows
+        i = vocab.lookup(rows["item_id"], missing=-1)
+        ok = i >= 0
+        rows, i = rows.filter(pl.Series(ok)), i[ok]
+        base = params.mu + params.item_bias[i]
+        pred = base[:, None] + theta[None, :, 0] + params.item_factors[i] @ theta[:, 1:].T  # (n, S)
+        err = (np.clip(pred, *self.model.rating_range_) - rows["rating"].to_numpy()[:, None]) ** 2
+        users = rows["user_id"].to_numpy()
+        out = {}
+        for u in np.unique(users):
+            out[str(u)] = int(segs[int(np.argmin(err[users == u].sum(axis=0)))])
+        return out
 
     # ratings
     def rating_pred(self, system: str, reg: float | None = None) -> np.ndarray:
@@ -207,11 +227,12 @@ class Fold:
 
     def prior_predictor(self, system: str, reg: float | None) -> SegmentPriorPredictor:
         control = system == "random-partition"
+        key = "fit" if system == "segment-aware-fit" else control
         priors = self.priors[control]
         if system == "global-prior":
             prior_of = {u: priors[-1] for u in self.new}
         else:
-            place = self.place[control]
+            place = self.place[key]
             prior_of = {u: priors.get(place.get(u, -1), priors[-1]) for u in self.new}
         return SegmentPriorPredictor(self.model, float(reg)).fit(self.new_rows, prior_of)
 
@@ -223,10 +244,11 @@ class Fold:
         if system == "global" or alpha == 0.0:
             return ndcg_per_user(self.ease, self.seen, self.relevant)
         control = system == "random-partition"
+        key = "fit" if system == "segment-aware-fit" else control
         if system == "global-prior":
             segs = np.full(len(self.scored_users), -1)
         else:
-            place = self.place[control]
+            place = self.place[key]
             segs = np.array([place.get(u, -1) for u in self.scored_users])
         pop = segment_popularity_scores(segs, self.seg_counts[control], self.pop_counts)
         return ndcg_per_user((1 - alpha) * self.ease + alpha * _zscore(pop), self.seen, self.relevant)
@@ -247,8 +269,8 @@ def choose(valid: Fold, system: str) -> dict:
             "rating_gate": bool(hi < 0), "ranking_gate": bool(alpha > 0 and nlo > 0)}  # fmt: skip
 
 
-def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict) -> list[dict]:
-    inter, items, truth = load(name, quick)
+def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict, n_users: int | None = None) -> list[dict]:
+    inter, items, truth = load(name, quick, n_users)
     if "emb" not in emb_cache:
         from rating import item_embeddings
 
@@ -279,7 +301,7 @@ def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict) -> list[dic
         scored = pl.concat([cold.held_out, test.filter(pl.col("user_id").is_in(new))])
         fold = Fold(cold.train, scored, new, segs, emb)
         p_g, n_g = fold.rating_pred("global"), fold.ndcg("global")
-        choices = {s: choose(valid, s) for s in ("global-prior", "segment-aware", "random-partition")}
+        choices = {s: choose(valid, s) for s in SYSTEMS}
 
         def add(system: str, pred: np.ndarray, nd: np.ndarray, fold: Fold = fold, p_g: np.ndarray = p_g,
                 n_g: np.ndarray = n_g, k: int = k, **extra: object) -> None:  # fmt: skip
@@ -315,11 +337,11 @@ def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict) -> list[dic
 # ------------------------------------------------------------------------------------------------ item 3
 
 
-def run_behaviour(quick: bool, seed: int = 0) -> list[dict]:
+def run_behaviour(quick: bool, seed: int = 0, n_users: int | None = None) -> list[dict]:
     ds = load_movielens_100k()
     counts = ds.interactions.group_by("item_id").len()
     pop = ds.items.join(counts, on="item_id", how="left")["len"].fill_null(0).to_numpy() + 1.0
-    n_users = 1500 if quick else 3000
+    n_users = n_users or (1500 if quick else 3000)
     planted, truth_info = planted_segment_behaviour(
         ds.items, n_users, rng=np.random.default_rng(seed), item_popularity=pop
     )
@@ -362,6 +384,7 @@ def main() -> None:
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 3, 5, 10])
     parser.add_argument("--part", nargs="+", default=["cold", "behaviour"], choices=["cold", "behaviour"])
     parser.add_argument("--quick", action="store_true", help="fewer planted users (1,200 and 1,500)")
+    parser.add_argument("--users", type=int, default=None, help="planted users (overrides the sizes above)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold_start.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -371,17 +394,19 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     rows: list[dict] = []
     cache: dict = {}
-    if "behaviour" in args.part:
-        rows.extend(run_behaviour(args.quick))
-    if "cold" in args.part:
-        for name in args.data:
-            rows.extend(run_cold(name, args.ks, args.quick, cache))
     meta = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, 2 shared cores",
             "command": " ".join(["python", "benchmarks/cold_start.py", *sys.argv[1:]])}  # fmt: skip
-    for row in rows:
-        row.update(meta)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+    def save(new_rows: list[dict]) -> None:  # after each part, so a late failure keeps the earlier figures
+        rows.extend({**r, **meta} for r in new_rows)
+        args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+
+    if "behaviour" in args.part:
+        save(run_behaviour(args.quick, n_users=args.users))
+    if "cold" in args.part:
+        for name in args.data:
+            save(run_cold(name, args.ks, args.quick, cache, n_users=args.users))
     print(
         f"\n{'data':18s} {'k':>3s} {'system':20s} {'RMSE':>7s} {'dRMSE [95% CI]':>28s} {'NDCG@10':>8s} {'dNDCG [95% CI]':>28s}"
     )
