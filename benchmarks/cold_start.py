@@ -76,7 +76,7 @@ NEW_FRACTION = 0.2
 THRESHOLD = 4.0
 EASE_REG = 300.0  # chosen on validation in benchmarks/ranking.py (BENCHMARK_PROTOCOL.md)
 REG_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
-ALPHA_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75)
+ALPHA_GRID = (0.0, 0.1, 0.2, 0.35, 0.5, 0.75, 0.9, 1.0)
 SYSTEMS = ("global-prior", "segment-aware", "segment-aware-fit", "random-partition")
 MF = PredictorConfig(model="mf", refit=False, threads=2)
 
@@ -318,8 +318,16 @@ def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict, n_users: in
 
         add("global", p_g, n_g)
         add("popularity", fold.rating_pred("popularity"), fold.ndcg("popularity"))
+        c = choices["global-prior"]
+        p_gp, n_gp = fold.rating_pred("global-prior", c["reg"]), fold.ndcg("global-prior", c["alpha"])
         for s, c in choices.items():
-            add(s, fold.rating_pred(s, c["reg"]), fold.ndcg(s, c["alpha"]), **c)
+            pred, nd = fold.rating_pred(s, c["reg"]), fold.ndcg(s, c["alpha"])
+            # the sharper control: does the segment add anything over the same prior from all warm users?
+            d, lo, hi = paired_bootstrap_ci(fold.y, p_gp, pred, fold.groups, n_boot=1000, seed=0)
+            nd_d, nlo, nhi = mean_diff_ci(n_gp, nd, seed=0)
+            vs = {"rmse_change_vs_global_prior": r5(d), "rmse_ci95_vs_global_prior": [r5(lo), r5(hi)],
+                  "ndcg_change_vs_global_prior": r5(nd_d), "ndcg_ci95_vs_global_prior": [r5(nlo), r5(nhi)]}  # fmt: skip
+            add(s, pred, nd, **c, **vs)
         c = choices["segment-aware"]
         add("segment-aware-gated", fold.rating_pred("segment-aware", c["reg"]) if c["rating_gate"] else p_g,
             fold.ndcg("segment-aware", c["alpha"]) if c["ranking_gate"] else n_g, **c)  # fmt: skip
@@ -349,7 +357,7 @@ def run_behaviour(quick: bool, seed: int = 0, n_users: int | None = None) -> lis
     t0 = time.perf_counter()
     model = fit_global_predictor(split, MF, seed=seed)
     fit_s = time.perf_counter() - t0
-    truth = planted.truth.filter(pl.col("user_id").is_in(split.train_full["user_id"].unique()))
+    truth = planted.truth.filter(pl.col("user_id").is_in(split.train_full["user_id"].unique().to_list()))
     y, users = split.test["rating"].to_numpy(), split.test["user_id"].to_numpy()
     p_g = model.predict(split.test)
     rows = []
@@ -385,6 +393,7 @@ def main() -> None:
     parser.add_argument("--part", nargs="+", default=["cold", "behaviour"], choices=["cold", "behaviour"])
     parser.add_argument("--quick", action="store_true", help="fewer planted users (1,200 and 1,500)")
     parser.add_argument("--users", type=int, default=None, help="planted users (overrides the sizes above)")
+    parser.add_argument("--merge", action="store_true", help="keep the rows of --out for data this run does not redo")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "cold_start.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -398,9 +407,16 @@ def main() -> None:
             "command": " ".join(["python", "benchmarks/cold_start.py", *sys.argv[1:]])}  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
 
+    kept: list[dict] = []
+    if args.merge and args.out.exists():
+        redo = set(args.data if "cold" in args.part else []) | (
+            {"planted-behaviour"} if "behaviour" in args.part else set()
+        )
+        kept = [r for r in json.loads(args.out.read_text(encoding="utf-8")) if r["data"] not in redo]
+
     def save(new_rows: list[dict]) -> None:  # after each part, so a late failure keeps the earlier figures
         rows.extend({**r, **meta} for r in new_rows)
-        args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        args.out.write_text(json.dumps(kept + rows, indent=1) + "\n", encoding="utf-8")
 
     if "behaviour" in args.part:
         save(run_behaviour(args.quick, n_users=args.users))
@@ -410,13 +426,13 @@ def main() -> None:
     print(
         f"\n{'data':18s} {'k':>3s} {'system':20s} {'RMSE':>7s} {'dRMSE [95% CI]':>28s} {'NDCG@10':>8s} {'dNDCG [95% CI]':>28s}"
     )
-    for r in rows:
+    for r in kept + rows:
         if r["population"] != "new":
             continue
         ci, nci = r["rmse_ci95"], r["ndcg_ci95"]
         print(f"{r['data']:18s} {r['k']:3d} {r['system']:20s} {r['rmse']:7.4f} {r['rmse_change']:+8.4f} "
               f"[{ci[0]:+.4f}, {ci[1]:+.4f}] {r['ndcg@10']:8.4f} {r['ndcg_change']:+8.4f} [{nci[0]:+.4f}, {nci[1]:+.4f}]")  # fmt: skip
-    for r in rows:
+    for r in kept + rows:
         if r["population"] == "all":
             print(f"{r['data']}: {r['system']}: kept {r['kept']}/{r['n_segments']}, test RMSE change {r['rmse_change']:+.4f} "
                   f"CI {r['rmse_ci95']}, median valid rows {r['median_valid_rows']}, median gate CI width {r['median_gate_ci_width']}")  # fmt: skip
