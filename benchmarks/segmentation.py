@@ -278,9 +278,11 @@ def run_child(spec: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ planted worlds
 
-OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3}
+OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3, "min_cohesion": None, "outlier_distance": None}
 """The cluster defaults before the worlds' tuning (2026-12-03); reported beside the current ones."""
-WORLD_GRID = [{"min_samples": ms, "outlier_membership": om} for ms in (5, 10, 20, 40) for om in (0.1, 0.3, 0.5, 0.7, None)]
+WORLD_GRID = [{"min_samples": ms, "outlier_membership": om, "min_cohesion": mc, "outlier_distance": od}
+              for ms in (5, 10, 20) for om in (0.3, None) for mc in (None, 0.8, 0.85, 0.9, 0.95)
+              for od in (None, 3.0, 4.0)]  # fmt: skip
 """Settings swept on the tuning worlds only (``--world-grid``)."""
 
 
@@ -315,7 +317,7 @@ def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict])
     """
     from embeddings.encoder import Embeddings, Encoder
     from embeddings.text import describe_items
-    from segmentation.cluster import Clusterer
+    from segmentation.cluster import Clusterer, dissolve, far_from_segment, incoherent_segments
     from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import default_cache_dir
     from segmentation.reduce import Reducer
@@ -345,25 +347,42 @@ def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict])
             umap_seconds = time.perf_counter() - t
             pos = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list()))
             truth = np.array([pos[u] for u in users.ids])
+            fits: dict[str, tuple] = {}  # HDBSCAN once per setting without outlier_membership, which only relabels
             for setting in settings:
                 t = time.perf_counter()
                 cluster = ClusterConfig(**setting)
-                selection = choose_parameters(coords[reducer.sample_], cluster, seed=seed)
-                c = selection.config
-                clusterer = Clusterer(c.min_cluster_size, min_samples=c.min_samples,
-                                      cluster_selection_method=c.cluster_selection_method,
-                                      cluster_selection_epsilon=c.cluster_selection_epsilon,
-                                      outlier_membership=c.outlier_membership, sample_size=rc.sample_size,
-                                      random_state=seed).fit(coords, sample=reducer.sample_, neighbours=reducer.neighbours_)  # fmt: skip
-                labels = clusterer.labels_
+                key = json.dumps({k: v for k, v in cluster.model_dump().items() if k != "outlier_membership"}, sort_keys=True)
+                if key not in fits:
+                    selection = choose_parameters(coords[reducer.sample_], cluster, seed=seed)
+                    c = selection.config
+                    clusterer = Clusterer(c.min_cluster_size, min_samples=c.min_samples,
+                                          cluster_selection_method=c.cluster_selection_method,
+                                          cluster_selection_epsilon=c.cluster_selection_epsilon,
+                                          outlier_membership=None, sample_size=rc.sample_size,
+                                          random_state=seed).fit(coords, sample=reducer.sample_, neighbours=reducer.neighbours_)  # fmt: skip
+                    fits[key] = (c, clusterer, time.perf_counter() - t)
+                c, clusterer, fit_seconds = fits[key]
+                labels = clusterer.labels_.copy()
+                if cluster.outlier_membership is not None and clusterer.soft_.shape[1]:  # as Clusterer.fit does
+                    move = (labels < 0) & (clusterer.soft_.max(axis=1) >= cluster.outlier_membership)
+                    labels[move] = clusterer.soft_[move].argmax(axis=1)
+                if cluster.min_cohesion is not None:  # as fit_segments does
+                    drop = incoherent_segments(users.vectors, labels, cluster.min_cohesion)
+                    if drop.any() and not drop.all():
+                        labels, _ = dissolve(labels, users.vectors, drop)
+                if cluster.outlier_distance is not None:
+                    labels[far_from_segment(users.vectors, labels, cluster.outlier_distance)] = -1
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
                        **_scores(truth, labels), **_noise_scores(truth, labels),
-                       "seconds": round(umap_seconds + time.perf_counter() - t, 2), "numba_seconds": round(numba, 2),
+                       "seconds": round(umap_seconds + fit_seconds, 2), "numba_seconds": round(numba, 2),
                        "embed_seconds": round(embed_seconds, 2), "peak_mib": round(_rss_mib(), 1),
                        "notes": {"mechanic": world.mechanic, "representation": method,
-                                 "cluster": {k: getattr(c, k) for k in ("min_cluster_size", "min_samples",
-                                             "cluster_selection_method", "outlier_membership")},
+                                 "cluster": {"min_cluster_size": c.min_cluster_size, "min_samples": c.min_samples,
+                                             "cluster_selection_method": c.cluster_selection_method,
+                                             "outlier_membership": cluster.outlier_membership,
+                                             "min_cohesion": cluster.min_cohesion,
+                                             "outlier_distance": cluster.outlier_distance},
                                  "interactions": log.interactions.height, "n_planted": int(truth.max()) + 1,
                                  "peak": "the whole in-process run's"}}  # fmt: skip
                 _print_row(row)

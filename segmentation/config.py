@@ -304,6 +304,23 @@ class ClusterConfig(_Section):
         "(empty: outliers stay outliers, with their nearest segment shown beside). 0.3 kept the most planted "
         "noise out of segments at 1M users (0.1 moved nearly all of it in).",
     )
+    outlier_distance: float | None = Field(
+        None,
+        gt=0.0,
+        description="Users whose cosine similarity to their segment's mean user vector lies more than this many "
+        "robust standard deviations (1.4826 x MAD) below the segment members' median are outliers, their segment "
+        "kept as nearest_segment (empty: off). UMAP pulls users who belong nowhere onto a segment; in the "
+        "user-vector space they stay apart.",
+    )
+    min_cohesion: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="A segment whose cohesion (length of the mean of its members' unit user vectors) is below "
+        "this share of the median segment's has no common taste: its users become outliers, each with the "
+        "nearest remaining segment as nearest_segment (empty: off). UMAP packs users who belong nowhere "
+        "into one region that HDBSCAN may call a segment.",
+    )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
     selection_resamples: int = Field(
