@@ -233,7 +233,8 @@ class RepresentConfig(_Section):
         "liked-mean+liked-category-hist", "item-mean+liked-category-hist",
     ] = Field(
         "item-mean+liked-category-hist",
-        description="item-mean+liked-category-hist (default, measured best: docs/BENCHMARKS.md): "
+        description="item-mean+liked-category-hist (default; measured on planted data and on a validation carve of "
+        "train, docs/BENCHMARKS.md): "
         "the mean embedding of the items a user chose, beside the share of their liked items per category; "
         "item-mean: mean embedding of the items a user chose; liked-mean: only items rated at or above the user's mean; "
         "rating-weighted: weights by centred rating; category-hist / liked-category-hist: share of the user's "
