@@ -62,3 +62,42 @@ def test_noise_settings_are_validated():
         ClusterConfig(min_cohesion=1.5)
     with pytest.raises(ValueError):
         ClusterConfig(outlier_distance=-1.0)
+
+
+@pytest.mark.umap
+def test_users_who_belong_nowhere_end_up_outliers_with_a_nearest_segment():
+    """A planted world through fit_segments: the defaults keep personal noise users apart, the old ones did not."""
+    import polars as pl
+    from sklearn.metrics import adjusted_rand_score
+
+    from embeddings.encoder import Embeddings
+    from segmentation.cluster import fit_segments
+    from segmentation.config import ReduceConfig
+    from segmentation.represent import build_user_vectors
+    from segmentation.synthetic import world_log
+
+    log = world_log("taste", 3_000, n_items=1_500, seed=0)
+    items = log.items.select("item_id", pl.col("categories").str.split("|"))
+    ids = items["item_id"].to_numpy()
+    # the category part of the default representation (no encoder in a unit test): item vectors are not read
+    users = build_user_vectors(log.interactions, Embeddings(ids, np.zeros((len(ids), 2), np.float32), "none"),
+                               method="liked-category-hist", items=items)  # fmt: skip
+    truth = log.labels.join(pl.DataFrame({"user_id": users.ids.astype(str)}), on="user_id", how="right")["segment"].to_numpy()
+    noise = truth < 0
+
+    def run(cluster: ClusterConfig):
+        a = fit_segments(users, ReduceConfig(), cluster, seed=0, picture=False).assignments
+        seg = a["segment_id"].to_numpy()
+        out = seg < 0
+        recall, precision = (out & noise).sum() / noise.sum(), (out & noise).sum() / max(out.sum(), 1)
+        return a, seg, recall, precision, adjusted_rand_score(truth[~noise], seg[~noise])
+
+    a, seg, recall, precision, ari = run(ClusterConfig())
+    old_a, old_seg, old_recall, _, old_ari = run(ClusterConfig(min_samples=10, outlier_membership=0.3,
+                                                               min_cohesion=None, outlier_distance=None))  # fmt: skip
+    assert old_recall < 0.2  # the old defaults pulled noise users into segments
+    assert recall >= 0.5 and precision >= 0.5, (recall, precision)
+    assert ari >= old_ari - 0.02  # without losing ARI on the others
+    outliers = a.filter(pl.col("segment_id") < 0)
+    assert outliers.height and (outliers["nearest_segment"] >= 0).all()  # their nearest segment is still given
+    assert not outliers["soft_assigned"].any()
