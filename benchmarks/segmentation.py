@@ -16,12 +16,20 @@ system, data and size and keeps the others): ``system``, ``data``, ``n_users``, 
 ``noise_recall`` (share of planted noise called noise), ``n_clusters``, ``seconds`` (fit, without
 data loading or numba compilation), ``numba_seconds``, ``embed_seconds``, ``peak_mib``, and
 ``notes``. ML-100k rows (no truth) carry ``seed_ari``, ``bootstrap_ari``, ``dbcv`` and
-``heldout_rmse_gain`` instead of ARI; incremental-embedding rows carry ``embedded`` and ``cached``.
+``valid_rmse_gain`` (measured on the validation carve of train, never on test) instead of ARI;
+incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows (``data`` =
+``world:<name>``, see ``segmentation.synthetic.WORLDS``) carry ``role`` (``tuning`` or ``held-out``),
+``path`` (``library``) and ``noise_precision`` (share of the outliers that are planted noise users):
+
+    python benchmarks/segmentation.py --no-main --worlds taste,style --world-grid --seeds 0,1,2 \
+        --out benchmarks/results/segmentation_tuning.json        # the sweep, tuning worlds only
+    python benchmarks/segmentation.py --no-main --worlds all --seeds 0,1,2 --merge   # current vs old defaults
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -276,11 +284,168 @@ def run_child(spec: dict) -> dict:
     return row
 
 
+# ------------------------------------------------------------------------------------------ planted worlds
+
+OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3, "min_cohesion": None, "outlier_distance": None}
+"""The cluster defaults before the worlds' tuning (2026-12-03); reported beside the current ones."""
+WORLD_GRID = [{"min_samples": ms, "outlier_membership": om, "min_cohesion": mc, "outlier_distance": od}
+              for ms in (5, 10, 20) for om in (0.3, None) for mc in (None, 0.8, 0.85, 0.9, 0.95)
+              for od in (None, 3.0, 4.0)]  # fmt: skip
+"""Settings swept on the tuning worlds only (``--world-grid``)."""
+
+
+def _setting_name(setting: dict) -> str:
+    return "segflow[" + ",".join(f"{k}={v}" for k, v in setting.items()) + "]"
+
+
+def _noise_scores(truth: np.ndarray, labels: np.ndarray) -> dict:
+    """Noise recall (planted noise users labelled outlier) and precision (outliers that are noise users)."""
+    noise, out = truth < 0, labels < 0
+    both = int((noise & out).sum())
+    return {"noise_recall": round(both / max(int(noise.sum()), 1), 4),
+            "noise_precision": round(both / int(out.sum()), 4) if out.any() else None}  # fmt: skip
+
+
+def _world_items(log) -> pl.DataFrame:
+    """The synthetic catalogue as the loader would read it (``ITEMS``: name as title, ``|``-separated categories)."""
+    from segmentation.data import ITEMS
+
+    return log.items.select(
+        "item_id", pl.col("name").alias("title"), pl.lit(None, pl.Int32).alias("year"),
+        pl.col("categories").str.split("|").alias("categories"), pl.col("description").alias("text"),
+    ).cast(dict(ITEMS))  # fmt: skip
+
+
+def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict], workdir: Path | None = None) -> list[dict]:
+    """Each planted world through the library path, UMAP fitted once per (world, seed), HDBSCAN per setting.
+
+    The path is the CLI's (item texts → MiniLM → default representation → UMAP → parameter choice by DBCV and
+    stability → HDBSCAN → outlier soft-assignment) called as library functions, in one process, without the 2-d
+    picture; ``settings`` override ``ClusterConfig`` fields (an empty dict: the current defaults).
+    """
+    from embeddings.encoder import Embeddings, Encoder
+    from embeddings.text import describe_items
+    from segmentation.cluster import Clusterer, dissolve, far_from_segment, incoherent_segments
+    from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
+    from segmentation.data import default_cache_dir
+    from segmentation.reduce import Reducer
+    from segmentation.represent import build_user_vectors
+    from segmentation.stability import choose_parameters
+    from segmentation.synthetic import WORLDS, world_log
+
+    numba = _warm_umap()
+    enc = Encoder(cache_dir=default_cache_dir() / "embeddings", batch_size=128)
+    method = RepresentConfig().method
+    rows = []
+    for seed in seeds:
+        for name in names:
+            world = WORLDS[name]
+            log = world_log(name, n, seed=seed)
+            items = _world_items(log)
+            d = describe_items(items)
+            t = time.perf_counter()
+            item_vectors = Embeddings(d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2")
+            embed_seconds = time.perf_counter() - t
+            t = time.perf_counter()
+            users = build_user_vectors(log.interactions, item_vectors, method=method, items=items, seed=seed)
+            rc = ReduceConfig()
+            reducer = Reducer(rc.n_components, n_neighbors=rc.n_neighbors, min_dist=rc.min_dist, metric=rc.metric,
+                              sample_size=rc.sample_size, assign=rc.assign, knn_dims=rc.knn_dims, random_state=seed)  # fmt: skip
+            # UMAP's coordinates depend on the data, the representation and the reduce settings only: cached
+            # under the workdir, so a rerun with other cluster settings skips the fit (seconds_umap stays the fit's)
+            key = hashlib.sha256(json.dumps([name, n, seed, method, rc.model_dump()], sort_keys=True).encode()).hexdigest()[:16]
+            cached = (workdir / f"world-coords-{key}.npz") if workdir else None
+            if cached is not None and cached.exists() and n <= rc.sample_size:
+                got = np.load(cached)
+                coords, umap_seconds = got["coords"], float(got["seconds"])
+                reducer.sample_, reducer.neighbours_ = np.arange(n), None
+            else:
+                coords = reducer.fit_transform(users.vectors)
+                umap_seconds = time.perf_counter() - t
+                if cached is not None and n <= rc.sample_size:
+                    np.savez(cached, coords=coords, seconds=umap_seconds)
+            pos = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list()))
+            truth = np.array([pos[u] for u in users.ids])
+            fits: dict[str, tuple] = {}  # HDBSCAN once per setting without the outlier rules, which only relabel
+            for setting in settings:
+                t = time.perf_counter()
+                cluster = ClusterConfig(**setting)
+                post = ("outlier_membership", "min_cohesion", "outlier_distance")  # applied after HDBSCAN
+                key = json.dumps({k: v for k, v in cluster.model_dump().items() if k not in post}, sort_keys=True)
+                if key not in fits:
+                    selection = choose_parameters(coords[reducer.sample_], cluster, seed=seed)
+                    c = selection.config
+                    clusterer = Clusterer(c.min_cluster_size, min_samples=c.min_samples,
+                                          cluster_selection_method=c.cluster_selection_method,
+                                          cluster_selection_epsilon=c.cluster_selection_epsilon,
+                                          outlier_membership=None, sample_size=rc.sample_size,
+                                          random_state=seed).fit(coords, sample=reducer.sample_, neighbours=reducer.neighbours_)  # fmt: skip
+                    fits[key] = (c, clusterer, time.perf_counter() - t)
+                c, clusterer, fit_seconds = fits[key]
+                labels = clusterer.labels_.copy()
+                if cluster.outlier_membership is not None and clusterer.soft_.shape[1]:  # as Clusterer.fit does
+                    move = (labels < 0) & (clusterer.soft_.max(axis=1) >= cluster.outlier_membership)
+                    labels[move] = clusterer.soft_[move].argmax(axis=1)
+                if cluster.min_cohesion is not None:  # as fit_segments does
+                    drop = incoherent_segments(users.vectors, labels, cluster.min_cohesion)
+                    if drop.any() and not drop.all():
+                        labels, _ = dissolve(labels, users.vectors, drop)
+                if cluster.outlier_distance is not None:
+                    labels[far_from_segment(users.vectors, labels, cluster.outlier_distance)] = -1
+                row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
+                       "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
+                       **_scores(truth, labels), **_noise_scores(truth, labels),
+                       "seconds": round(umap_seconds + fit_seconds, 2), "numba_seconds": round(numba, 2),
+                       "embed_seconds": round(embed_seconds, 2), "peak_mib": round(_rss_mib(), 1),
+                       "notes": {"mechanic": world.mechanic, "representation": method,
+                                 "cluster": {"min_cluster_size": c.min_cluster_size, "min_samples": c.min_samples,
+                                             "cluster_selection_method": c.cluster_selection_method,
+                                             "outlier_membership": cluster.outlier_membership,
+                                             "min_cohesion": cluster.min_cohesion,
+                                             "outlier_distance": cluster.outlier_distance},
+                                 "interactions": log.interactions.height, "n_planted": int(truth.max()) + 1,
+                                 "peak": "the whole in-process run's"}}  # fmt: skip
+                _print_row(row)
+                rows.append(row)
+    return rows
+
+
+def choose_world_setting(rows: list[dict]) -> dict:
+    """The declared rule for the cluster defaults, applied to tuning-world rows only.
+
+    1. No loss on the segment users: mean and minimum ARI over the users whose truth is a segment (over the
+       tuning runs) at most 0.005 below the old defaults' (:data:`OLD_CLUSTER`).
+    2. Among those, the settings whose mean noise recall and mean noise precision are both at least 0.5
+       (if none is: all of step 1).
+    3. The highest noise F1 (recall and precision's harmonic mean), then the highest mean ARI.
+    """
+    tuning = [r for r in rows if r.get("role") == "tuning" and "error" not in r]
+    by: dict[str, list[dict]] = {}
+    for r in tuning:
+        by.setdefault(r["system"], []).append(r)
+    summary = {}
+    for system, rs in by.items():
+        recall = float(np.mean([r["noise_recall"] for r in rs]))
+        precision = float(np.mean([r["noise_precision"] or 0.0 for r in rs]))
+        summary[system] = {"min_ari": min(r["ari"] for r in rs), "mean_ari": float(np.mean([r["ari"] for r in rs])),
+                           "min_excl": min(r["ari_excl_noise"] for r in rs),
+                           "mean_excl": float(np.mean([r["ari_excl_noise"] for r in rs])),
+                           "recall": recall, "precision": precision, "runs": len(rs),
+                           "f1": 2 * recall * precision / max(recall + precision, 1e-12)}  # fmt: skip
+    base = summary.get(_setting_name(OLD_CLUSTER))
+    keep = {k: v for k, v in summary.items() if base is None or (v["min_excl"] >= base["min_excl"] - 0.005
+                                                                  and v["mean_excl"] >= base["mean_excl"] - 0.005)}  # fmt: skip
+    ok = {k: v for k, v in keep.items() if v["recall"] >= 0.5 and v["precision"] >= 0.5} or keep
+    best = max(ok, key=lambda k: (ok[k]["f1"], ok[k]["mean_ari"]))
+    return {"chosen": best, "summary": summary}
+
+
 # ------------------------------------------------------------------------------------------ ML-100k (no truth)
 
 
 def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame) -> tuple[float, float]:
-    """Test RMSE of baseline predictions without and with a per-(segment, item) offset.
+    """RMSE on held-out rows (``test``: the validation carve, never the test split) without and with a
+    per-(segment, item) offset.
 
     Baseline: ``mu + b_u + b_i`` (biases shrunk by 5 ratings). With segments: plus the segment's mean
     residual on the item, shrunk by 10 ratings. ``segments`` has ``user_id`` and ``seg``.
@@ -301,7 +466,11 @@ def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame
 
 
 def run_ml100k(method: str, seed: int) -> dict:
-    """Representation ``method`` on ML-100k (random90 train): seed/bootstrap ARI, DBCV, held-out separation."""
+    """Representation ``method`` on ML-100k without labels or test ratings: seed/bootstrap ARI, DBCV, validation gain.
+
+    Vectors and segments are fitted on random90's train rows without its validation carve (``split.train``); the
+    segments are judged on that carve (``split.valid``, held out of train), never on the test rows.
+    """
     from segmentation.cluster import fit_segments
     from segmentation.config import ClusterConfig, ReduceConfig
     from segmentation.data import split_ratings
@@ -313,8 +482,8 @@ def run_ml100k(method: str, seed: int) -> dict:
     split = split_ratings(ds.interactions, "random90")
     profile = None
     if "profile" in method:
-        profile, _, _ = _profiles(split.train_full, ds.items, None)
-    users = build_user_vectors(split.train_full, items, method=method, items=ds.items, profile_embeddings=profile,
+        profile, _, _ = _profiles(split.train, ds.items, None)
+    users = build_user_vectors(split.train, items, method=method, items=ds.items, profile_embeddings=profile,
                                seed=seed)  # fmt: skip
     t = time.perf_counter()
     seg = fit_segments(users, ReduceConfig(), ClusterConfig(), seed=seed)
@@ -322,7 +491,7 @@ def run_ml100k(method: str, seed: int) -> dict:
     stab = segmentation_stability(users, ReduceConfig(), ClusterConfig(), seeds=(seed, seed + 1, seed + 2),
                                   n_bootstrap=3, reference=seg)  # fmt: skip
     a = seg.assignments
-    base, with_seg = heldout_rmse(split.train_full, split.test, a.select("user_id", pl.col("nearest_segment").alias("seg")))
+    base, with_seg = heldout_rmse(split.train, split.valid, a.select("user_id", pl.col("nearest_segment").alias("seg")))
     sizes = a.group_by("segment_id").len().sort("len", descending=True)
     return {
         "system": f"segflow[{method}]", "data": "movielens-100k", "seed": seed, "n_users": a.height,
@@ -330,7 +499,7 @@ def run_ml100k(method: str, seed: int) -> dict:
         "noise_share": round(seg.noise_share, 4), "n_clusters": seg.n_segments,
         "seed_ari": round(float(np.mean(stab.seed_ari)), 4), "bootstrap_ari": round(float(np.mean(stab.bootstrap_ari)), 4),
         "dbcv": seg.selection.chosen.dbcv if seg.selection else None,
-        "heldout_rmse_gain": round(base - with_seg, 5), "heldout_rmse": round(with_seg, 5),
+        "valid_rmse_gain": round(base - with_seg, 5), "valid_rmse": round(with_seg, 5), "valid_rows": split.valid.height,
         "seconds": round(seconds, 2), "numba_seconds": round(numba, 2), "peak_mib": round(_rss_mib(), 1),
         "notes": {"sizes": dict(zip(map(str, sizes["segment_id"]), sizes["len"])),
                   "selection": seg.selection.to_dict()["reason"] if seg.selection else None,
@@ -411,7 +580,8 @@ def _print_row(r: dict) -> None:
           f"excl={fmt(r.get('ari_excl_noise'), '.3f')} nmi={fmt(r.get('nmi'), '.3f')} noise={fmt(r.get('noise_share'), '.3f')} "
           f"k={r.get('n_clusters')} {fmt(r.get('seconds'), '.1f')}s (+{fmt(r.get('numba_seconds'), '.0f')}s numba, "
           f"+{fmt(r.get('embed_seconds'), '.0f')}s embed) {fmt(r.get('peak_mib'), '.0f')} MiB"
-          + (f" seedARI={r['seed_ari']} bootARI={r['bootstrap_ari']} dbcv={r['dbcv']} gain={r['heldout_rmse_gain']}"
+          + (f" noiseP={r.get('noise_precision')} noiseR={r.get('noise_recall')}" if "noise_precision" in r else "")
+          + (f" seedARI={r['seed_ari']} bootARI={r['bootstrap_ari']} dbcv={r['dbcv']} gain={r['valid_rmse_gain']}"
              if "seed_ari" in r else ""), flush=True)  # fmt: skip
 
 
@@ -432,13 +602,29 @@ def markdown_tables(rows: list[dict]) -> str:
                        f"{f(r['seconds'], '.1f')} | {f(r.get('numba_seconds'), '.0f')} | {f(r.get('embed_seconds'), '.0f')} | "
                        f"{f(r.get('peak_mib'), '.0f')} |")  # fmt: skip
         out.append("")
-    ml = [r for r in rows if r.get("data") == "movielens-100k" and "error" not in r]
+    ml = [r for r in rows if r.get("data") == "movielens-100k" and "error" not in r and "valid_rmse_gain" in r]
     if ml:
-        out += ["| representation (ML-100k, random90 train) | segments | outliers | seed-to-seed ARI | bootstrap ARI | DBCV | held-out RMSE gain |",
+        out += ["| representation (ML-100k, random90 train without its validation carve) | segments | outliers | seed-to-seed ARI | bootstrap ARI | DBCV | validation RMSE gain |",
                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-        for r in sorted(ml, key=lambda r: -(r.get("heldout_rmse_gain") or 0)):
+        for r in sorted(ml, key=lambda r: -(r.get("valid_rmse_gain") or 0)):
             out.append(f"| {r['system']} | {r['n_clusters']} | {f(r['noise_share'])} | {f(r['seed_ari'])} | "
-                       f"{f(r['bootstrap_ari'])} | {f(r['dbcv'])} | {f(r['heldout_rmse_gain'], '.4f')} |")  # fmt: skip
+                       f"{f(r['bootstrap_ari'])} | {f(r['dbcv'])} | {f(r['valid_rmse_gain'], '.4f')} |")  # fmt: skip
+        out.append("")
+    worlds = [r for r in rows if r.get("data", "").startswith("world:") and "error" not in r]
+    if worlds:
+        out += ["| world | role | system | seeds | ARI mean (min) | ARI excl. noise mean (min) | noise recall | noise precision | outliers | segments (planted) | path |",
+                "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
+        groups: dict[tuple, list[dict]] = {}
+        for r in worlds:
+            groups.setdefault((r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r["n_users"]), []).append(r)
+        for (_, data, _, system, n), rs in sorted(groups.items()):
+            a = [r["ari"] for r in rs]
+            x = [r["ari_excl_noise"] for r in rs]
+            m = lambda key, rs=rs: f(float(np.mean([r[key] or 0.0 for r in rs])))  # noqa: E731
+            out.append(f"| {data.removeprefix('world:')} ({n:,} users) | {rs[0]['role']} | {system} | {len(rs)} | "
+                       f"{f(float(np.mean(a)))} ({f(min(a))}) | {f(float(np.mean(x)))} ({f(min(x))}) | {m('noise_recall')} | "
+                       f"{m('noise_precision')} | {m('noise_share')} | {', '.join(str(r['n_clusters']) for r in rs)} "
+                       f"({rs[0]['notes']['n_planted']}) | {rs[0].get('path', '')} |")  # fmt: skip
         out.append("")
     inc = [r for r in rows if r.get("system") == "encoder cache"]
     if inc:
@@ -462,6 +648,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repr-size", type=int, default=10_000)
     p.add_argument("--ml100k", action="store_true", help="representations on MovieLens 100k (stability, DBCV, held-out)")
     p.add_argument("--incremental", action="store_true", help="embedding-cache reruns on ML-100k texts")
+    p.add_argument("--worlds", help="comma-separated planted worlds (segmentation.synthetic.WORLDS) or 'all', library path")
+    p.add_argument("--world-size", type=int, default=10_000, help="users per planted world")
+    p.add_argument("--world-grid", action="store_true",
+                   help="sweep WORLD_GRID instead of the current and the old cluster defaults (tuning worlds only)")
     p.add_argument("--bertopic-max", type=int, default=10_000, help="run the BERTopic-style baseline up to this many users")
     p.add_argument("--seeds", default="0", help="comma-separated seeds (data and method)")
     p.add_argument("--timeout", type=int, default=3600)
@@ -527,6 +717,20 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(row)
     if args.incremental:
         rows.extend(run_incremental(seed=seeds[0]))
+    if args.worlds:
+        from segmentation.synthetic import WORLDS
+
+        names = list(WORLDS) if args.worlds == "all" else args.worlds.split(",")
+        if args.world_grid:
+            held = [w for w in names if WORLDS[w].role != "tuning"]
+            if held:
+                p.error(f"--world-grid sweeps tuning worlds only; {held} are held out")
+            settings = WORLD_GRID
+        else:
+            settings = [{}, OLD_CLUSTER]
+        rows.extend(run_worlds(names, args.world_size, seeds, settings, args.workdir))
+        if args.world_grid:
+            print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
     rows = [{**r, **stamp} for r in rows]
     if args.merge and args.out.exists():

@@ -23,8 +23,8 @@ from segmentation.reduce import require_users as require_umap_users
 if TYPE_CHECKING:
     from segmentation.stability import ParameterChoice
 
-__all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size", "fit_segments",
-           "require_segments"]
+__all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size",
+           "dissolve", "far_from_segment", "fit_segments", "incoherent_segments", "require_segments"]
 
 logger = logging.getLogger(__name__)
 
@@ -231,6 +231,93 @@ class Segmentation:
         return float((self.assignments["segment_id"] == NOISE).mean())
 
 
+def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, chunk: int = 65_536) -> np.ndarray:
+    """Users far from their own segment in the user-vector space: (n,) bool.
+
+    UMAP with ``min_dist = 0`` draws a user who belongs nowhere onto the nearest dense region, so HDBSCAN on
+    its coordinates rarely calls anyone an outlier. In the original space such a user stays apart: per segment,
+    the cosine similarity of each member to the segment's mean direction is compared with the members'
+    median, and a member more than ``z`` robust standard deviations (1.4826 x MAD) below it is far.
+    Outliers (``labels < 0``) are never far.
+    """
+    n = len(labels)
+    far = np.zeros(n, dtype=bool)
+    inside = labels >= 0
+    if not inside.any():
+        return far
+    k = int(labels.max()) + 1
+    centre = np.zeros((k, vectors.shape[1]), dtype=np.float64)
+    for lo in range(0, n, chunk):
+        lab = labels[lo : lo + chunk]
+        keep = lab >= 0
+        np.add.at(centre, lab[keep], vectors[lo : lo + chunk][keep])
+    centre /= np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-12)
+    sim = np.full(n, np.nan)
+    for lo in range(0, n, chunk):
+        lab = labels[lo : lo + chunk]
+        keep = np.flatnonzero(lab >= 0)
+        v = vectors[lo : lo + chunk][keep]
+        sim[lo + keep] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[keep]]).sum(axis=1)
+    for c in range(k):
+        members = labels == c
+        if members.sum() < 2:
+            continue
+        s = sim[members]
+        med = np.median(s)
+        mad = 1.4826 * np.median(np.abs(s - med))
+        far[members] = s < med - z * max(mad, 1e-9)
+    return far
+
+
+def _centres(vectors: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
+    """(k, d) mean of the members' unit vectors per segment (not normalised: its norm is the cohesion)."""
+    total = np.zeros((k, vectors.shape[1]), dtype=np.float64)
+    for lo in range(0, len(labels), chunk):
+        lab = labels[lo : lo + chunk]
+        keep = lab >= 0
+        v = vectors[lo : lo + chunk][keep].astype(np.float64)
+        np.add.at(total, lab[keep], v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12))
+    return total / np.maximum(np.bincount(labels[labels >= 0], minlength=k), 1)[:, None]
+
+
+def incoherent_segments(vectors: np.ndarray, labels: np.ndarray, ratio: float) -> np.ndarray:
+    """Segments whose members do not point one way in the user-vector space: (k,) bool.
+
+    A segment's cohesion is the length of the mean of its members' unit vectors (1: all alike; near 0: they
+    point every way). Users who belong nowhere share no direction, yet UMAP packs them into one region and
+    HDBSCAN may call that region a segment; its cohesion is far below that of the segments with a common
+    taste. A segment whose cohesion is below ``ratio`` times the median segment's is incoherent.
+    """
+    k = int(labels.max()) + 1 if len(labels) else 0
+    if k < 2:
+        return np.zeros(k, dtype=bool)
+    cohesion = np.linalg.norm(_centres(vectors, labels, k), axis=1)
+    return cohesion < ratio * np.median(cohesion)
+
+
+def dissolve(labels: np.ndarray, vectors: np.ndarray, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Make the segments marked in ``drop`` outliers and renumber the rest (their order kept).
+
+    Returns:
+        ``(labels, nearest)``: the new labels, and for every user the nearest kept segment (its own if it has one,
+        else the kept segment whose mean direction is the most similar to the user's vector).
+    """
+    keep = np.flatnonzero(~drop)
+    new_id = np.full(len(drop), NOISE, dtype=np.int32)
+    new_id[keep] = np.arange(len(keep), dtype=np.int32)
+    out = np.where(labels >= 0, new_id[np.clip(labels, 0, None)], NOISE).astype(np.int32)
+    if not len(keep):
+        return out, np.full(len(labels), NOISE, np.int32)
+    centres = _centres(vectors, out, len(keep))
+    centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+    nearest = out.copy()
+    todo = np.flatnonzero(out < 0)
+    for lo in range(0, len(todo), 65_536):
+        rows = todo[lo : lo + 65_536]
+        nearest[rows] = (vectors[rows].astype(np.float64) @ centres.T).argmax(axis=1)
+    return out, nearest
+
+
 def require_users(m: int, min_cluster_size: int) -> None:
     """Raise :class:`DataError` when ``m`` fitted users cannot make two segments of ``min_cluster_size``."""
     if m < 2 * min_cluster_size:
@@ -311,6 +398,26 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                           cluster_selection_epsilon=cluster.cluster_selection_epsilon,
                           outlier_membership=cluster.outlier_membership, sample_size=reduce.sample_size,
                           random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
+    labels = clusterer.labels_
+    soft = clusterer.soft_
+    n_segments = clusterer.n_segments_
+    dissolved_nearest = None
+    if cluster.min_cohesion is not None and n_segments:
+        drop = incoherent_segments(users.vectors, labels, cluster.min_cohesion)
+        if drop.any() and not drop.all():
+            logger.info("cluster: %d of %d segments (%d users) have no common direction in the user-vector space "
+                        "(cluster.min_cohesion %.2f): their users are outliers", int(drop.sum()), n_segments,
+                        int(np.isin(labels, np.flatnonzero(drop)).sum()), cluster.min_cohesion)  # fmt: skip
+            labels, dissolved_nearest = dissolve(labels, users.vectors, drop)
+            soft = soft[:, ~drop]
+            n_segments = int((~drop).sum())
+    demoted = np.zeros(n, dtype=bool)
+    if cluster.outlier_distance is not None:
+        demoted = far_from_segment(users.vectors, labels, cluster.outlier_distance)
+        if demoted.any():
+            logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
+                        "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
+                        cluster.outlier_distance)  # fmt: skip
     t3 = time.perf_counter()
     if reduce.n_components == 2 or not picture:
         xy = coords
@@ -321,18 +428,20 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                           n_epochs=100, random_state=seed)  # fmt: skip
         xy = picture.fit_transform(users.vectors, like=reducer)
     t4 = time.perf_counter()
-    soft = clusterer.soft_
     nearest = soft.argmax(axis=1).astype(np.int32) if soft.shape[1] else np.full(n, NOISE, np.int32)
-    nearest = np.where(clusterer.labels_ >= 0, clusterer.labels_, nearest).astype(np.int32)
+    if dissolved_nearest is not None:  # users of a dissolved segment: the kept segment nearest in vector space
+        nearest = np.where(clusterer.labels_ >= 0, dissolved_nearest, nearest).astype(np.int32)
+    nearest = np.where(labels >= 0, labels, nearest).astype(np.int32)  # a demoted user's nearest is its old segment
     nearest_m = soft[np.arange(n), np.clip(nearest, 0, None)] if soft.shape[1] else np.zeros(n, np.float32)
+    final = np.where(demoted, NOISE, labels).astype(np.int32)
     assignments = pl.DataFrame(
         {
             "user_id": users.ids.astype(str),
-            "segment_id": clusterer.labels_,
-            "membership": clusterer.probabilities_,
+            "segment_id": final,
+            "membership": np.where(demoted | (final < 0), 0.0, clusterer.probabilities_).astype(np.float32),
             "nearest_segment": nearest,
             "nearest_membership": nearest_m.astype(np.float32),
-            "soft_assigned": clusterer.soft_assigned_,
+            "soft_assigned": clusterer.soft_assigned_ & (final >= 0),
             "x": xy[:, 0].astype(np.float32),
             "y": xy[:, 1].astype(np.float32),
         },
@@ -343,7 +452,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     return Segmentation(
         assignments=assignments,
         coords=coords,
-        n_segments=clusterer.n_segments_,
+        n_segments=n_segments,
         min_cluster_size=clusterer.min_cluster_size_,
         seconds=seconds,
         selection=selection,

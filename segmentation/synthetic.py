@@ -10,12 +10,29 @@ segments them, and keeps the truth beside them:
   (``noise_share``) with no segment. Activity is long-tailed: the number of distinct items per user is
   ``min_per_user`` plus a log-normal draw, so most users have a handful of interactions and a few have
   hundreds.
-* **Choice**: each segment prefers ``categories_per_segment`` categories; a segment user takes each
+* **Choice**: each segment prefers ``categories_per_segment`` categories (no two segments the same set); a segment user takes each
   interaction from a preferred category with probability ``taste``, otherwise from any category by its
   popularity. Noise users choose by popularity alone. Within a category items are drawn by popularity.
 * **Feedback**: ``explicit`` gives ratings 1-5 (each segment rates in its own style: a mean and a
   spread, plus an item quality term); ``implicit`` gives a positive count per (user, item), e.g. plays,
   long-tailed (geometric, with a heavier tail for preferred categories).
+* **Mechanic** (``mechanic``), how segments differ:
+
+  - ``taste``: each segment prefers its own ``categories_per_segment`` categories (above);
+  - ``style``: segments come in twins that choose exactly alike (the same categories, in the same
+    proportions) and differ in how they rate and how active they are: one twin rates its first preferred
+    category high (+1.2) and its second low (-1.2), the other the reverse, and the second twin is twice as
+    active. What they choose does not tell twins apart; only which of their choices they like does;
+  - ``nested``: every second segment is a narrower segment inside the one before it: it prefers its parent's
+    categories plus one of its own, and takes half of its preferred picks from that extra category. The
+    parent's users never pick the extra category by taste, so the child is its parent's users plus a twist.
+* **Noise users** (``noise``): ``popularity`` users choose by popularity alone (they all look alike: a
+  "mainstream" crowd); ``personal`` users each prefer their own random pair of categories with the same
+  ``taste``, so they belong to no segment and to no crowd either, which is what an outlier is.
+
+:data:`WORLDS` names the generators the segmentation benchmark uses (each a set of arguments to
+:func:`synthetic_log`, see :func:`world_log`), and says which tune segflow's settings and which are held
+out from tuning and only reported.
 
 Everything is vectorised: the ``M`` size (1M users, 100k items, about 30M interactions) is drawn in
 about a minute and a few GiB. :meth:`SyntheticLog.write` writes the files in the shape of a real export
@@ -38,7 +55,7 @@ import polars as pl
 
 from segmentation.planted import NOISE_LABEL, zipf_sizes
 
-__all__ = ["SIZES", "SyntheticLog", "synthetic_log"]
+__all__ = ["SIZES", "WORLDS", "SyntheticLog", "World", "synthetic_log", "world_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +185,9 @@ def _draw_within(cat_of_event: np.ndarray, item_cat: np.ndarray, item_weight: np
 def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, min_per_user: int = 3,
                   n_segments: int = 10, noise_share: float = 0.05, n_categories: int = 30,
                   categories_per_segment: int = 2, taste: float = 0.75, item_zipf: float = 0.9,
-                  feedback: Literal["explicit", "implicit"] = "explicit", seed: int = 0) -> SyntheticLog:  # fmt: skip
+                  feedback: Literal["explicit", "implicit"] = "explicit",
+                  mechanic: Literal["taste", "style", "nested"] = "taste",
+                  noise: Literal["popularity", "personal"] = "popularity", seed: int = 0) -> SyntheticLog:  # fmt: skip
     """Draw a log with planted segments (see the module docstring).
 
     Args:
@@ -182,6 +201,9 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
         taste: probability that a segment user's interaction comes from a preferred category.
         item_zipf: exponent of item popularity (rank^-item_zipf).
         feedback: explicit 1-5 ratings, or implicit positive counts.
+        mechanic: how segments differ (``taste``, ``style``, ``nested``; see the module docstring).
+            ``style`` needs explicit feedback.
+        noise: how noise users choose (``popularity`` or ``personal``; see the module docstring).
         seed: everything is drawn from ``numpy.random.default_rng(seed)``.
 
     Raises:
@@ -192,6 +214,13 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     if n_users < 1 or n_items < n_categories or not 0 <= noise_share < 1 or not 0 <= taste <= 1:
         raise ValueError(f"synthetic_log: need n_users >= 1, n_items >= n_categories, 0 <= noise_share < 1 and "
                          f"0 <= taste <= 1 (given {n_users}, {n_items}, {noise_share}, {taste})")  # fmt: skip
+    if mechanic not in ("taste", "style", "nested") or noise not in ("popularity", "personal"):
+        raise ValueError(f"synthetic_log: unknown mechanic {mechanic!r} or noise {noise!r}")
+    if mechanic == "style" and feedback != "explicit":
+        raise ValueError("synthetic_log: mechanic 'style' differs by ratings, so it needs feedback='explicit'")
+    if mechanic == "nested" and categories_per_segment + 1 > n_categories:
+        raise ValueError(f"synthetic_log: mechanic 'nested' needs n_categories > categories_per_segment "
+                         f"(given {n_categories}, {categories_per_segment})")  # fmt: skip
     rng = np.random.default_rng(seed)
     # items: popularity by a random rank, a main category (categories themselves Zipf-like), attributes
     pop = 1.0 / np.power(rng.permutation(n_items) + 1.0, item_zipf)
@@ -218,10 +247,39 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     if sizes is not None:
         labels[: n_users - n_noise] = np.repeat(np.arange(n_segments, dtype=np.int32), sizes)
     labels = labels[rng.permutation(n_users)]
-    prefs = np.stack([rng.choice(n_categories, categories_per_segment, replace=False) for _ in range(n_segments)])
+    drawn: list[np.ndarray] = []
+    for _ in range(n_segments):  # no two segments prefer the same set of categories (where there are enough sets)
+        c = rng.choice(n_categories, categories_per_segment, replace=False)
+        for _retry in range(100):
+            if all(set(c) != set(d) for d in drawn):
+                break
+            c = rng.choice(n_categories, categories_per_segment, replace=False)
+        drawn.append(c)
+    prefs = np.stack(drawn)
+    # per segment: preferred categories (columns; -1 = unused), the probability of each in a taste pick, and a
+    # rating bonus per preferred category
+    pref_p = np.full(prefs.shape, 1.0 / categories_per_segment)
+    bonus = np.full(prefs.shape, 0.6)
+    active = np.ones(n_segments)
+    if mechanic == "style":
+        for s in range(1, n_segments, 2):  # twins (s - 1, s): same choice, opposite likes, twice the activity
+            prefs[s] = prefs[s - 1]
+            bonus[s - 1], bonus[s] = -1.2, -1.2
+            bonus[s - 1, 0], bonus[s, 1 % categories_per_segment] = 1.2, 1.2
+            active[s] = 2.0
+    elif mechanic == "nested":
+        extra = np.full((n_segments, 1), -1, dtype=prefs.dtype)
+        pref_p = np.hstack([pref_p, np.zeros((n_segments, 1))])
+        bonus = np.hstack([bonus, np.full((n_segments, 1), 0.6)])
+        for s in range(1, n_segments, 2):  # segment s lies inside segment s - 1
+            prefs[s] = prefs[s - 1]
+            extra[s, 0] = rng.choice(np.setdiff1d(np.arange(n_categories), prefs[s - 1]))
+            pref_p[s] = np.r_[np.full(categories_per_segment, 0.5 / categories_per_segment), 0.5]
+        prefs = np.hstack([prefs, extra])
     sigma = 1.0
     mu = np.log(max(mean_per_user - min_per_user, 0.5)) - sigma**2 / 2
-    activity = np.minimum(min_per_user + np.floor(rng.lognormal(mu, sigma, n_users)).astype(np.int64), n_items // 2)
+    lognormal = np.floor(rng.lognormal(mu, sigma, n_users) * active[np.maximum(labels, 0)]).astype(np.int64)
+    activity = np.minimum(min_per_user + lognormal, n_items // 2)
 
     # events: category by taste or popularity, item by popularity within it; repeats collapse below
     cat_pop = np.bincount(item_cat, weights=pop, minlength=n_categories)
@@ -230,8 +288,17 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     seg_of = labels[user_of]
     in_taste = (seg_of >= 0) & (rng.random(len(user_of)) < taste)
     cat = rng.choice(n_categories, len(user_of), p=cat_pop / cat_pop.sum())
-    pick = rng.integers(0, categories_per_segment, len(user_of))
+    if mechanic == "nested":  # preferred columns drawn by their probabilities
+        cum = np.cumsum(pref_p, axis=1)
+        u01 = rng.random(len(user_of))[:, None]
+        pick = np.minimum((u01 >= cum[np.maximum(seg_of, 0)]).sum(axis=1), prefs.shape[1] - 1)
+    else:
+        pick = rng.integers(0, categories_per_segment, len(user_of))
     cat[in_taste] = prefs[seg_of[in_taste], pick[in_taste]]
+    if noise == "personal":  # each noise user prefers a random pair of categories of their own
+        own = rng.integers(0, n_categories, (n_users, 2))
+        noisy = (seg_of < 0) & (rng.random(len(user_of)) < taste)
+        cat[noisy] = own[user_of[noisy], rng.integers(0, 2, int(noisy.sum()))]
     item_of = _draw_within(cat, item_cat, pop, rng)
     key = np.unique(user_of * n_items + item_of)  # distinct (user, item)
     u, j = key // n_items, key % n_items
@@ -241,11 +308,13 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     keep = np.arange(len(u)) - (np.cumsum(counts) - counts)[u] < activity[u]
     u, j = u[keep], j[keep]
     seg = labels[u]
-    liked_cat = (seg >= 0) & (prefs[np.maximum(seg, 0)] == item_cat[j][:, None]).any(axis=1)
+    hit = (seg >= 0)[:, None] & (prefs[np.maximum(seg, 0)] == item_cat[j][:, None])  # (events, preferred columns)
+    liked_cat = hit.any(axis=1)
     if feedback == "explicit":
         style_mean = rng.uniform(2.8, 4.2, n_segments)
         style_sd = rng.uniform(0.6, 1.2, n_segments)
-        mean = np.where(seg >= 0, style_mean[np.maximum(seg, 0)], 3.3) + 0.6 * liked_cat + quality[j]
+        pref_bonus = (hit * bonus[np.maximum(seg, 0)]).sum(axis=1)  # 0.6 on a preferred category under "taste"
+        mean = np.where(seg >= 0, style_mean[np.maximum(seg, 0)], 3.3) + pref_bonus + quality[j]
         sd = np.where(seg >= 0, style_sd[np.maximum(seg, 0)], 1.2)
         rating = np.clip(np.rint(rng.normal(mean, sd)), 1, 5)
     else:
@@ -268,4 +337,53 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     truth = pl.DataFrame({"user_id": users["user_id"], "segment": pl.Series(labels, dtype=pl.Int32)})
     logger.info("synthetic log: %d users, %d items, %d interactions (%s), %d segments + %.0f %% noise", n_users,
                 n_items, inter.height, feedback, n_segments, 100 * noise_share)  # fmt: skip
-    return SyntheticLog(inter, items, users, truth, feedback, [[_CATEGORIES[c] for c in p] for p in prefs])
+    return SyntheticLog(inter, items, users, truth, feedback, [[_CATEGORIES[c] for c in p if c >= 0] for p in prefs])
+
+
+@dataclass(frozen=True)
+class World:
+    """A named planted generator for the segmentation benchmark.
+
+    Attributes:
+        name: the world's name (rows of ``benchmarks/results/segmentation.json`` say ``world:<name>``).
+        role: ``tuning`` (segflow's settings and representation may be chosen on it) or ``held-out``
+            (never looked at while choosing; only reported).
+        mechanic: one line on what sets its segments apart.
+        kwargs: the arguments of :func:`synthetic_log` besides the sizes and the seed.
+    """
+
+    name: str
+    role: Literal["tuning", "held-out"]
+    mechanic: str
+    kwargs: dict
+
+
+WORLDS: dict[str, World] = {
+    w.name: w
+    for w in (
+        World("taste", "tuning", "choice driven by 2 of 30 categories with popularity bias; long-tailed activity "
+              "(mean 30, at least 3); 5 % personal noise users; explicit ratings",
+              {"mechanic": "taste", "noise": "personal"}),
+        World("style", "tuning", "twin segments that choose alike and differ in which of their categories they "
+              "rate high and in activity (x2); 5 % personal noise users; explicit ratings",
+              {"mechanic": "style", "noise": "personal"}),
+        World("nested", "held-out", "every second segment nested inside another (its categories plus one of its "
+              "own); 5 % personal noise users; explicit ratings",
+              {"mechanic": "nested", "noise": "personal"}),
+        World("sparse-implicit", "held-out", "choice by 2 categories, most users 3-10 interactions (mean 10), "
+              "implicit play counts; 5 % personal noise users",
+              {"mechanic": "taste", "noise": "personal", "mean_per_user": 10, "feedback": "implicit"}),
+    )
+}  # fmt: skip
+"""The benchmark's planted worlds: two tune segflow's defaults, two are held out and only reported."""
+
+
+def world_log(name: str, n_users: int, *, n_items: int = 3_000, seed: int = 0) -> SyntheticLog:
+    """Draw the log of the planted world ``name`` (a key of :data:`WORLDS`) with 10 segments and 5 % noise.
+
+    Raises:
+        ValueError: an unknown world.
+    """
+    if name not in WORLDS:
+        raise ValueError(f"unknown world {name!r}; expected one of {sorted(WORLDS)}")
+    return synthetic_log(n_users, n_items, seed=seed, **WORLDS[name].kwargs)

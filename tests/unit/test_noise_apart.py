@@ -1,0 +1,105 @@
+"""Users who belong nowhere are kept apart: incoherent segments dissolve, far members become outliers (no UMAP)."""
+
+import numpy as np
+import pytest
+
+from segmentation.cluster import NOISE, dissolve, far_from_segment, incoherent_segments
+from segmentation.config import ClusterConfig
+
+
+def _blobs(rng: np.random.Generator, dim: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Three tight segments (each around its own direction) and a fourth 'segment' of users pointing every way."""
+    centres = np.eye(dim)[:3] + 0.3  # a shared component, as item embeddings have
+    tight = [c + rng.normal(0, 0.08, (200, dim)) for c in centres]
+    scattered = rng.normal(0, 1, (60, dim)) * 0.5 + 0.3
+    x = np.vstack([*tight, scattered])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat(np.arange(4), [200, 200, 200, 60]).astype(np.int32)
+    return x.astype(np.float32), labels
+
+
+def test_a_segment_of_users_pointing_every_way_is_incoherent():
+    x, labels = _blobs(np.random.default_rng(0))
+    assert incoherent_segments(x, labels, 0.9).tolist() == [False, False, False, True]
+    assert not incoherent_segments(x, labels, 0.3).any()  # a low bar keeps it
+    assert incoherent_segments(x, np.full(len(x), NOISE), 0.9).size == 0
+    assert not incoherent_segments(x, np.zeros(len(x), np.int32), 0.9).any()  # one segment: nothing to compare
+
+
+def test_dissolve_makes_outliers_renumbers_and_gives_a_nearest_segment():
+    x, labels = _blobs(np.random.default_rng(1))
+    labels[5] = NOISE  # an outlier already
+    drop = np.array([False, True, False, False])
+    out, nearest = dissolve(labels, x, drop)
+    assert (out[labels == 1] == NOISE).all()
+    assert (out[labels == 0] == 0).all() and (out[labels == 2] == 1).all() and (out[labels == 3] == 2).all()
+    assert out[5] == NOISE
+    assert (nearest >= 0).all() and (nearest[out >= 0] == out[out >= 0]).all()
+    # segment 1's users point along axis 1; the nearest kept direction of each is one of the kept segments
+    assert set(np.unique(nearest[labels == 1])) <= {0, 1, 2}
+    everything, none = dissolve(labels, x, np.ones(4, bool))
+    assert (everything == NOISE).all() and (none == NOISE).all()
+
+
+def test_far_from_segment_flags_members_that_point_elsewhere():
+    rng = np.random.default_rng(2)
+    x, labels = _blobs(rng)
+    x = x.copy()
+    stray = [3, 250, 420]  # members of segments 0, 1, 2 given a random direction
+    x[stray] = rng.normal(0, 1, (3, x.shape[1]))
+    x[stray] /= np.linalg.norm(x[stray], axis=1, keepdims=True)
+    labels[7] = NOISE
+    far = far_from_segment(x, labels, 4.0)
+    assert far[stray].all()
+    assert not far[7]  # outliers are never far
+    assert far[:600].sum() - 3 <= 10  # the tight members stay
+
+
+def test_noise_settings_are_validated():
+    with pytest.raises(ValueError):
+        ClusterConfig(min_cohesion=0.0)
+    with pytest.raises(ValueError):
+        ClusterConfig(min_cohesion=1.5)
+    with pytest.raises(ValueError):
+        ClusterConfig(outlier_distance=-1.0)
+
+
+@pytest.mark.umap
+def test_users_who_belong_nowhere_end_up_outliers_with_a_nearest_segment():
+    """A planted world through fit_segments: the defaults label noise users outliers far more often than the old ones."""
+    import polars as pl
+    from sklearn.metrics import adjusted_rand_score
+
+    from embeddings.encoder import Embeddings
+    from segmentation.cluster import fit_segments
+    from segmentation.config import ReduceConfig
+    from segmentation.represent import build_user_vectors
+    from segmentation.synthetic import world_log
+
+    log = world_log("taste", 3_000, n_items=1_500, seed=0)
+    items = log.items.select("item_id", pl.col("categories").str.split("|"))
+    ids = items["item_id"].to_numpy()
+    # the category part of the default representation (no encoder in a unit test): item vectors are not read
+    users = build_user_vectors(log.interactions, Embeddings(ids, np.zeros((len(ids), 2), np.float32), "none"),
+                               method="liked-category-hist", items=items)  # fmt: skip
+    truth = log.labels.join(pl.DataFrame({"user_id": users.ids.astype(str)}), on="user_id", how="right")["segment"].to_numpy()
+    noise = truth < 0
+
+    def run(cluster: ClusterConfig):
+        a = fit_segments(users, ReduceConfig(), cluster, seed=0, picture=False).assignments
+        seg = a["segment_id"].to_numpy()
+        out = seg < 0
+        recall, precision = (out & noise).sum() / noise.sum(), (out & noise).sum() / max(out.sum(), 1)
+        return a, seg, recall, precision, adjusted_rand_score(truth[~noise], seg[~noise])
+
+    a, seg, recall, _, ari = run(ClusterConfig())
+    old_a, old_seg, old_recall, _, old_ari = run(ClusterConfig(min_samples=10, outlier_membership=0.3,
+                                                               min_cohesion=None, outlier_distance=None))  # fmt: skip
+    assert old_recall < 0.2  # the old defaults pulled noise users into segments (0.05 here)
+    assert recall >= old_recall + 0.3  # the defaults label far more of them outliers (0.49 here)
+    # (precision among outliers is not asserted: 0.14 on this small world, 0.47 on average on the 10k tuning worlds;
+    # docs/BENCHMARKS.md says the 0.5 target is not met)
+    assert ari >= old_ari - 0.02  # without losing ARI on the others
+    outliers = a.filter(pl.col("segment_id") < 0)
+    assert outliers.height and (outliers["nearest_segment"] >= 0).all()  # their nearest segment is still given
+    assert not outliers["soft_assigned"].any()
