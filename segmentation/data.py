@@ -35,7 +35,7 @@ import numpy as np
 import polars as pl
 
 from segmentation._errors import DataError, DataWarning, SchemaError
-from segmentation.config import ColumnMapping, DataConfig
+from segmentation.config import ColumnMapping, DataConfig, PipelineConfig
 
 __all__ = [
     "INTERACTIONS",
@@ -179,6 +179,11 @@ def default_cache_dir() -> Path:
         return Path(env)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "segflow"
+
+
+def cache_root(config: PipelineConfig) -> Path:
+    """The run's cache folder: ``config.cache_dir``, else :func:`default_cache_dir`."""
+    return Path(config.cache_dir) if config.cache_dir else default_cache_dir()
 
 
 def _sha256(path: Path) -> str:

@@ -23,7 +23,7 @@ from embeddings.text import describe_items
 from segmentation._errors import ConfigError
 from segmentation.cluster import NOISE, Segmentation
 from segmentation.config import EncoderConfig, IndexConfig, PipelineConfig, config_hash, dump_config_toml
-from segmentation.data import Dataset, Split, default_cache_dir
+from segmentation.data import Dataset, Split, cache_root, default_cache_dir
 from segmentation.describe import SegmentProfile, profiles_to_frame
 from segmentation.runs import SCHEMA_VERSION, write_json
 
@@ -46,10 +46,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 CODE_VERSION = "segflow-0.1.0/2"  # bump when a cached stage's output would change for the same inputs
-
-
-def cache_root(config: PipelineConfig) -> Path:
-    return Path(config.cache_dir) if config.cache_dir else default_cache_dir()
 
 
 def fingerprint(*objs: Any) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 
 from segmentation._errors import DataError
 from segmentation.config import DataConfig, PipelineConfig
-from segmentation.data import Dataset, default_cache_dir, load_dataset
+from segmentation.data import Dataset, cache_root, load_dataset
 
 __all__ = ["check_before_run", "check_dataset", "checked_dataset", "data_stamp", "forget_checked"]
 
@@ -98,9 +98,7 @@ def check_before_run(config: PipelineConfig, *, keep: bool = True) -> Dataset:
 
     check_output_dir(config.output_dir)
     resolve_model_path(config.encoder.model)
-    # segmentation.pipeline.cache_root, which the flow passes to the load stage (not imported: it pulls in every
-    # stage's module, 0.5 s); the stamp includes this folder, so a difference would only mean a second read
-    cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
+    cache = cache_root(config)  # the folder the flow passes to the load stage
     stamp = data_stamp(config.data, cache)  # taken before reading: a file changed while it is read is read again
     forget_checked()
     dataset = load_dataset(config.data, cache)
