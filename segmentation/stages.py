@@ -271,8 +271,7 @@ def user_groups_frame(dataset: Dataset, split: Split, segmentation: Segmentation
 def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_model, segment_models,
              rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int) -> dict:  # fmt: skip
     """Accuracy, per-segment gains with CIs, ranking, beyond-accuracy and fairness metrics."""
-    from segmentation.evaluate import evaluate_rankings, evaluate_ratings
-    from segmentation.predict import paired_bootstrap_ci
+    from segmentation.evaluate import evaluate_rankings
 
     test = split.test
     groups = user_groups_frame(dataset, split, segmentation)
@@ -281,11 +280,24 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
                                         relevance_threshold=relevance, item_embeddings=items,
                                         items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
     quality = segmentation_quality(segmentation)
-    if global_model is None:
-        rating = {"skipped": IMPLICIT_NO_RATINGS}
-        fairness = {"ranking": {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}}
-        return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
-                          "segmentation_quality": quality})  # fmt: skip
+    rated = global_model is not None  # implicit feedback trains no rating model
+    rating = _rating_metrics(test, groups, global_model, segment_models, config, seed) if rated else {
+        "skipped": IMPLICIT_NO_RATINGS}  # fmt: skip
+    fairness = {}
+    if rated:
+        fairness["rating"] = {name: r.get("fairness", {}) for name, r in rating.items()
+                              if isinstance(r, dict) and "fairness" in r}  # fmt: skip
+    fairness["ranking"] = {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}
+    return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
+                      "segmentation_quality": quality})  # fmt: skip
+
+
+def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segment_models, config: EvalConfig,
+                    seed: int) -> dict:  # fmt: skip
+    """Rating accuracy of the global and segmented models, the segmented gain and the random-partition control."""
+    from segmentation.evaluate import evaluate_ratings
+    from segmentation.predict import paired_bootstrap_ci
+
     p_global = global_model.predict(test)
     p_seg = segment_models.models.predict(test)
     rating = evaluate_ratings(test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed)
@@ -311,12 +323,7 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
             "segments_kept": int(report["kept"].sum()) if report is not None else None,
             "note": "same fine-tuning and gate on random partitions of the same sizes",
         }  # fmt: skip
-    fairness = {
-        "rating": {name: r.get("fairness", {}) for name, r in rating.items() if isinstance(r, dict) and "fairness" in r},
-        "ranking": {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)},
-    }
-    return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
-                      "segmentation_quality": quality})  # fmt: skip
+    return rating
 
 
 def segmentation_quality(segmentation: Segmentation) -> dict:
