@@ -413,7 +413,7 @@ def test_debug_shows_the_traceback(tmp_path, protected, case_cache, capsys):
     code = main(["--debug", *_cli_args(files, protected, case_cache, [])])
     err = capsys.readouterr().err
     assert code == 2
-    assert "Traceback (most recent call last)" in err and "segmentation/data.py" in err
+    assert "Traceback (most recent call last)" in err and "segmentation/data/tables.py" in err
     assert "segflow: error: ratings file" in err
 
 

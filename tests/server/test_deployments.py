@@ -141,10 +141,10 @@ def test_custom_run_from_the_api_completes_with_artifacts_and_run_folder(served,
     while True:
         logs = prefect_server.logs([run["id"]])
         names = {entry["name"] for entry in logs}
-        if {"segmentation.data", "segmentation.runs"} <= names or time.monotonic() > deadline:
+        if {"segmentation.data.validation", "segmentation.runs"} <= names or time.monotonic() > deadline:
             break
         time.sleep(1)
-    assert {"segmentation.data", "segmentation.runs"} <= names, names
+    assert {"segmentation.data.validation", "segmentation.runs"} <= names, names
     assert any(e["message"].startswith("cache:") for e in logs)
     assert all("worker thread" not in e["message"] for e in logs)
 

@@ -11,7 +11,7 @@ import segmentation.data as data
 from flows.cli import _load, build_parser, main
 from segmentation._errors import ConfigError, DataError, DataWarning
 from segmentation.config import ColumnMapping, DataConfig, load_config
-from segmentation.data import load_dataset, load_files
+from segmentation.data import load_dataset, load_files, sources
 
 # Shaped like the HetRec 2011 Last.fm export (lastfm-2k): tab-separated, headers as in the real files.
 USER_ARTISTS = "userID\tartistID\tweight\n2\t51\t13883\n2\t52\t11690\n2\t53\t11351\n3\t51\t228\n3\t54\t0\n4\t52\t1\n"
@@ -91,7 +91,7 @@ def test_latin1_tags_with_encoding_and_the_byte_offset_without(lastfm):
 
 def test_decoding_error_past_the_checked_head_names_its_byte(lastfm, tmp_path, monkeypatch):
     """A plain UTF-8 file is checked up to _HEAD_BYTES before scanning; a bad byte further on is found when polars fails."""
-    monkeypatch.setattr(data, "_HEAD_BYTES", 40)
+    monkeypatch.setattr(sources, "_HEAD_BYTES", 40)
     text = USER_ARTISTS.encode() + b"5\t5\xff1\t3\n"
     (tmp_path / "late.dat").write_bytes(text)
     with pytest.raises(DataError) as err:
