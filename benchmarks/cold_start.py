@@ -68,7 +68,8 @@ from segmentation.coldstart import (  # noqa: E402
 from segmentation.config import PipelineConfig, PredictorConfig  # noqa: E402
 from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
 from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci  # noqa: E402
-from segmentation.rank import _ease_weights, _zscore  # noqa: E402
+from segmentation.rank.base import zscore  # noqa: E402
+from segmentation.rank.ease import ease_weights  # noqa: E402
 from segmentation.represent import DEFAULT_METHOD, build_user_vectors  # noqa: E402
 from segmentation.stages import random_partition  # noqa: E402
 
@@ -172,12 +173,12 @@ class Fold:
         cols = self.items.lookup(train["item_id"])
         x = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(uvocab), len(self.items)))
         x.data[:] = 1.0
-        b = _ease_weights(x, EASE_REG)
+        b = ease_weights(x, EASE_REG)
         self.scored_users = sorted(set(scored["user_id"].to_list()) & set(new_users))
         urow = uvocab.lookup(pl.Series(self.scored_users, dtype=pl.String))
         xn = x[urow]
         self.seen = xn.toarray() > 0
-        self.ease = _zscore(np.asarray(xn @ b))
+        self.ease = zscore(np.asarray(xn @ b))
         is_warm = ~np.isin(uvocab.ids.astype(str), new_users)
         self.pop_counts = np.asarray(x[np.flatnonzero(is_warm)].sum(axis=0)).ravel()
         self.seg_counts = {}
@@ -253,7 +254,7 @@ class Fold:
             place = self.place[key]
             segs = np.array([place.get(u, -1) for u in self.scored_users])
         pop = segment_popularity_scores(segs, self.seg_counts[control], self.pop_counts)
-        return ndcg_per_user((1 - alpha) * self.ease + alpha * _zscore(pop), self.seen, self.relevant)
+        return ndcg_per_user((1 - alpha) * self.ease + alpha * zscore(pop), self.seen, self.relevant)
 
 
 def choose(valid: Fold, system: str) -> dict:

@@ -18,14 +18,13 @@ from segmentation.rank import (
     SEGMENT_ITEMS,
     MostPopular,
     SegflowRanker,
-    _ease_weights,
-    _LikedEase,
-    _matrices,
-    _top_k,
     make_ranker,
     recommend_for_segment,
     segment_top_items,
 )
+from segmentation.rank.base import top_k, train_matrices
+from segmentation.rank.ease import ease_weights
+from segmentation.rank.segflow import LikedEase
 
 # Small grids keep every fit well under a second.
 FAST = RankerConfig(ease_reg_grid=[5.0, 20.0], rp3_alpha_grid=[0.8], rp3_beta_grid=[0.3, 0.6],
@@ -169,8 +168,8 @@ def test_items_frame_widens_catalogue(rated):
 
 def test_ease_symmetric_and_asymmetric_forms_agree():
     x = sp.csr_matrix((np.random.default_rng(1).random((30, 12)) < 0.3).astype(float))
-    b_sym = _ease_weights(x, 3.0)
-    b_asym = _ease_weights(x, 3.0, target=x)
+    b_sym = ease_weights(x, 3.0)
+    b_asym = ease_weights(x, 3.0, target=x)
     np.testing.assert_allclose(b_sym, b_asym, atol=1e-10)
     assert np.allclose(np.diag(b_sym), 0.0)
     # B is the zero-diagonal ridge solution: column j regresses x_j on the other columns
@@ -183,18 +182,18 @@ def test_ease_symmetric_and_asymmetric_forms_agree():
 
 def test_liked_ease_decomposition_matches_direct_solution(rated):
     users, items = Vocab.from_ids(sorted(set(rated["user_id"]))), Vocab.from_ids(sorted(set(rated["item_id"])))
-    data = _matrices(rated, users, items, 4.0)
-    parts = _LikedEase(data, 0.5)
+    data = train_matrices(rated, users, items, 4.0)
+    parts = LikedEase(data, 0.5)
     b0, bl = parts.weights(7.0, 0.25)
-    direct = _ease_weights(parts.x_in, 7.0 * parts.scale, dropout=0.25, target=(data.x + 2.0 * data.liked).tocsr())
+    direct = ease_weights(parts.x_in, 7.0 * parts.scale, dropout=0.25, target=(data.x + 2.0 * data.liked).tocsr())
     np.testing.assert_allclose(b0 + 2.0 * bl, direct, atol=1e-9)
 
 
 def test_matrices_keep_last_duplicate_and_implicit_likes():
     f = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "1"], "rating": [2.0, 5.0]})
-    d = _matrices(f, Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0)
+    d = train_matrices(f, Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0)
     assert d.x.toarray().tolist() == [[1.0]] and d.r.toarray().tolist() == [[5.0]] and d.liked.nnz == 1
-    implicit = _matrices(f.with_columns(pl.lit(1.0).alias("rating")), Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0)
+    implicit = train_matrices(f.with_columns(pl.lit(1.0).alias("rating")), Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0)
     assert implicit.liked.nnz == 1, "with no rating above the threshold every interaction counts as liked"
 
 
@@ -213,7 +212,7 @@ def test_top_k_matches_stable_sort(rows, k):
     """Exact top-k with many ties and -inf entries equals a stable sort on -score."""
     s = np.array(rows, dtype=float)
     s[s == -2] = -np.inf
-    for row, got in zip(s, _top_k(s, k)):
+    for row, got in zip(s, top_k(s, k)):
         order = np.argsort(-row, kind="stable")
         want = [j for j in order if np.isfinite(row[j])][:k]
         assert got.tolist() == want
@@ -264,10 +263,10 @@ def test_max_items_keeps_most_popular(rated, caplog):
 def test_implicit_weights_are_log_confidence_and_every_interaction_is_liked():
     f = pl.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["1", "2", "1"], "rating": [1.0, 9.0, 3.0]})
     users, items = Vocab.from_ids(["a", "b"]), Vocab.from_ids(["1", "2"])
-    d = _matrices(f, users, items, 4.0, implicit=True)
+    d = train_matrices(f, users, items, 4.0, implicit=True)
     np.testing.assert_allclose(d.r.toarray(), np.log1p([[1.0, 9.0], [3.0, 0.0]]) * (d.x.toarray() > 0))
     assert d.liked.nnz == d.x.nnz == 3, "play counts are not stars: a count of 3 is still a choice"
-    explicit = _matrices(f, users, items, 4.0)
+    explicit = train_matrices(f, users, items, 4.0)
     assert explicit.liked.nnz == 1  # the old reading: only the 9 meets the star threshold
 
 

@@ -1,0 +1,345 @@
+"""What every ranker shares: the :class:`Ranker` protocol and :class:`MatrixRanker`, the plumbing under them.
+
+:class:`MatrixRanker` turns train interactions into sparse matrices over fixed vocabularies
+(:class:`TrainMatrices`), carves a validation part of train to choose hyper-parameters (NDCG@10,
+:func:`validation_ndcg`), and recommends from the dense scores a subclass computes, unknown users getting
+the most popular items. A family of rankers subclasses it with ``_fit_model`` and ``_scores``.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, Self, TypeAlias
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from embeddings.encoder import Embeddings
+from segmentation._errors import DataError, check_is_fitted
+from segmentation.config import RankerConfig
+from segmentation.data.contracts import Vocab
+
+__all__ = [
+    "RECOMMENDATIONS",
+    "Candidates",
+    "Carve",
+    "MatrixRanker",
+    "Ranker",
+    "TrainMatrices",
+    "top_k",
+    "train_matrices",
+    "validation_ndcg",
+    "zscore",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Output of :meth:`Ranker.recommend`: one row per (user, list position).
+RECOMMENDATIONS = pl.Schema({"user_id": pl.String, "item_id": pl.String, "rank": pl.Int32, "score": pl.Float64})
+#: A list of item ids allowed for every user, or a (user_id, item_id) frame of per-user candidates.
+Candidates: TypeAlias = Sequence[str] | pl.DataFrame | None
+
+_CHUNK = 1024
+_VALID_K = 10
+
+
+class Ranker(Protocol):
+    """The contract of every top-k ranker."""
+
+    def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
+            item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip
+        """Learn from ``train`` (user_id, item_id, rating); ``items`` widens the catalogue."""
+        ...
+
+    def recommend(self, user_ids: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
+                  candidates: Candidates = None) -> pl.DataFrame:  # fmt: skip
+        """Top-``k`` items per user, schema ``RECOMMENDATIONS``."""
+        ...
+
+
+# ----------------------------------------------------------------------------- shared plumbing
+
+
+def _id_order(ids: Sequence[str]) -> list[str]:
+    """Distinct ids sorted numerically when all are integers, else as strings."""
+    uniq = list(dict.fromkeys(ids))
+    try:
+        return sorted(uniq, key=int)
+    except ValueError:
+        return sorted(uniq)
+
+
+@dataclass(frozen=True)
+class TrainMatrices:
+    """Train interactions as matrices over fixed vocabularies.
+
+    Attributes:
+        x: (n_users, n_items) CSR float64, 1 where the user interacted with the item.
+        r: same pattern, holding the rating (the latest one when a pair repeats).
+        liked: same pattern, 1 where the rating is at or above the like threshold.
+    """
+
+    x: sp.csr_matrix
+    r: sp.csr_matrix
+    liked: sp.csr_matrix
+
+
+def train_matrices(frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: float, implicit: bool = False) -> TrainMatrices:
+    """Train matrices; with ``implicit`` every interaction is liked and ``r`` holds the confidence ``log1p(weight)``
+    (plays or purchase counts weigh in, damped, and a log without weights gives one constant)."""
+    f = frame.filter(pl.col("item_id").is_in(pl.Series(items.ids.tolist(), dtype=pl.String).implode()))
+    rows = users.lookup(f["user_id"])
+    cols = items.lookup(f["item_id"])
+    ratings = f["rating"].to_numpy().astype(np.float64) if "rating" in f.columns else np.ones(f.height)
+    shape = (len(users), len(items))
+    # duplicates: keep the last rating of a pair (csr sums duplicates, so deduplicate first)
+    key = rows * shape[1] + cols
+    _, last = np.unique(key[::-1], return_index=True)
+    keep = len(key) - 1 - last
+    rows, cols, ratings = rows[keep], cols[keep], ratings[keep]
+    if implicit:
+        ratings = np.log1p(np.maximum(ratings, 0.0))
+    x = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=shape)
+    r = sp.csr_matrix((ratings, (rows, cols)), shape=shape)
+    liked_mask = np.ones(len(ratings), dtype=bool) if implicit else ratings >= like_threshold
+    if not liked_mask.any():
+        liked_mask[:] = True  # implicit data (or no high ratings): every interaction counts as liked
+    liked = sp.csr_matrix((liked_mask.astype(np.float64), (rows, cols)), shape=shape)
+    liked.eliminate_zeros()
+    return TrainMatrices(x, r, liked)
+
+
+def top_k(scores: np.ndarray, k: int) -> list[np.ndarray]:
+    """Per row, the indices of the ``k`` best finite scores, best first; ties go to the smaller index.
+
+    Vectorised (partition, then sort the k by score and index); rows whose k-th value is tied
+    with entries outside the partition, or that hold too few finite scores, are redone exactly.
+    """
+    n_rows, n_items = scores.shape
+    if k >= n_items:
+        order = np.argsort(-scores, axis=1, kind="stable")
+        return [idx[np.isfinite(row[idx])] for row, idx in zip(scores, order)]
+    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(scores, part, axis=1)
+    top = np.take_along_axis(part, np.lexsort((part, -vals), axis=1), axis=1)
+    kth = vals.min(axis=1)
+    redo = ~np.isfinite(kth) | ((scores >= kth[:, None]).sum(axis=1) > k)
+    out = list(top)
+    for i in np.flatnonzero(redo):
+        row = scores[i]
+        cand = np.flatnonzero(row >= kth[i]) if np.isfinite(kth[i]) else np.flatnonzero(np.isfinite(row))
+        out[i] = cand[np.lexsort((cand, -row[cand]))][:k]
+    return out
+
+
+def zscore(m: np.ndarray) -> np.ndarray:
+    """Standardise each row (mean 0, sd 1); constant rows become 0."""
+    sd = m.std(axis=1, keepdims=True)
+    return (m - m.mean(axis=1, keepdims=True)) / np.where(sd > 0, sd, 1.0)
+
+
+def validation_ndcg(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_matrix, k: int = _VALID_K) -> float:
+    """Mean binary NDCG@k of dense ``scores`` rows, seen items excluded (every row has a relevant item)."""
+    s = scores.copy()
+    r_idx, c_idx = seen.nonzero()
+    s[r_idx, c_idx] = -np.inf
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    tops = top_k(s, k)
+    lens = np.array([len(t) for t in tops])
+    rows = np.repeat(np.arange(len(tops)), lens)
+    hits = np.asarray(relevant.tocsr()[rows, np.concatenate(tops) if len(tops) else rows]).ravel() > 0
+    pos = np.concatenate([np.arange(n) for n in lens]) if len(tops) else rows
+    dcg = np.bincount(rows, weights=hits * disc[pos], minlength=len(tops))
+    n_rel = np.minimum(np.diff(relevant.tocsr().indptr), k)
+    idcg = np.cumsum(disc)[np.maximum(n_rel, 1) - 1]
+    return float(np.mean(dcg / idcg)) if len(tops) else 0.0
+
+
+@dataclass(frozen=True)
+class Carve:
+    """A validation carve: fit matrices, the scored users' rows, their seen and relevant items."""
+
+    fit: TrainMatrices
+    users: np.ndarray
+    relevant: sp.csr_matrix
+
+
+class MatrixRanker:
+    """Shared plumbing of the rankers: vocabularies, matrices, validation carve, scoring and top-k.
+
+    Subclasses implement ``_fit_model(data, items, item_embeddings, rng)`` and ``_scores(rows)``
+    (dense ``(len(rows), n_items)`` float64 scores for known users' rows).
+    """
+
+    config: RankerConfig
+
+    def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
+            item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip
+        """Fit on ``train`` (user_id, item_id, rating); hyper-parameters left open are chosen on validation.
+
+        Args:
+            train: interactions (schema ``segmentation.data.INTERACTIONS``; ``rating`` optional).
+            items: the catalogue; its items become rankable even with no train interaction.
+            item_embeddings: item description vectors (used by the segflow ranker only).
+            seed: seeds the validation carve.
+            implicit: ``rating`` holds implicit weights (counts, or 1.0): every interaction is liked, the
+                weight only scales confidence (``log1p``), and validation relevance is every carved item.
+
+        Returns:
+            self, fitted.
+
+        Raises:
+            DataError: ``train`` lacks ``user_id``/``item_id`` or is empty.
+        """
+        t0 = time.perf_counter()
+        missing = [c for c in ("user_id", "item_id") if c not in train.columns]
+        if missing or train.height == 0:
+            raise DataError(f"{type(self).__name__}.fit: train needs user_id and item_id columns and at least one "
+                            f"row (given columns {train.columns}, {train.height} rows)")  # fmt: skip
+        train = train.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+        counts = train.unique(["user_id", "item_id"]).group_by("item_id").len()
+        item_ids = counts["item_id"].to_list()
+        if items is not None:
+            item_ids = list(dict.fromkeys([*item_ids, *items["item_id"].cast(pl.String).to_list()]))
+        if len(item_ids) > self.config.max_items:
+            top = counts.sort(["len", "item_id"], descending=[True, False]).head(self.config.max_items)
+            logger.warning("%s keeps the %d most popular of %d items (ranker.max_items)", type(self).__name__,
+                           self.config.max_items, len(item_ids))  # fmt: skip
+            item_ids = top["item_id"].to_list()
+        self.items_ = Vocab.from_ids(_id_order(item_ids))
+        self.users_ = Vocab.from_ids(_id_order(train["user_id"].to_list()))
+        self.implicit_ = implicit
+        self.data_ = train_matrices(train, self.users_, self.items_, self.config.like_threshold, implicit)
+        self.popularity_ = np.asarray(self.data_.x.sum(axis=0)).ravel()
+        self.seed_ = seed
+        self._train = train
+        try:
+            self._fit_model(self.data_, items, item_embeddings, seed)
+        finally:
+            del self._train
+        self.fit_seconds_ = time.perf_counter() - t0
+        logger.info("fitted %s on %d users x %d items (%d interactions) in %.2fs", type(self).__name__,
+                    len(self.users_), len(self.items_), self.data_.x.nnz, self.fit_seconds_)  # fmt: skip
+        return self
+
+    def _fit_model(self, data: TrainMatrices, items: pl.DataFrame | None, emb: Embeddings | None, seed: int) -> None:
+        raise NotImplementedError
+
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- validation -------------------------------------------------------------------------------
+
+    def _carve(self, seed: int) -> Carve:
+        """Carve ``valid_fraction`` of train rows; keep users with a liked carved item (at most max_valid_users)."""
+        rng = np.random.default_rng(seed)
+        train = self._train
+        mask = np.zeros(train.height, dtype=bool)
+        mask[rng.permutation(train.height)[: int(round(train.height * self.config.valid_fraction))]] = True
+        m = pl.Series(mask)
+        fit = train_matrices(train.filter(~m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
+        valid = train_matrices(train.filter(m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
+        liked = valid.liked - valid.liked.multiply(fit.x)  # a carved pair also left in the fit part is not held out
+        liked.eliminate_zeros()
+        users = np.flatnonzero(np.diff(liked.indptr) > 0)
+        if len(users) > self.config.max_valid_users:
+            users = np.sort(rng.choice(users, self.config.max_valid_users, replace=False))
+        if len(users) == 0:
+            raise DataError(f"{type(self).__name__}: the validation carve holds no liked item; give more data or "
+                            "fix the hyper-parameters in the ranker config")  # fmt: skip
+        return Carve(fit, users, liked[users])
+
+    def _select(self, grid: list[dict], score: Callable[[Carve, dict], np.ndarray], seed: int) -> dict:
+        """The grid point with the best validation NDCG@10 (the first one on ties)."""
+        if len(grid) == 1:
+            return grid[0]
+        carve = self._carve(seed)
+        seen = carve.fit.x[carve.users]
+        results = [(validation_ndcg(score(carve, params), seen, carve.relevant), params) for params in grid]
+        return self._record(results, len(carve.users))
+
+    def _record(self, results: list[tuple[float, dict]], n_users: int) -> dict:
+        """Keep the validation table in ``validation_``, log the winner and return its parameters."""
+        best = max(results, key=lambda t: t[0])
+        self.validation_ = [{**p, "ndcg@10": round(v, 5)} for v, p in results]
+        logger.info("%s: validation NDCG@10 %.4f with %s (%d candidates, %d users)", type(self).__name__, best[0],
+                    best[1], len(results), n_users)  # fmt: skip
+        return dict(best[1])
+
+    # -- recommending -----------------------------------------------------------------------------
+
+    def recommend(self, user_ids: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
+                  candidates: Candidates = None) -> pl.DataFrame:  # fmt: skip
+        """Top-``k`` items for each user, best first.
+
+        Args:
+            user_ids: users to recommend to (duplicates are listed once); unknown users get the
+                most popular items, scored by train popularity.
+            k: list length; a list is shorter when fewer items are allowed.
+            exclude_seen: leave out the items the user interacted with in train.
+            candidates: None (every catalogue item), a list of item ids allowed for every user,
+                or a ``user_id``/``item_id`` frame of per-user candidates (users not in it get
+                no list). Ids outside the fitted catalogue are ignored.
+
+        Returns:
+            Frame with schema ``RECOMMENDATIONS``, in the order of ``user_ids`` then rank.
+
+        Raises:
+            NotFittedError: before ``fit``.
+            ValueError: ``k`` < 1.
+        """
+        check_is_fitted(self, "data_")
+        if k < 1:
+            raise ValueError(f"k must be >= 1 (given: {k})")
+        users = list(dict.fromkeys(str(u) for u in user_ids))
+        allowed = self._candidate_mask(users, candidates)
+        parts = []
+        for start in range(0, len(users), _CHUNK):
+            chunk = users[start : start + _CHUNK]
+            rows = self.users_.lookup(chunk, missing=-1)
+            known = rows >= 0
+            scores = np.tile(self.popularity_.astype(np.float64), (len(chunk), 1))
+            if known.any():
+                scores[known] = self._scores(rows[known])
+                if exclude_seen:
+                    seen = self.data_.x[rows[known]].tocoo()
+                    scores[np.flatnonzero(known)[seen.row], seen.col] = -np.inf
+            if np.isnan(scores).any():
+                raise RuntimeError(f"{type(self).__name__} produced NaN scores; this is a bug")
+            if allowed is not None:
+                mask = allowed[start : start + len(chunk)]
+                scores[~mask] = -np.inf
+            for u, idx, row in zip(chunk, top_k(scores, k), scores):
+                idx = idx[np.isfinite(row[idx])]
+                parts.append((u, idx, row[idx]))
+        n = sum(len(p[1]) for p in parts)
+        return pl.DataFrame({
+            "user_id": np.repeat([p[0] for p in parts], [len(p[1]) for p in parts]).astype(object) if n else [],
+            "item_id": self.items_.ids[np.concatenate([p[1] for p in parts])] if n else [],
+            "rank": np.concatenate([np.arange(1, len(p[1]) + 1) for p in parts]) if n else [],
+            "score": np.concatenate([p[2] for p in parts]) if n else [],
+        }, schema=RECOMMENDATIONS)  # fmt: skip
+
+    def _candidate_mask(self, users: list[str], candidates: Candidates) -> np.ndarray | None:
+        if candidates is None:
+            return None
+        n_items = len(self.items_)
+        if isinstance(candidates, pl.DataFrame):
+            if not {"user_id", "item_id"} <= set(candidates.columns):
+                raise ValueError(f"a candidates frame needs user_id and item_id (given: {candidates.columns})")
+            upos = {u: i for i, u in enumerate(users)}
+            c = candidates.select(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+            r = np.fromiter((upos.get(u, -1) for u in c["user_id"]), np.int64, c.height)
+            j = self.items_.lookup(c["item_id"], missing=-1)
+            ok = (r >= 0) & (j >= 0)
+            mask = np.zeros((len(users), n_items), dtype=bool)
+            mask[r[ok], j[ok]] = True
+            return mask
+        j = self.items_.lookup([str(i) for i in candidates], missing=-1)
+        if (j < 0).any():
+            logger.warning("%d candidate items are not in the fitted catalogue and are ignored", int((j < 0).sum()))
+        row = np.zeros(n_items, dtype=bool)
+        row[j[j >= 0]] = True
+        return np.broadcast_to(row, (len(users), n_items))
