@@ -55,6 +55,16 @@ def test_a_change_in_the_stage_function_itself_or_a_helper_it_calls(library_copy
     assert {s for s in STAGES if before[s] != after[s]} == {"fine_tune"}
 
 
+def test_a_package_is_followed_through_its_reexports(library_copy):
+    # segmentation.data and segmentation.rank are packages: stages import their names from the package's __init__
+    before = _digests(library_copy)
+    _edit(library_copy / "segmentation" / "data" / "split.py", "def split_ratings(", "def split_ratings(  # fixed\n")
+    middle = _digests(library_copy)
+    assert "split" in {s for s in STAGES if before[s] != middle[s]}
+    _edit(library_copy / "segmentation" / "rank" / "ease.py", "def ease_weights(", "def ease_weights(  # fixed\n")
+    assert {s for s in STAGES if middle[s] != _digests(library_copy)[s]} == {"rank"}
+
+
 def test_lazy_imports_count_and_unknown_functions_fall_back_to_the_whole_library():
     graph = module_graph()
     assert "segmentation.predict" in graph["segmentation.stages"]  # imported inside train_global, not at the top
