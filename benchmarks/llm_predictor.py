@@ -12,7 +12,7 @@ description. On that slice, in one process, one after another:
   refitted on train + valid) trained on the slice only;
 - ``segflow-encoder-regressor``: :class:`segmentation.predict.EncoderRegressor`, MiniLM fine-tuned end to end
   with a regression head on (train-only user profile, item description) pairs, early-stopped on valid;
-- ``segflow-global+encoder``: a ridge blend (``blend_reg``) of the blend's components and the encoder
+- ``segflow-global+encoder``: a ridge blend (``blend.reg``) of the blend's components and the encoder
   regressor, weights fitted on the slice's validation rows (the components' pre-refit validation
   predictions, as the blend does), scored on test with the refitted components;
 - ``segflow-global-full-train`` (a reference, not a slice system): the default blend trained on the whole

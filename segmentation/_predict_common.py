@@ -101,8 +101,8 @@ def _read_manifest(folder: Path, kind: str) -> dict[str, Any]:
 def _settings(config: PredictorConfig, *, finetune: bool = False) -> TrainSettings:
     mf = config.mf
     if finetune:  # bias_reg is not read by the fine-tuning strategies (their penalties use reg)
-        return TrainSettings(epochs=config.finetune.epochs, learning_rate=config.finetune.learning_rate,
-                             reg=config.finetune.reg, bias_reg=mf.bias_reg, batch_size=mf.batch_size,
+        return TrainSettings(epochs=config.per_segment.epochs, learning_rate=config.per_segment.learning_rate,
+                             reg=config.per_segment.reg, bias_reg=mf.bias_reg, batch_size=mf.batch_size,
                              patience=2)  # fmt: skip
     return TrainSettings(epochs=mf.epochs, learning_rate=mf.learning_rate, reg=mf.reg, bias_reg=mf.bias_reg,
                          batch_size=mf.batch_size, patience=mf.patience)  # fmt: skip

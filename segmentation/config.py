@@ -477,18 +477,18 @@ LEGACY_PREDICTOR_KEYS: dict[str, tuple[str, ...]] = {
     "knn_shrinkage": ("knn.shrinkage",),
     "blend_components": ("blend.components",),
     "blend_reg": ("blend.reg",),
-    "finetune": ("finetune.enabled",),  # a flat true/false; the new `finetune` is a section (a dict)
-    "finetune_strategies": ("finetune.strategies",),
-    "segment_blend_reg": ("finetune.blend_reg",),
-    "finetune_epochs": ("finetune.epochs",),
-    "finetune_learning_rate": ("finetune.learning_rate",),
-    "finetune_reg": ("finetune.reg",),
-    "finetune_rank": ("finetune.rank",),
-    "gate_fraction": ("finetune.gate_fraction",),
-    "gate_level": ("finetune.gate_level",),
-    "gate_correction": ("finetune.gate_correction",),
-    "gate_bootstrap": ("finetune.gate_bootstrap",),
-    "min_segment_valid": ("finetune.min_segment_valid",),
+    "finetune": ("per_segment.enabled",),
+    "finetune_strategies": ("per_segment.strategies",),
+    "segment_blend_reg": ("per_segment.blend_reg",),
+    "finetune_epochs": ("per_segment.epochs",),
+    "finetune_learning_rate": ("per_segment.learning_rate",),
+    "finetune_reg": ("per_segment.reg",),
+    "finetune_rank": ("per_segment.rank",),
+    "gate_fraction": ("per_segment.gate_fraction",),
+    "gate_level": ("per_segment.gate_level",),
+    "gate_correction": ("per_segment.gate_correction",),
+    "gate_bootstrap": ("per_segment.gate_bootstrap",),
+    "min_segment_valid": ("per_segment.min_segment_valid",),
 }
 
 #: Flat PredictorConfig keys removed because no stage of a run reads them: they set up the optional
@@ -500,10 +500,8 @@ REMOVED_PREDICTOR_KEYS: dict[str, str] = {
 }
 
 
-def _is_legacy(key: str, value: Any) -> bool:
-    """Whether ``predictor.<key> = value`` is a flat key of segflow 0.1 (``finetune`` is one only as a true/false)."""
-    if key == "finetune":
-        return not isinstance(value, dict | BaseModel)
+def _is_legacy(key: str) -> bool:
+    """Whether ``predictor.<key>`` is a flat key of segflow 0.1."""
     return key in LEGACY_PREDICTOR_KEYS or key in REMOVED_PREDICTOR_KEYS
 
 
@@ -516,7 +514,7 @@ def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor") ->
     Raises:
         ValueError: a flat key and its nested counterpart are both given.
     """
-    legacy = [k for k, v in section.items() if _is_legacy(k, v)]
+    legacy = [k for k in section if _is_legacy(k)]
     if not legacy:
         return section
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in section.items() if k not in legacy}
@@ -545,8 +543,25 @@ def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor") ->
     return out
 
 
+def _predictor_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """The section's JSON schema, plus the flat keys of segflow 0.1 as deprecated pattern properties.
+
+    A deployment made with ``enforce_parameter_schema`` has the Prefect server check its parameters against this
+    schema, which refuses unknown keys: so that a deployment whose parameters still carry the old keys keeps
+    running (the flow renames them, with a warning), they pass here. The run form shows only ``properties``.
+    """
+    _factory_defaults_in_schema(schema, cls)
+    names = "|".join(re.escape(k) for k in (*LEGACY_PREDICTOR_KEYS, *REMOVED_PREDICTOR_KEYS))
+    schema["patternProperties"] = {
+        f"^({names})$": {"deprecated": True, "description": "A flat key of segflow 0.1, renamed when the run "
+                         "starts (docs/CONFIG.md lists the new keys)."},
+    }  # fmt: skip
+
+
 class PredictorConfig(_Section):
     """Global rating model and per-segment fine-tuning."""
+
+    model_config = ConfigDict(json_schema_extra=_predictor_schema)
 
     model: Literal["mf", "svdpp", "autorec", "item-knn", "user-knn", "blend"] = Field(
         "blend",
@@ -582,7 +597,7 @@ class PredictorConfig(_Section):
     autorec: AutoRecConfig = Field(default_factory=AutoRecConfig, title="AutoRec", description=AutoRecConfig.__doc__)
     knn: KNNConfig = Field(default_factory=KNNConfig, title="kNN", description=KNNConfig.__doc__)
     blend: BlendConfig = Field(default_factory=BlendConfig, title="Blend", description=BlendConfig.__doc__)
-    finetune: FineTuneConfig = Field(
+    per_segment: FineTuneConfig = Field(
         default_factory=FineTuneConfig, title="Per-segment fine-tuning", description=FineTuneConfig.__doc__
     )
 
@@ -930,7 +945,7 @@ def _parse_value(text: str) -> Any:
 def _override_paths(parts: list[str], value: Any, item: str) -> list[list[str]]:
     """Where an override's value goes: its own dotted path, or for a flat predictor key of segflow 0.1 the nested
     path(s) that took its place (logged as deprecated), or none for a removed key (logged)."""
-    if len(parts) != 2 or parts[0] != "predictor" or not _is_legacy(parts[1], value):
+    if len(parts) != 2 or parts[0] != "predictor" or not _is_legacy(parts[1]):
         return [parts]
     if parts[1] in REMOVED_PREDICTOR_KEYS:
         logger.warning("override %r ignored: no stage of a run reads predictor.%s (the optional EncoderRegressor "

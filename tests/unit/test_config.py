@@ -68,11 +68,11 @@ def test_docs_config_reference_is_current():
 
 def test_overrides_parse_typed_values_lists_and_nested_keys():
     cfg = load_config(None, ["seed=7", "predictor.mf.learning_rate=0.05", "predictor.refit=false",
-                             "predictor.finetune.enabled=false", "predictor.blend.components=['mf', 'item-knn']",
-                             "predictor.finetune.strategies=[]", "data.rating_scale=[1, 5]", "data.columns.rating=''",
+                             "predictor.per_segment.enabled=false", "predictor.blend.components=['mf', 'item-knn']",
+                             "predictor.per_segment.strategies=[]", "data.rating_scale=[1, 5]", "data.columns.rating=''",
                              "predictor.model='mf'", "report.title=two words", "evaluate.relevance_threshold=4"])  # fmt: skip
     assert cfg.seed == 7 and cfg.predictor.mf.learning_rate == 0.05 and cfg.predictor.refit is False
-    assert cfg.predictor.finetune.enabled is False and cfg.predictor.finetune.strategies == []
+    assert cfg.predictor.per_segment.enabled is False and cfg.predictor.per_segment.strategies == []
     assert cfg.predictor.blend.components == ["mf", "item-knn"] and cfg.data.rating_scale == (1.0, 5.0)
     assert cfg.data.columns.rating == "" and cfg.predictor.model == "mf" and cfg.report.title == "two words"
     assert cfg.evaluate.relevance_threshold == 4.0 and isinstance(cfg.evaluate.relevance_threshold, float)
@@ -83,7 +83,7 @@ def test_overrides_parse_typed_values_lists_and_nested_keys():
     [
         ("predictor.mf.epochs=many", r"predictor.mf.epochs: Input should be a valid integer.*\(given: 'many'\)"),
         ("predictor.blend.components=['mf', 'svd']", r"predictor.blend.components.1: Input should be 'mf'"),
-        ("predictor.finetune.gate_level=2", r"predictor.finetune.gate_level: Input should be less than 1"),
+        ("predictor.per_segment.gate_level=2", r"predictor.per_segment.gate_level: Input should be less than 1"),
         ("predictor.refit=maybe", r"predictor.refit: Input should be a valid boolean"),
         ("predictor.epochz=3", r"predictor.epochz: unknown key"),
         ("predictor.mf.epochz=3", r"predictor.mf.epochz: unknown key"),
@@ -130,12 +130,12 @@ def test_flat_predictor_keys_of_0_1_still_load_with_a_warning_naming_the_new_key
         cfg = load_config(tmp_path / "old.toml").predictor
     p = PredictorConfig
     assert cfg == p(model="mf", mf=MFConfig(epochs=30, reg=0.05), svdpp=SVDppConfig(epochs=30, reg=0.05, time_bins=0),
-                    autorec=AutoRecConfig(epochs=30), finetune=FineTuneConfig(enabled=False, gate_level=0.9),
+                    autorec=AutoRecConfig(epochs=30), per_segment=FineTuneConfig(enabled=False, gate_level=0.9),
                     blend=BlendConfig(components=["mf"]))  # fmt: skip
     text = caplog.text
     assert str(tmp_path / "old.toml") in text
     assert "predictor.epochs -> predictor.mf.epochs, predictor.svdpp.epochs, predictor.autorec.epochs" in text
-    assert "predictor.finetune -> predictor.finetune.enabled" in text and "predictor.gate_level -> " in text
+    assert "predictor.finetune -> predictor.per_segment.enabled" in text and "predictor.gate_level -> " in text
     assert "predictor.encoder_epochs ignored" in text and "EncoderRegressorConfig" in text
 
 
@@ -143,13 +143,13 @@ def test_flat_keys_in_set_map_to_the_new_keys_and_a_new_key_overrides_an_old_fil
     with caplog.at_level(logging.WARNING, logger="segmentation.config"):
         cfg = load_config(None, ["predictor.patience=2", "predictor.finetune=false", "predictor.knn_neighbors=7"])
     assert (cfg.predictor.mf.patience, cfg.predictor.svdpp.patience, cfg.predictor.autorec.patience) == (2, 2, 2)
-    assert cfg.predictor.finetune.enabled is False and cfg.predictor.knn.neighbors == 7
+    assert cfg.predictor.per_segment.enabled is False and cfg.predictor.knn.neighbors == 7
     assert "'predictor.knn_neighbors=7': predictor.knn_neighbors is deprecated" in caplog.text
     assert "use predictor.knn.neighbors" in caplog.text
     (tmp_path / "old.toml").write_text("[predictor]\nepochs = 30\nfinetune = false\n")
-    cfg = load_config(tmp_path / "old.toml", ["predictor.svdpp.epochs=8", "predictor.finetune.gate_level=0.8"])
+    cfg = load_config(tmp_path / "old.toml", ["predictor.svdpp.epochs=8", "predictor.per_segment.gate_level=0.8"])
     assert (cfg.predictor.mf.epochs, cfg.predictor.svdpp.epochs, cfg.predictor.autorec.epochs) == (30, 8, 30)
-    assert cfg.predictor.finetune == FineTuneConfig(enabled=False, gate_level=0.8)
+    assert cfg.predictor.per_segment == FineTuneConfig(enabled=False, gate_level=0.8)
     # the old form of a Prefect deployment's parameters (a flat dict) is renamed as well
     assert PipelineConfig.model_validate({"predictor": {"epochs": 30}}).predictor.svdpp.epochs == 30
 
@@ -159,5 +159,5 @@ def test_a_flat_key_beside_its_new_key_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"(?s)both.toml.*predictor.epochs \(deprecated, now predictor.mf.epochs\) and "
                                           r"predictor.mf.epochs are both given"):  # fmt: skip
         load_config(tmp_path / "both.toml")
-    with pytest.raises(ValidationError, match="keep only predictor.finetune.gate_level"):
-        PredictorConfig.model_validate({"gate_level": 0.9, "finetune": {"gate_level": 0.8}})
+    with pytest.raises(ValidationError, match="keep only predictor.per_segment.gate_level"):
+        PredictorConfig.model_validate({"gate_level": 0.9, "per_segment": {"gate_level": 0.8}})

@@ -28,7 +28,7 @@ N_USERS, N_ITEMS, RANK = 200, 100, 3
 CONFIG = PredictorConfig(model="mf", refit=False, device="cpu",
                          mf=MFConfig(embedding_size=8, epochs=80, learning_rate=0.03, reg=0.02, bias_reg=0.0, batch_size=256,
                                      patience=8),
-                         finetune=FineTuneConfig(epochs=10, learning_rate=0.01, min_segment_valid=20))  # fmt: skip
+                         per_segment=FineTuneConfig(epochs=10, learning_rate=0.01, min_segment_valid=20))  # fmt: skip
 
 
 def _with(config: PredictorConfig, **changes: Any) -> PredictorConfig:
@@ -202,7 +202,7 @@ def test_loads_a_global_model_saved_with_the_flat_config_of_segflow_0_1(low_rank
                           "min_segment_valid": 20, "encoder_model": "all-MiniLM-L6-v2", "encoder_epochs": 2}  # fmt: skip
     path.write_text(json.dumps(manifest))
     loaded = GlobalPredictor.load(tmp_path / "m")
-    assert loaded.config.mf == CONFIG.mf and loaded.config.finetune == CONFIG.finetune
+    assert loaded.config.mf == CONFIG.mf and loaded.config.per_segment == CONFIG.per_segment
     np.testing.assert_array_equal(loaded.predict(split.test), model.predict(split.test))
 
 
@@ -401,10 +401,10 @@ def test_blend_with_few_validation_rows_averages_its_components() -> None:
 def test_gate_level_is_bonferroni_corrected_for_the_segments_tried():
     from segmentation._predict_segments import gate_level
 
-    cfg = PredictorConfig(finetune=FineTuneConfig(gate_level=0.95))
+    cfg = PredictorConfig(per_segment=FineTuneConfig(gate_level=0.95))
     assert gate_level(cfg, 1) == 0.95 and gate_level(cfg, 0) == 0.95
     assert gate_level(cfg, 5) == pytest.approx(0.99)
-    assert gate_level(_with(cfg, finetune={"gate_correction": "none"}), 5) == 0.95
+    assert gate_level(_with(cfg, per_segment={"gate_correction": "none"}), 5) == 0.95
 
 
 def test_test_ratings_never_reach_fitting(tmp_path):
