@@ -517,7 +517,10 @@ def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor") ->
     legacy = [k for k in section if _is_legacy(k)]
     if not legacy:
         return section
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in section.items() if k not in legacy}
+    # sections as plain dicts (a section given as a model keeps only the fields set on it, so that a flat key
+    # beside it is judged against what was given, not against defaults)
+    out = {k: (v.model_dump(exclude_unset=True) if isinstance(v, BaseModel) else dict(v) if isinstance(v, dict) else v)
+           for k, v in section.items() if k not in legacy}  # fmt: skip
     moved, dropped = [], []
     for key in legacy:
         value = section[key]

@@ -159,5 +159,10 @@ def test_a_flat_key_beside_its_new_key_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"(?s)both.toml.*predictor.epochs \(deprecated, now predictor.mf.epochs\) and "
                                           r"predictor.mf.epochs are both given"):  # fmt: skip
         load_config(tmp_path / "both.toml")
+    # a section given as a model counts only the fields set on it
+    mixed = PredictorConfig(epochs=5, mf=MFConfig(learning_rate=0.2))
+    assert (mixed.mf.epochs, mixed.mf.learning_rate, mixed.svdpp.epochs) == (5, 0.2, 5)
+    with pytest.raises(ValidationError, match="keep only predictor.mf.epochs"):
+        PredictorConfig(epochs=5, mf=MFConfig(epochs=3))
     with pytest.raises(ValidationError, match="keep only predictor.per_segment.gate_level"):
         PredictorConfig.model_validate({"gate_level": 0.9, "per_segment": {"gate_level": 0.8}})
