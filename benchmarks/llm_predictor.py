@@ -12,7 +12,7 @@ description. On that slice, in one process, one after another:
   refitted on train + valid) trained on the slice only;
 - ``segflow-encoder-regressor``: :class:`segmentation.predict.EncoderRegressor`, MiniLM fine-tuned end to end
   with a regression head on (train-only user profile, item description) pairs, early-stopped on valid;
-- ``segflow-global+encoder``: a ridge blend (``blend_reg``) of the blend's components and the encoder
+- ``segflow-global+encoder``: a ridge blend (``blend.reg``) of the blend's components and the encoder
   regressor, weights fitted on the slice's validation rows (the components' pre-refit validation
   predictions, as the blend does), scored on test with the refitted components;
 - ``segflow-global-full-train`` (a reference, not a slice system): the default blend trained on the whole
@@ -48,7 +48,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.rating import biases, item_embeddings, scores  # noqa: E402
 from segmentation._predict_global import _ridge  # noqa: E402
-from segmentation.config import PredictorConfig  # noqa: E402
+from segmentation.config import EncoderRegressorConfig, PredictorConfig  # noqa: E402
 from segmentation.data import Split, load_movielens_100k, split_ratings  # noqa: E402
 from segmentation.predict import fit_encoder_predictor, fit_global_predictor, paired_bootstrap_ci  # noqa: E402
 
@@ -153,9 +153,8 @@ def main() -> None:
     add("segflow-global", p_blend, secs, psecs, mem.peak, components=blend.component_names,
         weights=[round(w, 4) for w in blend.weights_.tolist()], valid_rmse=round(blend.valid_rmse_["model"], 4))  # fmt: skip
 
-    enc_cfg = cfg.model_copy(update={"threads": args.threads, "encoder_epochs": args.epochs,
-                                     "encoder_batch_size": args.batch_size,
-                                     "encoder_max_seq_length": args.max_seq_length})  # fmt: skip
+    enc_cfg = EncoderRegressorConfig(threads=args.threads, epochs=args.epochs, batch_size=args.batch_size,
+                                     max_seq_length=args.max_seq_length)  # fmt: skip
     with mem.measure():
         t0 = time.perf_counter()
         enc = fit_encoder_predictor(split, ds.items, enc_cfg, seed=0, max_train_rows=args.max_train_rows)
@@ -165,7 +164,7 @@ def main() -> None:
         psecs = time.perf_counter() - t0
     summary = enc.summary()
     add("segflow-encoder-regressor", p_enc, secs, psecs, mem.peak, n_fit_rows=enc.n_train_rows_,
-        encoder=enc_cfg.encoder_model, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads,
+        encoder=enc_cfg.model, epochs=args.epochs, batch_size=args.batch_size, threads=args.threads,
         max_seq_length=args.max_seq_length, n_train_rows=enc.n_train_rows_, best_step=enc.best_step_,
         valid_rmse=round(enc.valid_rmse_["model"], 4), valid_rmse_biases=round(enc.valid_rmse_["biases"], 4),
         fit_seconds=summary["fit_seconds"], device=enc.device_,
@@ -178,7 +177,7 @@ def main() -> None:
     valid_enc = enc.valid_pred_  # before the biases' refit on train + valid (which saw these ratings)
     fingerprint, valid_components = blend._valid_preds  # pre-refit validation predictions of the components
     x_valid = np.column_stack([valid_components, valid_enc])
-    w = _ridge(x_valid, split.valid["rating"].to_numpy(), cfg.blend_reg)
+    w = _ridge(x_valid, split.valid["rating"].to_numpy(), cfg.blend.reg)
     x_test = np.column_stack([blend.component_predictions(blend._encode(split.test)), p_enc])
     p_stack = np.clip(w[0] + x_test @ w[1:], *blend.rating_range_)
     add("segflow-global+encoder", p_stack, time.perf_counter() - t0, 0.0, mem.peak,

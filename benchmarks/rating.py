@@ -179,9 +179,9 @@ def run_split(name: str, ds, emb: Embeddings, args: argparse.Namespace) -> list[
             valid_rmse=round(model.valid_rmse_[comp.name], 4), note="component of the blend, refitted; time in the blend's")  # fmt: skip
     if not args.quick:
         for label, update in (("segflow-svdpp-no-text", {"side_features": False}),
-                              ("segflow-svdpp-no-time", {"svdpp_time_bins": 0, "svdpp_user_day_bias": False}),
+                              ("segflow-svdpp-no-time", {"time_bins": 0, "user_day_bias": False}),
                               ("segflow-svdpp", {})):  # fmt: skip
-            c = cfg.model_copy(update={"model": "svdpp", **update})
+            c = cfg.model_copy(update={"model": "svdpp", "svdpp": cfg.svdpp.model_copy(update=update)})
             m, s_min, _ = timed(lambda c=c: fit_global_predictor(split, c, item_embeddings=emb, seed=0), 1)
             add(label, m.predict(split.test), s_min, valid_rmse=round(m.valid_rmse_["model"], 4))
 

@@ -96,7 +96,7 @@ _KEY_CONFIG = [
     ("reduce.n_neighbors", "UMAP neighbours"), ("reduce.metric", "UMAP metric"),
     ("cluster.min_cluster_size", "Smallest segment"), ("cluster.min_samples", "HDBSCAN min_samples"),
     ("cluster.cluster_selection_method", "HDBSCAN selection"), ("cluster.outlier_membership", "Outlier reassignment"),
-    ("predictor.embedding_size", "Rating model size"), ("predictor.finetune", "Per-segment fine-tuning"),
+    ("predictor.model", "Rating model"), ("predictor.per_segment.enabled", "Per-segment fine-tuning"),
     ("ranker.rankers", "Recommenders compared"), ("evaluate.k", "List length k"),
     ("evaluate.bootstrap", "Bootstrap resamples"), ("seed", "Seed"),
 ]  # fmt: skip

@@ -99,12 +99,13 @@ def _read_manifest(folder: Path, kind: str) -> dict[str, Any]:
 
 
 def _settings(config: PredictorConfig, *, finetune: bool = False) -> TrainSettings:
-    if finetune:
-        return TrainSettings(epochs=config.finetune_epochs, learning_rate=config.finetune_learning_rate,
-                             reg=config.finetune_reg, bias_reg=config.bias_reg,
-                             batch_size=config.batch_size, patience=2)  # fmt: skip
-    return TrainSettings(epochs=config.epochs, learning_rate=config.learning_rate, reg=config.reg,
-                         bias_reg=config.bias_reg, batch_size=config.batch_size, patience=config.patience)  # fmt: skip
+    mf = config.mf
+    if finetune:  # bias_reg is not read by the fine-tuning strategies (their penalties use reg)
+        return TrainSettings(epochs=config.per_segment.epochs, learning_rate=config.per_segment.learning_rate,
+                             reg=config.per_segment.reg, bias_reg=mf.bias_reg, batch_size=mf.batch_size,
+                             patience=2)  # fmt: skip
+    return TrainSettings(epochs=mf.epochs, learning_rate=mf.learning_rate, reg=mf.reg, bias_reg=mf.bias_reg,
+                         batch_size=mf.batch_size, patience=mf.patience)  # fmt: skip
 
 
 def paired_bootstrap_ci(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: np.ndarray,

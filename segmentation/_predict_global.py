@@ -44,20 +44,19 @@ logger = logging.getLogger(__name__)
 def _make_component(name: str, config: PredictorConfig, device: str) -> Component:
     """A fresh, unfitted component for ``name`` (a value of ``PredictorConfig.model`` other than 'blend')."""
     if name == "mf":
-        return MF(embedding_size=config.embedding_size, settings=_settings(config), device=device)
+        return MF(embedding_size=config.mf.embedding_size, settings=_settings(config), device=device)
     if name == "svdpp":
-        return SVDpp(SVDppSettings(embedding_size=config.embedding_size, epochs=config.epochs,
-                                   learning_rate=config.svdpp_learning_rate, reg=config.reg,
-                                   implicit_reg=config.reg, bias_reg=config.bias_reg, batch_size=config.batch_size,
-                                   patience=config.patience, item_time_bins=config.svdpp_time_bins,
-                                   user_day_bias=config.svdpp_user_day_bias,
-                                   side_features=config.side_features))  # fmt: skip
+        s = config.svdpp
+        return SVDpp(SVDppSettings(embedding_size=s.embedding_size, epochs=s.epochs, learning_rate=s.learning_rate,
+                                   reg=s.reg, implicit_reg=s.reg, bias_reg=s.bias_reg, batch_size=s.batch_size,
+                                   patience=s.patience, item_time_bins=s.time_bins, user_day_bias=s.user_day_bias,
+                                   side_features=s.side_features))  # fmt: skip
     if name == "autorec":
-        return AutoRec(AutoRecSettings(hidden=config.autorec_hidden, epochs=config.epochs,
-                                       learning_rate=config.autorec_learning_rate, reg=config.autorec_reg,
-                                       batch_size=config.autorec_batch_size, patience=config.patience))  # fmt: skip
+        a = config.autorec
+        return AutoRec(AutoRecSettings(hidden=a.hidden, epochs=a.epochs, learning_rate=a.learning_rate, reg=a.reg,
+                                       batch_size=a.batch_size, patience=a.patience))  # fmt: skip
     if name in ("item-knn", "user-knn"):
-        return KNNBaseline(user_based=name == "user-knn", k=config.knn_neighbors, shrinkage=config.knn_shrinkage)
+        return KNNBaseline(user_based=name == "user-knn", k=config.knn.neighbors, shrinkage=config.knn.shrinkage)
     raise ValueError(f"unknown rating model {name!r}; expected one of mf, svdpp, autorec, item-knn, user-knn")
 
 
@@ -171,7 +170,7 @@ class GlobalPredictor:
         t0 = time.perf_counter()
         cfg = self.config
         device = resolve_device(cfg.device)
-        names = list(dict.fromkeys(cfg.blend_components)) if cfg.model == "blend" else [cfg.model]
+        names = list(dict.fromkeys(cfg.blend.components)) if cfg.model == "blend" else [cfg.model]
         ratings = split.train["rating"].to_numpy()
         self.rating_range_ = (float(ratings.min()), float(ratings.max()))
         self._set_vocab(split.train)
@@ -234,7 +233,7 @@ class GlobalPredictor:
         self.item_vocab_ = Vocab.from_ids(frame["item_id"].unique(maintain_order=True).sort())
 
     def _features(self, names: list[str], item_embeddings: Embeddings | None) -> np.ndarray | None:
-        if "svdpp" not in names or not self.config.side_features:
+        if "svdpp" not in names or not self.config.svdpp.side_features:
             return None
         if item_embeddings is None:
             logger.info("svdpp: no item embeddings given, so no side features")
@@ -243,7 +242,7 @@ class GlobalPredictor:
         return _item_features(self.item_vocab_, item_embeddings)
 
     def _fit_blend(self, preds: np.ndarray, y: np.ndarray) -> None:
-        reg = self.config.blend_reg
+        reg = self.config.blend.reg
         n_parts = preds.shape[1]
         if len(y) < 10 * (n_parts + 1):
             logger.warning("blend: only %d validation rows for %d weights; averaging the components instead",

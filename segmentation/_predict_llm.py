@@ -1,13 +1,13 @@
 """The language model as the rating predictor: a sentence encoder fine-tuned end to end with a regression head.
 
->>> model = fit_encoder_predictor(split, dataset.items, PredictorConfig(), seed=42)  # doctest: +SKIP
->>> model.predict(split.test)                                                        # doctest: +SKIP
+>>> model = fit_encoder_predictor(split, dataset.items, EncoderRegressorConfig(), seed=42)  # doctest: +SKIP
+>>> model.predict(split.test)                                                               # doctest: +SKIP
 
-A bi-encoder: one shared encoder (``PredictorConfig.encoder_model``, MiniLM by default) embeds the user's
+A bi-encoder: one shared encoder (``EncoderRegressorConfig.model``, MiniLM by default) embeds the user's
 behaviour profile (:func:`embeddings.text.describe_users` of the TRAIN rows only) and the item's
 description (:func:`embeddings.text.describe_items`); a small MLP on ``[u, v, u*v, |u-v|]`` predicts the
 residual of a damped baseline-bias model ``mu + b_u + b_i`` (fitted on the same train rows, then frozen;
-with ``PredictorConfig.refit`` the biases alone are fitted again on train + valid at the end, as the blend
+with ``EncoderRegressorConfig.refit`` the biases alone are fitted again on train + valid at the end, as the blend
 refits its components).
 The head's last layer starts at zero, so training starts from the biases. The encoder, the head and the
 batch order are trained with AdamW (seeded), evaluated on ``split.valid`` twice per epoch and early-stopped
@@ -53,7 +53,7 @@ from segmentation._predict_common import (
 )
 from segmentation._predict_components import baseline_biases
 from segmentation._predict_mf import Ratings, rmse
-from segmentation.config import PredictorConfig
+from segmentation.config import EncoderRegressorConfig
 from segmentation.data import Split, Vocab, check_schema
 
 __all__ = ["EncoderRegressor", "fit_encoder_predictor"]
@@ -91,7 +91,7 @@ class EncoderRegressor:
     """A sentence encoder fine-tuned, with a regression head, to predict ratings from texts.
 
     Args:
-        config: predictor settings (the ``encoder_*`` fields, ``device`` and ``threads`` are used).
+        config: its settings (segflow 0.1 took a ``PredictorConfig`` with ``encoder_*`` fields).
         seed: seed of the head's initialisation, dropout, the row sample and the batch order.
 
     Attributes:
@@ -109,8 +109,8 @@ class EncoderRegressor:
         seconds_: training wall time; ``fit_seconds_`` splits it into ``{"texts", "train", "embed"}``.
     """
 
-    def __init__(self, config: PredictorConfig | None = None, *, seed: int = 0) -> None:
-        self.config = config if config is not None else PredictorConfig()
+    def __init__(self, config: EncoderRegressorConfig | None = None, *, seed: int = 0) -> None:
+        self.config = config if config is not None else EncoderRegressorConfig()
         self.seed = seed
         self.user_vocab_: Vocab | None = None
         self.item_vocab_: Vocab | None = None
@@ -133,7 +133,7 @@ class EncoderRegressor:
 
     def __repr__(self) -> str:
         fitted = "fitted" if self.user_emb_ is not None else "not fitted"
-        return f"EncoderRegressor(model={self.config.encoder_model!r}, seed={self.seed}, {fitted})"
+        return f"EncoderRegressor(model={self.config.model!r}, seed={self.seed}, {fitted})"
 
     # ------------------------------------------------------------------ fitting
 
@@ -143,7 +143,7 @@ class EncoderRegressor:
         Args:
             split: the data split; user profiles are written from ``split.train`` only.
             items: the ``ITEMS`` frame (``item_id``, ``title``, ``year``, ``categories``, ``text``).
-            max_train_rows: train on a seeded sample of this many rows (default: ``config.encoder_max_train_rows``,
+            max_train_rows: train on a seeded sample of this many rows (default: ``config.max_train_rows``,
                 else all).
 
         Returns:
@@ -166,7 +166,7 @@ class EncoderRegressor:
             raise DataError("EncoderRegressor needs validation rows (split.valid) for early stopping; it has none")
         if not np.isfinite(split.train["rating"].cast(pl.Float64).to_numpy()).all():
             raise DataError("split.train has missing or non-finite ratings")
-        limit = max_train_rows if max_train_rows is not None else self.config.encoder_max_train_rows
+        limit = max_train_rows if max_train_rows is not None else self.config.max_train_rows
         if limit is not None and limit <= 0:
             raise ConfigError(f"max_train_rows must be positive (given: {limit})")
         with cpu_threads(self.config.threads), torch.random.fork_rng(devices=[]):
@@ -199,12 +199,12 @@ class EncoderRegressor:
         encoder = self._load_encoder()
         head = _Head(_dim(encoder)).to(self.device_)
         self._encoder, self._head = encoder, head
-        opt = torch.optim.AdamW([{"params": encoder.parameters(), "lr": cfg.encoder_learning_rate},
-                                 {"params": head.parameters(), "lr": cfg.encoder_head_learning_rate}],
+        opt = torch.optim.AdamW([{"params": encoder.parameters(), "lr": cfg.learning_rate},
+                                 {"params": head.parameters(), "lr": cfg.head_learning_rate}],
                                 weight_decay=0.01)  # fmt: skip
-        batch = cfg.encoder_batch_size
+        batch = cfg.batch_size
         steps_per_epoch = max(1, math.ceil(len(rows) / batch))
-        total = steps_per_epoch * cfg.encoder_epochs
+        total = steps_per_epoch * cfg.epochs
         warmup = max(1, int(_WARMUP * total))
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min((s + 1) / warmup, max(0.0, (total - s) / max(1, total - warmup)))
@@ -220,7 +220,7 @@ class EncoderRegressor:
         self.history_ = [{"step": 0, "epoch": 0.0, "train_rmse": None, "valid_rmse": base_valid}]
         best, best_state, bad, step, sq, seen = base_valid, None, 0, 0, 0.0, 0
         stop = False
-        for _epoch in range(cfg.encoder_epochs):
+        for _epoch in range(cfg.epochs):
             order = rows[rng.permutation(len(rows))]
             for start in range(0, len(order), batch):
                 idx = order[start : start + batch]
@@ -312,13 +312,13 @@ class EncoderRegressor:
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        path = resolve_model_path(self.config.encoder_model)
+        path = resolve_model_path(self.config.model)
         try:
             encoder = SentenceTransformer(path, device=self.device_)
         except OSError as err:
-            raise ConfigError(f"predictor.encoder_model {self.config.encoder_model!r} could not be loaded offline: "
+            raise ConfigError(f"EncoderRegressorConfig.model {self.config.model!r} could not be loaded offline: "
                               f"{err}") from None  # fmt: skip
-        encoder.max_seq_length = self.config.encoder_max_seq_length
+        encoder.max_seq_length = self.config.max_seq_length
         return encoder
 
     def _embed(self, encoder: Any, texts: list[str]) -> torch.Tensor:
@@ -408,7 +408,7 @@ class EncoderRegressor:
         """A JSON-ready description for run metrics."""
         return {
             "model": _KIND,
-            "encoder_model": self.config.encoder_model,
+            "encoder_model": self.config.model,
             "n_users": len(self.user_vocab_) if self.user_vocab_ is not None else 0,
             "n_items": len(self.item_vocab_) if self.item_vocab_ is not None else 0,
             "n_train_rows": self.n_train_rows_,
@@ -473,7 +473,7 @@ class EncoderRegressor:
         """
         folder = Path(folder)
         manifest = _read_manifest(folder, _KIND)
-        model = cls(PredictorConfig.model_validate(manifest["config"]), seed=int(manifest["seed"]))
+        model = cls(EncoderRegressorConfig.model_validate(manifest["config"]), seed=int(manifest["seed"]))
         tensors = load_file(str(folder / "weights.safetensors"))
         model.user_vocab_ = Vocab.from_ids(manifest["user_ids"])
         model.item_vocab_ = Vocab.from_ids(manifest["item_ids"])
@@ -496,16 +496,16 @@ class EncoderRegressor:
         return model
 
 
-def fit_encoder_predictor(split: Split, items_frame: pl.DataFrame, config: PredictorConfig, *, seed: int = 0,
+def fit_encoder_predictor(split: Split, items_frame: pl.DataFrame, config: EncoderRegressorConfig, *, seed: int = 0,
                           max_train_rows: int | None = None) -> EncoderRegressor:  # fmt: skip
     """Fine-tune the text encoder as a rating predictor on ``split.train``, early-stopped on ``split.valid``.
 
     Args:
         split: train/valid/test; test is never read.
         items_frame: the ``ITEMS`` frame (titles, years, categories, texts) the descriptions come from.
-        config: predictor settings (``encoder_*``, ``device``, ``threads``).
+        config: the regressor's settings.
         seed: the run's seed.
-        max_train_rows: train on a seeded sample of this many rows (default ``config.encoder_max_train_rows``).
+        max_train_rows: train on a seeded sample of this many rows (default ``config.max_train_rows``).
 
     Returns:
         A fitted :class:`EncoderRegressor`.

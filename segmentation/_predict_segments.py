@@ -202,7 +202,7 @@ def _strategies(global_model: GlobalPredictor, config: PredictorConfig) -> list[
     """The configured strategies that this global model supports (the others are logged and skipped)."""
     names = global_model.component_names
     usable = []
-    for strategy in config.finetune_strategies:
+    for strategy in config.per_segment.strategies:
         if strategy in _MF_STRATEGIES and "mf" not in names:
             logger.info("fine-tuning strategy %s needs an MF model or blend component; skipped", strategy)
         elif strategy in _MF_STRATEGIES and global_model.config.refit:
@@ -222,18 +222,18 @@ def fit_segment_predictors(global_model: GlobalPredictor, split: Split, assignme
 
     For each segment (outliers, ``segment_id == -1``, excluded) the segment's validation rows are split
     at random into a *select* part (early stopping, choice of strategy) and a *gate* part
-    (``config.gate_fraction``). Each usable strategy in ``config.finetune_strategies`` fine-tunes a copy:
+    (``config.per_segment.gate_fraction``). Each usable strategy in ``config.per_segment.strategies`` fine-tunes a copy:
     MF strategies on the segment's training rows, blend strategies (the segment's own blend weights, or
     a recalibration ``a + b * prediction``, both shrunk to the global ones) on the select rows. The best
     on the select part is kept only if its RMSE is below the global model's on all the segment's
     validation rows and the paired user-bootstrap interval of the change on the gate part
-    (``config.gate_level``, Bonferroni-corrected for the number of segments tried) lies wholly below zero.
+    (``config.per_segment.gate_level``, Bonferroni-corrected for the number of segments tried) lies wholly below zero.
 
     Args:
         global_model: a fitted :class:`GlobalPredictor` (not modified).
         split: the split the global model was trained on; test is never read.
         assignments: ``user_id`` String, ``segment_id`` Int32 (-1 = outlier).
-        config: fine-tuning settings (``finetune=False`` keeps the global model everywhere).
+        config: fine-tuning settings (``per_segment.enabled = False`` keeps the global model everywhere).
         seed: the run's seed.
 
     Returns:
@@ -246,11 +246,12 @@ def fit_segment_predictors(global_model: GlobalPredictor, split: Split, assignme
 
 
 def gate_level(config: PredictorConfig, n_tested: int) -> float:
-    """The two-sided level of each segment's gate interval: ``gate_level``, Bonferroni-corrected for the
-    ``n_tested`` segments tried when ``gate_correction = "bonferroni"``."""
-    if config.gate_correction == "none" or n_tested <= 1:
-        return config.gate_level
-    return 1.0 - (1.0 - config.gate_level) / n_tested
+    """The two-sided level of each segment's gate interval: ``per_segment.gate_level``, Bonferroni-corrected for the
+    ``n_tested`` segments tried when ``per_segment.gate_correction = "bonferroni"``."""
+    ft = config.per_segment
+    if ft.gate_correction == "none" or n_tested <= 1:
+        return ft.gate_level
+    return 1.0 - (1.0 - ft.gate_level) / n_tested
 
 
 def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.DataFrame, config: PredictorConfig,
@@ -259,7 +260,7 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
     device = resolve_device(config.device)
     clip = global_model.rating_range_
     t_all = time.perf_counter()
-    strategies = _strategies(global_model, config) if config.finetune else []
+    strategies = _strategies(global_model, config) if config.per_segment.enabled else []
 
     train = global_model._encode(split.train)
     valid = global_model._encode(split.valid)
@@ -282,7 +283,7 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
     models: dict[int, _SegmentModel] = {}
     segments = sorted(s for s in set(assignments["segment_id"].to_list()) if s != _NOISE)
     # one gate per segment tried: with Bonferroni, the chance that any segment passes by luck stays 1 - gate_level
-    n_tested = sum(int((valid_seg == s).sum()) >= config.min_segment_valid for s in segments) if strategies else 0
+    n_tested = sum(int((valid_seg == s).sum()) >= config.per_segment.min_segment_valid for s in segments) if strategies else 0
     level = gate_level(config, n_tested)
     for s in segments:
         t0 = time.perf_counter()
@@ -294,13 +295,13 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
                "valid_rmse_global": g_full, "valid_rmse_segment": g_full, "gate_rmse_global": None,
                "gate_rmse_segment": None, "gate_ci_low": None, "gate_ci_high": None, "best_epoch": 0,
                "kept": False, "seconds": 0.0}  # fmt: skip
-        if not strategies or len(tr) == 0 or len(vidx) < config.min_segment_valid:
+        if not strategies or len(tr) == 0 or len(vidx) < config.per_segment.min_segment_valid:
             row["seconds"] = time.perf_counter() - t0
             rows.append(row)
             continue
         rng = np.random.default_rng(_child_seed(seed, f"segment-{s}-gate"))
         perm = rng.permutation(vidx)
-        n_gate = max(1, int(round(len(perm) * config.gate_fraction)))
+        n_gate = max(1, int(round(len(perm) * config.per_segment.gate_fraction)))
         gate_idx, select_idx = np.sort(perm[:n_gate]), np.sort(perm[n_gate:])
         select = valid.subset(select_idx)
         g_select = rmse(select.ratings, pred_valid_global[select_idx])
@@ -326,7 +327,7 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
             gate = np.searchsorted(vidx, gate_idx)
             p_gate = p_valid[gate]
             _, ci_lo, ci_hi = paired_bootstrap_ci(valid.ratings[gate_idx], pred_valid_global[gate_idx], p_gate,
-                                                  valid.users[gate_idx], n_boot=config.gate_bootstrap,
+                                                  valid.users[gate_idx], n_boot=config.per_segment.gate_bootstrap,
                                                   seed=_child_seed(seed, f"segment-{s}-bootstrap"),
                                                   level=level)  # fmt: skip
             g_gate = rmse(valid.ratings[gate_idx], pred_valid_global[gate_idx])
@@ -353,16 +354,16 @@ def _fine_tune(global_model: GlobalPredictor, strategy: str, train: Ratings, sel
     if strategy in _MF_STRATEGIES:
         base = global_model.params_
         assert base is not None
-        params, _, epoch = finetune_mf(base, train, select, strategy=strategy, rank=config.finetune_rank,
+        params, _, epoch = finetune_mf(base, train, select, strategy=strategy, rank=config.per_segment.rank,
                                        settings=_settings(config, finetune=True),
                                        generator=torch.Generator().manual_seed(seed), clip=global_model.rating_range_,
-                                       shrink=config.reg if strategy == "full-l2" else 0.0, device=device)  # fmt: skip
+                                       shrink=config.mf.reg if strategy == "full-l2" else 0.0, device=device)  # fmt: skip
         return _SegmentModel(strategy, user_nums, mf=_restrict_users(params, user_nums)), epoch
     assert global_model.weights_ is not None
     y = select.ratings
     if strategy == "blend-weights":
-        w = _ridge(select_preds, y, config.segment_blend_reg, prior=global_model.weights_)
+        w = _ridge(select_preds, y, config.per_segment.blend_reg, prior=global_model.weights_)
     else:  # blend-recalibrate
         out = global_model.combine(select_preds)[:, None]
-        w = _ridge(out, y, config.segment_blend_reg, prior=np.array([0.0, 1.0]))
+        w = _ridge(out, y, config.per_segment.blend_reg, prior=np.array([0.0, 1.0]))
     return _SegmentModel(strategy, user_nums, weights=w), 1

@@ -16,15 +16,27 @@ from typing import Any, Literal
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
+from segmentation._config_legacy import (
+    LEGACY_PREDICTOR_KEYS,
+    REMOVED_PREDICTOR_KEYS,
+    migrate_predictor_keys,
+    override_paths,
+)
 from segmentation._errors import ConfigError
 
 __all__ = [
+    "AutoRecConfig",
+    "BlendConfig",
     "ClusterConfig",
     "ColumnMapping",
     "DataConfig",
     "EncoderConfig",
+    "EncoderRegressorConfig",
     "EvalConfig",
+    "FineTuneConfig",
     "IndexConfig",
+    "KNNConfig",
+    "MFConfig",
     "OrchestrationConfig",
     "PipelineConfig",
     "PredictorConfig",
@@ -32,10 +44,12 @@ __all__ = [
     "ReduceConfig",
     "ReportConfig",
     "RepresentConfig",
+    "SVDppConfig",
     "apply_overrides",
     "config_hash",
     "dump_config_toml",
     "load_config",
+    "migrate_predictor_keys",
 ]
 
 
@@ -331,98 +345,91 @@ class ClusterConfig(_Section):
     )
 
 
-class PredictorConfig(_Section):
-    """Global rating model and per-segment fine-tuning."""
+class MFConfig(_Section):
+    """The biased matrix factorisation ('mf'), also the model the MF fine-tuning strategies start from."""
 
-    model: Literal["mf", "svdpp", "autorec", "item-knn", "user-knn", "blend"] = Field(
-        "blend",
-        description="Global model. 'mf': biased matrix factorisation (PyTorch, early-stopped on validation); "
-        "'svdpp': SVD++ with time-aware biases and the item text embeddings as side features (a hybrid); "
-        "'autorec': item-based AutoRec; 'item-knn'/'user-knn': kNN on baseline residuals; 'blend': a ridge blend "
-        "of blend_components, its weights fitted on the validation rows (the default: the most accurate, about 15-30 s "
-        "on ML-100k with 2 CPU cores; 'mf' takes about 5 s).",
-    )
-    blend_components: list[Literal["mf", "svdpp", "autorec", "item-knn", "user-knn"]] = Field(
-        default_factory=lambda: ["svdpp", "autorec", "item-knn", "user-knn"],
-        min_length=1,
-        description="Models combined by model = 'blend' (chosen on validation data).",
-    )
-    blend_reg: float = Field(1.0, ge=0.0, description="Ridge penalty on the blend weights (intercept not penalised).")
-    refit: bool = Field(
-        True,
-        description="After early stopping, refit the model(s) on train + valid with the epochs found (blend weights "
-        "stay those fitted on validation). More accurate (random90 RMSE 0.877 -> 0.867) for a few seconds more. "
-        "The per-segment gate still judges on the pre-refit validation predictions, which never saw those rows; "
-        "the MF fine-tuning strategies need refit = false.",
-    )
-    embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors of the MF model.")
+    embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors.")
     epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
-    learning_rate: float = Field(0.01, gt=0.0, description="Adam learning rate of the global model.")
-    reg: float = Field(0.1, ge=0.0, description="L2 on the user and item factors of the rows in a batch.")
+    learning_rate: float = Field(0.01, gt=0.0, description="Adam learning rate.")
+    reg: float = Field(
+        0.1,
+        ge=0.0,
+        description="L2 on the user and item factors of the rows in a batch (fine-tuning 'full-l2' keeps it as well).",
+    )
+    bias_reg: float = Field(0.01, ge=0.0, description="L2 on the user and item biases of the rows in a batch.")
+    batch_size: int = Field(4096, ge=16, description="Ratings per mini-batch (per-segment fine-tuning too).")
+    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation RMSE.")
+
+
+class SVDppConfig(_Section):
+    """SVD++ with time-aware biases and the item text embeddings as side features ('svdpp')."""
+
+    embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors.")
+    epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
+    learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
+    reg: float = Field(
+        0.1, ge=0.0, description="L2 on the user, item and implicit-feedback factors of the rows in a batch."
+    )
     bias_reg: float = Field(0.01, ge=0.0, description="L2 on the user and item biases of the rows in a batch.")
     batch_size: int = Field(4096, ge=16, description="Ratings per mini-batch.")
     patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation RMSE.")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' trains on CUDA when present.")
-    threads: int = Field(
-        1,
-        ge=0,
-        description="CPU threads of torch and BLAS while fitting (0: the libraries' defaults). One thread is the "
-        "fastest for these small models and keeps results identical across machines; on 2 busy shared cores, "
-        "2 threads made the MF fit 27x slower.",
-    )
-    svdpp_learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate of SVD++.")
-    svdpp_time_bins: int = Field(
-        20, ge=0, le=1000, description="SVD++ item time-bin biases over the training period (0: none)."
-    )
-    svdpp_user_day_bias: bool = Field(True, description="SVD++ per user-and-day biases (needs timestamps).")
+    time_bins: int = Field(20, ge=0, le=1000, description="Item time-bin biases over the training period (0: none).")
+    user_day_bias: bool = Field(True, description="Per user-and-day biases (needs timestamps and time_bins > 0).")
     side_features: bool = Field(
-        True, description="SVD++ adds a learned projection of the item text embeddings to the item factors."
+        True, description="Add a learned projection of the item text embeddings to the item factors."
     )
-    autorec_hidden: int = Field(500, ge=1, le=10_000, description="AutoRec hidden units.")
-    autorec_reg: float = Field(1.0, ge=0.0, description="AutoRec L2 on the weights.")
-    autorec_learning_rate: float = Field(0.005, gt=0.0, description="AutoRec Adam learning rate.")
-    autorec_batch_size: int = Field(256, ge=1, description="AutoRec items per mini-batch.")
-    knn_neighbors: int = Field(40, ge=1, description="kNN-baseline neighbours per prediction.")
-    knn_shrinkage: float = Field(100.0, ge=0.0, description="Shrinkage of the Pearson-baseline similarity.")
-    max_dense_cells: int = Field(
-        250_000_000,
-        ge=1,
-        description="Largest dense table a component may build (item-knn: items^2, user-knn: users^2, autorec: "
-        "items x users). A blend leaves out, with a warning, the components over it; a single model over it is refused.",
+
+
+class AutoRecConfig(_Section):
+    """Item-based AutoRec ('autorec')."""
+
+    hidden: int = Field(500, ge=1, le=10_000, description="Hidden units.")
+    epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
+    learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
+    reg: float = Field(1.0, ge=0.0, description="L2 on the weights.")
+    batch_size: int = Field(256, ge=1, description="Items per mini-batch.")
+    patience: int = Field(5, ge=1, description="Stop after this many epochs without a better validation RMSE.")
+
+
+class KNNConfig(_Section):
+    """kNN on baseline residuals ('item-knn', 'user-knn')."""
+
+    neighbors: int = Field(40, ge=1, description="Neighbours per prediction.")
+    shrinkage: float = Field(100.0, ge=0.0, description="Shrinkage of the Pearson-baseline similarity.")
+
+
+class BlendConfig(_Section):
+    """The ridge blend of several models ('blend'), its weights fitted on the validation rows."""
+
+    components: list[Literal["mf", "svdpp", "autorec", "item-knn", "user-knn"]] = Field(
+        default_factory=lambda: ["svdpp", "autorec", "item-knn", "user-knn"],
+        min_length=1,
+        description="Models combined (chosen on validation data).",
     )
-    encoder_model: str = Field(
-        "all-MiniLM-L6-v2",
-        description="Optional EncoderRegressor (segmentation.predict; not the default, not used by the pipeline): "
-        "the sentence-transformers model fine-tuned on (user profile, item description) pairs.",
-    )
-    encoder_epochs: int = Field(2, ge=1, le=100, description="EncoderRegressor: most epochs over the training rows.")
-    encoder_learning_rate: float = Field(5e-5, gt=0.0, description="EncoderRegressor: AdamW rate of the encoder.")
-    encoder_head_learning_rate: float = Field(
-        3e-3, gt=0.0, description="EncoderRegressor: AdamW rate of the regression head."
-    )
-    encoder_batch_size: int = Field(64, ge=2, description="EncoderRegressor: (user, item) pairs per step.")
-    encoder_max_seq_length: int = Field(128, ge=8, le=512, description="EncoderRegressor: tokens kept per text.")
-    encoder_max_train_rows: int | None = Field(
-        None, ge=1, description="EncoderRegressor: train on a seeded sample of this many rows (empty: all)."
-    )
-    finetune: bool = Field(True, description="Fine-tune a copy of the global model per segment.")
-    finetune_strategies: list[Literal["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]] = Field(
+    reg: float = Field(1.0, ge=0.0, description="Ridge penalty on the weights (intercept not penalised).")
+
+
+class FineTuneConfig(_Section):
+    """Per-segment fine-tuning of the global model and the validation gate that decides where it is kept."""
+
+    enabled: bool = Field(True, description="Fine-tune a copy of the global model per segment.")
+    strategies: list[Literal["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]] = Field(
         default_factory=lambda: ["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"],
-        description="Fine-tuning strategies tried per segment, where the global model allows them: "
+        description="Strategies tried per segment, where the global model allows them: "
         "'bias+lowrank-delta' (frozen MF weights plus learned bias deltas and a low-rank item-factor delta) and "
-        "'full-l2' (all MF weights, L2-pulled to the global ones) need an 'mf' model or blend component; "
-        "'blend-weights' (the segment's own blend weights, shrunk to the global ones) and 'blend-recalibrate' "
-        "(a + b * global prediction) need model = 'blend'.",
+        "'full-l2' (all MF weights, L2-pulled to the global ones) need an 'mf' model or blend component and "
+        "predictor.refit = false; 'blend-weights' (the segment's own blend weights, shrunk to the global ones) and "
+        "'blend-recalibrate' (a + b * global prediction) need model = 'blend'.",
     )
-    segment_blend_reg: float = Field(
+    blend_reg: float = Field(
         200.0, ge=0.0, description="Pull of a segment's blend weights / recalibration towards the global ones."
     )
-    finetune_epochs: int = Field(10, ge=1, description="Most fine-tuning epochs per segment and strategy.")
-    finetune_learning_rate: float = Field(0.002, gt=0.0, description="Adam learning rate when fine-tuning.")
-    finetune_reg: float = Field(
+    epochs: int = Field(10, ge=1, description="MF strategies: most epochs per segment and strategy.")
+    learning_rate: float = Field(0.002, gt=0.0, description="MF strategies: Adam learning rate.")
+    reg: float = Field(
         0.1, ge=0.0, description="L2 on the deltas (bias+lowrank-delta) or pull to the global weights (full-l2)."
     )
-    finetune_rank: int = Field(4, ge=1, le=256, description="Rank of the item-factor delta of 'bias+lowrank-delta'.")
+    rank: int = Field(4, ge=1, le=256, description="Rank of the item-factor delta of 'bias+lowrank-delta'.")
     gate_fraction: float = Field(
         0.5,
         gt=0.0,
@@ -448,6 +455,101 @@ class PredictorConfig(_Section):
     min_segment_valid: int = Field(
         40, ge=2, description="Segments with fewer validation rows than this keep the global model untried."
     )
+
+
+def _predictor_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
+    """The section's JSON schema, plus the flat keys of segflow 0.1 as deprecated pattern properties.
+
+    A deployment made with ``enforce_parameter_schema`` has the Prefect server check its parameters against this
+    schema, which refuses unknown keys: so that a deployment whose parameters still carry the old keys keeps
+    running (the flow renames them, with a warning), they pass here. The run form shows only ``properties``.
+    """
+    _factory_defaults_in_schema(schema, cls)
+    names = "|".join(re.escape(k) for k in (*LEGACY_PREDICTOR_KEYS, *REMOVED_PREDICTOR_KEYS))
+    schema["patternProperties"] = {
+        f"^({names})$": {"deprecated": True, "description": "A flat key of segflow 0.1, renamed when the run "
+                         "starts (docs/CONFIG.md lists the new keys)."},
+    }  # fmt: skip
+
+
+class PredictorConfig(_Section):
+    """Global rating model and per-segment fine-tuning."""
+
+    model_config = ConfigDict(json_schema_extra=_predictor_schema)
+
+    model: Literal["mf", "svdpp", "autorec", "item-knn", "user-knn", "blend"] = Field(
+        "blend",
+        description="Global model. 'mf': biased matrix factorisation (PyTorch, early-stopped on validation); "
+        "'svdpp': SVD++ with time-aware biases and the item text embeddings as side features (a hybrid); "
+        "'autorec': item-based AutoRec; 'item-knn'/'user-knn': kNN on baseline residuals; 'blend': a ridge blend "
+        "of blend.components, its weights fitted on the validation rows (the default: the most accurate, about "
+        "15-30 s on ML-100k with 2 CPU cores; 'mf' takes about 5 s). Each model's settings are in its own section.",
+    )
+    refit: bool = Field(
+        True,
+        description="After early stopping, refit the model(s) on train + valid with the epochs found (blend weights "
+        "stay those fitted on validation). More accurate (random90 RMSE 0.877 -> 0.867) for a few seconds more. "
+        "The per-segment gate still judges on the pre-refit validation predictions, which never saw those rows; "
+        "the MF fine-tuning strategies need refit = false.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' trains on CUDA when present.")
+    threads: int = Field(
+        1,
+        ge=0,
+        description="CPU threads of torch and BLAS while fitting (0: the libraries' defaults). One thread is the "
+        "fastest for these small models and keeps results identical across machines; on 2 busy shared cores, "
+        "2 threads made the MF fit 27x slower.",
+    )
+    max_dense_cells: int = Field(
+        250_000_000,
+        ge=1,
+        description="Largest dense table a component may build (item-knn: items^2, user-knn: users^2, autorec: "
+        "items x users). A blend leaves out, with a warning, the components over it; a single model over it is refused.",
+    )
+    mf: MFConfig = Field(default_factory=MFConfig, title="MF", description=MFConfig.__doc__)
+    svdpp: SVDppConfig = Field(default_factory=SVDppConfig, title="SVD++", description=SVDppConfig.__doc__)
+    autorec: AutoRecConfig = Field(default_factory=AutoRecConfig, title="AutoRec", description=AutoRecConfig.__doc__)
+    knn: KNNConfig = Field(default_factory=KNNConfig, title="kNN", description=KNNConfig.__doc__)
+    blend: BlendConfig = Field(default_factory=BlendConfig, title="Blend", description=BlendConfig.__doc__)
+    per_segment: FineTuneConfig = Field(
+        default_factory=FineTuneConfig, title="Per-segment fine-tuning", description=FineTuneConfig.__doc__
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flat_keys(cls, data: Any) -> Any:
+        """The flat keys of segflow 0.1 (old TOML files, Prefect deployments, saved models) still load."""
+        return migrate_predictor_keys(data) if isinstance(data, dict) else data
+
+
+class EncoderRegressorConfig(_Section):
+    """Settings of the optional :class:`segmentation.predict.EncoderRegressor` (a library predictor; no stage of
+    a run uses it, so it is not part of :class:`PipelineConfig`)."""
+
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="The sentence-transformers model fine-tuned on (user profile, item description) pairs.",
+    )
+    epochs: int = Field(2, ge=1, le=100, description="Most epochs over the training rows.")
+    learning_rate: float = Field(5e-5, gt=0.0, description="AdamW rate of the encoder.")
+    head_learning_rate: float = Field(3e-3, gt=0.0, description="AdamW rate of the regression head.")
+    batch_size: int = Field(64, ge=2, description="(user, item) pairs per step.")
+    max_seq_length: int = Field(128, ge=8, le=512, description="Tokens kept per text.")
+    max_train_rows: int | None = Field(
+        None, ge=1, description="Train on a seeded sample of this many rows (empty: all)."
+    )
+    refit: bool = Field(True, description="At the end, fit the baseline biases again on train + valid.")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' trains on CUDA when present.")
+    threads: int = Field(1, ge=0, description="CPU threads of torch and BLAS while fitting (0: the libraries' defaults).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flat_predictor(cls, data: Any) -> Any:
+        """A flat PredictorConfig dump of segflow 0.1 (the ``config`` of an old saved model) gives its encoder_* fields."""
+        if isinstance(data, dict) and "encoder_model" in data:
+            kept = {k: data[k] for k in ("refit", "device", "threads") if k in data}
+            return {**kept, **{new: data[old] for old, new in REMOVED_PREDICTOR_KEYS.items() if old in data}}
+        return data
 
 
 class RankerConfig(_Section):
@@ -729,12 +831,24 @@ def load_config(path: Path | str | None = None, overrides: list[str] | None = No
             raw = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
             raise ConfigError(f"configuration file {path} is not valid TOML: {err}") from None
+        if isinstance(raw.get("predictor"), dict):  # before the overrides, so that a --set of a new key wins
+            try:
+                raw["predictor"] = migrate_predictor_keys(raw["predictor"], where)
+            except ValueError as err:
+                raise ConfigError(f"invalid configuration in {where}:\n  - {err}") from None
     raw = apply_overrides(raw, overrides or [])
     if overrides:
         where += " + overrides " + " ".join(overrides)
     return _validate(raw, where)
 
 
+# Why a hand parser and not pydantic-settings (its CliSettingsSource, tried with pydantic-settings 2.16): it reads
+# `--predictor.model=mf` flags rather than the `--set KEY=VALUE` that deployments already pass; it takes a value as
+# JSON or as a raw string, so the TOML literals users write today (`predictor.model='mf'`, `data.columns.rating=''`
+# for "no rating column") would arrive with their quotes; an unknown key is argparse's "unrecognized arguments"
+# and exit, not a ConfigError that lists every bad key with the file; and the flat keys of segflow 0.1 could not be
+# mapped to their new names before it refuses them. The parsing itself is tomllib's (a value is a TOML literal where
+# it is one); what is written here is only walking the dotted key.
 def _parse_value(text: str) -> Any:
     try:
         return tomllib.loads(f"v = {text}")["v"]
@@ -748,14 +862,19 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value (for example seed=7)")
-        key, value = item.split("=", 1)
+        key, text = item.split("=", 1)
         parts = key.strip().split(".")
-        node = out
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {p!r} is a value, not a section")
-        node[parts[-1]] = _parse_value(value.strip())
+        if not all(p.strip() for p in parts):
+            raise ConfigError(f"override {item!r}: the key has an empty part; expected dotted names such as "
+                              "cluster.min_cluster_size=20")  # fmt: skip
+        value = _parse_value(text.strip())
+        for path in override_paths([p.strip() for p in parts], item):
+            node = out
+            for p in path[:-1]:
+                node = node.setdefault(p, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"override {item!r}: {p!r} is a value, not a section")
+            node[path[-1]] = value
     return out
 
 
@@ -801,4 +920,13 @@ def config_reference_markdown() -> str:
             walk(sub, f"{prefix}{name}.")
 
     walk(PipelineConfig, "")
+    lines.extend(["## Flat `predictor` keys of segflow 0.1", "",
+                  "Read for one more release, each with a logged warning naming its new key(s) (in a file, in `--set`, "
+                  "in a deployment's parameters); a flat key given beside its new key is refused.", "",
+                  "| old key | new key(s) |", "| --- | --- |"])  # fmt: skip
+    lines.extend(f"| `predictor.{old}` | " + ", ".join(f"`predictor.{n}`" for n in new) + " |"
+                 for old, new in LEGACY_PREDICTOR_KEYS.items())  # fmt: skip
+    lines.extend(f"| `predictor.{old}` | ignored: no stage of a run read it (`EncoderRegressorConfig.{new}`) |"
+                 for old, new in REMOVED_PREDICTOR_KEYS.items())  # fmt: skip
+    lines.append("")
     return "\n".join(lines)

@@ -4,14 +4,14 @@
 >>> segmented = fit_segment_predictors(model, split, assignments, PredictorConfig(), seed=42)  # doctest: +SKIP
 >>> segmented.report_                                                                         # doctest: +SKIP
 
-Global models (``PredictorConfig.model``):
+Global models (``PredictorConfig.model``; each model's settings in its own section, ``PredictorConfig.mf`` ...):
 
 - ``mf``: biased matrix factorisation ``r = mu + b_u + b_i + p_u . q_i`` (Adam, early-stopped on
   ``split.valid``); about 5 s on MovieLens 100k, random90 test RMSE 0.912.
 - ``svdpp``, ``autorec``, ``item-knn``, ``user-knn``: the blend's components alone (see
   :mod:`segmentation._predict_components`); ``svdpp`` is a hybrid that adds a learned projection of the
   item text embeddings to the item factors, with item time-bin and user-day biases.
-- ``blend`` (default): a ridge blend of ``blend_components`` whose weights are fitted on the validation
+- ``blend`` (default): a ridge blend of ``blend.components`` whose weights are fitted on the validation
   rows (never test), then, with ``refit``, every component refitted on train + valid for the epochs early
   stopping chose. Random90 test RMSE 0.867 (tuned scikit-surprise SVD: 0.904), about 15-30 s.
 
@@ -25,7 +25,7 @@ chance gains of a few ten-thousandths are not kept. Measured gains are about zer
 few segments kept; report the change with :func:`paired_bootstrap_ci`.
 
 Optional, not the default and not used by the pipeline: :class:`EncoderRegressor`
-(:func:`fit_encoder_predictor`), the text encoder itself fine-tuned with a regression head on (user profile
+(:func:`fit_encoder_predictor`, settings :class:`segmentation.config.EncoderRegressorConfig`), the text encoder itself fine-tuned with a regression head on (user profile
 text, item description) pairs (a bi-encoder predicting the residual of baseline biases; see
 :mod:`segmentation._predict_llm` and BENCHMARKS.md for what it costs and gains).
 

@@ -227,7 +227,7 @@ def fine_tune(global_model, split: Split, segmentation: Segmentation, config: Pr
 
     real = _segments_for_models(segmentation)
     models = fit_segment_predictors(global_model, split, real, config, seed=seed)
-    if not config.finetune:
+    if not config.per_segment.enabled:
         return FineTuned(models, None, None)
     shuffled = random_partition(real, seed)
     control = fit_segment_predictors(global_model, split, shuffled, config, seed=seed)

@@ -17,7 +17,7 @@ from segmentation.runs import LINK_MIN_BYTES, complete_runs, load_run
 
 pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
 
-SLICE = ["data.max_users=200", "predictor.model='mf'", "predictor.epochs=5", "evaluate.bootstrap=20"]
+SLICE = ["data.max_users=200", "predictor.model='mf'", "predictor.mf.epochs=5", "evaluate.bootstrap=20"]
 
 
 def _big_files(run: Path) -> dict[str, tuple[tuple[int, int], str]]:

@@ -156,3 +156,23 @@ def test_comparison_artifact_reuses_the_comparison_the_run_published(tmp_path, m
     monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: made.append(kw))
     assert artifacts.compare_with_previous(tmp_path, b) == result
     assert made and made[0]["markdown"] == artifacts.comparison_markdown(result)
+
+
+def test_the_flow_parameter_schema_takes_the_flat_predictor_keys_of_0_1_and_refuses_unknown_ones():
+    """A deployment's parameters are checked against this schema by the Prefect server (enforce_parameter_schema):
+    old deployments with the flat keys keep working, a misspelt key is still refused."""
+    from prefect.utilities.callables import parameter_schema
+    from prefect.utilities.schema_tools.validation import is_valid
+
+    from flows.pipeline import segflow_pipeline
+
+    schema = parameter_schema(segflow_pipeline.fn).model_dump_for_openapi()
+    old = {"model": "mf", "epochs": 30, "finetune": False, "gate_level": 0.9, "encoder_epochs": 3}
+    assert is_valid({"config": {"predictor": old}}, schema)
+    assert is_valid({"config": {"predictor": {"mf": {"epochs": 30}, "per_segment": {"enabled": False}}}}, schema)
+    assert not is_valid({"config": {"predictor": {"epochz": 30}}}, schema)
+    assert not is_valid({"config": {"predictor": {"mf": {"epochz": 30}}}}, schema)
+    assert not is_valid({"config": {"predictor": {"epochs_x": 30}}}, schema)
+    assert "epochs" not in schema["definitions"]["PredictorConfig"]["properties"]  # not in the run form
+    cfg = segflow_pipeline.validate_parameters({"config": {"predictor": old}})["config"]
+    assert cfg.predictor.mf.epochs == 30 and cfg.predictor.per_segment.enabled is False

@@ -21,7 +21,7 @@ from segmentation.runs import load_run
 pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
 
 # The same tiny configuration as tests/server (TINY), so that the server tests find every stage in the cache.
-SLICE = ["data.max_users=200", "predictor.model='mf'", "predictor.epochs=5", "evaluate.bootstrap=20"]
+SLICE = ["data.max_users=200", "predictor.model='mf'", "predictor.mf.epochs=5", "evaluate.bootstrap=20"]
 
 
 def _artifact(key: str):

@@ -265,8 +265,15 @@ CASES = [
          ConfigError, names=None, in_flow=False),  # fmt: skip
     Case("config-unknown-encoding", _args("--encoding", "latin-9x"), ["data.encoding", "unknown encoding 'latin-9x'"],
          ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-wrong-type", _args("--set", "predictor.epochs=many"), ["predictor.epochs", "'many'"], ConfigError,
+    Case("config-wrong-type", _args("--set", "predictor.mf.epochs=many"), ["predictor.mf.epochs", "'many'"], ConfigError,
          names=None, in_flow=False),  # fmt: skip
+    Case("config-unknown-nested-key", _args("--set", "predictor.svdpp.time_bin=4"),
+         ["predictor.svdpp.time_bin: unknown key"], ConfigError, names=None, in_flow=False),  # fmt: skip
+    Case("config-override-empty-key-part", _args("--set", "cluster..min_samples=3"),
+         ["cluster..min_samples=3", "the key has an empty part"], ConfigError, names=None, in_flow=False),  # fmt: skip
+    Case("config-file-deprecated-and-new-key", _config_file("[predictor]\nepochs = 5\n[predictor.mf]\nepochs = 7\n"),
+         ["segflow.toml", "predictor.epochs (deprecated, now predictor.mf.epochs) and predictor.mf.epochs are both given"],
+         ConfigError, names=None, in_flow=False),  # fmt: skip
     Case("config-report-base-url-not-http", _args("--set", "report.base_url='ftp://files.example.com/runs'"),
          ["report.base_url", "expected an http:// or https:// URL", "ftp://files.example.com/runs"], ConfigError,
          names=None, in_flow=False),  # fmt: skip

@@ -22,7 +22,7 @@ from segmentation.runs import complete_runs, load_run, stale_partials
 
 pytestmark = [pytest.mark.slow, pytest.mark.umap]
 
-SETTINGS = ["predictor.epochs=5", "evaluate.bootstrap=50"]
+SETTINGS = ["predictor.svdpp.epochs=5", "predictor.autorec.epochs=5", "evaluate.bootstrap=50"]
 STAGE_DONE = r"\[{}-[0-9a-f]+\] Finished in state (Completed|Cached)"  # the CLI's log line of a task run
 
 

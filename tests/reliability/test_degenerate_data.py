@@ -49,7 +49,7 @@ def test_segment_stage_explains_users_that_cannot_be_told_apart():
 
 # Settings that shrink a run's work without skipping a stage (the property test runs many whole runs).
 FAST = ["evaluate.bootstrap=0", "evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model='mf'",
-        "predictor.epochs=3", "predictor.finetune_epochs=2", "predictor.gate_bootstrap=50",
+        "predictor.mf.epochs=3", "predictor.per_segment.epochs=2", "predictor.per_segment.gate_bootstrap=50",
         "ranker.rankers=['most-popular']"]  # fmt: skip
 
 

@@ -24,7 +24,7 @@ from segmentation.runs import complete_runs, load_run
 
 pytestmark = [pytest.mark.umap, pytest.mark.usefixtures("prefect_harness")]
 
-SETTINGS = ["predictor.epochs=5", "evaluate.bootstrap=50"]
+SETTINGS = ["predictor.svdpp.epochs=5", "predictor.autorec.epochs=5", "evaluate.bootstrap=50"]
 NOT_RESULTS = {"timings", "seconds", "run_id", "numba_import"}  # wall-clock figures and the run's own id
 
 

@@ -14,7 +14,7 @@ import pytest
 
 BIN = Path(sys.executable).parent
 # The tiny configuration of every run here: 200 users, a fast rating model, few resamples.
-TINY = ["data.max_users=200", "predictor.model='mf'", "predictor.epochs=5", "evaluate.bootstrap=20"]
+TINY = ["data.max_users=200", "predictor.model='mf'", "predictor.mf.epochs=5", "evaluate.bootstrap=20"]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 

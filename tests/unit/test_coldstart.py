@@ -15,7 +15,7 @@ from segmentation.coldstart import (
     planted_segment_behaviour,
     segment_priors,
 )
-from segmentation.config import PredictorConfig
+from segmentation.config import MFConfig, PredictorConfig
 from segmentation.data import INTERACTIONS, Split
 from segmentation.predict import fit_global_predictor
 
@@ -60,7 +60,7 @@ def mf():
     log = _log(60, 30, seed=1)
     m = pl.Series(np.random.default_rng(0).random(log.height) < 0.1)
     split = Split(train=log.filter(~m), valid=log.filter(m), test=log.head(0), method="t")
-    cfg = PredictorConfig(model="mf", refit=False, embedding_size=4, epochs=3, threads=1)
+    cfg = PredictorConfig(model="mf", refit=False, mf=MFConfig(embedding_size=4, epochs=3), threads=1)
     return fit_global_predictor(split, cfg, seed=0)
 
 

@@ -3,6 +3,7 @@
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 
 from embeddings.encoder import Embeddings
 from segmentation._errors import ConfigError, DataError, NotFittedError, SchemaError
-from segmentation.config import PredictorConfig
+from segmentation.config import FineTuneConfig, MFConfig, PredictorConfig
 from segmentation.data import Split
 from segmentation.predict import (
     GlobalPredictor,
@@ -24,15 +25,27 @@ from segmentation.predict import (
 N_USERS, N_ITEMS, RANK = 200, 100, 3
 
 # Small, quick settings: ~4k training ratings, a few hundred Adam steps.
-CONFIG = PredictorConfig(model="mf", refit=False, embedding_size=8, epochs=80, learning_rate=0.03, reg=0.02, bias_reg=0.0, batch_size=256,
-                         patience=8, device="cpu", finetune_epochs=10, finetune_learning_rate=0.01,
-                         min_segment_valid=20)  # fmt: skip
+CONFIG = PredictorConfig(model="mf", refit=False, device="cpu",
+                         mf=MFConfig(embedding_size=8, epochs=80, learning_rate=0.03, reg=0.02, bias_reg=0.0, batch_size=256,
+                                     patience=8),
+                         per_segment=FineTuneConfig(epochs=10, learning_rate=0.01, min_segment_valid=20))  # fmt: skip
+
+
+def _with(config: PredictorConfig, **changes: Any) -> PredictorConfig:
+    """``config`` with fields replaced, a section's by a dict of its changed fields (validated, unlike model_copy)."""
+    data = config.model_dump()
+    for key, value in changes.items():
+        data[key] = {**data[key], **value} if isinstance(value, dict) else value
+    return PredictorConfig.model_validate(data)
+
 
 # A small blend of every component kind, refitted on train + valid.
-BLEND = CONFIG.model_copy(update={"model": "blend", "blend_components": ["mf", "svdpp", "autorec", "item-knn", "user-knn"],
-                                  "refit": True, "batch_size": 1024, "learning_rate": 0.05, "epochs": 30, "patience": 3,
-                                  "autorec_hidden": 32, "autorec_batch_size": 16, "autorec_learning_rate": 0.01,
-                                  "svdpp_learning_rate": 0.05, "svdpp_time_bins": 4, "knn_neighbors": 10})  # fmt: skip
+BLEND = _with(CONFIG, model="blend", refit=True, blend={"components": ["mf", "svdpp", "autorec", "item-knn", "user-knn"]},
+              mf={"batch_size": 1024, "learning_rate": 0.05, "epochs": 30, "patience": 3},
+              svdpp={"embedding_size": 8, "epochs": 30, "learning_rate": 0.05, "reg": 0.02, "bias_reg": 0.0,
+                     "batch_size": 1024, "patience": 3, "time_bins": 4},
+              autorec={"hidden": 32, "batch_size": 16, "learning_rate": 0.01, "epochs": 30, "patience": 3},
+              knn={"neighbors": 10})  # fmt: skip
 
 
 def _frame(users: np.ndarray, items: np.ndarray, ratings: np.ndarray) -> pl.DataFrame:
@@ -106,7 +119,7 @@ def low_rank() -> tuple[Split, GlobalPredictor]:
 @pytest.fixture(scope="module")
 def segmented() -> tuple[Split, SegmentedPredictor]:
     split, assignments = planted_segments()
-    config = CONFIG.model_copy(update={"embedding_size": 1})
+    config = _with(CONFIG, mf={"embedding_size": 1})
     model = fit_global_predictor(split, config, seed=0)
     return split, fit_segment_predictors(model, split, assignments, config, seed=0)
 
@@ -161,7 +174,7 @@ def test_same_seed_same_model_other_seed_other_model(low_rank: tuple[Split, Glob
     again = fit_global_predictor(split, CONFIG, seed=0)
     np.testing.assert_array_equal(again.predict(split.test), model.predict(split.test))
     assert again.history_ == model.history_
-    other = fit_global_predictor(split, CONFIG.model_copy(update={"epochs": 3}), seed=1)
+    other = fit_global_predictor(split, _with(CONFIG, mf={"epochs": 3}), seed=1)
     assert not np.array_equal(other.predict(split.test), model.predict(split.test))
 
 
@@ -170,11 +183,27 @@ def test_global_save_load_round_trips_exactly(low_rank: tuple[Split, GlobalPredi
     model.save(tmp_path / "m")
     assert (tmp_path / "m" / "weights.safetensors").is_file()
     manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
-    assert manifest["config"]["embedding_size"] == CONFIG.embedding_size and "torch" in manifest["versions"]
+    assert manifest["config"]["mf"]["embedding_size"] == CONFIG.mf.embedding_size and "torch" in manifest["versions"]
     loaded = GlobalPredictor.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.predict(split.test), model.predict(split.test))
     assert loaded.config == model.config and loaded.history_ == model.history_
     assert not list(tmp_path.rglob("*.pkl"))
+
+
+def test_loads_a_global_model_saved_with_the_flat_config_of_segflow_0_1(low_rank, tmp_path: Path) -> None:
+    split, model = low_rank
+    model.save(tmp_path / "m")
+    path = tmp_path / "m" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    # what segflow 0.1 wrote for CONFIG (abridged): one flat level, shared settings unprefixed
+    manifest["config"] = {"model": "mf", "refit": False, "device": "cpu", "threads": 1, "embedding_size": 8, "epochs": 80,
+                          "learning_rate": 0.03, "reg": 0.02, "bias_reg": 0.0, "batch_size": 256, "patience": 8,
+                          "finetune": True, "finetune_epochs": 10, "finetune_learning_rate": 0.01,
+                          "min_segment_valid": 20, "encoder_model": "all-MiniLM-L6-v2", "encoder_epochs": 2}  # fmt: skip
+    path.write_text(json.dumps(manifest))
+    loaded = GlobalPredictor.load(tmp_path / "m")
+    assert loaded.config.mf == CONFIG.mf and loaded.config.per_segment == CONFIG.per_segment
+    np.testing.assert_array_equal(loaded.predict(split.test), model.predict(split.test))
 
 
 def test_load_rejects_other_folders(tmp_path: Path) -> None:
@@ -309,7 +338,8 @@ def test_blend_beats_biases_and_reports_every_component(blend: tuple[Split, Glob
 @pytest.mark.parametrize("name", ["svdpp", "autorec", "item-knn"])
 def test_components_are_deterministic(name: str) -> None:
     split = planted_low_rank()
-    config = BLEND.model_copy(update={"model": name, "epochs": 3, "refit": False})
+    section = {"item-knn": "knn"}.get(name, name)
+    config = _with(BLEND, model=name, refit=False, **({} if section == "knn" else {section: {"epochs": 3}}))
     first, second = (fit_global_predictor(split, config, item_embeddings=_item_embeddings(split), seed=5) for _ in range(2))
     np.testing.assert_array_equal(first.predict(split.test), second.predict(split.test))
     assert first.history_ == second.history_
@@ -328,8 +358,8 @@ def test_blend_round_trips(blend: tuple[Split, GlobalPredictor], tmp_path: Path)
 
 def test_blend_segments_fine_tune_their_mf_component(tmp_path: Path) -> None:
     split, assignments = planted_segments()
-    config = BLEND.model_copy(update={"embedding_size": 1, "blend_components": ["mf"], "refit": False,
-                                      "batch_size": 256, "learning_rate": 0.03})  # fmt: skip
+    config = _with(BLEND, blend={"components": ["mf"]}, refit=False,
+                   mf={"embedding_size": 1, "batch_size": 256, "learning_rate": 0.03})  # fmt: skip
     model = fit_global_predictor(split, config, seed=0)
     seg = fit_segment_predictors(model, split, assignments, config, seed=0)
     assert set(seg.trials_["strategy"].to_list()) == {"bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"}
@@ -351,18 +381,18 @@ def test_blend_gate_keeps_nothing_when_segments_are_random(blend: tuple[Split, G
 
 def test_dense_components_over_the_limit_are_left_out_or_refused() -> None:
     split = planted_low_rank()
-    config = BLEND.model_copy(update={"blend_components": ["mf", "item-knn", "user-knn"], "max_dense_cells": 15_000,
-                                      "refit": False, "epochs": 2})  # fmt: skip
+    config = _with(BLEND, blend={"components": ["mf", "item-knn", "user-knn"]}, max_dense_cells=15_000, refit=False,
+                   mf={"epochs": 2})  # fmt: skip
     model = fit_global_predictor(split, config, seed=0)  # 100^2 items fit, 200^2 users do not
     assert model.component_names == ["mf", "item-knn"]
     with pytest.raises(ConfigError, match="max_dense_cells"):
-        fit_global_predictor(split, config.model_copy(update={"model": "user-knn"}), seed=0)
+        fit_global_predictor(split, _with(config, model="user-knn"), seed=0)
 
 
 def test_blend_with_few_validation_rows_averages_its_components() -> None:
     split = planted_low_rank()
     tiny = Split(split.train, split.valid.head(12), split.test, "tiny")
-    config = BLEND.model_copy(update={"blend_components": ["mf", "item-knn"], "refit": False, "epochs": 2})
+    config = _with(BLEND, blend={"components": ["mf", "item-knn"]}, refit=False, mf={"epochs": 2})
     model = fit_global_predictor(tiny, config, seed=0)
     np.testing.assert_array_equal(model.weights_, [0.0, 0.5, 0.5])  # type: ignore[arg-type]
     assert np.isfinite(model.predict(split.test)).all()
@@ -371,10 +401,10 @@ def test_blend_with_few_validation_rows_averages_its_components() -> None:
 def test_gate_level_is_bonferroni_corrected_for_the_segments_tried():
     from segmentation._predict_segments import gate_level
 
-    cfg = PredictorConfig(gate_level=0.95)
+    cfg = PredictorConfig(per_segment=FineTuneConfig(gate_level=0.95))
     assert gate_level(cfg, 1) == 0.95 and gate_level(cfg, 0) == 0.95
     assert gate_level(cfg, 5) == pytest.approx(0.99)
-    assert gate_level(cfg.model_copy(update={"gate_correction": "none"}), 5) == 0.95
+    assert gate_level(_with(cfg, per_segment={"gate_correction": "none"}), 5) == 0.95
 
 
 def test_test_ratings_never_reach_fitting(tmp_path):
@@ -385,7 +415,7 @@ def test_test_ratings_never_reach_fitting(tmp_path):
                       split.test.with_columns(pl.Series("rating", rng.permutation(split.test["rating"].to_numpy()[::-1]))),
                       split.method)  # fmt: skip
     assert not scrambled.test["rating"].equals(split.test["rating"])
-    blend = CONFIG.model_copy(update={"model": "blend", "blend_components": ["mf", "item-knn"]})
+    blend = _with(CONFIG, model="blend", blend={"components": ["mf", "item-knn"]})
     for i, s in enumerate((split, scrambled)):
         fit_global_predictor(s, blend, seed=0).save(tmp_path / f"m{i}")
     assert (tmp_path / "m0" / "weights.safetensors").read_bytes() == (tmp_path / "m1" / "weights.safetensors").read_bytes()

@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from segmentation._errors import ConfigError, DataError, NotFittedError, SchemaError
-from segmentation.config import PredictorConfig
+from segmentation.config import EncoderRegressorConfig
 from segmentation.data import ITEMS, Split
 from segmentation.predict import EncoderRegressor, fit_encoder_predictor, rmse
 
@@ -13,8 +13,8 @@ GENRES = ["Horror", "Comedy", "Western", "Musical"]
 N_USERS, N_ITEMS = 24, 24
 
 # Small and quick: ~250 training rows, short texts, a few dozen steps of the real MiniLM on the CPU.
-CONFIG = PredictorConfig(device="cpu", threads=1, encoder_epochs=4, encoder_batch_size=32, encoder_max_seq_length=48,
-                         encoder_learning_rate=1e-4, encoder_head_learning_rate=3e-3)  # fmt: skip
+CONFIG = EncoderRegressorConfig(device="cpu", threads=1, epochs=4, batch_size=32, max_seq_length=48, learning_rate=1e-4,
+                                head_learning_rate=3e-3)  # fmt: skip
 
 
 def _items() -> pl.DataFrame:
@@ -69,7 +69,7 @@ def test_learns_beyond_the_global_mean_and_the_biases(fitted):
 
 def test_same_seed_same_predictions():
     split = _split()
-    cfg = CONFIG.model_copy(update={"encoder_epochs": 1})
+    cfg = CONFIG.model_copy(update={"epochs": 1})
     a = fit_encoder_predictor(split, _items(), cfg, seed=7, max_train_rows=96)
     b = fit_encoder_predictor(split, _items(), cfg, seed=7, max_train_rows=96)
     assert a.n_train_rows_ == 96
@@ -83,6 +83,24 @@ def test_save_load_round_trip(fitted, tmp_path):
     np.testing.assert_array_equal(model.predict(split.test), loaded.predict(split.test))
     assert loaded.valid_rmse_ == model.valid_rmse_ and loaded.best_step_ == model.best_step_
     assert not any(p.suffix in (".pkl", ".pickle", ".pt") for p in (tmp_path / "m").iterdir())
+
+
+def test_loads_a_model_saved_with_the_flat_predictor_config_of_segflow_0_1(fitted, tmp_path):
+    import json
+
+    model, split = fitted
+    model.save(tmp_path / "m", include_encoder=False)
+    path = tmp_path / "m" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    # what segflow 0.1 wrote: the whole flat PredictorConfig, the regressor's settings prefixed encoder_
+    manifest["config"] = {"model": "blend", "epochs": 100, "refit": CONFIG.refit, "device": "cpu", "threads": 1,
+                          "encoder_model": CONFIG.model, "encoder_epochs": 4, "encoder_learning_rate": 1e-4,
+                          "encoder_head_learning_rate": 3e-3, "encoder_batch_size": 32, "encoder_max_seq_length": 48,
+                          "encoder_max_train_rows": None, "finetune": True, "gate_level": 0.95}  # fmt: skip
+    path.write_text(json.dumps(manifest))
+    loaded = EncoderRegressor.load(tmp_path / "m")
+    assert loaded.config == CONFIG
+    np.testing.assert_array_equal(model.predict(split.test), loaded.predict(split.test))
 
 
 def test_unknown_users_and_items_fall_back_to_the_biases(fitted):
@@ -116,4 +134,4 @@ def test_bad_inputs_raise_clear_errors(fitted, tmp_path):
     with pytest.raises(DataError, match="not a saved segflow predictor"):
         EncoderRegressor.load(tmp_path)
     with pytest.raises(ValueError):
-        PredictorConfig(encoder_batch_size=1)
+        EncoderRegressorConfig(batch_size=1)
