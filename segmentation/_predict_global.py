@@ -13,6 +13,7 @@ from safetensors.numpy import load_file, save_file
 
 from embeddings.encoder import Embeddings, resolve_device
 from segmentation._errors import ConfigError, DataError, check_is_fitted
+from segmentation._metrics import rmse
 from segmentation._predict_common import (
     _FORMAT,
     _FORMAT_VERSION,
@@ -34,7 +35,7 @@ from segmentation._predict_components import (
     SVDpp,
     SVDppSettings,
 )
-from segmentation._predict_mf import MFParams, Ratings, rmse
+from segmentation._predict_mf import MFParams, Ratings
 from segmentation.config import PredictorConfig
 from segmentation.data import Split, Vocab, check_schema
 

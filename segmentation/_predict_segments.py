@@ -14,6 +14,7 @@ from safetensors.numpy import load_file, save_file
 
 from embeddings.encoder import resolve_device
 from segmentation._errors import DataError, check_is_fitted
+from segmentation._metrics import paired_bootstrap_ci, rmse
 from segmentation._predict_common import (
     _FORMAT,
     _FORMAT_VERSION,
@@ -24,10 +25,9 @@ from segmentation._predict_common import (
     _settings,
     _versions,
     cpu_threads,
-    paired_bootstrap_ci,
 )
 from segmentation._predict_global import GlobalPredictor, _fingerprint, _ridge
-from segmentation._predict_mf import MFParams, Ratings, finetune_mf, rmse
+from segmentation._predict_mf import MFParams, Ratings, finetune_mf
 from segmentation.config import PredictorConfig
 from segmentation.data import Split, check_schema
 

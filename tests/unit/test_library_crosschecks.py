@@ -1,0 +1,132 @@
+"""The library-backed metric functions against the hand-written versions they replaced.
+
+Each hand version below is the code segflow used before (issue 12, "libs"), kept here only as a
+cross-check: the library-backed function must give the same numbers (bit for bit where the draws
+and formulas agree, to 1e-9 where only rounding can differ), so the figures of a run do not move.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import scipy.stats
+
+from segmentation._metrics import bootstrap_ci, group_gap, percentile_bootstrap, rmse
+from segmentation.coldstart import mean_diff_ci
+
+# ----------------------------------------------------------------------------- the hand versions
+
+
+def _hand_bootstrap_ci(values, *, denominators=None, transform=None, n_boot=200, seed=0, level=0.95):
+    num = np.asarray(values, dtype=np.float64).ravel()
+    den = np.ones_like(num) if denominators is None else np.asarray(denominators, dtype=np.float64).ravel()
+    if num.size == 0 or n_boot <= 0:
+        return [math.nan, math.nan]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, num.size, (n_boot, num.size))
+    sums, dens = num[idx].sum(axis=1), den[idx].sum(axis=1)
+    stats = np.divide(sums, dens, out=np.full(n_boot, np.nan), where=dens > 0)
+    if transform is not None:
+        stats = np.array([transform(s) if np.isfinite(s) else np.nan for s in stats])
+    stats = stats[np.isfinite(stats)]
+    if stats.size == 0:
+        return [math.nan, math.nan]
+    a = (1 - level) / 2
+    return [float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))]
+
+
+def _hand_gap_ci(num, den, hi_rows, lo_rows, transform, n_boot, seed, level=0.95):
+    """The within-group bootstrap of the best-minus-worst gap that ``group_gap`` drew by hand."""
+    rng = np.random.default_rng(seed)
+    boot = np.empty((n_boot, 2))
+    for j, m in enumerate((hi_rows, lo_rows)):
+        idx = m[rng.integers(0, m.size, (n_boot, m.size))]
+        s, d = num[idx].sum(axis=1), den[idx].sum(axis=1)
+        v = np.divide(s, d, out=np.full(n_boot, np.nan), where=d > 0)
+        boot[:, j] = [transform(x) if np.isfinite(x) else np.nan for x in v] if transform else v
+    gaps = boot[:, 0] - boot[:, 1]
+    gaps = gaps[np.isfinite(gaps)]
+    a = (1 - level) / 2
+    return [float(np.quantile(gaps, a)), float(np.quantile(gaps, 1 - a))] if gaps.size else None
+
+
+def _hand_mean_ci(d, n_boot, seed):
+    """benchmarks/ranking.py's paired_ci before it used bootstrap_ci."""
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, (n_boot, d.size))].mean(axis=1)
+    return [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]
+
+
+def _hand_rmse(y, pred):
+    """segmentation._predict_mf.rmse before it was folded into _metrics.rmse."""
+    if len(y) == 0:
+        return float("nan")
+    return float(np.sqrt(np.mean((np.asarray(y, np.float64) - np.asarray(pred, np.float64)) ** 2)))
+
+
+def _same(a, b) -> bool:
+    return all((x == y) or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b, strict=True))
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_bootstrap_ci_equals_the_hand_bootstrap_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 3, 17, 250):
+        v = rng.gamma(2.0, 1.0, n)
+        d = rng.integers(0 if seed % 2 else 1, 6, n).astype(float)  # odd seeds: some users with no rows
+        for kw in ({}, {"denominators": d}, {"denominators": d, "transform": math.sqrt}):
+            for n_boot in (0, 1, 50, 200):
+                got = bootstrap_ci(v, n_boot=n_boot, seed=seed, **kw)
+                assert _same(got, _hand_bootstrap_ci(v, n_boot=n_boot, seed=seed, **kw)), (n, kw.keys(), n_boot)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_group_gap_ci_equals_the_hand_bootstrap_bit_for_bit(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    n = 120
+    num, den = rng.gamma(2.0, 1.0, n), rng.integers(1, 6, n).astype(float)
+    groups = rng.choice(["a", "b", "c"], n, p=[0.5, 0.45, 0.05]).tolist()
+    groups[0] = "solo"  # a group of one: held fixed, draws nothing
+    for transform, dens in ((None, None), (math.sqrt, den)):
+        out = group_gap(num, groups, denominators=dens, transform=transform, n_boot=300, seed=seed, min_group_size=1)
+        labels = np.asarray(groups, dtype=object)
+        rows = {g: np.flatnonzero(labels == g) for g in out["groups"]}
+        want = _hand_gap_ci(num, np.ones(n) if dens is None else dens, rows[out["max_group"]], rows[out["min_group"]],
+                            transform, 300, seed)  # fmt: skip
+        assert out["gap_ci"] == want
+
+
+def test_ranking_benchmark_interval_and_coldstart_interval_match_their_hand_versions() -> None:
+    rng = np.random.default_rng(7)
+    a, b = rng.random(400), rng.random(400) * 0.9
+    # the same draws; a resample's mean is Σ/n here and np.mean there, which can differ in the last bit
+    assert bootstrap_ci(a - b, n_boot=500, seed=3) == pytest.approx(_hand_mean_ci(a - b, 500, 3), abs=1e-12)
+    # coldstart.mean_diff_ci called scipy.stats.bootstrap(np.mean) directly; its quantile may differ in the last bit
+    old = scipy.stats.bootstrap((b - a,), np.mean, n_resamples=1000, confidence_level=0.95, method="percentile",
+                                rng=np.random.default_rng(0)).confidence_interval  # fmt: skip
+    d, lo, hi = mean_diff_ci(a, b, seed=0)
+    assert d == pytest.approx(float(np.mean(b - a)), abs=1e-15)
+    assert lo == pytest.approx(old.low, abs=1e-12) and hi == pytest.approx(old.high, abs=1e-12)
+
+
+def test_percentile_bootstrap_drops_resamples_whose_statistic_is_not_finite() -> None:
+    # the only user with rows has weight 1 of 3: resamples that miss it have a 0/0 statistic and are left out
+    num, den = np.array([4.0, 0.0, 0.0]), np.array([2.0, 0.0, 0.0])
+    lo, hi = percentile_bootstrap([num, den], lambda n, d: n.sum(-1) / np.where(d.sum(-1) > 0, d.sum(-1), np.nan),
+                                  n_boot=100, seed=0, paired=True)  # fmt: skip
+    assert lo == hi == 2.0
+    assert _same(percentile_bootstrap([np.array([])], lambda x: x.sum(-1), n_boot=10, seed=0), [math.nan, math.nan])
+
+
+# ----------------------------------------------------------------------------- RMSE
+
+
+def test_rmse_is_the_rating_models_hand_rmse() -> None:
+    rng = np.random.default_rng(1)
+    for n in (1, 5, 10_000):
+        y, p = rng.integers(1, 6, n).astype(float), rng.normal(3.5, 1.0, n).astype(np.float32)
+        assert rmse(y, p) == _hand_rmse(y, p)
+    assert math.isnan(rmse([], []))
