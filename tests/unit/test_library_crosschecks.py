@@ -130,3 +130,63 @@ def test_rmse_is_the_rating_models_hand_rmse() -> None:
         y, p = rng.integers(1, 6, n).astype(float), rng.normal(3.5, 1.0, n).astype(np.float32)
         assert rmse(y, p) == _hand_rmse(y, p)
     assert math.isnan(rmse([], []))
+
+
+# ----------------------------------------------------------------------------- the ridge blend
+
+
+def _hand_ridge(x, y, reg, prior=None):
+    """segmentation._predict_global._ridge before scikit-learn: the normal equations solved directly."""
+    xa = np.column_stack([np.ones(len(x)), x])
+    penalty = np.eye(xa.shape[1]) * reg
+    if prior is None:
+        penalty[0, 0] = 0.0
+        prior = np.zeros(xa.shape[1])
+    return np.linalg.solve(xa.T @ xa + penalty, xa.T @ y + penalty @ prior)
+
+
+def _blend_like(rng, n=9000, c=4):
+    """Component predictions like a real blend's: strongly correlated, on the rating scale."""
+    y = rng.integers(1, 6, n).astype(float)
+    truth = y + rng.normal(0, 0.9, n)
+    preds = np.column_stack([0.8 * truth + 0.7 + rng.normal(0, 0.3, n) for _ in range(c)])
+    return preds, y
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_ridge_blend_weights_equal_the_normal_equations(seed: int) -> None:
+    from segmentation._predict_global import _ridge
+
+    rng = np.random.default_rng(seed)
+    preds, y = _blend_like(rng)
+    for reg in (0.0, 1.0, 200.0):
+        np.testing.assert_allclose(_ridge(preds, y, reg), _hand_ridge(preds, y, reg), rtol=0, atol=1e-9)
+    # the per-segment recalibration: the intercept penalised too, toward the global weights
+    prior = _hand_ridge(preds, y, 1.0)
+    for reg in (1.0, 200.0):
+        np.testing.assert_allclose(_ridge(preds[:300], y[:300], reg, prior=prior),
+                                   _hand_ridge(preds[:300], y[:300], reg, prior), rtol=0, atol=1e-9)  # fmt: skip
+        two = np.column_stack([np.ones(300), preds[:300, 0]])
+        np.testing.assert_allclose(_ridge(two[:, 1:], y[:300], reg, prior=np.array([0.0, 1.0])),
+                                   _hand_ridge(two[:, 1:], y[:300], reg, np.array([0.0, 1.0])), rtol=0, atol=1e-9)  # fmt: skip
+
+
+def test_blend_cross_validation_equals_the_hand_folds() -> None:
+    from segmentation._predict_common import _child_seed
+    from segmentation._predict_global import GlobalPredictor
+    from segmentation.config import PredictorConfig
+
+    rng = np.random.default_rng(5)
+    preds, y = _blend_like(rng, n=2000, c=3)
+    model = GlobalPredictor(PredictorConfig(model="blend", blend_reg=1.0), seed=11)
+    model.components_ = [type("C", (), {"name": n})() for n in ("a", "b", "c")]
+    model._fit_blend(preds, y)
+    folds = np.array_split(np.random.default_rng(_child_seed(11, "blend-cv")).permutation(len(y)), 5)
+    cv = np.zeros(len(y))
+    for fold in folds:
+        rest = np.ones(len(y), bool)
+        rest[fold] = False
+        w = _hand_ridge(preds[rest], y[rest], 1.0)
+        cv[fold] = w[0] + preds[fold] @ w[1:]
+    np.testing.assert_allclose(model.weights_, _hand_ridge(preds, y, 1.0), rtol=0, atol=1e-9)
+    assert model.valid_rmse_["model"] == pytest.approx(rmse(y, np.clip(cv, 1.0, 5.0)), abs=1e-12)
