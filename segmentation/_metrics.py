@@ -27,6 +27,7 @@ __all__ = [
     "intra_list_diversity",
     "mae",
     "ndcg_at_k",
+    "ndcg_from_hits",
     "novelty",
     "paired_bootstrap_ci",
     "percentile_bootstrap",
@@ -149,14 +150,42 @@ def ndcg_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int
     """Binary NDCG: ``DCG@k / IDCG@k``, ``DCG = Σ_{i≤k} rel_i / log2(i + 1)`` (i is the 1-based rank).
 
     ``IDCG`` is the DCG of ``min(k, |R|)`` hits at the top. 0 when ``R`` is empty.
+    One user's row of :func:`ndcg_from_hits`.
     Reference: Järvelin & Kekäläinen, "Cumulated gain-based evaluation of IR techniques", TOIS 2002.
     """
     if not relevant:
         return 0.0
     hits = _hits(ranked, relevant, k)
-    dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
-    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
-    return dcg / idcg
+    row = np.zeros((1, k))
+    row[0, : len(hits)] = hits
+    return float(ndcg_from_hits(row, np.array([len(relevant)]))[0])
+
+
+def ndcg_from_hits(hits: np.ndarray, n_relevant: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Binary NDCG@k of many users at once, from their top-k hit matrix (k = the number of columns).
+
+    ``hits[u, i]`` is 1 when user u's item at rank ``i + 1`` is relevant (0 past the end of a short
+    list); ``n_relevant[u] = |R_u|``. ``DCG_u = Σ_i hits[u, i] / log2(i + 2)``, summed rank by rank;
+    ``IDCG_u`` is the DCG of ``min(k, |R_u|)`` hits at the top. The one NDCG here: :func:`ndcg_at_k`
+    and ``coldstart.ndcg_per_user`` call it.
+
+    Returns:
+        (n,) float64; NaN for users with no relevant item.
+    """
+    h = np.asarray(hits, dtype=np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"hits must be a 2-d (users, k) matrix (given shape {h.shape})")
+    n_rel = np.asarray(n_relevant, dtype=np.int64).ravel()
+    if n_rel.size != h.shape[0]:
+        raise ValueError(f"hits has {h.shape[0]} rows but n_relevant {n_rel.size} values")
+    k = h.shape[1]
+    disc = np.array([1.0 / math.log2(i + 2) for i in range(k)])
+    dcg = np.zeros(h.shape[0])
+    for i in range(k):  # rank by rank, so each user's sum is in rank order
+        dcg += h[:, i] * disc[i]
+    ideal = np.concatenate([[0.0], np.cumsum(disc)])[np.minimum(n_rel, k)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_rel > 0, dcg / ideal, np.nan)
 
 
 def reciprocal_rank_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int) -> float:

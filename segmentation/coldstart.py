@@ -24,7 +24,7 @@ import numpy as np
 import polars as pl
 
 from segmentation._errors import ConfigError, DataError
-from segmentation._metrics import bootstrap_ci
+from segmentation._metrics import bootstrap_ci, ndcg_from_hits
 from segmentation._predict_global import GlobalPredictor
 from segmentation._predict_mf import MFParams
 from segmentation.planted import NOISE_LABEL, PlantedBehaviour, planted_behaviour
@@ -204,13 +204,7 @@ def ndcg_per_user(scores: np.ndarray, seen: np.ndarray, relevant: np.ndarray, k:
     """
     s = np.where(seen, -np.inf, scores)
     top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    hits = np.take_along_axis(relevant, top, axis=1).astype(np.float64)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hits @ disc
-    n_rel = relevant.sum(axis=1)
-    idcg = np.array([disc[: min(k, int(n))].sum() for n in n_rel])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_rel > 0, dcg / idcg, np.nan)
+    return ndcg_from_hits(np.take_along_axis(relevant, top, axis=1), relevant.sum(axis=1))
 
 
 def mean_diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0,

@@ -190,3 +190,73 @@ def test_blend_cross_validation_equals_the_hand_folds() -> None:
         cv[fold] = w[0] + preds[fold] @ w[1:]
     np.testing.assert_allclose(model.weights_, _hand_ridge(preds, y, 1.0), rtol=0, atol=1e-9)
     assert model.valid_rmse_["model"] == pytest.approx(rmse(y, np.clip(cv, 1.0, 5.0)), abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- NDCG
+
+
+def _hand_ndcg_at_k(ranked, relevant, k):
+    """_metrics.ndcg_at_k before it became a row of ndcg_from_hits."""
+    if not relevant:
+        return 0.0
+    hits = [1 if i in relevant else 0 for i in list(ranked)[:k]]
+    dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
+    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
+    return dcg / idcg
+
+
+def _hand_ndcg_per_user(scores, seen, relevant, k=10):
+    """coldstart.ndcg_per_user before it called ndcg_from_hits."""
+    s = np.where(seen, -np.inf, scores)
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(relevant, top, axis=1).astype(np.float64)
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    n_rel = relevant.sum(axis=1)
+    idcg = np.array([disc[: min(k, int(n))].sum() for n in n_rel])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_rel > 0, (hits @ disc) / idcg, np.nan)
+
+
+def _hand_sparse_ndcg(tops, relevant_sets, k):
+    """The rank-validation formula (rank._validation_ndcg): per-user DCG by bincount over (row, rank) hits."""
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    lens = np.array([len(t) for t in tops])
+    rows = np.repeat(np.arange(len(tops)), lens)
+    hits = np.array([i in relevant_sets[r] for r, t in enumerate(tops) for i in t], dtype=bool)
+    pos = np.concatenate([np.arange(n) for n in lens])
+    dcg = np.bincount(rows, weights=hits * disc[pos], minlength=len(tops))
+    n_rel = np.minimum([len(r) for r in relevant_sets], k)
+    return dcg / np.cumsum(disc)[np.maximum(n_rel, 1) - 1]
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 50])
+def test_ndcg_at_k_equals_the_hand_formula_bit_for_bit(k: int) -> None:
+    from segmentation._metrics import ndcg_at_k
+
+    rng = np.random.default_rng(k)
+    items = [str(i) for i in range(80)]
+    for _ in range(300):
+        ranked = list(rng.choice(items, int(rng.integers(0, 60)), replace=False))
+        relevant = set(rng.choice(items, int(rng.integers(0, 30)), replace=False))
+        assert ndcg_at_k(ranked, relevant, k) == _hand_ndcg_at_k(ranked, relevant, k)
+
+
+def test_ndcg_from_hits_equals_the_rank_validation_formula_and_coldstart_ndcg() -> None:
+    from segmentation._metrics import ndcg_from_hits
+    from segmentation.coldstart import ndcg_per_user
+
+    rng = np.random.default_rng(3)
+    n, m, k = 200, 60, 10
+    tops = [list(rng.choice(m, int(rng.integers(1, k + 1)), replace=False)) for _ in range(n)]
+    rel = [set(rng.choice(m, int(rng.integers(1, 15)), replace=False).tolist()) for _ in range(n)]
+    hits = np.zeros((n, k))
+    for r, t in enumerate(tops):
+        hits[r, : len(t)] = [i in rel[r] for i in t]
+    got = ndcg_from_hits(hits, [len(r) for r in rel])
+    assert np.array_equal(got, _hand_sparse_ndcg(tops, rel, k))  # bit for bit
+    scores, seen, relevant = rng.random((n, m)), rng.random((n, m)) < 0.2, rng.random((n, m)) < 0.1
+    relevant[0] = False  # a user with nothing held out: NaN
+    want = _hand_ndcg_per_user(scores, seen, relevant)
+    have = ndcg_per_user(scores, seen, relevant)
+    assert np.isnan(have[0]) and np.isnan(want[0])
+    np.testing.assert_allclose(have, want, rtol=0, atol=1e-12)  # the hand version summed by BLAS, here rank by rank
