@@ -42,7 +42,6 @@ SEGMENT_REPORT = pl.Schema(
 
 _FORMAT = "segflow.predictor"
 _FORMAT_VERSION = 1
-_NOISE = -1
 
 
 @contextmanager
