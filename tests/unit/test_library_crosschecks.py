@@ -260,3 +260,35 @@ def test_ndcg_from_hits_equals_the_rank_validation_formula_and_coldstart_ndcg() 
     have = ndcg_per_user(scores, seen, relevant)
     assert np.isnan(have[0]) and np.isnan(want[0])
     np.testing.assert_allclose(have, want, rtol=0, atol=1e-12)  # the hand version summed by BLAS, here rank by rank
+
+
+# ----------------------------------------------------------------------------- hdbscan's tree, re-cut
+
+
+def test_hierarchy_recut_equals_a_public_hdbscan_fit_and_its_dbcv() -> None:
+    """Pins the one private hdbscan call (``hdbscan_._tree_to_labels`` in ``stability._Hierarchy.labels``).
+
+    hdbscan has no public way to re-cut a fitted tree at another ``min_cluster_size``; the re-cut must
+    give exactly the labels of a public ``HDBSCAN(...).fit`` with those settings, and
+    ``relative_validity`` (DBCV for any labelling) hdbscan's public ``relative_validity_`` of that fit.
+    If an hdbscan release changes the private function, this fails.
+    """
+    import hdbscan
+    from sklearn.datasets import make_blobs
+
+    from segmentation.stability import _Hierarchy, relative_validity
+
+    x, _ = make_blobs(n_samples=[300, 200, 120, 80], n_features=5, cluster_std=[0.5, 0.8, 0.6, 1.2], random_state=3)
+    ms = 10
+    tree = _Hierarchy(x, ms, max_size=40)
+    compared = 0
+    for size in (10, 25, 40):
+        for method in ("eom", "leaf"):
+            fit = hdbscan.HDBSCAN(min_cluster_size=size, min_samples=ms, cluster_selection_method=method,
+                                  gen_min_span_tree=True, core_dist_n_jobs=1).fit(x)  # fmt: skip
+            labels = tree.labels(size, method, 0.0)
+            assert np.array_equal(labels, fit.labels_), (size, method)
+            if labels.max() >= 1:  # two segments or more (hdbscan corrects one-segment DBCV otherwise)
+                assert relative_validity(tree.mst, labels) == pytest.approx(fit.relative_validity_, abs=1e-9)
+                compared += 1
+    assert compared >= 3
