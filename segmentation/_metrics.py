@@ -8,6 +8,7 @@ Notation: ``L`` is a user's ranked top-k list (item ids, best first), ``R`` the 
 relevant held-out items, ``k`` the cut-off, ``rel_i = 1[L_i ∈ R]``.
 """
 
+import functools
 import math
 import warnings
 from collections import Counter
@@ -161,6 +162,14 @@ def ndcg_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int
     return float(ndcg_from_hits(row, np.array([len(relevant)]))[0])
 
 
+@functools.lru_cache(maxsize=64)
+def _discounts(k: int) -> np.ndarray:
+    """``1 / log2(i + 2)`` for ranks ``i = 0..k-1`` (math.log2: np.log2 differs in the last bit for some i)."""
+    out = np.array([1.0 / math.log2(i + 2) for i in range(k)])
+    out.flags.writeable = False
+    return out
+
+
 def ndcg_from_hits(hits: np.ndarray, n_relevant: Sequence[int] | np.ndarray) -> np.ndarray:
     """Binary NDCG@k of many users at once, from their top-k hit matrix (k = the number of columns).
 
@@ -179,7 +188,7 @@ def ndcg_from_hits(hits: np.ndarray, n_relevant: Sequence[int] | np.ndarray) -> 
     if n_rel.size != h.shape[0]:
         raise ValueError(f"hits has {h.shape[0]} rows but n_relevant {n_rel.size} values")
     k = h.shape[1]
-    disc = np.array([1.0 / math.log2(i + 2) for i in range(k)])
+    disc = _discounts(k)
     dcg = np.zeros(h.shape[0])
     for i in range(k):  # rank by rank, so each user's sum is in rank order
         dcg += h[:, i] * disc[i]
