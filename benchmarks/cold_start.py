@@ -67,6 +67,7 @@ from segmentation.coldstart import (  # noqa: E402
 )
 from segmentation.config import PipelineConfig, PredictorConfig  # noqa: E402
 from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
+from segmentation.evaluate import rmse  # noqa: E402
 from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci  # noqa: E402
 from segmentation.rank.base import zscore  # noqa: E402
 from segmentation.rank.ease import ease_weights  # noqa: E402
@@ -262,7 +263,7 @@ def choose(valid: Fold, system: str) -> dict:
     y, groups = valid.y, valid.groups
     p_global = valid.rating_pred("global")
     n_global = valid.ndcg("global")
-    regs = {reg: float(np.sqrt(np.mean((valid.rating_pred(system, reg) - y) ** 2))) for reg in REG_GRID}
+    regs = {reg: rmse(y, valid.rating_pred(system, reg)) for reg in REG_GRID}
     reg = min(regs, key=regs.get)
     _, lo, hi = paired_bootstrap_ci(y, p_global, valid.rating_pred(system, reg), groups, n_boot=1000, seed=1)
     alphas = {a: float(np.nanmean(valid.ndcg(system, a))) for a in ALPHA_GRID}
@@ -312,7 +313,7 @@ def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict, n_users: in
             nd_d, nlo, nhi = mean_diff_ci(n_g, nd, seed=0)
             row = {"data": name, "k": k, "system": system, "population": "new", "n_users": len(set(fold.groups)),
                    "n_rows": len(fold.y), "n_ranked_users": int(np.isfinite(nd).sum()),
-                   "rmse": r5(np.sqrt(np.mean((pred - fold.y) ** 2))), "ndcg@10": r5(np.nanmean(nd)),
+                   "rmse": r5(rmse(fold.y, pred)), "ndcg@10": r5(np.nanmean(nd)),
                    "rmse_change": r5(d), "rmse_ci95": [r5(lo), r5(hi)],
                    "ndcg_change": r5(nd_d), "ndcg_ci95": [r5(nlo), r5(nhi)], **info, **extra}  # fmt: skip
             rows.append(row)
@@ -339,7 +340,7 @@ def run_cold(name: str, ks: list[int], quick: bool, emb_cache: dict, n_users: in
         p_w = fold.model.predict(wt)
         p_ws = fold.prior_predictor("segment-aware", c["reg"]).predict(wt)
         rows.append({"data": name, "k": k, "system": "segment-aware-gated", "population": "warm",
-                     "n_users": wt["user_id"].n_unique(), "rmse": r5(np.sqrt(np.mean((p_ws - wt["rating"].to_numpy()) ** 2))),
+                     "n_users": wt["user_id"].n_unique(), "rmse": r5(rmse(wt["rating"].to_numpy(), p_ws)),
                      "rmse_change": r5(float(np.max(np.abs(p_ws - p_w)))), "note": "rmse_change: largest |change| of a warm prediction"})  # fmt: skip
         logger.info("%s k=%d done in %.0f s", name, k, time.perf_counter() - t0)
     return rows
@@ -374,8 +375,8 @@ def run_behaviour(quick: bool, seed: int = 0, n_users: int | None = None) -> lis
         row = {"data": "planted-behaviour", "k": None, "system": label, "population": "all", "n_users": n_users,
                "n_segments": rep.height, "kept": int(rep["kept"].sum()),
                "true_positives": int(rep["kept"].sum()) if label == "planted-segments" else 0,
-               "global_test_rmse": r5(np.sqrt(np.mean((np.clip(p_g, 1, 5) - y) ** 2))),
-               "rmse": r5(np.sqrt(np.mean((p - y) ** 2))), "rmse_change": r5(d), "rmse_ci95": [r5(lo), r5(hi)],
+               "global_test_rmse": r5(rmse(y, np.clip(p_g, 1, 5))),
+               "rmse": r5(rmse(y, p)), "rmse_change": r5(d), "rmse_ci95": [r5(lo), r5(hi)],
                "global_fit_seconds": round(fit_s, 1), "seconds": round(time.perf_counter() - t0, 1),
                "median_valid_rows": float(rep["n_valid"].median()),
                "median_gate_ci_width": r5(float(widths.median())) if len(widths) else None,

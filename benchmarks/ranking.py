@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from embeddings.encoder import Embeddings  # noqa: E402
 from segmentation.config import RankerConfig  # noqa: E402
 from segmentation.data import load_movielens_100k, split_ratings  # noqa: E402
-from segmentation.evaluate import evaluate_rankings, ranking_per_user, user_groups  # noqa: E402
+from segmentation.evaluate import bootstrap_ci, evaluate_rankings, ranking_per_user, user_groups  # noqa: E402
 from segmentation.rank import RANKERS, make_ranker  # noqa: E402
 
 logger = logging.getLogger("benchmarks.ranking")
@@ -69,11 +69,10 @@ def item_embeddings(items: pl.DataFrame) -> Embeddings:
 
 
 def paired_ci(a: np.ndarray, b: np.ndarray, n_boot: int, seed: int = 0) -> tuple[float, float, float]:
-    """Mean of per-user ``a - b`` and its percentile bootstrap 95 % CI (users resampled)."""
+    """Mean of per-user ``a - b`` and its percentile bootstrap 95 % CI (users resampled; ``bootstrap_ci``)."""
     d = a - b
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, (n_boot, d.size))].mean(axis=1)
-    return float(d.mean()), float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed)
+    return float(d.mean()), lo, hi
 
 
 def load_avg() -> float | None:

@@ -50,6 +50,7 @@ from segmentation._predict_components import baseline_biases  # noqa: E402
 from segmentation._predict_mf import Ratings  # noqa: E402
 from segmentation.config import PredictorConfig  # noqa: E402
 from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
+from segmentation.evaluate import mae, rmse  # noqa: E402
 from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci  # noqa: E402
 from segmentation.stages import random_partition  # noqa: E402
 
@@ -63,7 +64,7 @@ SVD_GRID = {
 
 def scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     pred = np.clip(pred, 1.0, 5.0)
-    return {"rmse": round(float(np.sqrt(np.mean((y - pred) ** 2))), 4), "mae": round(float(np.mean(np.abs(y - pred))), 4)}
+    return {"rmse": round(rmse(y, pred), 4), "mae": round(mae(y, pred), 4)}
 
 
 def item_embeddings(items: pl.DataFrame) -> Embeddings:

@@ -450,6 +450,8 @@ def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame
     Baseline: ``mu + b_u + b_i`` (biases shrunk by 5 ratings). With segments: plus the segment's mean
     residual on the item, shrunk by 10 ratings. ``segments`` has ``user_id`` and ``seg``.
     """
+    from segmentation.evaluate import rmse
+
     mu = float(train["rating"].mean())
     bu = train.group_by("user_id").agg(((pl.col("rating") - mu).sum() / (pl.len() + 5)).alias("bu"))
     t = train.join(bu, on="user_id")
@@ -462,7 +464,7 @@ def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame
     base = (mu + e["bu"] + e["bi"]).clip(1, 5).to_numpy()
     seg = (base + e["bsi"].to_numpy()).clip(1, 5)
     y = e["rating"].to_numpy()
-    return float(np.sqrt(((base - y) ** 2).mean())), float(np.sqrt(((seg - y) ** 2).mean()))
+    return rmse(y, base), rmse(y, seg)
 
 
 def run_ml100k(method: str, seed: int) -> dict:

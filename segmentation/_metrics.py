@@ -8,7 +8,9 @@ Notation: ``L`` is a user's ranked top-k list (item ids, best first), ``R`` the 
 relevant held-out items, ``k`` the cut-off, ``rel_i = 1[L_i ∈ R]``.
 """
 
+import functools
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -26,7 +28,10 @@ __all__ = [
     "intra_list_diversity",
     "mae",
     "ndcg_at_k",
+    "ndcg_from_hits",
     "novelty",
+    "paired_bootstrap_ci",
+    "percentile_bootstrap",
     "popularity_bias",
     "precision_at_k",
     "rating_calibration",
@@ -146,14 +151,50 @@ def ndcg_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int
     """Binary NDCG: ``DCG@k / IDCG@k``, ``DCG = Σ_{i≤k} rel_i / log2(i + 1)`` (i is the 1-based rank).
 
     ``IDCG`` is the DCG of ``min(k, |R|)`` hits at the top. 0 when ``R`` is empty.
+    One user's row of :func:`ndcg_from_hits`.
     Reference: Järvelin & Kekäläinen, "Cumulated gain-based evaluation of IR techniques", TOIS 2002.
     """
     if not relevant:
         return 0.0
     hits = _hits(ranked, relevant, k)
-    dcg = sum(h / math.log2(i + 2) for i, h in enumerate(hits))
-    idcg = sum(1.0 / math.log2(i + 2) for i in range(min(k, len(relevant))))
-    return dcg / idcg
+    row = np.zeros((1, k))
+    row[0, : len(hits)] = hits
+    return float(ndcg_from_hits(row, np.array([len(relevant)]))[0])
+
+
+@functools.lru_cache(maxsize=64)
+def _discounts(k: int) -> np.ndarray:
+    """``1 / log2(i + 2)`` for ranks ``i = 0..k-1`` (math.log2: np.log2 differs in the last bit for some i)."""
+    out = np.array([1.0 / math.log2(i + 2) for i in range(k)])
+    out.flags.writeable = False
+    return out
+
+
+def ndcg_from_hits(hits: np.ndarray, n_relevant: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Binary NDCG@k of many users at once, from their top-k hit matrix (k = the number of columns).
+
+    ``hits[u, i]`` is 1 when user u's item at rank ``i + 1`` is relevant (0 past the end of a short
+    list); ``n_relevant[u] = |R_u|``. ``DCG_u = Σ_i hits[u, i] / log2(i + 2)``, summed rank by rank;
+    ``IDCG_u`` is the DCG of ``min(k, |R_u|)`` hits at the top. The one NDCG here: :func:`ndcg_at_k`
+    and ``coldstart.ndcg_per_user`` call it.
+
+    Returns:
+        (n,) float64; NaN for users with no relevant item.
+    """
+    h = np.asarray(hits, dtype=np.float64)
+    if h.ndim != 2:
+        raise ValueError(f"hits must be a 2-d (users, k) matrix (given shape {h.shape})")
+    n_rel = np.asarray(n_relevant, dtype=np.int64).ravel()
+    if n_rel.size != h.shape[0]:
+        raise ValueError(f"hits has {h.shape[0]} rows but n_relevant {n_rel.size} values")
+    k = h.shape[1]
+    disc = _discounts(k)
+    dcg = np.zeros(h.shape[0])
+    for i in range(k):  # rank by rank, so each user's sum is in rank order
+        dcg += h[:, i] * disc[i]
+    ideal = np.concatenate([[0.0], np.cumsum(disc)])[np.minimum(n_rel, k)]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n_rel > 0, dcg / ideal, np.nan)
 
 
 def reciprocal_rank_at_k(ranked: Sequence[str], relevant: set[str] | frozenset[str], k: int) -> float:
@@ -317,13 +358,76 @@ def _stat(num: np.ndarray, den: np.ndarray, transform: Callable[[float], float] 
     return float(transform(v)) if transform else v
 
 
+def _ratio(num: np.ndarray, den: np.ndarray, transform: Callable[[float], float] | None) -> np.ndarray:
+    """``transform(Σ num / Σ den)`` along the last axis, NaN where the denominator sum is not positive."""
+    s, d = num.sum(axis=-1), den.sum(axis=-1)
+    v = np.divide(s, d, out=np.full(np.shape(s), np.nan), where=d > 0)
+    if transform is None:
+        return v
+    return np.array([transform(x) if np.isfinite(x) else np.nan for x in v.ravel()]).reshape(v.shape)
+
+
+def percentile_bootstrap(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], *, n_boot: int,
+                         seed: int, level: float = 0.95, paired: bool = False) -> list[float]:  # fmt: skip
+    """Percentile bootstrap interval of ``statistic`` through :func:`scipy.stats.bootstrap`.
+
+    The one resampling routine behind every interval here (:func:`bootstrap_ci`, :func:`group_gap`,
+    ``coldstart.mean_diff_ci``). Observations lie along each sample's last axis; ``paired`` resamples
+    the same rows of every sample, otherwise each sample is resampled on its own, in order, from one
+    ``default_rng(seed)`` (scipy draws ``rng.integers(0, n, (n_boot, n))`` per sample). A sample with a
+    single observation is held fixed (its resamples are all the same; scipy refuses it, and drawing
+    from a range of one consumes no random numbers, so the other samples draw as they would).
+    Resamples whose statistic is not finite are left out, and the interval is ``np.quantile`` of the
+    rest (scipy's own ``stats.quantile`` can differ from it in the last bit).
+    Reference: Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13.
+
+    Args:
+        samples: arrays with observations along the last axis.
+        statistic: vectorised ``statistic(*samples)`` reducing the last axis.
+        n_boot: number of resamples.
+        seed: seed of the resampling.
+        level: confidence level of the two-sided interval.
+        paired: resample the samples' rows jointly (they must have the same length).
+
+    Returns:
+        ``[lo, hi]``; ``[nan, nan]`` when ``n_boot`` is 0, a sample is empty, or no resample is finite.
+    """
+    arrays = [np.asarray(x, dtype=np.float64) for x in samples]
+    if n_boot <= 0 or any(a.shape[-1] == 0 for a in arrays):
+        return [math.nan, math.nan]
+    moving = [a.shape[-1] > 1 for a in arrays]
+    if not any(moving):
+        dist = np.atleast_1d(statistic(*arrays))
+    else:
+        from scipy.stats import DegenerateDataWarning, bootstrap
+
+        def stat(*moved: np.ndarray, axis: int = -1) -> np.ndarray:
+            it = iter(moved)
+            return statistic(*(next(it) if m else a for a, m in zip(arrays, moving)))
+
+        # axis counted from the front: scipy 1.17 refuses axis=-1 for unpaired samples of several rows
+        with warnings.catch_warnings():  # resamples with a NaN statistic are dropped below, not warned about
+            warnings.simplefilter("ignore", DegenerateDataWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            res = bootstrap([a for a, m in zip(arrays, moving) if m], stat, n_resamples=n_boot, paired=paired,
+                            vectorized=True, axis=arrays[0].ndim - 1, confidence_level=level, method="percentile",
+                            rng=np.random.default_rng(seed))  # fmt: skip
+        dist = np.asarray(res.bootstrap_distribution, dtype=np.float64)
+    dist = dist[np.isfinite(dist)]
+    if dist.size == 0:
+        return [math.nan, math.nan]
+    a = (1 - level) / 2
+    return [float(np.quantile(dist, a)), float(np.quantile(dist, 1 - a))]
+
+
 def bootstrap_ci(values: Sequence[float] | np.ndarray, *, denominators: Sequence[float] | np.ndarray | None = None,
                  transform: Callable[[float], float] | None = None, n_boot: int = 200, seed: int = 0,
                  level: float = 0.95) -> list[float]:  # fmt: skip
-    """Percentile bootstrap CI over users of ``transform(Σ values / Σ denominators)``.
+    """Percentile bootstrap CI over users of ``transform(Σ values / Σ denominators)`` (:func:`percentile_bootstrap`).
 
     With no ``denominators`` it is the CI of the mean of per-user values; with per-user squared
     error sums, rating counts and ``transform=math.sqrt`` it is the CI of the RMSE over rows.
+    Users are resampled with replacement (values and denominators together).
     Reference: Efron & Tibshirani, *An Introduction to the Bootstrap*, 1993, ch. 13.
 
     Returns:
@@ -333,19 +437,8 @@ def bootstrap_ci(values: Sequence[float] | np.ndarray, *, denominators: Sequence
     den = np.ones_like(num) if denominators is None else np.asarray(denominators, dtype=np.float64).ravel()
     if num.shape != den.shape:
         raise ValueError(f"values ({num.size}) and denominators ({den.size}) differ in length")
-    if num.size == 0 or n_boot <= 0:
-        return [math.nan, math.nan]
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, num.size, (n_boot, num.size))
-    sums, dens = num[idx].sum(axis=1), den[idx].sum(axis=1)
-    stats = np.divide(sums, dens, out=np.full(n_boot, np.nan), where=dens > 0)
-    if transform is not None:
-        stats = np.array([transform(s) if np.isfinite(s) else np.nan for s in stats])
-    stats = stats[np.isfinite(stats)]
-    if stats.size == 0:
-        return [math.nan, math.nan]
-    a = (1 - level) / 2
-    return [float(np.quantile(stats, a)), float(np.quantile(stats, 1 - a))]
+    return percentile_bootstrap([num, den], lambda n, d: _ratio(n, d, transform), n_boot=n_boot, seed=seed,
+                                level=level, paired=True)  # fmt: skip
 
 
 def group_gap(values: Sequence[float] | np.ndarray, groups: Sequence[object] | np.ndarray, *,
@@ -356,12 +449,12 @@ def group_gap(values: Sequence[float] | np.ndarray, groups: Sequence[object] | n
 
     Each group's value is ``transform(Σ values / Σ denominators)`` over its users (the mean of
     per-user values by default). The gap is ``max_g - min_g`` over groups with at least
-    ``min_group_size`` users. Its CI is a percentile bootstrap of the difference between those
-    two groups (best minus worst served, fixed by the point estimate), resampling users with
-    replacement *within* each group so group sizes stay fixed. Unlike a bootstrap of the
-    max-min over all groups, which is biased upwards and never reaches 0, this interval spans 0
-    when the extreme groups do not differ clearly; it ignores that the pair was picked as the
-    extremes, so with many small groups read it as optimistic.
+    ``min_group_size`` users. Its CI is a percentile bootstrap (:func:`percentile_bootstrap`) of the
+    difference between those two groups (best minus worst served, fixed by the point estimate),
+    resampling users with replacement *within* each group so group sizes stay fixed. Unlike a
+    bootstrap of the max-min over all groups, which is biased upwards and never reaches 0, this
+    interval spans 0 when the extreme groups do not differ clearly; it ignores that the pair was
+    picked as the extremes, so with many small groups read it as optimistic.
     Reference: group-wise utility gaps as in Ekstrand et al., "All the cool kids, how do they
     fit in?", FAccT 2018; bootstrap as in Efron & Tibshirani 1993.
 
@@ -390,20 +483,60 @@ def group_gap(values: Sequence[float] | np.ndarray, groups: Sequence[object] | n
     hi, lo = max(big, key=lambda g: per[g]), min(big, key=lambda g: per[g])
     out.update(gap=float(per[hi] - per[lo]), max_group=hi, min_group=lo)
     if n_boot > 0:
-        rng = np.random.default_rng(seed)
-        boot = np.empty((n_boot, 2))
-        for j, g in enumerate((hi, lo)):
-            m = members[g]
-            idx = m[rng.integers(0, m.size, (n_boot, m.size))]
-            s, d = num[idx].sum(axis=1), den[idx].sum(axis=1)
-            v = np.divide(s, d, out=np.full(n_boot, np.nan), where=d > 0)
-            boot[:, j] = [transform(x) if np.isfinite(x) else np.nan for x in v] if transform else v
-        gaps = boot[:, 0] - boot[:, 1]
-        gaps = gaps[np.isfinite(gaps)]
-        a = (1 - level) / 2
-        if gaps.size:
-            out["gap_ci"] = [float(np.quantile(gaps, a)), float(np.quantile(gaps, 1 - a))]
+        # each group one sample of (numerator, denominator) rows, resampled on its own: hi first, then lo
+        pair = [np.stack([num[members[g]], den[members[g]]]) for g in (hi, lo)]
+        ci = percentile_bootstrap(pair, lambda a, b: _ratio(a[0], a[1], transform) - _ratio(b[0], b[1], transform),
+                                  n_boot=n_boot, seed=seed, level=level)  # fmt: skip
+        if np.isfinite(ci).all():
+            out["gap_ci"] = ci
     return out
+
+
+def paired_bootstrap_ci(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: np.ndarray,
+                        n_boot: int = 1000, seed: int = 0, *, level: float = 0.95) -> tuple[float, float, float]:  # fmt: skip
+    """Paired bootstrap of ``RMSE(b) - RMSE(a)``, resampling groups (users) with replacement.
+
+    Each resample draws as many groups as there are, with replacement, and takes all their rows, so
+    the within-user correlation of errors is kept. Negative values mean ``b`` is better.
+    The one interval here not drawn by :func:`percentile_bootstrap`: it draws each resample's group
+    counts with ``rng.multinomial``, which scipy cannot reproduce, and its draws decide the per-segment
+    fine-tuning gate (which models are kept), so another random stream would change fitted models.
+
+    Args:
+        y: (n,) true ratings.
+        pred_a: (n,) predictions of the reference model.
+        pred_b: (n,) predictions of the challenger.
+        groups: (n,) group label of each row (e.g. user ids).
+        n_boot: number of resamples.
+        seed: seed of the resampling.
+        level: confidence level of the percentile interval.
+
+    Returns:
+        ``(diff, lo, hi)``: the difference on all rows and the percentile interval. NaNs for empty input.
+    """
+    y = np.asarray(y, np.float64)
+    ea = (np.asarray(pred_a, np.float64) - y) ** 2
+    eb = (np.asarray(pred_b, np.float64) - y) ** 2
+    if len(y) == 0:
+        return float("nan"), float("nan"), float("nan")
+    diff = float(np.sqrt(eb.mean()) - np.sqrt(ea.mean()))
+    _, g = np.unique(np.asarray(groups), return_inverse=True)
+    n_groups = int(g.max()) + 1
+    sa = np.bincount(g, weights=ea, minlength=n_groups)
+    sb = np.bincount(g, weights=eb, minlength=n_groups)
+    cnt = np.bincount(g, minlength=n_groups).astype(np.float64)
+    if n_boot <= 0:
+        return diff, diff, diff
+    rng = np.random.default_rng(seed)
+    diffs = np.empty(n_boot)
+    for start in range(0, n_boot, 256):
+        m = min(256, n_boot - start)
+        w = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=m).astype(np.float64)
+        n = w @ cnt
+        diffs[start : start + m] = np.sqrt((w @ sb) / n) - np.sqrt((w @ sa) / n)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
+    return diff, float(lo), float(hi)
 
 
 def _label_key(label: str) -> tuple[int, float, str]:

@@ -1,4 +1,4 @@
-"""Shared pieces of the rating predictors: schemas, seeds, manifests, optimiser settings, bootstrap CIs."""
+"""Shared pieces of the rating predictors: schemas, seeds, manifests, optimiser settings."""
 
 import json
 import zlib
@@ -42,7 +42,6 @@ SEGMENT_REPORT = pl.Schema(
 
 _FORMAT = "segflow.predictor"
 _FORMAT_VERSION = 1
-_NOISE = -1
 
 
 @contextmanager
@@ -106,47 +105,3 @@ def _settings(config: PredictorConfig, *, finetune: bool = False) -> TrainSettin
                              patience=2)  # fmt: skip
     return TrainSettings(epochs=mf.epochs, learning_rate=mf.learning_rate, reg=mf.reg, bias_reg=mf.bias_reg,
                          batch_size=mf.batch_size, patience=mf.patience)  # fmt: skip
-
-
-def paired_bootstrap_ci(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, groups: np.ndarray,
-                        n_boot: int = 1000, seed: int = 0, *, level: float = 0.95) -> tuple[float, float, float]:  # fmt: skip
-    """Paired bootstrap of ``RMSE(b) - RMSE(a)``, resampling groups (users) with replacement.
-
-    Each resample draws as many groups as there are, with replacement, and takes all their rows, so
-    the within-user correlation of errors is kept. Negative values mean ``b`` is better.
-
-    Args:
-        y: (n,) true ratings.
-        pred_a: (n,) predictions of the reference model.
-        pred_b: (n,) predictions of the challenger.
-        groups: (n,) group label of each row (e.g. user ids).
-        n_boot: number of resamples.
-        seed: seed of the resampling.
-        level: confidence level of the percentile interval.
-
-    Returns:
-        ``(diff, lo, hi)``: the difference on all rows and the percentile interval. NaNs for empty input.
-    """
-    y = np.asarray(y, np.float64)
-    ea = (np.asarray(pred_a, np.float64) - y) ** 2
-    eb = (np.asarray(pred_b, np.float64) - y) ** 2
-    if len(y) == 0:
-        return float("nan"), float("nan"), float("nan")
-    diff = float(np.sqrt(eb.mean()) - np.sqrt(ea.mean()))
-    _, g = np.unique(np.asarray(groups), return_inverse=True)
-    n_groups = int(g.max()) + 1
-    sa = np.bincount(g, weights=ea, minlength=n_groups)
-    sb = np.bincount(g, weights=eb, minlength=n_groups)
-    cnt = np.bincount(g, minlength=n_groups).astype(np.float64)
-    if n_boot <= 0:
-        return diff, diff, diff
-    rng = np.random.default_rng(seed)
-    diffs = np.empty(n_boot)
-    for start in range(0, n_boot, 256):
-        m = min(256, n_boot - start)
-        w = rng.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=m).astype(np.float64)
-        n = w @ cnt
-        diffs[start : start + m] = np.sqrt((w @ sb) / n) - np.sqrt((w @ sa) / n)
-    alpha = (1.0 - level) / 2.0
-    lo, hi = np.quantile(diffs, [alpha, 1.0 - alpha])
-    return diff, float(lo), float(hi)

@@ -18,7 +18,8 @@ import scipy.sparse as sp
 import torch
 from scipy.special import expit
 
-from segmentation._predict_mf import MFParams, Ratings, TrainSettings, rmse, train_mf
+from segmentation._metrics import rmse
+from segmentation._predict_mf import MFParams, Ratings, TrainSettings, train_mf
 
 __all__ = [
     "COMPONENTS",

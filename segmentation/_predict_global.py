@@ -10,9 +10,12 @@ import numpy as np
 import polars as pl
 import torch
 from safetensors.numpy import load_file, save_file
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import cross_val_predict
 
 from embeddings.encoder import Embeddings, resolve_device
 from segmentation._errors import ConfigError, DataError, check_is_fitted
+from segmentation._metrics import rmse
 from segmentation._predict_common import (
     _FORMAT,
     _FORMAT_VERSION,
@@ -34,7 +37,7 @@ from segmentation._predict_components import (
     SVDpp,
     SVDppSettings,
 )
-from segmentation._predict_mf import MFParams, Ratings, rmse
+from segmentation._predict_mf import MFParams, Ratings
 from segmentation.config import PredictorConfig
 from segmentation.data import Split, Vocab, check_schema
 
@@ -64,15 +67,27 @@ def _component_kind(component: Component) -> str:
     return "knn" if isinstance(component, KNNBaseline) else component.name
 
 
+def _ridge_model(reg: float) -> Ridge:
+    """The blend's ridge regression: an unpenalised intercept, exact (Cholesky) solve."""
+    return Ridge(alpha=reg, fit_intercept=True, solver="cholesky")
+
+
 def _ridge(x: np.ndarray, y: np.ndarray, reg: float, prior: np.ndarray | None = None) -> np.ndarray:
     """Weights ``[intercept, w...]`` minimising ``||y - b - x w||^2 + reg ||(b, w) - prior||^2`` (intercept free
-    when ``prior`` is None)."""
-    xa = np.column_stack([np.ones(len(x)), x])
-    penalty = np.eye(xa.shape[1]) * reg
+    when ``prior`` is None), by scikit-learn's :class:`~sklearn.linear_model.Ridge`.
+
+    With a prior the intercept is penalised too: the ridge is fitted to ``y - [1, x] @ prior`` on
+    ``[1, x]`` without an intercept of its own, and the prior added back.
+    """
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
     if prior is None:
-        penalty[0, 0] = 0.0
-        prior = np.zeros(xa.shape[1])
-    return np.linalg.solve(xa.T @ xa + penalty, xa.T @ y + penalty @ prior)
+        model = _ridge_model(reg).fit(x, y)
+        return np.concatenate([[model.intercept_], model.coef_])
+    xa = np.column_stack([np.ones(len(x)), x])
+    prior = np.asarray(prior, np.float64)
+    delta = Ridge(alpha=reg, fit_intercept=False, solver="cholesky").fit(xa, y - xa @ prior).coef_
+    return prior + delta
 
 
 def _item_features(vocab: Vocab, embeddings: Embeddings | None) -> np.ndarray | None:
@@ -251,14 +266,10 @@ class GlobalPredictor:
             self.valid_rmse_["model"] = rmse(y, np.clip(self.combine(preds), *self.rating_range_))
             return
         self.weights_ = _ridge(preds, y, reg)
-        # an honest figure for the blend: 5-fold cross-validation over the validation rows
+        # an honest figure for the blend: 5-fold cross-validation over the validation rows (seeded folds)
         folds = np.array_split(np.random.default_rng(_child_seed(self.seed, "blend-cv")).permutation(len(y)), 5)
-        cv = np.zeros(len(y))
-        for fold in folds:
-            rest = np.ones(len(y), bool)
-            rest[fold] = False
-            w = _ridge(preds[rest], y[rest], reg)
-            cv[fold] = w[0] + preds[fold] @ w[1:]
+        splits = [(np.setdiff1d(np.arange(len(y)), fold), fold) for fold in folds]
+        cv = cross_val_predict(_ridge_model(reg), np.asarray(preds, np.float64), np.asarray(y, np.float64), cv=splits)
         self.valid_rmse_["model"] = rmse(y, np.clip(cv, *self.rating_range_))
         names = ["intercept", *self.component_names]
         logger.info("blend weights %s", {n: round(float(w), 3) for n, w in zip(names, self.weights_)})

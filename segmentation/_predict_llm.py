@@ -42,6 +42,7 @@ from torch import nn
 from embeddings.encoder import resolve_device, resolve_model_path
 from embeddings.text import describe_items, describe_users
 from segmentation._errors import ConfigError, DataError, check_is_fitted
+from segmentation._metrics import rmse
 from segmentation._predict_common import (
     _FORMAT,
     _FORMAT_VERSION,
@@ -52,7 +53,7 @@ from segmentation._predict_common import (
     cpu_threads,
 )
 from segmentation._predict_components import baseline_biases
-from segmentation._predict_mf import Ratings, rmse
+from segmentation._predict_mf import Ratings
 from segmentation.config import EncoderRegressorConfig
 from segmentation.data import Split, Vocab, check_schema
 

@@ -15,19 +15,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "finetune_mf", "rmse", "train_mf"]
+from segmentation._metrics import rmse
+
+__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "finetune_mf", "train_mf"]
 
 logger = logging.getLogger(__name__)
 
 #: Per-segment fine-tuning strategies, in the order they are tried.
 FINETUNE_STRATEGIES = ("bias+lowrank-delta", "full-l2")
-
-
-def rmse(y: np.ndarray, pred: np.ndarray) -> float:
-    """Root mean squared error, ``sqrt(mean((y - pred)^2))``; NaN for empty input."""
-    if len(y) == 0:
-        return float("nan")
-    return float(np.sqrt(np.mean((np.asarray(y, np.float64) - np.asarray(pred, np.float64)) ** 2)))
 
 
 @dataclass(frozen=True)

@@ -14,20 +14,20 @@ from safetensors.numpy import load_file, save_file
 
 from embeddings.encoder import resolve_device
 from segmentation._errors import DataError, check_is_fitted
+from segmentation._metrics import paired_bootstrap_ci, rmse
 from segmentation._predict_common import (
     _FORMAT,
     _FORMAT_VERSION,
-    _NOISE,
     SEGMENT_REPORT,
     _child_seed,
     _read_manifest,
     _settings,
     _versions,
     cpu_threads,
-    paired_bootstrap_ci,
 )
 from segmentation._predict_global import GlobalPredictor, _fingerprint, _ridge
-from segmentation._predict_mf import MFParams, Ratings, finetune_mf, rmse
+from segmentation._predict_mf import MFParams, Ratings, finetune_mf
+from segmentation.cluster import NOISE
 from segmentation.config import PredictorConfig
 from segmentation.data import Split, check_schema
 
@@ -121,7 +121,7 @@ class SegmentedPredictor:
     def segments_of(self, user_ids: pl.Series) -> np.ndarray:
         """Segment ids of users (-1 for outliers and users without an assignment)."""
         get = self._segment_of.get
-        return np.fromiter((get(u, _NOISE) for u in user_ids), dtype=np.int64, count=len(user_ids))
+        return np.fromiter((get(u, NOISE) for u in user_ids), dtype=np.int64, count=len(user_ids))
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Predict with the user's segment model where one was kept, else with the global model.
@@ -274,14 +274,14 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
         valid_preds = global_model.component_predictions(valid)
     valid_out = global_model.combine(valid_preds)
     seg_of = dict(zip(assignments["user_id"].to_list(), assignments["segment_id"].to_list()))
-    train_seg = np.fromiter((seg_of.get(u, _NOISE) for u in split.train["user_id"]), np.int64, split.train.height)
-    valid_seg = np.fromiter((seg_of.get(u, _NOISE) for u in split.valid["user_id"]), np.int64, split.valid.height)
+    train_seg = np.fromiter((seg_of.get(u, NOISE) for u in split.train["user_id"]), np.int64, split.train.height)
+    valid_seg = np.fromiter((seg_of.get(u, NOISE) for u in split.valid["user_id"]), np.int64, split.valid.height)
     pred_valid_global = np.clip(valid_out, *clip)
 
     rows: list[dict] = []
     trials: list[dict] = []
     models: dict[int, _SegmentModel] = {}
-    segments = sorted(s for s in set(assignments["segment_id"].to_list()) if s != _NOISE)
+    segments = sorted(s for s in set(assignments["segment_id"].to_list()) if s != NOISE)
     # one gate per segment tried: with Bonferroni, the chance that any segment passes by luck stays 1 - gate_level
     n_tested = sum(int((valid_seg == s).sum()) >= config.per_segment.min_segment_valid for s in segments) if strategies else 0
     level = gate_level(config, n_tested)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
-import scipy.stats
 
 from segmentation._errors import ConfigError, DataError
+from segmentation._metrics import bootstrap_ci, ndcg_from_hits
 from segmentation._predict_global import GlobalPredictor
 from segmentation._predict_mf import MFParams
 from segmentation.planted import NOISE_LABEL, PlantedBehaviour, planted_behaviour
@@ -204,27 +204,20 @@ def ndcg_per_user(scores: np.ndarray, seen: np.ndarray, relevant: np.ndarray, k:
     """
     s = np.where(seen, -np.inf, scores)
     top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    hits = np.take_along_axis(relevant, top, axis=1).astype(np.float64)
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = hits @ disc
-    n_rel = relevant.sum(axis=1)
-    idcg = np.array([disc[: min(k, int(n))].sum() for n in n_rel])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n_rel > 0, dcg / idcg, np.nan)
+    return ndcg_from_hits(np.take_along_axis(relevant, top, axis=1), relevant.sum(axis=1))
 
 
 def mean_diff_ci(a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0,
                  level: float = 0.95) -> tuple[float, float, float]:  # fmt: skip
-    """Mean of ``b - a`` over paired per-user values with a percentile bootstrap interval (scipy)."""
+    """Mean of ``b - a`` over paired per-user values with a percentile bootstrap interval (:func:`bootstrap_ci`)."""
     d = np.asarray(b, np.float64) - np.asarray(a, np.float64)
     d = d[np.isfinite(d)]
     if len(d) < 2:
         return float("nan"), float("nan"), float("nan")
     if np.allclose(d, d[0]):
         return float(d[0]), float(d[0]), float(d[0])
-    res = scipy.stats.bootstrap((d,), np.mean, n_resamples=n_boot, confidence_level=level, method="percentile",
-                                random_state=np.random.default_rng(seed))  # fmt: skip
-    return float(d.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high)
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, seed=seed, level=level)
+    return float(d.mean()), lo, hi
 
 
 # ------------------------------------------------------------------------------------------------ planted

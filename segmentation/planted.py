@@ -28,6 +28,7 @@ import numpy as np
 import polars as pl
 
 from segmentation._errors import DataError
+from segmentation.cluster import NOISE
 from segmentation.data import INTERACTIONS
 
 __all__ = [
@@ -42,8 +43,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-NOISE_LABEL = -1
-"""Truth label of planted noise points and noise users (the same value as ``cluster.NOISE``)."""
+NOISE_LABEL = NOISE
+"""Truth label of planted noise points and noise users: ``cluster.NOISE``, the outlier label of the segments."""
 
 
 def zipf_sizes(n: int, k: int, *, ratio: float = 11.0) -> np.ndarray:

@@ -33,10 +33,11 @@ Models are saved as safetensors weights plus a ``manifest.json`` (config, vocabu
 pickle anywhere.
 """
 
-from segmentation._predict_common import PAIRS, SEGMENT_REPORT, paired_bootstrap_ci
+from segmentation._metrics import paired_bootstrap_ci, rmse
+from segmentation._predict_common import PAIRS, SEGMENT_REPORT
 from segmentation._predict_global import GlobalPredictor, fit_global_predictor
 from segmentation._predict_llm import EncoderRegressor, fit_encoder_predictor
-from segmentation._predict_mf import FINETUNE_STRATEGIES, rmse
+from segmentation._predict_mf import FINETUNE_STRATEGIES
 from segmentation._predict_segments import SegmentedPredictor, fit_segment_predictors
 
 __all__ = [

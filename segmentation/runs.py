@@ -16,7 +16,9 @@ Layout of ``<output_dir>/<run-id>/``::
 ``<output_dir>/latest`` is a symlink to the newest complete run; a failed or
 killed run leaves only a ``.partial-*`` folder that is never ``latest``. A killed
 run's ``.partial-*`` folder is *stale*: :func:`stale_partials` finds them and
-:func:`clean_output_dir` (``segflow clean``) removes them.
+:func:`clean_output_dir` (``segflow clean``) removes them. The writer holds a file lock
+(``filelock``, an OS lock the kernel drops when the process dies) on ``.writer.lock`` in its
+partial folder while it writes; a partial folder whose lock can be taken has no live writer.
 
 Bounded disk: before publishing, :func:`link_unchanged` replaces every file of
 at least :data:`LINK_MIN_BYTES` whose bytes (SHA-256) equal a file of the run
@@ -43,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+from filelock import FileLock, Timeout
 
 from segmentation._errors import ConfigError, DataError
 
@@ -55,6 +58,7 @@ SCHEMA_VERSION = 1
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4,}$")
 PARTIAL_PREFIX = ".partial-"
 WRITER_FILE = ".writer.json"  # inside a partial folder: who is writing it
+LOCK_FILE = ".writer.lock"  # inside a partial folder: locked by its writer while it runs
 LINK_MIN_BYTES = 4096  # smaller files take one block either way: not worth hashing and linking
 
 
@@ -104,21 +108,27 @@ def previous_run(output_dir: str | Path, run_dir: str | Path) -> Path | None:
 
 
 def _writer_alive(partial: Path) -> bool | None:
-    """True/False when the folder's writer ran on this machine and is / is not running; None when unknown."""
+    """True/False when the folder's writer ran on this machine and is / is not running; None when unknown.
+
+    Alive means its lock file is locked (:class:`filelock.FileLock`); OS locks are not reliable across
+    machines (network file systems), so a writer on another host, or a folder without a lock file, is unknown.
+    """
     try:
-        writer = json.loads((partial / WRITER_FILE).read_text())
-        pid, host = int(writer["pid"]), writer["host"]
+        host = json.loads((partial / WRITER_FILE).read_text())["host"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if host != socket.gethostname():
+    lock_path = partial / LOCK_FILE
+    if host != socket.gethostname() or not lock_path.is_file():
         return None
+    probe = FileLock(lock_path)
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
+        probe.acquire(timeout=0)
+    except Timeout:
         return True
-    return True
+    except OSError:  # cannot open the lock file (permissions): say nothing
+        return None
+    probe.release()
+    return False
 
 
 def stale_partials(output_dir: Path) -> list[Path]:
@@ -332,13 +342,23 @@ class RunWriter:
             self._set_paths()
         else:  # pragma: no cover - 20 collisions in a row
             raise DataError(f"could not find a free run id in {self.output_dir}")
+        self._lock = FileLock(self.path / LOCK_FILE, thread_local=False)  # any thread of the run may publish
+        self._lock.acquire(timeout=0)  # a fresh folder: nobody else can hold it
         (self.path / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                          "started": time.time()}))  # fmt: skip
         return self
 
+    def _unlock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
+
     def publish(self) -> Path:
         """Hard-link unchanged files, rename the finished folder into place, point ``latest`` at it, prune."""
         (self.path / WRITER_FILE).unlink(missing_ok=True)
+        self._unlock()
+        (self.path / LOCK_FILE).unlink(missing_ok=True)
         previous = _link_source(self.output_dir)
         try:
             s = self.link_stats = link_unchanged(self.path, previous)
@@ -370,6 +390,7 @@ class RunWriter:
         if exc_type is None:
             self.publish()
         else:
+            self._unlock()
             shutil.rmtree(self.path, ignore_errors=True)
             logger.info("run %s failed; removed its partial folder, %s/latest unchanged", self.run_id, self.output_dir)
 

@@ -167,7 +167,8 @@ class _Hierarchy:
         self.mst = model.minimum_spanning_tree_.to_numpy()
 
     def labels(self, min_cluster_size: int, method: str, epsilon: float) -> np.ndarray:
-        # hdbscan's own step from a single-linkage tree to labels (private, stable since 0.8.x)
+        # hdbscan's own step from a single-linkage tree to labels: private (no public API re-cuts a fitted tree at
+        # another min_cluster_size), pinned to a public fit by tests/unit/test_library_crosschecks.py
         from hdbscan.hdbscan_ import _tree_to_labels
 
         out = _tree_to_labels(self.points, self.linkage, min_cluster_size, method, False, False, epsilon)

@@ -295,7 +295,7 @@ def evaluate(dataset: Dataset, split: Split, segmentation: Segmentation, global_
 def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segment_models, config: EvalConfig,
                     seed: int) -> dict:  # fmt: skip
     """Rating accuracy of the global and segmented models, the segmented gain and the random-partition control."""
-    from segmentation.evaluate import evaluate_ratings
+    from segmentation.evaluate import evaluate_ratings, rmse
     from segmentation.predict import paired_bootstrap_ci
 
     p_global = global_model.predict(test)
@@ -319,7 +319,7 @@ def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segm
                                       seed=seed)  # fmt: skip
         report = getattr(segment_models.control, "report_", None)
         rating["random_partition_control"] = {
-            "rmse": float(np.sqrt(np.mean((y - p_ctl) ** 2))), "rmse_change": d, "ci": [a, b],
+            "rmse": rmse(y, p_ctl), "rmse_change": d, "ci": [a, b],
             "segments_kept": int(report["kept"].sum()) if report is not None else None,
             "note": "same fine-tuning and gate on random partitions of the same sizes",
         }  # fmt: skip

@@ -54,6 +54,17 @@ def test_killed_writer_leaves_latest_and_a_stale_partial(tmp_path):
     assert stale_partials(out) == [partial]  # its writer is gone, though it is newer than the complete run
 
 
+def test_a_killed_writers_pid_reused_by_a_live_process_does_not_keep_its_folder_alive(tmp_path):
+    # liveness is the writer's file lock, which the kernel drops at death, not a pid that may be reused
+    out = tmp_path / "runs"
+    make_published_run(out)
+    partial = _killed_writer(out)
+    writer = json.loads((partial / runs.WRITER_FILE).read_text())
+    (partial / runs.WRITER_FILE).write_text(json.dumps({**writer, "pid": os.getpid()}))  # a live process took the pid
+    assert stale_partials(out) == [partial]
+    assert (partial / runs.LOCK_FILE).is_file()  # the dead writer's lock file is there, unlocked
+
+
 def test_live_and_unknown_writers(tmp_path):
     out = tmp_path / "runs"
     old_unknown = out / ".partial-20000101-000000-aaaa"  # e.g. from another machine, older than any run
