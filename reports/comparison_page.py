@@ -36,7 +36,7 @@ def _matches_table(comp: dict[str, Any], href: dict[int, str]) -> Table | None:
 
 
 def _comparison_context(comp: Any, segs: list[Seg], href: str | None = None) -> dict[str, Any] | None:
-    """The 'since the previous run' block from :func:`reports.compare.compare_runs`'s result."""
+    """The 'since the previous run' block from :func:`segmentation.compare.compare_runs`'s result."""
     if not isinstance(comp, dict) or not comp:
         return None
     return {
@@ -66,7 +66,7 @@ def _drift_table(comp: dict[str, Any]) -> Table | None:
 
 def comparison_page(comp: dict[str, Any], out_dir: Path, *, title: str = "What changed between two runs",
                     run_id: str = "", segs: list[Seg] | None = None, home: str | None = None) -> Path:  # fmt: skip
-    """Write ``out_dir/comparison.html`` for :func:`reports.compare.compare_runs`'s result."""
+    """Write ``out_dir/comparison.html`` for :func:`segmentation.compare.compare_runs`'s result."""
     out_dir.mkdir(parents=True, exist_ok=True)
     _copy_assets(out_dir)
     segs = segs or []

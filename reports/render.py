@@ -34,7 +34,8 @@ def render_report(data: RunFolder, out_dir: Path) -> Path:
     """Write the report: ``index.html``, one ``segment-<id>.html`` per segment, and ``assets/``.
 
     Args:
-        data: everything the report shows (see :class:`reports.model.RunFolder`).
+        data: everything the report shows (:class:`segmentation.run_folder.RunFolder`, read back by
+            :func:`segmentation.run_folder.load_run_folder`).
         out_dir: folder to write into (created; earlier segment pages in it are replaced).
 
     Returns:
