@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -108,17 +107,9 @@ def publish_artifacts(run_dir: str | Path) -> None:
         for r in run.segments.iter_rows(named=True)
     ]  # fmt: skip
     create_table_artifact(key="segflow-segments", table=json.loads(json.dumps(table)), description="segments")
-    link, where = report_link(run_dir, _base_url(run_dir))
+    link, where = report_link(run_dir, (run.config.get("report") or {}).get("base_url") or None)
     create_link_artifact(key="segflow-report", link=link, link_text="segment report",
                          description=f"HTML report of this run ({where})")  # fmt: skip
-
-
-def _base_url(run_dir: Path) -> str | None:
-    """``report.base_url`` of the run's saved configuration (``config.toml``), if any."""
-    path = Path(run_dir) / "config.toml"
-    if not path.exists():
-        return None
-    return (tomllib.loads(path.read_text()).get("report") or {}).get("base_url") or None
 
 
 def _seg(sid: Any, name: Any) -> str:

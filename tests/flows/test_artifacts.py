@@ -11,7 +11,6 @@ import pytest
 
 from flows.artifacts import BASE_DIR_ENV, BASE_URL_ENV, report_link, summary_markdown
 from reports import render_report
-from segmentation.runs import SCHEMA_VERSION
 from segmentation.verdicts import rating_verdict
 from tests.fixtures_report import make_report_input, write_run_folder
 
@@ -31,12 +30,12 @@ def _metrics(kept: list[bool], change: float, ci: list[float], control: dict | N
     return m
 
 
-def _run(tmp_path: Path, metrics: dict, config_toml: str = "", data=None) -> Path:
+def _run(tmp_path: Path, metrics: dict, base_url: str | None = None, data=None) -> Path:
     data = data or make_report_input(n_users=80, n_segments=2)
+    if base_url is not None:  # the run's configuration, as the run folder keeps it
+        data = dataclasses.replace(data, config={**data.config, "report": {**data.config["report"], "base_url": base_url}})
     folder = write_run_folder(data, tmp_path / RUN_ID)
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
-    (folder / "config.toml").write_text(config_toml)
     return folder
 
 
@@ -121,11 +120,10 @@ def test_published_link_artifact_uses_the_runs_base_url(tmp_path, no_env, monkey
     monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: None)
     monkeypatch.setattr(artifacts, "create_table_artifact", lambda **kw: None)
     monkeypatch.setattr(artifacts, "create_link_artifact", lambda **kw: made.update(kw))
-    run = _run(tmp_path, _metrics([True], -0.02, [-0.03, -0.01]),
-               '[report]\ntitle = "t"\nbase_url = "https://reports.example.com/runs"\n')  # fmt: skip
+    run = _run(tmp_path, _metrics([True], -0.02, [-0.03, -0.01]), "https://reports.example.com/runs")
     artifacts.publish_artifacts(run)
     assert made["link"] == f"https://reports.example.com/runs/{RUN_ID}/report/index.html"
-    (run / "config.toml").write_text('[report]\ntitle = "t"\n')
+    run = _run(tmp_path / "b", _metrics([True], -0.02, [-0.03, -0.01]))
     artifacts.publish_artifacts(run)
     assert made["link"].startswith("file://") and "last resort" in made["description"]
 
