@@ -57,7 +57,6 @@ __all__ = [
     "fine_tune",
     "index",
     "load",
-    "write_run",
     "rank",
     "represent",
     "segment",
@@ -65,6 +64,7 @@ __all__ = [
     "stability",
     "train_global",
     "with_stability",
+    "write_run",
 ]
 
 logger = logging.getLogger(__name__)
