@@ -5,14 +5,14 @@ import json
 import logging
 import math
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-from segmentation.runs import load_run, previous_run
+from segmentation.run_folder import load_run_folder
+from segmentation.stability import TENTATIVE
 
 logger = logging.getLogger("segmentation.compare")  # a library logger: reaches the run logs like the stages' own
 
@@ -26,25 +26,24 @@ def _fmt(x: object, nd: int = 4) -> str:
 
 
 def summary_markdown(run_dir: Path) -> str:
-    """The run's headline figures as markdown (also printed by the CLI).
+    """The run's headline figures as markdown (also printed by ``segflow show``).
 
-    The rating verdict and the random-partition control are the report's own sentences
-    (:func:`reports.rating_verdict`, :func:`reports.control_text`), so the artifact and the report never disagree.
+    The rating verdict, the random-partition control and the tentative segments are the run's own
+    (``metrics.json`` → ``verdicts``, the sentences the report prints), so the artifact and the report never disagree.
     """
-    from reports import control_text, rating_verdict
-
-    run = load_run(run_dir)
+    run = load_run_folder(run_dir)
     m = run.metrics
     seg = m.get("segmentation", {})
-    verdict = rating_verdict(m)
+    verdicts = run.verdicts
+    verdict = verdicts["rating"]
     lines = [
         f"# segflow run {run.path.name}",
         "",
         f"- data: {m['data']['name']} ({m['data']['n_users']} users, {m['data']['n_items']} items, "
         f"{m['data']['n_interactions']} interactions)",
         f"- segments: **{seg.get('n_segments')}**, outliers {100 * seg.get('noise_share', 0):.1f} %",
-        f"- {'rating model' if (m.get('rating') or {}).get('skipped') else 'rating accuracy'}: **{verdict.headline}**"
-        + (f" {verdict.detail}" if verdict.detail else ""),
+        f"- {'rating model' if (m.get('rating') or {}).get('skipped') else 'rating accuracy'}: **{verdict['headline']}**"
+        + (f" {verdict['detail']}" if verdict["detail"] else ""),
         f"- report: `{run.path / 'report' / 'index.html'}`",
     ]
     ranking = m.get("ranking") or {}
@@ -58,23 +57,17 @@ def summary_markdown(run_dir: Path) -> str:
              ("bootstrap_ari", "on subsamples")) if isinstance(stab.get(key), dict) and stab[key].get("mean") is not None]  # fmt: skip
     if parts:
         lines.insert(-1, f"- segment stability (ARI, 1 = identical): {', '.join(parts)}")
-    lines[-1:-1] = _tentative_lines(run.segments)
-    control = control_text(m)
-    if control:
-        lines.insert(-1, f"- {control}")
+    lines[-1:-1] = _tentative_lines(verdicts.get("tentative") or [])
+    if verdicts.get("control"):
+        lines.insert(-1, f"- {verdicts['control']}")
     return "\n".join(lines)
 
 
-def _tentative_lines(segments: Any) -> list[str]:
-    """The segments whose stability is below the report's 'tentative' line, as the report names them."""
-    from segmentation.stability import TENTATIVE
-
-    if "stability" not in segments.columns:
+def _tentative_lines(tentative: list[dict[str, Any]]) -> list[str]:
+    """The run's tentative segments (``verdicts.tentative``), as the report names them."""
+    if not tentative:
         return []
-    weak = segments.filter((segments["segment_id"] >= 0) & (segments["stability"] < TENTATIVE))
-    if weak.is_empty():
-        return []
-    named = ", ".join(f"{n} ({v:.2f})" for n, v in zip(weak["name"], weak["stability"]))
+    named = ", ".join(f"{t['name']} ({t['stability']:.2f})" for t in tentative)
     return [f"- tentative segments (stability below {TENTATIVE:g}; they dissolve or merge when the users are "
             f"resampled): {named}"]  # fmt: skip
 
@@ -105,7 +98,7 @@ def report_link(run_dir: Path, base_url: str | None = None) -> tuple[str, str]:
 def publish_artifacts(run_dir: str | Path) -> None:
     """Attach the summary, the segment table and the report link to the current flow run."""
     run_dir = Path(run_dir)
-    run = load_run(run_dir)
+    run = load_run_folder(run_dir)
     create_markdown_artifact(key="segflow-summary", markdown=summary_markdown(run_dir), description="run summary")
     table = [
         {"segment": int(r["segment_id"]), "name": r["name"], "size": int(r["size"]),
@@ -114,17 +107,9 @@ def publish_artifacts(run_dir: str | Path) -> None:
         for r in run.segments.iter_rows(named=True)
     ]  # fmt: skip
     create_table_artifact(key="segflow-segments", table=json.loads(json.dumps(table)), description="segments")
-    link, where = report_link(run_dir, _base_url(run_dir))
+    link, where = report_link(run_dir, (run.config.get("report") or {}).get("base_url") or None)
     create_link_artifact(key="segflow-report", link=link, link_text="segment report",
                          description=f"HTML report of this run ({where})")  # fmt: skip
-
-
-def _base_url(run_dir: Path) -> str | None:
-    """``report.base_url`` of the run's saved configuration (``config.toml``), if any."""
-    path = Path(run_dir) / "config.toml"
-    if not path.exists():
-        return None
-    return (tomllib.loads(path.read_text()).get("report") or {}).get("base_url") or None
 
 
 def _seg(sid: Any, name: Any) -> str:
@@ -140,7 +125,7 @@ def _num(x: Any, nd: int = 3) -> str:
 
 
 def comparison_markdown(result: dict[str, Any], *, max_drift: int = 15) -> str:
-    """:func:`reports.compare.compare_runs`'s result as markdown: summary, segment matching, metric drift."""
+    """:func:`segmentation.compare.compare_runs`'s result as markdown: summary, segment matching, metric drift."""
     a, b = Path(result["run_a"]).name, Path(result["run_b"]).name
     lines = ["# What changed since the previous run", "", f"Previous run `{a}`, this run `{b}`.", ""]
     lines += [f"- {s}" for s in result.get("summary", [])]
@@ -172,29 +157,18 @@ def comparison_markdown(result: dict[str, Any], *, max_drift: int = 15) -> str:
 
 
 def compare_with_previous(output_dir: str | Path, run_dir: str | Path) -> dict[str, Any] | None:
-    """Attach the comparison of ``run_dir`` with the previous complete run in ``output_dir`` as the
-    ``segflow-comparison`` markdown artifact; None (and a note artifact) for the first run.
-
-    The run's own ``comparison.json`` (written while publishing, the one its report shows) is used when
-    present; runs without it (the comparison failed while publishing, or an older run) are compared here.
-    """
-    from reports.compare import compare_runs
-
-    saved = Path(run_dir) / "comparison.json"
-    if saved.exists():
-        result = json.loads(saved.read_text())
+    """Attach the run's comparison with the previous complete run in ``output_dir`` (``comparison.json``, written
+    while publishing, the one its report shows) as the ``segflow-comparison`` markdown artifact; None (and a note
+    artifact) when the run has none: the first run in ``output_dir``, or the comparison failed while publishing
+    (the run's log says why)."""
+    result = load_run_folder(run_dir).comparison
+    if result is not None:
         create_markdown_artifact(key="segflow-comparison", markdown=comparison_markdown(result),
                                  description=f"segments and metrics compared with run {Path(result['run_a']).name}")  # fmt: skip
         return result
-    previous = previous_run(output_dir, run_dir)
-    if previous is None:
-        logger.info("no earlier complete run in %s: nothing to compare with", output_dir)
-        create_markdown_artifact(key="segflow-comparison", markdown="# What changed since the previous run\n\n"
-                                 f"This is the first complete run in `{output_dir}`: nothing to compare with.",
-                                 description="comparison with the previous run")  # fmt: skip
-        return None
-    logger.info("comparing %s with the previous run %s", Path(run_dir).name, previous.name)
-    result = compare_runs(previous, Path(run_dir))
-    create_markdown_artifact(key="segflow-comparison", markdown=comparison_markdown(result),
-                             description=f"segments and metrics compared with run {previous.name}")  # fmt: skip
-    return result
+    logger.info("run %s holds no comparison with an earlier run in %s", Path(run_dir).name, output_dir)
+    create_markdown_artifact(key="segflow-comparison", markdown="# What changed since the previous run\n\n"
+                             f"This run holds no comparison with an earlier run in `{output_dir}`: it is the first "
+                             "complete run there, or comparing failed while publishing (see the run's log).",
+                             description="comparison with the previous run")  # fmt: skip
+    return None

@@ -197,9 +197,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     """Render a complete run's report again from the run folder alone (into its report/ or --out)."""
     from reports import render_report
-    from reports.model import load_report_input
+    from segmentation.run_folder import load_run_folder
 
-    data = load_report_input(Path(args.run))
+    data = load_run_folder(Path(args.run))
     out = Path(args.out) if args.out else Path(args.run).resolve() / "report"
     print(f"Report: {render_report(data, out)}")
     return 0

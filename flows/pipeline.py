@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from embeddings.encoder import resolve_model_path
 from flows.artifacts import compare_with_previous, publish_artifacts
+from flows.publish import publish
 from flows.runners import (
     DEFAULT_THREADS,
     dask_without_server,
@@ -84,7 +85,7 @@ def _run_stages(config: PipelineConfig) -> str:
              sum(1 for n in s.futures if n not in ("embed-items", "index")), ", ".join(hits) or "none",
              time.perf_counter() - t0)  # fmt: skip
     timings = {**s.timings(), "flow": round(time.perf_counter() - t0, 3)}
-    return s.call("publish", stages.publish, config, dataset, v["split"], v["segment"], v["describe"], items, users,
+    return s.call("publish", publish, config, dataset, v["split"], v["segment"], v["describe"], items, users,
                   v["index"], v.get("train-global"), v.get("fine-tune-segments"), v["rank"], v["evaluate"], encoder_stats,
                   timings, v["stability"], cached=False, io=True)  # fmt: skip
 

@@ -1,6 +1,10 @@
-"""The analyst-facing HTML report of a segflow run, and the comparison of two runs."""
+"""The analyst-facing HTML report of a segflow run, and the page comparing two runs.
 
-from reports.compare import compare_runs, render_comparison
-from reports.render import Verdict, control_text, rating_verdict, render_report
+Both render from what the run folder holds (:class:`segmentation.run_folder.RunFolder`,
+:func:`segmentation.compare.compare_runs`); nothing here computes a figure or a verdict.
+"""
 
-__all__ = ["Verdict", "compare_runs", "control_text", "rating_verdict", "render_comparison", "render_report"]
+from reports.comparison_page import render_comparison
+from reports.render import render_report
+
+__all__ = ["render_comparison", "render_report"]

@@ -1,6 +1,6 @@
 """Plotly figure builders of the HTML report.
 
-The colour palette and the shared layout (``PALETTE``, ``OUTLIER_COLOR``, ``_LAYOUT``, ``_AXIS``), and one
+The shared layout (``_LAYOUT``, ``_AXIS``; the segments' colours are in :mod:`reports._segments`), and one
 ``fig_*`` function per chart: segment sizes, the category-lift heatmap, RMSE per segment, a segment's
 categories, ratings and demographics, the outliers' nearest segments, and the run comparison's Sankey diagram
 and migration matrix. Each returns a ``go.Figure`` or ``None`` when its data is missing; every string from data
@@ -8,28 +8,19 @@ goes through :func:`reports._format._plain`. The segment map (``fig_map``) draws
 users (a seeded sample beyond).
 """
 
-from __future__ import annotations
-
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 import polars as pl
 
 from reports._format import _ci, _get, _num, _plain, _value, label
-from reports.model import ReportInput
+from reports._segments import OUTLIER_COLOR, PALETTE, Seg, _Overall
 from segmentation.cluster import NOISE
 from segmentation.describe import SegmentProfile
+from segmentation.run_folder import RunFolder
 
-if TYPE_CHECKING:
-    from reports._segments import Seg, _Overall
-
-PALETTE = [
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-    "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
-]  # fmt: skip
-OUTLIER_COLOR = "#a0a4aa"
 MAX_MAP_POINTS = 10_000
 _FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "DejaVu Sans", sans-serif'
 _LAYOUT = {
@@ -54,7 +45,7 @@ def _axis(title: str, **extra: Any) -> dict[str, Any]:
     return {**_AXIS, "title": {"text": _plain(title)}, **extra}
 
 
-def fig_map(data: ReportInput, segs: list[Seg]) -> go.Figure | None:
+def fig_map(data: RunFolder, segs: list[Seg]) -> go.Figure | None:
     """The 2-d segment map: one trace per segment, outliers grey underneath."""
     a = data.assignments
     if a.height == 0 or not {"x", "y", "segment_id"} <= set(a.columns):
@@ -129,7 +120,7 @@ def fig_sizes(segs: list[Seg], n_users: int) -> go.Figure | None:
     return fig
 
 
-def _lift_frame(data: ReportInput) -> pl.DataFrame:
+def _lift_frame(data: RunFolder) -> pl.DataFrame:
     cl = data.category_lift
     if isinstance(cl, pl.DataFrame) and cl.height and {"segment_id", "category", "lift"} <= set(cl.columns):
         return cl if "share" in cl.columns else cl.with_columns(pl.lit(None, pl.Float64).alias("share"))
@@ -139,7 +130,7 @@ def _lift_frame(data: ReportInput) -> pl.DataFrame:
                                       "share": pl.Float64}, orient="row")  # fmt: skip
 
 
-def fig_heatmap(data: ReportInput, segs: list[Seg], max_categories: int = 24) -> go.Figure | None:
+def fig_heatmap(data: RunFolder, segs: list[Seg], max_categories: int = 24) -> go.Figure | None:
     """Segments x categories, coloured by log2 lift (blue = chosen more than by all users)."""
     lf = _lift_frame(data).drop_nulls(["lift"]).filter(pl.col("lift") > 0)
     if lf.height == 0:
@@ -258,7 +249,7 @@ def fig_demographic(a: Any, color: str, max_values: int = 10) -> go.Figure | Non
     return fig
 
 
-def fig_outlier_nearest(data: ReportInput, segs: list[Seg]) -> go.Figure | None:
+def fig_outlier_nearest(data: RunFolder, segs: list[Seg]) -> go.Figure | None:
     a = data.assignments
     if "nearest_segment" not in a.columns:
         return None

@@ -2,24 +2,18 @@
 
 Number formatting (:func:`fmt`, :func:`with_ci`, :func:`seconds`), readable metric labels and help texts
 (:func:`label`, ``_HELP``), tolerant look-ups in the optional metrics dict (:func:`_get`, :func:`_value`,
-:func:`_ci`), the escaping of text drawn by plotly (:func:`_plain`), the :class:`Table` / :class:`Column` /
+:func:`_ci`; they and :func:`fmt` live in :mod:`segmentation._format`, shared with the verdicts), the escaping of text drawn by plotly (:func:`_plain`), the :class:`Table` / :class:`Column` /
 :class:`Cell` model the templates draw, and the builders of generic metric tables (:func:`systems_table`,
-:func:`per_segment_table`, :func:`key_value_table`, :func:`nested_table`). Imports nothing else from
-``reports`` at run time, so every other report module can import it.
+:func:`per_segment_table`, :func:`key_value_table`, :func:`nested_table`). Imports only
+:mod:`reports._segments` from ``reports``, so every page module can import it.
 """
 
-from __future__ import annotations
-
 import html
-import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from segmentation.cluster import NOISE
-
-if TYPE_CHECKING:
-    from reports._segments import Seg
-
+from reports._segments import Seg
+from segmentation._format import _as_ci, _ci, _get, _num, _value, fmt  # noqa: F401  (the report's look-ups, here)
 
 _LABELS = {
     "rmse": "RMSE", "mae": "MAE", "ndcg": "NDCG", "ils": "ILS", "mrr": "MRR", "map": "MAP", "hit": "Hit rate",
@@ -55,11 +49,6 @@ _HELP = {
 # ----------------------------------------------------------------------------- small helpers
 
 
-def segment_filename(segment_id: int) -> str:
-    """The page of one segment: ``segment-<id>.html``, ``segment-outliers.html`` for -1."""
-    return "segment-outliers.html" if segment_id == NOISE else f"segment-{int(segment_id)}.html"
-
-
 def _plain(value: object, limit: int | None = None) -> str:
     """Text for plotly, which reads a subset of HTML: escape it so it shows as typed."""
     s = str(value)
@@ -68,40 +57,8 @@ def _plain(value: object, limit: int | None = None) -> str:
     return html.escape(s, quote=False)
 
 
-def _num(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    return float(v) if math.isfinite(v) else None
 
 
-def fmt(v: Any, kind: str = "auto") -> str:
-    """Format a metric value for a table; missing values become an en dash."""
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if kind == "pct" and isinstance(v, int | float):
-        return f"{100 * v:.1f} %"
-    if kind == "signed" and isinstance(v, int):
-        return f"{v:+,}".replace("-", "−")
-    if kind == "signed" and isinstance(v, float):
-        return f"{v:+.4f}".replace("-", "−")
-    if kind.startswith("d") and isinstance(v, float):
-        return f"{v:,.{int(kind[1:])}f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        a = abs(v)
-        if a == 0:
-            return "0"
-        if a >= 100:
-            return f"{v:,.0f}" if a >= 1000 or v.is_integer() else f"{v:.1f}"
-        if a >= 10:
-            return f"{v:.2f}"
-        return f"{v:.4f}" if a >= 0.001 else f"{v:.2e}"
-    if isinstance(v, list | tuple):
-        return ", ".join(fmt(x) for x in v) if v else "–"
-    return str(v)
 
 
 def column_kind(values: list[Any]) -> str:
@@ -131,43 +88,12 @@ def _help(key: str) -> str | None:
     return _HELP.get(str(key).partition("@")[0])
 
 
-def _get(d: Any, *path: str | int, default: Any = None) -> Any:
-    """``d[p0][p1]...`` with string/int keys interchangeable; ``default`` when any step is missing."""
-    for p in path:
-        if not isinstance(d, dict):
-            return default
-        if p in d:
-            d = d[p]
-        elif str(p) in d:
-            d = d[str(p)]
-        else:
-            return default
-    return d
 
 
-def _ci(d: Any, key: str) -> tuple[float, float] | None:
-    """The 95 % CI of ``d[key]``: ``d[key + "_ci"]``, or ``d[key]["ci"]`` when the value is a dict."""
-    c = _get(d, f"{key}_ci")
-    if c is None:
-        c = _get(d, key, "ci")
-    if isinstance(c, dict):
-        c = [c.get("lo", c.get("low")), c.get("hi", c.get("high"))]
-    if isinstance(c, list | tuple) and len(c) == 2 and all(_num(x) is not None for x in c):
-        return float(c[0]), float(c[1])
-    return None
 
 
-def _as_ci(c: Any) -> tuple[float, float] | None:
-    if isinstance(c, list | tuple) and len(c) == 2 and all(_num(x) is not None for x in c):
-        return float(c[0]), float(c[1])
-    return None
 
 
-def _value(d: Any, key: str) -> Any:
-    v = _get(d, key)
-    if isinstance(v, dict):
-        v = v.get("value", v.get("mean"))
-    return v
 
 
 def with_ci(v: Any, ci: tuple[float, float] | None, kind: str = "auto") -> str:
@@ -338,3 +264,14 @@ def nested_table(d: Any) -> Table | None:
                for f in flat.values()]
             for k in keys]  # fmt: skip
     return Table(cols, rows)
+
+
+def _change_cell(change: float | None, ci: tuple[float, float] | None) -> Cell:
+    if change is None:
+        return Cell("–", cls="num muted")
+    if ci is None:
+        return Cell(fmt(change, "signed"), cls="num", sort=change, title="no confidence interval computed")
+    cls = "good" if ci[1] < 0 else "bad" if ci[0] > 0 else "muted"
+    word = "better" if ci[1] < 0 else "worse" if ci[0] > 0 else "no clear change"
+    return Cell(fmt(change, "signed"), cls=f"num {cls}", sort=change,
+                note=f"{fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')} · {word}")  # fmt: skip

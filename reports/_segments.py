@@ -2,20 +2,30 @@
 
 :class:`Seg` gives each segment its display name, colour and page; :func:`_segments` orders them (segments
 0..K-1, then outliers) and :func:`_overall` computes what the segment pages compare against (:class:`_Overall`).
-It imports from :mod:`reports._format` and :mod:`reports._charts`, which refer to these classes in type hints only.
+The segments' colours (``PALETTE``, ``OUTLIER_COLOR``) and pages (:func:`segment_filename`) are here too: this
+module imports nothing else from ``reports``, so every other report module can import it.
 """
 
 from dataclasses import dataclass
 from typing import Any
 
-import polars as pl
-
-from reports._charts import OUTLIER_COLOR, PALETTE
-from reports._format import _get, segment_filename
-from reports.model import ReportInput
+from segmentation._format import _get, _num, _value
 from segmentation.cluster import NOISE
 from segmentation.describe import SegmentProfile
+from segmentation.run_folder import RunFolder
 from segmentation.stability import TENTATIVE
+from segmentation.verdicts import _change_ci
+
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
+    "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1",
+]  # fmt: skip
+OUTLIER_COLOR = "#a0a4aa"
+
+
+def segment_filename(segment_id: int) -> str:
+    """The page of one segment: ``segment-<id>.html``, ``segment-outliers.html`` for -1."""
+    return "segment-outliers.html" if segment_id == NOISE else f"segment-{int(segment_id)}.html"
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,9 @@ class Seg:
     color: str
     href: str
     profile: SegmentProfile | None
+    tentative: bool = False
+    """Listed among the run's tentative segments (``verdicts.tentative``: stability below
+    :data:`segmentation.stability.TENTATIVE`)."""
 
     @property
     def is_noise(self) -> bool:
@@ -36,11 +49,6 @@ class Seg:
     def stability(self) -> float | None:
         """Mean clusterwise Jaccard over the stability refits (``segments.parquet``), None if not measured."""
         return None if self.profile is None or self.is_noise else self.profile.stability
-
-    @property
-    def tentative(self) -> bool:
-        """Measured and below :data:`segmentation.stability.TENTATIVE`."""
-        return self.stability is not None and self.stability < TENTATIVE
 
     @property
     def short(self) -> str:
@@ -55,9 +63,10 @@ class Seg:
         return f"{head}… {tail}".rstrip()
 
 
-def _segments(data: ReportInput) -> list[Seg]:
+def _segments(data: RunFolder) -> list[Seg]:
     """Segments 0..K-1 then outliers, each with its colour and page."""
     by_id = {p.segment_id: p for p in data.profiles}
+    tentative = {int(t["segment_id"]) for t in data.verdicts.get("tentative") or []}
     ids = set(by_id) | set(data.assignments["segment_id"].unique().to_list() if data.assignments.height else [])
     ordered = sorted(i for i in ids if i != NOISE) + ([NOISE] if NOISE in ids else [])
     out = []
@@ -65,7 +74,7 @@ def _segments(data: ReportInput) -> list[Seg]:
         p = by_id.get(sid)
         name = p.name if p else ("Outliers (no clear segment)" if sid == NOISE else f"Segment {sid}")
         color = OUTLIER_COLOR if sid == NOISE else PALETTE[i % len(PALETTE)]
-        out.append(Seg(int(sid), name, color, segment_filename(sid), p))
+        out.append(Seg(int(sid), name, color, segment_filename(sid), p, int(sid) in tentative))
     return out
 
 
@@ -79,20 +88,10 @@ class _Overall:
     rating_hist: dict[str, float]
 
 
-def rating_summary(user_ratings: pl.DataFrame | None) -> dict[str, Any] | None:
-    """All users' mean rating, ratings per user and rating histogram, from train ratings (None without them)."""
-    if not isinstance(user_ratings, pl.DataFrame) or not user_ratings.height:
-        return None
-    hist = user_ratings["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
-    return {"mean_rating": float(user_ratings["rating"].mean()),  # type: ignore[arg-type]
-            "mean_activity": user_ratings.height / max(user_ratings["user_id"].n_unique(), 1),
-            "hist": {f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])}}  # fmt: skip
-
-
-def _overall(data: ReportInput, segs: list[Seg]) -> _Overall:
+def _overall(data: RunFolder, segs: list[Seg]) -> _Overall:
     n_users = data.assignments.height or int(_get(data.metrics, "data", "n_users", default=0) or 0)
     profs = [s.profile for s in segs if s.profile is not None]
-    summary = data.rating_summary or rating_summary(getattr(data, "user_ratings", None))
+    summary = data.rating_summary
     if summary:
         return _Overall(n_users, summary["mean_rating"], summary["mean_activity"], dict(summary["hist"]))
     # weight each segment by its number of ratings (size x mean activity)
@@ -171,3 +170,16 @@ def unstable_summary(metrics: dict[str, Any], segs: list[Seg]) -> str | None:
     return (f"{len(weak)} of {len(measured)} segments are tentative (mean overlap below {TENTATIVE} when the users are "
             f"resampled and the segments fitted again): " + "; ".join(parts) + ". They dissolve or merge with another "
             "segment on resampled data, so their members and figures may change from run to run.")  # fmt: skip
+
+
+def _implicit(metrics: dict[str, Any]) -> bool:
+    return bool(_get(metrics, "data", "implicit")) or bool(_get(metrics, "rating", "skipped"))
+
+
+def _segment_change(metrics: dict[str, Any], sid: int) -> tuple[float | None, tuple[float, float] | None, Any]:
+    g = _num(_value(_get(metrics, "rating", "global", "per_segment", sid), "rmse"))
+    s = _num(_value(_get(metrics, "rating", "segmented", "per_segment", sid), "rmse"))
+    entry = _get(metrics, "rating", "gain", "per_segment", sid)
+    change, ci = _change_ci(entry, None if g is None or s is None else s - g)
+    n = _get(entry, "n", default=_get(metrics, "rating", "global", "per_segment", sid, "n"))
+    return change, ci, n

@@ -10,8 +10,11 @@ Layout of ``<output_dir>/<run-id>/``::
     index/items/ index/users/ index/segments/   FAISS indexes
     models/global/     the global rating model: weights.safetensors + manifest.json
     models/segments/   kept segment models, assignments, manifest.json (refers to ../global, no copy)
-    metrics.json       data, segmentation, rating, ranking, beyond_accuracy, fairness, timings
-    report/index.html  the HTML report
+    metrics.json       data, segmentation, rating, ranking, beyond_accuracy, fairness, models, timings,
+                       versions, verdicts (segmentation.verdicts.run_verdicts)
+    report_input.json  what presenting needs beyond the files above (segmentation.run_folder.write_run_details)
+    comparison.json    the comparison with the previous complete run (segmentation.compare), if there was one
+    report/index.html  the HTML report, rendered from the folder (segmentation.run_folder.load_run_folder)
 
 ``<output_dir>/latest`` is a symlink to the newest complete run; a failed or
 killed run leaves only a ``.partial-*`` folder that is never ``latest``. A killed
@@ -454,8 +457,19 @@ def load_run(path: Path | str, *, allow_partial: bool = False) -> Run:
     missing = [f for f in ("users.parquet", "segments.parquet", "metrics.json", "manifest.json") if not (path / f).exists()]
     if missing:
         raise DataError(f"{path} is not a complete segflow run folder (missing {missing})")
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest, metrics = (_read_run_json(path / name) for name in ("manifest.json", "metrics.json"))
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise DataError(f"{path}: run schema version {manifest.get('schema_version')} is not {SCHEMA_VERSION}")
-    return Run(path, pl.read_parquet(path / "users.parquet"), pl.read_parquet(path / "segments.parquet"),
-               json.loads((path / "metrics.json").read_text()), manifest)  # fmt: skip
+    return Run(path, pl.read_parquet(path / "users.parquet"), pl.read_parquet(path / "segments.parquet"), metrics,
+               manifest)  # fmt: skip
+
+
+def _read_run_json(path: Path) -> dict:
+    """A run folder's JSON object; :class:`DataError` naming the file when it is damaged."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is not readable JSON ({err}); rerun the run to write it again") from None
+    if not isinstance(data, dict):
+        raise DataError(f"{path} holds {type(data).__name__}, not a JSON object; rerun the run to write it again")
+    return data

@@ -57,7 +57,6 @@ __all__ = [
     "fine_tune",
     "index",
     "load",
-    "publish",
     "rank",
     "represent",
     "segment",
@@ -65,6 +64,7 @@ __all__ = [
     "stability",
     "train_global",
     "with_stability",
+    "write_run",
 ]
 
 logger = logging.getLogger(__name__)
@@ -350,21 +350,24 @@ def segmentation_quality(segmentation: Segmentation) -> dict:
 def _compare_with_previous(output_dir: Path, writer) -> dict | None:
     """Compare the run being written with the newest complete run before it (for the report's comparison page).
 
-    Written to ``comparison.json`` in the run folder. A failed comparison only warns: the run itself is fine.
+    Both runs are read through :func:`segmentation.run_folder.load_run_folder` (so the run's own files must be
+    written first). Written to ``comparison.json`` in the run folder; a failed comparison (an unreadable previous
+    run, or one of an older schema) only warns: the run itself is fine.
     """
-    from reports.compare import compare_runs
+    from segmentation.compare import compare_runs
+    from segmentation.run_folder import COMPARISON, load_run_folder
     from segmentation.runs import previous_run
 
     previous = previous_run(output_dir, writer.final_path)
     if previous is None:
         return None
     try:
-        result = json_safe(compare_runs(previous, writer.path))
-    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as err:
+        result = json_safe(compare_runs(previous, load_run_folder(writer.path, allow_partial=True)))
+    except (OSError, ValueError, KeyError, pl.exceptions.PolarsError) as err:  # DataError is a ValueError
         logger.warning("comparison with the previous run %s failed: %s", previous.name, err)
         return None
     result["run_b"] = str(writer.final_path)
-    (writer.path / "comparison.json").write_text(json.dumps(result, indent=2))
+    (writer.path / COMPARISON).write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -391,15 +394,20 @@ def _same_states(a, b, sa: list, sb: list) -> bool:
             and a.seed == b.seed and tuple(a.rating_range_) == tuple(b.rating_range_))  # fmt: skip
 
 
-def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation: Segmentation, described: Described,
-            items: Embeddings, users: Embeddings, indexes: Indexes, global_model, segment_models, rankings: Rankings,
-            metrics: dict, encoder_stats: dict, timings: dict, stability: dict | None = None) -> str:  # fmt: skip
-    """Write the run folder (data, indexes, models, metrics, report) and publish it as ``latest``."""
-    from reports import render_report
-    from reports.model import ReportInput, load_report_input, save_report_input
-    from segmentation.runs import RunWriter
+def write_run(writer, config: PipelineConfig, dataset: Dataset, split: Split, segmentation: Segmentation,
+              described: Described, items: Embeddings, users: Embeddings, indexes: Indexes, global_model,
+              segment_models, rankings: Rankings, metrics: dict, encoder_stats: dict, timings: dict,
+              stability: dict | None = None) -> None:  # fmt: skip
+    """Write every file of the run folder but the report into ``writer``'s partial folder (a
+    :class:`segmentation.runs.RunWriter` entered by the caller): data files, indexes, models, ``metrics.json``
+    with the verdicts (:func:`segmentation.verdicts.run_verdicts`), ``report_input.json``
+    (:func:`segmentation.run_folder.write_run_details`) and ``comparison.json`` (against the previous run).
 
-    writer = RunWriter(config.output_dir, keep_last=config.output.keep_last)
+    The flow's publish task (``flows/publish.py``) then renders the report from the folder and publishes it.
+    """
+    from segmentation.run_folder import RunFolder, rating_summary, write_run_details
+    from segmentation.verdicts import run_verdicts
+
     full = {
         "run_id": writer.run_id,
         "data": summarise_data(dataset, split),
@@ -418,26 +426,23 @@ def publish(config: PipelineConfig, dataset: Dataset, split: Split, segmentation
     }  # fmt: skip
     full = json_safe(full)
     described = Described(with_stability(described.profiles, stability), described.category_lift)
-    with writer:
-        write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
-                      profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
-                      device=str(encoder_stats.get("device")))  # fmt: skip
-        if global_model is not None:  # implicit feedback trains no rating model
-            global_model.save(writer.path / "models" / "global")
-            segmented = segment_models.models
-            shared = _same_global_model(getattr(segmented, "global_model", None), global_model)
-            segmented.save(writer.path / "models" / "segments",
-                           **({"global_model_dir": writer.path / "models" / "global"} if shared else {}))  # fmt: skip
-        comparison = _compare_with_previous(config.output_dir, writer)
-        save_report_input(ReportInput(
-            title=config.report.title, run_id=writer.run_id, config=config.model_dump(mode="json"), metrics=full,
-            assignments=segmentation.assignments, profiles=described.profiles,
-            segment_models=getattr(segment_models.models, "report_", None) if segment_models is not None else None,
-            recommendations=rankings.by_segment,
-            neighbours=segment_neighbours(indexes), category_lift=described.category_lift,
-            user_ratings=None if dataset.implicit else split.train_full.select("user_id", "rating"),
-            comparison=comparison,
-        ), writer.path)  # fmt: skip
-        # the report reads the run folder only, exactly as `segflow report RUN_DIR` does later
-        render_report(load_report_input(writer.path, allow_partial=True), writer.path / "report")
-    return str(writer.final_path)
+    config_json = config.model_dump(mode="json")
+    full["verdicts"] = run_verdicts(full, config_json, [(p.segment_id, p.name, p.stability) for p in described.profiles])
+    write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
+                  profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
+                  device=str(encoder_stats.get("device")))  # fmt: skip
+    if global_model is not None:  # implicit feedback trains no rating model
+        global_model.save(writer.path / "models" / "global")
+        segmented = segment_models.models
+        shared = _same_global_model(getattr(segmented, "global_model", None), global_model)
+        segmented.save(writer.path / "models" / "segments",
+                       **({"global_model_dir": writer.path / "models" / "global"} if shared else {}))  # fmt: skip
+    write_run_details(writer.path, RunFolder(
+        title=config.report.title, run_id=writer.run_id, config=config_json, metrics=full,
+        assignments=segmentation.assignments, profiles=described.profiles,
+        segment_models=getattr(segment_models.models, "report_", None) if segment_models is not None else None,
+        recommendations=rankings.by_segment, neighbours=segment_neighbours(indexes),
+        category_lift=described.category_lift,
+        rating_summary=None if dataset.implicit else rating_summary(split.train_full.select("user_id", "rating")),
+    ))  # fmt: skip
+    _compare_with_previous(config.output_dir, writer)

@@ -1,4 +1,4 @@
-"""Synthetic :class:`reports.model.ReportInput` bundles for report tests and manual previews.
+"""Synthetic :class:`segmentation.run_folder.RunFolder` bundles for report tests and manual previews.
 
 ``make_report_input()`` is small and hostile: a segment name and an item title
 carry HTML (``HOSTILE_TITLE`` must show as text). ``complete=False`` leaves out
@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from reports.model import ReportInput
 from segmentation.cluster import ASSIGNMENTS, NOISE
 from segmentation.describe import AttributeProfile, SegmentProfile
+from segmentation.run_folder import RunFolder
 
 HOSTILE_TITLE = "<script>alert(1)</script>"
 STABILITY = {1: 0.45}  # segment -> mean clusterwise Jaccard (others 0.9): segment 1 is tentative
@@ -46,7 +46,7 @@ def _hist(rng: np.random.Generator, mean: float) -> dict[str, float]:
 
 
 def make_report_input(n_users: int = 120, n_segments: int = 3, *, seed: int = 0, outlier_share: float = 0.1,
-                      complete: bool = True, title: str = "Synthetic segment report") -> ReportInput:  # fmt: skip
+                      complete: bool = True, title: str = "Synthetic segment report") -> RunFolder:  # fmt: skip
     """A synthetic report bundle with ``n_segments`` segments plus outliers."""
     rng = np.random.default_rng(seed)
     n_noise = int(round(outlier_share * n_users))
@@ -119,7 +119,7 @@ def make_report_input(n_users: int = 120, n_segments: int = 3, *, seed: int = 0,
             stability=None if sid == NOISE or not complete else STABILITY.get(sid, 0.9),
         ))  # fmt: skip
     if not complete:
-        return ReportInput(title=title, run_id="synthetic-minimal", config={}, metrics={}, assignments=assignments,
+        return RunFolder(title=title, run_id="synthetic-minimal", config={}, metrics={}, assignments=assignments,
                            profiles=profiles)  # fmt: skip
     ids = [p.segment_id for p in profiles]
 
@@ -261,7 +261,7 @@ def make_report_input(n_users: int = 120, n_segments: int = 3, *, seed: int = 0,
         "evaluate": {"k": 10, "bootstrap": 200},
         "report": {"title": title, "top_n": 10},
     }  # fmt: skip
-    return ReportInput(title=title, run_id="synthetic-20250101-000000", config=config, metrics=metrics,
+    return RunFolder(title=title, run_id="synthetic-20250101-000000", config=config, metrics=metrics,
                        assignments=assignments, profiles=profiles, segment_models=segment_models,
                        recommendations=recs, neighbours=neighbours, category_lift=None)  # fmt: skip
 
@@ -280,16 +280,23 @@ if __name__ == "__main__":
     print(render_report(make_report_input(args.users, args.segments, complete=not args.minimal), args.out))
 
 
-def write_run_folder(data: ReportInput, folder: Path) -> Path:
-    """The parts of a run folder that :func:`reports.compare.compare_runs` reads."""
+def write_run_folder(data: RunFolder, folder: Path) -> Path:
+    """A complete run folder holding ``data`` (what :func:`segmentation.run_folder.load_run_folder` reads), as the
+    library writes it: data files, ``manifest.json``, ``report_input.json`` and ``comparison.json`` if any."""
     import json
 
     from segmentation.describe import profiles_to_frame
+    from segmentation.run_folder import COMPARISON, write_run_details
+    from segmentation.runs import SCHEMA_VERSION
 
     folder.mkdir(parents=True, exist_ok=True)
     data.assignments.write_parquet(folder / "users.parquet")
     profiles_to_frame(data.profiles).write_parquet(folder / "segments.parquet")
     (folder / "metrics.json").write_text(json.dumps(data.metrics))
+    (folder / "manifest.json").write_text(json.dumps({"run_id": data.run_id, "schema_version": SCHEMA_VERSION}))
+    write_run_details(folder, data)
+    if data.comparison is not None:
+        (folder / COMPARISON).write_text(json.dumps(data.comparison))
     return folder
 
 

@@ -36,7 +36,7 @@ def synthetic_report(tmp_path_factory) -> Path:
     import dataclasses
 
     from reports import render_report
-    from reports.compare import compare_runs
+    from segmentation.compare import compare_runs
 
     runs = make_run_pair(tmp_path_factory.mktemp("runs"), n_users=300)
     data = dataclasses.replace(make_report_input(n_users=300, n_segments=5), comparison=compare_runs(*runs))

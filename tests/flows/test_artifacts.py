@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from flows.artifacts import BASE_DIR_ENV, BASE_URL_ENV, report_link, summary_markdown
-from reports import rating_verdict
-from reports.render import render_report
-from segmentation.runs import SCHEMA_VERSION
+from reports import render_report
+from segmentation.verdicts import rating_verdict
 from tests.fixtures_report import make_report_input, write_run_folder
 
 RUN_ID = "20260101-020000-aaaa"
@@ -31,12 +30,12 @@ def _metrics(kept: list[bool], change: float, ci: list[float], control: dict | N
     return m
 
 
-def _run(tmp_path: Path, metrics: dict, config_toml: str = "") -> Path:
-    data = make_report_input(n_users=80, n_segments=2)
+def _run(tmp_path: Path, metrics: dict, base_url: str | None = None, data=None) -> Path:
+    data = data or make_report_input(n_users=80, n_segments=2)
+    if base_url is not None:  # the run's configuration, as the run folder keeps it
+        data = dataclasses.replace(data, config={**data.config, "report": {**data.config["report"], "base_url": base_url}})
     folder = write_run_folder(data, tmp_path / RUN_ID)
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
-    (folder / "config.toml").write_text(config_toml)
     return folder
 
 
@@ -78,7 +77,7 @@ def test_random_partition_control_is_the_reports_sentence(tmp_path):
 
 
 def test_summary_and_report_say_the_same_verdict(tmp_path):
-    """One function (reports.rating_verdict) makes both sentences: what the report shows is in the artifact."""
+    """One function (segmentation.verdicts.rating_verdict) makes both sentences: what the report shows is in the artifact."""
     metrics = _metrics([False, False], 0.0, [0.0, 0.0])
     data = make_report_input(n_users=80, n_segments=2)
     page = render_report(dataclasses.replace(data, metrics=metrics, segment_models=None), tmp_path / "report")
@@ -121,27 +120,26 @@ def test_published_link_artifact_uses_the_runs_base_url(tmp_path, no_env, monkey
     monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: None)
     monkeypatch.setattr(artifacts, "create_table_artifact", lambda **kw: None)
     monkeypatch.setattr(artifacts, "create_link_artifact", lambda **kw: made.update(kw))
-    run = _run(tmp_path, _metrics([True], -0.02, [-0.03, -0.01]),
-               '[report]\ntitle = "t"\nbase_url = "https://reports.example.com/runs"\n')  # fmt: skip
+    run = _run(tmp_path, _metrics([True], -0.02, [-0.03, -0.01]), "https://reports.example.com/runs")
     artifacts.publish_artifacts(run)
     assert made["link"] == f"https://reports.example.com/runs/{RUN_ID}/report/index.html"
-    (run / "config.toml").write_text('[report]\ntitle = "t"\n')
+    run = _run(tmp_path / "b", _metrics([True], -0.02, [-0.03, -0.01]))
     artifacts.publish_artifacts(run)
     assert made["link"].startswith("file://") and "last resort" in made["description"]
 
 
 def test_summary_names_the_tentative_segments(tmp_path):
     """A segment below the report's 'tentative' stability line is named in the summary, as on its page."""
-    import polars as pl
+    data = make_report_input(n_users=80, n_segments=2)
+    ids = [p.segment_id for p in data.profiles]
 
-    folder = _run(tmp_path, _metrics([False, False], 0.0, [-0.001, 0.001]))
-    seg = pl.read_parquet(folder / "segments.parquet")
-    ids = seg["segment_id"].to_list()
-    stability = [None if s < 0 else (0.41 if s == max(ids) else 0.9) for s in ids]
-    seg.with_columns(pl.Series("stability", stability, dtype=pl.Float64)).write_parquet(folder / "segments.parquet")
-    text = summary_markdown(folder)
-    weak = seg.filter(pl.col("segment_id") == max(ids))["name"][0]
+    def with_stability(weak: float) -> object:
+        return dataclasses.replace(data, profiles=[dataclasses.replace(p, stability=None if p.segment_id < 0 else (
+            weak if p.segment_id == max(ids) else 0.9)) for p in data.profiles])  # fmt: skip
+
+    metrics = _metrics([False, False], 0.0, [-0.001, 0.001])
+    text = summary_markdown(_run(tmp_path / "a", metrics, data=with_stability(0.41)))
+    weak = next(p.name for p in data.profiles if p.segment_id == max(ids))
     line = next(x for x in text.splitlines() if x.startswith("- tentative segments"))
     assert f"{weak} (0.41)" in line and line.count("(0.") == 1
-    seg.with_columns(pl.lit(0.9).alias("stability")).write_parquet(folder / "segments.parquet")
-    assert "tentative" not in summary_markdown(folder)
+    assert "tentative" not in summary_markdown(_run(tmp_path / "b", metrics, data=with_stability(0.9)))

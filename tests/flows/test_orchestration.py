@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.artifacts import comparison_markdown, previous_run
+from flows.artifacts import comparison_markdown
 from flows.runners import _ThreadTimeoutNoteFilter, make_task_runner, needs_own_runner
 from flows.serve import _schedule, absolute_paths, deployment_parameters, serve
 from flows.tasks import cache_key, code_digest
 from segmentation._errors import ConfigError
 from segmentation.config import PipelineConfig, load_config
+from segmentation.runs import previous_run
 
 
 def test_threads_by_default_and_dask_on_request():
@@ -133,7 +134,7 @@ def test_summary_carries_stability_and_the_control(tmp_path):
     text = summary_markdown(folder)
     assert "segment stability (ARI, 1 = identical): between seeds 0.8700, on subsamples 0.9000" in text
     assert "- Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, " \
-           "changed RMSE by +0.0002" in text  # the report's own sentence (reports.control_text)
+           "changed RMSE by +0.0002" in text  # the report's own sentence (verdicts.control)
     assert text.rstrip().endswith("index.html`")
 
 
@@ -141,21 +142,24 @@ def test_comparison_artifact_reuses_the_comparison_the_run_published(tmp_path, m
     import json
 
     import flows.artifacts as artifacts
-    import reports.compare
+    import segmentation.compare
     from tests.fixtures_report import make_run_pair
 
     a, b = make_run_pair(tmp_path)
-    result = json.loads(json.dumps(reports.compare.compare_runs(a, b)))
+    result = json.loads(json.dumps(segmentation.compare.compare_runs(a, b)))
     (b / "comparison.json").write_text(json.dumps(result))
 
     def recomputed(*args, **kwargs):
         raise AssertionError("the comparison was computed again")
 
     made = []
-    monkeypatch.setattr(reports.compare, "compare_runs", recomputed)
+    monkeypatch.setattr(segmentation.compare, "compare_runs", recomputed)
     monkeypatch.setattr(artifacts, "create_markdown_artifact", lambda **kw: made.append(kw))
     assert artifacts.compare_with_previous(tmp_path, b) == result
     assert made and made[0]["markdown"] == artifacts.comparison_markdown(result)
+    (b / "comparison.json").unlink()  # the first run, or a comparison that failed while publishing: a note, no work
+    assert artifacts.compare_with_previous(tmp_path, b) is None
+    assert "holds no comparison" in made[-1]["markdown"]
 
 
 def test_the_flow_parameter_schema_takes_the_flat_predictor_keys_of_0_1_and_refuses_unknown_ones():

@@ -16,14 +16,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/fixtures_report.py from any start directory
 
 from reports import render_report  # noqa: E402
-from reports.render import (  # noqa: E402
-    MAX_MAP_POINTS,
-    control_text,
-    fig_map,
-    rating_verdict,
-    segment_filename,
-    stability_view,
-)
+from reports._charts import MAX_MAP_POINTS, fig_map  # noqa: E402
+from reports.overview import stability_view  # noqa: E402
+from reports.render import segment_filename  # noqa: E402
+from segmentation.verdicts import control_text, rating_verdict  # noqa: E402
 from tests.fixtures_report import HOSTILE_NAME, HOSTILE_TITLE, make_report_input  # noqa: E402
 
 
@@ -267,7 +263,7 @@ def test_segment_page_nav_and_content(report):
 def test_large_maps_are_sampled(monkeypatch):
     data = make_report_input(n_users=400, n_segments=3)
     monkeypatch.setattr("reports._charts.MAX_MAP_POINTS", 100)
-    from reports.render import _segments
+    from reports._segments import _segments
 
     fig = fig_map(data, _segments(data))
     assert sum(len(t.x) for t in fig.data) == 100
@@ -294,7 +290,7 @@ def test_reports_package_does_not_import_prefect():
 
 
 def test_compare_runs_matches_renumbered_segments_by_overlap(tmp_path):
-    from reports.compare import compare_runs
+    from segmentation.compare import compare_runs
     from tests.fixtures_report import make_run_pair
 
     a, b = make_run_pair(tmp_path, n_users=200, moved=0.15)
@@ -316,7 +312,7 @@ def test_compare_runs_matches_renumbered_segments_by_overlap(tmp_path):
 
 
 def test_compare_runs_reports_gone_and_new_segments(tmp_path):
-    from reports.compare import compare_runs
+    from segmentation.compare import compare_runs
     from tests.fixtures_report import make_report_input, write_run_folder
 
     a = make_report_input(n_users=150, n_segments=3)
@@ -332,14 +328,16 @@ def test_compare_runs_reports_gone_and_new_segments(tmp_path):
 
 
 def test_compare_runs_names_a_folder_that_is_not_a_run(tmp_path):
-    from reports.compare import compare_runs
+    from segmentation._errors import DataError
+    from segmentation.compare import compare_runs
 
-    with pytest.raises(FileNotFoundError, match="users.parquet"):
+    with pytest.raises(DataError, match="users.parquet"):
         compare_runs(tmp_path, tmp_path)
 
 
 def test_comparison_page_standalone_and_inside_a_report(tmp_path):
-    from reports.compare import compare_runs, render_comparison
+    from reports import render_comparison
+    from segmentation.compare import compare_runs
     from tests.fixtures_report import make_run_pair
 
     a, b = make_run_pair(tmp_path / "runs")
@@ -360,26 +358,21 @@ def test_comparison_page_standalone_and_inside_a_report(tmp_path):
 
 
 def test_report_rendered_again_from_the_run_folder_is_byte_identical(tmp_path):
-    """The report's inputs survive the run folder: rendering from report_input.json + the data files gives the same
+    """The report's inputs survive the run folder: rendering from the folder (read by load_run_folder) gives the same
     pages as rendering from the objects in memory (what `segflow report RUN_DIR` relies on)."""
     import dataclasses
-    import json
 
-    from reports.model import load_report_input, save_report_input
-    from segmentation.runs import SCHEMA_VERSION
+    from segmentation.run_folder import load_run_folder, rating_summary
     from tests.fixtures_report import make_report_input, write_run_folder
 
     base = make_report_input(150, 3, seed=4)
     ratings = pl.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "rating": [4.0, 2.0, 5.0, 3.5]})
-    data = dataclasses.replace(base, user_ratings=ratings,
+    data = dataclasses.replace(base, rating_summary=rating_summary(ratings),
                                comparison={"summary": ["nothing moved"], "matches": [], "drift": []})  # fmt: skip
     folder = write_run_folder(data, tmp_path / "run")
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
-    (folder / "comparison.json").write_text(json.dumps(data.comparison))
-    save_report_input(data, folder)
     assert "u1" not in (folder / "report_input.json").read_text()  # a summary of the ratings, not the ratings
     render_report(data, tmp_path / "memory")
-    render_report(load_report_input(folder), tmp_path / "folder")
+    render_report(load_run_folder(folder), tmp_path / "folder")
     pages = sorted(p.name for p in (tmp_path / "memory").glob("*.html"))
     assert pages == sorted(p.name for p in (tmp_path / "folder").glob("*.html")) and len(pages) >= 4
     for name in pages:
@@ -387,13 +380,10 @@ def test_report_rendered_again_from_the_run_folder_is_byte_identical(tmp_path):
 
 
 def test_report_command_refuses_a_run_without_report_input(tmp_path, capsys):
-    import json
-
     from flows.cli import main
-    from segmentation.runs import SCHEMA_VERSION
     from tests.fixtures_report import make_report_input, write_run_folder
 
     folder = write_run_folder(make_report_input(60, 2, seed=1), tmp_path / "old-run")
-    (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
+    (folder / "report_input.json").unlink()
     assert main(["report", str(folder)]) == 2
     assert "has no report_input.json" in capsys.readouterr().err

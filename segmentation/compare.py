@@ -7,12 +7,11 @@ Jaccard, and pairs below ``min_jaccard`` count as unmatched (a segment that
 disappeared, or a new one). Outliers (-1) are never matched but are rows and
 columns of the migration matrix.
 
-The result is plain JSON data, so a run can store it and a report can show it
-(``ReportInput.comparison``).
+Runs are read through :func:`segmentation.run_folder.load_run_folder`. The result is plain JSON data: the run
+stores it as ``comparison.json`` (``RunFolder.comparison``), and the report (:mod:`reports.comparison_page`) and the
+Prefect artifacts show it.
 """
 
-import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -21,39 +20,25 @@ import numpy as np
 import polars as pl
 
 from segmentation.cluster import NOISE
+from segmentation.run_folder import RunFolder, load_run_folder
 
-__all__ = ["compare_runs", "render_comparison"]
-
-logger = logging.getLogger(__name__)
+__all__ = ["compare_runs"]
 
 # metric paths left out of the drift table: per-segment detail, bookkeeping, timings
-_SKIP_PARTS = {"per_segment", "sizes", "timings", "versions", "models", "seconds", "run_id", "ci", "notes"}
+_SKIP_PARTS = {"per_segment", "sizes", "timings", "versions", "models", "seconds", "run_id", "ci", "notes",
+              "verdicts"}
 
 
-def _read_run(folder: Path) -> tuple[pl.DataFrame, dict[int, str], dict[str, Any]]:
-    folder = Path(folder)
-    users_file = folder / "users.parquet"
-    if not users_file.is_file():
-        raise FileNotFoundError(f"{users_file} not found: compare_runs needs two run folders (with users.parquet)")
-    users = pl.read_parquet(users_file)
-    missing = {"user_id", "segment_id"} - set(users.columns)
-    if missing:
-        raise ValueError(f"{users_file}: missing column(s) {sorted(missing)}; expected the ASSIGNMENTS schema")
-    users = users.select(pl.col("user_id").cast(pl.String), pl.col("segment_id").cast(pl.Int32))
-    names: dict[int, str] = {}
-    seg_file = folder / "segments.parquet"
-    if seg_file.is_file():
-        seg = pl.read_parquet(seg_file)
-        if {"segment_id", "name"} <= set(seg.columns):
-            names = {int(s): str(n) for s, n in zip(seg["segment_id"], seg["name"])}
-    metrics: dict[str, Any] = {}
-    metrics_file = folder / "metrics.json"
-    if metrics_file.is_file():
-        try:
-            metrics = json.loads(metrics_file.read_text())
-        except json.JSONDecodeError as err:
-            logger.warning("%s is not valid JSON (%s): metric drift left out", metrics_file, err)
-    return users, names, metrics
+def _read_run(run: "RunFolder | Path | str") -> tuple[RunFolder, pl.DataFrame, dict[int, str], dict[str, Any]]:
+    folder = run if isinstance(run, RunFolder) else load_run_folder(run)
+    users = folder.assignments.select(pl.col("user_id").cast(pl.String), pl.col("segment_id").cast(pl.Int32))
+    names = {int(p.segment_id): str(p.name) for p in folder.profiles}
+    return folder, users, names, folder.metrics if isinstance(folder.metrics, dict) else {}
+
+
+def _where(given: "RunFolder | Path | str", folder: RunFolder) -> str:
+    """The folder as the caller named it (a path as given, a loaded run by its path)."""
+    return str(folder.path if isinstance(given, RunFolder) else given)
 
 
 def _name(names: dict[int, str], sid: int) -> str:
@@ -80,12 +65,13 @@ def _per_segment_rmse(metrics: dict[str, Any], sid: int) -> float | None:
     return float(v) if isinstance(v, int | float) and math.isfinite(v) else None
 
 
-def compare_runs(run_a: Path, run_b: Path, *, min_jaccard: float = 0.1) -> dict[str, Any]:
+def compare_runs(run_a: RunFolder | Path | str, run_b: RunFolder | Path | str, *,
+                 min_jaccard: float = 0.1) -> dict[str, Any]:  # fmt: skip
     """Match the segments of run A (earlier) and run B (later) and measure what changed.
 
     Args:
-        run_a: the earlier run folder (``users.parquet``; ``segments.parquet`` and ``metrics.json`` if present).
-        run_b: the later run folder.
+        run_a: the earlier run: a :class:`RunFolder`, or a complete run folder to load.
+        run_b: the later run, likewise.
         min_jaccard: matched pairs with a lower Jaccard overlap count as unmatched.
 
     Returns:
@@ -98,14 +84,13 @@ def compare_runs(run_a: Path, run_b: Path, *, min_jaccard: float = 0.1) -> dict[
         ``change``) and ``summary`` (plain sentences).
 
     Raises:
-        FileNotFoundError: a folder has no ``users.parquet``.
-        ValueError: ``users.parquet`` lacks ``user_id`` or ``segment_id``.
+        DataError: a folder is not a complete run (:func:`segmentation.run_folder.load_run_folder`).
     """
     from scipy.optimize import linear_sum_assignment
     from sklearn.metrics import adjusted_rand_score
 
-    ua, names_a, metrics_a = _read_run(run_a)
-    ub, names_b, metrics_b = _read_run(run_b)
+    fa, ua, names_a, metrics_a = _read_run(run_a)
+    fb, ub, names_b, metrics_b = _read_run(run_b)
     ids_a = sorted(ua["segment_id"].unique().to_list(), key=lambda s: (s == NOISE, s))
     ids_b = sorted(ub["segment_id"].unique().to_list(), key=lambda s: (s == NOISE, s))
     size_a = dict(ua.group_by("segment_id").len().iter_rows())
@@ -186,26 +171,10 @@ def compare_runs(run_a: Path, run_b: Path, *, min_jaccard: float = 0.1) -> dict[
     if n_a != n_b or n_common != n_a:
         summary.append(f"Users: {n_a:,} before, {n_b:,} now ({n_b - n_common:,} new, {n_a - n_common:,} gone).")
     return {
-        "run_a": str(run_a), "run_b": str(run_b), "n_users_a": n_a, "n_users_b": n_b, "n_common": n_common,
+        "run_a": _where(run_a, fa), "run_b": _where(run_b, fb), "n_users_a": n_a, "n_users_b": n_b, "n_common": n_common,
         "ari": ari, "stayed_share": stayed / n_common if n_common else None, "min_jaccard": min_jaccard,
         "matches": matches,
         "migration": {"rows": ids_a, "cols": cols_sorted, "row_names": [_name(names_a, s) for s in ids_a],
                       "col_names": [_name(names_b, s) for s in cols_sorted], "counts": counts[:, col_order].tolist()},
         "metric_drift": drift, "summary": summary,
     }  # fmt: skip
-
-
-def render_comparison(result: dict[str, Any], out_dir: Path, *, title: str = "What changed between two runs") -> Path:
-    """Write ``out_dir/comparison.html`` (migration Sankey and matrix, matches, drift) with its assets.
-
-    Args:
-        result: :func:`compare_runs`'s result.
-        out_dir: folder to write into; a report folder works (the page shares its ``assets/``).
-        title: page title.
-
-    Returns:
-        The path of ``comparison.html``.
-    """
-    from reports.render import comparison_page
-
-    return comparison_page(result, Path(out_dir), title=title)

@@ -1,0 +1,295 @@
+"""The overview page (``index.html``): headline cards, the rating verdict and the control, the segments table,
+the map and charts, accuracy, ranking, beyond-accuracy and fairness tables, segment quality and stability, how
+the clustering settings were chosen, the data, the configuration, timings and versions.
+
+The verdicts are the run's own (``metrics.json`` → ``verdicts``, :attr:`segmentation.run_folder.RunFolder.verdicts`):
+this page prints them and decides nothing.
+"""
+
+from typing import Any
+
+import polars as pl
+
+from reports._charts import fig_heatmap, fig_map, fig_segment_rmse, fig_sizes
+from reports._format import (
+    _HELP,
+    Cell,
+    Column,
+    Table,
+    _c,
+    _change_cell,
+    _flatten,
+    fmt,
+    key_value_table,
+    label,
+    nested_table,
+    per_segment_table,
+    seconds,
+    systems_table,
+)
+from reports._page import _Figures
+from reports._segments import TENTATIVE_MEANING, Seg, _implicit, _Overall, _segment_change, unstable_summary
+from reports.comparison_page import _comparison_context, _has_migration
+from segmentation._format import _get, _num, _value
+from segmentation.cluster import NOISE
+from segmentation.run_folder import RunFolder
+from segmentation.verdicts import Verdict
+
+__all__ = ["selection_view", "stability_view"]
+
+_KEY_CONFIG = [
+    ("data.source", "Data source"), ("data.split", "Test split"), ("data.max_users", "User limit"),
+    ("encoder.model", "Text encoder"), ("encoder.device", "Encoder device"),
+    ("represent.method", "User representation"), ("reduce.n_components", "UMAP dimensions"),
+    ("reduce.n_neighbors", "UMAP neighbours"), ("reduce.metric", "UMAP metric"),
+    ("cluster.min_cluster_size", "Smallest segment"), ("cluster.min_samples", "HDBSCAN min_samples"),
+    ("cluster.cluster_selection_method", "HDBSCAN selection"), ("cluster.outlier_membership", "Outlier reassignment"),
+    ("predictor.model", "Rating model"), ("predictor.per_segment.enabled", "Per-segment fine-tuning"),
+    ("ranker.rankers", "Recommenders compared"), ("evaluate.k", "List length k"),
+    ("evaluate.bootstrap", "Bootstrap resamples"), ("seed", "Seed"),
+]  # fmt: skip
+
+
+def stability_view(segmentation: Any) -> tuple[str | None, Table | None]:
+    """One sentence and a table: ARI of the run's segments against refits with other seeds and on subsamples."""
+    st = _get(segmentation, "stability")
+    if not isinstance(st, dict):
+        return None, None
+    if st.get("skipped"):
+        return f"Not measured: {st['skipped']}.", None
+    rows, parts = [], []
+    for key, what in (("seed_ari", "other seeds"), ("bootstrap_ari", f"{fmt(st.get('fraction'), 'pct')} subsamples")):
+        v = st.get(key)
+        if not isinstance(v, dict) or _num(v.get("mean")) is None:
+            continue
+        values = ", ".join(fmt(x, "d3") for x in v.get("values") or [])
+        rows.append([Cell(f"ARI with {what}", title=_HELP["ari"]), _c(v.get("mean"), "d3"), _c(v.get("min"), "d3"),
+                     Cell(values, cls="muted")])  # fmt: skip
+        parts.append(f"{v['mean']:.2f} with {what}")
+    if not rows:
+        return None, None
+    counts = st.get("n_segments") or []
+    if counts:
+        rows.append([Cell("Segments found per seed"), Cell(", ".join(str(c) for c in counts), cls="val"), Cell(""),
+                     Cell("")])  # fmt: skip
+    low = min(_num(_get(st, k, "mean")) or 1.0 for k in ("seed_ari", "bootstrap_ari"))
+    word = "stable" if low >= 0.8 else "fairly stable" if low >= 0.6 else "unstable: read single segments with care"
+    sentence = (f"Refitting the segments gives ARI {'; '.join(parts)} (1 = identical, 0 = chance): {word}. "
+                f"Measured on {fmt(st.get('n_users'))} users in {seconds(st.get('seconds'))}.")  # fmt: skip
+    cols = [Column("Compared with"), Column("Mean ARI", num=True), Column("Lowest", num=True), Column("Each refit")]
+    return sentence, Table(cols, rows)
+
+
+def selection_view(segmentation: Any) -> tuple[str | None, Table | None]:
+    """How the clustering parameters were chosen without labels: the reason and every candidate's scores."""
+    sel = _get(segmentation, "selection")
+    if not isinstance(sel, dict):
+        return None, None
+    chosen = sel.get("chosen") or {}
+    rows = []
+    for c in sel.get("candidates") or []:
+        if not isinstance(c, dict):
+            continue
+        win = all(c.get(k) == chosen.get(k) for k in ("min_cluster_size", "cluster_selection_method"))
+        rows.append([Cell(("✔ " if win else "") + f"{c.get('min_cluster_size')} · {c.get('cluster_selection_method')}",
+                          cls="strong" if win else ""),
+                     _c(c.get("n_segments")), _c(c.get("noise_share"), "pct"), _c(c.get("dbcv"), "d3"),
+                     _c(c.get("stability"), "d3"), _c(c.get("score"), "d3"),
+                     Cell(fmt(c.get("eligible")), cls="" if c.get("eligible") else "muted")])  # fmt: skip
+    cols = [Column("Smallest segment · method"), Column("Segments", num=True), Column("Outliers", num=True),
+            Column("DBCV", num=True, title=_HELP["dbcv"]), Column("Stability", num=True, title=_HELP["ari"]),
+            Column("Score", num=True, title=str(sel.get("criterion") or "")), Column("Eligible")]  # fmt: skip
+    reason = sel.get("reason")
+    chosen_text = (f"Chosen: segments of at least {sel.get('min_cluster_size')} users, "
+                   f"{sel.get('cluster_selection_method')} selection" if sel.get("min_cluster_size") else None)  # fmt: skip
+    text = "; ".join(str(t) for t in (chosen_text, reason) if t) or None
+    return text, (Table(cols, rows) if rows else None)
+
+
+def _cards(data: RunFolder, segs: list[Seg], verdict: Verdict) -> list[dict[str, str]]:
+    m = data.metrics
+    n_seg = _get(m, "segmentation", "n_segments")
+    if not isinstance(n_seg, int):
+        n_seg = sum(not s.is_noise for s in segs)
+    n_users = _get(m, "data", "n_users") or data.assignments.height
+    a = data.assignments
+    noise = _num(_get(m, "segmentation", "noise_share"))
+    if noise is None and a.height:
+        noise = a.filter(pl.col("segment_id") == NOISE).height / a.height
+    g = _num(_value(_get(m, "rating", "global"), "rmse"))
+    s = _num(_value(_get(m, "rating", "segmented"), "rmse"))
+    sizes = [x.profile.size for x in segs if x.profile is not None and not x.is_noise]
+    implicit = _implicit(m)
+    if implicit:
+        primary = data.verdicts.get("ranking") or {}
+        name, ndcg = primary.get("primary"), primary.get("ndcg")
+        k = primary.get("k") or _get(data.config, "evaluate", "k") or 10
+        quality = {"label": f"Recommendations (NDCG@{k})", "value": fmt(ndcg) if ndcg is not None else "not computed",
+                   "sub": f"{name} recommender; no rating model (implicit feedback)" if name else "implicit feedback"}  # fmt: skip
+    else:
+        quality = {"label": "Rating error (RMSE)",
+                   "value": f"{fmt(g)} → {fmt(s)}" if g is not None and s is not None else "not computed",
+                   "sub": "global model → per-segment models", "kind": verdict.kind}  # fmt: skip
+    noun = "interactions" if implicit else "ratings"
+    return [
+        {"label": "Segments", "value": fmt(n_seg),
+         "sub": f"{min(sizes):,} to {max(sizes):,} users each" if sizes else ""},
+        {"label": "Users", "value": fmt(n_users),
+         "sub": f"{fmt(_get(m, 'data', 'n_interactions'))} {noun}" if _get(m, "data", "n_interactions") else ""},
+        {"label": "Outliers", "value": fmt(noise, "pct") if noise is not None else "not computed",
+         "sub": "users in no clear segment"},
+        quality,
+    ]  # fmt: skip
+
+
+_STABILITY_HELP = ("Mean overlap (Jaccard, 0-1) of the segment with its closest segment when the users are refitted "
+                   "with other seeds and on 80 % subsamples (Hennig's clusterboot). Below 0.6 the segment is "
+                   "tentative: it dissolves or merges with another segment on resampled data.")  # fmt: skip
+
+
+def _segments_table(data: RunFolder, segs: list[Seg], n_users: int, models: dict[int, dict[str, Any]]) -> Table:
+    cols = [
+        Column("Segment"),
+        Column("Users", num=True),
+        Column("Share", num=True),
+        Column("Chooses more than others", title="Categories by lift: share in the segment over share among all users"),
+        Column("Keywords"),
+    ]
+    stab = any(x.stability is not None for x in segs)
+    if stab:
+        cols.append(Column("Stability", num=True, title=_STABILITY_HELP))
+    if models:
+        cols.append(Column("Own model", title="Did a fine-tuned model beat the global one on validation data?"))
+    rows = []
+    for s in segs:
+        p = s.profile
+        if p is None:
+            continue
+        apart = " · ".join(f"{c} {lift:.1f}×" for c, lift in zip(p.top_categories[:3], p.category_lift[:3]))
+        r = models.get(s.id)
+        own = (
+            Cell("–", cls="muted")
+            if r is None
+            else (Cell("kept", cls="good") if r.get("kept") else Cell("global used", cls="muted"))
+        )
+        st = s.stability
+        stab_cell = (Cell("–", cls="num muted") if st is None else
+                     Cell(f"{st:.2f}", cls="num bad" if s.tentative else "num", sort=st,
+                          note="tentative" if s.tentative else None))  # fmt: skip
+        rows.append([Cell(s.name, href=s.href, swatch=s.color, badge="tentative" if s.tentative else None,
+                          title=TENTATIVE_MEANING if s.tentative else None), _c(p.size),
+                     Cell(fmt(p.share, "pct"), cls="num", sort=p.share, bar=p.share),
+                     Cell(apart or "–", cls="nowrap"), Cell("", chips=p.keywords[:4], cls="nowrap")]
+                    + ([stab_cell] if stab else []) + ([own] if models else []))  # fmt: skip
+    return Table(cols, rows, id="segments", wide=True)
+
+
+def _models_table(data: RunFolder, segs: list[Seg], models: dict[int, dict[str, Any]]) -> Table | None:
+    m = data.metrics
+    cols = [Column("Segment"), Column("RMSE global", num=True), Column("RMSE own model", num=True),
+            Column("Model used"), Column("Ratings", num=True), Column("RMSE global", num=True),
+            Column("RMSE per-segment", num=True), Column("Change (95 % CI)", num=True,
+                                                         title="Per-segment minus global RMSE; negative is better")]  # fmt: skip
+    rows = []
+    for s in segs:
+        r = models.get(s.id, {})
+        g = _value(_get(m, "rating", "global", "per_segment", s.id), "rmse")
+        sg = _value(_get(m, "rating", "segmented", "per_segment", s.id), "rmse")
+        change, ci, n = _segment_change(m, s.id)
+        if not r and g is None and sg is None:
+            continue
+        used = Cell("nearest segment's" if s.is_noise else "–", cls="muted") if not r else Cell(
+            "own model" if r.get("kept") else "global", cls="good" if r.get("kept") else "muted",
+            note=str(r["strategy"]) if r.get("strategy") not in (None, "finetune") else None)  # fmt: skip
+        rows.append([Cell(s.name, href=s.href, swatch=s.color), _c(r.get("valid_rmse_global"), "d4"),
+                     _c(r.get("valid_rmse_segment"), "d4"), used, _c(n), _c(g, "d4"), _c(sg, "d4"),
+                     _change_cell(change, ci)])  # fmt: skip
+    groups = [("", 1), ("Validation: picks the model", 3), ("Held-out test: the final check", 4)]
+    return Table(cols, rows, groups=groups, wide=True) if rows else None
+
+
+def _config_rows(data: RunFolder) -> Table | None:
+    cfg = data.config or {}
+    rows = []
+    for path, text in _KEY_CONFIG:
+        v = _get(cfg, *path.split("."), default="__missing__")
+        if v == "__missing__":
+            continue
+        if path == "cluster.min_cluster_size" and v is None:
+            auto = _get(data.metrics, "segmentation", "min_cluster_size")
+            v = f"auto ({auto})" if auto is not None else "auto"
+        rows.append([Cell(text, title=path), Cell("auto" if v is None else fmt(v), cls="val")])
+    return Table([Column("Setting"), Column("Value")], rows) if rows else None
+
+
+def _full_config(cfg: dict[str, Any]) -> Table | None:
+    rows = [[Cell(k), Cell("–" if v is None else fmt(v), cls="val")] for k, v in _flatten(cfg or {})]
+    return Table([Column("Key"), Column("Value")], rows) if rows else None
+
+
+def _timings(metrics: dict[str, Any]) -> Table | None:
+    t = _get(metrics, "timings")
+    if not isinstance(t, dict) or not t:
+        return None
+    rows, total = [], 0.0
+    for k, v in _flatten(t):
+        leaf = k.rsplit(".", 1)[-1]
+        is_time = "." not in k and _num(v) is not None
+        if is_time:
+            total += _num(v) or 0.0
+        text = seconds(v) if is_time or (_num(v) is not None and leaf in ("seconds", "fit", "predict")) else fmt(v)
+        rows.append([Cell(" · ".join(p.replace("_", " ") for p in k.split("."))), Cell(text, cls="val", sort=_num(v))])
+    if total and not any(k in t for k in ("total", "flow", "run")):
+        rows.append(
+            [Cell("total of the stages above", cls="strong"), Cell(seconds(total), cls="val strong", sort=total)]
+        )
+    return Table([Column("Stage"), Column("Time")], rows)
+
+
+def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, Any]:
+    m = data.metrics
+    figs = _Figures()
+    models = data.models_by_segment()
+    verdict = Verdict(**data.verdicts["rating"])
+    n_users = overall.n_users
+    rating = _get(m, "rating")
+    rating_systems = ({k: v for k, v in rating.items() if k not in ("gain", "random_partition_control")}
+                      if isinstance(rating, dict) else None)  # fmt: skip
+    data_info = _get(m, "data") if isinstance(_get(m, "data"), dict) else {}
+    return {
+        "page": "overview",
+        "implicit": _implicit(m),
+        "cards": _cards(data, segs, verdict),
+        "verdict": verdict,
+        "segments_table": _segments_table(data, segs, n_users, models),
+        "unstable": unstable_summary(m, segs),
+        "chart_map": figs.add("map", fig_map(data, segs)),
+        "chart_sizes": figs.add("sizes", fig_sizes(segs, n_users)),
+        "chart_heatmap": figs.add("heatmap", fig_heatmap(data, segs)),
+        "chart_segment_rmse": figs.add("segment-rmse", fig_segment_rmse(m, segs)),
+        "accuracy_table": systems_table(rating_systems, first="Model"),
+        "global_model": key_value_table(_get(m, "models", "global")),
+        "models_table": _models_table(data, segs, models),
+        "ranking_table": systems_table(_get(m, "ranking"), first="Recommender"),
+        "ranking_segments": per_segment_table(_get(m, "ranking"), segs, ("ndcg",)),
+        "beyond_table": systems_table(_get(m, "beyond_accuracy"), first="Recommender"),
+        "beyond_segments": per_segment_table(_get(m, "beyond_accuracy"), segs, ("novelty", "ils")),
+        "fairness": [(label(k), nested_table(v)) for k, v in (_get(m, "fairness") or {}).items()]
+        if isinstance(_get(m, "fairness"), dict)
+        else [],
+        "quality_table": key_value_table(_get(m, "segmentation"), skip=("sizes", "selection", "stability")),
+        "stability": stability_view(_get(m, "segmentation")),
+        "selection": selection_view(_get(m, "segmentation")),
+        "control": data.verdicts.get("control"),
+        "data_table": key_value_table(data_info, skip=("notes", "name")),
+        "data_name": data_info.get("name") or _get(data.config, "data", "source"),
+        "data_notes": [str(n) for n in data_info.get("notes", []) or []],
+        "config_table": _config_rows(data),
+        "full_config": _full_config(data.config),
+        "timings_table": _timings(m),
+        "versions_table": key_value_table(_get(m, "versions"), raw_keys=True, header=("Package", "Version")),
+        "comparison": _comparison_context(
+            data.comparison, segs, "comparison.html" if _has_migration(data.comparison) else None
+        ),
+        "figures": figs.json(),
+    }

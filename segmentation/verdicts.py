@@ -1,0 +1,187 @@
+"""The run's verdicts in plain words, worked out once from the evaluation figures.
+
+:func:`run_verdicts` turns a run's metrics into what every reader of the run is told: did per-segment models
+improve rating accuracy (:func:`rating_verdict`, driven by the confidence interval of the change), what the
+random-partition control says (:func:`control_text`), which segments are tentative, and which recommender lists
+what to recommend to each segment. The run writes the result into ``metrics.json`` under ``verdicts``; the report,
+``segflow show`` and the Prefect artifacts print it and decide nothing themselves.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from segmentation._format import _as_ci, _ci, _get, _num, _value, fmt
+from segmentation.cluster import NOISE
+from segmentation.stability import TENTATIVE
+
+__all__ = ["IMPLICIT_DETAIL", "IMPLICIT_HEADLINE", "Verdict", "control_text", "models_by_segment", "primary_ranking",
+           "rating_verdict", "run_verdicts", "tentative_segments"]  # fmt: skip
+
+IMPLICIT_HEADLINE = "This data is implicit feedback (no ratings), so no rating model was trained."
+IMPLICIT_DETAIL = ("Segments are built from what their members chose, and no per-segment rating model was tried; "
+                   "recommendation quality counts every held-out interaction as relevant.")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The rating verdict: ``kind`` is good, bad, neutral or missing; a headline and a sentence of detail."""
+
+    kind: str
+    headline: str
+    detail: str = ""
+
+
+def _change_ci(gain: Any, change: float | None) -> tuple[float | None, tuple[float, float] | None]:
+    """Change in RMSE (segmented - global) and its CI from a ``rating.gain`` entry."""
+    point = None
+    for key in ("rmse_change", "delta_rmse", "rmse_delta", "change", "rmse"):
+        point = _num(_value(gain, key))
+        if point is not None:
+            ci = _ci(gain, key) or _ci(gain, "ci") or _as_ci(_get(gain, "ci"))
+            break
+    else:
+        ci = _as_ci(_get(gain, "ci"))
+    if point is None:
+        point = change
+    elif change is not None and point * change < 0 and abs(abs(point) - abs(change)) < 1e-6:
+        # the gain was recorded as global - segmented: turn it around to segmented - global
+        point, ci = -point, (None if ci is None else (-ci[1], -ci[0]))
+    return point, ci
+
+
+def models_by_segment(rows: Any) -> dict[int, dict[str, Any]]:
+    """The per-segment model rows (``metrics["models"]["segments"]``) by segment id."""
+    return {int(r["segment_id"]): r for r in rows or [] if isinstance(r, dict) and r.get("segment_id") is not None}
+
+
+def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]] | None = None) -> Verdict:
+    """Did per-segment models improve rating accuracy? Plain words, driven by the CI of the change.
+
+    Implicit feedback (``rating.skipped``) has no rating model: the verdict says so.
+
+    Args:
+        metrics: a run's metrics (``rating.global``, ``rating.segmented``, ``rating.gain``).
+        models: the per-segment model rows by segment id (``kept`` says whether a segment kept its own model);
+            None takes them from ``metrics["models"]["segments"]``.
+    """
+    if _get(metrics, "rating", "skipped"):
+        return Verdict("neutral", IMPLICIT_HEADLINE, IMPLICIT_DETAIL)
+    if models is None:
+        models = models_by_segment(_get(metrics, "models", "segments", default=[]))
+    g = _num(_value(_get(metrics, "rating", "global"), "rmse"))
+    s = _num(_value(_get(metrics, "rating", "segmented"), "rmse"))
+    kept = sum(bool(r.get("kept")) for r in models.values())
+    kept_text = (f" {kept} of {len(models)} segments kept their own fine-tuned model; the others use the global model."
+                 if models else "")  # fmt: skip
+    if g is None or s is None:
+        return Verdict("missing", "Rating accuracy was not computed in this run.", kept_text.strip())
+    change, ci = _change_ci(_get(metrics, "rating", "gain"), s - g)
+    nums = f"RMSE {fmt(s)} with per-segment models vs {fmt(g)} with the global model"
+    if (models and kept == 0) or (not models and change == 0 and ci == (0.0, 0.0)):
+        # every segment predicts with the global model: "change 0, 95 % CI [0, 0]" would say nothing more
+        where = f"none of the {len(models)} segments" if models else "no segment"
+        detail = (f"The fine-tuned per-segment models passed the validation gate in {where}, so every segment uses "
+                  f"the global model")  # fmt: skip
+        if not change:
+            detail += f" (RMSE {fmt(g)})."
+        else:
+            span = f", 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}" if ci else ""
+            detail += f". {nums} (change {fmt(change, 'signed')}{span})."
+        return Verdict("neutral", "No segment kept its own model, so segmentation did not change rating accuracy.",
+                       detail)
+    if ci is not None:
+        span = f"change {fmt(change, 'signed')}, 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}"
+        if ci[0] <= 0 <= ci[1]:
+            return Verdict(
+                "neutral",
+                "Segmentation did not improve rating accuracy.",
+                f"{nums} ({span}: the interval includes zero, so the difference is noise).{kept_text}",
+            )
+        if ci[1] < 0:
+            return Verdict("good", "Per-segment models improved rating accuracy.", f"{nums} ({span}).{kept_text}")
+        return Verdict("bad", "Per-segment models made rating accuracy worse.", f"{nums} ({span}).{kept_text}")
+    change = s - g if change is None else change
+    if abs(change) < 0.001:
+        return Verdict("neutral", "Segmentation did not improve rating accuracy.",
+                       f"{nums} (change {fmt(change, 'signed')}, within the ±0.001 noise floor; no confidence "
+                       f"interval was computed).{kept_text}")  # fmt: skip
+    word = "lower" if change < 0 else "higher"
+    return Verdict(
+        "neutral",
+        f"Per-segment RMSE is {abs(change):.4f} {word}, with no confidence interval.",
+        f"{nums}. Without a confidence interval this may be noise.{kept_text}",
+    )
+
+
+def control_text(metrics: dict[str, Any]) -> str | None:
+    """The random-partition control in plain words: do the segments themselves carry the gain?"""
+    ctl = _get(metrics, "rating", "random_partition_control")
+    if not isinstance(ctl, dict):
+        return None
+    change, ci = _num(ctl.get("rmse_change")), _as_ci(ctl.get("ci"))
+    kept = ctl.get("segments_kept")
+    kept_text = f"{kept} random group{'s' if kept != 1 else ''} kept a fine-tuned model" if kept is not None else ""
+    if change is None:
+        return None
+    span = f" (95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')})" if ci else ""
+    seg_change, seg_ci = _change_ci(_get(metrics, "rating", "gain"), None)
+    seg_ci_text = "" if seg_ci is None else f" (95 % CI {fmt(seg_ci[0], 'signed')} to {fmt(seg_ci[1], 'signed')})"
+    if seg_change is None:
+        compare = ""
+    elif change == 0 and seg_change == 0:
+        compare = (" Neither the segments nor the random groups kept a fine-tuned model that passed the gate, so "
+                   "both predict as the global model does.")  # fmt: skip
+    elif seg_ci is not None and ci is not None and seg_ci[1] < ci[0]:
+        compare = " The segments did better than random groups of the same sizes: they carry real signal."
+    elif seg_ci is not None and seg_ci[1] < 0 <= (ci[1] if ci else 0):
+        compare = (" The segments helped where random groups did not, though the two intervals overlap: "
+                   "treat the segments' gain as likely, not proven.")  # fmt: skip
+    else:
+        compare = (" The segments did no better than random groups of the same sizes, so any change above comes "
+                   "from fine-tuning itself, not from who is in which segment.")  # fmt: skip
+    return (f"Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, "
+            f"changed RMSE by {fmt(change, 'signed')}{span}{'; ' + kept_text if kept_text else ''}. "
+            f"The segments changed it by {fmt(seg_change, 'signed')}{seg_ci_text}.{compare}")  # fmt: skip
+
+
+def tentative_segments(segments: list[tuple[int, str, float | None]]) -> list[dict[str, Any]]:
+    """The segments whose stability (mean clusterwise Jaccard) is below :data:`segmentation.stability.TENTATIVE`.
+
+    Args:
+        segments: (segment id, name, stability or None) of every segment, outliers included (they never count).
+    """
+    return [{"segment_id": int(sid), "name": str(name), "stability": float(st)} for sid, name, st in segments
+            if sid != NOISE and st is not None and st < TENTATIVE]  # fmt: skip
+
+
+def primary_ranking(metrics: dict[str, Any], config: dict[str, Any]) -> dict[str, Any] | None:
+    """The recommender that lists what to recommend to each segment (the last configured one) and its NDCG@k."""
+    ranking = _get(metrics, "ranking")
+    if not isinstance(ranking, dict) or not ranking:
+        return None
+    names = [n for n in (_get(config, "ranker", "rankers") or []) if n in ranking] or list(ranking)
+    k = _get(config, "evaluate", "k") or 10
+    return {"primary": names[-1], "k": k, "ndcg": _num(_get(ranking, names[-1], f"ndcg@{k}"))}
+
+
+def run_verdicts(metrics: dict[str, Any], config: dict[str, Any], segments: list[tuple[int, str, float | None]],
+                 models: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Every verdict of a run, as plain JSON data for ``metrics.json`` (``verdicts``).
+
+    Args:
+        metrics: the run's metrics (without ``verdicts``).
+        config: the run's configuration as JSON data (``PipelineConfig.model_dump(mode="json")``).
+        segments: (segment id, name, stability or None) of every segment.
+        models: the per-segment model rows by segment id; None takes them from ``metrics["models"]["segments"]``.
+
+    Returns:
+        ``rating`` (``kind``, ``headline``, ``detail``), ``control`` (a paragraph or None), ``tentative``
+        (``segment_id``, ``name``, ``stability`` of each tentative segment) and ``ranking`` (``primary``, ``k``,
+        ``ndcg``, or None without ranking metrics).
+    """
+    return {
+        "rating": asdict(rating_verdict(metrics, models)),
+        "control": control_text(metrics),
+        "tentative": tentative_segments(segments),
+        "ranking": primary_ranking(metrics, config),
+    }
