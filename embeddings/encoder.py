@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segmentation._errors import ConfigError, DataError
+from embeddings.errors import ConfigError, DataError
 
 __all__ = ["DEFAULT_MODEL", "Embeddings", "EmbeddingCache", "Encoder", "resolve_device", "resolve_model_path"]
 

@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from embeddings.encoder import DEFAULT_MODEL, resolve_device, resolve_model_path
-from segmentation._errors import ConfigError, DataError
+from embeddings.errors import ConfigError, DataError
 
 __all__ = ["FINETUNE_INFO", "PAIRS", "finetune_encoder", "liked_pairs", "read_finetune_info"]
 

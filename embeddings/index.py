@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segmentation._errors import DataError
+from embeddings.errors import DataError
 
 __all__ = ["VectorIndex", "build_index"]
 
