@@ -27,7 +27,7 @@ NDCG@10 (docs/BENCHMARKS.md, "Top-10 ranking").
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Self, TypeAlias
 
 import numpy as np
@@ -36,8 +36,9 @@ import scipy.sparse as sp
 
 from embeddings.encoder import Embeddings
 from segmentation._errors import ConfigError, DataError, check_is_fitted
-from segmentation.config import RankerConfig
-from segmentation.data import Vocab
+from segmentation.cluster import Segmentation
+from segmentation.config import EvalConfig, RankerConfig
+from segmentation.data import Dataset, Split, Vocab
 
 __all__ = [
     "EASE",
@@ -50,6 +51,8 @@ __all__ = [
     "Ranker",
     "SegflowRanker",
     "make_ranker",
+    "Rankings",
+    "rank_test_users",
     "recommend_for_segment",
     "segment_top_items",
 ]
@@ -741,3 +744,46 @@ def recommend_for_segment(ranker: Ranker, user_ids: Sequence[str], *, n: int = 1
     assignments = pl.DataFrame({"user_id": members, "segment_id": [0] * len(members)},
                                schema={"user_id": pl.String, "segment_id": pl.Int32})  # fmt: skip
     return segment_top_items(recs, assignments, train=train, items=items, n=n, like_threshold=like_threshold)
+
+
+@dataclass(frozen=True)
+class Rankings:
+    """Top-k lists of every ranker for the test users, and what to recommend to each segment.
+
+    ``by_segment``: segment id -> (item id, title, share of the segment's members whose list holds it), best first.
+    """
+
+    recs: dict[str, pl.DataFrame]
+    by_segment: dict[int, list[tuple[str, str, float]]] = field(default_factory=dict)
+    primary: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmentation,
+                    config: RankerConfig, evaluation: EvalConfig, seed: int) -> Rankings:  # fmt: skip
+    """The flow's rank stage: fit each configured ranker on train and list top-k unseen items for every test user;
+    with the last (primary) ranker, what to recommend to each segment (:func:`segment_top_items` of every member's
+    list, as ``Rankings.by_segment``)."""
+    train = split.train_full
+    test_users = split.test["user_id"].unique().sort().to_list()
+    primary = config.rankers[-1]
+    recs, seconds, by_segment = {}, {}, {}
+    for name in config.rankers:
+        t0 = time.perf_counter()
+        ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed,
+                                               implicit=dataset.implicit)  # fmt: skip
+        recs[name] = ranker.recommend(test_users, evaluation.k, exclude_seen=True)
+        if name == primary:  # what to recommend to each segment, from every member's list
+            everyone = ranker.recommend(segmentation.assignments["user_id"].to_list(), evaluation.k, exclude_seen=True)
+            by_segment = _segment_lists(segment_top_items(everyone, segmentation.assignments, items=dataset.items,
+                                                          n=evaluation.k))  # fmt: skip
+        seconds[name] = round(time.perf_counter() - t0, 3)
+    return Rankings(recs, by_segment, primary, seconds)
+
+
+def _segment_lists(top: pl.DataFrame) -> dict[int, list[tuple[str, str, float]]]:
+    """``SEGMENT_ITEMS`` rows as segment id -> (item id, title (the id where the catalogue has none), rec_share)."""
+    out: dict[int, list[tuple[str, str, float]]] = {}
+    for sid, iid, title, share in top.select("segment_id", "item_id", "title", "rec_share").iter_rows():
+        out.setdefault(int(sid), []).append((iid, iid if title is None else title, round(share, 4)))
+    return out
