@@ -185,3 +185,26 @@ def test_pipeline_finetunes_once_and_reuses_the_model(data, tmp_path, monkeypatc
     with pytest.raises(Trained) as other:
         choose_encoder(cfg.model_copy(update={"finetune_learning_rate": 1e-4}), tmp_path, split.train_full, ds.items)
     assert other.value.args[0] != first.model
+
+
+def test_a_run_chooses_its_encoder_once_and_finds_the_model_once(data, tmp_path, monkeypatch):
+    """The items and, with a profile representation, the users are embedded with the one encoder chosen for the run:
+    the model's path is resolved once (it was resolved again by every Encoder, and the choice was made twice)."""
+    import embeddings.encoder as enc
+    import embeddings.finetune as ft
+    from segmentation.config import PipelineConfig
+    from segmentation.represent import represent_users
+
+    resolved, chosen = [], []
+    real_resolve, real_choose = enc.resolve_model_path, ft.choose_encoder
+    monkeypatch.setattr(enc, "resolve_model_path", lambda m: resolved.append(m) or real_resolve(m))
+    monkeypatch.setattr(ft, "resolve_model_path", enc.resolve_model_path)
+    monkeypatch.setattr(ft, "choose_encoder", lambda *a, **k: chosen.append(a) or real_choose(*a, **k))
+    ds, split, _ = data
+    config = PipelineConfig(represent={"method": "item-mean+profile"})
+    choice = ft.choose_encoder(config.encoder, tmp_path)
+    items, _ = enc.embed_items(ds.items, choice, config.encoder)
+    users, _ = represent_users(split, ds.items, items, config, choice)
+    assert resolved == [config.encoder.model] and len(chosen) == 1
+    assert items.model == choice.label and users.model == f"item-mean+profile:{choice.label}"
+    assert users.vectors.shape == (split.train_full["user_id"].n_unique(), 2 * 384)
