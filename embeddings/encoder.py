@@ -275,7 +275,10 @@ class EncoderChoice:
 
 
 def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings) -> tuple[Embeddings, dict]:
-    """Describe and embed every item with the run's encoder; returns the embeddings and the encoder's cache statistics."""
+    """The flow's embed-items stage: describe and embed every item with the run's encoder.
+
+    Returns the embeddings and the encoder's cache statistics (with the device it ran on).
+    """
     texts = describe_items(items)
     encoder = choice.encoder(settings)
     vectors = encoder.encode(texts["description"].to_list())

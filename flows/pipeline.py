@@ -57,7 +57,8 @@ def _run_stages(config: PipelineConfig) -> str:
     split = s.submit("split", split_ratings, dataset.interactions, config.data.split,
                      kwargs={"valid_fraction": config.data.valid_fraction, "seed": config.seed})  # fmt: skip
     # the run's encoder, chosen (and its model found) once, before any embedding; fine-tuning needs the train rows
-    finetune = (s.result("split").train_full, dataset.items, config.seed, dataset.implicit) if config.encoder.finetune else ()
+    finetune = ((s.result("split").train_full, dataset.items, config.seed, dataset.implicit)
+                if config.encoder.finetune else ())  # fmt: skip
     encoder = s.call("choose-encoder", choose_encoder, config.encoder, cache, *finetune, cached=False, io=True)
     s.submit("embed-items", embed_items, dataset.items, encoder, config.encoder, cached=False, io=True)
     items, encoder_stats = s.result("embed-items")

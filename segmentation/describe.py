@@ -428,7 +428,7 @@ def category_lift_table(profiles: list[SegmentProfile]) -> pl.DataFrame:
 
 
 def describe_run(segmentation: Segmentation, split: Split, dataset: Dataset, profiles: pl.DataFrame,
-             users: Embeddings, config: ReportConfig) -> Described:  # fmt: skip
+                 users: Embeddings, config: ReportConfig) -> Described:  # fmt: skip
     """The flow's describe stage: profiles of every segment from train behaviour, item texts and user attributes."""
     pos = {u: i for i, u in enumerate(users.ids)}
     rows = [pos[u] for u in segmentation.assignments["user_id"]]
@@ -439,7 +439,8 @@ def describe_run(segmentation: Segmentation, split: Split, dataset: Dataset, pro
 
 
 def with_stability(profiles: list[SegmentProfile], stability: dict | None) -> list[SegmentProfile]:
-    """The profiles with each segment's stability (``per_segment`` of :func:`segmentation.stability.measure_stability`) filled in.
+    """The profiles with each segment's stability filled in (``per_segment`` of
+    :func:`segmentation.stability.measure_stability`).
 
     Outliers and segments the stability stage did not measure keep ``None``.
     """

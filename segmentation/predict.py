@@ -75,8 +75,8 @@ class FineTuned:
     The control answers "do the segments carry the gain, or would any split of the users do?".
     """
 
-    models: object  # segmentation.predict.SegmentedPredictor
-    control: object | None
+    models: SegmentedPredictor
+    control: SegmentedPredictor | None
     control_assignments: pl.DataFrame | None
 
 
@@ -87,7 +87,8 @@ def random_partition(assignments: pl.DataFrame, seed: int) -> pl.DataFrame:
     return assignments.select("user_id").with_columns(pl.Series("segment_id", labels[rng.permutation(len(labels))]))
 
 
-def fine_tune_segments(global_model, split: Split, segmentation: Segmentation, config: PredictorConfig, seed: int) -> FineTuned:
+def fine_tune_segments(global_model: GlobalPredictor, split: Split, segmentation: Segmentation, config: PredictorConfig,
+                       seed: int) -> FineTuned:  # fmt: skip
     """The flow's fine-tuning stage: a fine-tuned copy of the global model per segment, kept only where validation
     says it helps, plus the random-partition control."""
     real = _segments_for_models(segmentation)
