@@ -118,7 +118,7 @@ def test_users_who_all_chose_the_same_items_and_the_data_is_read_once(tmp_path, 
     assert "Traceback" not in text
     assert re.search(r"segflow: error: cluster: (all \d+ users have the same user vector|HDBSCAN found no segment)", text)
     assert f"(data: ratings file {ratings}, items file {items})" in text
-    assert reads == [], "the flow read the data files again"
+    assert len(reads) == 1, "the data files were read again after the CLI's check (the flow's load stage read them)"
 
 
 def _child(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
