@@ -96,15 +96,18 @@ class Stages:
             opts |= {"cache_policy": NO_CACHE}
         return task(with_library_logs(fn), **opts)
 
-    def call(self, name: str, fn, *args, kwargs: dict[str, Any] | None = None, **opts) -> Any:
+    def call(self, name: str, fn, *args, **opts) -> Any:
         """Run a stage now, in the flow's process; raises its error."""
         t0 = time.perf_counter()
-        self.values[name] = self.task(fn, name, **opts)(*args, **(kwargs or {}))
+        self.values[name] = self.task(fn, name, **opts)(*args)
         self.started[name], self.finished[name] = t0, time.perf_counter()
         return self.values[name]
 
     def submit(self, name: str, fn, *args, kwargs: dict[str, Any] | None = None, **opts) -> PrefectFuture:
-        """Start a stage on the task runner once the stages whose futures are among its arguments are done."""
+        """Start a stage on the task runner once the stages whose futures are among its arguments are done.
+
+        ``kwargs``: the stage function's keyword arguments (``opts`` are the task's options).
+        """
         kwargs = kwargs or {}
         names = {id(f): n for n, f in self.futures.items()}
         self.upstream[name] = [names[id(a)] for a in (*args, *kwargs.values()) if isinstance(a, PrefectFuture)]
