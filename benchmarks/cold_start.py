@@ -68,11 +68,10 @@ from segmentation.coldstart import (  # noqa: E402
 from segmentation.config import PipelineConfig, PredictorConfig  # noqa: E402
 from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
 from segmentation.evaluate import rmse  # noqa: E402
-from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci  # noqa: E402
+from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci, random_partition  # noqa: E402
 from segmentation.rank.base import zscore  # noqa: E402
 from segmentation.rank.ease import ease_weights  # noqa: E402
 from segmentation.represent import DEFAULT_METHOD, build_user_vectors  # noqa: E402
-from segmentation.stages import random_partition  # noqa: E402
 
 logger = logging.getLogger("benchmarks.cold_start")
 

@@ -18,7 +18,7 @@ For each split (BENCHMARK_PROTOCOL.md) one process runs:
   the users with the segments' sizes (does the segmentation itself carry any gain?).
 
 Segments come from the real pipeline (item-mean user vectors -> UMAP -> HDBSCAN, nearest segment for
-outliers, as ``segmentation.stages`` does) when it imports and runs, else from k-means (k=8, seed 0) on
+outliers, as the flow's fine-tuning stage does) when it imports and runs, else from k-means (k=8, seed 0) on
 the mean item-embedding user vectors. Test rows are read only to score. Writes
 ``benchmarks/results/rating.json`` (a list of rows with system, split, rmse, mae, seconds, ...) and prints
 a table. Timings are wall seconds on a shared machine: with ``--repeats N`` the segflow global fits run
@@ -51,8 +51,7 @@ from segmentation._predict_mf import Ratings  # noqa: E402
 from segmentation.config import PredictorConfig  # noqa: E402
 from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
 from segmentation.evaluate import mae, rmse  # noqa: E402
-from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci  # noqa: E402
-from segmentation.stages import random_partition  # noqa: E402
+from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci, random_partition  # noqa: E402
 
 logger = logging.getLogger("benchmarks.rating")
 

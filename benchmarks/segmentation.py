@@ -330,7 +330,7 @@ def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict],
     from segmentation.data import default_cache_dir
     from segmentation.reduce import Reducer
     from segmentation.represent import build_user_vectors
-    from segmentation.stability import choose_parameters
+    from segmentation.selection import choose_parameters
     from segmentation.synthetic import WORLDS, world_log
 
     numba = _warm_umap()

@@ -3,6 +3,10 @@
 >>> enc = Encoder("all-MiniLM-L6-v2")          # doctest: +SKIP
 >>> enc.encode(["Toy Story (1995). Animation, Children's, Comedy"]).shape  # doctest: +SKIP
 (1, 384)
+
+A run chooses its encoder once (:func:`embeddings.finetune.choose_encoder`: the configured model, or the
+model fine-tuned on the run's train rows) and embeds its items (:func:`embed_items`) and, where the user
+representation asks for them, its users' behaviour profiles (:func:`embed_profiles`) with that choice.
 """
 
 import hashlib
@@ -11,12 +15,26 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+import polars as pl
 
-from segmentation._errors import ConfigError, DataError
+from embeddings.errors import ConfigError, DataError
+from embeddings.text import describe_items
 
-__all__ = ["DEFAULT_MODEL", "Embeddings", "EmbeddingCache", "Encoder", "resolve_device", "resolve_model_path"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "EmbeddingCache",
+    "Embeddings",
+    "Encoder",
+    "EncoderChoice",
+    "EncoderSettings",
+    "embed_items",
+    "embed_profiles",
+    "resolve_device",
+    "resolve_model_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -146,12 +164,14 @@ class Encoder:
         device: ``auto``, ``cpu`` or ``cuda``; resolved once, lazily, when the model loads.
         batch_size: texts per forward pass.
         cache_dir: where embeddings are cached; None disables the cache.
+        model_path: ``model`` already resolved (:attr:`EncoderChoice.path`), so it is not resolved again;
+            a local path missing on this machine (a worker with another installation) is resolved here.
 
     The model loads on first need: a run whose texts are all cached never loads it.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
-                 cache_dir: Path | None = None) -> None:  # fmt: skip
+                 cache_dir: Path | None = None, model_path: str | None = None) -> None:  # fmt: skip
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive (given: {batch_size})")
         self.model = model
@@ -159,7 +179,8 @@ class Encoder:
         self.batch_size = batch_size
         self.cache_dir = cache_dir
         self._st = None
-        self.model_path = resolve_model_path(model)
+        usable = model_path is not None and (model_path == model or Path(model_path).exists())
+        self.model_path = model_path if usable else resolve_model_path(model)
         self.cache = EmbeddingCache(cache_dir, model) if cache_dir is not None else None
         self.stats = {"texts": 0, "cache_hits": 0, "embedded": 0, "seconds": 0.0}
         self.device_used: str | None = None
@@ -220,3 +241,53 @@ class Encoder:
         out = np.stack([found[k] for k in keys]).astype(np.float32)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+
+class EncoderSettings(Protocol):
+    """What the embedding functions read of the encoder's configuration (``segmentation.config.EncoderConfig``)."""
+
+    model: str
+    device: str
+    batch_size: int
+    cache: bool
+    finetune: bool
+    finetune_epochs: int
+    finetune_batch_size: int
+    finetune_learning_rate: float
+    finetune_max_pairs: int | None
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """Which model a run's encoder loads, how its vectors are labelled, and where their cache lies.
+
+    Made once per run by :func:`embeddings.finetune.choose_encoder`.
+    """
+
+    model: str  # name or folder given to Encoder (keys the embedding cache)
+    path: str  # ``model`` resolved (resolve_model_path), loaded by sentence-transformers
+    label: str  # Embeddings.model (enters downstream cache keys)
+    cache_dir: Path | None  # Encoder's embedding cache root (None: no cache)
+
+    def encoder(self, settings: EncoderSettings) -> Encoder:
+        return Encoder(self.model, device=settings.device, batch_size=settings.batch_size, cache_dir=self.cache_dir,
+                       model_path=self.path)  # fmt: skip
+
+
+def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings) -> tuple[Embeddings, dict]:
+    """The flow's embed-items stage: describe and embed every item with the run's encoder.
+
+    Returns the embeddings and the encoder's cache statistics (with the device it ran on).
+    """
+    texts = describe_items(items)
+    encoder = choice.encoder(settings)
+    vectors = encoder.encode(texts["description"].to_list())
+    stats = dict(encoder.stats, device=encoder.device_used or "not loaded (all cached)")
+    return Embeddings(texts["item_id"].to_numpy().astype(object), vectors, choice.label), stats
+
+
+def embed_profiles(profiles: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings) -> tuple[Embeddings, dict]:
+    """Embed users' behaviour profiles (``USER_PROFILES`` frame) with the run's encoder."""
+    encoder = choice.encoder(settings)
+    vectors = encoder.encode(profiles["profile"].to_list())
+    return Embeddings(profiles["user_id"].to_numpy().astype(object), vectors, choice.label), dict(encoder.stats)

@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from embeddings.encoder import DEFAULT_MODEL, resolve_device, resolve_model_path
-from segmentation._errors import ConfigError, DataError
+from embeddings.encoder import DEFAULT_MODEL, EncoderChoice, EncoderSettings, resolve_device, resolve_model_path
+from embeddings.errors import ConfigError, DataError
+from embeddings.text import describe_users
 
-__all__ = ["FINETUNE_INFO", "PAIRS", "finetune_encoder", "liked_pairs", "read_finetune_info"]
+__all__ = ["FINETUNE_INFO", "PAIRS", "choose_encoder", "finetune_encoder", "liked_pairs", "read_finetune_info"]
 
 logger = logging.getLogger(__name__)
 
@@ -299,3 +300,60 @@ def read_finetune_info(folder: Path) -> dict | None:
         return json.loads((Path(folder) / FINETUNE_INFO).read_text())
     except (OSError, ValueError):
         return None
+
+
+def choose_encoder(settings: EncoderSettings, cache_dir: Path | None, train: pl.DataFrame | None = None,
+                   items: pl.DataFrame | None = None, seed: int = 0, implicit: bool = False) -> EncoderChoice:  # fmt: skip
+    """The run's encoder, chosen once: the configured model, or with ``settings.finetune`` that model fine-tuned
+    on the train rows. The model's path is resolved here, once per run (:func:`resolve_model_path`).
+
+    The fine-tuned model is trained once and kept under ``<cache_dir>/encoders/finetuned-<key>``, the
+    key a hash of the (profile, liked item) pairs, the fine-tuning settings, the base model and ``seed``;
+    a rerun on the same train rows and settings loads it instead of training again. Its embeddings are
+    cached apart from the base model's (the cache is keyed by the model folder, under a folder named by
+    the hash of its weights).
+
+    Args:
+        settings: the encoder's configuration (``EncoderConfig``).
+        cache_dir: the run's cache folder (embeddings under ``embeddings/``, fine-tuned models under ``encoders/``).
+        train, items: the split's train rows (``split.train_full``) and the items; needed with ``settings.finetune``.
+        seed, implicit: the run's seed, and whether the data is implicit feedback (every row counts as liked).
+
+    Raises:
+        ConfigError: the model cannot be found; or ``settings.finetune`` without train rows, items or a cache folder.
+    """
+    emb_cache = (cache_dir / "embeddings") if (settings.cache and cache_dir) else None
+    path = resolve_model_path(settings.model)
+    if not settings.finetune:
+        return EncoderChoice(settings.model, path, settings.model, emb_cache)
+    if train is None or items is None or cache_dir is None:
+        raise ConfigError("encoder.finetune = true needs the split's train rows, the items and a cache folder: pass "
+                          "train=, items= and cache_dir= (the flow does this; see flows/pipeline.py)")  # fmt: skip
+    min_rating = None if implicit or train["rating"].n_unique() <= 1 else 4.0  # implicit: every row counts as liked
+    pairs = liked_pairs(train, items, describe_users(train, items, implicit=implicit), min_rating=min_rating,
+                        max_per_user=5, seed=seed)  # fmt: skip
+    settings_key = (settings.model, settings.finetune_epochs, settings.finetune_batch_size,
+                    settings.finetune_learning_rate, settings.finetune_max_pairs, seed, "mnrl/1")  # fmt: skip
+    folder = Path(cache_dir) / "encoders" / f"finetuned-{_pairs_key(pairs, settings_key)}"
+    info = read_finetune_info(folder)
+    if info is None or not (folder / "modules.json").exists():
+        if folder.exists():
+            logger.warning("removing an incomplete fine-tuned encoder folder %s", folder)
+            shutil.rmtree(folder)
+        finetune_encoder(pairs, base_model=settings.model, output_dir=folder, epochs=settings.finetune_epochs,
+                         batch_size=settings.finetune_batch_size, learning_rate=settings.finetune_learning_rate,
+                         max_pairs=settings.finetune_max_pairs, seed=seed, device=settings.device)  # fmt: skip
+        info = read_finetune_info(folder) or {}
+    else:
+        logger.info("reusing the fine-tuned encoder %s", folder)
+    weights = str(info.get("weights_sha256", ""))[:12]
+    label = f"{settings.model}+finetuned:{weights}"
+    return EncoderChoice(str(folder), str(folder), label, (emb_cache / f"finetuned-{weights}") if emb_cache else None)
+
+
+def _pairs_key(pairs: pl.DataFrame, settings: tuple) -> str:
+    """Content hash of the pairs frame and the fine-tuning settings (the fine-tuned model's folder name)."""
+    h = hashlib.sha256(str(pairs.schema).encode())
+    h.update(pairs.hash_rows(seed=0).to_numpy().tobytes())
+    h.update(repr(settings).encode())
+    return h.hexdigest()[:24]

@@ -2,18 +2,24 @@
 
 :class:`VectorIndex` keeps external ids beside the FAISS index, is exact (flat)
 below ``approximate_above`` vectors and HNSW above, and saves to a folder as
-``index.faiss`` + ``ids.npy`` + ``manifest.json``.
+``index.faiss`` + ``ids.npy`` + ``manifest.json``. :func:`build_indexes` builds a run's three
+(items, users, segment centroids); :func:`segment_neighbours` reads the nearest segments from them.
 """
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
+import polars as pl
 
-from segmentation._errors import DataError
+from embeddings.encoder import Embeddings
+from embeddings.errors import DataError
 
-__all__ = ["VectorIndex", "build_index"]
+__all__ = ["IndexSettings", "Indexes", "Segmented", "VectorIndex", "build_index", "build_indexes", "segment_centroids",
+           "segment_neighbours"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +122,59 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, *, kind: str = "auto", app
                 hnsw_m: int = 32) -> VectorIndex:  # fmt: skip
     """Build a :class:`VectorIndex` (convenience wrapper)."""
     return VectorIndex(kind, approximate_above=approximate_above, hnsw_m=hnsw_m).fit(ids, vectors)
+
+
+class IndexSettings(Protocol):
+    """What :func:`build_indexes` reads of the index configuration (``segmentation.config.IndexConfig``)."""
+
+    kind: str
+    approximate_above: int
+    hnsw_m: int
+
+
+class Segmented(Protocol):
+    """The users' segments as :func:`build_indexes` reads them (``segmentation.cluster.Segmentation``): an
+    ``assignments`` frame whose ``segment_id`` column gives each user's segment, in the rows' order of the
+    user vectors."""
+
+    assignments: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class Indexes:
+    """FAISS indexes of a run: items, users and segment centroids."""
+
+    items: VectorIndex
+    users: VectorIndex
+    segments: VectorIndex | None
+
+
+def segment_centroids(users: Embeddings, assignments: pl.DataFrame) -> Embeddings:
+    """L2-normalised mean user vector per segment; ids are segment ids as str.
+
+    ``assignments``' ``segment_id`` column holds each user's segment in the rows' order of ``users``; negative
+    ids (outliers, -1) have no centroid.
+    """
+    labels = assignments["segment_id"].to_numpy()
+    ids = sorted(int(s) for s in set(labels.tolist()) if s >= 0)
+    cents = np.stack([users.vectors[labels == s].mean(axis=0) for s in ids]) if ids else np.zeros((0, users.dim), np.float32)
+    cents = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+    return Embeddings(np.asarray([str(s) for s in ids], dtype=object), cents.astype(np.float32), "centroids")
+
+
+def build_indexes(items: Embeddings, users: Embeddings, segments: Segmented, config: IndexSettings) -> Indexes:
+    """The flow's index stage: item, user and segment-centroid indexes (exact below ``approximate_above`` vectors)."""
+    kw = dict(kind=config.kind, approximate_above=config.approximate_above, hnsw_m=config.hnsw_m)
+    cents = segment_centroids(users, segments.assignments)
+    seg_index = build_index(cents.ids, cents.vectors, kind="flat") if len(cents.ids) else None
+    return Indexes(build_index(items.ids, items.vectors, **kw), build_index(users.ids, users.vectors, **kw), seg_index)
+
+
+def segment_neighbours(indexes: Indexes, k: int = 3) -> dict[int, list[tuple[int, float]]]:
+    """For each segment, its ``k`` nearest segments by centroid cosine similarity."""
+    if indexes.segments is None:
+        return {}
+    out = {}
+    for sid in indexes.segments.ids_:
+        out[int(sid)] = [(int(o), round(s, 4)) for o, s in indexes.segments.similar(sid, k)]
+    return out

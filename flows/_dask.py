@@ -2,7 +2,7 @@
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from flows.runners import library_logs_to_run
+from flows.run_logs import library_logs_to_run
 
 
 class StageLoggingPlugin(WorkerPlugin):

@@ -92,7 +92,7 @@ def _resume_hint(args: argparse.Namespace) -> str:
     config = getattr(args, "config_model", None)
     if config is None:
         return "Stages that finished are kept in the task cache; a rerun resumes from them."
-    from segmentation.pipeline import cache_root
+    from segmentation.data import cache_root
 
     return (f"The stages that finished are kept in {cache_root(config) / 'prefect-results'}; a rerun with the same "
             "data and configuration resumes from them.")  # fmt: skip

@@ -1,11 +1,11 @@
 """Which library code a flow stage depends on, hashed: a fix in one stage leaves the other stages' caches valid.
 
 A stage's cache key carries :func:`stage_digest` of its function: the source of the function and of the
-helpers it calls in its own module, the module-level constants it reads, and the files of every library module
-it references (imports inside the function, or names imported at the module's top) together with everything
-those modules import, found from their ASTs (lazy imports inside functions included). A fix in
-``segmentation/evaluate.py`` therefore invalidates ``evaluate`` and not the hour of embedding, segmenting and
-ranking before it, so a rerun after the fix resumes. A function whose source cannot be read (defined at run
+helpers it calls in its own module, the module-level constants it reads, and the files of its own module and
+of every library module it references (imports inside the function, or names imported at the module's top)
+together with everything those modules import, found from their ASTs (lazy imports inside functions
+included). A fix in ``segmentation/evaluate.py`` therefore invalidates ``evaluate`` and not the hour of
+embedding, segmenting and ranking before it, so a rerun after the fix resumes. A function whose source cannot be read (defined at run
 time, or outside the library) falls back to the hash of the whole library.
 """
 
@@ -76,7 +76,7 @@ def stage_digest(fn, root: Path | None = None) -> str:
     """Hash of the library code ``fn`` (a stage function of a library module) can run.
 
     Args:
-        fn: the stage's function, e.g. ``segmentation.stages.rank``.
+        fn: the stage's function, e.g. ``segmentation.rank.rank_test_users``.
         root: the folder holding the library packages (default: where ``segmentation`` is imported from).
     """
     root = root or _root()
@@ -112,7 +112,7 @@ def _stage_digest(module: str, func: str, root: Path, _stamp: tuple) -> str:
     if func not in top:
         return library_digest()
     used_nodes: list[ast.AST] = []
-    modules: set[str] = set()
+    modules: set[str] = {module}  # the stage's own module whole, as for every module it imports
     todo, seen = [func], set()
     while todo:
         n = todo.pop()

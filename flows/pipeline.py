@@ -21,25 +21,27 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from embeddings.encoder import resolve_model_path
+from embeddings.encoder import embed_items
+from embeddings.finetune import choose_encoder
+from embeddings.index import build_indexes
 from flows.artifacts import compare_with_previous, publish_artifacts
 from flows.publish import publish
-from flows.runners import (
-    DEFAULT_THREADS,
-    dask_without_server,
-    library_logs_to_run,
-    make_task_runner,
-    needs_own_runner,
-    prepare_workers,
-)
+from flows.run_logs import library_logs_to_run
+from flows.runners import DEFAULT_THREADS, dask_without_server, make_task_runner, needs_own_runner, prepare_workers
 from flows.tasks import Stages
 from flows.tasks import retry_unless_user_error as _retry_unless_user_error  # noqa: F401  (tests import it from here)
-from segmentation import stages
 from segmentation.cache import clean_cache
+from segmentation.cluster import segment_users
 from segmentation.config import PipelineConfig
-from segmentation.pipeline import cache_root
-from segmentation.preflight import check_dataset
+from segmentation.data import cache_root, split_ratings
+from segmentation.describe import describe_run
+from segmentation.evaluate import evaluate_run
+from segmentation.predict import fine_tune_segments, fit_global_predictor
+from segmentation.preflight import check_dataset, load_for_run
+from segmentation.rank import rank_test_users
+from segmentation.represent import represent_users
 from segmentation.runs import check_output_dir
+from segmentation.stability import measure_stability
 
 DEFAULT_CONFIG = PipelineConfig()  # frozen: safe as a shared default
 
@@ -50,34 +52,38 @@ def _run_stages(config: PipelineConfig) -> str:
     cache = cache_root(config)
     s = Stages(config)
     t0 = time.perf_counter()
-    dataset = s.call("load", stages.load, config.data, cache, cached=False, io=True)  # bad input fails here, first
+    dataset = s.call("load", load_for_run, config.data, cache, cached=False, io=True)  # bad input fails here, first
     check_dataset(dataset, config)  # too few users etc.: before hours of embedding (a deployment's run skips the CLI)
-    split = s.submit("split", stages.split, dataset, config.data, config.seed)
-    # fine-tuning needs the train rows
-    finetune = (split, config.seed, dataset.implicit) if config.encoder.finetune else ()
-    s.submit("embed-items", stages.embed_items, dataset.items, config.encoder, cache, *finetune, cached=False, io=True)
+    split = s.submit("split", split_ratings, dataset.interactions, config.data.split,
+                     kwargs={"valid_fraction": config.data.valid_fraction, "seed": config.seed})  # fmt: skip
+    # the run's encoder, chosen (and its model found) once, before any embedding; fine-tuning needs the train rows
+    finetune = ((s.result("split").train_full, dataset.items, config.seed, dataset.implicit)
+                if config.encoder.finetune else ())  # fmt: skip
+    encoder = s.call("choose-encoder", choose_encoder, config.encoder, cache, *finetune, cached=False, io=True)
+    s.submit("embed-items", embed_items, dataset.items, encoder, config.encoder, cached=False, io=True)
     items, encoder_stats = s.result("embed-items")
     # implicit feedback has no ratings to predict: no rating model, no per-segment fine-tuning (rankers only)
     rated = not dataset.implicit
     if rated:
-        global_model = s.submit("train-global", stages.train_global, split, items, config.predictor, config.seed)
-    s.submit("represent", stages.represent, split, dataset.items, items, config, cache, dataset.implicit)
+        global_model = s.submit("train-global", fit_global_predictor, split, config.predictor,
+                                kwargs={"item_embeddings": items, "seed": config.seed})  # fmt: skip
+    s.submit("represent", represent_users, split, dataset.items, items, config, encoder, dataset.implicit)
     users, profiles = s.result("represent")
-    segmentation = s.submit("segment", stages.segment, users, config.reduce, config.cluster, config.seed)
-    s.submit("stability", stages.stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
+    segmentation = s.submit("segment", segment_users, users, config.reduce, config.cluster, config.seed)
+    s.submit("stability", measure_stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
              config.seed)  # fmt: skip
-    s.submit("describe", stages.describe, segmentation, split, dataset, profiles, users, config.report)
-    s.submit("index", stages.index, items, users, segmentation, config.index, cached=False)
+    s.submit("describe", describe_run, segmentation, split, dataset, profiles, users, config.report)
+    s.submit("index", build_indexes, items, users, segmentation, config.index, cached=False)
     if rated:
-        segment_models = s.submit("fine-tune-segments", stages.fine_tune, global_model, split, segmentation,
+        segment_models = s.submit("fine-tune-segments", fine_tune_segments, global_model, split, segmentation,
                                   config.predictor, config.seed)  # fmt: skip
     else:
         log.info("implicit feedback (no rating column): no rating model and no per-segment fine-tuning; "
                  "the rankers are fitted and evaluated on every held-out interaction")  # fmt: skip
         global_model = segment_models = None
-    rankings = s.submit("rank", stages.rank, split, dataset, items, segmentation, config.ranker, config.evaluate,
+    rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
                         config.seed)  # fmt: skip
-    s.submit("evaluate", stages.evaluate, dataset, split, segmentation, global_model, segment_models, rankings, items,
+    s.submit("evaluate", evaluate_run, dataset, split, segmentation, global_model, segment_models, rankings, items,
              config.evaluate, config.seed)  # fmt: skip
     v = s.wait_all()
     hits = s.cached()
@@ -110,8 +116,7 @@ def segflow_pipeline(config: PipelineConfig = DEFAULT_CONFIG) -> str:
     orch = config.orchestration
     log.info("segflow run: data=%s, encoder=%s, seed=%d, task runner=%s", config.data.source, config.encoder.model,
              config.seed, orch.task_runner)  # fmt: skip
-    check_output_dir(config.output_dir)  # fail before the work, not after it
-    resolve_model_path(config.encoder.model)
+    check_output_dir(config.output_dir)  # fail before the work, not after it (the encoder's model: see choose-encoder)
     if needs_own_runner(orch):
         if orch.task_runner == "dask" and dask_without_server():
             log.warning("task_runner = 'dask' without a Prefect server (PREFECT_API_URL unset): every Dask worker "

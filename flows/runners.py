@@ -1,4 +1,4 @@
-"""Task runners and log routing for the segflow flow (``orchestration`` section of the configuration).
+"""Task runners for the segflow flow (``orchestration`` section of the configuration).
 
 * ``threads`` (default): Prefect's ThreadPoolTaskRunner in the flow's process.
 * ``dask``: prefect-dask's DaskTaskRunner, on a temporary ``LocalCluster`` bound to
@@ -16,15 +16,12 @@ from segmentation.config import OrchestrationConfig
 
 __all__ = [
     "DEFAULT_THREADS",
-    "LIBRARY_LOGGERS",
     "dask_without_server",
-    "library_logs_to_run",
     "make_task_runner",
     "needs_own_runner",
     "prepare_workers",
 ]
 
-LIBRARY_LOGGERS = ("embeddings", "segmentation", "reports")
 DEFAULT_THREADS = 2  # the flow's own ThreadPoolTaskRunner; other settings run the stages in a subflow
 
 logger = logging.getLogger(__name__)
@@ -79,42 +76,3 @@ def dask_without_server() -> bool:
     from prefect.settings import PREFECT_API_URL
 
     return not PREFECT_API_URL.value()
-
-
-def library_logs_to_run() -> None:
-    """Route the libraries' INFO logs into the current flow/task run's logs (the Prefect UI).
-
-    ``PREFECT_LOGGING_EXTRA_LOGGERS`` (set by the CLI) attaches Prefect's API handler to these loggers but leaves
-    their level to the root logger (WARNING), and a worker's or Dask worker's process may lack the variable. This
-    attaches the handler where missing (and drops duplicates), and lowers an unset level to
-    ``PREFECT_LOGGING_LEVEL`` (INFO). Idempotent; called at the start of every stage, wherever it runs.
-    """
-    from prefect.logging.handlers import APILogHandler
-    from prefect.settings import PREFECT_LOGGING_LEVEL
-
-    level = PREFECT_LOGGING_LEVEL.value()
-    task_log = logging.getLogger("prefect.task_runs")
-    if not any(isinstance(f, _ThreadTimeoutNoteFilter) for f in task_log.filters):
-        task_log.addFilter(_ThreadTimeoutNoteFilter())
-    for name in LIBRARY_LOGGERS:
-        lib = logging.getLogger(name)
-        api = [h for h in lib.handlers if isinstance(h, APILogHandler)]
-        if not api:
-            lib.addHandler(APILogHandler())
-        for extra in api[1:]:  # a Dask worker re-runs Prefect's logging set-up, adding a second one: each log twice
-            lib.removeHandler(extra)
-        if lib.level == logging.NOTSET:
-            lib.setLevel(level)
-
-
-class _ThreadTimeoutNoteFilter(logging.Filter):
-    """Drop Prefect's per-task warning that a timeout in a worker thread cannot interrupt a blocking call.
-
-    Every stage on the threads or Dask runner runs in a worker thread, so the note would repeat on every
-    task of every run. docs/OPERATIONS.md says it once: there, a stage's time limit takes effect at its
-    next Python-level step; the stages that read and write files run in the flow's main thread, where
-    the limit also interrupts a blocked read or write.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "running in a worker thread. Timeouts in worker threads" not in record.getMessage()

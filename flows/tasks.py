@@ -16,10 +16,11 @@ from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
 from flows.code_digest import library_digest, stage_digest
-from flows.runners import library_logs_to_run
+from flows.run_logs import library_logs_to_run
 from segmentation._errors import SegflowError
+from segmentation.cache import fingerprint
 from segmentation.config import PipelineConfig
-from segmentation.pipeline import cache_root, fingerprint
+from segmentation.data import cache_root
 
 __all__ = ["Stages", "cache_key", "code_digest", "key_part", "retry_unless_user_error", "with_library_logs"]
 
@@ -102,12 +103,16 @@ class Stages:
         self.started[name], self.finished[name] = t0, time.perf_counter()
         return self.values[name]
 
-    def submit(self, name: str, fn, *args, **opts) -> PrefectFuture:
-        """Start a stage on the task runner once the stages whose futures are among ``args`` are done."""
+    def submit(self, name: str, fn, *args, kwargs: dict[str, Any] | None = None, **opts) -> PrefectFuture:
+        """Start a stage on the task runner once the stages whose futures are among its arguments are done.
+
+        ``kwargs``: the stage function's keyword arguments (``opts`` are the task's options).
+        """
+        kwargs = kwargs or {}
         names = {id(f): n for n, f in self.futures.items()}
-        self.upstream[name] = [names[id(a)] for a in args if isinstance(a, PrefectFuture)]
+        self.upstream[name] = [names[id(a)] for a in (*args, *kwargs.values()) if isinstance(a, PrefectFuture)]
         self.started[name] = time.perf_counter()
-        future = self.task(fn, name, **opts).submit(*args)
+        future = self.task(fn, name, **opts).submit(*args, **kwargs)
         future.add_done_callback(lambda _, n=name: self.finished.setdefault(n, time.perf_counter()))
         self.futures[name] = future
         return future

@@ -1,42 +1,16 @@
-"""Errors and warnings shared by the segflow libraries.
+"""The errors every layer raises, re-exported from the bottom layer (:mod:`embeddings.errors`).
 
-Every error a user can cause (bad files, bad configuration) is a subclass of
-:class:`SegflowError`; the CLI prints its message and exits non-zero without a
-traceback. Programming errors stay ordinary Python exceptions.
+The same class objects, so ``except DataError`` catches what ``embeddings`` and ``segmentation`` raise alike.
 """
 
+from embeddings.errors import (
+    ConfigError,
+    DataError,
+    DataWarning,
+    NotFittedError,
+    SchemaError,
+    SegflowError,
+    check_is_fitted,
+)
 
-class SegflowError(Exception):
-    """Base class of the errors that a user can fix by changing input or configuration."""
-
-
-class DataError(SegflowError, ValueError):
-    """Input data is unreadable or violates the expected contract.
-
-    The message names the file, the row or column, what was found and what was expected.
-    """
-
-
-class SchemaError(DataError):
-    """A table lacks columns, has unexpected ones, or holds the wrong types."""
-
-
-class ConfigError(SegflowError, ValueError):
-    """A configuration file or override is invalid."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """An estimator was used before ``fit``."""
-
-
-class DataWarning(UserWarning):
-    """Input data was repaired (duplicates dropped, ids cast); the message says what and how many."""
-
-
-def check_is_fitted(estimator: object, attribute: str) -> None:
-    """Raise :class:`NotFittedError` if ``estimator`` lacks the fitted ``attribute``."""
-    if getattr(estimator, attribute, None) is None:
-        raise NotFittedError(
-            f"This {type(estimator).__name__} instance is not fitted yet. "
-            "Call 'fit' with appropriate arguments before using this estimator."
-        )
+__all__ = ["ConfigError", "DataError", "DataWarning", "NotFittedError", "SchemaError", "SegflowError", "check_is_fitted"]

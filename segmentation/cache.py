@@ -11,25 +11,76 @@ An *entry* is one file or folder directly under a removable folder (one file per
 of ``embeddings/<model>/``). Its last use is the newest access or modification time of
 its files; file systems mounted ``noatime`` record only modifications, so there "least
 recently used" means least recently written.
+
+:func:`fingerprint` makes the content hashes that the flow's task cache keys are built from.
 """
 
+import hashlib
 import logging
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from pydantic import ByteSize, TypeAdapter, ValidationError
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, ByteSize, TypeAdapter, ValidationError
 
+from embeddings.encoder import Embeddings
 from segmentation._errors import ConfigError
+from segmentation.cluster import Segmentation
+from segmentation.config import config_hash
+from segmentation.data import Dataset, Split
 
-__all__ = ["CacheEntry", "CleanedCache", "cache_entries", "clean_cache", "parse_size"]
+__all__ = ["CODE_VERSION", "CacheEntry", "CleanedCache", "cache_entries", "clean_cache", "fingerprint", "parse_size"]
 
 logger = logging.getLogger(__name__)
 
 TASK_CACHE_FOLDERS = ("prefect-results", "encoders")
 EMBEDDINGS_FOLDER = "embeddings"
+
+
+CODE_VERSION = "segflow-0.1.0/2"  # bump when a cached stage's output would change for the same inputs
+
+
+def fingerprint(*objs: Any) -> str:
+    """A content hash of frames, arrays, embeddings, configs and plain values (for cache keys)."""
+    h = hashlib.sha256(CODE_VERSION.encode())
+    for o in objs:
+        _feed(h, o)
+    return h.hexdigest()[:24]
+
+
+def _feed(h: "hashlib._Hash", o: Any) -> None:
+    if isinstance(o, pl.DataFrame):
+        h.update(str(o.schema).encode())
+        h.update(o.hash_rows(seed=0).to_numpy().tobytes())
+    elif isinstance(o, np.ndarray):
+        h.update(str(o.dtype).encode() + str(o.shape).encode())
+        h.update(np.ascontiguousarray(o).tobytes() if o.dtype != object else "\x1f".join(map(str, o)).encode())
+    elif isinstance(o, Embeddings):
+        _feed(h, o.ids)
+        _feed(h, o.vectors)
+        h.update(o.model.encode())
+    elif isinstance(o, Dataset):
+        for part in (o.interactions, o.items, o.users):
+            _feed(h, part)
+    elif isinstance(o, Split):
+        for part in (o.train, o.valid, o.test):
+            _feed(h, part)
+    elif isinstance(o, Segmentation):
+        _feed(h, o.assignments)
+    elif isinstance(o, BaseModel):
+        h.update(config_hash(o).encode())
+    elif isinstance(o, (list, tuple)):
+        for x in o:
+            _feed(h, x)
+    elif o is None:
+        h.update(b"\x00none")
+    else:
+        h.update(repr(o).encode())
 
 
 @dataclass(frozen=True)

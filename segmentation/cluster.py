@@ -21,10 +21,10 @@ from segmentation.reduce import Neighbours, Reducer, SampleNeighbours
 from segmentation.reduce import require_users as require_umap_users
 
 if TYPE_CHECKING:
-    from segmentation.stability import ParameterChoice
+    from segmentation.selection import ParameterChoice
 
 __all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size",
-           "dissolve", "far_from_segment", "fit_segments", "incoherent_segments", "require_segments"]
+           "dissolve", "far_from_segment", "fit_segments", "incoherent_segments", "require_segments", "segment_users"]
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +329,7 @@ def require_users(m: int, min_cluster_size: int) -> None:
 
 def check_enough_users(n: int, reduce: ReduceConfig, cluster: ClusterConfig) -> None:
     """Raise :class:`DataError` before any UMAP work when ``n`` users cannot make two segments."""
-    from segmentation.stability import MIN_SIZE
+    from segmentation.selection import MIN_SIZE
 
     require_umap_users(n, reduce.n_components)
     require_users(min(n, reduce.sample_size), cluster.min_cluster_size or MIN_SIZE)
@@ -365,7 +365,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     other user is placed by its nearest sample users (see :mod:`segmentation.reduce`). Clustering
     parameters left unset in ``cluster`` (``min_cluster_size``, ``min_samples``, or
     ``cluster_selection_method = "auto"``) are chosen without labels by
-    :func:`segmentation.stability.choose_parameters`; the choice is in ``Segmentation.selection``.
+    :func:`segmentation.selection.choose_parameters`; the choice is in ``Segmentation.selection``.
 
     Args:
         users: user vectors (ids + (n, d) float32).
@@ -378,7 +378,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     Raises:
         DataError: too few users for a UMAP layout or for two segments (checked before any fitting).
     """
-    from segmentation.stability import choose_parameters, needs_selection
+    from segmentation.selection import choose_parameters, needs_selection
 
     n = len(users.ids)
     check_enough_users(n, reduce, cluster)
@@ -495,3 +495,10 @@ def assign_by_neighbours(vectors: np.ndarray, index, assignments: pl.DataFrame, 
         out_seg.append(best)
         out_conf.append(votes[best] / sum(votes.values()))
     return pl.DataFrame({"segment_id": out_seg, "confidence": out_conf}, schema={"segment_id": pl.Int32, "confidence": pl.Float32})
+
+
+def segment_users(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:
+    """The flow's segment stage: UMAP + HDBSCAN segments; :class:`DataError` when there is not one segment."""
+    segmentation = fit_segments(users, reduce, cluster, seed=seed)
+    require_segments(segmentation, users)
+    return segmentation

@@ -6,6 +6,7 @@ the share of segment users who chose it over the share of all users who did.
 Keywords come from class-based TF-IDF (BERTopic's c-TF-IDF, :func:`ctfidf`) over
 what describes the items each segment's users liked: their categories, tags and
 free text (titles only for items with nothing else), see :func:`segment_keywords`.
+:func:`describe_run` is the flow's describe stage; :func:`category_lift_table` the report's heatmap table.
 """
 
 import logging
@@ -15,9 +16,14 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from segmentation.cluster import NOISE
+from embeddings.encoder import Embeddings
+from embeddings.text import describe_items
+from segmentation.cluster import NOISE, Segmentation
+from segmentation.config import ReportConfig
+from segmentation.data import Dataset, Split
 
-__all__ = ["SEGMENTS", "SegmentProfile", "ctfidf", "describe_segments", "profiles_to_frame", "segment_keywords"]
+__all__ = ["SEGMENTS", "Described", "SegmentProfile", "category_lift_table", "ctfidf", "describe_run", "describe_segments",
+           "profiles_to_frame", "segment_keywords", "with_stability"]
 
 logger = logging.getLogger(__name__)
 
@@ -403,3 +409,41 @@ def profiles_to_frame(profiles: list[SegmentProfile]) -> pl.DataFrame:
     """The parquet-ready ``SEGMENTS`` frame (demographics and histograms stay in the report)."""
     rows = [{k: v for k, v in asdict(p).items() if k in SEGMENTS} for p in profiles]
     return pl.DataFrame(rows, schema=SEGMENTS)
+
+
+@dataclass(frozen=True)
+class Described:
+    """Segment profiles and the tables the report draws from them."""
+
+    profiles: list[SegmentProfile]
+    category_lift: pl.DataFrame
+
+
+def category_lift_table(profiles: list[SegmentProfile]) -> pl.DataFrame:
+    """Long frame segment_id, category, lift, share for the report's heatmap."""
+    rows = [(p.segment_id, c, lift, share) for p in profiles
+            for c, lift, share in zip(p.top_categories, p.category_lift, p.category_share)]  # fmt: skip
+    return pl.DataFrame(rows, schema={"segment_id": pl.Int32, "category": pl.String, "lift": pl.Float64,
+                                      "share": pl.Float64}, orient="row")  # fmt: skip
+
+
+def describe_run(segmentation: Segmentation, split: Split, dataset: Dataset, profiles: pl.DataFrame,
+                 users: Embeddings, config: ReportConfig) -> Described:  # fmt: skip
+    """The flow's describe stage: profiles of every segment from train behaviour, item texts and user attributes."""
+    pos = {u: i for i, u in enumerate(users.ids)}
+    rows = [pos[u] for u in segmentation.assignments["user_id"]]
+    out = describe_segments(segmentation.assignments, split.train_full, dataset.items, describe_items(dataset.items),
+                            dataset.users, top_n=config.top_n, user_vectors=users.vectors[rows],
+                            implicit=dataset.implicit)  # fmt: skip
+    return Described(out, category_lift_table(out))
+
+
+def with_stability(profiles: list[SegmentProfile], stability: dict | None) -> list[SegmentProfile]:
+    """The profiles with each segment's stability filled in (``per_segment`` of
+    :func:`segmentation.stability.measure_stability`).
+
+    Outliers and segments the stability stage did not measure keep ``None``.
+    """
+    per = (stability or {}).get("per_segment") or {}
+    return [replace(p, stability=(per.get(str(p.segment_id)) or {}).get("jaccard") if p.segment_id != NOISE else None)
+            for p in profiles]  # fmt: skip

@@ -21,6 +21,9 @@ Conventions:
 >>> recs = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "3"], "rank": [1, 2]})
 >>> ranking_per_user(recs, test, k=2, relevance_threshold=4.0)["ndcg"].to_list()
 [1.0]
+
+:func:`evaluate_run` is the flow's evaluate stage: all of the above for one run, the segmented model's gain and
+the random-partition control with paired bootstrap intervals, and :func:`segmentation_quality`.
 """
 
 import logging
@@ -45,6 +48,7 @@ from segmentation._metrics import (
     mae,
     ndcg_at_k,
     novelty,
+    paired_bootstrap_ci,
     popularity_bias,
     precision_at_k,
     rating_calibration,
@@ -53,9 +57,15 @@ from segmentation._metrics import (
     rmse,
     serendipity,
 )
+from segmentation.cluster import NOISE, Segmentation
+from segmentation.config import EvalConfig
+from segmentation.data import Dataset, Split
+from segmentation.rank.base import Rankings
+from segmentation.runs import json_safe
 
 __all__ = [
     "GROUP_COLUMNS",
+    "IMPLICIT_NO_RATINGS",
     "USER_GROUPS",
     "average_precision_at_k",
     "bootstrap_ci",
@@ -63,6 +73,7 @@ __all__ = [
     "catalogue_coverage",
     "evaluate_rankings",
     "evaluate_ratings",
+    "evaluate_run",
     "expected_calibration_error",
     "gini_index",
     "group_gap",
@@ -78,8 +89,10 @@ __all__ = [
     "recall_at_k",
     "reciprocal_rank_at_k",
     "rmse",
+    "segmentation_quality",
     "serendipity",
     "user_groups",
+    "user_groups_frame",
 ]
 
 logger = logging.getLogger(__name__)
@@ -88,6 +101,8 @@ logger = logging.getLogger(__name__)
 USER_GROUPS = pl.Schema({"user_id": pl.String, "gender": pl.String, "age_band": pl.String, "activity": pl.String})
 #: Columns of ``groups`` that fairness gaps are computed across, when present and not all null.
 GROUP_COLUMNS = ("segment_id", "gender", "age_band", "activity")
+IMPLICIT_NO_RATINGS = ("implicit feedback: the data has no ratings to predict, so no rating model was trained and "
+                       "no per-segment model was tried; the rankers are judged on every held-out interaction")  # fmt: skip
 #: Age bands (lower bound inclusive) used when the users frame has a numeric ``age`` column.
 AGE_BANDS = ((0, "<18"), (18, "18-24"), (25, "25-34"), (35, "35-44"), (45, "45-54"), (55, "55+"))
 _RANK_METRICS = ("precision", "recall", "ndcg", "hit", "mrr", "map")
@@ -493,3 +508,87 @@ def _beyond_summary(per_user: pl.DataFrame, lists: dict[str, list[str]], ctx: _C
         "calibration_kl": _mean(per_user["calibration_kl"]),
         "n_users": int(per_user.height),
     }
+
+
+def user_groups_frame(dataset: Dataset, split: Split, segmentation: Segmentation) -> pl.DataFrame:
+    """user_id, segment_id (nearest segment for outliers kept as -1) and fairness groups."""
+    groups = user_groups(dataset.users, split.train_full)
+    return segmentation.assignments.select("user_id", "segment_id").join(groups, on="user_id", how="left")
+
+
+def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, global_model, segment_models,
+                 rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int) -> dict:  # fmt: skip
+    """The flow's evaluate stage: accuracy, per-segment gains with CIs, ranking, beyond-accuracy and fairness
+    metrics, and the segmentation's quality.
+
+    ``global_model`` and ``segment_models`` (``segmentation.predict.FineTuned``) are None for implicit feedback.
+    """
+    test = split.test
+    groups = user_groups_frame(dataset, split, segmentation)
+    relevance = None if dataset.implicit else config.relevance_threshold  # implicit: every held-out interaction
+    ranking, beyond = evaluate_rankings(rankings.recs, test, split.train_full, k=config.k,
+                                        relevance_threshold=relevance, item_embeddings=items,
+                                        items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
+    quality = segmentation_quality(segmentation)
+    rated = global_model is not None  # implicit feedback trains no rating model
+    rating = _rating_metrics(test, groups, global_model, segment_models, config, seed) if rated else {
+        "skipped": IMPLICIT_NO_RATINGS}  # fmt: skip
+    fairness = {}
+    if rated:
+        fairness["rating"] = {name: r.get("fairness", {}) for name, r in rating.items()
+                              if isinstance(r, dict) and "fairness" in r}  # fmt: skip
+    fairness["ranking"] = {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}
+    return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
+                      "segmentation_quality": quality})  # fmt: skip
+
+
+def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segment_models, config: EvalConfig,
+                    seed: int) -> dict:  # fmt: skip
+    """Rating accuracy of the global and segmented models, the segmented gain and the random-partition control."""
+    p_global = global_model.predict(test)
+    p_seg = segment_models.models.predict(test)
+    rating = evaluate_ratings(test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed)
+    y = test["rating"].to_numpy()
+    diff, lo, hi = paired_bootstrap_ci(y, p_global, p_seg, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
+                                       seed=seed)  # fmt: skip
+    gain = {"rmse_change": diff, "ci": [lo, hi], "helped": bool(hi < 0), "hurt": bool(lo > 0), "per_segment": {}}
+    seg_of = dict(zip(groups["user_id"], groups["segment_id"]))
+    test_seg = np.array([seg_of.get(u, NOISE) for u in test["user_id"]])
+    for s in sorted(set(test_seg.tolist())):
+        m = test_seg == s
+        d, a, b = paired_bootstrap_ci(y[m], p_global[m], p_seg[m], test["user_id"].to_numpy()[m],
+                                      n_boot=max(config.bootstrap, 50), seed=seed)  # fmt: skip
+        gain["per_segment"][str(s)] = {"rmse_change": d, "ci": [a, b], "n": int(m.sum())}
+    rating["gain"] = gain
+    if segment_models.control is not None:
+        p_ctl = segment_models.control.predict(test)
+        d, a, b = paired_bootstrap_ci(y, p_global, p_ctl, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
+                                      seed=seed)  # fmt: skip
+        report = getattr(segment_models.control, "report_", None)
+        rating["random_partition_control"] = {
+            "rmse": rmse(y, p_ctl), "rmse_change": d, "ci": [a, b],
+            "segments_kept": int(report["kept"].sum()) if report is not None else None,
+            "note": "same fine-tuning and gate on random partitions of the same sizes",
+        }  # fmt: skip
+    return rating
+
+
+def segmentation_quality(segmentation: Segmentation) -> dict:
+    """Label-free quality of the segments on their clustering coordinates (outliers excluded)."""
+    from sklearn.metrics import calinski_harabasz_score, silhouette_score
+
+    labels = segmentation.assignments["segment_id"].to_numpy()
+    mask = labels != NOISE
+    out: dict = {"n_segments": segmentation.n_segments, "noise_share": segmentation.noise_share}
+    if segmentation.n_segments >= 2 and mask.sum() > segmentation.n_segments:
+        x = segmentation.coords[mask]
+        out["silhouette"] = float(silhouette_score(x, labels[mask], sample_size=min(5000, int(mask.sum())), random_state=0))
+        out["calinski_harabasz"] = float(calinski_harabasz_score(x, labels[mask]))
+        try:
+            from hdbscan.validity import validity_index
+
+            if mask.sum() <= 5000:
+                out["dbcv"] = float(validity_index(x.astype(np.float64), labels[mask]))
+        except (ValueError, ZeroDivisionError, FloatingPointError) as err:  # DBCV is undefined for some shapes
+            logger.warning("DBCV not computed: %s", err)
+    return out

@@ -20,7 +20,7 @@ from segmentation._errors import DataError
 from segmentation.config import DataConfig, PipelineConfig
 from segmentation.data import Dataset, cache_root, load_dataset
 
-__all__ = ["check_before_run", "check_dataset", "checked_dataset", "data_stamp", "forget_checked"]
+__all__ = ["check_before_run", "check_dataset", "checked_dataset", "data_stamp", "forget_checked", "load_for_run"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +132,15 @@ def forget_checked() -> None:
     global _checked
     with _lock:
         _checked = None
+
+
+def load_for_run(config: DataConfig, cache_dir: Path) -> Dataset:
+    """The flow's load stage: load and validate the configured data (or take what ``segflow run`` checked before
+    the flow, if the files are unchanged)."""
+    dataset = checked_dataset(config, cache_dir)
+    if dataset is None:
+        return load_dataset(config, cache_dir)
+    logger.info("loaded %s: %d interactions, %d users, %d items (checked before the flow started; the files have "
+                "not changed since, so they were not read again)", dataset.name, dataset.interactions.height,
+                dataset.n_users, dataset.n_items)  # fmt: skip
+    return dataset

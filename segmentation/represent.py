@@ -28,10 +28,13 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from embeddings.encoder import Embeddings
+from embeddings.encoder import Embeddings, EncoderChoice, embed_profiles
+from embeddings.text import describe_users
 from segmentation._errors import DataError
+from segmentation.config import PipelineConfig
+from segmentation.data import Split
 
-__all__ = ["BASE_METHODS", "DEFAULT_METHOD", "METHODS", "build_user_vectors"]
+__all__ = ["BASE_METHODS", "DEFAULT_METHOD", "METHODS", "build_user_vectors", "represent_users"]
 
 logger = logging.getLogger(__name__)
 
@@ -205,3 +208,21 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         raise DataError("represent: user vectors contain NaN or infinity")
     logger.info("built %d user vectors (%s, dim %d)", len(mat.user_ids), method, out.shape[1])
     return Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}")
+
+
+def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
+                    encoder: EncoderChoice, implicit: bool = False) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
+    """The flow's represent stage: user vectors by ``config.represent.method`` plus every user's behaviour profile
+    (train rows only).
+
+    ``encoder`` is the run's encoder (the one that embedded the items); it embeds the profiles where the method
+    asks for them. With ``implicit`` the profiles speak of what users chose, not of how they rated.
+    """
+    train = split.train_full
+    profiles = describe_users(train, items, implicit=implicit)
+    profile_vectors = None
+    if "profile" in config.represent.method:
+        profile_vectors, _ = embed_profiles(profiles, encoder, config.encoder)
+    users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
+                               items=items, seed=config.seed)  # fmt: skip
+    return users, profiles

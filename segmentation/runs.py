@@ -31,12 +31,18 @@ unchanged artefacts are stored once yet every run folder stays self-contained
 Run folders are read-only results: a file edited in place would change in every
 run that shares it. :func:`prune_runs` (``segflow prune``, ``output.keep_last``)
 removes the oldest complete runs beyond a count, never ``latest``.
+
+:func:`write_outputs` writes a run's data files (config, manifest, users, segments, embeddings, indexes,
+metrics) into the folder a :class:`RunWriter` holds; :func:`summarise_data`, :func:`summarise_segmentation`
+and :func:`versions` make the parts of ``metrics.json`` that no stage computes.
 """
 
 import hashlib
+import importlib.metadata as md
 import json
 import logging
 import os
+import platform
 import re
 import secrets
 import shutil
@@ -50,10 +56,17 @@ import numpy as np
 import polars as pl
 from filelock import FileLock, Timeout
 
+from embeddings.encoder import Embeddings
+from embeddings.index import Indexes
 from segmentation._errors import ConfigError, DataError
+from segmentation.cluster import Segmentation
+from segmentation.config import PipelineConfig, config_hash, dump_config_toml
+from segmentation.data import Dataset, Split
+from segmentation.describe import SegmentProfile, profiles_to_frame
 
 __all__ = ["LinkStats", "Pruned", "Run", "RunWriter", "check_output_dir", "clean_output_dir", "complete_runs",
-           "link_unchanged", "load_run", "new_run_id", "previous_run", "prune_runs", "publish_latest", "stale_partials"]
+           "link_unchanged", "load_run", "new_run_id", "previous_run", "prune_runs", "publish_latest", "stale_partials",
+           "json_safe", "summarise_data", "summarise_segmentation", "versions", "write_outputs"]
 
 logger = logging.getLogger(__name__)
 
@@ -304,6 +317,87 @@ def prune_runs(output_dir: Path, keep_last: int, *, dry_run: bool = False) -> Pr
             shutil.rmtree(p, ignore_errors=True)
             logger.info("pruned %s", p)
     return Pruned(victims, freed, kept)
+
+
+def summarise_data(dataset: Dataset, split: Split) -> dict:
+    """The data section of ``metrics.json``: sizes, density, split, notes and user attributes."""
+    inter = dataset.interactions
+    return {
+        "name": dataset.name,
+        "n_users": dataset.n_users,
+        "n_items": dataset.n_items,
+        "n_interactions": inter.height,
+        "implicit": dataset.implicit,
+        "density": inter.height / max(dataset.n_users * dataset.n_items, 1),
+        "rating_mean": float(inter["rating"].mean() or 0),
+        "split": split.method,
+        "n_train": split.train.height,
+        "n_valid": split.valid.height,
+        "n_test": split.test.height,
+        "n_test_users": split.test["user_id"].n_unique(),
+        "notes": list(dataset.notes),
+        "user_attributes": [c for c in dataset.users.columns if c != "user_id"] if dataset.users is not None else [],
+    }
+
+
+def summarise_segmentation(seg: Segmentation) -> dict:
+    """The segmentation section of ``metrics.json``: segment sizes, outliers, membership, timings."""
+    a = seg.assignments
+    sizes = a.group_by("segment_id").len().sort("segment_id")
+    return {
+        "n_segments": int(seg.n_segments),
+        "n_users": a.height,
+        "noise_share": seg.noise_share,
+        "soft_assigned": int(a["soft_assigned"].sum()),
+        "min_cluster_size": int(seg.min_cluster_size),
+        "sizes": {str(s): int(n) for s, n in zip(sizes["segment_id"], sizes["len"])},
+        "mean_membership": float(a.filter(pl.col("segment_id") >= 0)["membership"].mean() or 0),
+        "seconds": seg.seconds,
+    }
+
+
+def versions() -> dict:
+    """Python's and the result-moving packages' versions (``manifest.json``, ``metrics.json``)."""
+    out = {"python": platform.python_version()}
+    # numba, pynndescent, scikit-learn, numpy and scipy move UMAP's and HDBSCAN's results between releases
+    for pkg in ("segflow", "torch", "sentence-transformers", "faiss-cpu", "umap-learn", "pynndescent", "numba", "hdbscan",
+                "scikit-learn", "numpy", "scipy", "polars", "prefect"):  # fmt: skip
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmentation: Segmentation,
+                  profiles: list[SegmentProfile], items: Embeddings, users: Embeddings, indexes: Indexes,
+                  metrics: dict, device: str) -> None:  # fmt: skip
+    """Write the run folder's data files (everything but models and the report)."""
+    folder = Path(folder)
+    (folder / "config.toml").write_text(dump_config_toml(config))
+    write_json(folder / "manifest.json", {
+        "run_id": run_id, "schema_version": SCHEMA_VERSION, "seed": config.seed,
+        "config_hash": config_hash(config), "device": device, "versions": versions(),
+    })  # fmt: skip
+    segmentation.assignments.write_parquet(folder / "users.parquet")
+    profiles_to_frame(profiles).write_parquet(folder / "segments.parquet")
+    emb = folder / "embeddings"
+    emb.mkdir()
+    np.save(emb / "items.npy", items.vectors)
+    np.save(emb / "item_ids.npy", items.ids.astype(str))
+    np.save(emb / "users.npy", users.vectors)
+    np.save(emb / "user_ids.npy", users.ids.astype(str))
+    indexes.items.save(folder / "index" / "items")
+    indexes.users.save(folder / "index" / "users")
+    if indexes.segments is not None:
+        indexes.segments.save(folder / "index" / "segments")
+    write_json(folder / "metrics.json", metrics)
+    logger.info("wrote run outputs to %s", folder)
+
+
+def json_safe(data: Any) -> Any:
+    """Round-trip through JSON so numpy scalars and paths become plain values."""
+    return json.loads(json.dumps(data, default=_json_default))
 
 
 class RunWriter:

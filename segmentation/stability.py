@@ -1,266 +1,32 @@
-"""Label-free choice of the clustering parameters, and the stability of a segmentation.
-
-Real users come with no truth, so the HDBSCAN settings are chosen from signals that need none:
-
-* **DBCV** (density-based clustering validation, Moulavi et al., SDM 2014), in HDBSCAN's fast
-  form over the mutual-reachability minimum spanning tree (:func:`relative_validity`): for each
-  segment, how much sparser the links to other segments are than the links inside it,
-  weighted by segment size over *all* points (outliers count against it).
-* **Stability**: the candidate's labels are compared (ARI, outliers as one more label) with the
-  labels of the same candidate fitted on random 80 % subsamples of the users, on the users both saw.
-
-:func:`choose_parameters` scores a grid of ``min_cluster_size`` (0.5-8 % of the users) by
-``cluster_selection_method`` (``eom``, ``leaf``) as ``score = stability * (1 + DBCV) / 2``,
-keeps the candidates with ``min_segments..max_segments`` segments, and takes the best; it returns
-a :class:`ParameterChoice` whose ``to_dict()`` goes into ``metrics.json``.
+"""The stability of a segmentation: how well its segments come back when the users are refitted.
 
 :func:`segmentation_stability` measures a finished configuration: ARI between runs with different
 seeds (UMAP is the main source of variation) and between the full run and runs on bootstrap
-subsamples of the users.
+subsamples of the users; :func:`segment_stability` scores each segment over the same refits
+(clusterwise Jaccard, Hennig's clusterboot). :func:`measure_stability` is the flow's stability stage.
+The label-free choice of the clustering parameters is in :mod:`segmentation.selection`.
 """
 
 import logging
 import time
-import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
-from sklearn.metrics import adjusted_rand_score
 
-from segmentation._errors import DataError
-from segmentation.config import ClusterConfig, ReduceConfig
+from embeddings.encoder import Embeddings
+from segmentation.cluster import Segmentation, fit_segments
+from segmentation.config import ClusterConfig, EvalConfig, ReduceConfig
+from segmentation.selection import _ari
 
-__all__ = [
-    "Candidate",
-    "ParameterChoice",
-    "StabilityResult",
-    "choose_parameters",
-    "needs_selection",
-    "relative_validity",
-    "segment_stability",
-    "segmentation_stability",
-]
+__all__ = ["StabilityResult", "measure_stability", "segment_stability", "segmentation_stability"]
 
 logger = logging.getLogger(__name__)
 
-SIZE_FRACTIONS = (0.005, 0.01, 0.02, 0.04, 0.08)
-"""Candidate ``min_cluster_size`` values, as shares of the users fitted (at least :data:`MIN_SIZE`)."""
-MIN_SIZE = 15
-SUBSAMPLE = 0.8
 TENTATIVE = 0.6
 """A segment whose mean clusterwise Jaccard is below this is *tentative* (Hennig 2007 calls clusters below 0.6
 "indicating patterns in the data, but which points exactly should belong to them is highly doubtful")."""
 DISSOLVED = 0.5
 """A refit in which a segment's best Jaccard is at most this *dissolves* it (Hennig 2007)."""
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One clustering setting and its label-free scores.
-
-    Attributes:
-        min_cluster_size: HDBSCAN's smallest segment, for the points scored.
-        cluster_selection_method: ``eom`` or ``leaf``.
-        n_segments: segments found on all scored points.
-        noise_share: share of outliers (before any soft assignment).
-        dbcv: :func:`relative_validity` of the labels, in [-1, 1].
-        stability: mean ARI against the subsample refits, in [-1, 1].
-        score: ``stability * (1 + dbcv) / 2``.
-        eligible: whether ``n_segments`` lies within the configured bounds.
-    """
-
-    min_cluster_size: int
-    cluster_selection_method: str
-    n_segments: int
-    noise_share: float
-    dbcv: float
-    stability: float
-    score: float
-    eligible: bool
-
-
-@dataclass(frozen=True)
-class ParameterChoice:
-    """What :func:`choose_parameters` chose, and why.
-
-    Attributes:
-        config: the cluster configuration to use (the input with the chosen values filled in).
-        chosen: the winning candidate (its ``min_cluster_size`` is for the scored points; ``config``
-            holds it rescaled to the users HDBSCAN is fitted on).
-        candidates: every candidate scored.
-        n_points: points scored (a uniform subsample of the fitted users when there are many).
-        seconds: wall time of the selection.
-        reason: one line for the report.
-    """
-
-    config: ClusterConfig
-    chosen: Candidate
-    candidates: tuple[Candidate, ...]
-    n_points: int
-    seconds: float
-    reason: str
-
-    def to_dict(self) -> dict:
-        """A JSON-ready summary (for ``metrics.json`` under ``segmentation.selection``)."""
-        return {
-            "min_cluster_size": self.config.min_cluster_size,
-            "min_samples": self.config.min_samples,
-            "cluster_selection_method": self.config.cluster_selection_method,
-            "criterion": "stability * (1 + DBCV) / 2 among candidates with min_segments..max_segments segments",
-            "reason": self.reason,
-            "n_points": self.n_points,
-            "seconds": round(self.seconds, 3),
-            "chosen": asdict(self.chosen),
-            "candidates": [asdict(c) for c in self.candidates],
-        }
-
-
-def needs_selection(cluster: ClusterConfig) -> bool:
-    """True when ``cluster`` leaves a parameter to :func:`choose_parameters`."""
-    return cluster.min_cluster_size is None or cluster.cluster_selection_method == "auto"
-
-
-def relative_validity(mst: np.ndarray, labels: np.ndarray) -> float:
-    """DBCV over a mutual-reachability minimum spanning tree, for any labelling of its points.
-
-    ``V = sum_i |C_i| / N * (sep_i - spread_i) / max(sep_i, spread_i)``, where ``spread_i`` is the longest
-    tree edge inside segment ``i``, ``sep_i`` the shortest edge from ``i`` to another segment, and ``N``
-    counts outliers too (so outliers lower the score). A segment with no edge to another segment gets
-    ``sep_i = 2 x`` the longest edge. This is HDBSCAN's ``relative_validity_`` (a fast approximation
-    of Moulavi et al.'s DBCV) generalised to labels other than the fitted ones.
-
-    Args:
-        mst: (n - 1, 3) edges ``(from, to, distance)`` of the tree over the n points.
-        labels: (n,) segment ids, -1 for outliers.
-    """
-    labels = np.asarray(labels)
-    k = int(labels.max()) + 1 if labels.size else 0
-    if k == 0 or len(mst) == 0:
-        return -1.0
-    a, b, d = mst[:, 0].astype(np.intp), mst[:, 1].astype(np.intp), mst[:, 2]
-    la, lb = labels[a], labels[b]
-    both = (la >= 0) & (lb >= 0)
-    spread = np.zeros(k)
-    same = both & (la == lb)
-    np.maximum.at(spread, la[same], d[same])
-    sep = np.full(k, np.inf)
-    diff = both & (la != lb)
-    np.minimum.at(sep, la[diff], d[diff])
-    np.minimum.at(sep, lb[diff], d[diff])
-    sep[~np.isfinite(sep)] = 2.0 * d.max()
-    sizes = np.bincount(labels[labels >= 0], minlength=k)
-    v = (sep - spread) / np.maximum(np.maximum(sep, spread), 1e-12)
-    return float((sizes * v).sum() / len(labels))
-
-
-class _Hierarchy:
-    """One HDBSCAN hierarchy (per ``min_samples``) from which labels for any size/method are cut cheaply."""
-
-    def __init__(self, points: np.ndarray, min_samples: int | None, *, max_size: int) -> None:
-        import hdbscan
-
-        ms = min_samples if min_samples is not None else max_size
-        model = hdbscan.HDBSCAN(min_cluster_size=max(2, min(ms, len(points) // 2)), min_samples=ms,
-                                gen_min_span_tree=True, core_dist_n_jobs=1).fit(points)  # fmt: skip
-        self.points = points
-        self.linkage = model.single_linkage_tree_.to_numpy()
-        self.mst = model.minimum_spanning_tree_.to_numpy()
-
-    def labels(self, min_cluster_size: int, method: str, epsilon: float) -> np.ndarray:
-        # hdbscan's own step from a single-linkage tree to labels: private (no public API re-cuts a fitted tree at
-        # another min_cluster_size), pinned to a public fit by tests/unit/test_library_crosschecks.py
-        from hdbscan.hdbscan_ import _tree_to_labels
-
-        out = _tree_to_labels(self.points, self.linkage, min_cluster_size, method, False, False, epsilon)
-        return np.asarray(out[0], dtype=np.int64)
-
-
-def _ari(a: np.ndarray, b: np.ndarray) -> float:
-    return float(adjusted_rand_score(a, b))
-
-
-def _size_grid(m: int, cluster: ClusterConfig) -> list[int]:
-    if cluster.min_cluster_size is not None:
-        return [min(cluster.min_cluster_size, max(2, m // 2))]
-    return sorted({max(MIN_SIZE, round(f * m)) for f in SIZE_FRACTIONS if max(MIN_SIZE, round(f * m)) * 2 <= m})
-
-
-def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int = 0, max_points: int = 20_000,
-                      n_fitted: int | None = None) -> ParameterChoice:  # fmt: skip
-    """Choose ``min_cluster_size`` and the selection method from DBCV and subsample stability.
-
-    Args:
-        coords: (n, d) clustering coordinates of the users HDBSCAN will be fitted on.
-        cluster: the configuration; a given ``min_cluster_size`` or method is kept, unset ones are chosen.
-        seed: seed of the subsamples.
-        max_points: score on a uniform subsample of this many points at most (the chosen
-            ``min_cluster_size`` and the given ``min_samples`` are rescaled to ``n_fitted``).
-        n_fitted: the number of users HDBSCAN will be fitted on (default ``len(coords)``).
-
-    Returns:
-        :class:`ParameterChoice`. If no candidate has ``min_segments..max_segments`` segments, the
-        best-scoring candidate with the most segments below ``max_segments`` is taken and the
-        reason says so.
-    """
-    t0 = time.perf_counter()
-    rng = np.random.default_rng(seed)
-    n = len(coords)
-    n_fitted = n if n_fitted is None else n_fitted
-    pts = np.asarray(coords, dtype=np.float64)
-    if n > max_points:
-        pts = pts[np.sort(rng.choice(n, max_points, replace=False))]
-    m = len(pts)
-    sizes = _size_grid(m, cluster)
-    if not sizes:
-        raise DataError(
-            f"cluster: {m} users are too few for segments of at least {MIN_SIZE} users; need at least "
-            f"{2 * MIN_SIZE} users or a smaller cluster.min_cluster_size"
-        )
-    methods = ["eom", "leaf"] if cluster.cluster_selection_method == "auto" else [cluster.cluster_selection_method]
-    eps = cluster.cluster_selection_epsilon
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=RuntimeWarning)
-        full = _Hierarchy(pts, cluster.min_samples, max_size=sizes[0])
-        subs = []
-        for _ in range(cluster.selection_resamples):
-            idx = np.sort(rng.choice(m, int(SUBSAMPLE * m), replace=False))
-            subs.append((idx, _Hierarchy(pts[idx], cluster.min_samples, max_size=sizes[0])))
-        candidates = []
-        for size in sizes:
-            for method in methods:
-                labels = full.labels(size, method, eps)
-                k = int(labels.max()) + 1
-                sub_size = max(2, round(size * SUBSAMPLE))
-                stab = float(np.mean([_ari(labels[idx], h.labels(sub_size, method, eps)) for idx, h in subs]))
-                dbcv = relative_validity(full.mst, labels)
-                candidates.append(Candidate(size, method, k, float((labels < 0).mean()), round(dbcv, 4),
-                                            round(stab, 4), round(stab * (1 + dbcv) / 2, 4),
-                                            cluster.min_segments <= k <= cluster.max_segments))  # fmt: skip
-    eligible = [c for c in candidates if c.eligible]
-    if eligible:
-        chosen = max(eligible, key=lambda c: (c.score, -c.min_cluster_size))
-        reason = (f"best of {len(eligible)} candidates with {cluster.min_segments}-{cluster.max_segments} segments "
-                  f"(score {chosen.score:.3f}: stability {chosen.stability:.3f}, DBCV {chosen.dbcv:.3f})")  # fmt: skip
-    else:
-        below = [c for c in candidates if c.n_segments <= cluster.max_segments] or candidates
-        most = max(c.n_segments for c in below)
-        chosen = max((c for c in below if c.n_segments == most), key=lambda c: c.score)
-        reason = (f"no candidate found {cluster.min_segments}-{cluster.max_segments} segments; "
-                  f"took the best with the most segments ({chosen.n_segments})")  # fmt: skip
-        logger.warning("parameter selection: %s", reason)
-    scale = n_fitted / m
-    mcs = chosen.min_cluster_size if cluster.min_cluster_size is not None else \
-        max(MIN_SIZE, round(chosen.min_cluster_size * scale))  # fmt: skip
-    update = {"min_cluster_size": mcs, "cluster_selection_method": chosen.cluster_selection_method}
-    if cluster.min_samples is not None and scale > 1:
-        # the density scale scored on the subsample, carried to the fitted users (10 of 20k ~ 25 of 50k);
-        # fitted on 50k with min_samples 10, two planted segments of 1M vectors merged through a thin bridge
-        update["min_samples"] = round(cluster.min_samples * scale)
-    config = cluster.model_copy(update=update)
-    dt = time.perf_counter() - t0
-    logger.info("parameter selection on %d points in %.1fs: min_cluster_size %d, %s (%s)", m, dt, mcs,
-                chosen.cluster_selection_method, reason)  # fmt: skip
-    return ParameterChoice(config, chosen, tuple(candidates), m, dt, reason)
 
 
 @dataclass(frozen=True)
@@ -434,14 +200,11 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
         reference: a :class:`Segmentation` already fitted with ``seeds[0]`` (saves one fit).
         segments: (n,) the segments whose per-segment stability is measured, in ``users`` order (default:
             the reference's). When given and no ``reference`` is, the reference fit counts as one more refit
-            (the run's segments on a sample of its users, :func:`segmentation.stages.stability`).
+            (the run's segments on a sample of its users, :func:`measure_stability`).
 
     Returns:
         :class:`StabilityResult`.
     """
-    from embeddings.encoder import Embeddings
-    from segmentation.cluster import fit_segments
-
     t0 = time.perf_counter()
     base = reference if reference is not None else fit_segments(users, reduce, cluster, seed=seeds[0], picture=False)
     base_labels = base.assignments["segment_id"].to_numpy()
@@ -466,3 +229,36 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
         refits.append((idx, sub))
     return StabilityResult(tuple(seed_ari), tuple(boot), tuple(seeds), fraction, time.perf_counter() - t0, tuple(counts),
                            tuple(segment_stability(segments, refits)))  # fmt: skip
+
+
+def measure_stability(users: Embeddings, segmentation: Segmentation, reduce: ReduceConfig, cluster: ClusterConfig,
+                      config: EvalConfig, seed: int) -> dict:  # fmt: skip
+    """Seed-to-seed and subsample ARI of the segmentation, for ``metrics.json`` under ``segmentation.stability``,
+    and every segment's stability over the same refits (``per_segment``: clusterwise Jaccard, Hennig's
+    clusterboot; :func:`segment_stability`), which also goes into ``segments.parquet``.
+
+    Every refit repeats the whole reduce + cluster step (parameter selection included) without the
+    2-d picture. Past ``config.stability_max_users`` users the measure runs on a uniform sample of
+    that many, against a reference fitted on the same sample with the run's seed; the run's own segments,
+    restricted to the sample, are then compared with that reference fit and every refit.
+    """
+    if config.stability_seeds == 0 and config.stability_subsamples == 0:
+        return {"skipped": "evaluate.stability_seeds and evaluate.stability_subsamples are 0"}
+    n = len(users.ids)
+    reference = segmentation
+    of_user = dict(zip(segmentation.assignments["user_id"].to_list(), segmentation.assignments["segment_id"].to_list()))
+    if n > config.stability_max_users:
+        rows = np.sort(np.random.default_rng(seed).choice(n, config.stability_max_users, replace=False))
+        users = Embeddings(users.ids[rows], users.vectors[rows], users.model)
+        reference = None
+    labels = np.array([of_user[u] for u in users.ids], dtype=np.int64)  # the run's segments, in users' order
+    seeds = (seed, *(seed + 1 + i for i in range(config.stability_seeds)))
+    result = segmentation_stability(users, reduce, cluster, seeds=seeds, n_bootstrap=config.stability_subsamples,
+                                    reference=reference, segments=labels)  # fmt: skip
+    out = result.to_dict()
+    out["n_users"] = len(users.ids)
+    out["note"] = ("ARI with the run's segments (outliers as one more label): between seeds, and on the users "
+                   f"both saw for refits on {result.fraction:.0%} subsamples; 1 = identical. per_segment: each "
+                   "segment's best Jaccard overlap with a refit's segment, averaged over the refits (Hennig's "
+                   f"clusterboot); below {TENTATIVE} the segment is tentative")  # fmt: skip
+    return out

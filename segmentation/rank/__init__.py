@@ -26,7 +26,8 @@ One module per family of rankers, the framework and the per-segment aggregation 
   (:class:`ItemKNN`), :mod:`~segmentation.rank.ease` (:class:`EASE`), :mod:`~segmentation.rank.rp3beta`
   (:class:`RP3beta`), :mod:`~segmentation.rank.segflow` (:class:`SegflowRanker`);
 - :mod:`~segmentation.rank.factory`: ``RANKERS`` and :func:`make_ranker`, the names the configuration accepts;
-- :mod:`~segmentation.rank.segments`: what to recommend to each segment (:func:`segment_top_items`).
+- :mod:`~segmentation.rank.segments`: what to recommend to each segment (:func:`segment_top_items`);
+- :mod:`~segmentation.rank.stage`: the flow's rank stage (:func:`rank_test_users`; its result, :class:`Rankings`, lives in ``base``).
 
 A new family of rankers (say ALS from ``implicit``) is a new module here: a subclass of
 ``MatrixRanker`` with ``_fit_model`` and ``_scores`` (or any class that follows :class:`Ranker`),
@@ -38,7 +39,7 @@ registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 ['2']
 """
 
-from segmentation.rank.base import RECOMMENDATIONS, Ranker
+from segmentation.rank.base import RECOMMENDATIONS, Ranker, Rankings
 from segmentation.rank.ease import EASE
 from segmentation.rank.factory import RANKERS, make_ranker
 from segmentation.rank.knn import ItemKNN
@@ -46,6 +47,7 @@ from segmentation.rank.popularity import MostPopular
 from segmentation.rank.rp3beta import RP3beta
 from segmentation.rank.segflow import SegflowRanker
 from segmentation.rank.segments import SEGMENT_ITEMS, recommend_for_segment, segment_top_items
+from segmentation.rank.stage import rank_test_users
 
 __all__ = [
     "EASE",
@@ -56,8 +58,10 @@ __all__ = [
     "MostPopular",
     "RP3beta",
     "Ranker",
+    "Rankings",
     "SegflowRanker",
     "make_ranker",
+    "rank_test_users",
     "recommend_for_segment",
     "segment_top_items",
 ]

@@ -9,7 +9,7 @@ the most popular items. A family of rankers subclasses it with ``_fit_model`` an
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Self, TypeAlias
 
 import numpy as np
@@ -27,6 +27,7 @@ __all__ = [
     "Carve",
     "MatrixRanker",
     "Ranker",
+    "Rankings",
     "TrainMatrices",
     "top_k",
     "train_matrices",
@@ -343,3 +344,16 @@ class MatrixRanker:
         row = np.zeros(n_items, dtype=bool)
         row[j[j >= 0]] = True
         return np.broadcast_to(row, (len(users), n_items))
+
+
+@dataclass(frozen=True)
+class Rankings:
+    """Top-k lists of every ranker for the test users, and what to recommend to each segment.
+
+    ``by_segment``: segment id -> (item id, title, share of the segment's members whose list holds it), best first.
+    """
+
+    recs: dict[str, pl.DataFrame]
+    by_segment: dict[int, list[tuple[str, str, float]]] = field(default_factory=dict)
+    primary: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)

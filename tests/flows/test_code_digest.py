@@ -5,23 +5,28 @@ from pathlib import Path
 
 import pytest
 
+import segmentation
+from flows import pipeline
 from flows.code_digest import library_digest, module_graph, stage_digest
-from segmentation import stages
 
-STAGES = ["load", "split", "embed_items", "represent", "segment", "stability", "describe", "index", "train_global",
-          "fine_tune", "rank", "evaluate"]  # fmt: skip
+# the stage functions flows/pipeline.py runs, by the names of its tasks' stages
+STAGES = {"load": pipeline.load_for_run, "split": pipeline.split_ratings, "embed_items": pipeline.embed_items,
+          "represent": pipeline.represent_users, "segment": pipeline.segment_users,
+          "stability": pipeline.measure_stability, "describe": pipeline.describe_run, "index": pipeline.build_indexes,
+          "train_global": pipeline.fit_global_predictor, "fine_tune": pipeline.fine_tune_segments,
+          "rank": pipeline.rank_test_users, "evaluate": pipeline.evaluate_run}  # fmt: skip
 
 
 @pytest.fixture
 def library_copy(tmp_path) -> Path:
-    root = Path(stages.__file__).resolve().parents[1]
+    root = Path(segmentation.__file__).resolve().parents[1]
     for pkg in ("segmentation", "embeddings"):
         shutil.copytree(root / pkg, tmp_path / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     return tmp_path
 
 
 def _digests(root: Path) -> dict[str, str]:
-    return {name: stage_digest(getattr(stages, name), root) for name in STAGES}
+    return {name: stage_digest(fn, root) for name, fn in STAGES.items()}
 
 
 def _edit(path: Path, old: str, new: str) -> None:
@@ -41,15 +46,15 @@ def test_a_change_in_clustering_reaches_every_stage_that_uses_segments(library_c
     before = _digests(library_copy)
     _edit(library_copy / "segmentation" / "cluster.py", "NOISE = ", "NOISE: int = ")
     changed = {s for s in STAGES if before[s] != _digests(library_copy)[s]}
-    assert {"segment", "stability", "describe", "fine_tune", "rank", "evaluate", "index"} <= changed
-    # load (through preflight's user-count checks) and embed_items (through the pipeline glue module) do reach
-    # cluster.py; neither is a cached task (embeddings have their own cache by text hash)
-    assert "split" not in changed and "train_global" not in changed
+    assert {"segment", "stability", "describe", "fine_tune", "rank", "evaluate"} <= changed
+    # load reaches cluster.py through preflight's user-count checks (it is not a cached task); the encoder and the
+    # indexes run no segmentation code (the index stage reads the segments it is given)
+    assert not {"split", "train_global", "embed_items", "index"} & changed
 
 
 def test_a_change_in_the_stage_function_itself_or_a_helper_it_calls(library_copy):
     before = _digests(library_copy)
-    _edit(library_copy / "segmentation" / "stages.py", 'rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))',
+    _edit(library_copy / "segmentation" / "predict.py", 'rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))',
           'rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E7]))')  # random_partition, used by fine_tune
     after = _digests(library_copy)
     assert {s for s in STAGES if before[s] != after[s]} == {"fine_tune"}
@@ -67,5 +72,5 @@ def test_a_package_is_followed_through_its_reexports(library_copy):
 
 def test_lazy_imports_count_and_unknown_functions_fall_back_to_the_whole_library():
     graph = module_graph()
-    assert "segmentation.predict" in graph["segmentation.stages"]  # imported inside train_global, not at the top
+    assert "segmentation.selection" in graph["segmentation.cluster"]  # imported inside fit_segments, not at the top
     assert stage_digest(lambda: None) == library_digest()

@@ -19,8 +19,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from flows import pipeline
 from flows.cli import main
-from segmentation import stages
 from segmentation.runs import load_run
 from segmentation.synthetic import synthetic_log
 
@@ -53,18 +53,18 @@ def implicit_runs(listening_log, tmp_path_factory):
     root = tmp_path_factory.mktemp("implicit")
     out, cache = root / "runs", root / "cache"
     argv = _argv(listening_log, out, cache)
-    real = stages.evaluate
+    real = pipeline.evaluate_run
 
     def broken(*args, **kwargs):
         raise RuntimeError("evaluation broke after the long stages (planted by the test)")
 
-    stages.evaluate = broken
+    pipeline.evaluate_run = broken
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
             first = main(argv)
     finally:
-        stages.evaluate = real
+        pipeline.evaluate_run = real
     store = cache / "prefect-results"
     after_failure = {p.name for p in store.iterdir()} if store.exists() else set()
     second = main(argv)

@@ -8,7 +8,8 @@ import pytest
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.artifacts import comparison_markdown
-from flows.runners import _ThreadTimeoutNoteFilter, make_task_runner, needs_own_runner
+from flows.run_logs import _ThreadTimeoutNoteFilter
+from flows.runners import make_task_runner, needs_own_runner
 from flows.serve import _schedule, absolute_paths, deployment_parameters, serve
 from flows.tasks import cache_key, code_digest
 from segmentation._errors import ConfigError

@@ -152,25 +152,27 @@ def test_cache_keeps_base_and_finetuned_vectors_apart(tuned, tmp_path):
 
 def test_pipeline_finetunes_once_and_reuses_the_model(data, tmp_path, monkeypatch):
     import embeddings.finetune as ft
-    from segmentation.pipeline import choose_encoder, embed_items
+    from embeddings.encoder import embed_items, resolve_model_path
+    from embeddings.finetune import choose_encoder
 
     ds, split, _ = data
     off = EncoderConfig()
     assert off.finetune is False
     base = choose_encoder(off, tmp_path)
     assert (base.model, base.label, base.cache_dir) == (off.model, off.model, tmp_path / "embeddings")
+    assert base.path == resolve_model_path(off.model)  # resolved once, here; the encoder takes it as it is
     cfg = EncoderConfig(finetune=True, finetune_max_pairs=8, finetune_batch_size=8, device="cpu")
     with pytest.raises(ConfigError, match="split"):
         choose_encoder(cfg, tmp_path)
     calls = []
     real = ft.finetune_encoder
     monkeypatch.setattr(ft, "finetune_encoder", lambda *a, **k: calls.append(k) or real(*a, **k))
-    first = choose_encoder(cfg, tmp_path, split=split, items=ds.items, seed=0)
-    again = choose_encoder(cfg, tmp_path, split=split, items=ds.items, seed=0)
+    first = choose_encoder(cfg, tmp_path, split.train_full, ds.items, 0)
+    again = choose_encoder(cfg, tmp_path, split.train_full, ds.items, 0)
     assert len(calls) == 1 and first == again
-    assert first.model.startswith(str(tmp_path / "encoders" / "finetuned-"))
+    assert first.model.startswith(str(tmp_path / "encoders" / "finetuned-")) and first.path == first.model
     assert "finetuned:" in first.label and first.cache_dir != base.cache_dir
-    emb, _ = embed_items(ds.items, cfg, tmp_path, split, 0)  # reuses the model: no second fine-tune
+    emb, _ = embed_items(ds.items, first, cfg)  # the chosen model: no second fine-tune
     assert len(calls) == 1 and emb.model == first.label and emb.vectors.shape == (ds.items.height, 384)
 
     class Trained(Exception):
@@ -181,5 +183,28 @@ def test_pipeline_finetunes_once_and_reuses_the_model(data, tmp_path, monkeypatc
 
     monkeypatch.setattr(ft, "finetune_encoder", refuse)  # other settings: another folder (stop before training)
     with pytest.raises(Trained) as other:
-        choose_encoder(cfg.model_copy(update={"finetune_learning_rate": 1e-4}), tmp_path, split=split, items=ds.items)
+        choose_encoder(cfg.model_copy(update={"finetune_learning_rate": 1e-4}), tmp_path, split.train_full, ds.items)
     assert other.value.args[0] != first.model
+
+
+def test_a_run_chooses_its_encoder_once_and_finds_the_model_once(data, tmp_path, monkeypatch):
+    """The items and, with a profile representation, the users are embedded with the one encoder chosen for the run:
+    the model's path is resolved once (it was resolved again by every Encoder, and the choice was made twice)."""
+    import embeddings.encoder as enc
+    import embeddings.finetune as ft
+    from segmentation.config import PipelineConfig
+    from segmentation.represent import represent_users
+
+    resolved, chosen = [], []
+    real_resolve, real_choose = enc.resolve_model_path, ft.choose_encoder
+    monkeypatch.setattr(enc, "resolve_model_path", lambda m: resolved.append(m) or real_resolve(m))
+    monkeypatch.setattr(ft, "resolve_model_path", enc.resolve_model_path)
+    monkeypatch.setattr(ft, "choose_encoder", lambda *a, **k: chosen.append(a) or real_choose(*a, **k))
+    ds, split, _ = data
+    config = PipelineConfig(represent={"method": "item-mean+profile"})
+    choice = ft.choose_encoder(config.encoder, tmp_path)
+    items, _ = enc.embed_items(ds.items, choice, config.encoder)
+    users, _ = represent_users(split, ds.items, items, config, choice)
+    assert resolved == [config.encoder.model] and len(chosen) == 1
+    assert items.model == choice.label and users.model == f"item-mean+profile:{choice.label}"
+    assert users.vectors.shape == (split.train_full["user_id"].n_unique(), 2 * 384)

@@ -266,7 +266,7 @@ def test_ndcg_from_hits_equals_the_rank_validation_formula_and_coldstart_ndcg() 
 
 
 def test_hierarchy_recut_equals_a_public_hdbscan_fit_and_its_dbcv() -> None:
-    """Pins the one private hdbscan call (``hdbscan_._tree_to_labels`` in ``stability._Hierarchy.labels``).
+    """Pins the one private hdbscan call (``hdbscan_._tree_to_labels`` in ``selection._Hierarchy.labels``).
 
     hdbscan has no public way to re-cut a fitted tree at another ``min_cluster_size``; the re-cut must
     give exactly the labels of a public ``HDBSCAN(...).fit`` with those settings, and
@@ -276,7 +276,7 @@ def test_hierarchy_recut_equals_a_public_hdbscan_fit_and_its_dbcv() -> None:
     import hdbscan
     from sklearn.datasets import make_blobs
 
-    from segmentation.stability import _Hierarchy, relative_validity
+    from segmentation.selection import _Hierarchy, relative_validity
 
     x, _ = make_blobs(n_samples=[300, 200, 120, 80], n_features=5, cluster_std=[0.5, 0.8, 0.6, 1.2], random_state=3)
     ms = 10

@@ -281,7 +281,7 @@ def test_segmented_save_refers_to_the_global_model_instead_of_copying_it(segment
 
 def test_a_run_shares_the_global_model_only_when_the_parameters_are_the_same(low_rank, tmp_path: Path) -> None:
     """publish refers models/segments to models/global only for the same model (equal after a cache round trip)."""
-    from segmentation.stages import _same_global_model
+    from segmentation.publish import _same_global_model
 
     split, model = low_rank
     model.save(tmp_path / "g")

@@ -27,7 +27,7 @@ RUN_ID = "20260101-020000-aaaa"
 
 
 def _stored(data: RunFolder) -> RunFolder:
-    """``data`` with its verdicts in metrics.json, as a run writes them (segmentation.stages.write_run)."""
+    """``data`` with its verdicts in metrics.json, as a run writes them (segmentation.publish.write_run)."""
     verdicts = run_verdicts(data.metrics, data.config, [(p.segment_id, p.name, p.stability) for p in data.profiles],
                             data.models_by_segment())  # fmt: skip
     return dataclasses.replace(data, metrics={**data.metrics, "verdicts": verdicts})

@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 
 from segmentation._errors import DataError
+from segmentation.cache import fingerprint
 from segmentation.config import PipelineConfig
-from segmentation.pipeline import fingerprint
 from segmentation.runs import RunWriter, load_run, new_run_id
 
 

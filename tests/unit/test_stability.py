@@ -9,14 +9,8 @@ from sklearn.datasets import make_blobs
 from embeddings.encoder import Embeddings
 from segmentation._errors import DataError
 from segmentation.config import ClusterConfig, ReduceConfig
-from segmentation.stability import (
-    choose_parameters,
-    clusterwise_jaccard,
-    needs_selection,
-    relative_validity,
-    segment_stability,
-    segmentation_stability,
-)
+from segmentation.selection import choose_parameters, needs_selection, relative_validity
+from segmentation.stability import clusterwise_jaccard, segment_stability, segmentation_stability
 
 
 def test_relative_validity_hand_examples():
@@ -145,7 +139,8 @@ def test_segment_missing_from_a_subsample_skips_that_refit():
 def test_stability_stage_scores_the_run_segments_on_a_sample(blobs):
     from segmentation.cluster import fit_segments
     from segmentation.config import EvalConfig
-    from segmentation.stages import stability, with_stability
+    from segmentation.describe import with_stability
+    from segmentation.stability import measure_stability
 
     x, _ = blobs
     rng = np.random.default_rng(0)
@@ -155,8 +150,8 @@ def test_stability_stage_scores_the_run_segments_on_a_sample(blobs):
     run = fit_segments(users, reduce, ClusterConfig(), seed=0, picture=False)
     # more users than stability_max_users: the run's segments on a 600-user sample, against the sample's own
     # fit with the run's seed, one other seed and one subsample (3 refits)
-    out = stability(users, run, reduce, ClusterConfig(),
-                    EvalConfig(stability_seeds=1, stability_subsamples=1, stability_max_users=600), 0)  # fmt: skip
+    out = measure_stability(users, run, reduce, ClusterConfig(),
+                            EvalConfig(stability_seeds=1, stability_subsamples=1, stability_max_users=600), 0)  # fmt: skip
     assert out["n_users"] == 600 and sorted(out["per_segment"]) == ["0", "1", "2", "3"]
     assert all(v["n_refits"] == 3 and v["jaccard"] > 0.9 for v in out["per_segment"].values())
     assert "clusterboot" in out["note"]

@@ -1,0 +1,49 @@
+"""The flow's rank stage: every configured ranker's top-k lists for the test users, and per-segment lists.
+
+:func:`rank_test_users` fits each ranker named in ``ranker.rankers`` on train, lists top-k unseen items for every
+test user and, with the last (primary) ranker, what to recommend to each segment (:func:`segment_top_items`).
+"""
+
+import time
+
+import polars as pl
+
+from embeddings.encoder import Embeddings
+from segmentation.cluster import Segmentation
+from segmentation.config import EvalConfig, RankerConfig
+from segmentation.data import Dataset, Split
+from segmentation.rank.base import Rankings
+from segmentation.rank.factory import make_ranker
+from segmentation.rank.segments import segment_top_items
+
+__all__ = ["rank_test_users"]
+
+
+def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmentation,
+                    config: RankerConfig, evaluation: EvalConfig, seed: int) -> Rankings:  # fmt: skip
+    """The flow's rank stage: fit each configured ranker on train and list top-k unseen items for every test user;
+    with the last (primary) ranker, what to recommend to each segment (:func:`segment_top_items` of every member's
+    list, as ``Rankings.by_segment``)."""
+    train = split.train_full
+    test_users = split.test["user_id"].unique().sort().to_list()
+    primary = config.rankers[-1]
+    recs, seconds, by_segment = {}, {}, {}
+    for name in config.rankers:
+        t0 = time.perf_counter()
+        ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed,
+                                               implicit=dataset.implicit)  # fmt: skip
+        recs[name] = ranker.recommend(test_users, evaluation.k, exclude_seen=True)
+        if name == primary:  # what to recommend to each segment, from every member's list
+            everyone = ranker.recommend(segmentation.assignments["user_id"].to_list(), evaluation.k, exclude_seen=True)
+            by_segment = _segment_lists(segment_top_items(everyone, segmentation.assignments, items=dataset.items,
+                                                          n=evaluation.k))  # fmt: skip
+        seconds[name] = round(time.perf_counter() - t0, 3)
+    return Rankings(recs, by_segment, primary, seconds)
+
+
+def _segment_lists(top: pl.DataFrame) -> dict[int, list[tuple[str, str, float]]]:
+    """``SEGMENT_ITEMS`` rows as segment id -> (item id, title (the id where the catalogue has none), rec_share)."""
+    out: dict[int, list[tuple[str, str, float]]] = {}
+    for sid, iid, title, share in top.select("segment_id", "item_id", "title", "rec_share").iter_rows():
+        out.setdefault(int(sid), []).append((iid, iid if title is None else title, round(share, 4)))
+    return out
