@@ -32,7 +32,7 @@ NON_RESULT_FIELDS = {"output_dir", "cache_dir", "orchestration", "report", "outp
 def code_digest() -> str:
     """Hash of the library source (segmentation, embeddings): the key part of code that is not a stage function.
 
-    Prefect's TASK_SOURCE policy would hash only the thin task wrappers, and CODE_VERSION must be bumped by hand.
+    Prefect's TASK_SOURCE policy would hash only the thin task wrappers.
     Stages use :func:`flows.code_digest.stage_digest`, which hashes only the code each stage can run.
     """
     return library_digest()

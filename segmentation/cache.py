@@ -34,7 +34,7 @@ from segmentation.cluster import Segmentation
 from segmentation.config import config_hash
 from segmentation.data import Dataset, Split
 
-__all__ = ["CODE_VERSION", "CacheEntry", "CleanedCache", "cache_entries", "clean_cache", "fingerprint", "parse_size"]
+__all__ = ["CacheEntry", "CleanedCache", "cache_entries", "clean_cache", "fingerprint", "parse_size"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +42,13 @@ TASK_CACHE_FOLDERS = ("prefect-results", "encoders")
 EMBEDDINGS_FOLDER = "embeddings"
 
 
-CODE_VERSION = "segflow-0.1.0/2"  # bump when a cached stage's output would change for the same inputs
-
-
 def fingerprint(*objs: Any) -> str:
-    """A content hash of frames, arrays, embeddings, configs and plain values (for cache keys)."""
-    h = hashlib.sha256(CODE_VERSION.encode())
+    """A content hash of frames, arrays, embeddings, configs and plain values (for cache keys).
+
+    Holds no code version: a stage's key adds the digest of the code it can run (``flows/code_digest.py``), so
+    there is no version to bump by hand.
+    """
+    h = hashlib.sha256()
     for o in objs:
         _feed(h, o)
     return h.hexdigest()[:24]
