@@ -455,8 +455,8 @@ class RankerConfig(_Section):
 
     rankers: list[str] = Field(
         default_factory=lambda: ["most-popular", "item-knn", "ease", "segflow"],
-        description="Rankers evaluated side by side (most-popular, item-knn, ease, rp3beta, segflow); the last "
-        "one also lists what to recommend to each segment.",
+        description="Rankers evaluated side by side (most-popular, item-knn, ease, rp3beta, als, segflow); the "
+        "last one also lists what to recommend to each segment.",
     )
     knn_neighbors: int = Field(50, ge=1, description="Neighbours per item of the item-kNN ranker.")
     like_threshold: float = Field(
@@ -510,6 +510,38 @@ class RankerConfig(_Section):
     )
     content_neighbors: int = Field(
         50, ge=1, description="segflow ranker: neighbours per item of the embedding similarity."
+    )
+    dense_budget_mib: int = Field(
+        1536,
+        ge=1,
+        description="Memory budget of a dense items x items ranker (EASE, item-kNN, RP3beta, the segflow ranker's "
+        "EASE and content parts), estimated as six n_items x n_items float64 matrices. Above it those rankers are "
+        "left out of the comparison, the segflow ranker falls back to ALS, and the log says why (1536 MiB: about "
+        "5,800 items; ML-100k's 1,682 items take 130 MiB).",
+    )
+    als_factors_grid: list[int] = Field(
+        default_factory=lambda: [64, 128], min_length=1,
+        description="ALS (implicit): numbers of latent factors tried on the validation carve.",
+    )
+    als_reg_grid: list[float] = Field(
+        default_factory=lambda: [0.01, 0.1], min_length=1,
+        description="ALS: L2 regularisation values tried on the validation carve.",
+    )
+    als_iterations_grid: list[int] = Field(
+        default_factory=lambda: [10, 20], min_length=1,
+        description="ALS: numbers of sweeps tried on the validation carve (one fit per factors x regularisation "
+        "pair, scored after each listed sweep).",
+    )
+    als_alpha: float = Field(
+        10.0, gt=0.0,
+        description="ALS: confidence of an interaction is alpha x its weight, an unobserved pair's is 1 (implicit's "
+        "convention; a liked rating weighs 1, an implicit count log1p(count)).",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads of the rankers' ALS sweeps, top-k and dense algebra (0: every core of the "
+        "machine; 1: one thread, for crowded machines).",
     )
 
 

@@ -132,7 +132,7 @@ def test_segflow_rejects_bad_dropout():
 
 
 def test_make_ranker_unknown_lists_valid_names():
-    with pytest.raises(ValueError, match="most-popular, item-knn, ease, rp3beta, segflow"):
+    with pytest.raises(ValueError, match="most-popular, item-knn, ease, rp3beta, als, segflow"):
         make_ranker("svd", RankerConfig())
 
 
