@@ -8,7 +8,7 @@ from embeddings.encoder import Embeddings
 from segmentation.config import RankerConfig
 from segmentation.rank.base import Carve, MatrixRanker, TrainMatrices
 
-__all__ = ["EASE", "ease_weights"]
+__all__ = ["EASE", "EaseSpectrum", "ease_weights"]
 
 
 def ease_weights(x_in: sp.csr_matrix, reg: float, *, dropout: float = 0.0,
@@ -34,11 +34,31 @@ def ease_weights(x_in: sp.csr_matrix, reg: float, *, dropout: float = 0.0,
     return b
 
 
+class EaseSpectrum:
+    """One eigendecomposition of the Gram matrix that serves every EASE ridge: ``G = V diag(w) Vᵀ``, so
+    ``P = (G + λI)⁻¹ = V diag(1/(w+λ)) Vᵀ`` costs one matrix product per λ instead of an inverse.
+
+    ``weights(reg)`` equals ``ease_weights(x_in, reg)`` (no dropout, no target) to rounding.
+    """
+
+    def __init__(self, x_in: sp.csr_matrix) -> None:
+        self.w, self.v = np.linalg.eigh((x_in.T @ x_in).toarray())
+
+    def weights(self, reg: float) -> np.ndarray:
+        """EASE weights ``B = -P diag(1/diag P)`` with a zero diagonal, for ridge ``reg``."""
+        p = (self.v * (1.0 / (self.w + reg))[None, :]) @ self.v.T
+        b = -p / np.diag(p)[None, :]
+        np.fill_diagonal(b, 0.0)
+        return b
+
+
 class EASE(MatrixRanker):
     """EASE^R on the binary matrix (Steck, "Embarrassingly shallow autoencoders", WWW 2019).
 
     ``B = I - P·diag(1/diag P)``, ``P = (XᵀX + λI)⁻¹``; ``score(u) = x_u B``. λ is
-    ``ease_reg``, or the best of ``ease_reg_grid`` on the validation carve.
+    ``ease_reg``, or the best of ``ease_reg_grid`` on the validation carve, where one
+    eigendecomposition of the carve's Gram matrix (:class:`EaseSpectrum`) serves every λ; the
+    final fit is one inverse. Dense: above ``dense_budget_mib`` it refuses to fit (use ``als``).
 
     Args:
         config: ranker settings (``ease_reg``, ``ease_reg_grid``).
@@ -52,10 +72,15 @@ class EASE(MatrixRanker):
             [{"reg": self.config.ease_reg}] if self.config.ease_reg else [{"reg": r} for r in self.config.ease_reg_grid]
         )
 
+        spectra: dict[int, EaseSpectrum] = {}
+
         def score(carve: Carve, p: dict) -> np.ndarray:
-            return np.asarray(carve.fit.x[carve.users] @ ease_weights(carve.fit.x, p["reg"]))
+            if id(carve) not in spectra:  # one carve per fit: one eigendecomposition for the whole grid
+                spectra[id(carve)] = EaseSpectrum(carve.fit.x)
+            return np.asarray(carve.fit.x[carve.users] @ spectra[id(carve)].weights(p["reg"]))
 
         self.params_ = self._select(grid, score, seed)
+        spectra.clear()
         self.b_ = ease_weights(data.x, self.params_["reg"])
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
