@@ -10,7 +10,7 @@ from segmentation._errors import ConfigError
 from segmentation.config import RankerConfig
 from segmentation.rank import ALS, EASE, ItemKNN, MostPopular, RP3beta, SegflowRanker, choose_rankers
 from segmentation.rank.base import dense_mib
-from segmentation.rank.ease import EaseSpectrum, ease_weights
+from segmentation.rank.ease import EIGH_FROM, EaseSpectrum, ease_weights
 from segmentation.synthetic import synthetic_log
 
 SMALL_ALS = RankerConfig(als_factors_grid=[8, 16], als_reg_grid=[0.01, 0.1], als_iterations_grid=[3, 8])
@@ -107,7 +107,10 @@ def test_ease_spectrum_equals_the_inverse_for_every_lambda(explicit):
     x = r.data_.x
     spectrum = EaseSpectrum(x)
     for reg in (1.0, 10.0, 100.0, 500.0):
-        np.testing.assert_allclose(spectrum.weights(reg), ease_weights(x, reg), rtol=0, atol=1e-8)
+        b = ease_weights(x, reg)
+        np.testing.assert_allclose(spectrum.weights(reg), b, rtol=0, atol=1e-8)
+        for rows in (x[:40], x):  # fewer rows than items (the low-rank path), and more
+            np.testing.assert_allclose(spectrum.scores(rows, reg), rows @ b, rtol=0, atol=1e-8)
 
 
 class _InverseEASE(EASE):
@@ -121,8 +124,9 @@ class _InverseEASE(EASE):
         self.b_ = ease_weights(data.x, self.params_["reg"])
 
 
-def test_ease_grid_runs_one_eigendecomposition_and_chooses_as_before(explicit, monkeypatch):
-    cfg = RankerConfig(ease_reg_grid=[1.0, 5.0, 20.0, 100.0, 500.0])
+@pytest.mark.parametrize("n_regs", [5, EIGH_FROM])
+def test_ease_grid_decomposes_once_when_long_and_chooses_as_before(n_regs, explicit, monkeypatch):
+    cfg = RankerConfig(ease_reg_grid=list(np.geomspace(1.0, 500.0, n_regs)))
     old = _InverseEASE(cfg).fit(explicit, seed=3)
     calls = {"eigh": 0, "inv": 0}
     eigh, inv = np.linalg.eigh, np.linalg.inv
@@ -137,7 +141,10 @@ def test_ease_grid_runs_one_eigendecomposition_and_chooses_as_before(explicit, m
     monkeypatch.setattr(np.linalg, "eigh", count("eigh", eigh))
     monkeypatch.setattr(np.linalg, "inv", count("inv", inv))
     new = EASE(cfg).fit(explicit, seed=3)
-    assert calls == {"eigh": 1, "inv": 1}, "one eigh for the five lambdas, one inverse for the final fit"
+    if n_regs >= EIGH_FROM:
+        assert calls == {"eigh": 1, "inv": 1}, "one eigh for every lambda, one inverse for the final fit"
+    else:
+        assert calls == {"eigh": 0, "inv": n_regs + 1}, "a short grid inverts per lambda"
     assert new.params_ == old.params_
     assert [v["ndcg@10"] for v in new.validation_] == [v["ndcg@10"] for v in old.validation_]
     users = explicit["user_id"].unique().sort().to_list()
