@@ -11,10 +11,10 @@ from segmentation.rank.base import Carve, MatrixRanker, TrainMatrices
 __all__ = ["EASE", "EIGH_FROM", "EaseSpectrum", "ease_weights"]
 
 #: Grids of at least this many lambdas share one eigendecomposition (:class:`EaseSpectrum`); shorter ones invert per
-#: lambda. On the 2-core machine of docs/BENCHMARKS.md ("Rankers at scale") one ``eigh`` of a 3,000-item Gram matrix
-#: cost about as much as 11 inverses and one product about 0.4 of one, so the shared decomposition pays from
-#: about 19 lambdas; the default grid has 6.
-EIGH_FROM = 20
+#: lambda. Measured on a synthetic 6,000 x 2,993 log on 2 shared cores (docs/BENCHMARKS.md, "Rankers at scale"): the
+#: whole fit took 69 s by one eigh against 38 s by inverses with 6 lambdas, 121 s against 158 s with 24; about 2.9 s
+#: per extra lambda against 6.7 s, so the shared decomposition pays from about 14 lambdas. The default grid has 6.
+EIGH_FROM = 16
 
 
 def ease_weights(x_in: sp.csr_matrix, reg: float, *, dropout: float = 0.0,
