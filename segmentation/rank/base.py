@@ -219,14 +219,14 @@ class MatrixRanker:
         item_ids = counts["item_id"].to_list()
         if items is not None:
             item_ids = list(dict.fromkeys([*item_ids, *items["item_id"].cast(pl.String).to_list()]))
-        if self.dense and len(item_ids) > self.config.max_items:
+        n_dense = min(len(item_ids), self.config.max_items)
+        over = self.dense and dense_mib(n_dense) > self.config.dense_budget_mib and self._over_budget(n_dense)
+        if self.dense and not over and len(item_ids) > self.config.max_items:
             top = counts.sort(["len", "item_id"], descending=[True, False]).head(self.config.max_items)
             logger.warning("%s keeps the %d most popular of %d items (ranker.max_items)", type(self).__name__,
                            self.config.max_items, len(item_ids))  # fmt: skip
             item_ids = top["item_id"].to_list()
         self.items_ = Vocab.from_ids(_id_order(item_ids))
-        if self.dense and dense_mib(len(self.items_)) > self.config.dense_budget_mib:
-            self._over_budget(len(self.items_))
         self.users_ = Vocab.from_ids(_id_order(train["user_id"].to_list()))
         self.implicit_ = implicit
         self.data_ = train_matrices(train, self.users_, self.items_, self.config.like_threshold, implicit)
@@ -242,8 +242,9 @@ class MatrixRanker:
                     len(self.users_), len(self.items_), self.data_.x.nnz, self.fit_seconds_)  # fmt: skip
         return self
 
-    def _over_budget(self, n_items: int) -> None:
-        """A dense ranker over more items than ``dense_budget_mib`` allows: refuse (the segflow ranker falls back)."""
+    def _over_budget(self, n_items: int) -> bool:
+        """A dense ranker over more items than ``dense_budget_mib`` allows: refuse, or (the segflow ranker) return
+        True after arranging to fit without dense tables (then ``max_items`` does not cut the catalogue)."""
         raise ConfigError(f"{type(self).__name__}: {n_items} items need about {dense_mib(n_items):,.0f} MiB of dense "
                           f"items x items tables, over ranker.dense_budget_mib = {self.config.dense_budget_mib}; use "
                           "the 'als' ranker in ranker.rankers, or raise the budget")  # fmt: skip

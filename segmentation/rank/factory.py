@@ -77,8 +77,9 @@ def choose_rankers(config: RankerConfig, n_users: int, n_items: int) -> RankerCh
         names = [n for n in config.rankers if not _CLASSES[n].dense and n != "als"]
         dropped = [n for n in config.rankers if _CLASSES[n].dense]
         names.append("als")
+        over = f" (on the {kept:,} items ranker.max_items keeps)" if kept < n_items else ""
         reason = (f"{n_users:,} users x {n_items:,} items: dense items x items rankers would need about {mib:,.0f} "
-                  f"MiB, over ranker.dense_budget_mib = {config.dense_budget_mib:,}; left out: "
+                  f"MiB{over}, over ranker.dense_budget_mib = {config.dense_budget_mib:,}; left out: "
                   f"{', '.join(dropped) or 'none'}; ALS (implicit) ranks instead and is the primary ranker")  # fmt: skip
         choice = RankerChoice(names, reason)
     logger.info("rankers %s: %s", choice.names, choice.reason)

@@ -75,11 +75,12 @@ class SegflowRanker(MatrixRanker):
 
     fit.__doc__ = MatrixRanker.fit.__doc__
 
-    def _over_budget(self, n_items: int) -> None:
+    def _over_budget(self, n_items: int) -> bool:
         logger.info("SegflowRanker: %d items need about %.0f MiB of dense items x items tables (EASE, content "
                     "similarity), over ranker.dense_budget_mib = %d: falling back to ALS, without the content blend",
                     n_items, dense_mib(n_items), self.config.dense_budget_mib)  # fmt: skip
         self.fallback_ = ALS(self.config)
+        return True
 
     def _fit_model(self, data: TrainMatrices, items: pl.DataFrame | None, emb: Embeddings | None, seed: int) -> None:
         if self.fallback_ is not None:

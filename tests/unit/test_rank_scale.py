@@ -169,6 +169,7 @@ def test_choice_by_size_keeps_small_runs_and_picks_als_above_the_budget(caplog):
     assert low.names == ["most-popular", "als"] and dense_mib(200) > 1
     # max_items bounds what a dense ranker holds, so the estimate reads at most max_items items
     assert choose_rankers(RankerConfig(max_items=1000), 10, 50_000).names == cfg.rankers
+    assert "(on the 10,000 items ranker.max_items keeps)" in choose_rankers(cfg, 10, 50_000).reason
 
 
 def test_segflow_ranker_falls_back_to_als_above_the_budget(caplog):
@@ -182,6 +183,12 @@ def test_segflow_ranker_falls_back_to_als_above_the_budget(caplog):
     als = ALS(tiny).fit(train, seed=0)
     users = train["user_id"].unique().sort().to_list()[:30]
     assert seg.recommend(users, 10).equals(als.recommend(users, 10))
+    # over the budget even at max_items: the fallback keeps the whole catalogue (no max_items cut, no warning)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="segmentation.rank"):
+        capped = SegflowRanker(tiny.model_copy(update={"max_items": 200})).fit(train, seed=0)
+    assert "falling back to ALS" in caplog.text and "ranker.max_items" not in caplog.text
+    assert len(capped.fallback_.items_) == train["item_id"].n_unique() > 200
     # the same instance refitted within the budget is the segflow ranker again
     assert "fallback" not in SegflowRanker(SMALL_ALS).fit(train, seed=0).params_
     refit = seg
