@@ -141,7 +141,7 @@ def main() -> None:
         inv, eig = (next(r for r in rows if r["data"] == "ml100k" and r["system"] == s) for s in SYSTEMS[1:3])
         check = {"same_lambda": inv["params"] == eig["params"],
                  "same_validation_table": inv["validation"] == eig["validation"],
-                 "same_top10_lists": inv["lists"] == eig["lists"], "test_users": len({u for u, _ in inv["lists"]})}
+                 "same_top10_lists": inv["lists"] == eig["lists"], "test_users": len({u for u, _ in inv["lists"]})}  # fmt: skip
         print("MovieLens 100k, EASE by eigh against by inverse:", check)
         for r in rows:
             r.pop("lists", None)
@@ -149,7 +149,7 @@ def main() -> None:
         r.pop("validation", None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     run = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-           "command": " ".join(["python", *sys.argv]), "ml100k_ease_check": check, "rows": rows}
+           "command": " ".join(["python", *sys.argv]), "ml100k_ease_check": check, "rows": rows}  # fmt: skip
     runs = json.loads(args.out.read_text())["runs"] if args.append and args.out.exists() else []
     args.out.write_text(json.dumps({"runs": [*runs, run]}, indent=1) + "\n")
     print(f"wrote {args.out}")

@@ -199,7 +199,8 @@ def test_segflow_ranker_falls_back_to_als_above_the_budget(caplog):
 @pytest.mark.parametrize("cls", [EASE, ItemKNN, RP3beta])
 def test_dense_rankers_refuse_to_fit_above_the_budget(cls):
     train = synthetic_log(100, 400, mean_per_user=10, seed=4).interactions
-    with pytest.raises(ConfigError, match=r"items need about .* MiB .* over ranker.dense_budget_mib = 1; use the 'als'"):
+    refusal = r"items need about .* MiB .* over ranker.dense_budget_mib = 1; use the 'als'"
+    with pytest.raises(ConfigError, match=refusal):
         cls(RankerConfig(dense_budget_mib=1)).fit(train)
     # within the budget the same data fits
     user = train["user_id"][0]
