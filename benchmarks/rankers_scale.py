@@ -19,6 +19,10 @@ liked items): no test split is read. Systems:
 ``--ml100k`` adds MovieLens 100k (``random90`` train): EASE by eigh against EASE by inverse (same lambda, same
 validation table, same top-10 lists for every test user, checked here) and ALS's validation NDCG.
 
+``--digest [--code DIR]`` prints the default rankers' chosen parameters and a hash of their top-10 lists on
+MovieLens 100k (imported from ``DIR``, another checkout, when given): equal digests before and after a change
+mean the default comparison did not move.
+
 Writes ``benchmarks/results/rankers_scale.json`` (``runs``: one per command, with its rows, one per system and data:
 seconds, peak MiB, the process's MiB before fitting, validation NDCG@10, the chosen parameters, the 1-minute load
 average; ``--append`` adds a run) and prints a table.
@@ -39,12 +43,10 @@ import numpy as np
 import polars as pl
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# --code DIR: import segflow from another checkout (the --digest comparison with an older commit)
+sys.path.insert(0, sys.argv[sys.argv.index("--code") + 1] if "--code" in sys.argv[:-1] else str(ROOT))
 
 from segmentation.config import RankerConfig  # noqa: E402
-from segmentation.rank import ALS, EASE, MostPopular, choose_rankers  # noqa: E402
-from segmentation.rank import ease as ease_module  # noqa: E402
-from segmentation.rank.base import validation_ndcg  # noqa: E402
 
 SYSTEMS = ("most-popular", "ease (inverse per lambda)", "ease (one eigh)", "als")
 #: The same two EASE paths on a 24-lambda grid (synthetic log only): where one eigendecomposition pays.
@@ -67,6 +69,10 @@ def load_data(name: str, users: int, items: int, per_user: float) -> pl.DataFram
 
 def one(system: str, data: str, users: int, items: int, per_user: float) -> dict:
     """Fit one system in this process; the row of the table."""
+    from segmentation.rank import ALS, EASE, MostPopular
+    from segmentation.rank import ease as ease_module
+    from segmentation.rank.base import validation_ndcg
+
     train = load_data(data, users, items, per_user)
     config = RankerConfig()
     if system.endswith("24 lambdas"):
@@ -102,6 +108,27 @@ def one(system: str, data: str, users: int, items: int, per_user: float) -> dict
     return row
 
 
+def digest() -> dict:
+    """Chosen parameters and a hash of the top-10 lists of the default rankers on MovieLens 100k random90 (test users).
+
+    The segflow ranker is fitted without description embeddings (its content path is not what this compares).
+    """
+    import hashlib
+
+    from segmentation.data import load_movielens_100k, split_ratings
+    from segmentation.rank import make_ranker
+
+    ds = load_movielens_100k()
+    split = split_ratings(ds.interactions, "random90", valid_fraction=0.1, seed=0)
+    users = sorted(split.test["user_id"].unique().to_list(), key=int)
+    out = {}
+    for name in RankerConfig().rankers:
+        r = make_ranker(name, RankerConfig()).fit(split.train_full, items=ds.items, seed=0)
+        lists = r.recommend(users, 10).write_csv().encode()
+        out[name] = {"params": getattr(r, "params_", {}), "lists_sha256": hashlib.sha256(lists).hexdigest()[:16]}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--users", type=int, default=6000)
@@ -113,7 +140,14 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--data", default="synthetic", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/rankers_scale.json")
+    ap.add_argument("--digest", action="store_true", help="print the default rankers' MovieLens 100k digest")
+    ap.add_argument("--code", help="with --digest: the checkout to import segflow from")
     args = ap.parse_args()
+    if args.digest:
+        print(json.dumps(digest()))
+        return
+    from segmentation.rank import choose_rankers  # not in checkouts before this script (--code)
+
     if args.one:  # child process: one system, its row as JSON on the last line
         print(json.dumps(one(args.one, args.data, args.users, args.items, args.per_user)))
         return

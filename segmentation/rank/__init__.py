@@ -27,7 +27,7 @@ One module per family of rankers, the framework and the per-segment aggregation 
   (:class:`RP3beta`), :mod:`~segmentation.rank.als` (:class:`ALS`, from ``implicit``: no dense table),
   :mod:`~segmentation.rank.segflow` (:class:`SegflowRanker`);
 - :mod:`~segmentation.rank.factory`: ``RANKERS`` and :func:`make_ranker`, the names the configuration accepts, and
-  :func:`choose_rankers`, which of them a run of a given size fits (dense ones only within
+  :func:`choose_rankers`, which of them fit a given size (dense ones only within
   ``ranker.dense_budget_mib``, ALS above it; logged with the reason);
 - :mod:`~segmentation.rank.segments`: what to recommend to each segment (:func:`segment_top_items`).
 
