@@ -44,6 +44,7 @@ RECOMMENDATIONS = pl.Schema({"user_id": pl.String, "item_id": pl.String, "rank":
 Candidates: TypeAlias = Sequence[str] | pl.DataFrame | None
 
 _CHUNK = 1024
+_CHUNK_CELLS = 1 << 24  # scores held at once while recommending (128 MiB of float64); wide catalogues: fewer users
 _VALID_K = 10
 #: n_items x n_items float64 tables a dense ranker holds at its peak (EASE: Gram, eigenvectors or inverse, weights,
 #: product; the segflow ranker: Gram, two cross products, inverse, weights, content similarity).
@@ -321,8 +322,9 @@ class MatrixRanker:
         users = list(dict.fromkeys(str(u) for u in user_ids))
         allowed = self._candidate_mask(users, candidates)
         parts = []
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start : start + _CHUNK]
+        step = max(1, min(_CHUNK, _CHUNK_CELLS // max(len(self.items_), 1)))
+        for start in range(0, len(users), step):
+            chunk = users[start : start + step]
             rows = self.users_.lookup(chunk, missing=-1)
             known = rows >= 0
             scores = np.tile(self.popularity_.astype(np.float64), (len(chunk), 1))

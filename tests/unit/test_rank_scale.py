@@ -205,3 +205,22 @@ def test_dense_rankers_refuse_to_fit_above_the_budget(cls):
     # within the budget the same data fits
     user = train["user_id"][0]
     assert cls(RankerConfig(dense_budget_mib=10, ease_reg_grid=[10.0])).fit(train).recommend([user], 3).height == 3
+
+
+def test_dense_recommend_holds_a_bounded_score_block(explicit, monkeypatch):
+    import segmentation.rank.base as base
+
+    r = EASE(RankerConfig(ease_reg_grid=[10.0])).fit(explicit)
+    users = explicit["user_id"].unique().sort().to_list()
+    want = r.recommend(users, 10)
+    sizes = []
+    scores = EASE._scores
+
+    def spy(self, rows):
+        sizes.append(len(rows))
+        return scores(self, rows)
+
+    monkeypatch.setattr(EASE, "_scores", spy)
+    monkeypatch.setattr(base, "_CHUNK_CELLS", 3 * len(r.items_))  # three users' scores at a time
+    assert r.recommend(users, 10).equals(want)
+    assert max(sizes) == 3 and sum(sizes) == len(users)
