@@ -557,8 +557,8 @@ class RankerConfig(_Section):
 
     rankers: list[str] = Field(
         default_factory=lambda: ["most-popular", "item-knn", "ease", "segflow"],
-        description="Rankers evaluated side by side (most-popular, item-knn, ease, rp3beta, segflow); the last "
-        "one also lists what to recommend to each segment.",
+        description="Rankers evaluated side by side (most-popular, item-knn, ease, rp3beta, als, segflow); the "
+        "last one also lists what to recommend to each segment.",
     )
     knn_neighbors: int = Field(50, ge=1, description="Neighbours per item of the item-kNN ranker.")
     like_threshold: float = Field(
@@ -612,6 +612,42 @@ class RankerConfig(_Section):
     )
     content_neighbors: int = Field(
         50, ge=1, description="segflow ranker: neighbours per item of the embedding similarity."
+    )
+    dense_budget_mib: int = Field(
+        1536,
+        ge=1,
+        description="Memory budget of a dense items x items ranker (EASE, item-kNN, RP3beta, the segflow ranker's "
+        "EASE and content parts), estimated as six n_items x n_items float64 matrices. Above it the segflow ranker "
+        "falls back to ALS and logs why, the others refuse to fit, and segmentation.rank.choose_rankers leaves them "
+        "out of a run's list (1536 MiB: about 5,800 items; ML-100k's 1,682 items take 130 MiB).",
+    )
+    als_factors_grid: list[int] = Field(
+        default_factory=lambda: [32, 128], min_length=1,
+        description="ALS (implicit): numbers of latent factors tried on the validation carve. The ALS defaults were "
+        "chosen on the validation carves of MovieLens 100k's random90 train and a synthetic 6,000 x 3,000 tuning "
+        "log, never a test split (docs/BENCHMARKS.md, 'Rankers at scale').",
+    )
+    als_reg_grid: list[float] = Field(
+        default_factory=lambda: [3.0, 10.0, 30.0], min_length=1,
+        description="ALS: L2 regularisation values tried on the validation carve (the setting that matters most: "
+        "MovieLens 100k chose 10, the synthetic log 30; 0.01 and 1 lost 0.03 to 0.13 NDCG@10).",
+    )
+    als_iterations_grid: list[int] = Field(
+        default_factory=lambda: [10, 20], min_length=1,
+        description="ALS: numbers of sweeps tried on the validation carve (one fit per factors x regularisation "
+        "pair, scored after each listed sweep).",
+    )
+    als_alpha: float = Field(
+        1.0, gt=0.0,
+        description="ALS: confidence of an interaction is alpha x its weight, an unobserved pair's is 1 (implicit's "
+        "convention; a liked rating weighs 1, an implicit count log1p(count)); 1 beat 5 and 20 on MovieLens 100k's "
+        "validation carve.",
+    )
+    threads: int = Field(
+        0,
+        ge=0,
+        description="CPU threads of the ALS ranker's sweeps and top-k (0: every core of the machine; 1: one "
+        "thread, for crowded machines). The dense rankers' algebra runs on BLAS's own threads.",
     )
 
 

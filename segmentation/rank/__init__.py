@@ -1,4 +1,4 @@
-"""Top-k rankers: most-popular, item-kNN, EASE, RP3beta and segflow's own ranker.
+"""Top-k rankers: most-popular, item-kNN, EASE, RP3beta, ALS and segflow's own ranker.
 
 Every ranker follows the small :class:`Ranker` protocol: ``fit(train, *, items=None,
 item_embeddings=None, seed=0) -> self`` and ``recommend(user_ids, k=10, *, exclude_seen=True,
@@ -24,12 +24,15 @@ One module per family of rankers, the framework and the per-segment aggregation 
   :class:`~segmentation.rank.base.MatrixRanker` (matrices, validation carve, top-k, recommending);
 - :mod:`~segmentation.rank.popularity` (:class:`MostPopular`), :mod:`~segmentation.rank.knn`
   (:class:`ItemKNN`), :mod:`~segmentation.rank.ease` (:class:`EASE`), :mod:`~segmentation.rank.rp3beta`
-  (:class:`RP3beta`), :mod:`~segmentation.rank.segflow` (:class:`SegflowRanker`);
-- :mod:`~segmentation.rank.factory`: ``RANKERS`` and :func:`make_ranker`, the names the configuration accepts;
+  (:class:`RP3beta`), :mod:`~segmentation.rank.als` (:class:`ALS`, from ``implicit``: no dense table),
+  :mod:`~segmentation.rank.segflow` (:class:`SegflowRanker`);
+- :mod:`~segmentation.rank.factory`: ``RANKERS`` and :func:`make_ranker`, the names the configuration accepts, and
+  :func:`choose_rankers`, which of them fit a given size (dense ones only within
+  ``ranker.dense_budget_mib``, ALS above it; logged with the reason);
 - :mod:`~segmentation.rank.segments`: what to recommend to each segment (:func:`segment_top_items`);
 - :mod:`~segmentation.rank.stage`: the flow's rank stage (:func:`rank_test_users`; its result, :class:`Rankings`, lives in ``base``).
 
-A new family of rankers (say ALS from ``implicit``) is a new module here: a subclass of
+A new family of rankers is a new module here: a subclass of
 ``MatrixRanker`` with ``_fit_model`` and ``_scores`` (or any class that follows :class:`Ranker`),
 registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 
@@ -39,9 +42,10 @@ registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 ['2']
 """
 
-from segmentation.rank.base import RECOMMENDATIONS, Ranker, Rankings
+from segmentation.rank.als import ALS
+from segmentation.rank.base import RECOMMENDATIONS, Ranker
 from segmentation.rank.ease import EASE
-from segmentation.rank.factory import RANKERS, make_ranker
+from segmentation.rank.factory import RANKERS, RankerChoice, choose_rankers, make_ranker
 from segmentation.rank.knn import ItemKNN
 from segmentation.rank.popularity import MostPopular
 from segmentation.rank.rp3beta import RP3beta
@@ -50,6 +54,7 @@ from segmentation.rank.segments import SEGMENT_ITEMS, recommend_for_segment, seg
 from segmentation.rank.stage import rank_test_users
 
 __all__ = [
+    "ALS",
     "EASE",
     "RANKERS",
     "RECOMMENDATIONS",
@@ -58,8 +63,10 @@ __all__ = [
     "MostPopular",
     "RP3beta",
     "Ranker",
+    "RankerChoice",
     "Rankings",
     "SegflowRanker",
+    "choose_rankers",
     "make_ranker",
     "rank_test_users",
     "recommend_for_segment",

@@ -10,14 +10,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Self, TypeAlias
+from typing import ClassVar, Protocol, Self, TypeAlias
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
 from embeddings.encoder import Embeddings
-from segmentation._errors import DataError, check_is_fitted
+from segmentation._errors import ConfigError, DataError, check_is_fitted
 from segmentation.config import RankerConfig
 from segmentation.data.contracts import Vocab
 
@@ -29,7 +29,9 @@ __all__ = [
     "Ranker",
     "Rankings",
     "TrainMatrices",
+    "dense_mib",
     "top_k",
+    "lists_ndcg",
     "train_matrices",
     "validation_ndcg",
     "zscore",
@@ -43,7 +45,16 @@ RECOMMENDATIONS = pl.Schema({"user_id": pl.String, "item_id": pl.String, "rank":
 Candidates: TypeAlias = Sequence[str] | pl.DataFrame | None
 
 _CHUNK = 1024
+_CHUNK_CELLS = 1 << 24  # scores held at once while recommending (128 MiB of float64); wide catalogues: fewer users
 _VALID_K = 10
+#: n_items x n_items float64 tables a dense ranker holds at its peak (EASE: Gram, eigenvectors or inverse, weights,
+#: product; the segflow ranker: Gram, two cross products, inverse, weights, content similarity).
+DENSE_TABLES = 6
+
+
+def dense_mib(n_items: int) -> float:
+    """Estimated peak MiB of a dense items x items ranker over ``n_items`` items (``DENSE_TABLES`` float64 tables)."""
+    return DENSE_TABLES * 8.0 * n_items * n_items / 2**20
 
 
 class Ranker(Protocol):
@@ -146,8 +157,12 @@ def validation_ndcg(scores: np.ndarray, seen: sp.csr_matrix, relevant: sp.csr_ma
     s = scores.copy()
     r_idx, c_idx = seen.nonzero()
     s[r_idx, c_idx] = -np.inf
+    return lists_ndcg(top_k(s, k), relevant, k)
+
+
+def lists_ndcg(tops: Sequence[np.ndarray], relevant: sp.csr_matrix, k: int = _VALID_K) -> float:
+    """Mean binary NDCG@k of top-k lists (item indices, best first; one per row of ``relevant``, which has an item)."""
     disc = 1.0 / np.log2(np.arange(2, k + 2))
-    tops = top_k(s, k)
     lens = np.array([len(t) for t in tops])
     rows = np.repeat(np.arange(len(tops)), lens)
     hits = np.asarray(relevant.tocsr()[rows, np.concatenate(tops) if len(tops) else rows]).ravel() > 0
@@ -175,6 +190,8 @@ class MatrixRanker:
     """
 
     config: RankerConfig
+    #: Holds items x items (or users x items) dense tables: capped by ``max_items``, bound by ``dense_budget_mib``.
+    dense: ClassVar[bool] = True
 
     def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
             item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip
@@ -204,7 +221,9 @@ class MatrixRanker:
         item_ids = counts["item_id"].to_list()
         if items is not None:
             item_ids = list(dict.fromkeys([*item_ids, *items["item_id"].cast(pl.String).to_list()]))
-        if len(item_ids) > self.config.max_items:
+        n_dense = min(len(item_ids), self.config.max_items)
+        over = self.dense and dense_mib(n_dense) > self.config.dense_budget_mib and self._over_budget(n_dense)
+        if self.dense and not over and len(item_ids) > self.config.max_items:
             top = counts.sort(["len", "item_id"], descending=[True, False]).head(self.config.max_items)
             logger.warning("%s keeps the %d most popular of %d items (ranker.max_items)", type(self).__name__,
                            self.config.max_items, len(item_ids))  # fmt: skip
@@ -224,6 +243,13 @@ class MatrixRanker:
         logger.info("fitted %s on %d users x %d items (%d interactions) in %.2fs", type(self).__name__,
                     len(self.users_), len(self.items_), self.data_.x.nnz, self.fit_seconds_)  # fmt: skip
         return self
+
+    def _over_budget(self, n_items: int) -> bool:
+        """A dense ranker over more items than ``dense_budget_mib`` allows: refuse, or (the segflow ranker) return
+        True after arranging to fit without dense tables (then ``max_items`` does not cut the catalogue)."""
+        raise ConfigError(f"{type(self).__name__}: {n_items} items need about {dense_mib(n_items):,.0f} MiB of dense "
+                          f"items x items tables, over ranker.dense_budget_mib = {self.config.dense_budget_mib}; use "
+                          "the 'als' ranker in ranker.rankers, or raise the budget")  # fmt: skip
 
     def _fit_model(self, data: TrainMatrices, items: pl.DataFrame | None, emb: Embeddings | None, seed: int) -> None:
         raise NotImplementedError
@@ -297,8 +323,9 @@ class MatrixRanker:
         users = list(dict.fromkeys(str(u) for u in user_ids))
         allowed = self._candidate_mask(users, candidates)
         parts = []
-        for start in range(0, len(users), _CHUNK):
-            chunk = users[start : start + _CHUNK]
+        step = max(1, min(_CHUNK, _CHUNK_CELLS // max(len(self.items_), 1)))
+        for start in range(0, len(users), step):
+            chunk = users[start : start + step]
             rows = self.users_.lookup(chunk, missing=-1)
             known = rows >= 0
             scores = np.tile(self.popularity_.astype(np.float64), (len(chunk), 1))

@@ -17,6 +17,8 @@ class MostPopular(MatrixRanker):
         config: ranker settings (only ``max_items`` and ``like_threshold`` matter).
     """
 
+    dense = False  # one popularity vector: neither capped by max_items nor bound by dense_budget_mib
+
     def __init__(self, config: RankerConfig | None = None) -> None:
         self.config = config or RankerConfig()
 

@@ -1,6 +1,8 @@
 """segflow's own ranker: rating-aware EASE blended with the similarity of the items' descriptions."""
 
 import logging
+from collections.abc import Sequence
+from typing import Self
 
 import numpy as np
 import polars as pl
@@ -9,7 +11,8 @@ from embeddings.encoder import Embeddings
 from segmentation._errors import ConfigError
 from segmentation.config import RankerConfig
 from segmentation.data.contracts import Vocab
-from segmentation.rank.base import MatrixRanker, TrainMatrices, validation_ndcg, zscore
+from segmentation.rank.als import ALS
+from segmentation.rank.base import Candidates, MatrixRanker, TrainMatrices, dense_mib, validation_ndcg, zscore
 
 __all__ = ["LikedEase", "SegflowRanker"]
 
@@ -51,6 +54,10 @@ class SegflowRanker(MatrixRanker):
     validation carve (NDCG@10). Without embeddings ``β`` is 0. With no rating at or above the
     threshold (implicit data) every interaction counts as liked and it reduces to EASE.
 
+    Its EASE and content parts are dense items x items tables: above ``dense_budget_mib`` it
+    logs why and falls back to :class:`~segmentation.rank.als.ALS` (no content blend), which it
+    then delegates ``recommend`` to (``params_`` says ``{"fallback": "als", ...}``).
+
     Args:
         config: ranker settings (``like_threshold`` and the ``segflow_*`` grids).
     """
@@ -61,7 +68,26 @@ class SegflowRanker(MatrixRanker):
         if bad:
             raise ConfigError(f"ranker.segflow_dropouts must lie in [0, 1) (given: {bad})")
 
+    def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
+            item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip
+        self.fallback_: ALS | None = None  # set by _over_budget during the fit
+        return super().fit(train, items=items, item_embeddings=item_embeddings, seed=seed, implicit=implicit)
+
+    fit.__doc__ = MatrixRanker.fit.__doc__
+
+    def _over_budget(self, n_items: int) -> bool:
+        logger.info("SegflowRanker: %d items need about %.0f MiB of dense items x items tables (EASE, content "
+                    "similarity), over ranker.dense_budget_mib = %d: falling back to ALS, without the content blend",
+                    n_items, dense_mib(n_items), self.config.dense_budget_mib)  # fmt: skip
+        self.fallback_ = ALS(self.config)
+        return True
+
     def _fit_model(self, data: TrainMatrices, items: pl.DataFrame | None, emb: Embeddings | None, seed: int) -> None:
+        if self.fallback_ is not None:
+            self.fallback_.fit(self._train, items=items, seed=seed, implicit=self.implicit_)
+            self.params_ = {"fallback": "als", **self.fallback_.params_}
+            self.validation_ = getattr(self.fallback_, "validation_", [])
+            return
         cfg = self.config
         self.content_ = _content_similarity(self.items_, emb, cfg.content_neighbors) if emb is not None else None
         if self.content_ is None:
@@ -105,6 +131,14 @@ class SegflowRanker(MatrixRanker):
                             s = base + g["beta"] * content if g["beta"] and content is not None else base
                             results.append((validation_ndcg(s, seen, carve.relevant), g))
         return self._record(results, len(carve.users))
+
+    def recommend(self, user_ids: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
+                  candidates: Candidates = None) -> pl.DataFrame:  # fmt: skip
+        if getattr(self, "fallback_", None) is not None:  # fitted over the budget
+            return self.fallback_.recommend(user_ids, k, exclude_seen=exclude_seen, candidates=candidates)
+        return super().recommend(user_ids, k, exclude_seen=exclude_seen, candidates=candidates)
+
+    recommend.__doc__ = MatrixRanker.recommend.__doc__
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         x = self._x_in[rows]

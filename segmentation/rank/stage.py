@@ -1,6 +1,8 @@
 """The flow's rank stage: every configured ranker's top-k lists for the test users, and per-segment lists.
 
-:func:`rank_test_users` fits each ranker named in ``ranker.rankers`` on train, lists top-k unseen items for every
+:func:`rank_test_users` fits each ranker named in ``ranker.rankers`` that fits the data's size
+(:func:`~segmentation.rank.factory.choose_rankers`: above ``ranker.dense_budget_mib`` the dense items x items rankers
+are left out and ALS ranks instead, with a log line saying why) on train, lists top-k unseen items for every
 test user and, with the last (primary) ranker, what to recommend to each segment (:func:`segment_top_items`).
 """
 
@@ -13,7 +15,7 @@ from segmentation.cluster import Segmentation
 from segmentation.config import EvalConfig, RankerConfig
 from segmentation.data import Dataset, Split
 from segmentation.rank.base import Rankings
-from segmentation.rank.factory import make_ranker
+from segmentation.rank.factory import choose_rankers, make_ranker
 from segmentation.rank.segments import segment_top_items
 
 __all__ = ["rank_test_users"]
@@ -26,9 +28,10 @@ def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentat
     list, as ``Rankings.by_segment``)."""
     train = split.train_full
     test_users = split.test["user_id"].unique().sort().to_list()
-    primary = config.rankers[-1]
+    names = choose_rankers(config, train["user_id"].n_unique(), train["item_id"].n_unique()).names
+    primary = names[-1]
     recs, seconds, by_segment = {}, {}, {}
-    for name in config.rankers:
+    for name in names:
         t0 = time.perf_counter()
         ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed,
                                                implicit=dataset.implicit)  # fmt: skip

@@ -29,7 +29,8 @@ from segmentation.rank.segflow import LikedEase
 # Small grids keep every fit well under a second.
 FAST = RankerConfig(ease_reg_grid=[5.0, 20.0], rp3_alpha_grid=[0.8], rp3_beta_grid=[0.3, 0.6],
                     segflow_like_weights=[1.0], segflow_target_weights=[1.0], segflow_reg_grid=[2.0, 10.0],
-                    segflow_dropouts=[0.0], segflow_content_weights=[0.0, 0.1], knn_neighbors=10)  # fmt: skip
+                    segflow_dropouts=[0.0], segflow_content_weights=[0.0, 0.1], knn_neighbors=10,
+                    als_factors_grid=[8], als_reg_grid=[0.01, 0.1], als_iterations_grid=[5, 15])  # fmt: skip
 
 
 def checkerboard(n: int = 24) -> pl.DataFrame:
@@ -132,14 +133,14 @@ def test_segflow_rejects_bad_dropout():
 
 
 def test_make_ranker_unknown_lists_valid_names():
-    with pytest.raises(ValueError, match="most-popular, item-knn, ease, rp3beta, segflow"):
+    with pytest.raises(ValueError, match="most-popular, item-knn, ease, rp3beta, als, segflow"):
         make_ranker("svd", RankerConfig())
 
 
 # ----------------------------------------------------------------------------- oracle
 
 
-@pytest.mark.parametrize("name", ["item-knn", "ease", "rp3beta", "segflow"])
+@pytest.mark.parametrize("name", ["item-knn", "ease", "rp3beta", "als", "segflow"])
 def test_checkerboard_oracle(name, board):
     """Each user's held-back diagonal item is the only unseen item of its own parity: it must come first."""
     r = fit(name, board)

@@ -12,7 +12,7 @@ from segmentation.data import Dataset, Split
 from segmentation.rank import make_ranker, rank_test_users
 
 
-def _run() -> tuple:
+def _run(config: RankerConfig | None = None) -> tuple:
     rng = np.random.default_rng(3)
     users = [f"u{u}" for u in range(30)]
     rows = [(u, str(i), float(rng.integers(1, 6)), 1_600_000_000 + k)
@@ -30,7 +30,7 @@ def _run() -> tuple:
                                                                                 "segment_id": pl.Int32})  # fmt: skip
     seg = Segmentation(assignments, np.zeros((30, 2), np.float32), 2, 5, {})
     dataset = Dataset(inter, items, None, "tiny")
-    config = RankerConfig(rankers=["item-knn", "most-popular"], knn_neighbors=10)
+    config = config or RankerConfig(rankers=["item-knn", "most-popular"], knn_neighbors=10)
     return rank_test_users(split, dataset, None, seg, config, EvalConfig(k=5), seed=0), assignments, split, dataset
 
 
@@ -55,3 +55,17 @@ def test_every_ranker_lists_the_test_users_and_the_last_one_recommends_to_each_s
     assert out.by_segment == expected
     # the data has ties whose numeric and text orders differ, and an item without a title (shown by its id)
     assert out.by_segment[0][:3] == [("5", "Item 5", 0.75), ("7", "7", 0.75), ("12", "Item 12", 0.75)]
+
+
+def test_above_the_dense_budget_the_stage_ranks_with_als_and_says_why(caplog, monkeypatch):
+    # a catalogue whose dense items x items tables would exceed the budget (the estimate made huge): item-kNN is
+    # left out, ALS ranks every test user and is the primary
+    import segmentation.rank.factory as factory
+
+    monkeypatch.setattr(factory, "dense_mib", lambda n_items: 10_000.0)
+    config = RankerConfig(rankers=["most-popular", "item-knn"], knn_neighbors=10, dense_budget_mib=1)
+    with caplog.at_level("INFO", logger="segmentation.rank.factory"):
+        out, _, split, _ = _run(config)
+    assert list(out.recs) == ["most-popular", "als"] and out.primary == "als"
+    assert set(out.recs["als"]["user_id"]) == set(split.test["user_id"])
+    assert out.by_segment and "left out: item-knn" in caplog.text
