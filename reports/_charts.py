@@ -23,7 +23,7 @@ from segmentation.run_folder import RunFolder
 
 MAX_MAP_POINTS = 10_000
 _FONT = 'system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "DejaVu Sans", sans-serif'
-_LAYOUT = {
+_LAYOUT: dict[str, Any] = {
     "font": {"family": _FONT, "size": 13, "color": "#1f2937"},
     "paper_bgcolor": "#ffffff",
     "plot_bgcolor": "#ffffff",
@@ -72,7 +72,7 @@ def fig_map(data: RunFolder, segs: list[Seg]) -> go.Figure | None:
                 if "nearest_membership" in part.columns
                 else member
             )
-            custom = list(
+            custom: list[tuple[Any, ...]] = list(  # triples here, pairs for the segments below
                 zip(
                     part["user_id"].cast(pl.String).map_elements(_plain, return_dtype=pl.String),
                     nearest,
@@ -104,20 +104,25 @@ def fig_map(data: RunFolder, segs: list[Seg]) -> go.Figure | None:
 
 
 def fig_sizes(segs: list[Seg], n_users: int) -> go.Figure | None:
-    rows = [s for s in segs if s.profile is not None]
+    rows = [(s, s.profile) for s in segs if s.profile is not None]
     if not rows:
         return None
-    rows = sorted(rows, key=lambda s: s.profile.size)  # plotly draws horizontal bars bottom-up
+    rows = sorted(rows, key=lambda r: r[1].size)  # plotly draws horizontal bars bottom-up
     fig = go.Figure(go.Bar(
-        y=[_plain(s.short) for s in rows], x=[s.profile.size for s in rows], orientation="h",
-        marker={"color": [s.color for s in rows]},
-        text=[f"{s.profile.size:,} ({100 * s.profile.size / max(n_users, 1):.1f} %)" for s in rows],
+        y=[_plain(s.short) for s, _ in rows], x=[p.size for _, p in rows], orientation="h",
+        marker={"color": [s.color for s, _ in rows]},
+        text=[f"{p.size:,} ({100 * p.size / max(n_users, 1):.1f} %)" for _, p in rows],
         textposition="auto", cliponaxis=False,
-        customdata=[_plain(s.name) for s in rows], hovertemplate="%{customdata}<br>%{x:,} users<extra></extra>",
+        customdata=[_plain(s.name) for s, _ in rows], hovertemplate="%{customdata}<br>%{x:,} users<extra></extra>",
     ))  # fmt: skip
     fig.update_layout(**_layout("Segment sizes", 90 + 30 * len(rows), xaxis=_axis("users"),
                                 yaxis=_axis("", automargin=True), showlegend=False, bargap=0.25))  # fmt: skip
     return fig
+
+
+def _shares(p: SegmentProfile) -> list[float | None]:
+    """Each top category's share of the segment's choices, or None each where the profile has none."""
+    return list(p.category_share) if p.category_share else [None] * len(p.top_categories)
 
 
 def _lift_frame(data: RunFolder) -> pl.DataFrame:
@@ -125,7 +130,7 @@ def _lift_frame(data: RunFolder) -> pl.DataFrame:
     if isinstance(cl, pl.DataFrame) and cl.height and {"segment_id", "category", "lift"} <= set(cl.columns):
         return cl if "share" in cl.columns else cl.with_columns(pl.lit(None, pl.Float64).alias("share"))
     rows = [(p.segment_id, c, lift, share) for p in data.profiles
-            for c, lift, share in zip(p.top_categories, p.category_lift, p.category_share or [None] * len(p.top_categories))]  # fmt: skip
+            for c, lift, share in zip(p.top_categories, p.category_lift, _shares(p))]  # fmt: skip
     return pl.DataFrame(rows, schema={"segment_id": pl.Int32, "category": pl.String, "lift": pl.Float64,
                                       "share": pl.Float64}, orient="row")  # fmt: skip
 
@@ -153,7 +158,9 @@ def fig_heatmap(data: RunFolder, segs: list[Seg], max_categories: int = 24) -> g
             tr.append("" if lift is None else f"{lift:.1f}×")
             share = "" if not r or r.get("share") is None else f" · {100 * r['share']:.1f} % of its choices"
             cr.append("not among its top categories" if lift is None else f"{lift:.2f}× all users{share}")
-        z.append(zr), text.append(tr), custom.append(cr)
+        z.append(zr)
+        text.append(tr)
+        custom.append(cr)
     fig = go.Figure(go.Heatmap(
         z=z, x=[_plain(c, 22) for c in cats], y=[_plain(s.short) for s in order], text=text,
         texttemplate="%{text}", textfont={"size": 11}, customdata=custom, zmin=-2, zmax=2, zmid=0, xgap=2, ygap=2,
@@ -179,9 +186,10 @@ def fig_segment_rmse(metrics: dict[str, Any], segs: list[Seg]) -> go.Figure | No
         cis = [_ci(e, "rmse") for _, e in rows]
         vals = [float(_value(e, "rmse")) for _, e in rows]
         err = None
-        if all(c is not None for c in cis):
-            err = {"type": "data", "symmetric": False, "array": [c[1] - v for c, v in zip(cis, vals)],
-                   "arrayminus": [v - c[0] for c, v in zip(cis, vals)], "color": color, "thickness": 1}  # fmt: skip
+        known = [c for c in cis if c is not None]
+        if len(known) == len(cis):
+            err = {"type": "data", "symmetric": False, "array": [c[1] - v for c, v in zip(known, vals)],
+                   "arrayminus": [v - c[0] for c, v in zip(known, vals)], "color": color, "thickness": 1}  # fmt: skip
         fig.add_trace(go.Scatter(
             x=vals, y=[_plain(s.short) for s, _ in rows], mode="markers", name=f"{model} model",
             marker={"color": color, "size": 10, "symbol": sym}, error_x=err,
@@ -201,7 +209,7 @@ def fig_category_lift(p: SegmentProfile, color: str) -> go.Figure | None:
     if not p.top_categories:
         return None
     cats, lifts = p.top_categories[::-1], p.category_lift[::-1]
-    shares = (p.category_share or [None] * len(p.top_categories))[::-1]
+    shares = _shares(p)[::-1]
     fig = go.Figure(go.Bar(
         y=[_plain(c, 30) for c in cats], x=lifts, orientation="h",
         marker={"color": [color if v >= 1 else "#c7cbd1" for v in lifts]}, text=[f"{v:.1f}×" for v in lifts], textposition="outside", cliponaxis=False,
@@ -283,7 +291,9 @@ def fig_sankey(comp: dict[str, Any]) -> go.Figure | None:
     for i, line in enumerate(counts):
         for j, n in enumerate(line):
             if n:
-                src.append(i), dst.append(len(rows) + j), val.append(int(n))
+                src.append(i)
+                dst.append(len(rows) + j)
+                val.append(int(n))
                 link_color.append(_rgba(row_color[i], 0.35))
     if not val:
         return None

@@ -2,7 +2,7 @@
 metric drift), from :func:`segmentation.compare.compare_runs`'s result; and the overview's short block on it."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from reports._charts import fig_migration, fig_sankey
 from reports._format import _HELP, Cell, Column, Table, _c, _help, fmt, label
@@ -13,7 +13,7 @@ from segmentation._format import _num
 __all__ = ["comparison_page", "render_comparison"]
 
 
-def _has_migration(comp: Any) -> bool:
+def _has_migration(comp: Any) -> TypeGuard[dict[str, Any]]:
     return isinstance(comp, dict) and isinstance(comp.get("migration"), dict)
 
 

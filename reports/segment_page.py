@@ -91,7 +91,7 @@ def _segment_page(data: RunFolder, segs: list[Seg], i: int, overall: _Overall) -
             else {}
         )
         reps = [{"id": str(u), "membership": fmt(_num(mm.get(str(u))), "d2")} for u in p.representative_users]
-    demo_figs = []
+    demo_figs: list[str] = []
     demo_numeric = []
     for a in p.demographics if p is not None else []:
         div = figs.add(f"demo-{len(demo_figs)}", fig_demographic(a, s.color))

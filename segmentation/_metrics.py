@@ -11,7 +11,7 @@ relevant held-out items, ``k`` the cut-off, ``rel_i = 1[L_i ∈ R]``.
 import functools
 import math
 import warnings
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -316,8 +316,8 @@ def popularity_bias(recommended: Sequence[float] | np.ndarray, profile: Sequence
     return float(r.mean() / p.mean())
 
 
-def _genre_distribution(item_lists: Iterable[str], genres: Mapping[str, Sequence[str]]) -> Counter:
-    dist: Counter = Counter()
+def _genre_distribution(item_lists: Iterable[str], genres: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    dist: defaultdict[str, float] = defaultdict(float)
     for i in item_lists:
         gs = genres.get(i) or ()
         for g in gs:

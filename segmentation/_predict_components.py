@@ -63,7 +63,9 @@ class FitData:
 class Component(Protocol):
     """A rating model inside the blend."""
 
-    name: str
+    @property
+    def name(self) -> str: ...  # a class constant (MF, SVDpp, AutoRec) or set per instance (KNNBaseline)
+
     best_epoch_: int
     history_: list[dict]
 
@@ -214,7 +216,8 @@ class SVDpp:
         norm = 1.0 / np.sqrt(np.maximum(counts, 1.0))
         implicit = sp.csr_matrix((norm[tr.users], (tr.users, tr.items)), shape=(n_u, n_i), dtype=np.float32)
         coo = implicit.tocoo()
-        n_mat = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, (n_u, n_i), check_invariants=False).coalesce()
+        indices = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.int64)
+        n_mat = torch.sparse_coo_tensor(indices, coo.data, (n_u, n_i), check_invariants=False).coalesce()
         use_time = data.train.times is not None and s.item_time_bins > 0
         tensors: dict[str, np.ndarray] = {"mu": np.array([mu])}
         if use_time:
@@ -248,8 +251,9 @@ class SVDpp:
         if use_side:
             assert data.item_features is not None
             feats = torch.as_tensor(np.ascontiguousarray(data.item_features, dtype=np.float32))
-            w = torch.nn.Parameter(torch.zeros(feats.shape[1], k))
-            params.append(w)
+            w_side = torch.nn.Parameter(torch.zeros(feats.shape[1], k))
+            params.append(w_side)
+            w: torch.Tensor = w_side
         else:
             feats = torch.zeros(n_i, 1)
             w = torch.zeros(1, k)
@@ -603,4 +607,6 @@ class AutoRec:
 
 
 #: Component classes by kind, for loading.
-COMPONENTS: dict[str, type] = {"mf": MF, "svdpp": SVDpp, "knn": KNNBaseline, "autorec": AutoRec}
+COMPONENTS: dict[str, type[MF] | type[SVDpp] | type[KNNBaseline] | type[AutoRec]] = {
+    "mf": MF, "svdpp": SVDpp, "knn": KNNBaseline, "autorec": AutoRec,
+}  # fmt: skip

@@ -185,7 +185,7 @@ class GlobalPredictor:
         t0 = time.perf_counter()
         cfg = self.config
         device = resolve_device(cfg.device)
-        names = list(dict.fromkeys(cfg.blend.components)) if cfg.model == "blend" else [cfg.model]
+        names: list[str] = list(dict.fromkeys(cfg.blend.components)) if cfg.model == "blend" else [cfg.model]
         ratings = split.train["rating"].to_numpy()
         self.rating_range_ = (float(ratings.min()), float(ratings.max()))
         self._set_vocab(split.train)

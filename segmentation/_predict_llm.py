@@ -80,9 +80,10 @@ class _Head(nn.Module):
 
     def __init__(self, dim: int, hidden: int = _HIDDEN) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(4 * dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
-        nn.init.zeros_(self.net[2].weight)
-        nn.init.zeros_(self.net[2].bias)
+        first, last = nn.Linear(4 * dim, hidden), nn.Linear(hidden, 1)  # created in this order, as before
+        self.net = nn.Sequential(first, nn.GELU(), last)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([u, v, u * v, (u - v).abs()], dim=1)).squeeze(1)

@@ -201,7 +201,7 @@ class SegmentedPredictor:
 def _strategies(global_model: GlobalPredictor, config: PredictorConfig) -> list[str]:
     """The configured strategies that this global model supports (the others are logged and skipped)."""
     names = global_model.component_names
-    usable = []
+    usable: list[str] = []
     for strategy in config.per_segment.strategies:
         if strategy in _MF_STRATEGIES and "mf" not in names:
             logger.info("fine-tuning strategy %s needs an MF model or blend component; skipped", strategy)

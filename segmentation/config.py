@@ -398,11 +398,23 @@ class KNNConfig(_Section):
     shrinkage: float = Field(100.0, ge=0.0, description="Shrinkage of the Pearson-baseline similarity.")
 
 
+ComponentName = Literal["mf", "svdpp", "autorec", "item-knn", "user-knn"]
+FineTuneStrategy = Literal["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]
+
+
+def _default_components() -> list[ComponentName]:
+    return ["svdpp", "autorec", "item-knn", "user-knn"]
+
+
+def _default_strategies() -> list[FineTuneStrategy]:
+    return ["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]
+
+
 class BlendConfig(_Section):
     """The ridge blend of several models ('blend'), its weights fitted on the validation rows."""
 
-    components: list[Literal["mf", "svdpp", "autorec", "item-knn", "user-knn"]] = Field(
-        default_factory=lambda: ["svdpp", "autorec", "item-knn", "user-knn"],
+    components: list[ComponentName] = Field(
+        default_factory=_default_components,
         min_length=1,
         description="Models combined (chosen on validation data).",
     )
@@ -413,8 +425,8 @@ class FineTuneConfig(_Section):
     """Per-segment fine-tuning of the global model and the validation gate that decides where it is kept."""
 
     enabled: bool = Field(True, description="Fine-tune a copy of the global model per segment.")
-    strategies: list[Literal["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"]] = Field(
-        default_factory=lambda: ["bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"],
+    strategies: list[FineTuneStrategy] = Field(
+        default_factory=_default_strategies,
         description="Strategies tried per segment, where the global model allows them: "
         "'bias+lowrank-delta' (frozen MF weights plus learned bias deltas and a low-rank item-factor delta) and "
         "'full-l2' (all MF weights, L2-pulled to the global ones) need an 'mf' model or blend component and "

@@ -36,7 +36,7 @@ def data_stamp(config: DataConfig, cache_dir: Path) -> tuple:
     A file rewritten in place (the nightly export) changes its size or modification time; one replaced by a
     rename changes its inode. Built-in data is identified by its cache folder (its files are checksummed).
     """
-    files = []
+    files: list[tuple[str, int, int, int] | tuple[str, None] | None] = []
     if config.source == "files":
         for p in (config.ratings, config.items, config.users):
             if p is None:
@@ -65,8 +65,8 @@ def check_dataset(dataset: Dataset, config: PipelineConfig) -> None:
 
     check_enough_users(dataset.n_users, config.reduce, config.cluster)
     where = f"ratings file {config.data.ratings}" if config.data.source == "files" else f"data {dataset.name}"
-    largest = dataset.interactions["rating"].max()
-    if largest is not None and largest > LARGEST_RATING:
+    largest = dataset.interactions["rating"].max()  # a float or None (empty): the column is Float64 by contract
+    if isinstance(largest, float) and largest > LARGEST_RATING:
         n = int((dataset.interactions["rating"] > LARGEST_RATING).sum())
         raise DataError(
             f"{where}, column {config.data.columns.rating!r}: {n} ratings are above {LARGEST_RATING:.3g} (the largest "

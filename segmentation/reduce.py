@@ -15,10 +15,15 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from segmentation._errors import DataError, check_is_fitted
+
+if TYPE_CHECKING:  # imported on first use at run time (see above)
+    import faiss
+    import umap
 
 __all__ = ["IdentityReducer", "Reducer", "SampleNeighbours", "neighbour_weights"]
 
@@ -62,13 +67,16 @@ class SampleNeighbours:
         random_state: seed of the PCA and of the IVF training.
     """
 
+    components_: np.ndarray | None  # set by fit (None: no projection)
+    mean_: np.ndarray | None
+
     def __init__(self, n_neighbors: int = 15, *, n_dims: int | None = 64, approximate_above: int = 20_000,
                  random_state: int | None = None) -> None:  # fmt: skip
         self.n_neighbors = n_neighbors
         self.n_dims = n_dims
         self.approximate_above = approximate_above
         self.random_state = random_state
-        self.index_ = None
+        self.index_: faiss.Index | None = None
 
     def _project(self, x: np.ndarray) -> np.ndarray:
         if self.components_ is None:
@@ -92,6 +100,7 @@ class SampleNeighbours:
             self.mean_ = pca.mean_.astype(np.float32)
         z = self._project(sample)
         dim = z.shape[1]
+        index: faiss.Index
         if m > self.approximate_above:
             nlist = int(4 * np.sqrt(m))
             quantiser = faiss.IndexFlatL2(dim)
@@ -115,12 +124,14 @@ class SampleNeighbours:
             rows: which rows of ``x`` to query (default all); read chunk by chunk, never copied whole.
         """
         check_is_fitted(self, "index_")
+        index = self.index_
+        assert index is not None  # what check_is_fitted checked
         rows = np.arange(len(x)) if rows is None else rows
-        k = min(self.n_neighbors, self.index_.ntotal)
+        k = min(self.n_neighbors, index.ntotal)
         pos = np.empty((len(rows), k), dtype=np.int64)
         wts = np.empty((len(rows), k), dtype=np.float32)
         for lo in range(0, len(rows), _CHUNK):
-            dist, idx = self.index_.search(self._project(x[rows[lo : lo + _CHUNK]]), k)
+            dist, idx = index.search(self._project(x[rows[lo : lo + _CHUNK]]), k)
             missing = idx < 0  # IVF may return fewer than k: reuse the nearest one found
             if missing.any():
                 idx = np.where(missing, idx[:, :1], idx)
@@ -179,7 +190,7 @@ class Reducer:
         self.knn_dims = knn_dims
         self.n_epochs = n_epochs
         self.random_state = random_state
-        self.umap_ = None
+        self.umap_: umap.UMAP | None = None
         self.embedding_: np.ndarray | None = None
         self.sample_: np.ndarray | None = None
         self.neighbours_: Neighbours | None = None
@@ -200,37 +211,41 @@ class Reducer:
         require_users(n, self.n_components)
         if not all(np.isfinite(x[lo : lo + _CHUNK]).all() for lo in range(0, n, _CHUNK)):
             raise DataError("reduce: input vectors contain NaN or infinity")
-        if like is not None and (like.embedding_ is None or len(like.embedding_) != n):
-            raise ValueError("like= must be a Reducer fitted on the same rows")
+        like_embedding = like_sample = None
+        if like is not None:
+            like_embedding, like_sample = like.embedding_, like.sample_
+            if like_embedding is None or like_sample is None or len(like_embedding) != n:
+                raise ValueError("like= must be a Reducer fitted on the same rows")
         t0 = time.perf_counter()
         import umap
 
         t1 = time.perf_counter()
-        if like is not None:
-            self.sample_ = like.sample_
+        if like_sample is not None:
+            sample = like_sample
         elif n > self.sample_size:
             rng = np.random.default_rng(self.random_state)
-            self.sample_ = np.sort(rng.choice(n, self.sample_size, replace=False))
+            sample = np.sort(rng.choice(n, self.sample_size, replace=False))
         else:
-            self.sample_ = np.arange(n)
-        m = len(self.sample_)
+            sample = np.arange(n)
+        self.sample_ = sample
+        m = len(sample)
         n_neighbors = min(self.n_neighbors, m - 1)
-        kwargs = {}
+        kwargs: dict[str, Any] = {}
         if like is not None and like.umap_ is not None and like.n_neighbors == self.n_neighbors \
                 and getattr(like.umap_, "_knn_indices", None) is not None:  # fmt: skip
             kwargs["precomputed_knn"] = (like.umap_._knn_indices, like.umap_._knn_dists, like.umap_._knn_search_index)
         init: str | np.ndarray = "spectral" if m > self.n_components + 10 else "random"
-        if like is not None and like.embedding_.shape[1] >= self.n_components:
-            init = _pca_init(like.embedding_[self.sample_], self.n_components)
-        self.umap_ = umap.UMAP(n_components=self.n_components, n_neighbors=n_neighbors, min_dist=self.min_dist,
+        if like_embedding is not None and like_embedding.shape[1] >= self.n_components:
+            init = _pca_init(like_embedding[sample], self.n_components)
+        self.umap_ = fitted = umap.UMAP(n_components=self.n_components, n_neighbors=n_neighbors, min_dist=self.min_dist,
                                metric=self.metric, random_state=self.random_state, init=init,
                                n_epochs=self.n_epochs, **kwargs)  # fmt: skip
-        sample_x = x if m == n else x[self.sample_]
+        sample_x = x if m == n else x[sample]
         with warnings.catch_warnings():
             # a seeded UMAP runs single-threaded by design (reproducibility); UMAP warns about it every fit
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
             warnings.filterwarnings("ignore", message="Failed to correctly find n_neighbors", category=UserWarning)
-            sample_emb = self.umap_.fit_transform(sample_x).astype(np.float32)
+            sample_emb = fitted.fit_transform(sample_x).astype(np.float32)
         t2 = time.perf_counter()
         self.knn_ = like.knn_ if like is not None else None
         self.neighbours_ = None
@@ -238,8 +253,8 @@ class Reducer:
             self.embedding_ = sample_emb
         else:
             emb = np.empty((n, self.n_components), dtype=np.float32)
-            emb[self.sample_] = sample_emb
-            rest = np.setdiff1d(np.arange(n), self.sample_)
+            emb[sample] = sample_emb
+            rest = np.setdiff1d(np.arange(n), sample)
             if self.assign == "umap":
                 for lo in range(0, len(rest), _CHUNK):
                     emb[rest[lo : lo + _CHUNK]] = self._umap_transform(x[rest[lo : lo + _CHUNK]])
@@ -262,23 +277,28 @@ class Reducer:
         return SampleNeighbours(self.n_neighbors, n_dims=self.knn_dims, random_state=self.random_state).fit(sample_x)
 
     def _umap_transform(self, x: np.ndarray) -> np.ndarray:
+        assert self.umap_ is not None  # called by fit, or by transform once check_is_fitted passed
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)
             return self.umap_.transform(x).astype(np.float32)
 
     def fit_transform(self, x: np.ndarray, *, like: "Reducer | None" = None) -> np.ndarray:
-        return self.fit(x, like=like).embedding_
+        embedding = self.fit(x, like=like).embedding_
+        assert embedding is not None  # fit sets it
+        return embedding
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """Coordinates of new rows in the fitted space (as the rows outside the sample got theirs)."""
         check_is_fitted(self, "umap_")
+        fitted, embedding, sample = self.umap_, self.embedding_, self.sample_
+        assert fitted is not None and embedding is not None and sample is not None  # fit set all three
         x = np.asarray(x, dtype=np.float32)
         if self.assign == "umap":
             return self._umap_transform(x)
         if self.knn_ is None:
-            self.knn_ = self._fit_knn(np.asarray(self.umap_._raw_data, dtype=np.float32))
+            self.knn_ = self._fit_knn(np.asarray(fitted._raw_data, dtype=np.float32))
         pos, wts = self.knn_.kneighbors(x)
-        return Neighbours(np.arange(len(x)), pos, wts).spread(self.embedding_[self.sample_])
+        return Neighbours(np.arange(len(x)), pos, wts).spread(embedding[sample])
 
 
 class IdentityReducer:
@@ -295,7 +315,9 @@ class IdentityReducer:
         return self
 
     def fit_transform(self, x: np.ndarray, *, like: object = None) -> np.ndarray:
-        return self.fit(x).embedding_
+        embedding = self.fit(x).embedding_
+        assert embedding is not None  # fit sets it
+        return embedding
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return np.asarray(x, dtype=np.float32)

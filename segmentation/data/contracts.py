@@ -25,12 +25,12 @@ INTERACTIONS = pl.Schema(
     {"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Int64}
 )
 ITEMS = pl.Schema(
-    {
-        "item_id": pl.String,
-        "title": pl.String,
-        "year": pl.Int32,
+    {  # instances throughout (a Schema stores instances anyway), so the mapping has one value type
+        "item_id": pl.String(),
+        "title": pl.String(),
+        "year": pl.Int32(),
         "categories": pl.List(pl.String),
-        "text": pl.String,
+        "text": pl.String(),
     }
 )
 

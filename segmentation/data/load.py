@@ -1,5 +1,6 @@
 """The loaders' entry points: the user's own files through a column mapping, and a :class:`DataConfig`'s data."""
 
+import functools
 from pathlib import Path
 
 import polars as pl
@@ -30,12 +31,12 @@ def load_files(ratings: Path, items: Path, users: Path | None = None, *, columns
     """
     cols = columns or ColumnMapping()
     ratings, items = Path(ratings), Path(items)
-    text = {"encoding": encoding, "quote_char": quote_char}
     if format_suffix(ratings) == ".inter":  # also ml-100k.inter.gz
         return load_recbole(ratings, items, users, rating_scale=rating_scale, encoding=encoding)
-    inter, implicit, notes = interactions_from(read_table(ratings, "ratings", **text), ratings, cols, rating_scale)
-    item_df = items_from(read_table(items, "items", list_separator=cols.category_separator, **text), items, cols)
-    user_df = users_from(read_table(Path(users), "users", **text), Path(users), cols) if users else None
+    read = functools.partial(read_table, encoding=encoding, quote_char=quote_char)
+    inter, implicit, notes = interactions_from(read(ratings, "ratings"), ratings, cols, rating_scale)
+    item_df = items_from(read(items, "items", list_separator=cols.category_separator), items, cols)
+    user_df = users_from(read(Path(users), "users"), Path(users), cols) if users else None
     return validate_dataset(inter, item_df, user_df, name=name or ratings.stem, implicit=implicit,
                             files={"ratings": ratings, "items": items, "users": users},
                             duplicates="sum" if implicit and cols.weight else "keep-latest", notes=notes)  # fmt: skip

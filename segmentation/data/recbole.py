@@ -36,7 +36,7 @@ def load_recbole(inter: Path, item: Path, user: Path | None = None, *,
     title = next((c for c in ("movie_title", "title", "name", "item_name") if c in names), "item_id")
     cats = next((c for c in ("class", "genre", "genres", "categories", "category", "tags") if c in names), None)
     year = next((c for c in ("release_year", "year") if c in names), None)
-    text = [c for c in ("description", "overview", "plot", "text") if c in names]
+    text: list[str] = [c for c in ("description", "overview", "plot", "text") if c in names]
     item_cols = ColumnMapping(title=title, categories=cats, category_separator=" ", year=year, text=text)
     item_df = items_from(itlf, item, item_cols)
     user_df = None

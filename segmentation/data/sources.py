@@ -115,6 +115,7 @@ def _utf8_copy(path: Path, role: str, encoding: str, compression: str | None, ou
     decoder = codecs.getincrementaldecoder(name)("strict")
     of = " of the decompressed data" if compression else ""
     offset = lines = 0
+    damaged: tuple[type[Exception], ...]  # what a failed read raises: none for a plain file
     if compression:
         import pyarrow as pa  # a dependency already (Parquet); imported only for compressed text
 
