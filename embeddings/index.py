@@ -34,6 +34,7 @@ class VectorIndex:
         self.index_ = None
         self.ids_: np.ndarray | None = None
         self.kind_: str | None = None
+        self.reason_: str | None = None
 
     def fit(self, ids: np.ndarray, vectors: np.ndarray) -> "VectorIndex":
         """Index ``vectors`` ((n, d) float32, rows L2-normalised) under ``ids``."""
@@ -48,6 +49,10 @@ class VectorIndex:
         kind = self.kind
         if kind == "auto":
             kind = "hnsw" if n > self.approximate_above else "flat"
+            side = "more than" if kind == "hnsw" else "at most"
+            reason = f"{n:,} vectors, {side} index.approximate_above = {self.approximate_above:,}"
+        else:
+            reason = f"kind {kind!r} requested"
         if kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif kind == "hnsw":
@@ -57,9 +62,11 @@ class VectorIndex:
         else:
             raise ValueError(f"unknown index kind {kind!r}; expected auto, flat or hnsw")
         index.add(vectors)
-        self.index_, self.ids_, self.kind_ = index, np.asarray(ids, dtype=object), kind
+        self.index_, self.ids_, self.kind_, self.reason_ = index, np.asarray(ids, dtype=object), kind, reason
         self._pos = {s: i for i, s in enumerate(self.ids_)}
-        logger.info("built %s index over %d vectors of dim %d", kind, n, d)
+        what = "exact flat" if kind == "flat" else "approximate hnsw"
+        how = "" if kind == "flat" else f"; M {self.hnsw_m}, efSearch {index.hnsw.efSearch}"
+        logger.info("built %s index over %s vectors of dim %d (%s%s)", what, f"{n:,}", d, reason, how)
         return self
 
     def __len__(self) -> int:
@@ -94,7 +101,8 @@ class VectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index_, str(folder / "index.faiss"))
         np.save(folder / "ids.npy", self.ids_.astype(str))
-        (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__}))
+        (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__,
+                                                             "reason": self.reason_}))
 
     @classmethod
     def load(cls, folder: Path) -> "VectorIndex":
@@ -108,6 +116,7 @@ class VectorIndex:
         out.index_ = faiss.read_index(str(folder / "index.faiss"))
         out.ids_ = np.load(folder / "ids.npy").astype(object)
         out.kind_ = manifest["kind"]
+        out.reason_ = manifest.get("reason")
         out._pos = {s: i for i, s in enumerate(out.ids_)}
         return out
 
