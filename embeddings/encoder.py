@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
+CHUNK_TEXTS = 8192
+"""Texts per ``SentenceTransformer.encode`` call (and per cache shard) when many texts are new."""
+
 
 @dataclass(frozen=True)
 class Embeddings:
@@ -182,7 +185,10 @@ class Encoder:
             if self.device_used == "cuda":
                 st = st.half()
             self._st = st
-            logger.info("loaded encoder %s on %s in %.1fs", self.model, self.device_used, time.perf_counter() - t)
+            import torch
+
+            threads = f", {torch.get_num_threads()} torch threads" if self.device_used == "cpu" else ""
+            logger.info("loaded encoder %s on %s%s in %.1fs", self.model, self.device_used, threads, time.perf_counter() - t)
         return self._st
 
     @property
@@ -190,33 +196,61 @@ class Encoder:
         return int(self._load_model().get_sentence_embedding_dimension())
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Return an (n, dim) float32 array of L2-normalised embeddings, in the order of ``texts``."""
+        """Return an (n, dim) float32 array of L2-normalised embeddings, in the order of ``texts``.
+
+        Each distinct text is embedded once, and only if the cache does not hold it already.
+        """
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string")
         keys = [text_key(t) for t in texts]
-        found = self.cache.get(keys) if self.cache else {}
-        todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+        distinct = dict(zip(keys, texts))
+        found = self.cache.get(list(distinct)) if self.cache else {}
+        todo = [k for k in distinct if k not in found]
         self.stats["texts"] += len(texts)
-        self.stats["cache_hits"] += len(texts) - sum(1 for k in keys if k not in found)
+        self.stats["cache_hits"] += sum(1 for k in keys if k in found)
         if todo:
             t0 = time.perf_counter()
-            st = self._load_model()
-            vecs = st.encode([t for _, t in todo], batch_size=self.batch_size, convert_to_numpy=True,
-                             normalize_embeddings=True, show_progress_bar=False).astype(np.float32)  # fmt: skip
-            if not np.isfinite(vecs).all():
-                raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
-            new = dict(zip((k for k, _ in todo), vecs))
-            if self.cache:
-                self.cache.put(list(new), vecs)
-            found = {**found, **new}
+            vecs = self._embed([distinct[k] for k in todo], todo)
+            found.update(zip(todo, vecs))
             dt = time.perf_counter() - t0
             self.stats["embedded"] += len(todo)
             self.stats["seconds"] += dt
-            logger.info("embedded %d new texts in %.1fs (%d cached)", len(todo), dt, len(texts) - len(todo))
+            logger.info("embedded %d new texts in %.1fs, %.0f texts/s (%d cached)", len(todo), dt, len(todo) / max(dt, 1e-9),
+                        len(texts) - len(todo))  # fmt: skip
         else:
             logger.info("all %d texts found in the embedding cache", len(texts))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        out = np.stack([found[k] for k in keys]).astype(np.float32)
+        out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.maximum(norms, 1e-12)
+
+    def _embed(self, texts: list[str], keys: list[str]) -> np.ndarray:
+        """Embed ``texts`` (none cached) in chunks of :data:`CHUNK_TEXTS`, caching each chunk as it finishes.
+
+        sentence-transformers' ``encode`` sorts the texts of one call by length (longest first) so that a
+        batch holds texts of like length and pads little. Chunks are cut from the texts in that same order,
+        so each chunk holds texts of like length too and chunking costs no padding (measured,
+        docs/BENCHMARKS.md); a run stopped part way keeps the chunks done in the cache, and the log shows
+        progress on long inputs.
+        """
+        st = self._load_model()
+        out: np.ndarray | None = None
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        n_chunks = -(-len(texts) // CHUNK_TEXTS)
+        t0 = time.perf_counter()
+        for c in range(n_chunks):
+            rows = order[c * CHUNK_TEXTS:(c + 1) * CHUNK_TEXTS]
+            vecs = st.encode([texts[i] for i in rows], batch_size=self.batch_size, convert_to_numpy=True,
+                             normalize_embeddings=True, show_progress_bar=False)  # fmt: skip
+            if not np.isfinite(vecs).all():
+                raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
+            if out is None:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[rows] = vecs
+            if self.cache:
+                self.cache.put([keys[i] for i in rows], out[rows])
+            if n_chunks > 1:
+                done = min((c + 1) * CHUNK_TEXTS, len(texts))
+                logger.info("embedded %d of %d texts (%.0f texts/s)", done, len(texts), done / (time.perf_counter() - t0))
+        return out
