@@ -7,6 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import embeddings.index as index_module
 from embeddings.index import VectorIndex
 from segmentation.cluster import assign_by_neighbours
 
@@ -41,7 +42,8 @@ def test_a_tiny_limit_makes_hnsw_whose_recall_against_exact_is_high(data, caplog
     said = [r.getMessage() for r in caplog.records]
     assert any("exact flat index over 2,000 vectors" in m and "at most index.approximate_above = 2,000" in m for m in said)
     assert any("approximate hnsw index over 2,000 vectors" in m and "more than index.approximate_above = 100" in m
-               for m in said)  # fmt: skip
+               and f"recall@10 {approx.recall_:.3f} against exact search on 256 of the vectors" in m for m in said)  # fmt: skip
+    assert approx.recall_ >= 0.95 and approx.index_.hnsw.efSearch == 64
     truth, _ = exact.search(queries, 10)
     found, sims = approx.search(queries, 10)
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)])
@@ -55,6 +57,7 @@ def test_the_hnsw_index_loads_back_and_new_users_are_assigned_through_it(data, t
     approx.save(tmp_path / "users")
     manifest = json.loads((tmp_path / "users" / "manifest.json").read_text())
     assert manifest["kind"] == "hnsw" and manifest["n"] == N and "approximate_above" in manifest["reason"]
+    assert manifest["recall@10"] == approx.recall_
     again = VectorIndex.load(tmp_path / "users")
     assert again.kind_ == "hnsw" and len(again) == N
     assert again.index_.hnsw.efSearch == approx.index_.hnsw.efSearch
@@ -69,3 +72,29 @@ def test_the_hnsw_index_loads_back_and_new_users_are_assigned_through_it(data, t
     through_exact = assign_by_neighbours(queries, exact, assignments, k=15)["segment_id"].to_numpy()
     assert (through_ann == through_exact).mean() >= 0.98
     assert (through_ann == query_labels).mean() >= 0.9
+
+
+def _uniform(n: int) -> np.ndarray:
+    x = np.random.default_rng(3).normal(size=(n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_hnsw_raises_ef_search_until_recall_holds_on_structureless_vectors():
+    """Uniform vectors on the sphere have no neighbourhoods: efSearch 64 finds about 85 % of the 10 nearest."""
+    x = _uniform(10_000)
+    idx = VectorIndex("hnsw").fit(np.arange(len(x)).astype(str), x)
+    assert idx.index_.hnsw.efSearch > 64 and idx.recall_ >= 0.95
+    # the recall it reports is what a search with the kept setting finds, for indexed vectors' neighbours
+    rows = np.random.default_rng(9).choice(len(x), 100, replace=False)
+    exact = np.argsort(-(x[rows] @ x.T), axis=1)[:, 1:11]
+    found = np.vectorize(int)(idx.search(x[rows], 11)[0][:, 1:])
+    assert np.mean([len(set(f) & set(e)) / 10 for f, e in zip(found, exact)]) >= 0.9
+
+
+def test_hnsw_warns_when_it_cannot_reach_the_recall(monkeypatch, caplog):
+    monkeypatch.setattr(index_module, "EF_SEARCH_MAX", 16)
+    x = _uniform(10_000)
+    with caplog.at_level(logging.WARNING, logger="embeddings.index"):
+        idx = VectorIndex("auto", approximate_above=1000).fit(np.arange(len(x)).astype(str), x)
+    assert idx.recall_ < 0.9 and idx.index_.hnsw.efSearch == 64  # never lowered below the default
+    assert any("set index.kind = 'flat' for exact search" in r.getMessage() for r in caplog.records)
