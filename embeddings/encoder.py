@@ -149,14 +149,20 @@ class Encoder:
         device: ``auto``, ``cpu`` or ``cuda``; resolved once, lazily, when the model loads.
         batch_size: texts per forward pass.
         cache_dir: where embeddings are cached; None disables the cache.
+        threads: on the CPU, torch threads while embedding (0: torch's default, one per core). On a
+            crowded machine 1 thread was 4x faster than 2 on 2 cores (docs/BENCHMARKS.md); torch's
+            setting is process-wide and put back after each call.
 
     The model loads on first need: a run whose texts are all cached never loads it.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
-                 cache_dir: Path | None = None) -> None:  # fmt: skip
+                 cache_dir: Path | None = None, threads: int = 0) -> None:  # fmt: skip
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive (given: {batch_size})")
+        if threads < 0:
+            raise ConfigError(f"threads must be 0 (torch's default) or positive (given: {threads})")
+        self.threads = threads
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -187,7 +193,7 @@ class Encoder:
             self._st = st
             import torch
 
-            threads = f", {torch.get_num_threads()} torch threads" if self.device_used == "cpu" else ""
+            threads = f", {self.threads or torch.get_num_threads()} torch threads" if self.device_used == "cpu" else ""
             logger.info("loaded encoder %s on %s%s in %.1fs", self.model, self.device_used, threads, time.perf_counter() - t)
         return self._st
 
@@ -221,20 +227,31 @@ class Encoder:
             logger.info("all %d texts found in the embedding cache", len(texts))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)  # a fresh array: normalised in place
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
 
     def _embed(self, texts: list[str], keys: list[str]) -> np.ndarray:
         """Embed ``texts`` (none cached) in chunks of :data:`CHUNK_TEXTS`, caching each chunk as it finishes.
 
         sentence-transformers' ``encode`` sorts the texts of one call by length (longest first) so that a
         batch holds texts of like length and pads little. Chunks are cut from the texts in that same order,
-        so each chunk holds texts of like length too and chunking costs no padding (measured,
-        docs/BENCHMARKS.md); a run stopped part way keeps the chunks done in the cache, and the log shows
-        progress on long inputs.
+        so with a batch size that divides :data:`CHUNK_TEXTS` (any power of two up to it) the chunks are
+        made of the very batches one call would make, and chunking adds no padding. A run stopped part
+        way keeps the chunks done in the cache, and the log shows progress on long inputs.
         """
         st = self._load_model()
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads and self.device_used == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            return self._embed_chunks(st, texts, keys)
+        finally:
+            torch.set_num_threads(before)
+
+    def _embed_chunks(self, st, texts: list[str], keys: list[str]) -> np.ndarray:
         out: np.ndarray | None = None
         order = np.argsort([-len(t) for t in texts], kind="stable")
         n_chunks = -(-len(texts) // CHUNK_TEXTS)

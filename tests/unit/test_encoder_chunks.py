@@ -5,6 +5,7 @@ import pytest
 
 import embeddings.encoder as encoder_module
 from embeddings.encoder import Encoder
+from segmentation._errors import ConfigError
 
 TEXTS = [f"item {i}: " + "a long winding story about a lighthouse keeper " * (i % 5) + f"number {i}" for i in range(23)]
 
@@ -52,3 +53,17 @@ def test_a_run_stopped_part_way_keeps_the_chunks_done(tmp_path, monkeypatch, ref
     v = again.encode(TEXTS)
     assert again.stats["cache_hits"] == 10 and again.stats["embedded"] == 13
     assert np.allclose(v, reference, atol=1e-5)
+
+
+def test_threads_hold_while_embedding_and_are_put_back(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    enc = Encoder(device="cpu", threads=1)
+    st = enc._load_model()
+    real, seen = st.encode, []
+    monkeypatch.setattr(st, "encode", lambda texts, **kw: seen.append(torch.get_num_threads()) or real(texts, **kw))
+    enc.encode(TEXTS[:3])
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match=r"threads must be 0 \(torch's default\) or positive \(given: -1\)"):
+        Encoder(threads=-1)
