@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
+CHUNK_TEXTS = 8192
+"""Texts per ``SentenceTransformer.encode`` call (and per cache shard) when many texts are new."""
+
 
 @dataclass(frozen=True)
 class Embeddings:
@@ -166,14 +169,20 @@ class Encoder:
         cache_dir: where embeddings are cached; None disables the cache.
         model_path: ``model`` already resolved (:attr:`EncoderChoice.path`), so it is not resolved again;
             a local path missing on this machine (a worker with another installation) is resolved here.
+        threads: on the CPU, torch threads while embedding (0: torch's default, one per core). On a
+            crowded machine 1 thread was 4x faster than 2 on 2 cores (docs/BENCHMARKS.md); torch's
+            setting is process-wide and put back after each call.
 
     The model loads on first need: a run whose texts are all cached never loads it.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
-                 cache_dir: Path | None = None, model_path: str | None = None) -> None:  # fmt: skip
+                 cache_dir: Path | None = None, model_path: str | None = None, threads: int = 0) -> None:  # fmt: skip
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive (given: {batch_size})")
+        if threads < 0:
+            raise ConfigError(f"threads must be 0 (torch's default) or positive (given: {threads})")
+        self.threads = threads
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -203,7 +212,10 @@ class Encoder:
             if self.device_used == "cuda":
                 st = st.half()
             self._st = st
-            logger.info("loaded encoder %s on %s in %.1fs", self.model, self.device_used, time.perf_counter() - t)
+            import torch
+
+            threads = f", {self.threads or torch.get_num_threads()} torch threads" if self.device_used == "cpu" else ""
+            logger.info("loaded encoder %s on %s%s in %.1fs", self.model, self.device_used, threads, time.perf_counter() - t)
         return self._st
 
     @property
@@ -211,36 +223,75 @@ class Encoder:
         return int(self._load_model().get_sentence_embedding_dimension())
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        """Return an (n, dim) float32 array of L2-normalised embeddings, in the order of ``texts``."""
+        """Return an (n, dim) float32 array of L2-normalised embeddings, in the order of ``texts``.
+
+        Each distinct text is embedded once, and only if the cache does not hold it already.
+        """
         if isinstance(texts, str):
             raise TypeError("encode() takes a list of texts, not a single string")
         keys = [text_key(t) for t in texts]
-        found = self.cache.get(keys) if self.cache else {}
-        todo = sorted({k: t for k, t in zip(keys, texts) if k not in found}.items())
+        distinct = dict(zip(keys, texts))
+        found = self.cache.get(list(distinct)) if self.cache else {}
+        todo = [k for k in distinct if k not in found]
         self.stats["texts"] += len(texts)
-        self.stats["cache_hits"] += len(texts) - sum(1 for k in keys if k not in found)
+        self.stats["cache_hits"] += sum(1 for k in keys if k in found)
         if todo:
             t0 = time.perf_counter()
-            st = self._load_model()
-            vecs = st.encode([t for _, t in todo], batch_size=self.batch_size, convert_to_numpy=True,
-                             normalize_embeddings=True, show_progress_bar=False).astype(np.float32)  # fmt: skip
-            if not np.isfinite(vecs).all():
-                raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
-            new = dict(zip((k for k, _ in todo), vecs))
-            if self.cache:
-                self.cache.put(list(new), vecs)
-            found = {**found, **new}
+            vecs = self._embed([distinct[k] for k in todo], todo)
+            found.update(zip(todo, vecs))
             dt = time.perf_counter() - t0
             self.stats["embedded"] += len(todo)
             self.stats["seconds"] += dt
-            logger.info("embedded %d new texts in %.1fs (%d cached)", len(todo), dt, len(texts) - len(todo))
+            logger.info("embedded %d new texts in %.1fs, %.0f texts/s (%d cached)", len(todo), dt, len(todo) / max(dt, 1e-9),
+                        len(texts) - len(todo))  # fmt: skip
         else:
             logger.info("all %d texts found in the embedding cache", len(texts))
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
-        out = np.stack([found[k] for k in keys]).astype(np.float32)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        out = np.stack([found[k] for k in keys]).astype(np.float32, copy=False)  # a fresh array: normalised in place
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def _embed(self, texts: list[str], keys: list[str]) -> np.ndarray:
+        """Embed ``texts`` (none cached) in chunks of :data:`CHUNK_TEXTS`, caching each chunk as it finishes.
+
+        sentence-transformers' ``encode`` sorts the texts of one call by length (longest first) so that a
+        batch holds texts of like length and pads little. Chunks are cut from the texts in that same order,
+        so with a batch size that divides :data:`CHUNK_TEXTS` (any power of two up to it) the chunks are
+        made of the very batches one call would make, and chunking adds no padding. A run stopped part
+        way keeps the chunks done in the cache, and the log shows progress on long inputs.
+        """
+        st = self._load_model()
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads and self.device_used == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            return self._embed_chunks(st, texts, keys)
+        finally:
+            torch.set_num_threads(before)
+
+    def _embed_chunks(self, st, texts: list[str], keys: list[str]) -> np.ndarray:
+        out: np.ndarray | None = None
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        n_chunks = -(-len(texts) // CHUNK_TEXTS)
+        t0 = time.perf_counter()
+        for c in range(n_chunks):
+            rows = order[c * CHUNK_TEXTS:(c + 1) * CHUNK_TEXTS]
+            vecs = st.encode([texts[i] for i in rows], batch_size=self.batch_size, convert_to_numpy=True,
+                             normalize_embeddings=True, show_progress_bar=False)  # fmt: skip
+            if not np.isfinite(vecs).all():
+                raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
+            if out is None:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[rows] = vecs
+            if self.cache:
+                self.cache.put([keys[i] for i in rows], out[rows])
+            if n_chunks > 1:
+                done = min((c + 1) * CHUNK_TEXTS, len(texts))
+                logger.info("embedded %d of %d texts (%.0f texts/s)", done, len(texts), done / (time.perf_counter() - t0))
+        return out
 
 
 class EncoderSettings(Protocol):

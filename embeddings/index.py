@@ -1,8 +1,12 @@
 """FAISS indexes over L2-normalised vectors (inner product = cosine similarity).
 
 :class:`VectorIndex` keeps external ids beside the FAISS index, is exact (flat)
-below ``approximate_above`` vectors and HNSW above, and saves to a folder as
-``index.faiss`` + ``ids.npy`` + ``manifest.json``. :func:`build_indexes` builds a run's three
+up to ``approximate_above`` vectors and HNSW above, and saves to a folder as
+``index.faiss`` + ``ids.npy`` + ``manifest.json`` (kind, count, the reason for
+the kind and, for HNSW, its measured recall@10). An HNSW index checks its recall
+against exact search when built and raises ``efSearch`` until it holds
+(:func:`_tune_ef_search`); ``benchmarks/index_scale.py`` measures build time,
+query time, recall and memory of flat, HNSW and IVF at 10k to 1M vectors. :func:`build_indexes` builds a run's three
 (items, users, segment centroids); :func:`segment_neighbours` reads the nearest segments from them.
 """
 
@@ -23,6 +27,12 @@ __all__ = ["IndexSettings", "Indexes", "Segmented", "VectorIndex", "build_index"
 
 logger = logging.getLogger(__name__)
 
+RECALL_SAMPLE = 256
+"""Indexed vectors that an approximate index is checked on against exact search, once, when built."""
+RECALL_TARGET = 0.95
+"""HNSW's efSearch is doubled (from 64, up to :data:`EF_SEARCH_MAX`) until recall@10 on the sample reaches this."""
+EF_SEARCH_MAX = 512
+
 
 class VectorIndex:
     """Nearest-neighbour search by cosine similarity over vectors with string ids.
@@ -30,6 +40,9 @@ class VectorIndex:
     Args:
         kind: ``flat`` (exact), ``hnsw`` (approximate) or ``auto``.
         approximate_above: with ``auto``, use HNSW when there are more vectors than this.
+
+    After :meth:`fit`, ``kind_`` is the kind built, ``reason_`` why, and ``recall_`` an HNSW
+    index's recall@10 against exact search (None for flat).
         hnsw_m: HNSW graph degree.
     """
 
@@ -40,6 +53,8 @@ class VectorIndex:
         self.index_ = None
         self.ids_: np.ndarray | None = None
         self.kind_: str | None = None
+        self.reason_: str | None = None
+        self.recall_: float | None = None
 
     def fit(self, ids: np.ndarray, vectors: np.ndarray) -> "VectorIndex":
         """Index ``vectors`` ((n, d) float32, rows L2-normalised) under ``ids``."""
@@ -54,6 +69,10 @@ class VectorIndex:
         kind = self.kind
         if kind == "auto":
             kind = "hnsw" if n > self.approximate_above else "flat"
+            side = "more than" if kind == "hnsw" else "at most"
+            reason = f"{n:,} vectors, {side} index.approximate_above = {self.approximate_above:,}"
+        else:
+            reason = f"kind {kind!r} requested"
         if kind == "flat":
             index = faiss.IndexFlatIP(d)
         elif kind == "hnsw":
@@ -63,9 +82,17 @@ class VectorIndex:
         else:
             raise ValueError(f"unknown index kind {kind!r}; expected auto, flat or hnsw")
         index.add(vectors)
-        self.index_, self.ids_, self.kind_ = index, np.asarray(ids, dtype=object), kind
+        self.index_, self.ids_, self.kind_, self.reason_ = index, np.asarray(ids, dtype=object), kind, reason
         self._pos = {s: i for i, s in enumerate(self.ids_)}
-        logger.info("built %s index over %d vectors of dim %d", kind, n, d)
+        self.recall_ = None if kind == "flat" else _tune_ef_search(index, vectors)
+        what = "exact flat" if kind == "flat" else "approximate hnsw"
+        how = "" if kind == "flat" else (f"; M {self.hnsw_m}, efSearch {index.hnsw.efSearch}, recall@10 {self.recall_:.3f} "
+                                         f"against exact search on {min(n, RECALL_SAMPLE)} of the vectors")  # fmt: skip
+        logger.info("built %s index over %s vectors of dim %d (%s%s)", what, f"{n:,}", d, reason, how)
+        if self.recall_ is not None and self.recall_ < 0.9:
+            logger.warning("the hnsw index finds only %.0f%% of the exact 10 nearest neighbours even with efSearch %d: "
+                           "these vectors have little neighbourhood structure; set index.kind = 'flat' for exact "
+                           "search (slower queries)", 100 * self.recall_, index.hnsw.efSearch)  # fmt: skip
         return self
 
     def __len__(self) -> int:
@@ -100,7 +127,8 @@ class VectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(self.index_, str(folder / "index.faiss"))
         np.save(folder / "ids.npy", self.ids_.astype(str))
-        (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__}))
+        (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__,
+                                                             "reason": self.reason_, "recall@10": self.recall_}))
 
     @classmethod
     def load(cls, folder: Path) -> "VectorIndex":
@@ -114,8 +142,33 @@ class VectorIndex:
         out.index_ = faiss.read_index(str(folder / "index.faiss"))
         out.ids_ = np.load(folder / "ids.npy").astype(object)
         out.kind_ = manifest["kind"]
+        out.reason_ = manifest.get("reason")
+        out.recall_ = manifest.get("recall@10")
         out._pos = {s: i for i, s in enumerate(out.ids_)}
         return out
+
+
+def _tune_ef_search(index, vectors: np.ndarray) -> float:
+    """Recall@10 of an HNSW ``index`` against exact search, for up to :data:`RECALL_SAMPLE` of its own vectors.
+
+    Each sampled vector asks for its 10 nearest other vectors (as :meth:`VectorIndex.similar` does); a
+    neighbour counts as found when its similarity reaches the exact 10th one, so ties between equal vectors
+    are not misses. While recall is below :data:`RECALL_TARGET`, ``efSearch`` doubles, up to
+    :data:`EF_SEARCH_MAX`; the setting is saved with the index. Queries unlike every indexed vector find
+    fewer of theirs (docs/BENCHMARKS.md, "FAISS above the exact-search limit").
+    """
+    import faiss
+
+    n = len(vectors)
+    q = vectors[np.random.default_rng(0).choice(n, min(n, RECALL_SAMPLE), replace=False)]
+    k = min(11, n)
+    exact, _ = faiss.knn(q, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
+    while True:
+        found, _ = index.search(q, k)
+        recall = float(np.mean(found[:, 1:] >= exact[:, -1:] - 1e-5)) if k > 1 else 1.0
+        if recall >= RECALL_TARGET or index.hnsw.efSearch >= EF_SEARCH_MAX:
+            return recall
+        index.hnsw.efSearch = min(2 * index.hnsw.efSearch, EF_SEARCH_MAX)
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, *, kind: str = "auto", approximate_above: int = 100_000,
