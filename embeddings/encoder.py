@@ -300,6 +300,7 @@ class EncoderSettings(Protocol):
     model: str
     device: str
     batch_size: int
+    threads: int
     cache: bool
     finetune: bool
     finetune_epochs: int
@@ -322,7 +323,7 @@ class EncoderChoice:
 
     def encoder(self, settings: EncoderSettings) -> Encoder:
         return Encoder(self.model, device=settings.device, batch_size=settings.batch_size, cache_dir=self.cache_dir,
-                       model_path=self.path)  # fmt: skip
+                       model_path=self.path, threads=settings.threads)  # fmt: skip
 
 
 def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings) -> tuple[Embeddings, dict]:

@@ -218,6 +218,12 @@ class EncoderConfig(_Section):
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts encoded per batch (lower it if memory runs out).")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="On the CPU, torch threads while embedding (0: torch's default, one per core). Set 1 on a crowded "
+        "machine: there one thread was about 4x faster than two on 2 cores (docs/BENCHMARKS.md).",
+    )
     cache: bool = Field(True, description="Cache embeddings on disk by (model, text hash).")
     finetune: bool = Field(
         False,

@@ -67,3 +67,12 @@ def test_threads_hold_while_embedding_and_are_put_back(monkeypatch):
     assert seen == [1] and torch.get_num_threads() == before
     with pytest.raises(ConfigError, match=r"threads must be 0 \(torch's default\) or positive \(given: -1\)"):
         Encoder(threads=-1)
+
+
+def test_the_run_encoder_takes_encoder_threads_from_the_configuration(tmp_path):
+    from embeddings.encoder import EncoderChoice
+    from segmentation.config import EncoderConfig
+
+    choice = EncoderChoice("m", "m", "m", None)
+    assert choice.encoder(EncoderConfig(threads=1)).threads == 1
+    assert choice.encoder(EncoderConfig()).threads == 0  # torch's default: one per core
