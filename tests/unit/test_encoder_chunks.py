@@ -67,3 +67,12 @@ def test_threads_hold_while_embedding_and_are_put_back(monkeypatch):
     assert seen == [1] and torch.get_num_threads() == before
     with pytest.raises(ConfigError, match=r"threads must be 0 \(torch's default\) or positive \(given: -1\)"):
         Encoder(threads=-1)
+
+
+def test_dim_is_measured_when_the_model_does_not_state_it(monkeypatch, reference):
+    """sentence-transformers gives None for a model whose modules do not state their dimension (int(None) failed)."""
+    enc = Encoder(device="cpu")
+    st = enc._load_model()
+    assert enc.dim == reference.shape[1]
+    monkeypatch.setattr(st, "get_sentence_embedding_dimension", lambda: None)
+    assert enc.dim == reference.shape[1]
