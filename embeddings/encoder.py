@@ -303,17 +303,29 @@ class Encoder:
 
 
 class EncoderSettings(Protocol):
-    """What the embedding functions read of the encoder's configuration (``segmentation.config.EncoderConfig``)."""
+    """What the embedding functions read of the encoder's configuration (``segmentation.config.EncoderConfig``).
 
-    model: str
-    device: str
-    batch_size: int
-    cache: bool
-    finetune: bool
-    finetune_epochs: int
-    finetune_batch_size: int
-    finetune_learning_rate: float
-    finetune_max_pairs: int | None
+    Read-only members (properties), as the frozen config section offers them.
+    """
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def cache(self) -> bool: ...
+    @property
+    def finetune(self) -> bool: ...
+    @property
+    def finetune_epochs(self) -> int: ...
+    @property
+    def finetune_batch_size(self) -> int: ...
+    @property
+    def finetune_learning_rate(self) -> float: ...
+    @property
+    def finetune_max_pairs(self) -> int | None: ...
 
 
 @dataclass(frozen=True)
