@@ -15,13 +15,16 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import polars as pl
 
 from embeddings.errors import ConfigError, DataError
 from embeddings.text import describe_items
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -187,14 +190,14 @@ class Encoder:
         self.device = device
         self.batch_size = batch_size
         self.cache_dir = cache_dir
-        self._st = None
+        self._st: SentenceTransformer | None = None
         usable = model_path is not None and (model_path == model or Path(model_path).exists())
         self.model_path = model_path if usable else resolve_model_path(model)
         self.cache = EmbeddingCache(cache_dir, model) if cache_dir is not None else None
         self.stats = {"texts": 0, "cache_hits": 0, "embedded": 0, "seconds": 0.0}
         self.device_used: str | None = None
 
-    def _load_model(self):
+    def _load_model(self) -> "SentenceTransformer":
         if self._st is None:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -220,7 +223,11 @@ class Encoder:
 
     @property
     def dim(self) -> int:
-        return int(self._load_model().get_sentence_embedding_dimension())
+        st = self._load_model()
+        dim = st.get_sentence_embedding_dimension()
+        if dim is None:  # the model's modules do not state it (sentence-transformers then gives None): measure it
+            dim = st.encode(["dimension probe"], convert_to_numpy=True, show_progress_bar=False).shape[1]
+        return int(dim)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Return an (n, dim) float32 array of L2-normalised embeddings, in the order of ``texts``.
@@ -291,22 +298,36 @@ class Encoder:
             if n_chunks > 1:
                 done = min((c + 1) * CHUNK_TEXTS, len(texts))
                 logger.info("embedded %d of %d texts (%.0f texts/s)", done, len(texts), done / (time.perf_counter() - t0))
+        assert out is not None, "encode() calls _embed with at least one text, so the first chunk set out"
         return out
 
 
 class EncoderSettings(Protocol):
-    """What the embedding functions read of the encoder's configuration (``segmentation.config.EncoderConfig``)."""
+    """What the embedding functions read of the encoder's configuration (``segmentation.config.EncoderConfig``).
 
-    model: str
-    device: str
-    batch_size: int
-    threads: int
-    cache: bool
-    finetune: bool
-    finetune_epochs: int
-    finetune_batch_size: int
-    finetune_learning_rate: float
-    finetune_max_pairs: int | None
+    Read-only members (properties), as the frozen config section offers them.
+    """
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def threads(self) -> int: ...
+    @property
+    def cache(self) -> bool: ...
+    @property
+    def finetune(self) -> bool: ...
+    @property
+    def finetune_epochs(self) -> int: ...
+    @property
+    def finetune_batch_size(self) -> int: ...
+    @property
+    def finetune_learning_rate(self) -> float: ...
+    @property
+    def finetune_max_pairs(self) -> int | None: ...
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ overwritten, so one path always names one model.
 """
 
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -141,7 +142,10 @@ def _batches(anchors: list[str], positives: list[str], order: np.ndarray, batch_
     """
     out, remaining = [], [int(i) for i in order]
     while remaining:
-        batch, seen_a, seen_p, rest = [], set(), set(), []
+        batch: list[int] = []
+        seen_a: set[str] = set()
+        seen_p: set[str] = set()
+        rest: list[int] = []
         for i in remaining:
             if len(batch) < batch_size and anchors[i] not in seen_a and positives[i] not in seen_p:
                 batch.append(i)
@@ -157,10 +161,10 @@ def _batches(anchors: list[str], positives: list[str], order: np.ndarray, batch_
 
 def _mnrl(model):
     try:
-        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
-    except ImportError:  # sentence-transformers < 6
-        from sentence_transformers.losses import MultipleNegativesRankingLoss
-    return MultipleNegativesRankingLoss(model)
+        from sentence_transformers.sentence_transformer import losses
+    except ImportError:  # sentence-transformers < 6: the module under its old path, imported by name (no redefinition)
+        losses = importlib.import_module("sentence_transformers.losses")
+    return losses.MultipleNegativesRankingLoss(model)
 
 
 def finetune_encoder(pairs: "pl.DataFrame | Sequence[tuple[str, str]]", *, base_model: str = DEFAULT_MODEL,

@@ -14,13 +14,16 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import polars as pl
 
 from embeddings.encoder import Embeddings
 from embeddings.errors import DataError
+
+if TYPE_CHECKING:
+    import faiss
 
 __all__ = ["IndexSettings", "Indexes", "Segmented", "VectorIndex", "build_index", "build_indexes", "segment_centroids",
            "segment_neighbours"]  # fmt: skip
@@ -50,7 +53,7 @@ class VectorIndex:
         self.kind = kind
         self.approximate_above = approximate_above
         self.hnsw_m = hnsw_m
-        self.index_ = None
+        self.index_: faiss.Index | None = None
         self.ids_: np.ndarray | None = None
         self.kind_: str | None = None
         self.reason_: str | None = None
@@ -73,47 +76,55 @@ class VectorIndex:
             reason = f"{n:,} vectors, {side} index.approximate_above = {self.approximate_above:,}"
         else:
             reason = f"kind {kind!r} requested"
+        hnsw: faiss.IndexHNSWFlat | None = None
         if kind == "flat":
-            index = faiss.IndexFlatIP(d)
+            index: faiss.Index = faiss.IndexFlatIP(d)
         elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 80
-            index.hnsw.efSearch = 64
+            index = hnsw = faiss.IndexHNSWFlat(d, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = 80
+            hnsw.hnsw.efSearch = 64
         else:
             raise ValueError(f"unknown index kind {kind!r}; expected auto, flat or hnsw")
         index.add(vectors)
         self.index_, self.ids_, self.kind_, self.reason_ = index, np.asarray(ids, dtype=object), kind, reason
         self._pos = {s: i for i, s in enumerate(self.ids_)}
-        self.recall_ = None if kind == "flat" else _tune_ef_search(index, vectors)
-        what = "exact flat" if kind == "flat" else "approximate hnsw"
-        how = "" if kind == "flat" else (f"; M {self.hnsw_m}, efSearch {index.hnsw.efSearch}, recall@10 {self.recall_:.3f} "
+        self.recall_ = None if hnsw is None else _tune_ef_search(hnsw, vectors)
+        what = "exact flat" if hnsw is None else "approximate hnsw"
+        how = "" if hnsw is None else (f"; M {self.hnsw_m}, efSearch {hnsw.hnsw.efSearch}, recall@10 {self.recall_:.3f} "
                                          f"against exact search on {min(n, RECALL_SAMPLE)} of the vectors")  # fmt: skip
         logger.info("built %s index over %s vectors of dim %d (%s%s)", what, f"{n:,}", d, reason, how)
-        if self.recall_ is not None and self.recall_ < 0.9:
+        if hnsw is not None and self.recall_ is not None and self.recall_ < 0.9:
             logger.warning("the hnsw index finds only %.0f%% of the exact 10 nearest neighbours even with efSearch %d: "
                            "these vectors have little neighbourhood structure; set index.kind = 'flat' for exact "
-                           "search (slower queries)", 100 * self.recall_, index.hnsw.efSearch)  # fmt: skip
+                           "search (slower queries)", 100 * self.recall_, hnsw.hnsw.efSearch)  # fmt: skip
         return self
 
     def __len__(self) -> int:
         return 0 if self.ids_ is None else len(self.ids_)
+
+    def _fitted(self) -> "tuple[faiss.Index, np.ndarray]":
+        """The FAISS index and the ids beside it; ValueError before :meth:`fit` or :meth:`load`."""
+        if self.index_ is None or self.ids_ is None:
+            raise ValueError("This VectorIndex instance is not fitted yet. Call 'fit' first.")
+        return self.index_, self.ids_
 
     def search(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ids and cosine similarities for each query row: ((q, k) object, (q, k) float32).
 
         Where fewer than ``k`` vectors exist, missing slots hold None and -inf.
         """
-        if self.index_ is None:
-            raise ValueError("This VectorIndex instance is not fitted yet. Call 'fit' first.")
+        index, stored_ids = self._fitted()
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        sims, pos = self.index_.search(q, min(k, len(self)))
-        ids = np.where(pos >= 0, self.ids_[np.clip(pos, 0, None)], None)
+        sims, pos = index.search(q, min(k, len(self)))
+        ids = np.where(pos >= 0, stored_ids[np.clip(pos, 0, None)], np.array(None, dtype=object))
         sims = np.where(pos >= 0, sims, -np.inf).astype(np.float32)
         return ids, sims
 
     def vector(self, id_: str) -> np.ndarray:
         """The stored vector of ``id_`` (KeyError if unknown)."""
-        return self.index_.reconstruct(self._pos[id_])
+        index, _ = self._fitted()
+        # faiss's stubs give the torch overload (-> Tensor) first; called with a key only it returns a numpy row
+        return cast(np.ndarray, index.reconstruct(self._pos[id_]))
 
     def similar(self, id_: str, k: int = 10) -> list[tuple[str, float]]:
         """The ``k`` nearest other entries to ``id_`` with their cosine similarity."""
@@ -123,10 +134,11 @@ class VectorIndex:
     def save(self, folder: Path) -> None:
         import faiss
 
+        index, ids = self._fitted()
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        faiss.write_index(self.index_, str(folder / "index.faiss"))
-        np.save(folder / "ids.npy", self.ids_.astype(str))
+        faiss.write_index(index, str(folder / "index.faiss"))
+        np.save(folder / "ids.npy", ids.astype(str))
         (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__,
                                                              "reason": self.reason_, "recall@10": self.recall_}))
 
@@ -148,7 +160,7 @@ class VectorIndex:
         return out
 
 
-def _tune_ef_search(index, vectors: np.ndarray) -> float:
+def _tune_ef_search(index: "faiss.IndexHNSWFlat", vectors: np.ndarray) -> float:
     """Recall@10 of an HNSW ``index`` against exact search, for up to :data:`RECALL_SAMPLE` of its own vectors.
 
     Each sampled vector asks for its 10 nearest other vectors (as :meth:`VectorIndex.similar` does); a
@@ -217,17 +229,21 @@ def segment_centroids(users: Embeddings, assignments: pl.DataFrame) -> Embedding
 
 def build_indexes(items: Embeddings, users: Embeddings, segments: Segmented, config: IndexSettings) -> Indexes:
     """The flow's index stage: item, user and segment-centroid indexes (exact below ``approximate_above`` vectors)."""
-    kw = dict(kind=config.kind, approximate_above=config.approximate_above, hnsw_m=config.hnsw_m)
+    def configured(emb: Embeddings) -> VectorIndex:
+        return build_index(emb.ids, emb.vectors, kind=config.kind, approximate_above=config.approximate_above,
+                           hnsw_m=config.hnsw_m)  # fmt: skip
+
     cents = segment_centroids(users, segments.assignments)
     seg_index = build_index(cents.ids, cents.vectors, kind="flat") if len(cents.ids) else None
-    return Indexes(build_index(items.ids, items.vectors, **kw), build_index(users.ids, users.vectors, **kw), seg_index)
+    return Indexes(configured(items), configured(users), seg_index)
 
 
 def segment_neighbours(indexes: Indexes, k: int = 3) -> dict[int, list[tuple[int, float]]]:
     """For each segment, its ``k`` nearest segments by centroid cosine similarity."""
     if indexes.segments is None:
         return {}
+    _, seg_ids = indexes.segments._fitted()
     out = {}
-    for sid in indexes.segments.ids_:
+    for sid in seg_ids:
         out[int(sid)] = [(int(o), round(s, 4)) for o, s in indexes.segments.similar(sid, k)]
     return out

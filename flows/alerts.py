@@ -16,10 +16,13 @@ updated under fixed names, so that running the command again changes them in pla
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from segmentation._errors import ConfigError
+
+if TYPE_CHECKING:
+    from prefect.events.schemas.events import ResourceSpecification
 
 __all__ = ["BLOCK_NAME", "NOTIFY", "RETRY_CRASHED", "AlertsPlan", "alert_automations", "install_alerts"]
 
@@ -57,9 +60,9 @@ def _check_webhook(url: str) -> None:
                           "no spaces, e.g. https://hooks.example.com/segflow")  # fmt: skip
 
 
-def _segflow_runs(deployments: list[str] | None) -> list[dict[str, Any]]:
+def _segflow_runs(deployments: list[str] | None) -> list["ResourceSpecification | dict[str, str | list[str]]"]:
     """match_related: the run belongs to the segflow flow and to a deployment (one of ``deployments`` if given)."""
-    deployment: dict[str, Any] = {"prefect.resource.role": "deployment"}
+    deployment: dict[str, str | list[str]] = {"prefect.resource.role": "deployment"}
     if deployments:
         deployment["prefect.resource.name"] = list(deployments)
     return [{"prefect.resource.role": "flow", "prefect.resource.name": FLOW_NAME}, deployment]
@@ -125,7 +128,8 @@ def install_alerts(webhook: str, *, deployments: list[str] | None = None, retry_
         if dry_run:
             block_id = UUID(int=0)
         else:
-            block_id = block.save(BLOCK_NAME, overwrite=True)
+            # Block.save is @async_dispatch'ed, typed "UUID | Coroutine"; called here from sync code it returns the UUID
+            block_id = cast(UUID, block.save(BLOCK_NAME, overwrite=True))
         lines.append(f"{verb}save webhook block 'custom-webhook/{BLOCK_NAME}' -> {webhook}")
         wanted = {a.name: a for a in alert_automations(block_id, deployments=deployments, retry_crashed=retry_crashed)}
         ids: dict[str, UUID | None] = {}

@@ -32,6 +32,7 @@ def summary_markdown(run_dir: Path) -> str:
     (``metrics.json`` → ``verdicts``, the sentences the report prints), so the artifact and the report never disagree.
     """
     run = load_run_folder(run_dir)
+    assert run.path is not None, "a RunFolder read from a folder has its path (None only for one built in memory)"
     m = run.metrics
     seg = m.get("segmentation", {})
     verdicts = run.verdicts
@@ -99,6 +100,7 @@ def publish_artifacts(run_dir: str | Path) -> None:
     """Attach the summary, the segment table and the report link to the current flow run."""
     run_dir = Path(run_dir)
     run = load_run_folder(run_dir)
+    assert run.segments is not None, "a RunFolder read from a folder has segments.parquet (load_run requires it)"
     create_markdown_artifact(key="segflow-summary", markdown=summary_markdown(run_dir), description="run summary")
     table = [
         {"segment": int(r["segment_id"]), "name": r["name"], "size": int(r["size"]),

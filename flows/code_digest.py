@@ -96,7 +96,7 @@ def _graph(root: Path, _stamp: tuple) -> dict[str, set[str]]:
 def _stage_digest(module: str, func: str, root: Path, _stamp: tuple) -> str:
     mods = _modules(root)
     tree = ast.parse(mods[module].read_bytes())
-    top: dict[str, ast.AST] = {}
+    top: dict[str, ast.stmt] = {}  # top-level definitions and assignments by name
     imported_names: dict[str, set[str]] = {}
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -111,7 +111,7 @@ def _stage_digest(module: str, func: str, root: Path, _stamp: tuple) -> str:
                 imported_names.setdefault(a.asname or a.name.split(".")[0], set()).update(_imported(node, mods))
     if func not in top:
         return library_digest()
-    used_nodes: list[ast.AST] = []
+    used_nodes: list[ast.stmt] = []
     modules: set[str] = {module}  # the stage's own module whole, as for every module it imports
     todo, seen = [func], set()
     while todo:

@@ -16,9 +16,11 @@ parameter from real annotations.
 
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from embeddings.encoder import embed_items
@@ -64,6 +66,8 @@ def _run_stages(config: PipelineConfig) -> str:
     items, encoder_stats = s.result("embed-items")
     # implicit feedback has no ratings to predict: no rating model, no per-segment fine-tuning (rankers only)
     rated = not dataset.implicit
+    global_model: PrefectFuture[Any] | None
+    segment_models: PrefectFuture[Any] | None
     if rated:
         global_model = s.submit("train-global", fit_global_predictor, split, config.predictor,
                                 kwargs={"item_embeddings": items, "seed": config.seed})  # fmt: skip
@@ -103,7 +107,9 @@ def segflow_stages(config: PipelineConfig) -> str:
     return _run_stages(config)
 
 
-@flow(name="segflow", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_THREADS), log_prints=False)
+# Prefect types TaskRunner as invariant in its future type, so no ThreadPoolTaskRunner (of PrefectConcurrentFuture)
+# matches the decorator's TaskRunner[PrefectFuture]: a limitation of Prefect's annotations, not of this runner
+@flow(name="segflow", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_THREADS), log_prints=False)  # type: ignore[arg-type]
 def segflow_pipeline(config: PipelineConfig = DEFAULT_CONFIG) -> str:
     """Segment users, explain the segments, fit and evaluate predictors, and publish a run folder with its report.
 
@@ -126,8 +132,9 @@ def segflow_pipeline(config: PipelineConfig = DEFAULT_CONFIG) -> str:
         path = _run_stages(config)
     publish_artifacts(path)
     io_timeout = orch.io_timeout_minutes * 60 if orch.io_timeout_minutes else None
-    compared = task(compare_with_previous, name="compare-with-previous", cache_policy=NO_CACHE, retries=1,
-                    retry_delay_seconds=5, timeout_seconds=io_timeout)(config.output_dir, path, return_state=True)  # fmt: skip
+    # task(options)(fn), not task(fn, options): only the former is among Prefect's typed overloads (the same Task)
+    compared = task(name="compare-with-previous", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5,
+                    timeout_seconds=io_timeout)(compare_with_previous)(config.output_dir, path, return_state=True)  # fmt: skip
     if not compared.is_completed():  # the run is published already: a failed comparison only warns
         log.warning("comparison with the previous run failed: %s", compared.message)
     if config.cache.max_size is not None:  # housekeeping after the run: a removed entry only costs a recomputation

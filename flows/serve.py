@@ -19,7 +19,7 @@ import socket
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -177,12 +177,16 @@ def serve(config: PipelineConfig, *, name: str = "segflow-nightly", cron: str | 
     signal.signal(signal.SIGINT, signal.default_int_handler)  # `segflow serve &` in a script starts with SIGINT ignored
     # No limit of the process's own: the deployment's concurrency limit on the server queues further runs as
     # AwaitingConcurrencySlot. A local limit would leave them plain Scheduled, and the server marks those Late.
-    runner = Runner(name=f"segflow-serve-{name}", pause_on_shutdown=True, limit=None)
-    runner.handle_sigterm = _stop_like_ctrl_c  # Runner.start installs self.handle_sigterm for SIGTERM
-    deployment_id = runner.add_flow(
+    class StopsLikeCtrlC(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:  # Runner.start installs it for SIGTERM
+            _stop_like_ctrl_c()
+
+    runner = StopsLikeCtrlC(name=f"segflow-serve-{name}", pause_on_shutdown=True, limit=None)
+    # Runner.add_flow is @async_dispatch'ed, typed "UUID | Coroutine"; called here from sync code it returns the UUID
+    deployment_id = cast(UUID, runner.add_flow(
         segflow_pipeline, name=name, schedule=schedule, parameters=params, tags=["segflow"],
         enforce_parameter_schema=True, concurrency_limit=ConcurrencyLimitConfig(limit=limit),
-    )  # fmt: skip
+    ))  # fmt: skip
     when = f"cron '{cron}' ({timezone})" if schedule else "no schedule (start runs from the UI or the API)"
     ui = PREFECT_UI_URL.value()
     reports = "Reports:     not served over HTTP (--no-http)\n"

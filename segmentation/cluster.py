@@ -16,6 +16,7 @@ import polars as pl
 
 from embeddings.encoder import Embeddings
 from segmentation._errors import DataError, check_is_fitted
+from segmentation._polars import to_float
 from segmentation.config import ClusterConfig, ReduceConfig
 from segmentation.reduce import Neighbours, Reducer, SampleNeighbours
 from segmentation.reduce import require_users as require_umap_users
@@ -228,7 +229,7 @@ class Segmentation:
 
     @property
     def noise_share(self) -> float:
-        return float((self.assignments["segment_id"] == NOISE).mean())
+        return to_float((self.assignments["segment_id"] == NOISE).mean())
 
 
 def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, chunk: int = 65_536) -> np.ndarray:
@@ -255,9 +256,9 @@ def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, chunk
     sim = np.full(n, np.nan)
     for lo in range(0, n, chunk):
         lab = labels[lo : lo + chunk]
-        keep = np.flatnonzero(lab >= 0)
-        v = vectors[lo : lo + chunk][keep]
-        sim[lo + keep] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[keep]]).sum(axis=1)
+        rows = np.flatnonzero(lab >= 0)
+        v = vectors[lo : lo + chunk][rows]
+        sim[lo + rows] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[rows]]).sum(axis=1)
     for c in range(k):
         members = labels == c
         if members.sum() < 2:
@@ -388,6 +389,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     coords = reducer.fit_transform(users.vectors)
     t1 = time.perf_counter()
     sample = reducer.sample_
+    assert sample is not None, "Reducer.fit_transform sets sample_"
     selection = None
     if needs_selection(cluster):
         selection = choose_parameters(coords[sample], cluster, seed=seed)
@@ -398,7 +400,9 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                           cluster_selection_epsilon=cluster.cluster_selection_epsilon,
                           outlier_membership=cluster.outlier_membership, sample_size=reduce.sample_size,
                           random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
-    labels = clusterer.labels_
+    fitted_labels = clusterer.labels_
+    assert fitted_labels is not None, "Clusterer.fit sets labels_"
+    labels = fitted_labels
     soft = clusterer.soft_
     n_segments = clusterer.n_segments_
     dissolved_nearest = None
@@ -423,14 +427,14 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         xy = coords
     else:
         # the picture starts from the clustering layout's principal axes; 100 epochs refine it
-        picture = Reducer(2, n_neighbors=reduce.n_neighbors, min_dist=0.1, metric=reduce.metric,
-                          sample_size=reduce.sample_size, assign=reduce.assign, knn_dims=reduce.knn_dims,
-                          n_epochs=100, random_state=seed)  # fmt: skip
-        xy = picture.fit_transform(users.vectors, like=reducer)
+        layout = Reducer(2, n_neighbors=reduce.n_neighbors, min_dist=0.1, metric=reduce.metric,
+                         sample_size=reduce.sample_size, assign=reduce.assign, knn_dims=reduce.knn_dims,
+                         n_epochs=100, random_state=seed)  # fmt: skip
+        xy = layout.fit_transform(users.vectors, like=reducer)
     t4 = time.perf_counter()
     nearest = soft.argmax(axis=1).astype(np.int32) if soft.shape[1] else np.full(n, NOISE, np.int32)
     if dissolved_nearest is not None:  # users of a dissolved segment: the kept segment nearest in vector space
-        nearest = np.where(clusterer.labels_ >= 0, dissolved_nearest, nearest).astype(np.int32)
+        nearest = np.where(fitted_labels >= 0, dissolved_nearest, nearest).astype(np.int32)
     nearest = np.where(labels >= 0, labels, nearest).astype(np.int32)  # a demoted user's nearest is its old segment
     nearest_m = soft[np.arange(n), np.clip(nearest, 0, None)] if soft.shape[1] else np.zeros(n, np.float32)
     final = np.where(demoted, NOISE, labels).astype(np.int32)

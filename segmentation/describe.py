@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from embeddings.encoder import Embeddings
 from embeddings.text import describe_items
+from segmentation._polars import to_float
 from segmentation.cluster import NOISE, Segmentation
 from segmentation.config import ReportConfig
 from segmentation.data import Dataset, Split
@@ -29,23 +30,23 @@ logger = logging.getLogger(__name__)
 
 SEGMENTS = pl.Schema(
     {
-        "segment_id": pl.Int32,
-        "name": pl.String,
-        "description": pl.String,
-        "size": pl.Int64,
-        "share": pl.Float64,
-        "keywords": pl.List(pl.String),
-        "top_categories": pl.List(pl.String),
-        "category_lift": pl.List(pl.Float64),
-        "top_item_ids": pl.List(pl.String),
-        "top_items": pl.List(pl.String),
-        "item_lift": pl.List(pl.Float64),
-        "popular_items": pl.List(pl.String),
-        "mean_rating": pl.Float64,
-        "rating_std": pl.Float64,
-        "mean_activity": pl.Float64,
-        "median_activity": pl.Float64,
-        "stability": pl.Float64,
+        "segment_id": pl.Int32(),
+        "name": pl.String(),
+        "description": pl.String(),
+        "size": pl.Int64(),
+        "share": pl.Float64(),
+        "keywords": pl.List(pl.String()),
+        "top_categories": pl.List(pl.String()),
+        "category_lift": pl.List(pl.Float64()),
+        "top_item_ids": pl.List(pl.String()),
+        "top_items": pl.List(pl.String()),
+        "item_lift": pl.List(pl.Float64()),
+        "popular_items": pl.List(pl.String()),
+        "mean_rating": pl.Float64(),
+        "rating_std": pl.Float64(),
+        "mean_activity": pl.Float64(),
+        "median_activity": pl.Float64(),
+        "stability": pl.Float64(),
     }
 )
 
@@ -155,7 +156,7 @@ def _item_terms(items: pl.DataFrame, fallback: dict[str, str]) -> tuple[sp.csr_m
     is_cat = np.arange(len(terms)) < n_cat
     matrix = sp.hstack(blocks, format="csr")
     # a word that is also a category name ("drama" in a synopsis) counts as that category's term
-    first = {}
+    first: dict[str, int] = {}
     for j, t in enumerate(terms):
         first.setdefault(t, j)
     if len(first) < len(terms):
@@ -227,8 +228,8 @@ def _attribute_profiles(members: pl.DataFrame, users: pl.DataFrame | None) -> li
         as_num = everyone[col].cast(pl.Float64, strict=False)
         if as_num.null_count() == 0 and everyone[col].n_unique() > 12:
             seg = mine[col].cast(pl.Float64, strict=False)
-            s = {"mean": float(seg.mean() or 0), "median": float(seg.median() or 0)}
-            o = {"mean": float(as_num.mean() or 0), "median": float(as_num.median() or 0)}
+            s = {"mean": to_float(seg.mean(), 0.0), "median": to_float(seg.median(), 0.0)}
+            o = {"mean": to_float(as_num.mean(), 0.0), "median": to_float(as_num.median(), 0.0)}
             head = f"mean {col} {s['mean']:.0f} (all users {o['mean']:.0f})"
             out.append(AttributeProfile(col, "numeric", s, o, head))
             continue
@@ -293,9 +294,9 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     inter = interactions.join(assignments.select("user_id", "segment_id"), on="user_id", how="inner")
     inter = inter.with_columns((pl.col("rating") >= pl.col("rating").mean().over("user_id")).alias("liked"))
     titles = dict(zip(items["item_id"], items["title"]))
-    overall_mean = float(inter["rating"].mean() or 0)
+    overall_mean = to_float(inter["rating"].mean(), 0.0)
     activity = inter.group_by("user_id").len()
-    overall_activity = float(activity["len"].mean() or 0)
+    overall_activity = to_float(activity["len"].mean(), 0.0)
 
     cat_all = inter.join(items.select("item_id", "categories"), on="item_id").explode("categories").drop_nulls("categories")
     cat_overall = cat_all.group_by("categories").len().with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
@@ -328,10 +329,10 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         ).head(top_n)
         popular = its.sort(["n_seg", "r", "item_id"], descending=[True, True, False]).head(top_n)
         ua = seg.group_by("user_id").len()
-        mean_r = float(seg["rating"].mean() or 0)
+        mean_r = to_float(seg["rating"].mean(), 0.0)
         hist = seg["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
         cats, lifts = cs["categories"].to_list(), [float(v) for v in cs["lift"]]
-        act = float(ua["len"].mean() or 0)
+        act = to_float(ua["len"].mean(), 0.0)
         name = _name(cats, lifts, "" if implicit else _rating_word(mean_r, overall_mean), act, overall_activity, sid)
         if user_vectors is not None and size:
             rows = np.flatnonzero(assignments["segment_id"].to_numpy() == sid)
@@ -350,8 +351,8 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             top_item_ids=distinct["item_id"].to_list(), top_items=top_titles,
             item_lift=[float(v) for v in distinct["lift"]],
             popular_items=[titles.get(i, i) for i in popular["item_id"]],
-            mean_rating=mean_r, rating_std=float(seg["rating"].std() or 0), mean_activity=act,
-            median_activity=float(ua["len"].median() or 0),
+            mean_rating=mean_r, rating_std=to_float(seg["rating"].std(), 0.0), mean_activity=act,
+            median_activity=to_float(ua["len"].median(), 0.0),
             rating_hist={f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])},
             demographics=demo, representative_users=reps,
         ))  # fmt: skip

@@ -57,6 +57,7 @@ from segmentation._metrics import (
     rmse,
     serendipity,
 )
+from segmentation._polars import to_float
 from segmentation.cluster import NOISE, Segmentation
 from segmentation.config import EvalConfig
 from segmentation.data import Dataset, Split
@@ -402,7 +403,7 @@ def _ranking_block(per_user: pl.DataFrame, k: int, n_boot: int, seed: int, min_g
     if "segment_id" in per_user.columns:
         for seg in _sorted_labels(per_user["segment_id"].drop_nulls().unique().to_list()):
             sub = per_user.filter(pl.col("segment_id") == seg)
-            entry = {f"{m}@{k}": _f(float(sub[m].mean())) for m in _RANK_METRICS}
+            entry: dict[str, object] = {f"{m}@{k}": _f(to_float(sub[m].mean())) for m in _RANK_METRICS}
             entry[f"ndcg@{k}_ci"] = _ci(bootstrap_ci(sub["ndcg"].to_numpy(), n_boot=n_boot, seed=seed))
             entry["n"] = int(sub.height)
             out["per_segment"][str(seg)] = entry
@@ -551,14 +552,15 @@ def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segm
     y = test["rating"].to_numpy()
     diff, lo, hi = paired_bootstrap_ci(y, p_global, p_seg, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
                                        seed=seed)  # fmt: skip
-    gain = {"rmse_change": diff, "ci": [lo, hi], "helped": bool(hi < 0), "hurt": bool(lo > 0), "per_segment": {}}
+    per_segment: dict[str, dict] = {}
+    gain = {"rmse_change": diff, "ci": [lo, hi], "helped": bool(hi < 0), "hurt": bool(lo > 0), "per_segment": per_segment}
     seg_of = dict(zip(groups["user_id"], groups["segment_id"]))
     test_seg = np.array([seg_of.get(u, NOISE) for u in test["user_id"]])
     for s in sorted(set(test_seg.tolist())):
         m = test_seg == s
         d, a, b = paired_bootstrap_ci(y[m], p_global[m], p_seg[m], test["user_id"].to_numpy()[m],
                                       n_boot=max(config.bootstrap, 50), seed=seed)  # fmt: skip
-        gain["per_segment"][str(s)] = {"rmse_change": d, "ci": [a, b], "n": int(m.sum())}
+        per_segment[str(s)] = {"rmse_change": d, "ci": [a, b], "n": int(m.sum())}
     rating["gain"] = gain
     if segment_models.control is not None:
         p_ctl = segment_models.control.predict(test)

@@ -54,11 +54,12 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from filelock import FileLock, Timeout
+from filelock import BaseFileLock, FileLock, Timeout
 
 from embeddings.encoder import Embeddings
 from embeddings.index import Indexes
 from segmentation._errors import ConfigError, DataError
+from segmentation._polars import to_float
 from segmentation.cluster import Segmentation
 from segmentation.config import PipelineConfig, config_hash, dump_config_toml
 from segmentation.data import Dataset, Split
@@ -329,7 +330,7 @@ def summarise_data(dataset: Dataset, split: Split) -> dict:
         "n_interactions": inter.height,
         "implicit": dataset.implicit,
         "density": inter.height / max(dataset.n_users * dataset.n_items, 1),
-        "rating_mean": float(inter["rating"].mean() or 0),
+        "rating_mean": to_float(inter["rating"].mean(), 0.0),
         "split": split.method,
         "n_train": split.train.height,
         "n_valid": split.valid.height,
@@ -351,14 +352,14 @@ def summarise_segmentation(seg: Segmentation) -> dict:
         "soft_assigned": int(a["soft_assigned"].sum()),
         "min_cluster_size": int(seg.min_cluster_size),
         "sizes": {str(s): int(n) for s, n in zip(sizes["segment_id"], sizes["len"])},
-        "mean_membership": float(a.filter(pl.col("segment_id") >= 0)["membership"].mean() or 0),
+        "mean_membership": to_float(a.filter(pl.col("segment_id") >= 0)["membership"].mean(), 0.0),
         "seconds": seg.seconds,
     }
 
 
 def versions() -> dict:
     """Python's and the result-moving packages' versions (``manifest.json``, ``metrics.json``)."""
-    out = {"python": platform.python_version()}
+    out: dict[str, str | None] = {"python": platform.python_version()}
     # numba, pynndescent, scikit-learn, numpy and scipy move UMAP's and HDBSCAN's results between releases
     for pkg in ("segflow", "torch", "sentence-transformers", "faiss-cpu", "umap-learn", "pynndescent", "numba", "hdbscan",
                 "scikit-learn", "numpy", "scipy", "polars", "prefect"):  # fmt: skip
@@ -439,7 +440,7 @@ class RunWriter:
             self._set_paths()
         else:  # pragma: no cover - 20 collisions in a row
             raise DataError(f"could not find a free run id in {self.output_dir}")
-        self._lock = FileLock(self.path / LOCK_FILE, thread_local=False)  # any thread of the run may publish
+        self._lock: BaseFileLock | None = FileLock(self.path / LOCK_FILE, thread_local=False)  # any thread of the run may publish
         self._lock.acquire(timeout=0)  # a fresh folder: nobody else can hold it
         (self.path / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                          "started": time.time()}))  # fmt: skip

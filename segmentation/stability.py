@@ -245,7 +245,7 @@ def measure_stability(users: Embeddings, segmentation: Segmentation, reduce: Red
     if config.stability_seeds == 0 and config.stability_subsamples == 0:
         return {"skipped": "evaluate.stability_seeds and evaluate.stability_subsamples are 0"}
     n = len(users.ids)
-    reference = segmentation
+    reference: Segmentation | None = segmentation
     of_user = dict(zip(segmentation.assignments["user_id"].to_list(), segmentation.assignments["segment_id"].to_list()))
     if n > config.stability_max_users:
         rows = np.sort(np.random.default_rng(seed).choice(n, config.stability_max_users, replace=False))

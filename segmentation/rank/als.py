@@ -127,7 +127,7 @@ class ALS(MatrixRanker):
             pop = self.popularity_.astype(np.float64)
             idx = np.arange(len(pop)) if allowed is None else allowed
             best = idx[np.lexsort((idx, -pop[idx]))][:k]
-            for p in unknown:
+            for p in unknown.tolist():
                 lists[p] = (best, pop[best])
         return self._frame(users, [lists.get(p, (np.array([], np.int64), np.array([]))) for p in range(len(users))])
 

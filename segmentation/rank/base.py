@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Protocol, Self, TypeAlias
+from typing import Any, ClassVar, Protocol, Self, TypeAlias
 
 import numpy as np
 import polars as pl
@@ -190,8 +190,14 @@ class MatrixRanker:
     """
 
     config: RankerConfig
+    #: The hyper-parameters fitted or chosen on validation (numbers and names, as metrics.json records them).
+    params_: dict[str, Any]
     #: Holds items x items (or users x items) dense tables: capped by ``max_items``, bound by ``dense_budget_mib``.
     dense: ClassVar[bool] = True
+
+    def __init__(self, config: RankerConfig | None = None) -> None:
+        """Every ranker is built from its settings alone (:func:`segmentation.rank.factory.make_ranker`)."""
+        self.config = config or RankerConfig()
 
     def fit(self, train: pl.DataFrame, *, items: pl.DataFrame | None = None,
             item_embeddings: Embeddings | None = None, seed: int = 0, implicit: bool = False) -> Self:  # fmt: skip

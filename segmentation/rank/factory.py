@@ -39,7 +39,7 @@ def make_ranker(name: str, config: RankerConfig | None = None) -> Ranker:
     config = config or RankerConfig()
     if name not in _CLASSES:
         raise ValueError(f"unknown ranker {name!r}; expected one of: {', '.join(RANKERS)}")
-    return _CLASSES[name](config)  # type: ignore[return-value]
+    return _CLASSES[name](config)
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,9 @@ class SegflowRanker(MatrixRanker):
 
     def recommend(self, user_ids: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
                   candidates: Candidates = None) -> pl.DataFrame:  # fmt: skip
-        if getattr(self, "fallback_", None) is not None:  # fitted over the budget
-            return self.fallback_.recommend(user_ids, k, exclude_seen=exclude_seen, candidates=candidates)
+        fallback: ALS | None = getattr(self, "fallback_", None)  # unset before fit
+        if fallback is not None:  # fitted over the budget
+            return fallback.recommend(user_ids, k, exclude_seen=exclude_seen, candidates=candidates)
         return super().recommend(user_ids, k, exclude_seen=exclude_seen, candidates=candidates)
 
     recommend.__doc__ = MatrixRanker.recommend.__doc__

@@ -76,3 +76,12 @@ def test_the_run_encoder_takes_encoder_threads_from_the_configuration(tmp_path):
     choice = EncoderChoice("m", "m", "m", None)
     assert choice.encoder(EncoderConfig(threads=1)).threads == 1
     assert choice.encoder(EncoderConfig()).threads == 0  # torch's default: one per core
+
+
+def test_dim_is_measured_when_the_model_does_not_state_it(monkeypatch, reference):
+    """sentence-transformers gives None for a model whose modules do not state their dimension (int(None) failed)."""
+    enc = Encoder(device="cpu")
+    st = enc._load_model()
+    assert enc.dim == reference.shape[1]
+    monkeypatch.setattr(st, "get_sentence_embedding_dimension", lambda: None)
+    assert enc.dim == reference.shape[1]

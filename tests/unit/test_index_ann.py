@@ -98,3 +98,13 @@ def test_hnsw_warns_when_it_cannot_reach_the_recall(monkeypatch, caplog):
         idx = VectorIndex("auto", approximate_above=1000).fit(np.arange(len(x)).astype(str), x)
     assert idx.recall_ < 0.9 and idx.index_.hnsw.efSearch == 64  # never lowered below the default
     assert any("set index.kind = 'flat' for exact search" in r.getMessage() for r in caplog.records)
+
+
+def test_an_unfitted_index_says_so_in_every_method_and_saves_nothing(tmp_path):
+    """search() said "not fitted"; vector() and save() failed on None inside FAISS (AttributeError, TypeError)."""
+    index = VectorIndex()
+    for call in (lambda: index.search(np.zeros((1, 4), np.float32)), lambda: index.vector("a"),
+                 lambda: index.save(tmp_path / "idx")):  # fmt: skip
+        with pytest.raises(ValueError, match="not fitted yet"):
+            call()
+    assert not (tmp_path / "idx").exists()
