@@ -14,7 +14,7 @@ export TOKENIZERS_PARALLELISM ?= false
 help:
 	@echo "make demo    install (if needed) and run the pipeline on MovieLens 100k; prints the report's path"
 	@echo "make test    install (if needed) and run the default test suite (~10 min budget)"
-	@echo "make lint    ruff, the import layers (import-linter) and the type check (mypy); make test runs them first"
+	@echo "make lint    ruff (lint and format), the import layers (import-linter) and the type check (mypy); make test runs them first"
 	@echo "make bench   rerun the benchmarks (slow) and rewrite benchmarks/results/*.json"
 	@echo "make clean   remove runs/, caches of this checkout and .venv"
 
@@ -43,6 +43,7 @@ browser-deps:
 
 test: install browser-deps
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q -ra
@@ -52,6 +53,7 @@ test-all: install browser-deps
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 

@@ -97,7 +97,7 @@ def compare(name: str, texts: list[str], rounds: int, same: bool = False) -> dic
     cpu: dict = {a: [] for a in arms}
     out: dict = {}
     for r in range(rounds):
-        for arm in (arms if r % 2 == 0 else arms[::-1]):
+        for arm in arms if r % 2 == 0 else arms[::-1]:
             if arm == "segflow":
                 s, out[arm] = _segflow(texts)
             else:
@@ -171,7 +171,7 @@ def main() -> None:
     default = torch.get_num_threads() if not args.threads else os.cpu_count() or 1
     per = {default: 0.0, 1: 0.0}
     for r in range(2):
-        for n in ((default, 1) if r == 0 else (1, default)):
+        for n in (default, 1) if r == 0 else (1, default):
             torch.set_num_threads(n)
             per[n] += _raw(ml)[0]
     torch.set_num_threads(threads)

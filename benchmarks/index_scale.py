@@ -50,7 +50,9 @@ HNSW_EF = (32, 64, 128, 256)
 IVF_PROBES = (8, 16, 32, 64)
 
 
-def unit_vectors(n: int, kind: str, *, part: int = 0, dim: int = DIM, n_centres: int = 500, seed: int = 0) -> np.ndarray:
+def unit_vectors(
+    n: int, kind: str, *, part: int = 0, dim: int = DIM, n_centres: int = 500, seed: int = 0
+) -> np.ndarray:
     """``n`` L2-normalised float32 rows around ``n_centres`` cluster centres, drawn in blocks of 100k.
 
     ``embedding-like``: the clusters live in a random 32-d subspace (a centre plus noise there), plus a
@@ -77,7 +79,7 @@ def unit_vectors(n: int, kind: str, *, part: int = 0, dim: int = DIM, n_centres:
         else:
             block = (block + 0.5 * rng.standard_normal((m, latent), dtype=np.float32)) @ basis
             block += 0.1 * rng.standard_normal((m, dim), dtype=np.float32)
-        out[start:start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
+        out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
 
 
@@ -108,6 +110,7 @@ def child(size: int, method: str, data: str) -> list[dict]:
     rows = []
     base = {"data": data, "n": size, "dim": DIM, "index": method}
     with tempfile.TemporaryDirectory() as tmp:
+
         def saved_mib(index) -> float:
             path = Path(tmp) / "index.faiss"
             faiss.write_index(index, str(path))
@@ -117,7 +120,11 @@ def child(size: int, method: str, data: str) -> list[dict]:
             t = time.perf_counter()
             vi = VectorIndex(method).fit(ids, x)
             build = time.perf_counter() - t
-            own = {"own_efSearch": vi.index_.hnsw.efSearch, "own_recall@10": round(vi.recall_, 4)} if method == "hnsw" else {}
+            own = (
+                {"own_efSearch": vi.index_.hnsw.efSearch, "own_recall@10": round(vi.recall_, 4)}
+                if method == "hnsw"
+                else {}
+            )
             settings = HNSW_EF if method == "hnsw" else (None,)
             for ef in settings:
                 if ef is not None:
@@ -170,7 +177,9 @@ def main() -> None:
     rows = []
     for data, size, method in ((d, s, m) for d in args.data for s in args.sizes for m in args.methods):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(size), method, data]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        out = subprocess.run(
+            cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONWARNINGS": "ignore"}
+        )
         got = [json.loads(line[5:]) for line in out.stdout.splitlines() if line.startswith("ROWS ")]
         if out.returncode or not got:
             raise SystemExit(f"child {size} {method} failed:\n{out.stderr[-3000:]}")

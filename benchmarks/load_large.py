@@ -97,9 +97,13 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "load_large.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
-    print("\n| system | rows | file MiB | seconds | peak MiB | peak vs polars |\n| --- | ---: | ---: | ---: | ---: | ---: |")
+    print(
+        "\n| system | rows | file MiB | seconds | peak MiB | peak vs polars |\n| --- | ---: | ---: | ---: | ---: | ---: |"
+    )
     for r in rows:
-        print(f"| {r['system']} | {r['rows']:,} | {r['file_mib']} | {r['seconds']} | {r['peak_mib']} | {r['peak_ratio_vs_polars']} |")
+        print(
+            f"| {r['system']} | {r['rows']:,} | {r['file_mib']} | {r['seconds']} | {r['peak_mib']} | {r['peak_ratio_vs_polars']} |"
+        )
 
 
 if __name__ == "__main__":

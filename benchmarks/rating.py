@@ -75,12 +75,16 @@ def item_embeddings(items: pl.DataFrame) -> Embeddings:
 
         texts = describe_items(items)["description"].to_list()
     except ImportError:  # the lead's text module not there: title (year). Genres: ...
-        texts = [f"{t} ({y}). Genres: {', '.join(c)}" for t, y, c in items.select("title", "year", "categories").iter_rows()]
+        texts = [
+            f"{t} ({y}). Genres: {', '.join(c)}" for t, y, c in items.select("title", "year", "categories").iter_rows()
+        ]
     vectors = Encoder("all-MiniLM-L6-v2", cache_dir=Path.home() / ".cache/segflow/embeddings").encode(texts)
     return Embeddings(items["item_id"].to_numpy().astype(object), np.asarray(vectors, np.float32), "all-MiniLM-L6-v2")
 
 
-def segments_for(split: Split, items: pl.DataFrame, emb: Embeddings, how: str, seed: int = 0) -> tuple[pl.DataFrame, str]:
+def segments_for(
+    split: Split, items: pl.DataFrame, emb: Embeddings, how: str, seed: int = 0
+) -> tuple[pl.DataFrame, str]:
     """user_id, segment_id for the predictors (outliers get their nearest segment, as the pipeline does)."""
     train = split.train_full
     if how == "auto":
@@ -102,7 +106,9 @@ def segments_for(split: Split, items: pl.DataFrame, emb: Embeddings, how: str, s
     grouped = train.group_by("user_id", maintain_order=True).agg("item_id").sort("user_id")
     vectors = np.stack([emb.vectors[[pos[i] for i in its]].mean(axis=0) for its in grouped["item_id"].to_list()])
     labels = KMeans(8, n_init=10, random_state=seed).fit_predict(vectors)
-    return pl.DataFrame({"user_id": grouped["user_id"], "segment_id": labels.astype(np.int32)}), "k-means (k=8) on item-mean vectors"
+    return pl.DataFrame(
+        {"user_id": grouped["user_id"], "segment_id": labels.astype(np.int32)}
+    ), "k-means (k=8) on item-mean vectors"
 
 
 def surprise_svd(split: Split, grid: dict, seed: int = 0) -> tuple[np.ndarray, dict, float]:
@@ -218,8 +224,11 @@ def main() -> None:
     parser.add_argument("--skip-surprise", action="store_true")
     parser.add_argument("--quick", action="store_true", help="no single-model ablations")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "rating.json")
-    parser.add_argument("--merge", action="store_true",
-                        help="keep the rows of --out that this run does not redo (same system and split are replaced)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of --out that this run does not redo (same system and split are replaced)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("segmentation", "embeddings", "numba", "sentence_transformers"):
@@ -252,7 +261,9 @@ def main() -> None:
             notes.append(str(r["params"]))
         if "valid_rmse" in r:
             notes.append(f"valid {r['valid_rmse']}")
-        print(f"{r['system']:34s} {r['split']:9s} {r['rmse']:7.4f} {r['mae']:7.4f} {r['seconds']:8.1f}  {'; '.join(notes)}")
+        print(
+            f"{r['system']:34s} {r['split']:9s} {r['rmse']:7.4f} {r['mae']:7.4f} {r['seconds']:8.1f}  {'; '.join(notes)}"
+        )
     print(f"\nwrote {args.out}")
 
 

@@ -106,8 +106,14 @@ def scheduled_run(overrides: list[str], work: Path, env: dict[str, str], api: st
             r = client.get("/deployments/name/segflow/rerun-bench")
             if r.status_code == 200:
                 dep = r.json()
-                runs = client.post("/flow_runs/filter", json={"flow_runs": {"deployment_id": {"any_": [dep["id"]]}},
-                                                              "sort": "EXPECTED_START_TIME_ASC", "limit": 5}).json()
+                runs = client.post(
+                    "/flow_runs/filter",
+                    json={
+                        "flow_runs": {"deployment_id": {"any_": [dep["id"]]}},
+                        "sort": "EXPECTED_START_TIME_ASC",
+                        "limit": 5,
+                    },
+                ).json()
                 done = [x for x in runs if x["auto_scheduled"] and x["state"]["type"] == "COMPLETED"]
                 if done:
                     run = done[0]
@@ -142,7 +148,9 @@ def main() -> None:
     overrides = [f"cache_dir='{cache}'", *args.set]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_")}
     (work / "tmp").mkdir()  # serve's runner_storage and the like, removed with the work folder
-    env.update(PREFECT_HOME=str(work / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", TMPDIR=str(work / "tmp"))
+    env.update(
+        PREFECT_HOME=str(work / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false", TMPDIR=str(work / "tmp")
+    )
     server = None
     api = args.api_url
     server_seconds = None
@@ -177,8 +185,12 @@ def main() -> None:
             "identical_results": same,
             "scheduled_run": sched,
             "prefect_server_start_seconds": server_seconds,
-            "machine": {"cpus": os.cpu_count(), "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
-                        "python": platform.python_version(), "platform": platform.platform()},  # fmt: skip
+            "machine": {
+                "cpus": os.cpu_count(),
+                "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+            },  # fmt: skip
             "versions": _versions(),
             "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
         }

@@ -98,7 +98,13 @@ def make_vectors(workdir: Path, n: int, seed: int) -> Path:
 
 def _ml100k_popularity(ds) -> np.ndarray:
     counts = ds.interactions.group_by("item_id").len()
-    return ds.items.select("item_id").join(counts, on="item_id", how="left", maintain_order="left")["len"].fill_null(0).to_numpy() + 1.0
+    return (
+        ds.items.select("item_id")
+        .join(counts, on="item_id", how="left", maintain_order="left")["len"]
+        .fill_null(0)
+        .to_numpy()
+        + 1.0
+    )
 
 
 def make_behaviour(workdir: Path, n: int, seed: int) -> Path:
@@ -167,7 +173,9 @@ def _umap(x: np.ndarray, seed: int) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return umap.UMAP(n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=seed).fit_transform(x)
+        return umap.UMAP(
+            n_components=5, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=seed
+        ).fit_transform(x)
 
 
 def _segflow(ids: np.ndarray, x: np.ndarray, seed: int, extra: dict) -> tuple[np.ndarray, dict]:
@@ -316,7 +324,9 @@ def _world_items(log) -> pl.DataFrame:
     ).cast(dict(ITEMS))  # fmt: skip
 
 
-def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict], workdir: Path | None = None) -> list[dict]:
+def run_worlds(
+    names: list[str], n: int, seeds: list[int], settings: list[dict], workdir: Path | None = None
+) -> list[dict]:
     """Each planted world through the library path, UMAP fitted once per (world, seed), HDBSCAN per setting.
 
     The path is the CLI's (item texts → MiniLM → default representation → UMAP → parameter choice by DBCV and
@@ -344,7 +354,9 @@ def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict],
             items = _world_items(log)
             d = describe_items(items)
             t = time.perf_counter()
-            item_vectors = Embeddings(d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2")
+            item_vectors = Embeddings(
+                d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2"
+            )
             embed_seconds = time.perf_counter() - t
             t = time.perf_counter()
             users = build_user_vectors(log.interactions, item_vectors, method=method, items=items, seed=seed)
@@ -353,7 +365,9 @@ def run_worlds(names: list[str], n: int, seeds: list[int], settings: list[dict],
                               sample_size=rc.sample_size, assign=rc.assign, knn_dims=rc.knn_dims, random_state=seed)  # fmt: skip
             # UMAP's coordinates depend on the data, the representation and the reduce settings only: cached
             # under the workdir, so a rerun with other cluster settings skips the fit (seconds_umap stays the fit's)
-            key = hashlib.sha256(json.dumps([name, n, seed, method, rc.model_dump()], sort_keys=True).encode()).hexdigest()[:16]
+            key = hashlib.sha256(
+                json.dumps([name, n, seed, method, rc.model_dump()], sort_keys=True).encode()
+            ).hexdigest()[:16]
             cached = (workdir / f"world-coords-{key}.npz") if workdir else None
             if cached is not None and cached.exists() and n <= rc.sample_size:
                 got = np.load(cached)
@@ -525,6 +539,7 @@ def run_incremental(changed_share: float = 0.05, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows = []
     with tempfile.TemporaryDirectory(prefix="segflow-bench-cache-") as tmp:
+
         def embed(items: pl.DataFrame, inter: pl.DataFrame, label: str) -> None:
             enc = Encoder(cache_dir=Path(tmp))
             t = time.perf_counter()
@@ -618,7 +633,9 @@ def markdown_tables(rows: list[dict]) -> str:
                 "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
         groups: dict[tuple, list[dict]] = {}
         for r in worlds:
-            groups.setdefault((r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r["n_users"]), []).append(r)
+            groups.setdefault(
+                (r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r["n_users"]), []
+            ).append(r)
         for (_, data, _, system, n), rs in sorted(groups.items()):
             a = [r["ari"] for r in rs]
             x = [r["ari_excl_noise"] for r in rs]
@@ -630,10 +647,14 @@ def markdown_tables(rows: list[dict]) -> str:
         out.append("")
     inc = [r for r in rows if r.get("system") == "encoder cache"]
     if inc:
-        out += ["| embedding run (ML-100k item texts + user profiles) | texts | embedded | from cache | seconds |",
-                "| --- | ---: | ---: | ---: | ---: |"]
+        out += [
+            "| embedding run (ML-100k item texts + user profiles) | texts | embedded | from cache | seconds |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
         for r in inc:
-            out.append(f"| {r['run']} | {r['texts']:,} | {r['embedded']:,} | {r['cached']:,} | {f(r['seconds'], '.1f')} |")
+            out.append(
+                f"| {r['run']} | {r['texts']:,} | {r['embedded']:,} | {r['cached']:,} | {f(r['seconds'], '.1f')} |"
+            )
         out.append("")
     return "\n".join(out)
 
@@ -643,18 +664,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--quick", action="store_true", help="10k users only, segflow and the k-means baselines")
     p.add_argument("--only", choices=["planted-vectors", "planted-behaviour"], help="one data kind")
-    p.add_argument("--sizes", help="comma-separated user counts (default 10000,100000 and 1000000 for segflow on vectors)")
+    p.add_argument(
+        "--sizes", help="comma-separated user counts (default 10000,100000 and 1000000 for segflow on vectors)"
+    )
     p.add_argument("--systems", help="comma-separated systems (default: all for the data kind)")
     p.add_argument("--no-main", action="store_true", help="skip the planted-data comparison")
-    p.add_argument("--representations", action="store_true", help="each representation through segflow on planted behaviour")
+    p.add_argument(
+        "--representations", action="store_true", help="each representation through segflow on planted behaviour"
+    )
     p.add_argument("--repr-size", type=int, default=10_000)
-    p.add_argument("--ml100k", action="store_true", help="representations on MovieLens 100k (stability, DBCV, held-out)")
+    p.add_argument(
+        "--ml100k", action="store_true", help="representations on MovieLens 100k (stability, DBCV, held-out)"
+    )
     p.add_argument("--incremental", action="store_true", help="embedding-cache reruns on ML-100k texts")
-    p.add_argument("--worlds", help="comma-separated planted worlds (segmentation.synthetic.WORLDS) or 'all', library path")
+    p.add_argument(
+        "--worlds", help="comma-separated planted worlds (segmentation.synthetic.WORLDS) or 'all', library path"
+    )
     p.add_argument("--world-size", type=int, default=10_000, help="users per planted world")
-    p.add_argument("--world-grid", action="store_true",
-                   help="sweep WORLD_GRID instead of the current and the old cluster defaults (tuning worlds only)")
-    p.add_argument("--bertopic-max", type=int, default=10_000, help="run the BERTopic-style baseline up to this many users")
+    p.add_argument(
+        "--world-grid",
+        action="store_true",
+        help="sweep WORLD_GRID instead of the current and the old cluster defaults (tuning worlds only)",
+    )
+    p.add_argument(
+        "--bertopic-max", type=int, default=10_000, help="run the BERTopic-style baseline up to this many users"
+    )
     p.add_argument("--seeds", default="0", help="comma-separated seeds (data and method)")
     p.add_argument("--timeout", type=int, default=3600)
     p.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "segflow-bench")
@@ -674,7 +708,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else ([10_000] if args.quick else [10_000, 100_000])
     systems_v = ["segflow", "kmeans-true-k"] + ([] if args.quick else ["umap+hdbscan"])
     systems_b = ["segflow", "kmeans-true-k", "kmeans-category-hist", "kmeans-liked-category-hist"] + (
-        [] if args.quick else ["bertopic-style"])
+        [] if args.quick else ["bertopic-style"]
+    )
     if args.systems:
         wanted = args.systems.split(",")
         systems_v = [s for s in wanted if not s.startswith("kmeans-") or s == "kmeans-true-k"]
@@ -703,11 +738,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.representations:
         for seed in seeds:
             for method in REPRESENTATIONS:
-                jobs.append({"system": f"segflow[{method}]", "data": "planted-behaviour", "n": args.repr_size, "seed": seed})
+                jobs.append(
+                    {"system": f"segflow[{method}]", "data": "planted-behaviour", "n": args.repr_size, "seed": seed}
+                )
     for job in jobs:
         make = make_vectors if job["data"] == "planted-vectors" else make_behaviour
         path = make(args.workdir, job["n"], job["seed"])
-        row = _child({"system": job["system"], "data": job["data"], "path": str(path), "seed": job["seed"]}, args.timeout)
+        row = _child(
+            {"system": job["system"], "data": job["data"], "path": str(path), "seed": job["seed"]}, args.timeout
+        )
         row.setdefault("n_users", job["n"])
         _print_row(row)
         rows.append(row)

@@ -218,7 +218,9 @@ class Encoder:
             import torch
 
             threads = f", {self.threads or torch.get_num_threads()} torch threads" if self.device_used == "cpu" else ""
-            logger.info("loaded encoder %s on %s%s in %.1fs", self.model, self.device_used, threads, time.perf_counter() - t)
+            logger.info(
+                "loaded encoder %s on %s%s in %.1fs", self.model, self.device_used, threads, time.perf_counter() - t
+            )
         return self._st
 
     @property
@@ -285,7 +287,7 @@ class Encoder:
         n_chunks = -(-len(texts) // CHUNK_TEXTS)
         t0 = time.perf_counter()
         for c in range(n_chunks):
-            rows = order[c * CHUNK_TEXTS:(c + 1) * CHUNK_TEXTS]
+            rows = order[c * CHUNK_TEXTS : (c + 1) * CHUNK_TEXTS]
             vecs = st.encode([texts[i] for i in rows], batch_size=self.batch_size, convert_to_numpy=True,
                              normalize_embeddings=True, show_progress_bar=False)  # fmt: skip
             if not np.isfinite(vecs).all():
@@ -297,7 +299,9 @@ class Encoder:
                 self.cache.put([keys[i] for i in rows], out[rows])
             if n_chunks > 1:
                 done = min((c + 1) * CHUNK_TEXTS, len(texts))
-                logger.info("embedded %d of %d texts (%.0f texts/s)", done, len(texts), done / (time.perf_counter() - t0))
+                logger.info(
+                    "embedded %d of %d texts (%.0f texts/s)", done, len(texts), done / (time.perf_counter() - t0)
+                )
         assert out is not None, "encode() calls _embed with at least one text, so the first chunk set out"
         return out
 

@@ -139,8 +139,17 @@ class VectorIndex:
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(index, str(folder / "index.faiss"))
         np.save(folder / "ids.npy", ids.astype(str))
-        (folder / "manifest.json").write_text(json.dumps({"kind": self.kind_, "n": len(self), "faiss": faiss.__version__,
-                                                             "reason": self.reason_, "recall@10": self.recall_}))
+        (folder / "manifest.json").write_text(
+            json.dumps(
+                {
+                    "kind": self.kind_,
+                    "n": len(self),
+                    "faiss": faiss.__version__,
+                    "reason": self.reason_,
+                    "recall@10": self.recall_,
+                }
+            )
+        )
 
     @classmethod
     def load(cls, folder: Path) -> "VectorIndex":
@@ -222,13 +231,18 @@ def segment_centroids(users: Embeddings, assignments: pl.DataFrame) -> Embedding
     """
     labels = assignments["segment_id"].to_numpy()
     ids = sorted(int(s) for s in set(labels.tolist()) if s >= 0)
-    cents = np.stack([users.vectors[labels == s].mean(axis=0) for s in ids]) if ids else np.zeros((0, users.dim), np.float32)
+    cents = (
+        np.stack([users.vectors[labels == s].mean(axis=0) for s in ids])
+        if ids
+        else np.zeros((0, users.dim), np.float32)
+    )
     cents = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
     return Embeddings(np.asarray([str(s) for s in ids], dtype=object), cents.astype(np.float32), "centroids")
 
 
 def build_indexes(items: Embeddings, users: Embeddings, segments: Segmented, config: IndexSettings) -> Indexes:
     """The flow's index stage: item, user and segment-centroid indexes (exact below ``approximate_above`` vectors)."""
+
     def configured(emb: Embeddings) -> VectorIndex:
         return build_index(emb.ids, emb.vectors, kind=config.kind, approximate_above=config.approximate_above,
                            hnsw_m=config.hnsw_m)  # fmt: skip

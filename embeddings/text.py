@@ -26,14 +26,26 @@ def describe_items(items: pl.DataFrame) -> pl.DataFrame:
     Returns:
         Frame with schema ``ITEM_TEXTS``, in the order of ``items``.
     """
-    title = pl.when(pl.col("title").str.len_chars() > 0).then(pl.col("title")).otherwise(pl.lit("Item ") + pl.col("item_id"))
-    year = pl.when(pl.col("year").is_not_null() & ~title.str.contains(r"\(\d{4}\)$")).then(
-        pl.lit(" (") + pl.col("year").cast(pl.String) + pl.lit(")")
-    ).otherwise(pl.lit(""))
-    genres = pl.when(pl.col("categories").list.len() > 0).then(
-        pl.lit(". Genres: ") + pl.col("categories").list.join(", ")
-    ).otherwise(pl.lit(""))
-    text = pl.when(pl.col("text").fill_null("").str.len_chars() > 0).then(pl.lit(". ") + pl.col("text")).otherwise(pl.lit(""))
+    title = (
+        pl.when(pl.col("title").str.len_chars() > 0)
+        .then(pl.col("title"))
+        .otherwise(pl.lit("Item ") + pl.col("item_id"))
+    )
+    year = (
+        pl.when(pl.col("year").is_not_null() & ~title.str.contains(r"\(\d{4}\)$"))
+        .then(pl.lit(" (") + pl.col("year").cast(pl.String) + pl.lit(")"))
+        .otherwise(pl.lit(""))
+    )
+    genres = (
+        pl.when(pl.col("categories").list.len() > 0)
+        .then(pl.lit(". Genres: ") + pl.col("categories").list.join(", "))
+        .otherwise(pl.lit(""))
+    )
+    text = (
+        pl.when(pl.col("text").fill_null("").str.len_chars() > 0)
+        .then(pl.lit(". ") + pl.col("text"))
+        .otherwise(pl.lit(""))
+    )
     return items.select(pl.col("item_id"), pl.concat_str([title, year, genres, text]).alias("description"))
 
 
@@ -71,13 +83,12 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
         pl.len().alias("n"),
         pl.col("rating").mean().alias("mean"),
     )
-    by_user = joined.with_columns(
-        (pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred")
-    )
+    by_user = joined.with_columns((pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred"))
     loves = (
         # ties broken by title and id: the order must not depend on other users' rows (incremental embedding)
-        by_user.sort(["rating", "timestamp", "title", "item_id"], descending=[True, True, False, False],
-                     nulls_last=True)  # fmt: skip
+        by_user.sort(
+            ["rating", "timestamp", "title", "item_id"], descending=[True, True, False, False], nulls_last=True
+        )  # fmt: skip
         .filter(pl.col("centred") >= 0 if not implicit else pl.lit(True))
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("title").head(n_titles).alias("loves"))
@@ -98,8 +109,10 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
         .group_by("user_id", maintain_order=True)
         .agg(pl.col("categories").head(n_genres).alias("genres"))
     )
-    frame = stats.join(loves, on="user_id", how="left").join(dislikes, on="user_id", how="left").join(
-        genres, on="user_id", how="left"
+    frame = (
+        stats.join(loves, on="user_id", how="left")
+        .join(dislikes, on="user_id", how="left")
+        .join(genres, on="user_id", how="left")
     )
     rows = []
     noun = "interactions" if implicit else "ratings"

@@ -233,7 +233,7 @@ def cmd_clean_cache(args: argparse.Namespace) -> int:
     for e in done.removed:
         print(f"{verb} {e.path} ({e.size} bytes)")
     what = "task cache and embeddings" if args.embeddings else "task cache"
-    takes = ("would then take" if args.dry_run else "now take" + ("" if args.embeddings else "s"))
+    takes = "would then take" if args.dry_run else "now take" + ("" if args.embeddings else "s")
     print(f"{cache_dir}: {verb} {len(done.removed)} entries, {'would free' if args.dry_run else 'freed'} "
           f"{_size(done.freed_bytes)}; the {what} {takes} {_size(done.remaining_bytes)}")  # fmt: skip
     return 0
@@ -330,7 +330,9 @@ def _add_alerts_parser(sub: Any) -> None:
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML configuration file (see docs/CONFIG.md)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. cluster.min_cluster_size=20")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a field, e.g. cluster.min_cluster_size=20"
+    )
     g = p.add_argument_group("your own data (sets data.source=files)")
     g.add_argument("--ratings", help="interactions file: CSV, TSV, Parquet or RecBole .inter")
     g.add_argument("--items", help="item catalogue file")

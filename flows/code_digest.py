@@ -133,4 +133,3 @@ def _stage_digest(module: str, func: str, root: Path, _stamp: tuple) -> str:
     for m in sorted(_closure(graph, modules)):
         h.update(m.encode() + b"\0" + mods[m].read_bytes())
     return h.hexdigest()[:16]
-

@@ -175,6 +175,7 @@ def serve(config: PipelineConfig, *, name: str = "segflow-nightly", cron: str | 
     runs_dir = Path(params["config"]["output_dir"])
     http = RunsFolderServer(runs_dir, http_host, http_port) if http_host is not None else None
     signal.signal(signal.SIGINT, signal.default_int_handler)  # `segflow serve &` in a script starts with SIGINT ignored
+
     # No limit of the process's own: the deployment's concurrency limit on the server queues further runs as
     # AwaitingConcurrencySlot. A local limit would leave them plain Scheduled, and the server marks those Late.
     class StopsLikeCtrlC(Runner):

@@ -26,7 +26,14 @@ __all__ = ["Stages", "cache_key", "code_digest", "key_part", "retry_unless_user_
 
 CACHE_EXPIRATION = timedelta(days=30)
 IO_RETRIES = 3  # stages that read or write files: 3 retries, about 5, 10 and 20 s apart (with jitter)
-NON_RESULT_FIELDS = {"output_dir", "cache_dir", "orchestration", "report", "output", "cache"}  # change no cached stage's result
+NON_RESULT_FIELDS = {
+    "output_dir",
+    "cache_dir",
+    "orchestration",
+    "report",
+    "output",
+    "cache",
+}  # change no cached stage's result
 
 
 def code_digest() -> str:

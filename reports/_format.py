@@ -57,10 +57,6 @@ def _plain(value: object, limit: int | None = None) -> str:
     return html.escape(s, quote=False)
 
 
-
-
-
-
 def column_kind(values: list[Any]) -> str:
     """One number format for a whole column, so that its decimals line up."""
     nums = [abs(x) for x in (_num(v) for v in values) if x is not None]
@@ -86,14 +82,6 @@ def label(key: str) -> str:
 
 def _help(key: str) -> str | None:
     return _HELP.get(str(key).partition("@")[0])
-
-
-
-
-
-
-
-
 
 
 def with_ci(v: Any, ci: tuple[float, float] | None, kind: str = "auto") -> str:

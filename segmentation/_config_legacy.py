@@ -58,8 +58,15 @@ LEGACY_PREDICTOR_KEYS: dict[str, tuple[str, ...]] = {
 #: EncoderRegressor, which takes :class:`EncoderRegressorConfig`. Ignored with a logged warning for one release.
 REMOVED_PREDICTOR_KEYS: dict[str, str] = {
     f"encoder_{name}": name
-    for name in ("model", "epochs", "learning_rate", "head_learning_rate", "batch_size", "max_seq_length",
-                 "max_train_rows")  # fmt: skip
+    for name in (
+        "model",
+        "epochs",
+        "learning_rate",
+        "head_learning_rate",
+        "batch_size",
+        "max_seq_length",
+        "max_train_rows",
+    )  # fmt: skip
 }
 
 

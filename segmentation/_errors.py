@@ -13,4 +13,12 @@ from embeddings.errors import (
     check_is_fitted,
 )
 
-__all__ = ["ConfigError", "DataError", "DataWarning", "NotFittedError", "SchemaError", "SegflowError", "check_is_fitted"]
+__all__ = [
+    "ConfigError",
+    "DataError",
+    "DataWarning",
+    "NotFittedError",
+    "SchemaError",
+    "SegflowError",
+    "check_is_fitted",
+]

@@ -274,7 +274,9 @@ class SVDpp:
                 qi = qi + feats[i] @ w
             user_vec = pu + z[u]
             pred = mu + bu[u] + bi[i] + (qi * user_vec).sum(1)
-            penalty = s.reg * ((pu**2).sum(1) + (q[i] ** 2).sum(1)).mean() + s.bias_reg * (bu[u] ** 2 + bi[i] ** 2).mean()
+            penalty = (
+                s.reg * ((pu**2).sum(1) + (q[i] ** 2).sum(1)).mean() + s.bias_reg * (bu[u] ** 2 + bi[i] ** 2).mean()
+            )
             if use_time:
                 bt = bit[i, b.clamp(min=0)] * (b >= 0)
                 pred = pred + bt
@@ -335,7 +337,9 @@ class SVDpp:
                 day_keys=day_keys.astype(np.int64), day_bias=_np(bud[:last_day]) if use_day else np.zeros(0, np.float32),
             )  # fmt: skip
         self.tensors_ = tensors
-        logger.debug("svdpp: best epoch %d, valid RMSE %.4f, %.1f s", best_epoch, best_rmse, time.perf_counter() - t_start)
+        logger.debug(
+            "svdpp: best epoch %d, valid RMSE %.4f, %.1f s", best_epoch, best_rmse, time.perf_counter() - t_start
+        )
         return self
 
     def predict(self, users: np.ndarray, items: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
@@ -343,7 +347,12 @@ class SVDpp:
         ku, ki = users >= 0, items >= 0
         u, i = np.where(ku, users, 0), np.where(ki, items, 0)
         dot = np.einsum("nk,nk->n", t["user_vec"][u].astype(np.float64), t["item_vec"][i].astype(np.float64))
-        pred = float(t["mu"][0]) + _lookup(t["user_bias"], users) + _lookup(t["item_bias"], items) + np.where(ku & ki, dot, 0.0)
+        pred = (
+            float(t["mu"][0])
+            + _lookup(t["user_bias"], users)
+            + _lookup(t["item_bias"], items)
+            + np.where(ku & ki, dot, 0.0)
+        )
         if times is not None and "time_range" in t:
             b = self._bins(times, len(users))
             pred += np.where(ki, t["item_time_bias"][i, np.clip(b, 0, t["item_time_bias"].shape[1] - 1)], 0.0)
@@ -394,7 +403,9 @@ class KNNBaseline:
         resid = tr.ratings - mu - bu[tr.users] - bi[tr.items]
         # rows: the "other side" (users for item-kNN); columns: entities whose similarity we need
         rows, cols, n_rows, n_cols = (
-            (tr.items, tr.users, data.n_items, data.n_users) if self.user_based else (tr.users, tr.items, data.n_users, data.n_items)
+            (tr.items, tr.users, data.n_items, data.n_users)
+            if self.user_based
+            else (tr.users, tr.items, data.n_users, data.n_items)
         )
         x = sp.csr_matrix((resid, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float64)
         m = sp.csr_matrix((np.ones(len(tr)), (rows, cols)), shape=(n_rows, n_cols), dtype=np.float64)

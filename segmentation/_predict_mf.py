@@ -337,7 +337,12 @@ def finetune_mf(
         def forward(u: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             pu, qi, bu_u, bi_i = p[u], q[i], bu[u], bi[i]
             pred = mu + bu_u + bi_i + (pu * qi).sum(1)
-            pull = ((pu - g_p[u]) ** 2).sum(1) + ((qi - g_q[i]) ** 2).sum(1) + (bu_u - g_bu[u]) ** 2 + (bi_i - g_bi[i]) ** 2
+            pull = (
+                ((pu - g_p[u]) ** 2).sum(1)
+                + ((qi - g_q[i]) ** 2).sum(1)
+                + (bu_u - g_bu[u]) ** 2
+                + (bi_i - g_bi[i]) ** 2
+            )
             # keep the global model's own shrinkage as well, so the copy does not overfit a small segment
             penalty_shrink = shrink * ((pu**2).sum(1) + (qi**2).sum(1)).mean()
             return pred, reg * pull.mean() + penalty_shrink

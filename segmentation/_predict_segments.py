@@ -76,7 +76,9 @@ class _SegmentModel:
         return cls(strategy, tensors[f"{prefix}user_nums"], mf, tensors.get(f"{prefix}weights"))
 
 
-def _segment_output(global_model: GlobalPredictor, model: _SegmentModel, data: Ratings, preds: np.ndarray) -> np.ndarray:
+def _segment_output(
+    global_model: GlobalPredictor, model: _SegmentModel, data: Ratings, preds: np.ndarray
+) -> np.ndarray:
     """Unclipped output of a segment model for rows of its users, given the global component predictions."""
     if model.strategy in _MF_STRATEGIES:
         assert model.mf is not None
@@ -283,7 +285,9 @@ def _fit_segments(global_model: GlobalPredictor, split: Split, assignments: pl.D
     models: dict[int, _SegmentModel] = {}
     segments = sorted(s for s in set(assignments["segment_id"].to_list()) if s != NOISE)
     # one gate per segment tried: with Bonferroni, the chance that any segment passes by luck stays 1 - gate_level
-    n_tested = sum(int((valid_seg == s).sum()) >= config.per_segment.min_segment_valid for s in segments) if strategies else 0
+    n_tested = (
+        sum(int((valid_seg == s).sum()) >= config.per_segment.min_segment_valid for s in segments) if strategies else 0
+    )
     level = gate_level(config, n_tested)
     for s in segments:
         t0 = time.perf_counter()

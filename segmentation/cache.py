@@ -161,7 +161,9 @@ def clean_cache(cache_dir: Path, *, max_size: int | None = None, older_than_days
                           f"--older-than {older_than_days})")  # fmt: skip
     entries = cache_entries(cache_dir, embeddings=embeddings)
     total = sum(e.size for e in entries)
-    cutoff = (now if now is not None else time.time()) - older_than_days * 86400 if older_than_days is not None else None
+    cutoff = (
+        (now if now is not None else time.time()) - older_than_days * 86400 if older_than_days is not None else None
+    )
     removed: list[CacheEntry] = []
     for e in entries:  # least recently used first
         too_old = cutoff is not None and e.last_used < cutoff

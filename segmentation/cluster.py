@@ -24,8 +24,20 @@ from segmentation.reduce import require_users as require_umap_users
 if TYPE_CHECKING:
     from segmentation.selection import ParameterChoice
 
-__all__ = ["ASSIGNMENTS", "NOISE", "Clusterer", "Segmentation", "assign_by_neighbours", "default_min_cluster_size",
-           "dissolve", "far_from_segment", "fit_segments", "incoherent_segments", "require_segments", "segment_users"]
+__all__ = [
+    "ASSIGNMENTS",
+    "NOISE",
+    "Clusterer",
+    "Segmentation",
+    "assign_by_neighbours",
+    "default_min_cluster_size",
+    "dissolve",
+    "far_from_segment",
+    "fit_segments",
+    "incoherent_segments",
+    "require_segments",
+    "segment_users",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +102,9 @@ class Clusterer:
         self.hdbscan_ = None
         self.labels_: np.ndarray | None = None
 
-    def fit(self, x: np.ndarray, *, sample: np.ndarray | None = None, neighbours: Neighbours | None = None) -> "Clusterer":
+    def fit(
+        self, x: np.ndarray, *, sample: np.ndarray | None = None, neighbours: Neighbours | None = None
+    ) -> "Clusterer":
         """Cluster ``x`` ((n, d) float32 coordinates).
 
         Args:
@@ -127,7 +141,9 @@ class Clusterer:
         rest = np.setdiff1d(np.arange(n), sample) if m < n else np.zeros(0, dtype=np.int64)
         if len(rest):
             if neighbours is None or not np.array_equal(neighbours.rest, rest):
-                knn = SampleNeighbours(15, n_dims=None, random_state=self.random_state).fit(x[sample].astype(np.float32))
+                knn = SampleNeighbours(15, n_dims=None, random_state=self.random_state).fit(
+                    x[sample].astype(np.float32)
+                )
                 neighbours = Neighbours(rest, *knn.kneighbors(x.astype(np.float32), rest))
             raw[rest], prob[rest] = self._extend(x, rest, neighbours, model)
         k_raw = int(raw.max()) + 1 if n else 0
@@ -188,7 +204,9 @@ class Clusterer:
         soft = np.zeros((n, k), dtype=np.float32)
         if k == 0:
             return soft
-        raw = np.asarray(hdbscan.all_points_membership_vectors(self.hdbscan_), dtype=np.float32).reshape(len(sample), -1)
+        raw = np.asarray(hdbscan.all_points_membership_vectors(self.hdbscan_), dtype=np.float32).reshape(
+            len(sample), -1
+        )
         soft[np.ix_(sample, self.mapping_)] = raw[:, :k]
         if len(rest):
             assert neighbours is not None
@@ -258,7 +276,9 @@ def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, chunk
         lab = labels[lo : lo + chunk]
         rows = np.flatnonzero(lab >= 0)
         v = vectors[lo : lo + chunk][rows]
-        sim[lo + rows] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[rows]]).sum(axis=1)
+        sim[lo + rows] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[rows]]).sum(
+            axis=1
+        )
     for c in range(k):
         members = labels == c
         if members.sum() < 2:
@@ -498,7 +518,9 @@ def assign_by_neighbours(vectors: np.ndarray, index, assignments: pl.DataFrame, 
         best = max(sorted(votes), key=lambda c: votes[c])
         out_seg.append(best)
         out_conf.append(votes[best] / sum(votes.values()))
-    return pl.DataFrame({"segment_id": out_seg, "confidence": out_conf}, schema={"segment_id": pl.Int32, "confidence": pl.Float32})
+    return pl.DataFrame(
+        {"segment_id": out_seg, "confidence": out_conf}, schema={"segment_id": pl.Int32, "confidence": pl.Float32}
+    )
 
 
 def segment_users(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int) -> Segmentation:

@@ -23,8 +23,18 @@ from segmentation.cluster import NOISE, Segmentation
 from segmentation.config import ReportConfig
 from segmentation.data import Dataset, Split
 
-__all__ = ["SEGMENTS", "Described", "SegmentProfile", "category_lift_table", "ctfidf", "describe_run", "describe_segments",
-           "profiles_to_frame", "segment_keywords", "with_stability"]
+__all__ = [
+    "SEGMENTS",
+    "Described",
+    "SegmentProfile",
+    "category_lift_table",
+    "ctfidf",
+    "describe_run",
+    "describe_segments",
+    "profiles_to_frame",
+    "segment_keywords",
+    "with_stability",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -298,8 +308,12 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     activity = inter.group_by("user_id").len()
     overall_activity = to_float(activity["len"].mean(), 0.0)
 
-    cat_all = inter.join(items.select("item_id", "categories"), on="item_id").explode("categories").drop_nulls("categories")
-    cat_overall = cat_all.group_by("categories").len().with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
+    cat_all = (
+        inter.join(items.select("item_id", "categories"), on="item_id").explode("categories").drop_nulls("categories")
+    )
+    cat_overall = (
+        cat_all.group_by("categories").len().with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
+    )
     item_users_all = inter.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_all"))
 
     desc = dict(zip(item_texts["item_id"], item_texts["description"]))
@@ -324,9 +338,11 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             .join(item_users_all, on="item_id")
             .with_columns(((pl.col("n_seg") / size) / (pl.col("n_all") / n_users)).alias("lift"))
         )  # fmt: skip
-        distinct = its.filter(pl.col("n_seg") >= min(min_item_users, max(2, size // 10))).sort(
-            ["lift", "n_seg", "item_id"], descending=[True, True, False]
-        ).head(top_n)
+        distinct = (
+            its.filter(pl.col("n_seg") >= min(min_item_users, max(2, size // 10)))
+            .sort(["lift", "n_seg", "item_id"], descending=[True, True, False])
+            .head(top_n)
+        )
         popular = its.sort(["n_seg", "r", "item_id"], descending=[True, True, False]).head(top_n)
         ua = seg.group_by("user_id").len()
         mean_r = to_float(seg["rating"].mean(), 0.0)
@@ -374,7 +390,10 @@ def _dedupe_names(profiles: list[SegmentProfile]) -> None:
     for i, p in enumerate(profiles):
         if p.name in seen:
             # tell twins apart by their most distinctive category or item not already in the name
-            extra = next((c for c in p.top_categories if c not in p.name), None) or (p.top_items[:1] or [f"#{p.segment_id}"])[0]
+            extra = (
+                next((c for c in p.top_categories if c not in p.name), None)
+                or (p.top_items[:1] or [f"#{p.segment_id}"])[0]
+            )
             object.__setattr__(profiles[i], "name", f"{p.name} ({extra})")
         seen[profiles[i].name] = i
 
@@ -382,7 +401,9 @@ def _dedupe_names(profiles: list[SegmentProfile]) -> None:
 def _paragraph(sid, name, size, n_users, cats, lifts, items, kw, mean_r, overall_mean, act, overall_act, demo, *,
                implicit: bool = False) -> str:  # fmt: skip
     if sid == NOISE:
-        lead = f"{size} users ({100 * size / n_users:.1f} %) fit no segment well; each is shown with its nearest segment."
+        lead = (
+            f"{size} users ({100 * size / n_users:.1f} %) fit no segment well; each is shown with its nearest segment."
+        )
     else:
         lead = f"{name}: {size} users ({100 * size / n_users:.1f} % of all)."
     parts = [lead]

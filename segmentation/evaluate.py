@@ -548,12 +548,20 @@ def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segm
     """Rating accuracy of the global and segmented models, the segmented gain and the random-partition control."""
     p_global = global_model.predict(test)
     p_seg = segment_models.models.predict(test)
-    rating = evaluate_ratings(test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed)
+    rating = evaluate_ratings(
+        test, {"global": p_global, "segmented": p_seg}, groups, n_boot=config.bootstrap, seed=seed
+    )
     y = test["rating"].to_numpy()
     diff, lo, hi = paired_bootstrap_ci(y, p_global, p_seg, test["user_id"].to_numpy(), n_boot=max(config.bootstrap, 50),
                                        seed=seed)  # fmt: skip
     per_segment: dict[str, dict] = {}
-    gain = {"rmse_change": diff, "ci": [lo, hi], "helped": bool(hi < 0), "hurt": bool(lo > 0), "per_segment": per_segment}
+    gain = {
+        "rmse_change": diff,
+        "ci": [lo, hi],
+        "helped": bool(hi < 0),
+        "hurt": bool(lo > 0),
+        "per_segment": per_segment,
+    }
     seg_of = dict(zip(groups["user_id"], groups["segment_id"]))
     test_seg = np.array([seg_of.get(u, NOISE) for u in test["user_id"]])
     for s in sorted(set(test_seg.tolist())):
@@ -584,7 +592,9 @@ def segmentation_quality(segmentation: Segmentation) -> dict:
     out: dict = {"n_segments": segmentation.n_segments, "noise_share": segmentation.noise_share}
     if segmentation.n_segments >= 2 and mask.sum() > segmentation.n_segments:
         x = segmentation.coords[mask]
-        out["silhouette"] = float(silhouette_score(x, labels[mask], sample_size=min(5000, int(mask.sum())), random_state=0))
+        out["silhouette"] = float(
+            silhouette_score(x, labels[mask], sample_size=min(5000, int(mask.sum())), random_state=0)
+        )
         out["calinski_harabasz"] = float(calinski_harabasz_score(x, labels[mask]))
         try:
             from hdbscan.validity import validity_index

@@ -357,7 +357,9 @@ def planted_behaviour(items: pl.DataFrame, n_users: int, *, k: int = 12, noise_s
         },
         schema=INTERACTIONS,
     )
-    truth = pl.DataFrame({"user_id": user_ids, "segment_id": labels}, schema={"user_id": pl.String, "segment_id": pl.Int32})
+    truth = pl.DataFrame(
+        {"user_id": user_ids, "segment_id": labels}, schema={"user_id": pl.String, "segment_id": pl.Int32}
+    )
     logger.info("planted %d ratings of %d users in %d segments (+%d noise users) over %d items",
                 interactions.height, n_users, k, n_noise, n_items)  # fmt: skip
     return PlantedBehaviour(interactions, truth.sort("user_id"), tuple(styles))

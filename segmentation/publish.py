@@ -107,7 +107,9 @@ def write_run(writer, config: PipelineConfig, dataset: Dataset, split: Split, se
     full = json_safe(full)
     described = Described(with_stability(described.profiles, stability), described.category_lift)
     config_json = config.model_dump(mode="json")
-    full["verdicts"] = run_verdicts(full, config_json, [(p.segment_id, p.name, p.stability) for p in described.profiles])
+    full["verdicts"] = run_verdicts(
+        full, config_json, [(p.segment_id, p.name, p.stability) for p in described.profiles]
+    )
     write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
                   profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
                   device=str(encoder_stats.get("device")))  # fmt: skip

@@ -65,9 +65,27 @@ from segmentation.config import PipelineConfig, config_hash, dump_config_toml
 from segmentation.data import Dataset, Split
 from segmentation.describe import SegmentProfile, profiles_to_frame
 
-__all__ = ["LinkStats", "Pruned", "Run", "RunWriter", "check_output_dir", "clean_output_dir", "complete_runs",
-           "link_unchanged", "load_run", "new_run_id", "previous_run", "prune_runs", "publish_latest", "stale_partials",
-           "json_safe", "summarise_data", "summarise_segmentation", "versions", "write_outputs"]
+__all__ = [
+    "LinkStats",
+    "Pruned",
+    "Run",
+    "RunWriter",
+    "check_output_dir",
+    "clean_output_dir",
+    "complete_runs",
+    "link_unchanged",
+    "load_run",
+    "new_run_id",
+    "previous_run",
+    "prune_runs",
+    "publish_latest",
+    "stale_partials",
+    "json_safe",
+    "summarise_data",
+    "summarise_segmentation",
+    "versions",
+    "write_outputs",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +180,7 @@ def stale_partials(output_dir: Path) -> list[Path]:
     out = []
     for p in sorted(output_dir.glob(PARTIAL_PREFIX + "*")):
         alive = _writer_alive(p)
-        if alive is False or (alive is None and newest is not None and p.name[len(PARTIAL_PREFIX):] < newest):
+        if alive is False or (alive is None and newest is not None and p.name[len(PARTIAL_PREFIX) :] < newest):
             out.append(p)
     return out
 
@@ -182,6 +200,7 @@ def clean_output_dir(output_dir: Path, *, dry_run: bool = False) -> list[Path]:
                 shutil.rmtree(p, ignore_errors=True)
             logger.info("removed %s", p)
     return victims
+
 
 def _sha256(path: Path) -> str:
     with path.open("rb") as f:
@@ -440,7 +459,9 @@ class RunWriter:
             self._set_paths()
         else:  # pragma: no cover - 20 collisions in a row
             raise DataError(f"could not find a free run id in {self.output_dir}")
-        self._lock: BaseFileLock | None = FileLock(self.path / LOCK_FILE, thread_local=False)  # any thread of the run may publish
+        self._lock: BaseFileLock | None = FileLock(
+            self.path / LOCK_FILE, thread_local=False
+        )  # any thread of the run may publish
         self._lock.acquire(timeout=0)  # a fresh folder: nobody else can hold it
         (self.path / WRITER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
                                                          "started": time.time()}))  # fmt: skip
@@ -549,7 +570,9 @@ def load_run(path: Path | str, *, allow_partial: bool = False) -> Run:
     if path.name.startswith(PARTIAL_PREFIX) and not allow_partial:
         raise DataError(f"{path} is an unfinished run (killed or still running), not a published one; "
                         f"open {path.parent / 'latest'} or a run folder without the {PARTIAL_PREFIX} prefix")  # fmt: skip
-    missing = [f for f in ("users.parquet", "segments.parquet", "metrics.json", "manifest.json") if not (path / f).exists()]
+    missing = [
+        f for f in ("users.parquet", "segments.parquet", "metrics.json", "manifest.json") if not (path / f).exists()
+    ]
     if missing:
         raise DataError(f"{path} is not a complete segflow run folder (missing {missing})")
     manifest, metrics = (_read_run_json(path / name) for name in ("manifest.json", "metrics.json"))

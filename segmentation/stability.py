@@ -175,7 +175,15 @@ class StabilityResult:
         """A JSON-ready summary (for ``metrics.json`` under ``segmentation.stability``)."""
 
         def stats(v: tuple[float, ...]) -> dict:
-            return {"mean": round(float(np.mean(v)), 4), "min": round(float(np.min(v)), 4), "values": [round(x, 4) for x in v]} if v else {}
+            return (
+                {
+                    "mean": round(float(np.mean(v)), 4),
+                    "min": round(float(np.min(v)), 4),
+                    "values": [round(x, 4) for x in v],
+                }
+                if v
+                else {}
+            )
 
         return {"seed_ari": stats(self.seed_ari), "bootstrap_ari": stats(self.bootstrap_ari), "seeds": list(self.seeds),
                 "fraction": self.fraction, "n_segments": list(self.n_segments), "seconds": round(self.seconds, 2),

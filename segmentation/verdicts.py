@@ -87,8 +87,9 @@ def rating_verdict(metrics: dict[str, Any], models: dict[int, dict[str, Any]] | 
         else:
             span = f", 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}" if ci else ""
             detail += f". {nums} (change {fmt(change, 'signed')}{span})."
-        return Verdict("neutral", "No segment kept its own model, so segmentation did not change rating accuracy.",
-                       detail)
+        return Verdict(
+            "neutral", "No segment kept its own model, so segmentation did not change rating accuracy.", detail
+        )
     if ci is not None:
         span = f"change {fmt(change, 'signed')}, 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}"
         if ci[0] <= 0 <= ci[1]:

@@ -47,9 +47,20 @@ class RepresentConfig(_Section):
     """How one vector per user is built."""
 
     method: Literal[
-        "item-mean", "liked-mean", "rating-weighted", "category-hist", "liked-category-hist", "svd", "profile",
-        "item-mean+profile", "item-mean+svd", "item-mean+category-hist", "liked-mean+svd", "item-mean+liked-mean",
-        "liked-mean+liked-category-hist", "item-mean+liked-category-hist",
+        "item-mean",
+        "liked-mean",
+        "rating-weighted",
+        "category-hist",
+        "liked-category-hist",
+        "svd",
+        "profile",
+        "item-mean+profile",
+        "item-mean+svd",
+        "item-mean+category-hist",
+        "liked-mean+svd",
+        "item-mean+liked-mean",
+        "liked-mean+liked-category-hist",
+        "item-mean+liked-category-hist",
     ] = Field(
         "item-mean+liked-category-hist",
         description="item-mean+liked-category-hist (default; measured on planted data and on a validation carve of "

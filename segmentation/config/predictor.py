@@ -222,7 +222,9 @@ class EncoderRegressorConfig(_Section):
     )
     refit: bool = Field(True, description="At the end, fit the baseline biases again on train + valid.")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="'auto' trains on CUDA when present.")
-    threads: int = Field(1, ge=0, description="CPU threads of torch and BLAS while fitting (0: the libraries' defaults).")
+    threads: int = Field(
+        1, ge=0, description="CPU threads of torch and BLAS while fitting (0: the libraries' defaults)."
+    )
 
     @model_validator(mode="before")
     @classmethod

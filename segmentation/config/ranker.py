@@ -1,6 +1,5 @@
 """The top-k rankers' section (``ranker``)."""
 
-
 from pydantic import Field
 
 from segmentation.config._base import _Section
@@ -34,34 +33,44 @@ class RankerConfig(_Section):
         None, gt=0.0, description="EASE's L2 penalty lambda; empty: chosen on validation from ease_reg_grid."
     )
     ease_reg_grid: list[float] = Field(
-        default_factory=lambda: [100.0, 200.0, 300.0, 500.0, 700.0, 1000.0], min_length=1,
+        default_factory=lambda: [100.0, 200.0, 300.0, 500.0, 700.0, 1000.0],
+        min_length=1,
         description="EASE lambdas tried on the validation carve.",
     )
     rp3_alpha_grid: list[float] = Field(
-        default_factory=lambda: [0.6, 0.8, 1.0], min_length=1, description="RP3beta alphas tried on the validation carve."
+        default_factory=lambda: [0.6, 0.8, 1.0],
+        min_length=1,
+        description="RP3beta alphas tried on the validation carve.",
     )
     rp3_beta_grid: list[float] = Field(
-        default_factory=lambda: [0.4, 0.5, 0.6, 0.7], min_length=1, description="RP3beta betas tried on the validation carve."
+        default_factory=lambda: [0.4, 0.5, 0.6, 0.7],
+        min_length=1,
+        description="RP3beta betas tried on the validation carve.",
     )
     segflow_like_weights: list[float] = Field(
-        default_factory=lambda: [0.5, 1.0], min_length=1,
+        default_factory=lambda: [0.5, 1.0],
+        min_length=1,
         description="segflow ranker: extra input weight of a liked item (1 + a), tried on validation.",
     )
     segflow_target_weights: list[float] = Field(
-        default_factory=lambda: [1.0, 2.0], min_length=1,
+        default_factory=lambda: [1.0, 2.0],
+        min_length=1,
         description="segflow ranker: extra target weight of a liked item (1 + w), tried on validation.",
     )
     segflow_reg_grid: list[float] = Field(
-        default_factory=lambda: [150.0, 300.0, 600.0], min_length=1,
+        default_factory=lambda: [150.0, 300.0, 600.0],
+        min_length=1,
         description="segflow ranker: lambdas tried, scaled by the mean squared input weight.",
     )
     segflow_dropouts: list[float] = Field(
-        default_factory=lambda: [0.0], min_length=1,
+        default_factory=lambda: [0.0],
+        min_length=1,
         description="segflow ranker: emphasised-denoising dropout p (ridge + p/(1-p) * item degree), tried "
         "(0.5 won on validation but changed no test figure on MovieLens, at twice the fitting time).",
     )
     segflow_content_weights: list[float] = Field(
-        default_factory=lambda: [0.0, 0.05, 0.1, 0.2], min_length=1,
+        default_factory=lambda: [0.0, 0.05, 0.1, 0.2],
+        min_length=1,
         description="segflow ranker: weights of the item-description embedding similarity in the blend, tried.",
     )
     content_neighbors: int = Field(
@@ -76,23 +85,27 @@ class RankerConfig(_Section):
         "out of a run's list (1536 MiB: about 5,800 items; ML-100k's 1,682 items take 130 MiB).",
     )
     als_factors_grid: list[int] = Field(
-        default_factory=lambda: [32, 128], min_length=1,
+        default_factory=lambda: [32, 128],
+        min_length=1,
         description="ALS (implicit): numbers of latent factors tried on the validation carve. The ALS defaults were "
         "chosen on the validation carves of MovieLens 100k's random90 train and a synthetic 6,000 x 3,000 tuning "
         "log, never a test split (docs/BENCHMARKS.md, 'Rankers at scale').",
     )
     als_reg_grid: list[float] = Field(
-        default_factory=lambda: [3.0, 10.0, 30.0], min_length=1,
+        default_factory=lambda: [3.0, 10.0, 30.0],
+        min_length=1,
         description="ALS: L2 regularisation values tried on the validation carve (the setting that matters most: "
         "MovieLens 100k chose 10, the synthetic log 30; 0.01 and 1 lost 0.03 to 0.13 NDCG@10).",
     )
     als_iterations_grid: list[int] = Field(
-        default_factory=lambda: [10, 20], min_length=1,
+        default_factory=lambda: [10, 20],
+        min_length=1,
         description="ALS: numbers of sweeps tried on the validation carve (one fit per factors x regularisation "
         "pair, scored after each listed sweep).",
     )
     als_alpha: float = Field(
-        1.0, gt=0.0,
+        1.0,
+        gt=0.0,
         description="ALS: confidence of an interaction is alpha x its weight, an unobserved pair's is 1 (implicit's "
         "convention; a liked rating weighs 1, an implicit count log1p(count)); 1 beat 5 and 20 on MovieLens 100k's "
         "validation carve.",

@@ -21,9 +21,7 @@ from segmentation._errors import SchemaError
 
 __all__ = ["INTERACTIONS", "ITEMS", "Dataset", "Split", "Vocab", "check_schema", "sorted_ids"]
 
-INTERACTIONS = pl.Schema(
-    {"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Int64}
-)
+INTERACTIONS = pl.Schema({"user_id": pl.String, "item_id": pl.String, "rating": pl.Float64, "timestamp": pl.Int64})
 ITEMS = pl.Schema(
     {  # instances throughout (a Schema stores instances anyway), so the mapping has one value type
         "item_id": pl.String(),

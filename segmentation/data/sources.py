@@ -122,7 +122,7 @@ def _utf8_copy(path: Path, role: str, encoding: str, compression: str | None, ou
         source, damaged = pa.input_stream(str(path), compression=compression), (OSError, pa.ArrowException)
     else:
         source, damaged = path.open("rb"), ()
-    with source as src, (out.open("wb") if out else contextlib.nullcontext()) as dst:
+    with source as src, out.open("wb") if out else contextlib.nullcontext() as dst:
         while True:
             try:
                 chunk = src.read(_CHUNK)

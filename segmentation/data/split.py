@@ -14,7 +14,11 @@ def _numeric_order(frame: pl.DataFrame) -> pl.DataFrame:
     for c in ("user_id", "item_id"):
         as_int = frame[c].cast(pl.Int64, strict=False)
         keys.append(as_int if as_int.null_count() == 0 else frame[c])
-    return frame.with_columns(keys[0].alias("_u"), keys[1].alias("_i")).sort(["_u", "_i"], maintain_order=True).drop("_u", "_i")
+    return (
+        frame.with_columns(keys[0].alias("_u"), keys[1].alias("_i"))
+        .sort(["_u", "_i"], maintain_order=True)
+        .drop("_u", "_i")
+    )
 
 
 def split_ratings(interactions: pl.DataFrame, method: str = "random90", *, valid_fraction: float = 0.1,
@@ -40,9 +44,7 @@ def split_ratings(interactions: pl.DataFrame, method: str = "random90", *, valid
             frame.with_row_index("_row")
             .with_columns(item_key.alias("_item"))
             .sort(["user_id", "timestamp", "_item"], maintain_order=True)
-            .with_columns(
-                pl.int_range(pl.len()).over("user_id").alias("_pos"), pl.len().over("user_id").alias("_n")
-            )
+            .with_columns(pl.int_range(pl.len()).over("user_id").alias("_pos"), pl.len().over("user_id").alias("_n"))
         )
         is_test = pl.col("_pos") >= pl.col("_n") - pl.col("_n") // 5
         train = ranked.filter(~is_test).sort("_row").drop("_row", "_item", "_pos", "_n")

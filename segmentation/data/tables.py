@@ -21,9 +21,7 @@ def require_columns(lf: pl.LazyFrame, cols: list[str], path: Path, role: str, hi
     have = lf.collect_schema().names()
     missing = [c for c in cols if c not in have]
     if missing:
-        raise SchemaError(
-            f"{role} file {path}: no column(s) {missing}; the file has {have}. {hint}"
-        )
+        raise SchemaError(f"{role} file {path}: no column(s) {missing}; the file has {have}. {hint}")
 
 
 def _first_bad_row(df: pl.DataFrame, raw: str, cast: str) -> str:
@@ -48,7 +46,9 @@ def _parse_timestamp(df: pl.DataFrame, path: Path, column: str) -> pl.Series:
     if as_dt.null_count() == raw.null_count():
         return (as_dt.dt.epoch("s")).cast(pl.Int64)
     # report the rows that break the reading most values follow (epoch seconds or dates), not the others
-    probe = df.select("_row", pl.col("timestamp"), (as_int if as_int.null_count() <= as_dt.null_count() else as_dt).alias("_t"))
+    probe = df.select(
+        "_row", pl.col("timestamp"), (as_int if as_int.null_count() <= as_dt.null_count() else as_dt).alias("_t")
+    )
     raise DataError(
         f"ratings file {path}, column {column!r}: expected epoch seconds or ISO dates; "
         + _first_bad_row(probe, "timestamp", "_t")
@@ -87,12 +87,16 @@ def interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping,
     require_columns(lf, need, path, "ratings",
              "Set the column mapping (data.columns.user / item / rating / weight / timestamp, or --user-col etc.).")  # fmt: skip
     implicit = not cols.rating
-    raw = lf.with_row_index("_row").filter(not_blank(need)).select(
-        "_row",
-        pl.col(cols.user).str.strip_chars().alias("user_id"),
-        pl.col(cols.item).str.strip_chars().alias("item_id"),
-        (pl.col(value).str.strip_chars() if value else pl.lit("1")).alias("rating_raw"),
-        (pl.col(cols.timestamp).str.strip_chars() if cols.timestamp else pl.lit("0")).alias("ts_raw"),
+    raw = (
+        lf.with_row_index("_row")
+        .filter(not_blank(need))
+        .select(
+            "_row",
+            pl.col(cols.user).str.strip_chars().alias("user_id"),
+            pl.col(cols.item).str.strip_chars().alias("item_id"),
+            (pl.col(value).str.strip_chars() if value else pl.lit("1")).alias("rating_raw"),
+            (pl.col(cols.timestamp).str.strip_chars() if cols.timestamp else pl.lit("0")).alias("ts_raw"),
+        )
     )
     df = collect_table(raw.select(
         "user_id", "item_id",
@@ -155,9 +159,10 @@ def interactions_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping,
 
 def _split_categories(expr: pl.Expr, sep: str) -> pl.Expr:
     return (
-        expr.fill_null("").str.split(sep).list.eval(pl.element().str.strip_chars()).list.eval(
-            pl.element().filter(pl.element() != "")
-        )
+        expr.fill_null("")
+        .str.split(sep)
+        .list.eval(pl.element().str.strip_chars())
+        .list.eval(pl.element().filter(pl.element() != ""))
     )
 
 
@@ -215,5 +220,7 @@ def users_from(lf: pl.LazyFrame, path: Path, cols: ColumnMapping) -> pl.DataFram
         raise DataError(f"users file {path}, column {cols.user_id!r}: row {empty['_row'][0] + 1} has an empty user id")
     dup = df.filter(pl.col("user_id").is_duplicated())
     if dup.height:
-        raise DataError(f"users file {path}, column {cols.user_id!r}: user id {dup['user_id'][0]!r} appears {dup.height} times")
+        raise DataError(
+            f"users file {path}, column {cols.user_id!r}: user id {dup['user_id'][0]!r} appears {dup.height} times"
+        )
     return df.drop("_row")

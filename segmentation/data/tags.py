@@ -86,11 +86,24 @@ def with_tags(ds: Dataset, tags: pl.DataFrame, path: Path) -> Dataset:
         warnings.warn(msg, DataWarning, stacklevel=2)
         notes.append(msg)
     text = pl.col("text").fill_null("")
-    items = ds.items.join(known, on="item_id", how="left").with_columns(
-        pl.when(pl.col("tags").list.len() > 0).then(
-            pl.concat_str([text, pl.when(text.str.len_chars() > 0).then(pl.lit(". ")).otherwise(pl.lit("")),
-                           pl.lit("Tags: "), pl.col("tags").list.join(", ")])  # fmt: skip
-        ).otherwise(text).alias("text")
-    ).select(ds.items.columns)
+    items = (
+        ds.items.join(known, on="item_id", how="left")
+        .with_columns(
+            pl.when(pl.col("tags").list.len() > 0)
+            .then(
+                pl.concat_str(
+                    [
+                        text,
+                        pl.when(text.str.len_chars() > 0).then(pl.lit(". ")).otherwise(pl.lit("")),
+                        pl.lit("Tags: "),
+                        pl.col("tags").list.join(", "),
+                    ]
+                )  # fmt: skip
+            )
+            .otherwise(text)
+            .alias("text")
+        )
+        .select(ds.items.columns)
+    )
     logger.info("tags file %s: tags for %d of %d items", path, known.height, ds.items.height)
     return Dataset(ds.interactions, items, ds.users, ds.name, ds.implicit, tuple(notes))

@@ -36,7 +36,9 @@ def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.
 
     dup_items = items.filter(pl.col("item_id").is_duplicated())
     if dup_items.height:
-        raise DataError(f"items file {ipath}: item id {dup_items['item_id'][0]!r} is described {dup_items.height} times")
+        raise DataError(
+            f"items file {ipath}: item id {dup_items['item_id'][0]!r} is described {dup_items.height} times"
+        )
 
     n_before = interactions.height
     # Find candidate duplicates by a sorted 64-bit hash of (user, item): far less memory than hashing the
@@ -63,7 +65,9 @@ def validate_dataset(interactions: pl.DataFrame, items: pl.DataFrame, users: pl.
     n_dup = n_before - interactions.height
     if n_dup:
         if duplicates == "error":
-            raise DataError(f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; set data.duplicates='keep-latest' to keep the latest")
+            raise DataError(
+                f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; set data.duplicates='keep-latest' to keep the latest"
+            )
         msg = f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; kept the latest of each"
         if duplicates == "sum":
             msg = (f"ratings file {rpath}: {n_dup} duplicate (user, item) rows; summed the weights of each pair "

@@ -98,7 +98,9 @@ class TrainMatrices:
     liked: sp.csr_matrix
 
 
-def train_matrices(frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: float, implicit: bool = False) -> TrainMatrices:
+def train_matrices(
+    frame: pl.DataFrame, users: Vocab, items: Vocab, like_threshold: float, implicit: bool = False
+) -> TrainMatrices:
     """Train matrices; with ``implicit`` every interaction is liked and ``r`` holds the confidence ``log1p(weight)``
     (plays or purchase counts weigh in, damped, and a log without weights gives one constant)."""
     f = frame.filter(pl.col("item_id").is_in(pl.Series(items.ids.tolist(), dtype=pl.String).implode()))

@@ -157,7 +157,10 @@ def test_tentative_segment_is_marked_where_a_reader_looks(browser, synthetic_rep
     v = Visit(browser, (synthetic_report / "segment-1.html").as_uri())
     try:
         assert v.page.locator("h1 .badge").is_visible()
-        assert v.page.locator("#tentative").is_visible() and "dissolves or merges" in v.page.locator("#tentative").text_content()
+        assert (
+            v.page.locator("#tentative").is_visible()
+            and "dissolves or merges" in v.page.locator("#tentative").text_content()
+        )
         assert "Stability 0.45 (tentative)" in v.page.locator("#stability").text_content()
     finally:
         v.close()

@@ -26,7 +26,9 @@ def test_automations_match_runs_of_segflow_deployments_and_retry_only_a_first_cr
     assert retry.trigger.expect == {"prefect.flow-run.Crashed"}
     assert retry.trigger.match.root["prefect.run-count"] == "1"  # a second crash (run count 2) is left alone
     action = retry.actions[0]
-    assert action.type == "change-flow-run-state" and action.state.value == "SCHEDULED" and action.name == "AwaitingRetry"
+    assert (
+        action.type == "change-flow-run-state" and action.state.value == "SCHEDULED" and action.name == "AwaitingRetry"
+    )
     only = alert_automations(block, deployments=["segflow-nightly"], retry_crashed=False)
     assert len(only) == 1
     assert {"prefect.resource.role": "deployment", "prefect.resource.name": ["segflow-nightly"]} in [

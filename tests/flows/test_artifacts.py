@@ -33,7 +33,9 @@ def _metrics(kept: list[bool], change: float, ci: list[float], control: dict | N
 def _run(tmp_path: Path, metrics: dict, base_url: str | None = None, data=None) -> Path:
     data = data or make_report_input(n_users=80, n_segments=2)
     if base_url is not None:  # the run's configuration, as the run folder keeps it
-        data = dataclasses.replace(data, config={**data.config, "report": {**data.config["report"], "base_url": base_url}})
+        data = dataclasses.replace(
+            data, config={**data.config, "report": {**data.config["report"], "base_url": base_url}}
+        )
     folder = write_run_folder(data, tmp_path / RUN_ID)
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
@@ -68,8 +70,10 @@ def test_some_kept_but_no_significant_change(tmp_path):
 def test_random_partition_control_is_the_reports_sentence(tmp_path):
     control = {"rmse_change": -0.0002, "ci": [-0.0006, 0.0003], "segments_kept": 1}
     text = summary_markdown(_run(tmp_path, _metrics([True, False], -0.0003, [-0.0011, 0.0005], control)))
-    assert ("- Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, "
-            "changed RMSE by −0.0002 (95 % CI −0.0006 to +0.0003); 1 random group kept a fine-tuned model.") in text
+    assert (
+        "- Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, "
+        "changed RMSE by −0.0002 (95 % CI −0.0006 to +0.0003); 1 random group kept a fine-tuned model."
+    ) in text
     assert "did no better than random groups of the same sizes" in text
     none = {"rmse_change": 0.0, "ci": [0.0, 0.0], "segments_kept": 0}
     text = summary_markdown(_run(tmp_path / "b", _metrics([False, False], 0.0, [0.0, 0.0], none)))

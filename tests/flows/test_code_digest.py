@@ -54,8 +54,11 @@ def test_a_change_in_clustering_reaches_every_stage_that_uses_segments(library_c
 
 def test_a_change_in_the_stage_function_itself_or_a_helper_it_calls(library_copy):
     before = _digests(library_copy)
-    _edit(library_copy / "segmentation" / "predict.py", 'rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))',
-          'rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E7]))')  # random_partition, used by fine_tune
+    _edit(
+        library_copy / "segmentation" / "predict.py",
+        "rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))",
+        "rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E7]))",
+    )  # random_partition, used by fine_tune
     after = _digests(library_copy)
     assert {s for s in STAGES if before[s] != after[s]} == {"fine_tune"}
 

@@ -134,8 +134,10 @@ def test_summary_carries_stability_and_the_control(tmp_path):
     (folder / "manifest.json").write_text(json.dumps({"schema_version": SCHEMA_VERSION}))
     text = summary_markdown(folder)
     assert "segment stability (ARI, 1 = identical): between seeds 0.8700, on subsamples 0.9000" in text
-    assert "- Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, " \
-           "changed RMSE by +0.0002" in text  # the report's own sentence (verdicts.control)
+    assert (
+        "- Control: the same fine-tuning and gate on random partitions of the users, with the segments' sizes, "
+        "changed RMSE by +0.0002" in text
+    )  # the report's own sentence (verdicts.control)
     assert text.rstrip().endswith("index.html`")
 
 

@@ -123,5 +123,3 @@ def run_env(tmp: Path) -> dict[str, str]:
                PREFECT_LOGGING_EXTRA_LOGGERS="embeddings,segmentation,reports")  # fmt: skip
     env.pop("PREFECT_API_URL", None)
     return env
-
-

@@ -187,122 +187,299 @@ CASES = [
     Case("users-header-only", _replace("users", "user_id,gender,age\n"), ["no data rows"], names="users"),
     Case("ratings-missing-file", _missing, ["does not exist"]),
     Case("ratings-is-a-directory", _directory, ["is a directory", "expected a CSV, TSV or Parquet file"]),
-    Case("ratings-not-utf8", _append("ratings", "u1,i3,4,1600000000\nJos\xe9,i2,3,1600000000\n".encode("latin-1")),
-         ["line 323", "not UTF-8", "Set data.encoding (or --encoding)", "re-export the file as UTF-8"]),  # fmt: skip
-    Case("ratings-not-the-given-encoding", _encoded(b"u1,i3,4,1600000000\nx\x81y,i2,3,1600000000\n", "--encoding", "cp1252"),
-         ["line 323", "bytes are not cp1252", "character maps to <undefined>", "Set data.encoding"]),  # fmt: skip
-    Case("ratings-gzip-not-utf8", _encoded("Jos\xe9,i2,3,1600000000\n".encode("latin-1"), gzipped=True),
-         ["line 322", "bytes are not utf-8", "of the decompressed data", "Set data.encoding"]),  # fmt: skip
+    Case(
+        "ratings-not-utf8",
+        _append("ratings", "u1,i3,4,1600000000\nJos\xe9,i2,3,1600000000\n".encode("latin-1")),
+        ["line 323", "not UTF-8", "Set data.encoding (or --encoding)", "re-export the file as UTF-8"],
+    ),  # fmt: skip
+    Case(
+        "ratings-not-the-given-encoding",
+        _encoded(b"u1,i3,4,1600000000\nx\x81y,i2,3,1600000000\n", "--encoding", "cp1252"),
+        ["line 323", "bytes are not cp1252", "character maps to <undefined>", "Set data.encoding"],
+    ),  # fmt: skip
+    Case(
+        "ratings-gzip-not-utf8",
+        _encoded("Jos\xe9,i2,3,1600000000\n".encode("latin-1"), gzipped=True),
+        ["line 322", "bytes are not utf-8", "of the decompressed data", "Set data.encoding"],
+    ),  # fmt: skip
     Case("ratings-gzip-truncated", _truncated_gzip, ["is gzip-compressed but cannot be decompressed", "truncated"]),
-    Case("items-not-utf8", _append("items", "i99,Café “Noir”,Drama\n".encode("cp1252")),
-         ["line 32", "not UTF-8"], names="items"),  # fmt: skip
+    Case(
+        "items-not-utf8",
+        _append("items", "i99,Café “Noir”,Drama\n".encode("cp1252")),
+        ["line 32", "not UTF-8"],
+        names="items",
+    ),  # fmt: skip
     Case("ratings-nul-bytes", _append("ratings", b"u1,i3,4,16\x00\x00\x00\x00\n"), ["line 322", "NUL byte"]),
     Case("ratings-truncated-parquet", _truncated_parquet, ["not a readable Parquet file", "truncated"]),
     Case("parquet-named-csv", _parquet_named_csv, ["is a Parquet file", ".parquet"]),
     Case("ratings-extra-field", _append("ratings", "u1,i3,4,1600000000,oops\n"), ["line 322 has 5 fields, expected 4"]),
-    Case("ratings-unclosed-quote", _append("ratings", 'u1,"i3,4,1600000000\nu2,i4,5,1600000000\n'),
-         ["line 322", "unclosed quote"]),  # fmt: skip
+    Case(
+        "ratings-unclosed-quote",
+        _append("ratings", 'u1,"i3,4,1600000000\nu2,i4,5,1600000000\n'),
+        ["line 322", "unclosed quote"],
+    ),  # fmt: skip
     # ---- missing or misnamed columns
-    Case("ratings-no-rating-column", _sub("ratings", "rating,", "score,"),
-         ["no column(s) ['rating']", "the file has ['user_id', 'item_id', 'score', 'timestamp']"], SchemaError),  # fmt: skip
-    Case("ratings-misnamed-ids", _sub("ratings", "user_id,item_id", "userId,movieId"),
-         ["no column(s) ['user_id', 'item_id']", "userId", "data.columns.user"], SchemaError),  # fmt: skip
+    Case(
+        "ratings-no-rating-column",
+        _sub("ratings", "rating,", "score,"),
+        ["no column(s) ['rating']", "the file has ['user_id', 'item_id', 'score', 'timestamp']"],
+        SchemaError,
+    ),  # fmt: skip
+    Case(
+        "ratings-misnamed-ids",
+        _sub("ratings", "user_id,item_id", "userId,movieId"),
+        ["no column(s) ['user_id', 'item_id']", "userId", "data.columns.user"],
+        SchemaError,
+    ),  # fmt: skip
     Case("ratings-wrong-column-option", _args("--user-col", "customer"), ["no column(s) ['customer']"], SchemaError),
-    Case("items-misnamed-id", _sub("items", "item_id,", "id,"), ["no column(s) ['item_id']", "--item-id-col"],
-         SchemaError, names="items"),  # fmt: skip
-    Case("items-missing-text-column", _args("--text-cols", "overview"), ["no text column(s) ['overview']"],
-         SchemaError, names="items"),  # fmt: skip
-    Case("users-misnamed-id", _sub("users", "user_id,", "uid,"), ["no column(s) ['user_id']"], SchemaError,
-         names="users"),  # fmt: skip
+    Case(
+        "items-misnamed-id",
+        _sub("items", "item_id,", "id,"),
+        ["no column(s) ['item_id']", "--item-id-col"],
+        SchemaError,
+        names="items",
+    ),  # fmt: skip
+    Case(
+        "items-missing-text-column",
+        _args("--text-cols", "overview"),
+        ["no text column(s) ['overview']"],
+        SchemaError,
+        names="items",
+    ),  # fmt: skip
+    Case(
+        "users-misnamed-id", _sub("users", "user_id,", "uid,"), ["no column(s) ['user_id']"], SchemaError, names="users"
+    ),  # fmt: skip
     # ---- wrong types and values
-    Case("rating-not-a-number", _append("ratings", "u1,i3,five,1600000000\n"),
-         ["column 'rating'", "expected numbers", "row 321 has 'five'"]),  # fmt: skip
+    Case(
+        "rating-not-a-number",
+        _append("ratings", "u1,i3,five,1600000000\n"),
+        ["column 'rating'", "expected numbers", "row 321 has 'five'"],
+    ),  # fmt: skip
     Case("rating-decimal-comma", _append("ratings", 'u1,i3,"3,5",1600000000\n'), ["row 321 has '3,5'"]),
     Case("rating-empty", _append("ratings", "u1,i3,,1600000000\n"), ["row 321 has an empty value"]),
     Case("rating-negative", _append("ratings", "u1,i3,-2,1600000000\n"), ["must be >= 0", "row 321 has '-2'"]),
-    Case("rating-above-scale", _rating_scale("u1,i3,7,1600000000\n"),
-         ["must lie in data.rating_scale [1, 5]", "row 321 has '7'", "widen data.rating_scale"]),  # fmt: skip
+    Case(
+        "rating-above-scale",
+        _rating_scale("u1,i3,7,1600000000\n"),
+        ["must lie in data.rating_scale [1, 5]", "row 321 has '7'", "widen data.rating_scale"],
+    ),  # fmt: skip
     Case("rating-nan", _append("ratings", "u1,i3,NaN,1600000000\n"), ["finite", "row 321 has 'NaN'"]),
     Case("rating-infinite", _append("ratings", "u1,i3,inf,1600000000\n"), ["finite", "'inf'"]),
-    Case("rating-too-large", _append("ratings", "u1,i3,1e300,1600000000\n"),
-         ["column 'rating': 1 ratings are above 1.84e+19 (the largest is 1e+300)", "data.columns.rating"]),  # fmt: skip
+    Case(
+        "rating-too-large",
+        _append("ratings", "u1,i3,1e300,1600000000\n"),
+        ["column 'rating': 1 ratings are above 1.84e+19 (the largest is 1e+300)", "data.columns.rating"],
+    ),  # fmt: skip
     Case("rating-boolean-parquet", _parquet_bool_ratings, ["expected numbers", "row 1 has 'false'"]),
-    Case("weight-negative", _weights("u1,i3,-2,1600000000\n"),
-         ["column 'plays'", "weights must be > 0", "row 321 has '-2'"]),  # fmt: skip
-    Case("weight-not-a-number", _weights("u1,i3,many,1600000000\n"),
-         ["column 'plays'", "weights must be numbers", "row 321 has 'many'"]),  # fmt: skip
-    Case("timestamp-not-a-time", _append("ratings", "u1,i3,4,last tuesday\n"),
-         ["column 'timestamp'", "epoch seconds or ISO dates", "'last tuesday'"]),  # fmt: skip
+    Case(
+        "weight-negative",
+        _weights("u1,i3,-2,1600000000\n"),
+        ["column 'plays'", "weights must be > 0", "row 321 has '-2'"],
+    ),  # fmt: skip
+    Case(
+        "weight-not-a-number",
+        _weights("u1,i3,many,1600000000\n"),
+        ["column 'plays'", "weights must be numbers", "row 321 has 'many'"],
+    ),  # fmt: skip
+    Case(
+        "timestamp-not-a-time",
+        _append("ratings", "u1,i3,4,last tuesday\n"),
+        ["column 'timestamp'", "epoch seconds or ISO dates", "'last tuesday'"],
+    ),  # fmt: skip
     Case("timestamp-empty", _append("ratings", "u1,i3,4,\n"), ["row 321 has an empty value", "--time-col ''"]),
-    Case("timestamp-not-finite", _append("ratings", "u1,i3,4,1e300\nu2,i4,4,nan\n"),
-         ["column 'timestamp'", "epoch seconds or ISO dates", "row 321 has '1e300' (2 such rows)"]),  # fmt: skip
+    Case(
+        "timestamp-not-finite",
+        _append("ratings", "u1,i3,4,1e300\nu2,i4,4,nan\n"),
+        ["column 'timestamp'", "epoch seconds or ISO dates", "row 321 has '1e300' (2 such rows)"],
+    ),  # fmt: skip
     # ---- ids
     Case("user-id-empty", _append("ratings", ",i3,4,1600000000\n"), ["column 'user_id'", "row 321", "empty or NaN id"]),
     Case("user-id-nan", _append("ratings", "NaN,i3,4,1600000000\n"), ["row 321 has an empty or NaN id"]),
-    Case("item-id-empty-in-items", _append("items", ",Nameless,Drama\n"), ["row 31 has an empty item id"],
-         names="items"),  # fmt: skip
-    Case("user-id-control-character", _append("ratings", '"u\x01x",i3,4,1600000000\n'),
-         ["control character", "'u\\x01x'"]),  # fmt: skip
+    Case(
+        "item-id-empty-in-items", _append("items", ",Nameless,Drama\n"), ["row 31 has an empty item id"], names="items"
+    ),  # fmt: skip
+    Case(
+        "user-id-control-character",
+        _append("ratings", '"u\x01x",i3,4,1600000000\n'),
+        ["control character", "'u\\x01x'"],
+    ),  # fmt: skip
     # ---- relations between the files
-    Case("duplicates-refused", _append("ratings", "u1,i7,2,1700000000\n"),
-         ["1 duplicate (user, item) rows", "data.duplicates='error'"]),  # fmt: skip
-    Case("item-described-twice", _append("items", "i3,Another film,Drama\n"), ["item id 'i3' is described 2 times"],
-         names="items"),  # fmt: skip
+    Case(
+        "duplicates-refused",
+        _append("ratings", "u1,i7,2,1700000000\n"),
+        ["1 duplicate (user, item) rows", "data.duplicates='error'"],
+    ),  # fmt: skip
+    Case(
+        "item-described-twice",
+        _append("items", "i3,Another film,Drama\n"),
+        ["item id 'i3' is described 2 times"],
+        names="items",
+    ),  # fmt: skip
     Case("items-not-described", _sub("items", "\ni", "\nx"), ["320 of 320 interactions refer to items not in"]),
     Case("user-listed-twice", _append("users", "u3,F,33\n"), ["user id 'u3' appears 2 times"], names="users"),
     Case("too-few-users", _few_users(5), ["5 users are too few"]),
     Case("too-few-users-to-cluster", _few_users(20), ["20 users are too few for segments", "min_cluster_size"]),
     # ---- configuration
-    Case("config-unknown-key", _args("--set", "cluster.min_cluster_sise=20"),
-         ["cluster.min_cluster_sise: unknown key"], ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-impossible-value", _args("--set", "cluster.min_cluster_size=1"),
-         ["cluster.min_cluster_size", "greater than or equal to 2", "(given: 1)"], ConfigError, names=None,
-         in_flow=False),  # fmt: skip
-    Case("config-rating-scale-reversed", _args("--set", "data.rating_scale=[5, 1]"),
-         ["data.rating_scale must be [lowest, highest]", "[5.0, 1.0]"], ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-weight-with-rating-column", _args("--weight-col", "plays", "--rating-col", "stars"),
-         ["weight column 'plays' and rating column 'stars' are both set", "implicit data", "--rating-col ''"],
-         ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-unknown-encoding", _args("--encoding", "latin-9x"), ["data.encoding", "unknown encoding 'latin-9x'"],
-         ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-wrong-type", _args("--set", "predictor.mf.epochs=many"), ["predictor.mf.epochs", "'many'"], ConfigError,
-         names=None, in_flow=False),  # fmt: skip
-    Case("config-unknown-nested-key", _args("--set", "predictor.svdpp.time_bin=4"),
-         ["predictor.svdpp.time_bin: unknown key"], ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-override-empty-key-part", _args("--set", "cluster..min_samples=3"),
-         ["cluster..min_samples=3", "the key has an empty part"], ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-file-deprecated-and-new-key", _config_file("[predictor]\nepochs = 5\n[predictor.mf]\nepochs = 7\n"),
-         ["segflow.toml", "predictor.epochs (deprecated, now predictor.mf.epochs) and predictor.mf.epochs are both given"],
-         ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-report-base-url-not-http", _args("--set", "report.base_url='ftp://files.example.com/runs'"),
-         ["report.base_url", "expected an http:// or https:// URL", "ftp://files.example.com/runs"], ConfigError,
-         names=None, in_flow=False),  # fmt: skip
-    Case("config-override-without-value", _args("--set", "seed"), ["not of the form key=value"], ConfigError,
-         names=None, in_flow=False),  # fmt: skip
-    Case("config-file-missing", _args("--config", "/nonexistent/segflow.toml"), ["/nonexistent/segflow.toml",
-         "does not exist"], ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-file-not-toml", _config_file("[data\nsplit = random90\n"), ["segflow.toml", "not valid TOML"],
-         ConfigError, names=None, in_flow=False),  # fmt: skip
-    Case("config-file-unknown-section", _config_file("[clustering]\nmin_cluster_size = 20\n"),
-         ["segflow.toml", "clustering: unknown key"], ConfigError, names=None, in_flow=False),  # fmt: skip
+    Case(
+        "config-unknown-key",
+        _args("--set", "cluster.min_cluster_sise=20"),
+        ["cluster.min_cluster_sise: unknown key"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-impossible-value",
+        _args("--set", "cluster.min_cluster_size=1"),
+        ["cluster.min_cluster_size", "greater than or equal to 2", "(given: 1)"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-rating-scale-reversed",
+        _args("--set", "data.rating_scale=[5, 1]"),
+        ["data.rating_scale must be [lowest, highest]", "[5.0, 1.0]"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-weight-with-rating-column",
+        _args("--weight-col", "plays", "--rating-col", "stars"),
+        ["weight column 'plays' and rating column 'stars' are both set", "implicit data", "--rating-col ''"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-unknown-encoding",
+        _args("--encoding", "latin-9x"),
+        ["data.encoding", "unknown encoding 'latin-9x'"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-wrong-type",
+        _args("--set", "predictor.mf.epochs=many"),
+        ["predictor.mf.epochs", "'many'"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-unknown-nested-key",
+        _args("--set", "predictor.svdpp.time_bin=4"),
+        ["predictor.svdpp.time_bin: unknown key"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-override-empty-key-part",
+        _args("--set", "cluster..min_samples=3"),
+        ["cluster..min_samples=3", "the key has an empty part"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-file-deprecated-and-new-key",
+        _config_file("[predictor]\nepochs = 5\n[predictor.mf]\nepochs = 7\n"),
+        [
+            "segflow.toml",
+            "predictor.epochs (deprecated, now predictor.mf.epochs) and predictor.mf.epochs are both given",
+        ],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-report-base-url-not-http",
+        _args("--set", "report.base_url='ftp://files.example.com/runs'"),
+        ["report.base_url", "expected an http:// or https:// URL", "ftp://files.example.com/runs"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-override-without-value",
+        _args("--set", "seed"),
+        ["not of the form key=value"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-file-missing",
+        _args("--config", "/nonexistent/segflow.toml"),
+        ["/nonexistent/segflow.toml", "does not exist"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-file-not-toml",
+        _config_file("[data\nsplit = random90\n"),
+        ["segflow.toml", "not valid TOML"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-file-unknown-section",
+        _config_file("[clustering]\nmin_cluster_size = 20\n"),
+        ["segflow.toml", "clustering: unknown key"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
     Case("config-empty-items-path", _args("--set", "data.items=''"), ["no items file given", "--items"], names=None),
-    Case("encoder-model-path-missing", _args("--set", "encoder.model=/nonexistent"),
-         ["encoder.model '/nonexistent': no such file or folder"], ConfigError, names=None),  # fmt: skip
-    Case("encoder-model-not-a-model", _not_a_model, ["not a sentence-transformers model folder"], ConfigError,
-         names=None),  # fmt: skip
+    Case(
+        "encoder-model-path-missing",
+        _args("--set", "encoder.model=/nonexistent"),
+        ["encoder.model '/nonexistent': no such file or folder"],
+        ConfigError,
+        names=None,
+    ),  # fmt: skip
+    Case(
+        "encoder-model-not-a-model", _not_a_model, ["not a sentence-transformers model folder"], ConfigError, names=None
+    ),  # fmt: skip
     Case("output-is-a-file", _output_is_file, ["runs.txt exists and is not a folder"], names=None),
     # ---- the optional tags file (user, item, tag)
     Case("tags-file-missing", _tags(None), ["tags file", "does not exist"], names="tags"),
-    Case("tags-no-tag-column", _tags("user_id,item_id,label\nu1,i1,dark\n"),
-         ["no column(s) ['tag']", "data.columns.tag"], SchemaError, names="tags"),  # fmt: skip
-    Case("tags-empty-tag", _tags("user_id,item_id,tag\nu1,i1,dark\nu2,i2,\nu3,i3,\n"),
-         ["column 'tag': row 2 has an empty tag (2 such rows)"], names="tags"),  # fmt: skip
-    Case("tags-empty-item", _tags("user_id,item_id,tag\nu1,,dark\n"),
-         ["column 'item_id': row 1 has an empty item id"], names="tags"),  # fmt: skip
-    Case("tags-control-character", _tags("user_id,item_id,tag\nu1,i1,da\x01rk\n"),
-         ["column 'tag': row 1 has a tag with a control character"], names="tags"),  # fmt: skip
-    Case("tags-items-unknown", _tags("user_id,item_id,tag\nu1,x1,dark\nu2,x2,funny\n"),
-         ["none of its 2 item ids is in the items file", "data.columns.tag_item"], names="tags"),  # fmt: skip
+    Case(
+        "tags-no-tag-column",
+        _tags("user_id,item_id,label\nu1,i1,dark\n"),
+        ["no column(s) ['tag']", "data.columns.tag"],
+        SchemaError,
+        names="tags",
+    ),  # fmt: skip
+    Case(
+        "tags-empty-tag",
+        _tags("user_id,item_id,tag\nu1,i1,dark\nu2,i2,\nu3,i3,\n"),
+        ["column 'tag': row 2 has an empty tag (2 such rows)"],
+        names="tags",
+    ),  # fmt: skip
+    Case(
+        "tags-empty-item",
+        _tags("user_id,item_id,tag\nu1,,dark\n"),
+        ["column 'item_id': row 1 has an empty item id"],
+        names="tags",
+    ),  # fmt: skip
+    Case(
+        "tags-control-character",
+        _tags("user_id,item_id,tag\nu1,i1,da\x01rk\n"),
+        ["column 'tag': row 1 has a tag with a control character"],
+        names="tags",
+    ),  # fmt: skip
+    Case(
+        "tags-items-unknown",
+        _tags("user_id,item_id,tag\nu1,x1,dark\nu2,x2,funny\n"),
+        ["none of its 2 item ids is in the items file", "data.columns.tag_item"],
+        names="tags",
+    ),  # fmt: skip
     Case("tags-header-only", _tags("user_id,item_id,tag\n"), ["has a header but no data rows"], names="tags"),
 ]
 
@@ -513,4 +690,3 @@ def test_show_and_clean_explain_too(tmp_path, capsys):
     assert "Nothing was published" not in err
     assert main(["clean", "--set", "seed=-1"]) == 2
     assert "seed" in capsys.readouterr().err
-

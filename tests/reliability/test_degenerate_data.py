@@ -62,7 +62,17 @@ def _write(path: Path, header: list[str], rows: list[list]) -> Path:
 
 
 def _cli(ratings: Path, items: Path, out: Path, cache: Path, *extra: str) -> list[str]:
-    args = ["run", "--ratings", str(ratings), "--items", str(items), "--output", str(out), "--set", f"cache_dir='{cache}'"]
+    args = [
+        "run",
+        "--ratings",
+        str(ratings),
+        "--items",
+        str(items),
+        "--output",
+        str(out),
+        "--set",
+        f"cache_dir='{cache}'",
+    ]
     for s in FAST:
         args += ["--set", s]
     return args + list(extra)
@@ -116,7 +126,9 @@ def test_users_who_all_chose_the_same_items_and_the_data_is_read_once(tmp_path, 
                       capfd)  # fmt: skip
     assert code == 2, text
     assert "Traceback" not in text
-    assert re.search(r"segflow: error: cluster: (all \d+ users have the same user vector|HDBSCAN found no segment)", text)
+    assert re.search(
+        r"segflow: error: cluster: (all \d+ users have the same user vector|HDBSCAN found no segment)", text
+    )
     assert f"(data: ratings file {ratings}, items file {items})" in text
     assert len(reads) == 1, "the data files were read again after the CLI's check (the flow's load stage read them)"
 
@@ -177,8 +189,12 @@ def test_rating_evaluation_leaves_test_users_without_a_segment_out_of_the_segmen
 
     from segmentation.evaluate import evaluate_ratings
 
-    test = pl.DataFrame({"user_id": ["a", "a", "b", "c"], "item_id": ["i", "j", "i", "j"], "rating": [4.0, 2.0, 5.0, 3.0]})
-    groups = pl.DataFrame({"user_id": ["a", "b"], "segment_id": [0, 1]}, schema={"user_id": pl.String, "segment_id": pl.Int32})
+    test = pl.DataFrame(
+        {"user_id": ["a", "a", "b", "c"], "item_id": ["i", "j", "i", "j"], "rating": [4.0, 2.0, 5.0, 3.0]}
+    )
+    groups = pl.DataFrame(
+        {"user_id": ["a", "b"], "segment_id": [0, 1]}, schema={"user_id": pl.String, "segment_id": pl.Int32}
+    )
     res = evaluate_ratings(test, {"global": np.array([3.5, 2.5, 4.0, 3.0])}, groups, n_boot=0)["global"]
     assert res["n"] == 4 and set(res["per_segment"]) == {"0", "1"}
     assert res["per_segment"]["0"]["n"] == 2 and res["per_segment"]["1"]["n"] == 1
@@ -300,4 +316,3 @@ def test_odd_data_completes_or_is_explained(spec, capfd, property_cache):
         else:
             assert "segflow: error: " in text and "Nothing was published" in text, text[-3000:]
             assert not (out / "latest").exists()
-

@@ -227,7 +227,9 @@ def test_clean_cache_by_size_removes_least_recently_used_first(tmp_path):
     assert done.freed_bytes == 2500 and done.remaining_bytes == 2000
     assert sorted(p.name for p in (cache / "prefect-results").iterdir()) == ["stage2-abc", "stage3-abc"]
     assert not (cache / "encoders" / "finetuned-1").exists()
-    assert (cache / "embeddings" / "07db" / "shard.npz").exists() and (cache / "datasets" / "ml-100k" / "u.data").exists()
+    assert (cache / "embeddings" / "07db" / "shard.npz").exists() and (
+        cache / "datasets" / "ml-100k" / "u.data"
+    ).exists()
 
 
 def test_clean_cache_by_age_and_embeddings_only_when_asked(tmp_path):

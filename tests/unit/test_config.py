@@ -63,7 +63,9 @@ def test_docs_config_reference_is_current():
     from segmentation.config import config_reference_markdown
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "CONFIG.md"
-    assert doc.read_text().strip() == config_reference_markdown().strip(), "run: segflow config --reference > docs/CONFIG.md"
+    assert doc.read_text().strip() == config_reference_markdown().strip(), (
+        "run: segflow config --reference > docs/CONFIG.md"
+    )
 
 
 def test_overrides_parse_typed_values_lists_and_nested_keys():

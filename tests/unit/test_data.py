@@ -16,8 +16,13 @@ def write(path, text):
 
 @pytest.fixture
 def files(tmp_path):
-    r = write(tmp_path / "r.csv", "uid,iid,stars,when\n1,a,5,2020-01-01\n1,b,3,2020-01-02\n2,a,4,2020-02-01\n2,c,1,2020-03-01\n")
-    i = write(tmp_path / "i.csv", "id,name,genre,blurb\na,Alpha,Action|Drama,fast\nb,Beta,Comedy,fun\nc,Gamma (1999),,dark\n")
+    r = write(
+        tmp_path / "r.csv",
+        "uid,iid,stars,when\n1,a,5,2020-01-01\n1,b,3,2020-01-02\n2,a,4,2020-02-01\n2,c,1,2020-03-01\n",
+    )
+    i = write(
+        tmp_path / "i.csv", "id,name,genre,blurb\na,Alpha,Action|Drama,fast\nb,Beta,Comedy,fun\nc,Gamma (1999),,dark\n"
+    )
     u = write(tmp_path / "u.csv", "uid,gender,age\n1,F,30\n2,M,40\n")
     cols = ColumnMapping(user="uid", item="iid", rating="stars", timestamp="when", item_id="id", title="name",
                          categories="genre", text=["blurb"], user_id="uid")  # fmt: skip
@@ -169,7 +174,7 @@ def test_tags_file_joins_item_text_most_frequent_first(files, tmp_path):
     with pytest.warns(UserWarning, match="tags of 1 items not in the items file were left out"):
         ds = load_dataset(config)
     text = dict(zip(ds.items["item_id"], ds.items["text"]))
-    head = "fast. Tags: dark, \"noir\" classic, t03, t04"  # the commonest spelling of a tag
+    head = 'fast. Tags: dark, "noir" classic, t03, t04'  # the commonest spelling of a tag
     assert text["a"].startswith(head), text["a"]
     assert text["a"].count(", ") == MAX_TAGS_PER_ITEM - 1  # capped
     assert text["b"] == "fun. Tags: funny" and text["c"] == "dark"  # an item without tags keeps its text

@@ -126,7 +126,9 @@ def test_compressed_exports_read_like_plain_ones(compressed, lastfm, name):
     packed = _quiet_load(compressed / name, compressed / "artists.dat.zst", columns=LASTFM)
     assert packed.interactions.equals(plain.interactions)
     assert packed.items.equals(plain.items)
-    assert packed.items.filter(pl.col("item_id") == "51")["title"].item() == '"Weird Al" Yankovic'  # .dat.zst: no quoting
+    assert (
+        packed.items.filter(pl.col("item_id") == "51")["title"].item() == '"Weird Al" Yankovic'
+    )  # .dat.zst: no quoting
 
 
 def test_compressed_latin1_and_its_decoding_error(lastfm, tmp_path):
@@ -210,7 +212,9 @@ def test_cli_flags_load_a_lastfm_export(lastfm, tmp_path, capsys):
 
 
 def test_compressed_recbole_atomic_files(tmp_path):
-    (tmp_path / "shop.inter.gz").write_bytes(gzip.compress(b"user_id:token\titem_id:token\trating:float\n1\ta\t4\n2\tb\t5\n"))
+    (tmp_path / "shop.inter.gz").write_bytes(
+        gzip.compress(b"user_id:token\titem_id:token\trating:float\n1\ta\t4\n2\tb\t5\n")
+    )
     (tmp_path / "shop.item").write_text('item_id:token\tname:token_seq\na\t"Weird Al" Yankovic\nb\tB\n')
     ds = load_files(tmp_path / "shop.inter.gz", tmp_path / "shop.item")
     assert ds.interactions["rating"].to_list() == [4.0, 5.0] and not ds.implicit

@@ -40,7 +40,9 @@ def test_a_tiny_limit_makes_hnsw_whose_recall_against_exact_is_high(data, caplog
         approx = VectorIndex("auto", approximate_above=100).fit(ids, x)
     assert exact.kind_ == "flat" and approx.kind_ == "hnsw"
     said = [r.getMessage() for r in caplog.records]
-    assert any("exact flat index over 2,000 vectors" in m and "at most index.approximate_above = 2,000" in m for m in said)
+    assert any(
+        "exact flat index over 2,000 vectors" in m and "at most index.approximate_above = 2,000" in m for m in said
+    )
     assert any("approximate hnsw index over 2,000 vectors" in m and "more than index.approximate_above = 100" in m
                and f"recall@10 {approx.recall_:.3f} against exact search on 256 of the vectors" in m for m in said)  # fmt: skip
     assert approx.recall_ >= 0.95 and approx.index_.hnsw.efSearch == 64

@@ -82,7 +82,9 @@ def test_users_who_belong_nowhere_end_up_outliers_with_a_nearest_segment():
     # the category part of the default representation (no encoder in a unit test): item vectors are not read
     users = build_user_vectors(log.interactions, Embeddings(ids, np.zeros((len(ids), 2), np.float32), "none"),
                                method="liked-category-hist", items=items)  # fmt: skip
-    truth = log.labels.join(pl.DataFrame({"user_id": users.ids.astype(str)}), on="user_id", how="right")["segment"].to_numpy()
+    truth = log.labels.join(pl.DataFrame({"user_id": users.ids.astype(str)}), on="user_id", how="right")[
+        "segment"
+    ].to_numpy()
     noise = truth < 0
 
     def run(cluster: ClusterConfig):

@@ -34,7 +34,9 @@ def test_planted_vectors_shape_norm_and_noise(vectors):
 
 
 def test_planted_vectors_are_seeded(vectors):
-    again = planted_vectors(3000, rng=np.random.default_rng(0), chunk=700)  # chunking does not change the draw order of the truth
+    again = planted_vectors(
+        3000, rng=np.random.default_rng(0), chunk=700
+    )  # chunking does not change the draw order of the truth
     assert np.array_equal(again.labels, vectors.labels)
     other = planted_vectors(3000, rng=np.random.default_rng(1), chunk=1000)
     assert not np.array_equal(other.labels, vectors.labels)

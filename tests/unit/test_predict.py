@@ -340,7 +340,9 @@ def test_components_are_deterministic(name: str) -> None:
     split = planted_low_rank()
     section = {"item-knn": "knn"}.get(name, name)
     config = _with(BLEND, model=name, refit=False, **({} if section == "knn" else {section: {"epochs": 3}}))
-    first, second = (fit_global_predictor(split, config, item_embeddings=_item_embeddings(split), seed=5) for _ in range(2))
+    first, second = (
+        fit_global_predictor(split, config, item_embeddings=_item_embeddings(split), seed=5) for _ in range(2)
+    )
     np.testing.assert_array_equal(first.predict(split.test), second.predict(split.test))
     assert first.history_ == second.history_
 
@@ -362,13 +364,20 @@ def test_blend_segments_fine_tune_their_mf_component(tmp_path: Path) -> None:
                    mf={"embedding_size": 1, "batch_size": 256, "learning_rate": 0.03})  # fmt: skip
     model = fit_global_predictor(split, config, seed=0)
     seg = fit_segment_predictors(model, split, assignments, config, seed=0)
-    assert set(seg.trials_["strategy"].to_list()) == {"bias+lowrank-delta", "full-l2", "blend-weights", "blend-recalibrate"}
+    assert set(seg.trials_["strategy"].to_list()) == {
+        "bias+lowrank-delta",
+        "full-l2",
+        "blend-weights",
+        "blend-recalibrate",
+    }
     assert seg.report_["kept"].all(), seg.report_
     assert set(seg.report_["strategy"].to_list()) <= {"bias+lowrank-delta", "full-l2"}
     y = split.valid["rating"].to_numpy()
     assert rmse(y, seg.predict(split.valid)) < rmse(y, model.predict(split.valid)) - 0.1
     seg.save(tmp_path / "seg")
-    np.testing.assert_array_equal(SegmentedPredictor.load(tmp_path / "seg").predict(split.test), seg.predict(split.test))
+    np.testing.assert_array_equal(
+        SegmentedPredictor.load(tmp_path / "seg").predict(split.test), seg.predict(split.test)
+    )
 
 
 def test_blend_gate_keeps_nothing_when_segments_are_random(blend: tuple[Split, GlobalPredictor]) -> None:
@@ -418,6 +427,8 @@ def test_test_ratings_never_reach_fitting(tmp_path):
     blend = _with(CONFIG, model="blend", blend={"components": ["mf", "item-knn"]})
     for i, s in enumerate((split, scrambled)):
         fit_global_predictor(s, blend, seed=0).save(tmp_path / f"m{i}")
-    assert (tmp_path / "m0" / "weights.safetensors").read_bytes() == (tmp_path / "m1" / "weights.safetensors").read_bytes()
+    assert (tmp_path / "m0" / "weights.safetensors").read_bytes() == (
+        tmp_path / "m1" / "weights.safetensors"
+    ).read_bytes()
     m0, m1 = (json.loads((tmp_path / f"m{i}" / "manifest.json").read_text()) for i in (0, 1))
     assert m0["weights"] == m1["weights"] and m0["valid_rmse"] == m1["valid_rmse"]

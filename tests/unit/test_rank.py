@@ -194,7 +194,9 @@ def test_matrices_keep_last_duplicate_and_implicit_likes():
     f = pl.DataFrame({"user_id": ["a", "a"], "item_id": ["1", "1"], "rating": [2.0, 5.0]})
     d = train_matrices(f, Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0)
     assert d.x.toarray().tolist() == [[1.0]] and d.r.toarray().tolist() == [[5.0]] and d.liked.nnz == 1
-    implicit = train_matrices(f.with_columns(pl.lit(1.0).alias("rating")), Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0)
+    implicit = train_matrices(
+        f.with_columns(pl.lit(1.0).alias("rating")), Vocab.from_ids(["a"]), Vocab.from_ids(["1"]), 4.0
+    )
     assert implicit.liked.nnz == 1, "with no rating above the threshold every interaction counts as liked"
 
 

@@ -39,7 +39,9 @@ def test_every_ranker_lists_the_test_users_and_the_last_one_recommends_to_each_s
     assert set(out.recs) == {"item-knn", "most-popular"} and out.primary == "most-popular"
     assert set(out.seconds) == set(out.recs)
     test_users = set(split.test["user_id"])
-    assert all(set(r["user_id"]) == test_users and r.group_by("user_id").len()["len"].max() <= 5 for r in out.recs.values())
+    assert all(
+        set(r["user_id"]) == test_users and r.group_by("user_id").len()["len"].max() <= 5 for r in out.recs.values()
+    )
     # by hand: the primary ranker's list for every member; share = members whose list holds the item / members;
     # best share first, ties by the smaller id as a number; outliers (-1) are a segment of their own here
     lists = make_ranker("most-popular", RankerConfig()).fit(split.train_full, items=dataset.items).recommend(

@@ -174,34 +174,33 @@ def test_stability_view_flags_unstable_segments():
     assert stability_view({}) == (None, None)
 
 
-
 def test_segment_stability_on_pages_and_tentative_marked(report):
     out = report.parent
     overview = html.unescape(report.read_text())
     # the overview's table has a stability column, and the tentative segment (1, Jaccard 0.45) a badge
-    table = overview[overview.index('id="segments"'):overview.index("</table>", overview.index('id="segments"'))]
+    table = overview[overview.index('id="segments"') : overview.index("</table>", overview.index('id="segments"'))]
     assert "Stability" in table and "0.45" in table and "0.90" in table
     assert table.count('class="badge"') == 1 and ">tentative</span>" in table
     # the overview says which segments are unstable, and why
     name1 = re.search(r'<a href="segment-1.html">([^<]*)</a>', overview).group(1)
     name2 = re.search(r'<a href="segment-2.html">([^<]*)</a>', overview).group(1)
-    summary = overview[overview.index('id="unstable"'):]
-    summary = summary[:summary.index("</p>")]
+    summary = overview[overview.index('id="unstable"') :]
+    summary = summary[: summary.index("</p>")]
     assert "1 of 4 segments are tentative" in summary and f"{name1} (0.45: it merges with {name2})" in summary
     # every segment page states its stability in a sentence; only segment 1 is marked tentative
     for sid in range(4):
         page = html.unescape((out / f"segment-{sid}.html").read_text())
-        sentence = page[page.index('id="stability"'):]
+        sentence = page[page.index('id="stability"') :]
         assert ("Stability 0.45 (tentative)" if sid == 1 else "Stability 0.90 (highly stable)") in sentence
         assert "4 refits" in sentence
         assert ("dissolves or merges" in page) == (sid == 1)
-        main = page[page.index("<main"):]
+        main = page[page.index("<main") :]
         assert ('class="badge"' in main) == (sid == 1)
-        assert page[:page.index("<main")].count('class="badge"') == 1  # the segment menu marks segment 1
+        assert page[: page.index("<main")].count('class="badge"') == 1  # the segment menu marks segment 1
     seg1 = html.unescape((out / "segment-1.html").read_text())
     assert f"Where it did not come back, it merges with {name2}." in seg1
     outliers = (out / "segment-outliers.html").read_text()
-    outliers = outliers[outliers.index("<main"):]
+    outliers = outliers[outliers.index("<main") :]
     assert 'id="stability"' not in outliers and "tentative" not in outliers
 
 
@@ -211,6 +210,7 @@ def test_stability_not_measured_says_so(tmp_path):
     index = render_report(data, tmp_path)
     assert 'id="unstable"' not in index.read_text() and "badge" not in index.read_text().split("<table")[1]
     assert "Stability: not measured in this run." in (tmp_path / "segment-0.html").read_text()
+
 
 def test_minimal_input_renders_not_computed(tmp_path):
     index = render_report(make_report_input(complete=False), tmp_path)

@@ -56,14 +56,25 @@ def test_item_mean_is_the_mean_of_chosen_items(planted, item_vectors):
 @pytest.mark.parametrize("method", ["liked-mean", "rating-weighted", "item-mean+profile", "profile"])
 def test_other_representations(planted, item_vectors, method):
     ds, _ = planted
-    prof = Embeddings(np.array(sorted(ds.interactions["user_id"].unique())), np.eye(150, 8, dtype=np.float32) + 0.1, "p")
+    prof = Embeddings(
+        np.array(sorted(ds.interactions["user_id"].unique())), np.eye(150, 8, dtype=np.float32) + 0.1, "p"
+    )
     u = build_user_vectors(ds.interactions, item_vectors, method=method, profile_embeddings=prof)
     assert len(u.ids) == 150 and np.isfinite(u.vectors).all()
     assert u.vectors.shape[1] == {"item-mean+profile": 392, "profile": 8}.get(method, 384)
 
 
-@pytest.mark.parametrize("method", ["category-hist", "liked-category-hist", "svd", "item-mean+liked-category-hist",
-                                    "liked-mean+liked-category-hist", "item-mean+svd"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "category-hist",
+        "liked-category-hist",
+        "svd",
+        "item-mean+liked-category-hist",
+        "liked-mean+liked-category-hist",
+        "item-mean+svd",
+    ],
+)
 def test_behaviour_representations(planted, item_vectors, method):
     ds, truth = planted
     u = build_user_vectors(ds.interactions, item_vectors, method=method, items=ds.items, n_factors=8, seed=0)
@@ -223,7 +234,9 @@ def test_ctfidf_matches_the_hand_written_formula():
     dense[:, 4] = 0  # a term no class uses
     dense[2, :] = 0  # a class with no words
     got = ctfidf(sp.csr_matrix(dense)).toarray()
-    hand = _hand_class_tfidf({c: {str(t): int(dense[c, t]) for t in range(12) if dense[c, t]} for c in range(5) if dense[c].any()})
+    hand = _hand_class_tfidf(
+        {c: {str(t): int(dense[c, t]) for t in range(12) if dense[c, t]} for c in range(5) if dense[c].any()}
+    )
     # the hand version averages over classes with words; give ctfidf the same classes
     got_nonempty = ctfidf(sp.csr_matrix(dense[dense.sum(axis=1) > 0])).toarray()
     for row, c in enumerate(sorted(hand)):
@@ -248,7 +261,19 @@ def _catalogue(text: list[str] | None = None) -> pl.DataFrame:
 
 def _liked() -> pl.DataFrame:
     # segment 0 likes the cartoons, segment 1 the space films, segment 2 the dramas; everyone likes item 4 once
-    pairs = [(0, "0"), (0, "1"), (0, "0"), (0, "4"), (1, "2"), (1, "3"), (1, "2"), (1, "4"), (2, "4"), (2, "5"), (2, "5")]
+    pairs = [
+        (0, "0"),
+        (0, "1"),
+        (0, "0"),
+        (0, "4"),
+        (1, "2"),
+        (1, "3"),
+        (1, "2"),
+        (1, "4"),
+        (2, "4"),
+        (2, "5"),
+        (2, "5"),
+    ]
     return pl.DataFrame({"segment_id": [p[0] for p in pairs], "item_id": [p[1] for p in pairs]},
                         schema={"segment_id": pl.Int32, "item_id": pl.String})  # fmt: skip
 

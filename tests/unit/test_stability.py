@@ -74,7 +74,10 @@ def test_choose_parameters_too_few_points_is_a_clear_error():
 
 def test_choice_is_reproducible(blobs):
     x, _ = blobs
-    assert choose_parameters(x, ClusterConfig(), seed=4).candidates == choose_parameters(x, ClusterConfig(), seed=4).candidates
+    assert (
+        choose_parameters(x, ClusterConfig(), seed=4).candidates
+        == choose_parameters(x, ClusterConfig(), seed=4).candidates
+    )
 
 
 @pytest.mark.umap

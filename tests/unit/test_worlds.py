@@ -96,7 +96,9 @@ def test_nested_segments_lie_inside_their_parent(logs):
 def _top2_share(events: pl.DataFrame) -> float:
     """Mean over users of the share of their interactions in their two most chosen categories."""
     per = events.group_by("user_id", "cat").len().sort("user_id", "len", descending=[False, True])
-    top = per.group_by("user_id", maintain_order=True).agg(pl.col("len").head(2).sum().alias("top"), pl.col("len").sum())
+    top = per.group_by("user_id", maintain_order=True).agg(
+        pl.col("len").head(2).sum().alias("top"), pl.col("len").sum()
+    )
     return float((top["top"] / top["len"]).mean())
 
 
