@@ -75,11 +75,12 @@ def _is_legacy(key: str) -> bool:
     return key in LEGACY_PREDICTOR_KEYS or key in REMOVED_PREDICTOR_KEYS
 
 
-def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor") -> dict[str, Any]:
+def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor", *, warn: bool = True) -> dict[str, Any]:
     """A copy of a ``predictor`` mapping with the flat keys of segflow 0.1 moved to their nested places.
 
     Logs one deprecation warning naming each old key and its new key(s); removed keys are dropped with a
-    warning. A flat key given beside one of its new keys is refused (which one was meant is unclear).
+    warning (``warn=False``: silently, for reading a stored run rather than a configuration). A flat key given
+    beside one of its new keys is refused (which one was meant is unclear).
 
     Raises:
         ValueError: a flat key and its nested counterpart are both given.
@@ -107,10 +108,10 @@ def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor") ->
                                  f"given; keep only predictor.{new}")  # fmt: skip
             node[field] = value
         moved.append(f"predictor.{key} -> " + ", ".join(f"predictor.{n}" for n in LEGACY_PREDICTOR_KEYS[key]))
-    if moved:
+    if moved and warn:
         logger.warning("%s: deprecated flat predictor keys (accepted for one release; rename them): %s", where,
                        "; ".join(moved))  # fmt: skip
-    if dropped:
+    if dropped and warn:
         logger.warning("%s: %s ignored: no stage of a run reads it (the optional EncoderRegressor takes "
                        "segmentation.config.EncoderRegressorConfig); remove it", where, ", ".join(dropped))  # fmt: skip
     return out

@@ -176,7 +176,8 @@ def load_run_folder(path: Path | str, *, allow_partial: bool = False) -> RunFold
                         demographics=[AttributeProfile(**a) for a in p.get("demographics", [])])
                 for p in raw["profiles"]]  # fmt: skip
     return RunFolder(
-        title=raw["title"], run_id=raw["run_id"], config=raw["config"], metrics=run.metrics, assignments=run.users,
+        title=raw["title"], run_id=raw["run_id"], config=_current_keys(raw["config"]), metrics=run.metrics,
+        assignments=run.users,
         profiles=profiles,
         segment_models=pl.DataFrame(raw["segment_models"]) if raw.get("segment_models") is not None else None,
         recommendations={int(k): [tuple(r) for r in v] for k, v in raw.get("recommendations", {}).items()},
@@ -186,3 +187,19 @@ def load_run_folder(path: Path | str, *, allow_partial: bool = False) -> RunFold
         comparison=comparison, rating_summary=raw.get("rating_summary"), segments=run.segments,
         manifest=run.manifest, path=run.path,
     )  # fmt: skip
+
+
+def _current_keys(config: Any) -> Any:
+    """A run's stored configuration with the flat predictor keys of segflow 0.1 under their nested names.
+
+    A run written before the predictor section was nested (``predictor.finetune``, ``predictor.embedding_size``,
+    ...) then shows its settings under the names a new run uses. Silently: the run is read, not configured.
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("predictor"), dict):
+        return config
+    from segmentation._config_legacy import migrate_predictor_keys
+
+    try:
+        return {**config, "predictor": migrate_predictor_keys(config["predictor"], warn=False)}
+    except ValueError:  # a flat key beside its nested one: show what was stored
+        return config

@@ -62,6 +62,24 @@ def test_a_run_folder_written_before_verdicts_were_stored_still_loads(tmp_path):
     assert [t["segment_id"] for t in run.verdicts["tentative"]] == [1]  # the fixture's unstable segment
 
 
+def test_a_run_written_with_the_flat_predictor_keys_shows_them_under_the_nested_names(run_dir, tmp_path, caplog):
+    """Runs written before the predictor section was nested (segflow 0.1) keep rendering their key settings
+    (per-segment fine-tuning was dropped from the report's settings table before), without deprecation warnings."""
+
+    def flatten(data):
+        data["config"]["predictor"] = {"model": "mf", "finetune": False, "embedding_size": 32, "epochs": 7}
+
+    _edit_json("report_input.json", flatten)(run_dir)
+    with caplog.at_level("WARNING"):
+        predictor = load_run_folder(run_dir).config["predictor"]
+    assert predictor["model"] == "mf" and predictor["per_segment"] == {"enabled": False}
+    assert predictor["mf"]["embedding_size"] == 32 and predictor["mf"]["epochs"] == 7 == predictor["svdpp"]["epochs"]
+    assert "deprecated" not in caplog.text
+    render_report(load_run_folder(run_dir), tmp_path / "report")
+    page = (tmp_path / "report" / "index.html").read_text()
+    assert 'title="predictor.per_segment.enabled">Per-segment fine-tuning</td><td class="val">no' in page
+
+
 def test_the_report_and_the_summary_print_the_stored_verdicts(run_dir, tmp_path):
     """What metrics.json says is what the report and `segflow show` print, word for word."""
     run = load_run_folder(run_dir)
