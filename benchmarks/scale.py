@@ -1,7 +1,7 @@
 """segflow at scale: the documented CLI end to end on synthetic logs of growing size (issue 13, item 7).
 
     python benchmarks/scale.py [--sizes XS 5k 20k] [--feedback explicit implicit] [--set KEY=VALUE ...]
-    python benchmarks/scale.py --table          # print the table of benchmarks/results/scale.json
+    python benchmarks/scale.py --table          # print the tables of benchmarks/results/scale.json
 
 For each requested size (a name of :data:`SIZES`), a log with planted segments is drawn with
 ``segmentation.synthetic.synthetic_log`` (seed 0) and written as CSV in the shape of a real export (ratings,
@@ -17,6 +17,7 @@ computed) and the default configuration::
 (implicit logs: ``--user-col userID --item-col artistID --rating-col '' --weight-col weight --item-id-col id
 --category-col tags``). One row per run is appended to ``benchmarks/results/scale.json``:
 
+- ``n_items``: the items that occur in the log (``n_catalogue``: the items file's rows);
 - ``seconds``: wall clock of the command (``/usr/bin/time``'s elapsed), process start and Prefect's temporary
   server included; ``peak_mib``: its "Maximum resident set size" (the largest single process of the tree,
   which is the flow's own process);
@@ -24,11 +25,15 @@ computed) and the default configuration::
   ready; ``flow`` is the whole flow), ``rankers_seconds`` the fit seconds per ranker;
 - ``ari``: adjusted Rand index of the run's segments (``users.parquet``, outliers -1) against the planted
   segments (noise users -1), over every user; ``ari_excl_noise`` over the users whose truth is a segment;
-- ``ndcg@10``: the segflow ranker's NDCG@10 on the test split (``ndcg@10_popularity`` the most-popular
-  floor's, ``rankers`` which rankers the run chose); ``rmse``: the global rating model's test RMSE
+- ``ndcg@10``: the run's primary ranker's NDCG@10 on the test split (``primary_ranker``: the segflow ranker, or
+  ALS where the dense rankers are over ``ranker.dense_budget_mib``; ``ndcg@10_popularity`` the most-popular
+  floor's; ``rankers`` which rankers the run chose); ``rmse``: the global rating model's test RMSE
   (``rmse_segmented`` with the per-segment models); null where absent (implicit feedback has no RMSE).
 
-The child's stdout and stderr are kept in ``benchmarks/results/scale_logs/<data>.log`` only with ``--keep-logs``.
+The tables printed at the end (and by ``--table``): one row per run, and the growth between consecutive
+sizes of the same feedback (XS left out: its item/user ratio differs): the ratio of interactions, of seconds
+and of peak MiB, each with its log-log slope against interactions (1 = linear), and per stage the ratio of
+its seconds. The child's stdout and stderr are kept in ``benchmarks/results/scale_logs/<data>.log`` only with ``--keep-logs``.
 """
 
 import argparse
@@ -128,9 +133,11 @@ def one(name: str, feedback: str, extra: list[str], keep_logs: bool, work: Path)
     row = {"system": "segflow run (defaults)" + (f" + {' '.join(extra)}" if extra else ""),
            "data": f"synthetic_log {name}, {feedback}, seed 0", "size": name, "feedback": feedback,
            "n_users": size["n_users"], "n_items": int(log.interactions["item_id"].n_unique()),
+           "n_catalogue": size["n_items"],
            "n_interactions": int(log.interactions.height), "seconds": round(seconds, 1) if seconds else None,
            "peak_mib": round(peak) if peak else None, "stage_seconds": None, "rankers_seconds": None,
            "ari": None, "ari_excl_noise": None, "ndcg@10": None, "ndcg@10_popularity": None, "rankers": None,
+           "primary_ranker": None,
            "rmse": None, "rmse_segmented": None, "exit": proc.returncode,
            "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "machine": f"{platform.machine()}, {os.cpu_count()} cores", "load_avg_1min_before": round(load_before, 2),
@@ -146,7 +153,8 @@ def one(name: str, feedback: str, extra: list[str], keep_logs: bool, work: Path)
     row.update(_ari(run, log.labels))
     ranking = m.get("ranking", {})
     row["rankers"] = [k for k, v in ranking.items() if isinstance(v, dict) and "ndcg@10" in v]
-    row["ndcg@10"] = _num(ranking.get("segflow", {}).get("ndcg@10"))
+    row["primary_ranker"] = row["rankers"][-1] if row["rankers"] else None  # the run's primary ranker is its last
+    row["ndcg@10"] = _num(ranking.get(row["primary_ranker"], {}).get("ndcg@10"))
     row["ndcg@10_popularity"] = _num(ranking.get("most-popular", {}).get("ndcg@10"))
     rating = m.get("rating", {})
     row["rmse"] = _num(rating.get("global", {}).get("rmse"))
@@ -170,6 +178,27 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def growth(rows: list[dict]) -> str:
+    """Growth between consecutive sizes of the same feedback: ratios and log-log slopes against interactions."""
+    lines = ["| from → to | interactions x | seconds x (slope) | peak MiB x (slope) | s per 1k interactions | "
+             "MiB per 1k interactions | stages, seconds x |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
+    done = [r for r in rows if r.get("exit") == 0 and r.get("seconds") and r.get("peak_mib")]
+    for fb in ("explicit", "implicit"):
+        ok = sorted((r for r in done if r["feedback"] == fb and r["size"] != "XS"), key=lambda r: r["n_interactions"])
+        for a, b in zip(ok, ok[1:]):
+            x = b["n_interactions"] / a["n_interactions"]
+            ts, tm = b["seconds"] / a["seconds"], b["peak_mib"] / a["peak_mib"]
+            sa, sb = a.get("stage_seconds") or {}, b.get("stage_seconds") or {}
+            stages = ", ".join(f"{k} {sb[k] / sa[k]:.1f}" for k in sorted(sb, key=lambda k: -sb[k])
+                               if k != "flow" and sa.get(k, 0) >= 1 and sb[k] >= 5)  # fmt: skip
+            lines.append(f"| {a['size']} → {b['size']} {fb} | {x:.2f} | {ts:.2f} ({np.log(ts) / np.log(x):.2f}) | "
+                         f"{tm:.2f} ({np.log(tm) / np.log(x):.2f}) | "
+                         f"{1000 * a['seconds'] / a['n_interactions']:.2f} → {1000 * b['seconds'] / b['n_interactions']:.2f} | "
+                         f"{1000 * a['peak_mib'] / a['n_interactions']:.1f} → {1000 * b['peak_mib'] / b['n_interactions']:.1f} | "
+                         f"{stages} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["XS", "5k", "20k"], choices=list(SIZES))
@@ -181,7 +210,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = json.loads(OUT.read_text()) if OUT.is_file() else []
     if args.table:
-        print(table(rows))
+        print(table(rows), growth(rows), sep="\n\n")
         return
     work = Path(tempfile.mkdtemp(prefix="segflow-scale-"))
     try:
@@ -194,7 +223,7 @@ def main() -> None:
                 print(json.dumps(row), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(table(rows))
+    print(table(rows), growth(rows), sep="\n\n")
 
 
 if __name__ == "__main__":
