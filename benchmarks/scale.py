@@ -63,6 +63,7 @@ from segmentation.synthetic import synthetic_log  # noqa: E402
 SIZES: dict[str, dict[str, int]] = {
     "XS": NAMED["XS"],
     "5k": {"n_users": 5_000, "n_items": 1_000, "mean_per_user": 30},
+    "10k": {"n_users": 10_000, "n_items": 2_000, "mean_per_user": 30},
     "20k": {"n_users": 20_000, "n_items": 4_000, "mean_per_user": 30},
     "50k": {"n_users": 50_000, "n_items": 10_000, "mean_per_user": 30},
     "S": NAMED["S"],
