@@ -204,8 +204,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["XS", "5k", "20k"], choices=list(SIZES))
     ap.add_argument("--feedback", nargs="+", default=["explicit"], choices=["explicit", "implicit"])
-    ap.add_argument("--set", dest="extra", action="append", default=[], metavar="KEY=VALUE",
-                    help="a configuration override passed to every run (recorded in the row's system)")
+    ap.add_argument(
+        "--set",
+        dest="extra",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a configuration override passed to every run (recorded in the row's system)",
+    )
     ap.add_argument("--keep-logs", action="store_true")
     ap.add_argument("--table", action="store_true", help="print the table of the stored rows and exit")
     args = ap.parse_args()

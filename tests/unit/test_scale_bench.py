@@ -8,8 +8,19 @@ import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROW_KEYS = ["system", "data", "n_users", "n_items", "n_interactions", "seconds", "peak_mib", "stage_seconds", "ari",
-            "ndcg@10", "rmse"]  # fmt: skip  (issue 13, item 7)
+ROW_KEYS = [
+    "system",
+    "data",
+    "n_users",
+    "n_items",
+    "n_interactions",
+    "seconds",
+    "peak_mib",
+    "stage_seconds",
+    "ari",
+    "ndcg@10",
+    "rmse",
+]  # fmt: skip  (issue 13, item 7)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +41,9 @@ def test_time_v_report_is_read(bench):
 
 
 def test_ari_against_the_planted_truth(bench, tmp_path):
-    labels = pl.DataFrame({"user_id": ["a", "b", "c", "d", "e"], "segment": pl.Series([0, 0, 1, 1, -1], dtype=pl.Int32)})
+    labels = pl.DataFrame(
+        {"user_id": ["a", "b", "c", "d", "e"], "segment": pl.Series([0, 0, 1, 1, -1], dtype=pl.Int32)}
+    )
     pl.DataFrame({"user_id": ["a", "b", "c", "d", "e"], "segment_id": [5, 5, 7, 7, -1]}).write_parquet(
         tmp_path / "users.parquet")  # fmt: skip
     same = bench._ari(tmp_path, labels)
