@@ -23,6 +23,7 @@ ratings, which the house rules forbid; the label-free figures above replace thos
 """
 
 import logging
+from typing import get_args
 
 import numpy as np
 import polars as pl
@@ -32,24 +33,16 @@ from embeddings.encoder import Embeddings, EncoderChoice, embed_profiles
 from embeddings.text import describe_users
 from segmentation._errors import DataError
 from segmentation.config import PipelineConfig
+from segmentation.config.embedding import RepresentMethod
 from segmentation.data import Split
 
 __all__ = ["BASE_METHODS", "DEFAULT_METHOD", "METHODS", "build_user_vectors", "represent_users"]
 
 logger = logging.getLogger(__name__)
 
-BASE_METHODS = ("item-mean", "liked-mean", "rating-weighted", "category-hist", "liked-category-hist", "svd", "profile")
-METHODS = (
-    *BASE_METHODS,
-    "item-mean+profile",
-    "item-mean+svd",
-    "item-mean+category-hist",
-    "liked-mean+svd",
-    "item-mean+liked-mean",
-    "liked-mean+liked-category-hist",
-    "item-mean+liked-category-hist",
-)
+METHODS: tuple[str, ...] = get_args(RepresentMethod)  # the configuration's list, in its order
 """Every accepted ``method``; fusions join base methods with ``+``."""
+BASE_METHODS = tuple(m for m in METHODS if "+" not in m)
 DEFAULT_METHOD = "item-mean+liked-category-hist"
 
 _NEEDS_ITEMS = ("category-hist", "liked-category-hist")

@@ -43,25 +43,30 @@ class EncoderConfig(_Section):
     finetune_learning_rate: float = Field(5e-5, gt=0.0, lt=1.0, description="Fine-tuning: AdamW's peak learning rate.")
 
 
+#: every user representation ``represent.method`` accepts (``segmentation.represent.METHODS``); fusions join
+#: base methods with ``+``
+RepresentMethod = Literal[
+    "item-mean",
+    "liked-mean",
+    "rating-weighted",
+    "category-hist",
+    "liked-category-hist",
+    "svd",
+    "profile",
+    "item-mean+profile",
+    "item-mean+svd",
+    "item-mean+category-hist",
+    "liked-mean+svd",
+    "item-mean+liked-mean",
+    "liked-mean+liked-category-hist",
+    "item-mean+liked-category-hist",
+]
+
+
 class RepresentConfig(_Section):
     """How one vector per user is built."""
 
-    method: Literal[
-        "item-mean",
-        "liked-mean",
-        "rating-weighted",
-        "category-hist",
-        "liked-category-hist",
-        "svd",
-        "profile",
-        "item-mean+profile",
-        "item-mean+svd",
-        "item-mean+category-hist",
-        "liked-mean+svd",
-        "item-mean+liked-mean",
-        "liked-mean+liked-category-hist",
-        "item-mean+liked-category-hist",
-    ] = Field(
+    method: RepresentMethod = Field(
         "item-mean+liked-category-hist",
         description="item-mean+liked-category-hist (default; measured on planted data and on a validation carve of "
         "train, docs/BENCHMARKS.md): "
