@@ -1,17 +1,8 @@
 """Load, validate and split a recommender's interactions, items and users.
 
-Every loader ends in the same three polars frames, checked once by
-:func:`validate_dataset`:
-
-- ``INTERACTIONS``: ``user_id`` String, ``item_id`` String, ``rating`` Float64 (for implicit
-  data the weight column, e.g. a play count, else 1.0), ``timestamp`` Int64 (epoch seconds; 0 where
-  the data has none);
-- ``ITEMS``: ``item_id`` String, ``title`` String, ``year`` Int32 (nullable),
-  ``categories`` List(String), ``text`` String;
-- users: ``user_id`` String plus attribute columns (String), or None.
-
-External ids stay strings in every table; contiguous ``*_num`` indices exist
-only inside a stage, through :class:`Vocab`.
+Every loader ends in the same three polars frames (``INTERACTIONS``, ``ITEMS`` and the users; their columns are
+described in :mod:`~segmentation.data.contracts`), checked once by :func:`validate_dataset`. External ids stay
+strings in every table.
 
 One concept per module:
 
