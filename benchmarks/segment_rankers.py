@@ -14,9 +14,9 @@ validation carve. Each :class:`~segmentation.rank.SegmentConditionedRanker` kind
 segment-restricted candidates, EASE refitted per segment) chooses its setting per segment on that carve and is
 kept per segment by the gate (paired bootstrap of validation NDCG@10, 95 % Bonferroni-corrected over segments);
 ``*-ungated`` uses every tested segment's chosen setting; ``*-control`` is the same procedure on a random
-partition of the same sizes (gated). Test is only scored: NDCG@10 (relevant = rating >= 4), catalogue coverage
-and novelty by :func:`segmentation.evaluate.evaluate_rankings`, and the paired user-bootstrap 95 % CI of the
-NDCG@10 change against the global ranker, overall and per segment.
+partition of the same sizes (gated; its per-segment figures are per random group). Test is only scored: NDCG@10
+(relevant = rating >= 4), catalogue coverage and novelty by :func:`segmentation.evaluate.evaluate_rankings`, and
+the paired user-bootstrap 95 % CI of the NDCG@10 change against the global ranker, overall and per segment.
 
 Writes ``benchmarks/results/segment_rankers.json``: one row per (data, ranker, system).
 """
@@ -79,15 +79,17 @@ def load(name: str, quick: bool, emb) -> tuple[pl.DataFrame, pl.DataFrame, pl.Da
     planted, _ = planted_segment_behaviour(ds.items, n_users, rng=np.random.default_rng(0), item_popularity=pop)
     split = split_ratings(planted.interactions, "random90")
     a = planted.truth.filter(pl.col("user_id").is_in(split.train_full["user_id"].unique().to_list()))
-    info = {"n_segments": int((a["segment_id"].unique() >= 0).sum()), "n_users": n_users,
+    info = {"n_segments": int((a["segment_id"].unique() >= 0).sum()), "planted_users": n_users,
             "segments": "planted truth (noise users: -1, global ranker)"}  # fmt: skip
     return split.train_full, split.test, ds.items, a.select("user_id", pl.col("segment_id").cast(pl.Int32)), info
 
 
 def paired(per_user: dict[str, pl.DataFrame], name: str, ref: str = "global") -> pl.DataFrame:
     """user_id, segment_id, ndcg of ``ref`` and of ``name``, for users with a relevant test item."""
-    return per_user[ref].select("user_id", "segment_id", pl.col("ndcg").alias("ref")).join(
-        per_user[name].select("user_id", pl.col("ndcg").alias("sys")), on="user_id"
+    return (
+        per_user[ref]
+        .select("user_id", "segment_id", pl.col("ndcg").alias("ref"))
+        .join(per_user[name].select("user_id", pl.col("ndcg").alias("sys")), on="user_id")
     )
 
 
@@ -131,6 +133,8 @@ def run(name: str, rankers: list[str], quick: bool, emb) -> list[dict]:  # noqa:
                     for s, r in recs.items()}  # fmt: skip
         for system in recs:
             p = paired(per_user, system)
+            if system.endswith("-control"):  # per segment = per random group, the segments its gate judged
+                p = p.drop("segment_id").join(control_assign, on="user_id", how="left")
             d, ci = change(p)
             cond, secs = fitted.get(system.removesuffix("-ungated"), (None, 0.0))
             report = cond.report_ if cond is not None else None
@@ -146,8 +150,9 @@ def run(name: str, rankers: list[str], quick: bool, emb) -> list[dict]:  # noqa:
                         entry.update(kept=bool(rr["kept"][0]), setting=rr["setting"][0],
                                      valid_gain=r5((rr["valid_ndcg_segment"] - rr["valid_ndcg_global"])[0]),
                                      gate_ci=[r5(rr["gate_ci_low"][0]), r5(rr["gate_ci_high"][0])])  # fmt: skip
-                bs = beyond[system]["per_segment"].get(str(s), {})
-                entry.update(coverage=r5(bs.get("coverage")), novelty=r5(bs.get("novelty")))
+                if not system.endswith("-control"):  # evaluate_rankings groups by the real segments
+                    bs = beyond[system]["per_segment"].get(str(s), {})
+                    entry.update(coverage=r5(bs.get("coverage")), novelty=r5(bs.get("novelty")))
                 per_seg[str(s)] = entry
             row = {"data": name, "ranker": rname, "system": system, "split": "random90", "k": K,
                    "ndcg@10": r5(ranking[system]["ndcg@10"]), "ndcg@10_ci": ranking[system]["ndcg@10_ci"],
@@ -192,7 +197,9 @@ def main() -> None:
         rows += [{**r, **meta} for r in run(name, rankers, args.quick, emb)]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")  # after each data set
-    print(f"\n{'data':8s} {'ranker':8s} {'system':30s} {'NDCG@10':>8s} {'dNDCG [95% CI]':>28s} {'cov':>6s} {'nov':>6s} kept")
+    print(
+        f"\n{'data':8s} {'ranker':8s} {'system':30s} {'NDCG@10':>8s} {'dNDCG [95% CI]':>28s} {'cov':>6s} {'nov':>6s} kept"
+    )
     for r in rows:
         ci = r["ndcg_change_ci95"]
         kept = f"{r['segments_kept']}/{r['segments_tested']}" if "segments_kept" in r else ""

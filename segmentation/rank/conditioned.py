@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 CONDITIONED_KINDS = ("segment-popularity", "segment-candidates", "segment-refit")
 
 #: Default grids, tried per segment on the select part of its validation users.
-ALPHAS = (0.1, 0.2, 0.35, 0.5, 0.75)
+ALPHAS = (0.1, 0.2, 0.35, 0.5, 0.75, 0.9, 1.0)  # as benchmarks/cold_start.py; 1: the segment's popularity alone
 MIN_COUNTS = (1, 2, 3, 5, 10, 20)
 REFIT_REGS = (30.0, 100.0, 300.0)
 REFIT_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
