@@ -269,7 +269,9 @@ class SegmentConditionedRanker:
         level = segment_gate_level(self.gate, len(tested))
         stats = _segments(clone.data_.x, clone.data_.liked, {s: np.flatnonzero(seg_clone == s) for s in tested})
 
-        rows, self.settings_, self.kept_ = [], {}, set()
+        rows: list[dict] = []
+        self.settings_: dict[int, dict] = {}
+        self.kept_: set[int] = set()
         n_users = {s: sum(1 for v in self.segment_of_.values() if v == s) for s in segments}
         for s in segments:
             row = {"segment_id": s, "n_users": n_users[s], "n_valid": len(valid_rows[s]), "n_gate": 0, "setting": None,
