@@ -30,6 +30,9 @@ One module per family of rankers, the framework and the per-segment aggregation 
   :func:`choose_rankers`, which of them fit a given size (dense ones only within
   ``ranker.dense_budget_mib``, ALS above it; logged with the reason);
 - :mod:`~segmentation.rank.segments`: what to recommend to each segment (:func:`segment_top_items`);
+- :mod:`~segmentation.rank.conditioned`: recommending within segments (:class:`SegmentConditionedRanker`: a fitted
+  ranker blended with the segment's popularity, restricted to the segment's items, or blended with an EASE refitted
+  on the segment's members, each kept per segment only where a validation gate says it helps);
 - :mod:`~segmentation.rank.stage`: the flow's rank stage (:func:`rank_test_users`; its result, :class:`Rankings`, lives in ``base``).
 
 A new family of rankers is a new module here: a subclass of
@@ -44,6 +47,7 @@ registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 
 from segmentation.rank.als import ALS
 from segmentation.rank.base import RECOMMENDATIONS, Ranker
+from segmentation.rank.conditioned import CONDITIONED_KINDS, SEGMENT_RANKER_REPORT, SegmentConditionedRanker
 from segmentation.rank.ease import EASE
 from segmentation.rank.factory import RANKERS, RankerChoice, choose_rankers, make_ranker
 from segmentation.rank.knn import ItemKNN
@@ -55,10 +59,12 @@ from segmentation.rank.stage import rank_test_users
 
 __all__ = [
     "ALS",
+    "CONDITIONED_KINDS",
     "EASE",
     "RANKERS",
     "RECOMMENDATIONS",
     "SEGMENT_ITEMS",
+    "SEGMENT_RANKER_REPORT",
     "ItemKNN",
     "MostPopular",
     "RP3beta",
@@ -66,6 +72,7 @@ __all__ = [
     "RankerChoice",
     "Rankings",
     "SegflowRanker",
+    "SegmentConditionedRanker",
     "choose_rankers",
     "make_ranker",
     "rank_test_users",

@@ -29,6 +29,7 @@ __all__ = [
     "Ranker",
     "Rankings",
     "TrainMatrices",
+    "carve_mask",
     "dense_mib",
     "top_k",
     "lists_ndcg",
@@ -175,6 +176,13 @@ def lists_ndcg(tops: Sequence[np.ndarray], relevant: sp.csr_matrix, k: int = _VA
     return float(np.mean(dcg / idcg)) if len(tops) else 0.0
 
 
+def carve_mask(n_rows: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """The rows of train a validation carve holds out: ``round(n_rows * fraction)`` of them, drawn by ``rng``."""
+    mask = np.zeros(n_rows, dtype=bool)
+    mask[rng.permutation(n_rows)[: int(round(n_rows * fraction))]] = True
+    return mask
+
+
 @dataclass(frozen=True)
 class Carve:
     """A validation carve: fit matrices, the scored users' rows, their seen and relevant items."""
@@ -271,9 +279,7 @@ class MatrixRanker:
         """Carve ``valid_fraction`` of train rows; keep users with a liked carved item (at most max_valid_users)."""
         rng = np.random.default_rng(seed)
         train = self._train
-        mask = np.zeros(train.height, dtype=bool)
-        mask[rng.permutation(train.height)[: int(round(train.height * self.config.valid_fraction))]] = True
-        m = pl.Series(mask)
+        m = pl.Series(carve_mask(train.height, self.config.valid_fraction, rng))
         fit = train_matrices(train.filter(~m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
         valid = train_matrices(train.filter(m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
         liked = valid.liked - valid.liked.multiply(fit.x)  # a carved pair also left in the fit part is not held out
