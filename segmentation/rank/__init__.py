@@ -46,7 +46,7 @@ registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 """
 
 from segmentation.rank.als import ALS
-from segmentation.rank.base import RECOMMENDATIONS, Ranker
+from segmentation.rank.base import RECOMMENDATIONS, Ranker, Rankings
 from segmentation.rank.conditioned import CONDITIONED_KINDS, SEGMENT_RANKER_REPORT, SegmentConditionedRanker
 from segmentation.rank.ease import EASE
 from segmentation.rank.factory import RANKERS, RankerChoice, choose_rankers, make_ranker
