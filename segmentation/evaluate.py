@@ -518,12 +518,17 @@ def user_groups_frame(dataset: Dataset, split: Split, segmentation: Segmentation
 
 
 def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, global_model, segment_models,
-                 rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int) -> dict:  # fmt: skip
+                 rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int, cold_start=None) -> dict:  # fmt: skip
     """The flow's evaluate stage: accuracy, per-segment gains with CIs, ranking, beyond-accuracy and fairness
-    metrics, and the segmentation's quality.
+    metrics, the segmentation's quality, and the sparse users' figures under ``cold_start``
+    (:func:`segmentation.coldstart.evaluate_cold_start`: what the cold-start stage decided, and its sparse test
+    users predicted with the prior it kept against the global model).
 
-    ``global_model`` and ``segment_models`` (``segmentation.predict.FineTuned``) are None for implicit feedback.
+    ``global_model`` and ``segment_models`` (``segmentation.predict.FineTuned``) are None for implicit feedback;
+    ``cold_start`` (``segmentation.coldstart.ColdStart``) is None when the stage did not run.
     """
+    from segmentation.coldstart import IMPLICIT_SKIPPED, evaluate_cold_start
+
     test = split.test
     groups = user_groups_frame(dataset, split, segmentation)
     relevance = None if dataset.implicit else config.relevance_threshold  # implicit: every held-out interaction
@@ -539,8 +544,10 @@ def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, glo
         fairness["rating"] = {name: r.get("fairness", {}) for name, r in rating.items()
                               if isinstance(r, dict) and "fairness" in r}  # fmt: skip
     fairness["ranking"] = {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}
+    cold = (evaluate_cold_start(cold_start, test, global_model, n_boot=config.bootstrap, seed=seed) if rated
+            else {"skipped": IMPLICIT_SKIPPED})  # fmt: skip
     return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
-                      "segmentation_quality": quality})  # fmt: skip
+                      "segmentation_quality": quality, "cold_start": cold})  # fmt: skip
 
 
 def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segment_models, config: EvalConfig,
