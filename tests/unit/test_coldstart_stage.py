@@ -100,3 +100,51 @@ def test_too_few_users_to_simulate_skips_with_the_reason(world):
     assert out.predictor is None and "fewer than predictor.cold_start.min_users = 10" in out.report["skipped"]
     assert evaluate_cold_start(out, few.test, model)["skipped"] == out.report["skipped"]
     assert evaluate_cold_start(None, few.test, model) == {"skipped": "predictor.cold_start.enabled is false"}
+
+
+def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(world, planted_run, tmp_path):
+    import dataclasses
+    import html
+    import json
+
+    from flows.artifacts import summary_markdown
+    from reports import render_report
+    from segmentation.run_folder import load_run_folder
+    from segmentation.runs import json_safe
+    from segmentation.verdicts import run_verdicts
+    from tests.fixtures_report import make_report_input, write_run_folder
+
+    _, split, _, model, _, _ = world
+    block = json_safe(evaluate_cold_start(planted_run, split.test, model, n_boot=100, seed=0))
+    data = make_report_input(n_users=90, n_segments=3, seed=2)
+    metrics = {**data.metrics, "cold_start": block}
+    metrics["verdicts"] = run_verdicts(metrics, data.config, [(p.segment_id, p.name, p.stability) for p in data.profiles],
+                                       data.models_by_segment())  # fmt: skip
+    run_dir = write_run_folder(dataclasses.replace(data, metrics=metrics), tmp_path / "20260101-020000-aaaa")
+    run = load_run_folder(run_dir)
+    cs = run.cold_start
+    assert cs is not None and cs.skipped is None and cs.ks == [1, 3, 5] and len(cs.gates) == 3
+    gate3 = next(g for g in cs.gates if g.k == 3)
+    assert gate3.used == "segment" and gate3.changes["segment_vs_all_users"][1][1] < 0
+    assert gate3.test is not None and gate3.test["n_users"] == 150 and cs.covered_users == 150
+    assert all(isinstance(s, int) for s in gate3.per_segment)
+
+    index = html.unescape(render_report(run, tmp_path / "report").read_text())
+    words = run.verdicts["cold_start"]
+    assert "New and sparse users" in index and words["summary"] in index and words["test"] in index
+    assert "the segment prior is used for k = " in words["summary"]
+    assert all(line in index for line in words["by_k"]) and "Users with at most 3 train ratings: the segment prior" in index
+    seg_page = html.unescape((tmp_path / "report" / "segment-0.html").read_text())
+    assert "New users placed here" in seg_page and words["segments"]["0"][0] in seg_page
+    assert words["summary"] in summary_markdown(run_dir)
+
+    # a run folder written before the stage existed still loads and renders, without the section
+    old = {k: v for k, v in metrics.items() if k != "cold_start"}
+    old["verdicts"] = {k: v for k, v in metrics["verdicts"].items() if k != "cold_start"}
+    (run_dir / "metrics.json").write_text(json.dumps(old))
+    run = load_run_folder(run_dir)
+    assert run.cold_start is None and run.verdicts.get("cold_start") is None
+    index = render_report(run, tmp_path / "old").read_text()
+    assert "New and sparse users" not in index and "New users placed here" not in (
+        tmp_path / "old" / "segment-0.html").read_text()
+    assert "New and sparse users" not in summary_markdown(run_dir)
