@@ -445,7 +445,9 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     warm = sorted(u for u, n in n_of.items() if n > kmax)
     sparse = {u: next(k for k in ks if n <= k) for u, n in n_of.items() if n <= kmax}
     a = segmentation.assignments
-    labels = {u: int(s) for u, s in zip(a["user_id"].to_list(), a["nearest_segment"].to_list()) if s is not None and s >= 0}
+    labels = {
+        u: int(s) for u, s in zip(a["user_id"].to_list(), a["nearest_segment"].to_list()) if s is not None and s >= 0
+    }
     n_sim = int(round(cfg.new_fraction * len(warm)))
     head = {"ks": ks, "warm_users": len(warm), "sparse_users": len(sparse),
             "sparse_by_k": {str(k): sum(v == k for v in sparse.values()) for k in ks}}  # fmt: skip

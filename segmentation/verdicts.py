@@ -244,7 +244,9 @@ def cold_start_text(metrics: dict[str, Any]) -> dict[str, Any] | None:
             if not isinstance(s, dict):
                 continue
             what = f"at most {k} rating{'s' if k != 1 else ''}: "
-            what += "segment prior used" if s.get("used") else f"{_COLD_USED.get(used, used).replace(' is used', '')} used"
+            what += (
+                "segment prior used" if s.get("used") else f"{_COLD_USED.get(used, used).replace(' is used', '')} used"
+            )
             if s.get("ci") is None:
                 what += (f"; {fmt(s.get('n_users'))} simulated new users placed here, too few users to judge "
                          f"(segment prior against the global model: change {fmt(_num(s.get('rmse_change')), 'signed')})")  # fmt: skip

@@ -197,14 +197,14 @@ class ColdStartConfig(_Section):
     @classmethod
     def _positive_sorted(cls, v: list[int]) -> list[int]:
         if any(k < 1 for k in v):
-            raise ValueError(f"every k must be at least 1 (given {v})")
+            raise ValueError("every k must be at least 1")
         return sorted(set(v))
 
     @field_validator("regs")
     @classmethod
     def _positive_regs(cls, v: list[float]) -> list[float]:
         if any(r <= 0 for r in v):
-            raise ValueError(f"every pull must be above 0 (given {v})")
+            raise ValueError("every pull must be above 0")
         return v
 
 

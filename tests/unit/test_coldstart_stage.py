@@ -133,7 +133,10 @@ def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(wor
     words = run.verdicts["cold_start"]
     assert "New and sparse users" in index and words["summary"] in index and words["test"] in index
     assert "the segment prior is used for k = " in words["summary"]
-    assert all(line in index for line in words["by_k"]) and "Users with at most 3 train ratings: the segment prior" in index
+    assert (
+        all(line in index for line in words["by_k"])
+        and "Users with at most 3 train ratings: the segment prior" in index
+    )
     seg_page = html.unescape((tmp_path / "report" / "segment-0.html").read_text())
     assert "New users placed here" in seg_page and words["segments"]["0"][0] in seg_page
     assert words["summary"] in summary_markdown(run_dir)
@@ -145,6 +148,8 @@ def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(wor
     run = load_run_folder(run_dir)
     assert run.cold_start is None and run.verdicts.get("cold_start") is None
     index = render_report(run, tmp_path / "old").read_text()
-    assert "New and sparse users" not in index and "New users placed here" not in (
-        tmp_path / "old" / "segment-0.html").read_text()
+    assert (
+        "New and sparse users" not in index
+        and "New users placed here" not in (tmp_path / "old" / "segment-0.html").read_text()
+    )
     assert "New and sparse users" not in summary_markdown(run_dir)
