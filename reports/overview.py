@@ -226,12 +226,12 @@ def _cold_start_table(data: RunFolder) -> Table | None:
     cols = [Column("Train ratings"), Column("Used"), Column("Simulated new users", num=True),
             Column("RMSE global", num=True), Column("RMSE all-users prior", num=True),
             Column("RMSE segment prior", num=True),
-            Column("Segment vs all-users prior (95 % CI)", num=True, title="Negative: the segment prior is better"),
-            Column("Segment prior vs global (95 % CI)", num=True, title="Negative: the segment prior is better"),
-            Column("Random groups vs all-users prior (95 % CI)", num=True,
+            Column("Segment vs all-users prior (CI)", num=True, title="Negative: the segment prior is better"),
+            Column("Segment prior vs global (CI)", num=True, title="Negative: the segment prior is better"),
+            Column("Random groups vs all-users prior (CI)", num=True,
                    title="Control: the same prior on random groups of the segments' sizes"),
             Column("Sparse test users", num=True),
-            Column("Test: used minus global (95 % CI)", num=True, title="Negative: the model used is better")]  # fmt: skip
+            Column("Test: used minus global (CI)", num=True, title="Negative: the model used is better")]  # fmt: skip
     groups = [("", 2), ("Validation: simulated new users pick the model", 7), ("Held-out test: the final check", 2)]
     return Table(cols, rows, groups=groups, wide=True)
 

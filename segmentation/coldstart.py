@@ -516,7 +516,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         logger.info("cold start k=%d: %d simulated new users; RMSE global %.4f, all-users prior %.4f, segment prior "
                     "%.4f; used: %s", k, len(sim), by_k[str(k)]["rmse"]["global"], by_k[str(k)]["rmse"]["all_users"],
                     by_k[str(k)]["rmse"]["segment"], used)  # fmt: skip
-    report = {**head, "simulated_users": len(sim), "gate_level": level, "placement": placement,
+    report = {**head, "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
+              "placement": placement,
               "prior_model": "mf" if global_model.params_ is not None else "mf (fitted for the priors)", "by_k": by_k}  # fmt: skip
     kept = {int(k): d for k, d in by_k.items() if d["used"] != "global"}
     covered = {u: k for u, k in sparse.items() if k in kept}

@@ -193,11 +193,12 @@ _COLD_USED = {"segment": "the segment prior is used", "all-users": "the all-user
               "global": "the global model is used"}  # fmt: skip
 
 
-def _span(c: Any) -> str:
+def _span(c: Any, level: Any = 0.95) -> str:
     """'change +0.0012, 95 % CI -0.0010 to +0.0030' of a ``{"rmse_change", "ci"}`` entry."""
     change, ci = _num(_get(c, "rmse_change")), _as_ci(_get(c, "ci"))
     text = f"change {fmt(change, 'signed')}"
-    return text + (f", 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}" if ci else "")
+    pct = f"{100 * (_num(level) or 0.95):.3g} %"
+    return text + (f", {pct} CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}" if ci else "")
 
 
 def _direction(c: Any) -> str:
@@ -224,42 +225,42 @@ def cold_start_text(metrics: dict[str, Any]) -> dict[str, Any] | None:
                 "control": None, "test": None, "segments": {}}  # fmt: skip
     by_k = [d for d in (block.get("by_k") or {}).values() if isinstance(d, dict)]
     lines, segments, controls = [], {}, []
+    lvl, seg_lvl = block.get("gate_level"), block.get("per_segment_level")
     for d in by_k:
         k, used, n = d.get("k"), str(d.get("used")), d.get("n_users")
         head = f"Users with at most {k} train rating{'s' if k != 1 else ''}: {_COLD_USED.get(used, used)}."
         seg_all, seg_g, all_g = d.get("segment_vs_all_users"), d.get("segment_vs_global"), d.get("all_users_vs_global")
         if used == "segment":
-            why = (f" On {fmt(n)} simulated new users the segment prior beat the all-users prior ({_span(seg_all)}) "
-                   f"and the global model ({_span(seg_g)}).")  # fmt: skip
+            why = (f" On {fmt(n)} simulated new users the segment prior beat the all-users prior ({_span(seg_all, lvl)}) "
+                   f"and the global model ({_span(seg_g, lvl)}).")  # fmt: skip
         else:
             why = (f" On {fmt(n)} simulated new users the segment prior did not pass the validation gate: against the "
-                   f"all-users prior {_span(seg_all)} ({_direction(seg_all)}), against the global model "
-                   f"{_span(seg_g)}. The all-users prior against the global model: {_span(all_g)} "
+                   f"all-users prior {_span(seg_all, lvl)} ({_direction(seg_all)}), against the global model "
+                   f"{_span(seg_g, lvl)}. The all-users prior against the global model: {_span(all_g, lvl)} "
                    f"({_direction(all_g)}).")  # fmt: skip
         lines.append(head + why)
         ctl = d.get("random_partition_vs_all_users")
         if isinstance(ctl, dict):
-            controls.append(f"k = {k}: {_span(ctl)}")
+            controls.append(f"k = {k}: {_span(ctl, lvl)}")
         for sid, s in (d.get("per_segment") or {}).items():
             if not isinstance(s, dict):
                 continue
-            what = f"at most {k} rating{'s' if k != 1 else ''}: "
-            what += (
-                "segment prior used" if s.get("used") else f"{_COLD_USED.get(used, used).replace(' is used', '')} used"
-            )
+            what = f"Users with at most {k} train rating{'s' if k != 1 else ''}: "
+            what += ("the segment prior is used for new users placed here" if s.get("used")
+                     else f"{_COLD_USED.get(used, used)}, not the segment prior")  # fmt: skip
             if s.get("ci") is None:
                 what += (f"; {fmt(s.get('n_users'))} simulated new users placed here, too few users to judge "
                          f"(segment prior against the global model: change {fmt(_num(s.get('rmse_change')), 'signed')})")  # fmt: skip
             else:
                 what += (f"; on {fmt(s.get('n_users'))} simulated new users placed here the segment prior against "
-                         f"the global model: {_span(s)} ({_direction(s)})")  # fmt: skip
+                         f"the global model: {_span(s, seg_lvl)} ({_direction(s)})")  # fmt: skip
             segments.setdefault(str(sid), []).append(what + ".")
     kept = [d.get("k") for d in by_k if d.get("used") == "segment"]
     prior = [d.get("k") for d in by_k if d.get("used") == "all-users"]
     summary = (f"New and sparse users: the segment prior is used for k = {', '.join(map(str, kept))}" if kept else
                "New and sparse users: the segment prior passed the validation gate for no k")  # fmt: skip
     summary += (f"; the all-users prior for k = {', '.join(map(str, prior))}" if prior else "") + "."
-    control = ("Control: the same prior on random groups of the same sizes, against the all-users prior: "
+    control = ("Control: the same prior on random groups of the segments' sizes, against the all-users prior: "
                + "; ".join(controls) + ".") if controls else None  # fmt: skip
     t = block.get("test")
     test = None
