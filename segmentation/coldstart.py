@@ -451,9 +451,13 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     n_sim = int(round(cfg.new_fraction * len(warm)))
     head = {"ks": ks, "warm_users": len(warm), "sparse_users": len(sparse),
             "sparse_by_k": {str(k): sum(v == k for v in sparse.values()) for k in ks}}  # fmt: skip
+    reason = None
     if n_sim < cfg.min_users:
         reason = (f"only {len(warm)} users have more than {kmax} train ratings, so {n_sim} would be simulated as "
                   f"new: fewer than predictor.cold_start.min_users = {cfg.min_users}")  # fmt: skip
+    elif not any(u in labels for u in warm):
+        reason = f"none of the {len(warm)} users with more than {kmax} train ratings is in a segment"
+    if reason is not None:
         logger.info("cold start skipped: %s", reason)
         return ColdStart({**head, "skipped": reason, "seconds": round(time.perf_counter() - t0, 3)})
     sim = pick_new_users(warm, cfg.new_fraction, seed=seed)
