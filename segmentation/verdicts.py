@@ -224,7 +224,9 @@ def cold_start_text(metrics: dict[str, Any]) -> dict[str, Any] | None:
         return {"summary": f"New and sparse users: no prior was tried ({block['skipped']}).", "by_k": [],
                 "control": None, "test": None, "segments": {}}  # fmt: skip
     by_k = [d for d in (block.get("by_k") or {}).values() if isinstance(d, dict)]
-    lines, segments, controls = [], {}, []
+    lines: list[str] = []
+    segments: dict[str, list[str]] = {}
+    controls: list[str] = []
     lvl, seg_lvl = block.get("gate_level"), block.get("per_segment_level")
     for d in by_k:
         k, used, n = d.get("k"), str(d.get("used")), d.get("n_users")
