@@ -155,7 +155,8 @@ class ColdStartConfig(_Section):
     enabled: bool = Field(
         True,
         description="Run the cold-start stage: simulate new users inside train, gate the segment prior and the "
-        "all-users prior on them, and predict the sparse test users with what the gate kept.",
+        "all-users prior on them, and predict the sparse test users with what the gate kept. Costs per k one fit of "
+        "the global model and one of an MF (MovieLens 100k, default blend: about 1.5 min per k on 2 busy cores).",
     )
     ks: list[int] = Field(
         default_factory=_default_cold_ks,
