@@ -506,8 +506,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
             m = seg_of_row == s
             n_users = len(set(groups[m].tolist()))
             c = (ci(p_global[m], p_seg[m], y=y[m], groups=groups[m], lvl=cfg.gate_level) if n_users >= cfg.min_users
-                 else {"rmse_change": float(np.sqrt(np.mean((p_seg[m] - y[m]) ** 2)) - np.sqrt(np.mean((p_global[m] - y[m]) ** 2))),
-                       "ci": None})  # fmt: skip
+                 else {"rmse_change": rmse(y[m], p_seg[m]) - rmse(y[m], p_global[m]), "ci": None})  # fmt: skip
             per_segment[str(s)] = {"n_users": n_users, "n_rows": int(m.sum()), **c, "used": used == "segment"}
         by_k[str(k)] = {
             "k": k, "used": used, "n_users": len(sim), "n_rows": int(len(y)),
@@ -522,7 +521,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
                     by_k[str(k)]["rmse"]["segment"], used)  # fmt: skip
     report = {**head, "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
               "placement": placement,
-              "prior_model": "mf" if global_model.params_ is not None else "mf (fitted for the priors)", "by_k": by_k}  # fmt: skip
+              "prior_model": "the global model's MF" if global_model.params_ is not None else "an MF fitted for the priors",
+              "by_k": by_k}  # fmt: skip
     kept = {int(k): d for k, d in by_k.items() if d["used"] != "global"}
     covered = {u: k for u, k in sparse.items() if k in kept}
     predictor = None
