@@ -26,7 +26,8 @@ of the other users' rows), :func:`place_users` (a new user's segment by the vote
 and the segment prior, and keeps a prior only where the gate (paired user-bootstrap intervals, Bonferroni over
 the ks) says it helps; the result, a :class:`ColdStart`, predicts the run's sparse users (at most the largest
 kept k train ratings) with the kept prior and everyone else exactly as the global model does
-(:class:`ColdStartPredictor`). The evaluate stage scores it on test (:func:`evaluate_cold_start`).
+(:class:`ColdStartPredictor`). The evaluate stage scores it on test
+(:func:`segmentation.evaluate.evaluate_cold_start`).
 """
 
 import logging
@@ -50,14 +51,12 @@ from segmentation.predict import random_partition
 from segmentation.represent import DEFAULT_METHOD, build_user_vectors
 
 __all__ = [
-    "IMPLICIT_SKIPPED",
     "ColdSplit",
     "ColdStart",
     "ColdStartPredictor",
     "SegmentPriorPredictor",
     "cold_start_split",
     "cold_start_users",
-    "evaluate_cold_start",
     "fit_cold_model",
     "fit_prior_predictor",
     "mean_diff_ci",
@@ -71,8 +70,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-IMPLICIT_SKIPPED = "implicit feedback: there are no ratings to predict, so no cold-start prior was tried"
 
 
 @dataclass(frozen=True)
@@ -546,39 +543,3 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     report["covered_users"] = len(covered)
     report["seconds"] = round(time.perf_counter() - t0, 3)
     return ColdStart(report, predictor, sparse)
-
-
-def evaluate_cold_start(cold: ColdStart | None, test: pl.DataFrame, global_model: GlobalPredictor, *,
-                        n_boot: int = 200, seed: int = 0) -> dict:  # fmt: skip
-    """The cold-start block of ``metrics.json``: the stage's report plus, under ``test``, the sparse test users'
-    RMSE with the model the gate chose for them against the global model's, with a paired user-bootstrap
-    interval (evaluation on test, not a choice), overall and per k.
-
-    ``cold`` None (the stage did not run) gives ``{"skipped": ...}``.
-    """
-    if cold is None:
-        return {"skipped": "predictor.cold_start.enabled is false"}
-    out = dict(cold.report)
-    if out.get("skipped"):
-        return out
-    users = test["user_id"].cast(pl.String)
-    bucket = np.array([cold.sparse.get(u, 0) for u in users.to_list()])
-    m = bucket > 0
-    y = test["rating"].to_numpy()[m]
-    groups = users.to_numpy()[m]
-    sub = test.filter(pl.Series(m))
-    p_global = np.asarray(global_model.predict(sub), dtype=np.float64)
-    p_cold = cold.predictor.predict(sub) if cold.predictor is not None else p_global
-
-    def block(mask: np.ndarray) -> dict:
-        if not mask.any():
-            return {"n_users": 0, "n_rows": 0, "rmse_global": None, "rmse_cold_start": None, "rmse_change": None,
-                    "ci": None}  # fmt: skip
-        d = paired_bootstrap_ci(y[mask], p_global[mask], p_cold[mask], groups[mask], n_boot=max(n_boot, 50), seed=seed)
-        return {"n_users": len(set(groups[mask].tolist())), "n_rows": int(mask.sum()),
-                "rmse_global": rmse(y[mask], p_global[mask]), "rmse_cold_start": rmse(y[mask], p_cold[mask]),
-                **_change(*d)}  # fmt: skip
-
-    b = bucket[m]
-    out["test"] = {**block(np.ones(len(y), bool)), "by_k": {str(k): block(b == k) for k in cold.report["ks"]}}
-    return out

@@ -71,7 +71,7 @@ class ColdStartGate:
 @dataclass(frozen=True)
 class ColdStartResult:
     """``metrics.json`` → ``cold_start``, typed: what the cold-start stage chose per k and how the sparse test users
-    fared (:func:`segmentation.coldstart.evaluate_cold_start`). ``skipped`` holds the reason when it did not run."""
+    fared (:func:`segmentation.evaluate.evaluate_cold_start`). ``skipped`` holds the reason when it did not run."""
 
     skipped: str | None
     ks: list[int]

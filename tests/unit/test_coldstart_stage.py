@@ -7,9 +7,10 @@ import pytest
 
 from embeddings.encoder import Embeddings
 from segmentation.cluster import Segmentation
-from segmentation.coldstart import cold_start_split, cold_start_users, evaluate_cold_start, planted_segment_behaviour
+from segmentation.coldstart import cold_start_split, cold_start_users, planted_segment_behaviour
 from segmentation.config import IndexConfig, MFConfig, PredictorConfig
 from segmentation.data import Split, split_ratings
+from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import fit_global_predictor, random_partition
 
 CONFIG = PredictorConfig(model="mf", refit=False, mf=MFConfig(embedding_size=16, epochs=40),
