@@ -53,20 +53,23 @@ import scipy.sparse as sp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from embeddings.index import VectorIndex  # noqa: E402
-from segmentation.cluster import assign_by_neighbours, fit_segments  # noqa: E402
+from embeddings.encoder import Embeddings  # noqa: E402
+from segmentation.cluster import fit_segments  # noqa: E402
 from segmentation.coldstart import (  # noqa: E402
     SegmentPriorPredictor,
     cold_start_split,
+    fit_cold_model,
+    fit_prior_predictor,
     mean_diff_ci,
     ndcg_per_user,
     pick_new_users,
+    place_users,
     planted_segment_behaviour,
     segment_popularity_scores,
-    segment_priors,
+    warm_priors,
 )
 from segmentation.config import PipelineConfig, PredictorConfig  # noqa: E402
-from segmentation.data import Split, Vocab, load_movielens_100k, split_ratings  # noqa: E402
+from segmentation.data import Vocab, load_movielens_100k, split_ratings  # noqa: E402
 from segmentation.evaluate import rmse  # noqa: E402
 from segmentation.predict import fit_global_predictor, fit_segment_predictors, paired_bootstrap_ci, random_partition  # noqa: E402
 from segmentation.rank.base import zscore  # noqa: E402
@@ -103,18 +106,6 @@ def load(name: str, quick: bool, n_users: int | None = None) -> tuple[pl.DataFra
     return planted.interactions, ds.items, planted.truth
 
 
-def fit_mf(train: pl.DataFrame, new_users: list[str], emb, seed: int = 0):  # noqa: ANN001, ANN201
-    """MF on ``train``, early-stopped on a 10 % carve of the rows of users not in ``new_users``."""
-    warm = ~train["user_id"].is_in(new_users).to_numpy()
-    rng = np.random.default_rng(seed)
-    carve = np.zeros(train.height, bool)
-    idx = np.flatnonzero(warm)
-    carve[rng.choice(idx, int(round(0.1 * len(idx))), replace=False)] = True
-    m = pl.Series(carve)
-    split = Split(train=train.filter(~m), valid=train.filter(m), test=train.head(0), method="cold")
-    return fit_global_predictor(split, MF, item_embeddings=emb, seed=seed)
-
-
 class Segments:
     """Segments of warm users and a vote that places users from a few rows."""
 
@@ -133,10 +124,9 @@ class Segments:
         """Segment of each user of ``rows`` from those rows, by a vote of warm users not in ``exclude``."""
         q = build_user_vectors(rows, self.emb, method=DEFAULT_METHOD, items=self.items)
         keep = ~np.isin(self.vectors.ids.astype(str), exclude)
-        index = VectorIndex("flat").fit(self.vectors.ids[keep], self.vectors.vectors[keep])
-        labels = self.control if control else self.assign
-        out = assign_by_neighbours(q.vectors, index, labels.filter(~pl.col("user_id").is_in(exclude)))
-        return dict(zip(q.ids.astype(str).tolist(), out["segment_id"].to_list()))
+        both = Embeddings(np.concatenate([self.vectors.ids[keep], q.ids]),
+                          np.vstack([self.vectors.vectors[keep], q.vectors]), q.model)  # fmt: skip
+        return place_users(both, self.labels(control), set(q.ids.astype(str).tolist()))
 
     def labels(self, control: bool = False) -> dict[str, int]:
         f = self.control if control else self.assign
@@ -151,20 +141,14 @@ class Fold:
 
     def __init__(self, train: pl.DataFrame, scored: pl.DataFrame, new_users: list[str], segs: Segments, emb) -> None:  # noqa: ANN001
         self.train, self.scored, self.new = train, scored, new_users
-        self.model = fit_mf(train, new_users, emb)
+        self.model = fit_cold_model(train, new_users, MF, item_embeddings=emb)
         new_rows = train.filter(pl.col("user_id").is_in(new_users))
         self.new_rows = new_rows
         self.place = {c: segs.place(new_rows, new_users, control=c) for c in (False, True)}
         warm_labels = {c: segs.labels(c) for c in (False, True)}
-        params = self.model.params_
-        vocab = self.model.user_vocab_
-        warm_ids = [u for u in warm_labels[False] if u not in set(new_users)]
-        nums = vocab.lookup(pl.Series(warm_ids, dtype=pl.String), missing=-1)
-        ok = nums >= 0
-        self.priors = {}
-        for c in (False, True):
-            lab = np.array([warm_labels[c][u] for u in warm_ids])[ok]
-            self.priors[c] = segment_priors(params, nums[ok], lab)
+        new = set(new_users)
+        self.priors = {c: warm_priors(self.model, {u: s for u, s in warm_labels[c].items() if u not in new})
+                       for c in (False, True)}  # fmt: skip
         self.place["fit"] = self._place_by_fit()
         # ranking matrices
         self.items = Vocab.from_ids(sorted(train["item_id"].unique().to_list(), key=lambda s: (len(s), s)))
@@ -231,13 +215,8 @@ class Fold:
     def prior_predictor(self, system: str, reg: float | None) -> SegmentPriorPredictor:
         control = system == "random-partition"
         key = "fit" if system == "segment-aware-fit" else control
-        priors = self.priors[control]
-        if system == "global-prior":
-            prior_of = {u: priors[-1] for u in self.new}
-        else:
-            place = self.place[key]
-            prior_of = {u: priors.get(place.get(u, -1), priors[-1]) for u in self.new}
-        return SegmentPriorPredictor(self.model, float(reg)).fit(self.new_rows, prior_of)
+        place = None if system == "global-prior" else self.place[key]
+        return fit_prior_predictor(self.model, self.new_rows, self.priors[control], place, float(reg))
 
     # ranking
     def ndcg(self, system: str, alpha: float = 0.0) -> np.ndarray:

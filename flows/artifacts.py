@@ -61,6 +61,9 @@ def summary_markdown(run_dir: Path) -> str:
     lines[-1:-1] = _tentative_lines(verdicts.get("tentative") or [])
     if verdicts.get("control"):
         lines.insert(-1, f"- {verdicts['control']}")
+    cold = verdicts.get("cold_start")
+    if isinstance(cold, dict) and cold.get("summary"):
+        lines.insert(-1, f"- {cold['summary']}" + (f" {cold['test']}" if cold.get("test") else ""))
     return "\n".join(lines)
 
 

@@ -34,6 +34,7 @@ from flows.tasks import Stages
 from flows.tasks import retry_unless_user_error as _retry_unless_user_error  # noqa: F401  (tests import it from here)
 from segmentation.cache import clean_cache
 from segmentation.cluster import segment_users
+from segmentation.coldstart import cold_start_users
 from segmentation.config import PipelineConfig
 from segmentation.data import cache_root, split_ratings
 from segmentation.describe import describe_run
@@ -68,6 +69,7 @@ def _run_stages(config: PipelineConfig) -> str:
     rated = not dataset.implicit
     global_model: PrefectFuture[Any] | None
     segment_models: PrefectFuture[Any] | None
+    cold_start: PrefectFuture[Any] | None = None
     if rated:
         global_model = s.submit("train-global", fit_global_predictor, split, config.predictor,
                                 kwargs={"item_embeddings": items, "seed": config.seed})  # fmt: skip
@@ -81,6 +83,9 @@ def _run_stages(config: PipelineConfig) -> str:
     if rated:
         segment_models = s.submit("fine-tune-segments", fine_tune_segments, global_model, split, segmentation,
                                   config.predictor, config.seed)  # fmt: skip
+        if config.predictor.cold_start.enabled:  # new and sparse users: a segment or all-users prior, gated
+            cold_start = s.submit("cold-start", cold_start_users, split, dataset.items, items, segmentation,
+                                  global_model, config.predictor, config.represent.method, config.index, config.seed)  # fmt: skip
     else:
         log.info("implicit feedback (no rating column): no rating model and no per-segment fine-tuning; "
                  "the rankers are fitted and evaluated on every held-out interaction")  # fmt: skip
@@ -88,7 +93,7 @@ def _run_stages(config: PipelineConfig) -> str:
     rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
                         config.seed)  # fmt: skip
     s.submit("evaluate", evaluate_run, dataset, split, segmentation, global_model, segment_models, rankings, items,
-             config.evaluate, config.seed)  # fmt: skip
+             config.evaluate, config.seed, cold_start)  # fmt: skip
     v = s.wait_all()
     hits = s.cached()
     log.info("cache: %d of %d cached stages reused (%s); stages took %.1f s", len(hits),

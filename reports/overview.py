@@ -208,6 +208,38 @@ def _models_table(data: RunFolder, segs: list[Seg], models: dict[int, dict[str, 
     return Table(cols, rows, groups=groups, wide=True) if rows else None
 
 
+def _cold_start_table(data: RunFolder) -> Table | None:
+    """One row per k of the cold-start gate: what is used, validation RMSE of each choice, the changes, test."""
+    cs = data.cold_start
+    if cs is None or not cs.gates:
+        return None
+    used_cell = {"segment": Cell("segment prior", cls="good"), "all-users": Cell("all-users prior"),
+                 "global": Cell("global", cls="muted")}  # fmt: skip
+    rows = []
+    for g in cs.gates:
+        t = g.test or {}
+        rows.append([Cell(f"≤ {g.k}", sort=g.k), used_cell.get(g.used, Cell(g.used)), _c(g.n_users),
+                     _c(g.rmse.get("global"), "d4"), _c(g.rmse.get("all_users"), "d4"), _c(g.rmse.get("segment"), "d4"),
+                     _change_cell(*g.changes["segment_vs_all_users"]), _change_cell(*g.changes["segment_vs_global"]),
+                     _change_cell(*g.changes["random_partition_vs_all_users"]), _c(t.get("n_users")),
+                     _change_cell(_num(t.get("rmse_change")), _ci_pair(t.get("ci")))])  # fmt: skip
+    cols = [Column("Train ratings"), Column("Used"), Column("Simulated new users", num=True),
+            Column("RMSE global", num=True), Column("RMSE all-users prior", num=True),
+            Column("RMSE segment prior", num=True),
+            Column("Segment vs all-users prior (CI)", num=True, title="Negative: the segment prior is better"),
+            Column("Segment prior vs global (CI)", num=True, title="Negative: the segment prior is better"),
+            Column("Random groups vs all-users prior (CI)", num=True,
+                   title="Control: the same prior on random groups of the segments' sizes"),
+            Column("Sparse test users", num=True),
+            Column("Test: used minus global (CI)", num=True, title="Negative: the model used is better")]  # fmt: skip
+    groups = [("", 2), ("Validation: simulated new users pick the model", 7), ("Held-out test: the final check", 2)]
+    return Table(cols, rows, groups=groups, wide=True)
+
+
+def _ci_pair(c: Any) -> tuple[float, float] | None:
+    return (float(c[0]), float(c[1])) if isinstance(c, list | tuple) and len(c) == 2 and None not in c else None
+
+
 def _config_rows(data: RunFolder) -> Table | None:
     cfg = data.config or {}
     rows = []
@@ -270,6 +302,8 @@ def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, 
         "accuracy_table": systems_table(rating_systems, first="Model"),
         "global_model": key_value_table(_get(m, "models", "global")),
         "models_table": _models_table(data, segs, models),
+        "cold_start": data.verdicts.get("cold_start"),
+        "cold_start_table": _cold_start_table(data),
         "ranking_table": systems_table(_get(m, "ranking"), first="Recommender"),
         "ranking_segments": per_segment_table(_get(m, "ranking"), segs, ("ndcg",)),
         "beyond_table": systems_table(_get(m, "beyond_accuracy"), first="Recommender"),

@@ -130,6 +130,7 @@ def _segment_page(data: RunFolder, segs: list[Seg], i: int, overall: _Overall) -
         if demo_numeric
         else None,  # fmt: skip
         "model_lines": model_lines,
+        "cold_start_lines": (_get(data.verdicts, "cold_start", "segments") or {}).get(str(s.id), []),
         "stability_text": stability_sentence(m, s, segs),
         "tentative_text": TENTATIVE_MEANING if s.tentative else None,
         "accuracy_table": acc_table,

@@ -1,6 +1,6 @@
-"""Cold start: users with a few interactions, and segments as a prior for them (issue 16, research part).
+"""Cold start: users with a few interactions, and segments as a prior for them (issue 16).
 
-Three pieces, used by ``benchmarks/cold_start.py`` (not yet by the flow or the report):
+The research pieces, used by ``benchmarks/cold_start.py`` and by the flow's cold-start stage:
 
 * :func:`cold_start_split` — the protocol: a seeded share of the users is "new"; each keeps only its
   first ``k`` interactions (by timestamp, then item id) in train, and the rest are held out to score.
@@ -16,30 +16,60 @@ Three pieces, used by ``benchmarks/cold_start.py`` (not yet by the flow or the r
   segment-by-item offset), to check that per-segment fine-tuning finds and keeps such segments.
 
 Choices (``reg``, the blend weight) are made on validation users simulated inside train, never on test.
+
+Shared by the benchmark and the stage: :func:`fit_cold_model` (a model on a cold train, early-stopped on a carve
+of the other users' rows), :func:`place_users` (a new user's segment by the vote of its nearest labelled users),
+:func:`warm_priors` and :func:`fit_prior_predictor`.
+
+:func:`cold_start_users` is the flow's ``cold-start`` stage (explicit ratings only): per ``k`` of
+``predictor.cold_start.ks`` it simulates new users inside train, fits the run's global model, the all-users prior
+and the segment prior, and keeps a prior only where the gate (paired user-bootstrap intervals, Bonferroni over
+the ks) says it helps; the result, a :class:`ColdStart`, predicts the run's sparse users (at most the largest
+kept k train ratings) with the kept prior and everyone else exactly as the global model does
+(:class:`ColdStartPredictor`). The evaluate stage scores it on test
+(:func:`segmentation.evaluate.evaluate_cold_start`).
 """
 
-from dataclasses import dataclass
+import logging
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
+from embeddings.encoder import Embeddings
+from embeddings.index import VectorIndex
 from segmentation._errors import ConfigError, DataError
-from segmentation._metrics import bootstrap_ci, ndcg_from_hits
-from segmentation._predict_global import GlobalPredictor
+from segmentation._metrics import bootstrap_ci, ndcg_from_hits, paired_bootstrap_ci, rmse
+from segmentation._predict_global import GlobalPredictor, fit_global_predictor
 from segmentation._predict_mf import MFParams
+from segmentation.cluster import Segmentation, assign_by_neighbours
+from segmentation.config import IndexConfig, PredictorConfig
+from segmentation.data import Split
 from segmentation.planted import NOISE_LABEL, PlantedBehaviour, planted_behaviour
+from segmentation.predict import random_partition
+from segmentation.represent import DEFAULT_METHOD, build_user_vectors
 
 __all__ = [
     "ColdSplit",
+    "ColdStart",
+    "ColdStartPredictor",
     "SegmentPriorPredictor",
     "cold_start_split",
+    "cold_start_users",
+    "fit_cold_model",
+    "fit_prior_predictor",
     "mean_diff_ci",
     "ndcg_per_user",
     "pick_new_users",
     "planted_segment_behaviour",
     "segment_popularity_scores",
     "segment_priors",
+    "place_users",
+    "warm_priors",
 ]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -179,6 +209,68 @@ class SegmentPriorPredictor:
         return out
 
 
+def fit_cold_model(train: pl.DataFrame, new_users: list[str], config: PredictorConfig, *,
+                   item_embeddings: Embeddings | None = None, seed: int = 0, carve: float = 0.1) -> GlobalPredictor:  # fmt: skip
+    """A global model on a cold train, early-stopped on a seeded ``carve`` of the rows of the users not in
+    ``new_users`` (the new users' few rows all stay in train)."""
+    warm = ~train["user_id"].is_in(list(new_users)).to_numpy()
+    idx = np.flatnonzero(warm)
+    pick = np.zeros(train.height, bool)
+    pick[np.random.default_rng(seed).choice(idx, int(round(carve * len(idx))), replace=False)] = True
+    m = pl.Series(pick)
+    split = Split(train=train.filter(~m), valid=train.filter(m), test=train.head(0), method="cold")
+    return fit_global_predictor(split, config, item_embeddings=item_embeddings, seed=seed)
+
+
+def place_users(vectors: Embeddings, labels: dict[str, int], new_users: list[str] | set[str], *, k: int = 15,
+                index: IndexConfig | None = None) -> dict[str, int]:  # fmt: skip
+    """Segment of each of ``new_users`` that has a vector, by the similarity-weighted vote of its ``k`` nearest
+    labelled users that are not new (:func:`segmentation.cluster.assign_by_neighbours`).
+
+    Args:
+        vectors: user vectors (ids, L2-normalised rows), the new users' built from their few rows.
+        labels: the voters' segments (user id -> segment id, never noise).
+        new_users: the users to place (never voters).
+        k: voters per new user.
+        index: the FAISS settings (exact search up to ``approximate_above`` voters, HNSW above); None: exact.
+    """
+    ids = vectors.ids.astype(str)
+    new = set(new_users)
+    is_new = np.fromiter((u in new for u in ids), bool, len(ids))
+    voters = ~is_new & np.fromiter((u in labels for u in ids), bool, len(ids))
+    if not is_new.any() or not voters.any():
+        return {}
+    kind = "flat" if index is None else index.kind
+    near = VectorIndex(kind, **({} if index is None else {"approximate_above": index.approximate_above,
+                                                          "hnsw_m": index.hnsw_m}))  # fmt: skip
+    near.fit(ids[voters], vectors.vectors[voters])
+    frame = pl.DataFrame({"user_id": ids[voters].tolist(), "nearest_segment": [labels[u] for u in ids[voters]]})
+    out = assign_by_neighbours(vectors.vectors[is_new], near, frame, k=min(k, int(voters.sum())))
+    return dict(zip(ids[is_new].tolist(), (int(s) for s in out["segment_id"].to_list())))
+
+
+def warm_priors(model: GlobalPredictor, labels: dict[str, int]) -> dict[int, np.ndarray]:
+    """:func:`segment_priors` of the labelled users that ``model``'s MF knows (user id -> segment id)."""
+    assert model.params_ is not None and model.user_vocab_ is not None
+    ids = list(labels)
+    nums = model.user_vocab_.lookup(pl.Series(ids, dtype=pl.String), missing=-1)
+    ok = nums >= 0
+    return segment_priors(model.params_, nums[ok], np.array([labels[u] for u in ids], dtype=np.int64)[ok])
+
+
+def fit_prior_predictor(model: GlobalPredictor, rows: pl.DataFrame, priors: dict[int, np.ndarray],
+                        place: dict[str, int] | None, reg: float) -> SegmentPriorPredictor:  # fmt: skip
+    """A :class:`SegmentPriorPredictor` for the users of ``rows``, each pulled toward its segment's prior
+    (``place``: user -> segment; a user placed nowhere, or in a segment without a prior, gets the all-users one)
+    or, with ``place`` None, toward the all-users prior (``priors[-1]``)."""
+    users = rows["user_id"].unique().to_list()
+    if place is None:
+        prior_of = {u: priors[-1] for u in users}
+    else:
+        prior_of = {u: priors.get(place.get(u, -1), priors[-1]) for u in users}
+    return SegmentPriorPredictor(model, reg).fit(rows, prior_of)
+
+
 # ------------------------------------------------------------------------------------------------ ranking
 
 
@@ -259,3 +351,195 @@ def planted_segment_behaviour(items: pl.DataFrame, n_users: int, *, rng: np.rand
     out = np.where(labels == NOISE_LABEL, r, np.clip(np.rint(out), 1, 5))
     interactions = base.interactions.with_columns(pl.Series("rating", out, dtype=pl.Float64))
     return PlantedBehaviour(interactions, base.truth, base.styles), {"stretch": stretches, "taste": delta}
+
+
+# ------------------------------------------------------------------------------------------------ the flow's stage
+
+
+class ColdStartPredictor:
+    """The run's global model for everyone; for the sparse users the gate covers, the prior model it kept.
+
+    Args:
+        global_model: the run's global predictor (what every other user is predicted with, unchanged).
+        parts: one fitted :class:`SegmentPriorPredictor` per kept k, each holding only that k's sparse users.
+    """
+
+    def __init__(self, global_model: GlobalPredictor, parts: list[SegmentPriorPredictor]) -> None:
+        self.global_model = global_model
+        self.parts = parts
+
+    @property
+    def users(self) -> set[str]:
+        """The users predicted by a prior model."""
+        return {u for p in self.parts for u in p.theta_}
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        out = np.asarray(self.global_model.predict(frame), dtype=np.float64).copy()
+        users = frame["user_id"].cast(pl.String)
+        for part in self.parts:
+            rows = np.flatnonzero(users.is_in(list(part.theta_)).to_numpy())
+            if len(rows):
+                out[rows] = part.predict(frame[rows])
+        return out
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """What the cold-start stage decided (``report``: JSON-ready, ``metrics.json`` → ``cold_start``) and, when a
+    prior was kept for some k and the run has sparse users under it, the predictor that uses it."""
+
+    report: dict
+    predictor: ColdStartPredictor | None = None
+    sparse: dict[str, int] = field(default_factory=dict)  # sparse user -> the k it falls under
+
+
+def _change(d: float, lo: float, hi: float) -> dict:
+    ok = all(np.isfinite(x) for x in (d, lo, hi))
+    return {"rmse_change": float(d) if np.isfinite(d) else None, "ci": [float(lo), float(hi)] if ok else None}
+
+
+def _placement_method(method: str) -> str:
+    """The run's representation, rebuilt from a cold train; one that needs behaviour-profile embeddings (an
+    encoder) places users with the default representation instead."""
+    return DEFAULT_METHOD if "profile" in method.split("+") else method
+
+
+def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, segmentation: Segmentation,
+                     global_model: GlobalPredictor, config: PredictorConfig, method: str, index: IndexConfig,
+                     seed: int) -> ColdStart:  # fmt: skip
+    """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
+    new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
+
+    For each ``k`` of ``config.cold_start.ks``: a seeded ``new_fraction`` of the users with more than the
+    largest k train rows (train + validation rows of ``split``) is cut to its first k rows
+    (:func:`cold_start_split`); on that cold train the run's global model is fitted (:func:`fit_cold_model`),
+    and the simulated users' other rows are predicted (a) by it, (b) with their MF bias and factors re-solved
+    toward the mean of all warm users and (c) toward the mean of their segment (placed by :func:`place_users`
+    from a vector of their k rows); the pull is chosen from ``config.cold_start.regs`` on the same users. The
+    segment prior is kept for k only when its RMSE change has a paired user-bootstrap interval below zero
+    against both (a) and (b); else the all-users prior when its interval against (a) is below zero; else
+    nothing. Intervals at level ``1 - (1 - gate_level) / len(ks)`` (Bonferroni). The same prior on a random
+    partition of the warm users is reported as the control. Cost: a few model fits per k, linear in users.
+
+    Args:
+        split: the run's split (only train and validation rows are read).
+        items: the catalogue (categories for the placement vectors).
+        item_vectors: item embeddings (the placement vectors, the global model's side features).
+        segmentation: the run's segments (each warm user's ``nearest_segment``).
+        global_model: the run's global model (sparse users the gate does not cover keep its predictions).
+        config: the predictor section (``cold_start`` holds the stage's settings; the rest fits the models).
+        method: the run's user representation (``represent.method``) for placing users.
+        index: the run's FAISS settings for the placement vote.
+        seed: the run's seed.
+    """
+    t0 = time.perf_counter()
+    cfg = config.cold_start
+    ks = list(cfg.ks)
+    kmax = ks[-1]
+    base = split.train_full
+    counts = base.group_by("user_id").len()
+    n_of = dict(zip(counts["user_id"].to_list(), counts["len"].to_list()))
+    warm = sorted(u for u, n in n_of.items() if n > kmax)
+    sparse = {u: next(k for k in ks if n <= k) for u, n in n_of.items() if n <= kmax}
+    a = segmentation.assignments
+    labels = {
+        u: int(s) for u, s in zip(a["user_id"].to_list(), a["nearest_segment"].to_list()) if s is not None and s >= 0
+    }
+    n_sim = int(round(cfg.new_fraction * len(warm)))
+    head = {"ks": ks, "warm_users": len(warm), "sparse_users": len(sparse),
+            "sparse_by_k": {str(k): sum(v == k for v in sparse.values()) for k in ks}}  # fmt: skip
+    reason = None
+    if n_sim < cfg.min_users:
+        reason = (f"only {len(warm)} users have more than {kmax} train ratings, so {n_sim} would be simulated as "
+                  f"new: fewer than predictor.cold_start.min_users = {cfg.min_users}")  # fmt: skip
+    elif not any(u in labels for u in warm):
+        reason = f"none of the {len(warm)} users with more than {kmax} train ratings is in a segment"
+    if reason is not None:
+        logger.info("cold start skipped: %s", reason)
+        return ColdStart({**head, "skipped": reason, "seconds": round(time.perf_counter() - t0, 3)})
+    sim = pick_new_users(warm, cfg.new_fraction, seed=seed)
+    sim_set = set(sim)
+    warm_labels = {u: labels[u] for u in warm if u in labels and u not in sim_set}
+    shuffled = random_partition(pl.DataFrame({"user_id": list(warm_labels), "segment_id": list(warm_labels.values())},
+                                             schema={"user_id": pl.String, "segment_id": pl.Int64}), seed)  # fmt: skip
+    ctl_labels = dict(zip(shuffled["user_id"].to_list(), (int(s) for s in shuffled["segment_id"].to_list())))
+    level = 1.0 - (1.0 - cfg.gate_level) / len(ks)
+    mf_config = config if config.model == "mf" else config.model_copy(update={"model": "mf"})
+    placement = _placement_method(method)
+    by_k: dict[str, dict] = {}
+    for k in ks:
+        cold = cold_start_split(base, sim, k)
+        model = fit_cold_model(cold.train, sim, config, item_embeddings=item_vectors, seed=seed)
+        mf = model if model.params_ is not None else fit_cold_model(cold.train, sim, mf_config,
+                                                                    item_embeddings=item_vectors, seed=seed)  # fmt: skip
+        scored = cold.held_out
+        y, groups = scored["rating"].to_numpy(), scored["user_id"].to_numpy()
+        new_rows = cold.train.filter(pl.col("user_id").is_in(sim))
+        vectors = build_user_vectors(cold.train, item_vectors, method=placement, items=items, seed=seed)
+        place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
+        place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
+        priors, priors_ctl = warm_priors(mf, warm_labels), warm_priors(mf, ctl_labels)
+
+        def best(where: dict[str, int] | None, pri: dict[int, np.ndarray], mf=mf, new_rows=new_rows, scored=scored,
+                 y=y) -> tuple[float, np.ndarray]:  # fmt: skip
+            preds = {r: fit_prior_predictor(mf, new_rows, pri, where, r).predict(scored) for r in cfg.regs}
+            reg = min(preds, key=lambda r: rmse(y, preds[r]))
+            return reg, preds[reg]
+
+        p_global = model.predict(scored)
+        reg_all, p_all = best(None, priors)
+        reg_seg, p_seg = best(place, priors)
+        reg_ctl, p_ctl = best(place_ctl, priors_ctl)
+
+        def ci(p_a: np.ndarray, p_b: np.ndarray, y=y, groups=groups, lvl: float = level) -> dict:
+            return _change(*paired_bootstrap_ci(y, p_a, p_b, groups, n_boot=cfg.gate_bootstrap, seed=seed, level=lvl))
+
+        seg_g, seg_all, all_g = ci(p_global, p_seg), ci(p_all, p_seg), ci(p_global, p_all)
+        below = lambda c: c["ci"] is not None and c["ci"][1] < 0  # noqa: E731
+        used = "segment" if below(seg_g) and below(seg_all) else "all-users" if below(all_g) else "global"
+        seg_of_row = np.array([place.get(u, -1) for u in groups.tolist()])
+        per_segment = {}
+        for s in sorted(set(seg_of_row.tolist())):
+            m = seg_of_row == s
+            n_users = len(set(groups[m].tolist()))
+            c = (ci(p_global[m], p_seg[m], y=y[m], groups=groups[m], lvl=cfg.gate_level) if n_users >= cfg.min_users
+                 else {"rmse_change": rmse(y[m], p_seg[m]) - rmse(y[m], p_global[m]), "ci": None})  # fmt: skip
+            per_segment[str(s)] = {"n_users": n_users, "n_rows": int(m.sum()), **c, "used": used == "segment"}
+        by_k[str(k)] = {
+            "k": k, "used": used, "n_users": len(sim), "n_rows": int(len(y)),
+            "reg": {"all_users": reg_all, "segment": reg_seg, "random_partition": reg_ctl},
+            "rmse": {"global": rmse(y, p_global), "all_users": rmse(y, p_all), "segment": rmse(y, p_seg),
+                     "random_partition": rmse(y, p_ctl)},
+            "segment_vs_global": seg_g, "segment_vs_all_users": seg_all, "all_users_vs_global": all_g,
+            "random_partition_vs_all_users": ci(p_all, p_ctl), "per_segment": per_segment,
+        }  # fmt: skip
+        logger.info("cold start k=%d: %d simulated new users; RMSE global %.4f, all-users prior %.4f, segment prior "
+                    "%.4f; used: %s", k, len(sim), by_k[str(k)]["rmse"]["global"], by_k[str(k)]["rmse"]["all_users"],
+                    by_k[str(k)]["rmse"]["segment"], used)  # fmt: skip
+    report = {**head, "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
+              "placement": placement,
+              "prior_model": "the global model's MF" if global_model.params_ is not None else "an MF fitted for the priors",
+              "by_k": by_k}  # fmt: skip
+    kept = {int(k): d for k, d in by_k.items() if d["used"] != "global"}
+    covered = {u: k for u, k in sparse.items() if k in kept}
+    predictor = None
+    if covered:
+        prior_model = global_model if global_model.params_ is not None else fit_global_predictor(
+            split, mf_config, item_embeddings=item_vectors, seed=seed)  # fmt: skip
+        run_warm = {u: labels[u] for u in warm if u in labels}
+        priors = warm_priors(prior_model, run_warm)
+        place = {}
+        if any(d["used"] == "segment" for d in kept.values()):
+            vectors = build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed)
+            place = place_users(vectors, run_warm, set(covered), k=cfg.neighbours, index=index)
+        parts = []
+        for k, d in kept.items():
+            rows = base.filter(pl.col("user_id").is_in([u for u, b in covered.items() if b == k]))
+            if rows.height:
+                seg = d["used"] == "segment"
+                reg = d["reg"]["segment" if seg else "all_users"]
+                parts.append(fit_prior_predictor(prior_model, rows, priors, place if seg else None, reg))
+        predictor = ColdStartPredictor(global_model, parts)
+    report["covered_users"] = len(covered)
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    return ColdStart(report, predictor, sparse)

@@ -66,12 +66,14 @@ from segmentation.runs import json_safe
 
 __all__ = [
     "GROUP_COLUMNS",
+    "IMPLICIT_NO_COLD_START",
     "IMPLICIT_NO_RATINGS",
     "USER_GROUPS",
     "average_precision_at_k",
     "bootstrap_ci",
     "calibration_kl",
     "catalogue_coverage",
+    "evaluate_cold_start",
     "evaluate_rankings",
     "evaluate_ratings",
     "evaluate_run",
@@ -102,6 +104,7 @@ logger = logging.getLogger(__name__)
 USER_GROUPS = pl.Schema({"user_id": pl.String, "gender": pl.String, "age_band": pl.String, "activity": pl.String})
 #: Columns of ``groups`` that fairness gaps are computed across, when present and not all null.
 GROUP_COLUMNS = ("segment_id", "gender", "age_band", "activity")
+IMPLICIT_NO_COLD_START = "implicit feedback: there are no ratings to predict, so no cold-start prior was tried"
 IMPLICIT_NO_RATINGS = ("implicit feedback: the data has no ratings to predict, so no rating model was trained and "
                        "no per-segment model was tried; the rankers are judged on every held-out interaction")  # fmt: skip
 #: Age bands (lower bound inclusive) used when the users frame has a numeric ``age`` column.
@@ -518,12 +521,16 @@ def user_groups_frame(dataset: Dataset, split: Split, segmentation: Segmentation
 
 
 def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, global_model, segment_models,
-                 rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int) -> dict:  # fmt: skip
+                 rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int, cold_start=None) -> dict:  # fmt: skip
     """The flow's evaluate stage: accuracy, per-segment gains with CIs, ranking, beyond-accuracy and fairness
-    metrics, and the segmentation's quality.
+    metrics, the segmentation's quality, and the sparse users' figures under ``cold_start``
+    (:func:`evaluate_cold_start`: what the cold-start stage decided, and its sparse test users predicted with the
+    prior it kept against the global model).
 
-    ``global_model`` and ``segment_models`` (``segmentation.predict.FineTuned``) are None for implicit feedback.
+    ``global_model`` and ``segment_models`` (``segmentation.predict.FineTuned``) are None for implicit feedback;
+    ``cold_start`` (``segmentation.coldstart.ColdStart``) is None when the stage did not run.
     """
+
     test = split.test
     groups = user_groups_frame(dataset, split, segmentation)
     relevance = None if dataset.implicit else config.relevance_threshold  # implicit: every held-out interaction
@@ -539,8 +546,10 @@ def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, glo
         fairness["rating"] = {name: r.get("fairness", {}) for name, r in rating.items()
                               if isinstance(r, dict) and "fairness" in r}  # fmt: skip
     fairness["ranking"] = {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}
+    cold = (evaluate_cold_start(cold_start, test, global_model, n_boot=config.bootstrap, seed=seed) if rated
+            else {"skipped": IMPLICIT_NO_COLD_START})  # fmt: skip
     return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
-                      "segmentation_quality": quality})  # fmt: skip
+                      "segmentation_quality": quality, "cold_start": cold})  # fmt: skip
 
 
 def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segment_models, config: EvalConfig,
@@ -581,6 +590,43 @@ def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segm
             "note": "same fine-tuning and gate on random partitions of the same sizes",
         }  # fmt: skip
     return rating
+
+
+def evaluate_cold_start(cold, test: pl.DataFrame, global_model, *,
+                        n_boot: int = 200, seed: int = 0) -> dict:  # fmt: skip
+    """The cold-start block of ``metrics.json``: the stage's report plus, under ``test``, the sparse test users'
+    RMSE with the model the gate chose for them against the global model's, with a paired user-bootstrap
+    interval (evaluation on test, not a choice), overall and per k.
+
+    ``cold`` is the stage's :class:`segmentation.coldstart.ColdStart` (``report``, ``sparse``, ``predictor``);
+    None (the stage did not run) gives ``{"skipped": ...}``.
+    """
+    if cold is None:
+        return {"skipped": "predictor.cold_start.enabled is false"}
+    out = dict(cold.report)
+    if out.get("skipped"):
+        return out
+    users = test["user_id"].cast(pl.String)
+    bucket = np.array([cold.sparse.get(u, 0) for u in users.to_list()])
+    m = bucket > 0
+    y = test["rating"].to_numpy()[m]
+    groups = users.to_numpy()[m]
+    sub = test.filter(pl.Series(m))
+    p_global = np.asarray(global_model.predict(sub), dtype=np.float64)
+    p_cold = cold.predictor.predict(sub) if cold.predictor is not None else p_global
+
+    def block(mask: np.ndarray) -> dict:
+        if not mask.any():
+            return {"n_users": 0, "n_rows": 0, "rmse_global": None, "rmse_cold_start": None, "rmse_change": None,
+                    "ci": None}  # fmt: skip
+        d = paired_bootstrap_ci(y[mask], p_global[mask], p_cold[mask], groups[mask], n_boot=max(n_boot, 50), seed=seed)
+        return {"n_users": len(set(groups[mask].tolist())), "n_rows": int(mask.sum()),
+                "rmse_global": rmse(y[mask], p_global[mask]), "rmse_cold_start": rmse(y[mask], p_cold[mask]),
+                "rmse_change": _f(d[0]), "ci": _ci([d[1], d[2]])}  # fmt: skip
+
+    b = bucket[m]
+    out["test"] = {**block(np.ones(len(y), bool)), "by_k": {str(k): block(b == k) for k in cold.report["ks"]}}
+    return out
 
 
 def segmentation_quality(segmentation: Segmentation) -> dict:

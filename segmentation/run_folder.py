@@ -21,7 +21,8 @@ from segmentation.describe import AttributeProfile, SegmentProfile
 from segmentation.runs import load_run, write_json
 from segmentation.verdicts import models_by_segment, run_verdicts
 
-__all__ = ["COMPARISON", "DETAILS", "RunFolder", "load_run_folder", "rating_summary", "write_run_details"]
+__all__ = ["COMPARISON", "DETAILS", "ColdStartGate", "ColdStartResult", "RunFolder", "load_run_folder", "rating_summary",
+           "write_run_details"]  # fmt: skip
 
 DETAILS = "report_input.json"
 """The run-folder file with what presenting needs that the data files do not hold (schema: :func:`write_run_details`)."""
@@ -33,6 +34,82 @@ _USERS_COLUMNS = ("user_id", "segment_id", "membership", "x", "y")
 _CATEGORY_LIFT = {"segment_id": pl.Int32, "category": pl.String, "lift": pl.Float64, "share": pl.Float64}
 
 
+def _pair(c: Any) -> tuple[float, float] | None:
+    return (float(c[0]), float(c[1])) if isinstance(c, list | tuple) and len(c) == 2 and None not in c else None
+
+
+def _float(v: Any) -> float | None:
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+@dataclass(frozen=True)
+class ColdStartGate:
+    """The cold-start gate for one k (``metrics.json`` → ``cold_start.by_k``), on the simulated new users.
+
+    Attributes:
+        k: most train ratings of the users it covers (those above the previous k).
+        used: ``segment``, ``all-users`` or ``global``: what the sparse users under this k are predicted with.
+        n_users: simulated new users.
+        rmse: validation RMSE of ``global``, ``all_users``, ``segment`` and ``random_partition``.
+        changes: RMSE change (second minus first) and its interval: ``segment_vs_global``,
+            ``segment_vs_all_users``, ``all_users_vs_global``, ``random_partition_vs_all_users``.
+        per_segment: segment id -> (simulated users placed there, RMSE change of the segment prior against the
+            global model, its interval or None when too few users to judge).
+        test: the run's sparse test users under this k: ``n_users``, ``rmse_global``, ``rmse_cold_start``,
+            ``rmse_change``, ``ci`` (or None in a run without test figures).
+    """
+
+    k: int
+    used: str
+    n_users: int
+    rmse: dict[str, float | None]
+    changes: dict[str, tuple[float | None, tuple[float, float] | None]]
+    per_segment: dict[int, tuple[int, float | None, tuple[float, float] | None]]
+    test: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ColdStartResult:
+    """``metrics.json`` → ``cold_start``, typed: what the cold-start stage chose per k and how the sparse test users
+    fared (:func:`segmentation.evaluate.evaluate_cold_start`). ``skipped`` holds the reason when it did not run."""
+
+    skipped: str | None
+    ks: list[int]
+    gates: list[ColdStartGate]
+    sparse_users: int
+    covered_users: int
+    test: dict[str, Any] | None
+
+    @classmethod
+    def from_metrics(cls, metrics: Any) -> "ColdStartResult | None":
+        """The typed block, or None when the run has none (runs written before the stage existed)."""
+        raw = metrics.get("cold_start") if isinstance(metrics, dict) else None
+        if not isinstance(raw, dict):
+            return None
+        test = raw.get("test") if isinstance(raw.get("test"), dict) else None
+        gates = []
+        for key, d in (raw.get("by_k") or {}).items():
+            if not isinstance(d, dict):
+                continue
+            changes = {n: (_float(_get_dict(d, n).get("rmse_change")), _pair(_get_dict(d, n).get("ci")))
+                       for n in ("segment_vs_global", "segment_vs_all_users", "all_users_vs_global",
+                                 "random_partition_vs_all_users")}  # fmt: skip
+            per_segment = {int(sid): (int(e.get("n_users") or 0), _float(e.get("rmse_change")), _pair(e.get("ci")))
+                           for sid, e in (d.get("per_segment") or {}).items() if isinstance(e, dict)}  # fmt: skip
+            gates.append(ColdStartGate(k=int(d.get("k", key)), used=str(d.get("used")), n_users=int(d.get("n_users") or 0),
+                                       rmse={n: _float(v) for n, v in (d.get("rmse") or {}).items()},
+                                       changes=changes, per_segment=per_segment,
+                                       test=(test.get("by_k") or {}).get(str(key)) if test else None))  # fmt: skip
+        return cls(skipped=raw.get("skipped"), ks=[int(k) for k in raw.get("ks") or []], gates=gates,
+                   sparse_users=int(raw.get("sparse_users") or 0), covered_users=int(raw.get("covered_users") or 0),
+                   test=test)  # fmt: skip
+
+
+def _get_dict(d: dict, key: str) -> dict:
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Everything a run shows, as read from its folder (or built in memory for a preview or a test).
@@ -42,7 +119,7 @@ class RunFolder:
         run_id: the run folder's name.
         config: the run's configuration as plain JSON data (``PipelineConfig.model_dump(mode="json")``).
         metrics: ``metrics.json`` (sections data, segmentation, rating, ranking, beyond_accuracy, fairness,
-            models, timings, versions, verdicts).
+            cold_start (typed: :attr:`cold_start`), models, timings, versions, verdicts).
         assignments: ``users.parquet`` (``segmentation.cluster.ASSIGNMENTS``: user_id, segment_id, membership,
             nearest_segment, nearest_membership, soft_assigned, x, y).
         profiles: one :class:`SegmentProfile` per segment, outliers (-1) included when present.
@@ -90,6 +167,11 @@ class RunFolder:
         rows = None if isinstance(models, dict) and "segments" in models else self.models_by_segment()
         return run_verdicts(self.metrics, self.config, [(p.segment_id, p.name, p.stability) for p in self.profiles],
                             rows)  # fmt: skip
+
+    @property
+    def cold_start(self) -> ColdStartResult | None:
+        """``metrics.json``'s ``cold_start`` block, typed; None for a run written before the cold-start stage."""
+        return ColdStartResult.from_metrics(self.metrics)
 
     def models_by_segment(self) -> dict[int, dict[str, Any]]:
         """The per-segment model rows by segment id: the model report, else ``metrics["models"]["segments"]``."""

@@ -14,8 +14,8 @@ from segmentation._format import _as_ci, _ci, _get, _num, _value, fmt
 from segmentation.cluster import NOISE
 from segmentation.stability import TENTATIVE
 
-__all__ = ["IMPLICIT_DETAIL", "IMPLICIT_HEADLINE", "Verdict", "control_text", "models_by_segment", "primary_ranking",
-           "rating_verdict", "run_verdicts", "tentative_segments"]  # fmt: skip
+__all__ = ["IMPLICIT_DETAIL", "IMPLICIT_HEADLINE", "Verdict", "cold_start_text", "control_text", "models_by_segment",
+           "primary_ranking", "rating_verdict", "run_verdicts", "tentative_segments"]  # fmt: skip
 
 IMPLICIT_HEADLINE = "This data is implicit feedback (no ratings), so no rating model was trained."
 IMPLICIT_DETAIL = ("Segments are built from what their members chose, and no per-segment rating model was tried; "
@@ -178,11 +178,99 @@ def run_verdicts(metrics: dict[str, Any], config: dict[str, Any], segments: list
     Returns:
         ``rating`` (``kind``, ``headline``, ``detail``), ``control`` (a paragraph or None), ``tentative``
         (``segment_id``, ``name``, ``stability`` of each tentative segment) and ``ranking`` (``primary``, ``k``,
-        ``ndcg``, or None without ranking metrics).
+        ``ndcg``, or None without ranking metrics) and ``cold_start`` (:func:`cold_start_text`, or None).
     """
     return {
+        "cold_start": cold_start_text(metrics),
         "rating": asdict(rating_verdict(metrics, models)),
         "control": control_text(metrics),
         "tentative": tentative_segments(segments),
         "ranking": primary_ranking(metrics, config),
     }
+
+
+_COLD_USED = {"segment": "the segment prior is used", "all-users": "the all-users prior is used",
+              "global": "the global model is used"}  # fmt: skip
+
+
+def _span(c: Any, level: Any = 0.95) -> str:
+    """'change +0.0012, 95 % CI -0.0010 to +0.0030' of a ``{"rmse_change", "ci"}`` entry."""
+    change, ci = _num(_get(c, "rmse_change")), _as_ci(_get(c, "ci"))
+    text = f"change {fmt(change, 'signed')}"
+    pct = f"{100 * (_num(level) or 0.95):.3g} %"
+    return text + (f", {pct} CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}" if ci else "")
+
+
+def _direction(c: Any) -> str:
+    ci = _as_ci(_get(c, "ci"))
+    if ci is None:
+        return "no interval"
+    return "better" if ci[1] < 0 else "worse" if ci[0] > 0 else "the interval includes zero, so the difference is noise"
+
+
+def cold_start_text(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """New and sparse users in plain words (``metrics["cold_start"]``, :mod:`segmentation.coldstart`).
+
+    Returns:
+        None without a ``cold_start`` block (runs written before it), else ``summary`` (one sentence),
+        ``by_k`` (a sentence per k: what the gate chose on the simulated new users and why), ``control``,
+        ``test`` (the sparse test users against the global model, or None) and ``segments`` (segment id as a
+        string -> a sentence per k).
+    """
+    block = _get(metrics, "cold_start")
+    if not isinstance(block, dict):
+        return None
+    if block.get("skipped"):
+        return {"summary": f"New and sparse users: no prior was tried ({block['skipped']}).", "by_k": [],
+                "control": None, "test": None, "segments": {}}  # fmt: skip
+    by_k = [d for d in (block.get("by_k") or {}).values() if isinstance(d, dict)]
+    lines: list[str] = []
+    segments: dict[str, list[str]] = {}
+    controls: list[str] = []
+    lvl, seg_lvl = block.get("gate_level"), block.get("per_segment_level")
+    for d in by_k:
+        k, used, n = d.get("k"), str(d.get("used")), d.get("n_users")
+        head = f"Users with at most {k} train rating{'s' if k != 1 else ''}: {_COLD_USED.get(used, used)}."
+        seg_all, seg_g, all_g = d.get("segment_vs_all_users"), d.get("segment_vs_global"), d.get("all_users_vs_global")
+        if used == "segment":
+            why = (f" On {fmt(n)} simulated new users the segment prior beat the all-users prior ({_span(seg_all, lvl)}) "
+                   f"and the global model ({_span(seg_g, lvl)}).")  # fmt: skip
+        else:
+            why = (f" On {fmt(n)} simulated new users the segment prior did not pass the validation gate: against the "
+                   f"all-users prior {_span(seg_all, lvl)} ({_direction(seg_all)}), against the global model "
+                   f"{_span(seg_g, lvl)}. The all-users prior against the global model: {_span(all_g, lvl)} "
+                   f"({_direction(all_g)}).")  # fmt: skip
+        lines.append(head + why)
+        ctl = d.get("random_partition_vs_all_users")
+        if isinstance(ctl, dict):
+            controls.append(f"k = {k}: {_span(ctl, lvl)}")
+        for sid, s in (d.get("per_segment") or {}).items():
+            if not isinstance(s, dict):
+                continue
+            what = f"Users with at most {k} train rating{'s' if k != 1 else ''}: "
+            what += ("the segment prior is used for new users placed here" if s.get("used")
+                     else f"{_COLD_USED.get(used, used)}, not the segment prior")  # fmt: skip
+            if s.get("ci") is None:
+                what += (f"; {fmt(s.get('n_users'))} simulated new users placed here, too few users to judge "
+                         f"(segment prior against the global model: change {fmt(_num(s.get('rmse_change')), 'signed')})")  # fmt: skip
+            else:
+                what += (f"; on {fmt(s.get('n_users'))} simulated new users placed here the segment prior against "
+                         f"the global model: {_span(s, seg_lvl)} ({_direction(s)})")  # fmt: skip
+            segments.setdefault(str(sid), []).append(what + ".")
+    kept = [d.get("k") for d in by_k if d.get("used") == "segment"]
+    prior = [d.get("k") for d in by_k if d.get("used") == "all-users"]
+    summary = (f"New and sparse users: the segment prior is used for k = {', '.join(map(str, kept))}" if kept else
+               "New and sparse users: the segment prior passed the validation gate for no k")  # fmt: skip
+    summary += (f"; the all-users prior for k = {', '.join(map(str, prior))}" if prior else "") + "."
+    control = ("Control: the same prior on random groups of the segments' sizes, against the all-users prior: "
+               + "; ".join(controls) + ".") if controls else None  # fmt: skip
+    t = block.get("test")
+    test = None
+    if isinstance(t, dict) and t.get("n_users"):
+        test = (f"On the test split, {fmt(t.get('n_users'))} sparse users (at most {max(block.get('ks') or [0])} train "
+                f"ratings; {fmt(block.get('covered_users'))} of the run's sparse users predicted with a kept prior): "
+                f"RMSE {fmt(_num(t.get('rmse_cold_start')))} with the model the gate chose for them vs "
+                f"{fmt(_num(t.get('rmse_global')))} with the global model ({_span(t)}; {_direction(t)}).")  # fmt: skip
+    elif isinstance(t, dict):
+        test = "No test user has so few train ratings, so the choice was not used on the test split."
+    return {"summary": summary, "by_k": lines, "control": control, "test": test, "segments": segments}

@@ -23,6 +23,7 @@ from segmentation.config.files import (
 from segmentation.config.predictor import (
     AutoRecConfig,
     BlendConfig,
+    ColdStartConfig,
     ComponentName,
     EncoderRegressorConfig,
     FineTuneConfig,
@@ -54,6 +55,7 @@ __all__ = [
     "EncoderConfig",
     "EncoderRegressorConfig",
     "EvalConfig",
+    "ColdStartConfig",
     "FineTuneConfig",
     "FineTuneStrategy",
     "IndexConfig",

@@ -14,7 +14,8 @@ STAGES = {"load": pipeline.load_for_run, "split": pipeline.split_ratings, "embed
           "represent": pipeline.represent_users, "segment": pipeline.segment_users,
           "stability": pipeline.measure_stability, "describe": pipeline.describe_run, "index": pipeline.build_indexes,
           "train_global": pipeline.fit_global_predictor, "fine_tune": pipeline.fine_tune_segments,
-          "rank": pipeline.rank_test_users, "evaluate": pipeline.evaluate_run}  # fmt: skip
+          "rank": pipeline.rank_test_users, "evaluate": pipeline.evaluate_run,
+          "cold_start": pipeline.cold_start_users}  # fmt: skip
 
 
 @pytest.fixture
@@ -58,9 +59,9 @@ def test_a_change_in_the_stage_function_itself_or_a_helper_it_calls(library_copy
         library_copy / "segmentation" / "predict.py",
         "rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E6]))",
         "rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E7]))",
-    )  # random_partition, used by fine_tune
+    )  # random_partition, used by fine_tune and by cold_start (its control)
     after = _digests(library_copy)
-    assert {s for s in STAGES if before[s] != after[s]} == {"fine_tune"}
+    assert {s for s in STAGES if before[s] != after[s]} == {"fine_tune", "cold_start"}
 
 
 def test_a_package_is_followed_through_its_reexports(library_copy):

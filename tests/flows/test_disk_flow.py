@@ -61,7 +61,7 @@ def test_reruns_store_unchanged_bytes_once_and_survive_cache_cleaning_and_prunin
     bounded = cfg.model_copy(update={"output": OutputConfig(keep_last=2), "cache": CacheConfig(max_size=0)})
     third = Path(segflow_pipeline(bounded))
     messages = [r.getMessage() for r in caplog.records]
-    assert any("cache: 0 of 9 cached stages reused" in m for m in messages), "a cleaned cache recomputes"
+    assert any("cache: 0 of 10 cached stages reused" in m for m in messages), "a cleaned cache recomputes"
     assert any("cache.max_size = 0 bytes: removed" in m for m in messages), messages[-5:]
     assert not list((cache / "prefect-results").iterdir())  # cache.max_size applied after the run
     assert complete_runs(out) == [second, third]  # keep_last = 2 pruned the first run after publishing

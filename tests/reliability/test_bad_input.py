@@ -369,6 +369,14 @@ CASES = [
         in_flow=False,
     ),  # fmt: skip
     Case(
+        "config-cold-start-k-below-1",
+        _args("--set", "predictor.cold_start.ks=[0, 3]"),
+        ["predictor.cold_start.ks", "every k must be at least 1", "(given: [0, 3])"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
         "config-unknown-nested-key",
         _args("--set", "predictor.svdpp.time_bin=4"),
         ["predictor.svdpp.time_bin: unknown key"],
