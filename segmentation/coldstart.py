@@ -449,7 +449,10 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     head = {"ks": ks, "warm_users": len(warm), "sparse_users": len(sparse),
             "sparse_by_k": {str(k): sum(v == k for v in sparse.values()) for k in ks}}  # fmt: skip
     reason = None
-    if n_sim < cfg.min_users:
+    if not sparse:  # nothing this run predicts would change: the fits below would cost minutes for a report only
+        reason = (f"no user has {kmax} or fewer train ratings, so no prediction would change "
+                  f"in this run; the gate runs when some user has at most max(predictor.cold_start.ks) = {kmax}")  # fmt: skip
+    elif n_sim < cfg.min_users:
         reason = (f"only {len(warm)} users have more than {kmax} train ratings, so {n_sim} would be simulated as "
                   f"new: fewer than predictor.cold_start.min_users = {cfg.min_users}")  # fmt: skip
     elif not any(u in labels for u in warm):

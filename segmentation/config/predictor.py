@@ -156,7 +156,8 @@ class ColdStartConfig(_Section):
         True,
         description="Run the cold-start stage: simulate new users inside train, gate the segment prior and the "
         "all-users prior on them, and predict the sparse test users with what the gate kept. Costs per k one fit of "
-        "the global model and one of an MF (MovieLens 100k, default blend: about 1.5 min per k on 2 busy cores).",
+        "the global model and one of an MF (MovieLens 100k, default blend: about 1.5 min per k on 2 busy cores); "
+        "skipped, with the reason, when no user has at most max(ks) train ratings (nothing would change).",
     )
     ks: list[int] = Field(
         default_factory=_default_cold_ks,

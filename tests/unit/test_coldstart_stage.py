@@ -103,6 +103,17 @@ def test_too_few_users_to_simulate_skips_with_the_reason(world):
     assert evaluate_cold_start(None, few.test, model) == {"skipped": "predictor.cold_start.enabled is false"}
 
 
+def test_a_run_without_sparse_users_skips_the_gate_and_says_why(world):
+    """No user at or under the largest k (MovieLens 100k: every user has 20 ratings or more): no prediction could
+    change, so no model is fitted for the gate; the report says why."""
+    items, split, emb, model, truth, sparse = world
+    full = Split(split.train.filter(~pl.col("user_id").is_in(list(sparse))), split.valid, split.test, split.method)
+    assert full.train_full.group_by("user_id").len()["len"].min() > 5
+    out = cold_start_users(full, items, emb, _segmentation(truth), model, CONFIG, METHOD, IndexConfig(), 0)
+    assert out.predictor is None and out.report["sparse_users"] == 0 and "by_k" not in out.report
+    assert out.report["skipped"].startswith("no user has 5 or fewer train ratings")
+
+
 def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(world, planted_run, tmp_path):
     import dataclasses
     import html
