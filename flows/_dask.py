@@ -1,7 +1,13 @@
 """Dask-only helpers, imported only when ``orchestration.task_runner = 'dask'`` (distributed is an optional extra)."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from distributed import Client, get_worker, worker_client
 from distributed.diagnostics.plugin import WorkerPlugin
 
+from embeddings.partitions import Partitions
 from flows.run_logs import library_logs_to_run
 
 
@@ -13,3 +19,33 @@ class StageLoggingPlugin(WorkerPlugin):
 
     def setup(self, worker) -> None:  # noqa: ANN001 - distributed's signature
         library_logs_to_run()
+
+
+def dask_partitions(client: Client, rows: int) -> Partitions:
+    """Partitions whose blocks run as Dask tasks on ``client``'s cluster, wherever its scheduler puts them.
+
+    ``pure=False``: every block is a new task (no hashing of its rows for a key). The read-only inputs every block
+    needs (item vectors, a fitted model or ranker) are scattered once to every worker (``broadcast=True``), so each
+    block's task carries only its own rows.
+    """
+
+    def share(values: list[Any]) -> list[Any]:
+        return client.scatter(values, broadcast=True, hash=False)
+
+    return Partitions(executor=client.get_executor(pure=False), rows=rows, share=share)
+
+
+@contextmanager
+def worker_partitions(rows: int) -> Iterator[Partitions | None]:
+    """For a stage running as a task on a Dask worker: partitions on the whole cluster; elsewhere None (in-process).
+
+    The stage's thread secedes from the worker's pool while it waits for its blocks (``distributed.worker_client``),
+    so that worker runs blocks too, and stages waiting at once on one cluster never hold every thread.
+    """
+    try:
+        get_worker()
+    except ValueError:  # not in a Dask task: the stage's blocks run here
+        yield None
+        return
+    with worker_client() as client:
+        yield dask_partitions(client, rows)
