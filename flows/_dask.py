@@ -1,10 +1,12 @@
 """Dask-only helpers, imported only when ``orchestration.task_runner = 'dask'`` (distributed is an optional extra)."""
 
+import logging
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from distributed import Client, get_worker, worker_client
+from distributed import Client, get_task_stream, get_worker, worker_client
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from embeddings.partitions import Partitions
@@ -47,5 +49,29 @@ def worker_partitions(rows: int) -> Iterator[Partitions | None]:
     except ValueError:  # not in a Dask task: the stage's blocks run here
         yield None
         return
-    with worker_client() as client:
+    with worker_client() as client, get_task_stream(client) as stream:
         yield dask_partitions(client, rows)
+    _log_spread(stream.data)
+
+
+BLOCK_FUNCTIONS = ("encode_chunk", "_weighted_mean", "_assign_block", "_recommend_block")
+"""The library's partition functions (a block's Dask task key starts with its function's name)."""
+
+
+def _log_spread(tasks: list[dict]) -> None:
+    """Log, in the stage's run logs, how many blocks of each kind ran on which worker."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        log: Any = get_run_logger()
+    except MissingContextError:  # a stage called outside a Prefect task (tests)
+        log = logging.getLogger(__name__)
+    spread: dict[str, Counter] = {}
+    for t in tasks:
+        kind = str(t.get("key", "")).rsplit("-", 1)[0]
+        if kind in BLOCK_FUNCTIONS:
+            spread.setdefault(kind, Counter())[t.get("worker", "?")] += 1
+    for kind, workers in spread.items():
+        log.info("%d blocks of %s ran on %d Dask workers (%s)", sum(workers.values()), kind, len(workers),
+                              ", ".join(f"{w}: {n}" for w, n in sorted(workers.items())))  # fmt: skip
