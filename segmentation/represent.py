@@ -146,8 +146,12 @@ def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.Data
         # the heavy step (interactions x dim): blocks of users, each row computed as in one product
         parts = in_process(partitions)
         w = mat.weights(method).tocsr()
-        blocks = [w[lo:hi] for lo, hi in parts.blocks(w.shape[0])]
-        return np.vstack(list(parts.map(_weighted_mean, blocks, item_embeddings.vectors)))
+        spans = parts.blocks(w.shape[0])
+        out = np.empty((w.shape[0], item_embeddings.dim), np.result_type(w.dtype, item_embeddings.vectors.dtype))
+        for (lo, hi), block in zip(spans, parts.map(_weighted_mean, [w[lo:hi] for lo, hi in spans],
+                                                     item_embeddings.vectors)):  # fmt: skip
+            out[lo:hi] = block
+        return out
     if method in _NEEDS_ITEMS:
         assert items is not None
         return _category_hist(mat, items, liked=method == "liked-category-hist")
