@@ -5,6 +5,7 @@ options when it runs on a Dask worker, by reference to its module; a deployment'
 ``flows/pipeline.py`` as a script (module ``pipeline``), which a Dask worker could not import.
 """
 
+import inspect
 import time
 from datetime import timedelta
 from functools import wraps
@@ -84,12 +85,16 @@ def on_cluster(fn, rows: int):
     The partitions enter no cache key (a stage's result is the same wherever its blocks ran).
     """
 
+    signature = inspect.signature(fn)
+
     @wraps(fn)
     def stage(*args, **kwargs):
         from flows._dask import worker_partitions
 
+        call = signature.bind(*args, **kwargs)  # Prefect passes every parameter, ``partitions=None`` included
         with worker_partitions(rows) as partitions:
-            return fn(*args, **{**kwargs, "partitions": partitions})
+            call.arguments["partitions"] = partitions
+            return fn(*call.args, **call.kwargs)
 
     return stage
 

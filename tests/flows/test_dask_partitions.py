@@ -118,7 +118,8 @@ def test_a_stage_on_a_worker_sends_its_blocks_to_the_whole_cluster(client):
     args = (split, dataset, emb, seg, config, EvalConfig(k=5), 0)
     here = rank_test_users(*args)
     with distributed.get_task_stream(client) as ts:
-        there = client.submit(on_cluster(rank_test_users, 64), *args, pure=False).result()
+        # every parameter given, partitions=None included, as Prefect's task engine calls a stage
+        there = client.submit(on_cluster(rank_test_users, 64), *args, None, pure=False).result()
     stage = _workers(ts.data, "rank_test_users")
     ran = _workers(ts.data, "_recommend_block")
     assert len(stage) == 1 and len(set(ran)) == 2 and stage[0] in ran, (stage, ran)
@@ -133,7 +134,7 @@ def test_a_stage_outside_a_dask_worker_runs_its_blocks_in_process():
         seen.append(partitions)
         return x
 
-    assert on_cluster(stage, 64)(3) == 3 and seen == [None]
+    assert on_cluster(stage, 64)(3) == 3 and on_cluster(stage, 64)(4, None) == 4 and seen == [None, None]
 
 
 def test_partitions_cut_rows_and_refuse_empty_blocks():
