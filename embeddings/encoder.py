@@ -329,7 +329,7 @@ class Encoder:
         n = sum(len(rows) for rows in chunks)
         t0 = time.perf_counter()
         done = 0
-        for rows, vecs in zip(chunks, vectors):
+        for rows, vecs in zip(chunks, vectors, strict=True):  # strict: the blocks' iterator is run to its end
             if not np.isfinite(vecs).all():
                 raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
             if out is None:

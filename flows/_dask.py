@@ -69,8 +69,9 @@ def _log_spread(tasks: list[dict]) -> None:
         log = logging.getLogger(__name__)
     spread: dict[str, Counter] = {}
     for t in tasks:
-        kind = str(t.get("key", "")).rsplit("-", 1)[0]
-        if kind in BLOCK_FUNCTIONS:
+        key = str(t.get("key", ""))
+        kind = next((f for f in BLOCK_FUNCTIONS if key.startswith(f"{f}-")), None)  # "<function>-<uuid4>"
+        if kind is not None:
             spread.setdefault(kind, Counter())[t.get("worker", "?")] += 1
     for kind, workers in spread.items():
         log.info("%d blocks of %s ran on %d Dask workers (%s)", sum(workers.values()), kind, len(workers),

@@ -149,7 +149,7 @@ def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.Data
         spans = parts.blocks(w.shape[0])
         out = np.empty((w.shape[0], item_embeddings.dim), np.result_type(w.dtype, item_embeddings.vectors.dtype))
         for (lo, hi), block in zip(spans, parts.map(_weighted_mean, [w[lo:hi] for lo, hi in spans],
-                                                     item_embeddings.vectors)):  # fmt: skip
+                                                     item_embeddings.vectors), strict=True):  # fmt: skip
             out[lo:hi] = block
         return out
     if method in _NEEDS_ITEMS:

@@ -6,6 +6,8 @@ task named after its partition function. No Prefect and no UMAP here (the flow's
 ``flows.tasks.on_cluster``, tested below on a worker as the flow runs it).
 """
 
+import logging
+
 import numpy as np
 import polars as pl
 import pytest
@@ -22,7 +24,8 @@ from segmentation.represent import build_user_vectors
 
 distributed = pytest.importorskip("distributed")
 
-from flows._dask import dask_partitions  # noqa: E402  (needs distributed)
+from flows._dask import _log_spread, dask_partitions  # noqa: E402  (needs distributed)
+from flows.run_logs import library_logs_to_run  # noqa: E402
 from flows.tasks import on_cluster  # noqa: E402
 
 N_USERS, N_ITEMS = 300, 60
@@ -106,7 +109,7 @@ def test_texts_are_embedded_in_chunks_on_both_workers_as_in_process(client):
     assert np.array_equal(there, here)
 
 
-def test_a_stage_on_a_worker_sends_its_blocks_to_the_whole_cluster(client):
+def test_a_stage_on_a_worker_sends_its_blocks_to_the_whole_cluster(client, caplog):
     """As the flow runs a stage on Dask (``flows.tasks.on_cluster``): the stage is a task on one worker, and its
     blocks run on both, that worker included (the stage's thread secedes while it waits)."""
     inter, items, emb = _data()
@@ -123,6 +126,9 @@ def test_a_stage_on_a_worker_sends_its_blocks_to_the_whole_cluster(client):
     stage = _workers(ts.data, "rank_test_users")
     ran = _workers(ts.data, "_recommend_block")
     assert len(stage) == 1 and len(set(ran)) == 2 and stage[0] in ran, (stage, ran)
+    with caplog.at_level(logging.INFO, logger="flows._dask"):
+        _log_spread(ts.data)  # what the stage logs (in the worker's process) from the same task stream
+    assert f"{len(ran)} blocks of _recommend_block ran on 2 Dask workers" in caplog.text
     assert there.by_segment == here.by_segment
     assert all(there.recs[n].equals(here.recs[n]) for n in here.recs)
 
@@ -141,3 +147,10 @@ def test_partitions_cut_rows_and_refuse_empty_blocks():
     assert Partitions(rows=3).blocks(7) == [(0, 3), (3, 6), (6, 7)] and Partitions().blocks(0) == []
     with pytest.raises(ValueError, match="at least 1"):
         Partitions(rows=0)
+
+
+def test_library_logs_outside_a_run_do_not_warn_about_the_api(recwarn):
+    """A block on a Dask worker logs outside any run (e.g. the encoder loading there): no API warning per record."""
+    library_logs_to_run()
+    logging.getLogger("embeddings.encoder").info("loaded encoder on a worker")
+    assert not [str(w.message) for w in recwarn if "without a flow run id" in str(w.message)]
