@@ -13,6 +13,7 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -21,6 +22,7 @@ import numpy as np
 import polars as pl
 
 from embeddings.errors import ConfigError, DataError
+from embeddings.partitions import Partitions
 from embeddings.text import describe_items
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ __all__ = [
     "EncoderSettings",
     "embed_items",
     "embed_profiles",
+    "encode_chunk",
     "resolve_device",
     "resolve_model_path",
 ]
@@ -175,17 +178,27 @@ class Encoder:
         threads: on the CPU, torch threads while embedding (0: torch's default, one per core). On a
             crowded machine 1 thread was 4x faster than 2 on 2 cores (docs/BENCHMARKS.md); torch's
             setting is process-wide and put back after each call.
+        partitions: with an executor, each chunk of new texts is embedded where the executor runs it (a Dask
+            worker loads the model once per process and keeps it, :func:`encode_chunk`); the cache is read and
+            written here. None: every chunk here.
+        chunk_texts: texts per chunk (None: :data:`CHUNK_TEXTS`; a multiple of ``batch_size`` keeps the batches
+            of one pass).
 
     The model loads on first need: a run whose texts are all cached never loads it.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
-                 cache_dir: Path | None = None, model_path: str | None = None, threads: int = 0) -> None:  # fmt: skip
+                 cache_dir: Path | None = None, model_path: str | None = None, threads: int = 0,
+                 partitions: Partitions | None = None, chunk_texts: int | None = None) -> None:  # fmt: skip
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive (given: {batch_size})")
         if threads < 0:
             raise ConfigError(f"threads must be 0 (torch's default) or positive (given: {threads})")
+        if chunk_texts is not None and chunk_texts < 1:
+            raise ValueError(f"chunk_texts must be positive (given: {chunk_texts})")
         self.threads = threads
+        self.partitions = partitions
+        self.chunk_texts = chunk_texts
         self.model = model
         self.device = device
         self.batch_size = batch_size
@@ -270,6 +283,8 @@ class Encoder:
         made of the very batches one call would make, and chunking adds no padding. A run stopped part
         way keeps the chunks done in the cache, and the log shows progress on long inputs.
         """
+        if self.partitions is not None and self.partitions.remote:
+            return self._embed_partitions(texts, keys, self.partitions)
         st = self._load_model()
         import torch
 
@@ -281,29 +296,77 @@ class Encoder:
         finally:
             torch.set_num_threads(before)
 
-    def _embed_chunks(self, st, texts: list[str], keys: list[str]) -> np.ndarray:
-        out: np.ndarray | None = None
+    def _chunks(self, texts: list[str]) -> list[np.ndarray]:
+        """Positions of ``texts``, longest first, cut into chunks of ``chunk_texts`` (default :data:`CHUNK_TEXTS`)."""
+        size = self.chunk_texts or CHUNK_TEXTS
         order = np.argsort([-len(t) for t in texts], kind="stable")
-        n_chunks = -(-len(texts) // CHUNK_TEXTS)
+        return [order[c : c + size] for c in range(0, len(texts), size)]
+
+    def _embed_chunks(self, st, texts: list[str], keys: list[str]) -> np.ndarray:
+        chunks = self._chunks(texts)
+        vectors = (st.encode([texts[i] for i in rows], batch_size=self.batch_size, convert_to_numpy=True,
+                             normalize_embeddings=True, show_progress_bar=False) for rows in chunks)  # fmt: skip
+        return self._gather(chunks, vectors, keys)
+
+    def _embed_partitions(self, texts: list[str], keys: list[str], partitions: Partitions) -> np.ndarray:
+        """The chunks of :meth:`_embed_chunks`, each embedded where ``partitions``' executor runs it."""
+        chunks = self._chunks(texts)
+        spec = (self.model, self.model_path, self.device, self.batch_size, self.threads)
+        devices: set[str] = set()
+
+        def vectors() -> Iterator[np.ndarray]:
+            for vecs, device in partitions.map(encode_chunk, [[texts[i] for i in rows] for rows in chunks], spec):
+                devices.add(device)
+                yield vecs
+
+        out = self._gather(chunks, vectors(), keys)
+        self.device_used = ", ".join(sorted(devices))
+        return out
+
+    def _gather(self, chunks: list[np.ndarray], vectors: Iterator[np.ndarray], keys: list[str]) -> np.ndarray:
+        """Place each chunk's vectors (in the order of ``chunks``) and cache them as they arrive."""
+        out: np.ndarray | None = None
+        n = sum(len(rows) for rows in chunks)
         t0 = time.perf_counter()
-        for c in range(n_chunks):
-            rows = order[c * CHUNK_TEXTS : (c + 1) * CHUNK_TEXTS]
-            vecs = st.encode([texts[i] for i in rows], batch_size=self.batch_size, convert_to_numpy=True,
-                             normalize_embeddings=True, show_progress_bar=False)  # fmt: skip
+        done = 0
+        for rows, vecs in zip(chunks, vectors, strict=True):  # strict: the blocks' iterator is run to its end
             if not np.isfinite(vecs).all():
                 raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
             if out is None:
-                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+                out = np.empty((n, vecs.shape[1]), dtype=np.float32)
             out[rows] = vecs
             if self.cache:
                 self.cache.put([keys[i] for i in rows], out[rows])
-            if n_chunks > 1:
-                done = min((c + 1) * CHUNK_TEXTS, len(texts))
-                logger.info(
-                    "embedded %d of %d texts (%.0f texts/s)", done, len(texts), done / (time.perf_counter() - t0)
-                )
+            done += len(rows)
+            if len(chunks) > 1:
+                logger.info("embedded %d of %d texts (%.0f texts/s)", done, n, done / (time.perf_counter() - t0))
         assert out is not None, "encode() calls _embed with at least one text, so the first chunk set out"
         return out
+
+
+_PROCESS_ENCODERS: dict[tuple, Encoder] = {}
+"""The encoders that :func:`encode_chunk` loaded in this process, by model and settings (a model loads once)."""
+
+
+def encode_chunk(texts: list[str], spec: tuple) -> tuple[np.ndarray, str]:
+    """One partition of :meth:`Encoder.encode`: embed ``texts`` (none cached) with the model ``spec`` names.
+
+    Runs where the partitions' executor puts it (a Dask worker): the model loads on the first chunk a process
+    gets and stays loaded for the next ones. ``spec`` is ``(model, model_path, device, batch_size, threads)``; a
+    local ``model_path`` missing on this machine is resolved again from ``model``. The chunk is embedded in one
+    call, as :meth:`Encoder.encode` embeds each chunk in its own process.
+
+    Returns:
+        (len(texts), dim) float32 vectors in the order of ``texts``, and the device they were computed on.
+    """
+    encoder = _PROCESS_ENCODERS.get(spec)
+    if encoder is None:
+        model, path, device, batch_size, threads = spec
+        encoder = _PROCESS_ENCODERS[spec] = Encoder(model, device=device, batch_size=batch_size, model_path=path,
+                                                    threads=threads)  # fmt: skip
+    encoder.chunk_texts = max(len(texts), 1)  # one chunk: the caller cut them
+    vectors = encoder._embed(texts, [""] * len(texts))
+    return vectors, encoder.device_used or "cpu"
 
 
 class EncoderSettings(Protocol):
@@ -346,25 +409,28 @@ class EncoderChoice:
     label: str  # Embeddings.model (enters downstream cache keys)
     cache_dir: Path | None  # Encoder's embedding cache root (None: no cache)
 
-    def encoder(self, settings: EncoderSettings) -> Encoder:
+    def encoder(self, settings: EncoderSettings, partitions: Partitions | None = None) -> Encoder:
         return Encoder(self.model, device=settings.device, batch_size=settings.batch_size, cache_dir=self.cache_dir,
-                       model_path=self.path, threads=settings.threads)  # fmt: skip
+                       model_path=self.path, threads=settings.threads, partitions=partitions)  # fmt: skip
 
 
-def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings) -> tuple[Embeddings, dict]:
+def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings,
+                partitions: Partitions | None = None) -> tuple[Embeddings, dict]:  # fmt: skip
     """The flow's embed-items stage: describe and embed every item with the run's encoder.
 
-    Returns the embeddings and the encoder's cache statistics (with the device it ran on).
+    Returns the embeddings and the encoder's cache statistics (with the device it ran on). ``partitions``: where
+    the chunks of new texts are embedded (:class:`Encoder`).
     """
     texts = describe_items(items)
-    encoder = choice.encoder(settings)
+    encoder = choice.encoder(settings, partitions)
     vectors = encoder.encode(texts["description"].to_list())
     stats = dict(encoder.stats, device=encoder.device_used or "not loaded (all cached)")
     return Embeddings(texts["item_id"].to_numpy().astype(object), vectors, choice.label), stats
 
 
-def embed_profiles(profiles: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings) -> tuple[Embeddings, dict]:
-    """Embed users' behaviour profiles (``USER_PROFILES`` frame) with the run's encoder."""
-    encoder = choice.encoder(settings)
+def embed_profiles(profiles: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings,
+                   partitions: Partitions | None = None) -> tuple[Embeddings, dict]:  # fmt: skip
+    """Embed users' behaviour profiles (``USER_PROFILES`` frame) with the run's encoder (chunks per ``partitions``)."""
+    encoder = choice.encoder(settings, partitions)
     vectors = encoder.encode(profiles["profile"].to_list())
     return Embeddings(profiles["user_id"].to_numpy().astype(object), vectors, choice.label), dict(encoder.stats)

@@ -63,7 +63,8 @@ def _run_stages(config: PipelineConfig) -> str:
     finetune = ((s.result("split").train_full, dataset.items, config.seed, dataset.implicit)
                 if config.encoder.finetune else ())  # fmt: skip
     encoder = s.call("choose-encoder", choose_encoder, config.encoder, cache, *finetune, cached=False, io=True)
-    s.submit("embed-items", embed_items, dataset.items, encoder, config.encoder, cached=False, io=True)
+    s.submit("embed-items", embed_items, dataset.items, encoder, config.encoder, cached=False, io=True,
+             partitioned=True)  # fmt: skip
     items, encoder_stats = s.result("embed-items")
     # implicit feedback has no ratings to predict: no rating model, no per-segment fine-tuning (rankers only)
     rated = not dataset.implicit
@@ -73,9 +74,11 @@ def _run_stages(config: PipelineConfig) -> str:
     if rated:
         global_model = s.submit("train-global", fit_global_predictor, split, config.predictor,
                                 kwargs={"item_embeddings": items, "seed": config.seed})  # fmt: skip
-    s.submit("represent", represent_users, split, dataset.items, items, config, encoder, dataset.implicit)
+    s.submit("represent", represent_users, split, dataset.items, items, config, encoder, dataset.implicit,
+             partitioned=True)  # fmt: skip
     users, profiles = s.result("represent")
-    segmentation = s.submit("segment", segment_users, users, config.reduce, config.cluster, config.seed)
+    segmentation = s.submit("segment", segment_users, users, config.reduce, config.cluster, config.seed,
+                            partitioned=True)  # fmt: skip
     s.submit("stability", measure_stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
              config.seed)  # fmt: skip
     s.submit("describe", describe_run, segmentation, split, dataset, profiles, users, config.report)
@@ -91,7 +94,7 @@ def _run_stages(config: PipelineConfig) -> str:
                  "the rankers are fitted and evaluated on every held-out interaction")  # fmt: skip
         global_model = segment_models = None
     rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
-                        config.seed)  # fmt: skip
+                        config.seed, partitioned=True)  # fmt: skip
     s.submit("evaluate", evaluate_run, dataset, split, segmentation, global_model, segment_models, rankings, items,
              config.evaluate, config.seed, cold_start)  # fmt: skip
     v = s.wait_all()

@@ -29,7 +29,10 @@ def library_logs_to_run() -> None:
         lib = logging.getLogger(name)
         api = [h for h in lib.handlers if isinstance(h, APILogHandler)]
         if not api:
-            lib.addHandler(APILogHandler())
+            api = [APILogHandler()]
+            lib.addHandler(api[0])
+        if not any(isinstance(f, _OutsideRunsFilter) for f in api[0].filters):
+            api[0].addFilter(_OutsideRunsFilter())
         for extra in api[1:]:  # a Dask worker re-runs Prefect's logging set-up, adding a second one: each log twice
             lib.removeHandler(extra)
         if lib.level == logging.NOTSET:
@@ -47,3 +50,18 @@ class _ThreadTimeoutNoteFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return "running in a worker thread. Timeouts in worker threads" not in record.getMessage()
+
+
+class _OutsideRunsFilter(logging.Filter):
+    """Keep records logged outside any flow or task run away from Prefect's API handler.
+
+    The blocks a stage sends to Dask workers (embedding chunks, user blocks) run in a worker's thread with no run
+    context; Prefect's handler would warn on each of their records that it has no flow run id. Their records
+    still reach the worker's console, like every other log line of that worker.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        return bool(getattr(record, "flow_run_id", None) or getattr(record, "task_run_id", None)
+                    or TaskRunContext.get() or FlowRunContext.get())  # fmt: skip

@@ -5,6 +5,7 @@ options when it runs on a Dask worker, by reference to its module; a deployment'
 ``flows/pipeline.py`` as a script (module ``pipeline``), which a Dask worker could not import.
 """
 
+import inspect
 import time
 from datetime import timedelta
 from functools import wraps
@@ -22,7 +23,8 @@ from segmentation.cache import fingerprint
 from segmentation.config import PipelineConfig
 from segmentation.data import cache_root
 
-__all__ = ["Stages", "cache_key", "code_digest", "key_part", "retry_unless_user_error", "with_library_logs"]
+__all__ = ["Stages", "cache_key", "code_digest", "key_part", "on_cluster", "retry_unless_user_error",
+           "with_library_logs"]  # fmt: skip
 
 CACHE_EXPIRATION = timedelta(days=30)
 IO_RETRIES = 3  # stages that read or write files: 3 retries, about 5, 10 and 20 s apart (with jitter)
@@ -76,6 +78,27 @@ def with_library_logs(fn):
     return stage
 
 
+def on_cluster(fn, rows: int):
+    """``fn`` (a stage with a ``partitions`` parameter) that, run as a task on a Dask worker, sends its per-row
+    blocks to the whole cluster (:func:`flows._dask.worker_partitions`); anywhere else it runs as it is.
+
+    The partitions enter no cache key (a stage's result is the same wherever its blocks ran).
+    """
+
+    signature = inspect.signature(fn)
+
+    @wraps(fn)
+    def stage(*args, **kwargs):
+        from flows._dask import worker_partitions
+
+        call = signature.bind(*args, **kwargs)  # Prefect passes every parameter, ``partitions=None`` included
+        with worker_partitions(rows) as partitions:
+            call.arguments["partitions"] = partitions
+            return fn(*call.args, **call.kwargs)
+
+    return stage
+
+
 class Stages:
     """Tasks of one run (cache store, retries, time limits) and their futures, timings and cache hits."""
 
@@ -83,6 +106,7 @@ class Stages:
         orch = config.orchestration
         self.store = cache_root(config) / "prefect-results"
         self.timeout = orch.timeout_minutes * 60 if orch.timeout_minutes else None
+        self.partition_rows = orch.partition_rows if orch.task_runner == "dask" else None
         self.io_timeout = orch.io_timeout_minutes * 60 if orch.io_timeout_minutes else None
         self.futures: dict[str, PrefectFuture] = {}
         self.upstream: dict[str, list[str]] = {}
@@ -90,7 +114,8 @@ class Stages:
         self.finished: dict[str, float] = {}
         self.values: dict[str, Any] = {}
 
-    def task(self, fn, name: str, *, cached: bool = True, io: bool = False):
+    def task(self, fn, name: str, *, cached: bool = True, io: bool = False, partitioned: bool = False):
+        """The stage ``fn`` as a Prefect task; ``partitioned``: on Dask, its per-row blocks go to the cluster."""
         opts: dict[str, Any] = {"name": name, "timeout_seconds": self.io_timeout if io else self.timeout,
                                 "retry_condition_fn": retry_unless_user_error}  # fmt: skip
         if io:
@@ -101,7 +126,8 @@ class Stages:
                      "cache_expiration": CACHE_EXPIRATION}  # fmt: skip
         else:
             opts |= {"cache_policy": NO_CACHE}
-        return task(with_library_logs(fn), **opts)
+        run = on_cluster(fn, self.partition_rows) if partitioned and self.partition_rows else fn
+        return task(with_library_logs(run), **opts)
 
     def call(self, name: str, fn, *args, **opts) -> Any:
         """Run a stage now, in the flow's process; raises its error."""

@@ -30,6 +30,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from embeddings.encoder import Embeddings, EncoderChoice, embed_profiles
+from embeddings.partitions import Partitions, in_process
 from embeddings.text import describe_users
 from segmentation._errors import DataError
 from segmentation.config import PipelineConfig
@@ -133,10 +134,24 @@ def _svd(mat: _Matrix, *, n_factors: int, seed: int) -> np.ndarray:
     return svd.fit_transform(x)
 
 
+def _weighted_mean(weights: sp.csr_matrix, vectors: np.ndarray) -> np.ndarray:
+    """One partition of the embedding means: a block of users' weight rows times the item vectors."""
+    return np.asarray(weights @ vectors)
+
+
 def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.DataFrame | None,
-          profile_embeddings: Embeddings | None, n_factors: int, seed: int) -> np.ndarray:  # fmt: skip
+          profile_embeddings: Embeddings | None, n_factors: int, seed: int,
+          partitions: Partitions | None = None) -> np.ndarray:  # fmt: skip
     if method in ("item-mean", "liked-mean", "rating-weighted"):
-        return np.asarray(mat.weights(method) @ item_embeddings.vectors)
+        # the heavy step (interactions x dim): blocks of users, each row computed as in one product
+        parts = in_process(partitions)
+        w = mat.weights(method).tocsr()
+        spans = parts.blocks(w.shape[0])
+        out = np.empty((w.shape[0], item_embeddings.dim), np.result_type(w.dtype, item_embeddings.vectors.dtype))
+        for (lo, hi), block in zip(spans, parts.map(_weighted_mean, [w[lo:hi] for lo, hi in spans],
+                                                     item_embeddings.vectors), strict=True):  # fmt: skip
+            out[lo:hi] = block
+        return out
     if method in _NEEDS_ITEMS:
         assert items is not None
         return _category_hist(mat, items, liked=method == "liked-category-hist")
@@ -154,7 +169,7 @@ def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.Data
 
 def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: str = DEFAULT_METHOD,
                        profile_embeddings: Embeddings | None = None, items: pl.DataFrame | None = None,
-                       n_factors: int = SVD_FACTORS, seed: int = 0) -> Embeddings:  # fmt: skip
+                       n_factors: int = SVD_FACTORS, seed: int = 0, partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
     """Build one L2-normalised vector per user.
 
     Args:
@@ -165,6 +180,8 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         items: ``ITEMS`` frame (the ``category-hist`` methods read its ``categories``).
         n_factors: SVD factors (``svd``).
         seed: seed of the randomized SVD (``svd``).
+        partitions: where the embedding means (``item-mean``, ``liked-mean``, ``rating-weighted``) are computed,
+            in blocks of users (default: here); the item vectors go to each executor once.
 
     Returns:
         :class:`Embeddings` with user ids sorted as strings, vectors (n_users, dim) float32.
@@ -195,7 +212,8 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
                 raise DataError("represent: the items have no categories, so category histograms are empty")
             logger.warning("represent: the items have no categories; %r reduces to its other parts", method)
     mat = _Matrix(interactions, item_embeddings.ids)
-    blocks = [_normalise(_base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed)) for p in parts]
+    blocks = [_normalise(_base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed, partitions))
+              for p in parts]  # fmt: skip
     out = _normalise(np.hstack(blocks)) if len(blocks) > 1 else blocks[0]
     if not np.isfinite(out).all():
         raise DataError("represent: user vectors contain NaN or infinity")
@@ -204,18 +222,20 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
 
 
 def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
-                    encoder: EncoderChoice, implicit: bool = False) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
+                    encoder: EncoderChoice, implicit: bool = False,
+                    partitions: Partitions | None = None) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
     """The flow's represent stage: user vectors by ``config.represent.method`` plus every user's behaviour profile
     (train rows only).
 
     ``encoder`` is the run's encoder (the one that embedded the items); it embeds the profiles where the method
     asks for them. With ``implicit`` the profiles speak of what users chose, not of how they rated.
+    ``partitions``: where the per-user blocks (and the profiles' embedding chunks) run.
     """
     train = split.train_full
     profiles = describe_users(train, items, implicit=implicit)
     profile_vectors = None
     if "profile" in config.represent.method:
-        profile_vectors, _ = embed_profiles(profiles, encoder, config.encoder)
+        profile_vectors, _ = embed_profiles(profiles, encoder, config.encoder, partitions)
     users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
-                               items=items, seed=config.seed)  # fmt: skip
+                               items=items, seed=config.seed, partitions=partitions)  # fmt: skip
     return users, profiles

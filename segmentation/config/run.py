@@ -85,6 +85,13 @@ class OrchestrationConfig(_Section):
         description="dask: address of an existing Dask scheduler, e.g. tcp://dask-scheduler:8786. Empty: a "
         "temporary local cluster on 127.0.0.1 that lives as long as the run.",
     )
+    partition_rows: int = Field(
+        8192,
+        ge=1,
+        description="dask: users per partition of the per-user work that a stage sends to the cluster's workers "
+        "(user vectors, assigning users to segments, scoring and top-k); embedding sends chunks of 8,192 texts. "
+        "Smaller: more, shorter partitions.",
+    )
     timeout_minutes: float | None = Field(
         360.0, gt=0, description="A compute stage running longer than this fails (empty: no limit)."
     )

@@ -17,6 +17,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from embeddings.encoder import Embeddings
+from embeddings.partitions import Partitions, in_process
 from segmentation._errors import ConfigError, DataError, check_is_fitted
 from segmentation.config import RankerConfig
 from segmentation.data.contracts import Vocab
@@ -33,6 +34,7 @@ __all__ = [
     "dense_mib",
     "top_k",
     "lists_ndcg",
+    "recommend_in_partitions",
     "train_matrices",
     "validation_ndcg",
     "zscore",
@@ -385,6 +387,28 @@ class MatrixRanker:
         row = np.zeros(n_items, dtype=bool)
         row[j[j >= 0]] = True
         return np.broadcast_to(row, (len(users), n_items))
+
+
+def _recommend_block(users: list[str], ranker: Ranker, k: int, exclude_seen: bool) -> pl.DataFrame:
+    """One partition of :func:`recommend_in_partitions`: a block of users' lists."""
+    return ranker.recommend(users, k, exclude_seen=exclude_seen)
+
+
+def recommend_in_partitions(ranker: Ranker, user_ids: Sequence[str], k: int = 10, *, exclude_seen: bool = True,
+                            partitions: Partitions | None = None) -> pl.DataFrame:  # fmt: skip
+    """``ranker.recommend(user_ids, k)``, scored and cut to top-k in blocks of users where ``partitions`` runs them.
+
+    A user's list depends on that user's row alone, and a block of ``partitions.rows`` users (a multiple of the
+    rankers' own batches of 1,024 users where the catalogue allows) is scored in the same batches as one call,
+    so the lists are those of one call. The fitted ranker goes to each executor once. Without ``partitions``
+    this is one call.
+    """
+    if partitions is None:
+        return ranker.recommend(user_ids, k, exclude_seen=exclude_seen)
+    users = list(dict.fromkeys(str(u) for u in user_ids))
+    blocks = [users[lo:hi] for lo, hi in in_process(partitions).blocks(len(users))]
+    done = list(partitions.map(_recommend_block, blocks, ranker, k, exclude_seen))
+    return pl.concat(done, how="vertical") if done else pl.DataFrame(schema=RECOMMENDATIONS)
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,11 @@ import time
 import polars as pl
 
 from embeddings.encoder import Embeddings
+from embeddings.partitions import Partitions
 from segmentation.cluster import Segmentation
 from segmentation.config import EvalConfig, RankerConfig
 from segmentation.data import Dataset, Split
-from segmentation.rank.base import Rankings
+from segmentation.rank.base import Rankings, recommend_in_partitions
 from segmentation.rank.factory import choose_rankers, make_ranker
 from segmentation.rank.segments import segment_top_items
 
@@ -22,10 +23,11 @@ __all__ = ["rank_test_users"]
 
 
 def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmentation,
-                    config: RankerConfig, evaluation: EvalConfig, seed: int) -> Rankings:  # fmt: skip
+                    config: RankerConfig, evaluation: EvalConfig, seed: int,
+                    partitions: Partitions | None = None) -> Rankings:  # fmt: skip
     """The flow's rank stage: fit each configured ranker on train and list top-k unseen items for every test user;
     with the last (primary) ranker, what to recommend to each segment (:func:`segment_top_items` of every member's
-    list, as ``Rankings.by_segment``)."""
+    list, as ``Rankings.by_segment``). ``partitions``: where the lists are scored, in blocks of users."""
     train = split.train_full
     test_users = split.test["user_id"].unique().sort().to_list()
     names = choose_rankers(config, train["user_id"].n_unique(), train["item_id"].n_unique()).names
@@ -35,9 +37,10 @@ def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentat
         t0 = time.perf_counter()
         ranker = make_ranker(name, config).fit(train, items=dataset.items, item_embeddings=items, seed=seed,
                                                implicit=dataset.implicit)  # fmt: skip
-        recs[name] = ranker.recommend(test_users, evaluation.k, exclude_seen=True)
+        recs[name] = recommend_in_partitions(ranker, test_users, evaluation.k, partitions=partitions)
         if name == primary:  # what to recommend to each segment, from every member's list
-            everyone = ranker.recommend(segmentation.assignments["user_id"].to_list(), evaluation.k, exclude_seen=True)
+            everyone = recommend_in_partitions(ranker, segmentation.assignments["user_id"].to_list(), evaluation.k,
+                                               partitions=partitions)  # fmt: skip
             by_segment = _segment_lists(segment_top_items(everyone, segmentation.assignments, items=dataset.items,
                                                           n=evaluation.k))  # fmt: skip
         seconds[name] = round(time.perf_counter() - t0, 3)
