@@ -271,6 +271,9 @@ def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, 
         "global_model": key_value_table(_get(m, "models", "global")),
         "models_table": _models_table(data, segs, models),
         "ranking_table": systems_table(_get(m, "ranking"), first="Recommender"),
+        "ranking_sample_note": str(_get(m, "ranking_sample", "note", default=""))
+        if _get(m, "ranking_sample", "sampled")
+        else None,
         "ranking_segments": per_segment_table(_get(m, "ranking"), segs, ("ndcg",)),
         "beyond_table": systems_table(_get(m, "beyond_accuracy"), first="Recommender"),
         "beyond_segments": per_segment_table(_get(m, "beyond_accuracy"), segs, ("novelty", "ils")),

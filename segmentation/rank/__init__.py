@@ -31,6 +31,8 @@ One module per family of rankers, the framework and the per-segment aggregation 
   ``ranker.dense_budget_mib``, ALS above it; logged with the reason);
 - :mod:`~segmentation.rank.segments`: what to recommend to each segment (:func:`segment_top_items`);
 - :mod:`~segmentation.rank.stage`: the flow's rank stage (:func:`rank_test_users`; its result, :class:`Rankings`, lives in ``base``).
+  Past ``evaluate.ranking_max_users`` test users it lists top-k for a seeded sample of them (:class:`RankingSample`), and
+  what to recommend to a segment comes from at most ``ranker.segment_max_users`` sampled members.
 
 A new family of rankers is a new module here: a subclass of
 ``MatrixRanker`` with ``_fit_model`` and ``_scores`` (or any class that follows :class:`Ranker`),
@@ -43,7 +45,7 @@ registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 """
 
 from segmentation.rank.als import ALS
-from segmentation.rank.base import RECOMMENDATIONS, Ranker
+from segmentation.rank.base import RECOMMENDATIONS, Ranker, Rankings, RankingSample
 from segmentation.rank.ease import EASE
 from segmentation.rank.factory import RANKERS, RankerChoice, choose_rankers, make_ranker
 from segmentation.rank.knn import ItemKNN
@@ -64,6 +66,7 @@ __all__ = [
     "RP3beta",
     "Ranker",
     "RankerChoice",
+    "RankingSample",
     "Rankings",
     "SegflowRanker",
     "choose_rankers",
