@@ -12,6 +12,15 @@ is still held (the refit) and predict the validation rows again. The growth of t
 the resident set before the fit, divided by the component's cells (kNN: entities x neighbours kept, the old code
 entities^2; AutoRec: items x users), is its bytes per cell; the slope between two sizes removes the fixed part.
 AutoRec trains 3 epochs (its memory does not depend on the count). Prints one JSON line per run.
+
+    /usr/bin/time -v python benchmarks/dense_budget.py --blend 10000 2000 [--code DIR]
+
+fits the default global rating model (the blend, refitted; without item embeddings, so SVD++ has no side
+features) on ``synthetic_log(n_users, n_items, mean_per_user=30, seed=0)`` split random90 (seed 0), in this
+process, and prints its components, weights, validation RMSE (the blend's cross-validated figure), test RMSE and
+seconds; ``/usr/bin/time -v`` gives the peak (``--ml100k``: MovieLens 100k instead, sizes ignored; ``--save
+F.npy``: keep the test predictions, to compare two versions row by row). ``--code DIR``: import segflow from DIR (an older checkout, e.g.
+``git archive REV | tar -x -C DIR``) to measure it as it was.
 """
 
 import argparse
@@ -81,13 +90,58 @@ def _child(component: str, n_users: int, n_items: int, module_path: str | None) 
                       "bytes_per_cell": round((peak - before) / cells, 1)}))  # fmt: skip
 
 
+def _blend(n_users: int, n_items: int, ml100k: bool = False, save: str | None = None) -> None:
+    import time
+
+    import numpy as np
+
+    from segmentation.config import PredictorConfig
+    from segmentation.data import split_ratings
+    from segmentation.predict import fit_global_predictor
+    from segmentation.synthetic import synthetic_log
+
+    if ml100k:
+        from segmentation.data import load_movielens_100k
+
+        split = split_ratings(load_movielens_100k().interactions, "random90", seed=0)
+        n_users, n_items = split.train_full["user_id"].n_unique(), split.train_full["item_id"].n_unique()
+    else:
+        log = synthetic_log(n_users, n_items, mean_per_user=30, seed=0)
+        split = split_ratings(log.interactions, "random90", seed=0)
+    t0 = time.perf_counter()
+    model = fit_global_predictor(split, PredictorConfig(), seed=42)
+    seconds = time.perf_counter() - t0
+    y = split.test["rating"].to_numpy()
+    pred = model.predict(split.test)
+    test_rmse = float(np.sqrt(np.mean((pred - y) ** 2)))
+    if save:
+        np.save(save, pred)
+    print(json.dumps({"code": str(Path(sys.modules["segmentation"].__file__).parents[1]), "n_users": n_users,
+                      "n_items": n_items, "train_rows": split.train_full.height, "components": model.component_names,
+                      "weights": [round(w, 4) for w in model.weights_.tolist()] if model.weights_ is not None else None,
+                      "valid_rmse": {k: round(v, 5) for k, v in model.valid_rmse_.items()},
+                      "test_rmse": round(test_rmse, 5), "seconds": round(seconds, 1)}))  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--blend", nargs=2, type=int, metavar=("N_USERS", "N_ITEMS"),
+                    help="fit the default global rating model on a synthetic log of this size")  # fmt: skip
+    ap.add_argument("--code", help="with --blend: import segflow from this folder")
+    ap.add_argument("--ml100k", action="store_true", help="with --blend: MovieLens 100k (random90) instead")
+    ap.add_argument("--save", help="with --blend: write the test predictions to this .npy file")
     ap.add_argument("--rev", help="measure segmentation/_predict_components.py as it was at this git revision")
     ap.add_argument("--components", nargs="+", default=["item-knn", "user-knn", "autorec"])
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--module", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.blend:
+        sys.path.insert(0, str(Path(args.code).resolve() if args.code else ROOT))
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        _blend(*args.blend, ml100k=args.ml100k, save=args.save)
+        return
     if args.child:
         _child(args.child[0], int(args.child[1]), int(args.child[2]), args.module)
         return
