@@ -10,6 +10,7 @@ References:
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -564,17 +565,20 @@ AUTOREC_BLOCK_CELLS = 1 << 20
 
 
 def _pairs_by_item_block(items: np.ndarray, users: np.ndarray, n_users: int,
-                         reconstruct: Any) -> np.ndarray:  # fmt: skip
+                         reconstruct: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
     """``reconstruct(block)[item, user]`` for each (item, user) pair, as float64, reconstructing a block of the
     pairs' distinct items at a time (``AUTOREC_BLOCK_CELLS`` cells), so no items x users table is held."""
     out = np.empty(len(items), np.float64)
     if len(items) == 0:
         return out
     uniq, inverse = np.unique(items, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    sorted_inverse = inverse[order]
     step = max(1, AUTOREC_BLOCK_CELLS // max(n_users, 1))
     for start in range(0, len(uniq), step):
         block = uniq[start : start + step]
-        rows = np.flatnonzero((inverse >= start) & (inverse < start + len(block)))
+        lo, hi = np.searchsorted(sorted_inverse, [start, start + len(block)])
+        rows = order[lo:hi]
         out[rows] = reconstruct(block)[inverse[rows] - start, users[rows]]
     return out
 
