@@ -401,7 +401,8 @@ def test_dense_components_over_the_budget_are_left_out_or_refused(caplog) -> Non
     with caplog.at_level("INFO", logger="segmentation._predict_global"):
         fit_global_predictor(split, _with(config, dense_budget_mib=200), seed=0)
     assert "within predictor.dense_budget_mib = 200; components as configured" in caplog.text
-    with pytest.raises(ConfigError, match=r"autorec about 193 MiB while fitting, over predictor.dense_budget_mib = 100"):
+    refused = r"autorec about 193 MiB while fitting, over predictor.dense_budget_mib = 100"
+    with pytest.raises(ConfigError, match=refused):
         fit_global_predictor(split, _with(config, model="autorec"), seed=0)
 
 
