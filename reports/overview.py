@@ -305,6 +305,9 @@ def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, 
         "cold_start": data.verdicts.get("cold_start"),
         "cold_start_table": _cold_start_table(data),
         "ranking_table": systems_table(_get(m, "ranking"), first="Recommender"),
+        "ranking_sample_note": str(_get(m, "ranking_sample", "note", default=""))
+        if _get(m, "ranking_sample", "sampled")
+        else None,
         "ranking_segments": per_segment_table(_get(m, "ranking"), segs, ("ndcg",)),
         "beyond_table": systems_table(_get(m, "beyond_accuracy"), first="Recommender"),
         "beyond_segments": per_segment_table(_get(m, "beyond_accuracy"), segs, ("novelty", "ils")),

@@ -1,4 +1,5 @@
-"""The flat ``predictor`` keys of segflow 0.1, renamed to the nested keys that replaced them (for one release).
+"""The flat ``predictor`` keys of segflow 0.1, renamed to the nested keys that replaced them (for one release), and
+``predictor.max_dense_cells``, replaced by ``predictor.dense_budget_mib`` (MiB, like ``ranker.dense_budget_mib``).
 
 Old config files, ``--set`` overrides, a Prefect deployment's parameters and the ``config`` of a saved model may
 still carry them: :func:`migrate_predictor_keys` (called by ``PredictorConfig`` and by ``load_config`` before the
@@ -8,11 +9,19 @@ release.
 """
 
 import logging
+import math
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["LEGACY_PREDICTOR_KEYS", "REMOVED_PREDICTOR_KEYS", "migrate_predictor_keys", "override_paths"]
+__all__ = [
+    "CONVERTED_PREDICTOR_KEYS",
+    "LEGACY_PREDICTOR_KEYS",
+    "REMOVED_PREDICTOR_KEYS",
+    "migrate_predictor_keys",
+    "override_paths",
+]
 
 logger = logging.getLogger("segmentation.config")  # the warnings come from reading a configuration
 
@@ -70,15 +79,35 @@ REMOVED_PREDICTOR_KEYS: dict[str, str] = {
 }
 
 
+def _cells_to_mib(cells: Any) -> int:
+    """``predictor.max_dense_cells`` (cells of one table) as the MiB of that table in float64, rounded up."""
+    if isinstance(cells, bool) or not isinstance(cells, int | float) or cells < 1 or cells != int(cells):
+        raise ValueError(f"predictor.max_dense_cells (deprecated) must be a whole number of cells of at least 1 "
+                         f"(given: {cells!r}); better, set predictor.dense_budget_mib")  # fmt: skip
+    return max(1, math.ceil(int(cells) * 8 / 2**20))
+
+
+#: Flat PredictorConfig keys replaced by a key in another unit: old key -> (new key, conversion, what the conversion
+#: keeps). Read for one release with a logged warning naming the new key and the converted value.
+CONVERTED_PREDICTOR_KEYS: dict[str, tuple[str, Callable[[Any], Any], str]] = {
+    "max_dense_cells": (
+        "dense_budget_mib", _cells_to_mib,
+        "cells of one table, read as the MiB of that table in float64; the budget now counts every table and "
+        "temporary a component holds while fitting, so the same number admits smaller tables",
+    ),
+}  # fmt: skip
+
+
 def _is_legacy(key: str) -> bool:
-    """Whether ``predictor.<key>`` is a flat key of segflow 0.1."""
-    return key in LEGACY_PREDICTOR_KEYS or key in REMOVED_PREDICTOR_KEYS
+    """Whether ``predictor.<key>`` is a flat key of segflow 0.1 or a key replaced by one in another unit."""
+    return key in LEGACY_PREDICTOR_KEYS or key in REMOVED_PREDICTOR_KEYS or key in CONVERTED_PREDICTOR_KEYS
 
 
 def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor", *, warn: bool = True) -> dict[str, Any]:
     """A copy of a ``predictor`` mapping with the flat keys of segflow 0.1 moved to their nested places.
 
-    Logs one deprecation warning naming each old key and its new key(s); removed keys are dropped with a
+    Logs one deprecation warning naming each old key and its new key(s) (a key in another unit, such as
+    ``max_dense_cells``, with its converted value); removed keys are dropped with a
     warning (``warn=False``: silently, for reading a stored run rather than a configuration). A flat key given
     beside one of its new keys is refused (which one was meant is unclear).
 
@@ -97,6 +126,14 @@ def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor", *,
         value = section[key]
         if key in REMOVED_PREDICTOR_KEYS:
             dropped.append(f"predictor.{key}")
+            continue
+        if key in CONVERTED_PREDICTOR_KEYS:
+            target, convert, meaning = CONVERTED_PREDICTOR_KEYS[key]
+            if target in out:
+                raise ValueError(f"predictor.{key} (deprecated, now predictor.{target}) and predictor.{target} are "
+                                 f"both given; keep only predictor.{target}")  # fmt: skip
+            out[target] = convert(value)
+            moved.append(f"predictor.{key} = {value!r} -> predictor.{target} = {out[target]!r} ({meaning})")
             continue
         for new in LEGACY_PREDICTOR_KEYS[key]:
             sub, field = new.split(".")
@@ -120,8 +157,8 @@ def migrate_predictor_keys(section: dict[str, Any], where: str = "predictor", *,
 def override_paths(parts: list[str], item: str) -> list[list[str]]:
     """Where an override's value goes: its own dotted path, or for a flat predictor key of segflow 0.1 the nested
     path(s) that took its place (logged as deprecated), or none for a removed key (logged)."""
-    if len(parts) != 2 or parts[0] != "predictor" or not _is_legacy(parts[1]):
-        return [parts]
+    if len(parts) != 2 or parts[0] != "predictor" or not _is_legacy(parts[1]) or parts[1] in CONVERTED_PREDICTOR_KEYS:
+        return [parts]  # a key in another unit stays as given: the predictor section converts it, with its warning
     if parts[1] in REMOVED_PREDICTOR_KEYS:
         logger.warning("override %r ignored: no stage of a run reads predictor.%s (the optional EncoderRegressor "
                        "takes segmentation.config.EncoderRegressorConfig); remove it", item, parts[1])  # fmt: skip

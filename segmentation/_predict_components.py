@@ -10,6 +10,7 @@ References:
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
@@ -30,6 +31,7 @@ __all__ = [
     "MF",
     "SVDpp",
     "baseline_biases",
+    "component_mib",
 ]
 
 logger = logging.getLogger(__name__)
@@ -377,6 +379,86 @@ class SVDpp:
 # ---------------------------------------------------------------------- kNN baseline
 
 
+#: Cells of the (block x entities) similarity tables a kNN fit works on at once (and of the (rows x neighbours)
+#: tables its prediction does).
+KNN_BLOCK_CELLS = 1 << 20
+
+#: Peak bytes of a blend component, temporaries included, as ``(bytes per cell, fixed MiB)``: kNN per (entities x
+#: neighbours kept) cell, AutoRec per (items x users) cell. Measured by ``benchmarks/dense_budget.py`` (peak RSS of
+#: a fit, its validation predictions, and the refit while the first fit is held, as the blend does; synthetic logs
+#: of 3,000 x 600 and 6,000 x 1,200; docs/BENCHMARKS.md, "One memory budget for the rating blend") and rounded up:
+#: kNN 15 bytes per cell plus about 60-70 MiB for one block of similarities, AutoRec 33 bytes per cell plus about
+#: 180 MiB (its weights and Adam state grow with users). Before the kNN similarities were computed in blocks, a kNN
+#: fit took about 63 bytes per entities^2 cell (user-kNN over 10,000 users: 5.8 GiB).
+PEAK_BYTES: dict[str, tuple[float, float]] = {"knn": (16.0, 80.0), "autorec": (36.0, 192.0)}
+
+
+def component_mib(name: str, n_users: int, n_items: int, *, candidates: int = 1000) -> float:
+    """Estimated peak MiB of fitting the blend component ``name`` over ``n_users`` x ``n_items`` (0 for the models
+    whose tables grow with users + items only: mf, svdpp).
+
+    >>> round(component_mib("user-knn", 10_000, 2_000))
+    233
+    >>> round(component_mib("autorec", 10_000, 2_000))
+    879
+    """
+    if name in ("item-knn", "user-knn"):
+        n = n_users if name == "user-knn" else n_items
+        per_cell, fixed = PEAK_BYTES["knn"]
+        return per_cell * n * min(candidates, n) / 2**20 + fixed
+    if name == "autorec":
+        per_cell, fixed = PEAK_BYTES["autorec"]
+        return per_cell * n_users * n_items / 2**20 + fixed
+    return 0.0
+
+
+def _shrunk_pearson_neighbours(x: sp.csr_matrix, m: sp.csr_matrix, shrinkage: float,
+                               candidates: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Each column entity's ``candidates`` most similar entities by shrunk Pearson-baseline similarity, best first.
+
+    ``x`` holds residuals and ``m`` ones over (other side, entity). The similarity of entities ``a`` and ``b`` is
+    ``sum x_a x_b / sqrt(sum x_a^2 * sum x_b^2)`` over their common rows, shrunk by ``(n-1) / (n-1 + shrinkage)``
+    with ``n`` the common rows; an entity is not its own neighbour. Computed in blocks of entities (sparse
+    products, ``KNN_BLOCK_CELLS`` similarities at a time), so no entities x entities table is ever held: memory is
+    the (entities x candidates) result plus one block.
+
+    Returns:
+        ``(neighbours int32, similarities float32)``, each (n_entities, min(candidates, n_entities)), sorted by
+        similarity (descending; ties in the order the partition left them).
+    """
+    n = x.shape[1]
+    c = min(candidates, n)
+    xt, mt, x2 = x.T.tocsr(), m.T.tocsr(), x.multiply(x).tocsr()
+    x2t = x2.T.tocsr()
+    nb_out = np.empty((n, c), np.int32)
+    sim_out = np.empty((n, c), np.float32)
+    step = max(1, KNN_BLOCK_CELLS // max(n, 1))
+    for start in range(0, n, step):
+        stop = min(n, start + step)
+        num = (xt[start:stop] @ x).toarray()
+        sq_a = (x2t[start:stop] @ m).toarray()  # sum over common rows of x_a^2 (a in the block)
+        sq_b = (mt[start:stop] @ x2).toarray()  # sum over common rows of x_b^2
+        common = (mt[start:stop] @ m).toarray()
+        den = np.sqrt(sq_a * sq_b)
+        del sq_a, sq_b
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sim = np.where(den > 0, num / den, 0.0)
+        del num, den
+        shared = np.maximum(common - 1, 0)
+        sim *= shared / (shared + shrinkage)
+        del common, shared
+        sim[np.arange(stop - start), np.arange(start, stop)] = 0.0
+        if c < n:
+            nb = np.argpartition(-sim, c - 1, axis=1)[:, :c]
+        else:
+            nb = np.tile(np.arange(n), (stop - start, 1))
+        nb_sim = np.take_along_axis(sim, nb, axis=1)
+        order = np.argsort(-nb_sim, axis=1, kind="stable")
+        nb_out[start:stop] = np.take_along_axis(nb, order, axis=1)
+        sim_out[start:stop] = np.take_along_axis(nb_sim, order, axis=1)
+    return nb_out, sim_out
+
+
 class KNNBaseline:
     """kNN on baseline residuals with shrunk Pearson-baseline similarity (Koren 2008; surprise's KNNBaseline).
 
@@ -409,20 +491,7 @@ class KNNBaseline:
         )
         x = sp.csr_matrix((resid, (rows, cols)), shape=(n_rows, n_cols), dtype=np.float64)
         m = sp.csr_matrix((np.ones(len(tr)), (rows, cols)), shape=(n_rows, n_cols), dtype=np.float64)
-        x2 = x.multiply(x).tocsr()
-        num = (x.T @ x).toarray()
-        sq = (x2.T @ m).toarray()  # sq[a, b] = sum over common rows of x_a^2
-        common = (m.T @ m).toarray()
-        den = np.sqrt(sq * sq.T)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sim = np.where(den > 0, num / den, 0.0)
-        sim *= np.maximum(common - 1, 0) / (np.maximum(common - 1, 0) + self.shrinkage)
-        np.fill_diagonal(sim, 0.0)
-        c = min(self.candidates, n_cols)
-        nb = np.argpartition(-sim, c - 1, axis=1)[:, :c] if c < n_cols else np.tile(np.arange(n_cols), (n_cols, 1))
-        nb_sim = np.take_along_axis(sim, nb, axis=1)
-        order = np.argsort(-nb_sim, axis=1, kind="stable")
-        nb, nb_sim = np.take_along_axis(nb, order, axis=1), np.take_along_axis(nb_sim, order, axis=1)
+        nb, nb_sim = _shrunk_pearson_neighbours(x, m, self.shrinkage, self.candidates)
         self.tensors_ = {
             "mu": np.array([mu]), "user_bias": bu, "item_bias": bi,
             "neighbors": nb.astype(np.int32), "neighbor_sims": nb_sim.astype(np.float32),
@@ -462,17 +531,19 @@ class KNNBaseline:
             dense = resid[block].toarray()
             lo = bounds[start]
             hi = bounds[start + chunk] if start + chunk < len(bounds) else len(order)
-            rows = order[lo:hi]
-            local = np.searchsorted(block, owner[rows])
-            nb = t["neighbors"][entity[rows]]
-            s = t["neighbor_sims"][entity[rows]].astype(np.float64)
-            vals = dense[local[:, None], nb]
-            use = (vals != 0) & (s > 0)
-            use &= np.cumsum(use, axis=1) <= self.k
-            ws = np.where(use, s, 0.0)
-            den = ws.sum(1)
-            num = (ws * vals).sum(1)
-            pred[rows] += np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+            piece = max(1, KNN_BLOCK_CELLS // max(t["neighbors"].shape[1], 1))  # (rows x candidates) at once
+            for p0 in range(lo, hi, piece):
+                rows = order[p0 : min(hi, p0 + piece)]
+                local = np.searchsorted(block, owner[rows])
+                nb = t["neighbors"][entity[rows]]
+                s = t["neighbor_sims"][entity[rows]].astype(np.float64)
+                vals = dense[local[:, None], nb]
+                use = (vals != 0) & (s > 0)
+                use &= np.cumsum(use, axis=1) <= self.k
+                ws = np.where(use, s, 0.0)
+                den = ws.sum(1)
+                num = (ws * vals).sum(1)
+                pred[rows] += np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
         return pred
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -487,6 +558,29 @@ class KNNBaseline:
 
 
 # ---------------------------------------------------------------------- I-AutoRec
+
+
+#: Items x users cells of AutoRec's reconstructions computed at once when predicting (4 MiB of float32).
+AUTOREC_BLOCK_CELLS = 1 << 20
+
+
+def _pairs_by_item_block(items: np.ndarray, users: np.ndarray, n_users: int,
+                         reconstruct: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:  # fmt: skip
+    """``reconstruct(block)[item, user]`` for each (item, user) pair, as float64, reconstructing a block of the
+    pairs' distinct items at a time (``AUTOREC_BLOCK_CELLS`` cells), so no items x users table is held."""
+    out = np.empty(len(items), np.float64)
+    if len(items) == 0:
+        return out
+    uniq, inverse = np.unique(items, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    sorted_inverse = inverse[order]
+    step = max(1, AUTOREC_BLOCK_CELLS // max(n_users, 1))
+    for start in range(0, len(uniq), step):
+        block = uniq[start : start + step]
+        lo, hi = np.searchsorted(sorted_inverse, [start, start + len(block)])
+        rows = order[lo:hi]
+        out[rows] = reconstruct(block)[inverse[rows] - start, users[rows]]
+    return out
 
 
 @dataclass(frozen=True)
@@ -516,17 +610,20 @@ class AutoRec:
         self.best_epoch_ = 0
         self.history_: list[dict] = []
         self.tensors_: dict[str, np.ndarray] = {}
-        self._out: np.ndarray | None = None
+        self._x: sp.csr_matrix | None = None
 
     def fit(self, data: FitData, generator: torch.Generator) -> "AutoRec":
         s = self.settings
         tr = data.train
         n_u, n_i = data.n_users, data.n_items
         mu, bu, bi = baseline_biases(tr, n_u, n_i)
-        x = torch.zeros(n_i, n_u)
-        m = torch.zeros(n_i, n_u)
-        x[tr.items, tr.users] = torch.tensor(tr.ratings, dtype=torch.float32)
-        m[tr.items, tr.users] = 1.0
+        # the items x users ratings and their mask stay sparse; a batch of items is made dense when it is used
+        x_sp = sp.csr_matrix((tr.ratings.astype(np.float32), (tr.items, tr.users)), shape=(n_i, n_u))
+        m_sp = sp.csr_matrix((np.ones(len(tr), np.float32), (tr.items, tr.users)), shape=(n_i, n_u))
+
+        def rows(table: sp.csr_matrix, idx: Any) -> torch.Tensor:
+            return torch.from_numpy(table[np.asarray(idx)].toarray())
+
         g = generator
         enc = torch.nn.Linear(n_u, s.hidden)
         dec = torch.nn.Linear(s.hidden, n_u)
@@ -548,8 +645,9 @@ class AutoRec:
             total = 0.0
             for start in range(0, n_i, s.batch_size):
                 idx = perm[start : start + s.batch_size]
-                out = dec(torch.sigmoid(enc(x[idx])))
-                sse = (((out - x[idx]) * m[idx]) ** 2).sum()
+                xb = rows(x_sp, idx)
+                out = dec(torch.sigmoid(enc(xb)))
+                sse = (((out - xb) * rows(m_sp, idx)) ** 2).sum()
                 total += float(sse.detach())
                 # the paper's objective, with the weight penalty spread evenly over the item batches
                 weights = (enc.weight**2).sum() + (dec.weight**2).sum()
@@ -562,10 +660,12 @@ class AutoRec:
             if fixed is not None or len(data.valid) == 0:
                 best_epoch = epoch
                 continue
-            with torch.no_grad():
-                out = dec(torch.sigmoid(enc(x))).numpy()
             known = (vu >= 0) & (vi >= 0)
-            pv = np.where(known, out[np.maximum(vi, 0), np.maximum(vu, 0)], mu + _lookup(bu, vu) + _lookup(bi, vi))
+            with torch.no_grad():  # the reconstructions of the validation items, a block of items at a time
+                out = _pairs_by_item_block(vi[known], vu[known], n_u,
+                                           lambda blk: dec(torch.sigmoid(enc(rows(x_sp, blk)))).numpy())  # fmt: skip
+            pv = mu + _lookup(bu, vu) + _lookup(bi, vi)
+            pv[known] = out
             score = rmse(data.valid.ratings, np.clip(pv, lo, hi))
             entry["valid_rmse"] = score
             if score < best_rmse:
@@ -585,25 +685,26 @@ class AutoRec:
             "train_users": tr.users.astype(np.int64), "train_items": tr.items.astype(np.int64),
             "train_ratings": tr.ratings.astype(np.float64),
         }  # fmt: skip
-        self._out = None
+        self._x = None
         logger.debug("autorec: best epoch %d, valid RMSE %.4f", best_epoch, best_rmse)
         return self
 
-    def _outputs(self) -> np.ndarray:
-        if self._out is None:
-            t = self.tensors_
-            n_i, n_u = len(t["item_bias"]), len(t["user_bias"])
-            x = np.zeros((n_i, n_u), np.float32)
-            x[t["train_items"], t["train_users"]] = t["train_ratings"]
-            h = expit(x @ t["enc_weight"].T + t["enc_bias"])
-            self._out = (h @ t["dec_weight"].T + t["dec_bias"]).astype(np.float64)
-        return self._out
+    def _reconstruct(self, block: np.ndarray) -> np.ndarray:
+        """(len(block), n_users) float32 reconstructions of the items in ``block``."""
+        t = self.tensors_
+        if self._x is None:  # the train ratings as a sparse items x users matrix (never a dense one)
+            shape = (len(t["item_bias"]), len(t["user_bias"]))
+            self._x = sp.csr_matrix((t["train_ratings"].astype(np.float32), (t["train_items"], t["train_users"])),
+                                    shape=shape)  # fmt: skip
+        x = self._x[block].toarray()
+        h = expit(x @ t["enc_weight"].T + t["enc_bias"])
+        return h @ t["dec_weight"].T + t["dec_bias"]
 
     def predict(self, users: np.ndarray, items: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
         t = self.tensors_
         pred = float(t["mu"][0]) + _lookup(t["user_bias"], users) + _lookup(t["item_bias"], items)
         ok = (users >= 0) & (items >= 0)
-        pred[ok] = self._outputs()[items[ok], users[ok]]
+        pred[ok] = _pairs_by_item_block(items[ok], users[ok], len(t["user_bias"]), self._reconstruct)
         return pred
 
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

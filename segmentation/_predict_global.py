@@ -36,6 +36,7 @@ from segmentation._predict_components import (
     KNNBaseline,
     SVDpp,
     SVDppSettings,
+    component_mib,
 )
 from segmentation._predict_mf import MFParams, Ratings
 from segmentation.config import PredictorConfig
@@ -223,24 +224,31 @@ class GlobalPredictor:
         logger.info("rating model %s: valid RMSE %.4f, %.1f s", cfg.model, self.valid_rmse_["model"], self.seconds_)
 
     def _affordable(self, names: list[str], frame: pl.DataFrame) -> list[str]:
-        """Drop (blend) or refuse (single model) components whose dense tables exceed ``max_dense_cells``.
+        """Drop (blend) or refuse (single model) the components whose estimated peak is over ``dense_budget_mib``.
 
-        item-kNN keeps an items x items similarity table, user-kNN users x users, AutoRec items x users.
+        The estimate (:func:`~segmentation._predict_components.component_mib`) counts the bytes a component was
+        measured to hold while fitting, temporaries included: item-kNN and user-kNN their neighbour tables (and
+        one block of similarities), AutoRec its items x users reconstructions; mf and svdpp grow with users +
+        items and are not bound. The choice is logged with its reason.
         """
         n_u, n_i = frame["user_id"].n_unique(), frame["item_id"].n_unique()
-        cells = {"item-knn": n_i * n_i, "user-knn": n_u * n_u, "autorec": n_i * n_u}
-        limit = self.config.max_dense_cells
-        too_big = [n for n in names if cells.get(n, 0) > limit]
+        budget = self.config.dense_budget_mib
+        mib = {n: component_mib(n, n_u, n_i) for n in names if component_mib(n, n_u, n_i) > 0}
+        too_big = [n for n in names if mib.get(n, 0.0) > budget]
+        sizes = ", ".join(f"{n} about {m:,.0f} MiB" for n, m in mib.items()) or "no dense table"
         if not too_big:
+            logger.info("rating model %s over %s users x %s items: %s, within predictor.dense_budget_mib = %s; "
+                        "components as configured", self.config.model, f"{n_u:,}", f"{n_i:,}", sizes,
+                        f"{budget:,}")  # fmt: skip
             return names
-        detail = ", ".join(f"{n} needs {cells[n]:,}" for n in too_big)
         if len(too_big) == len(names):
             raise ConfigError(
-                f"predictor.model {self.config.model!r} is too large for {n_u:,} users and {n_i:,} items ({detail} "
-                f"dense cells; predictor.max_dense_cells is {limit:,}): use model = 'mf' or 'svdpp', or raise the limit"
+                f"predictor.model {self.config.model!r} is too large for {n_u:,} users and {n_i:,} items ({sizes} "
+                f"while fitting, over predictor.dense_budget_mib = {budget:,}): use model = 'mf' or 'svdpp', or raise "
+                "the budget on a machine with the memory"
             )
-        logger.warning("blend: leaving out %s (%s dense cells, over predictor.max_dense_cells = %s)",
-                       ", ".join(too_big), detail, f"{limit:,}")  # fmt: skip
+        logger.warning("rating blend over %s users x %s items: %s; over predictor.dense_budget_mib = %s, left out: %s",
+                       f"{n_u:,}", f"{n_i:,}", sizes, f"{budget:,}", ", ".join(too_big))  # fmt: skip
         return [n for n in names if n not in too_big]
 
     def _set_vocab(self, frame: pl.DataFrame) -> None:

@@ -61,7 +61,7 @@ from segmentation._polars import to_float
 from segmentation.cluster import NOISE, Segmentation
 from segmentation.config import EvalConfig
 from segmentation.data import Dataset, Split
-from segmentation.rank.base import Rankings
+from segmentation.rank.base import Rankings, RankingSample
 from segmentation.runs import json_safe
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "novelty",
     "popularity_bias",
     "precision_at_k",
+    "ranked_test",
     "ranking_per_user",
     "rating_calibration",
     "recall_at_k",
@@ -520,12 +521,27 @@ def user_groups_frame(dataset: Dataset, split: Split, segmentation: Segmentation
     return segmentation.assignments.select("user_id", "segment_id").join(groups, on="user_id", how="left")
 
 
+def ranked_test(test: pl.DataFrame, sample: RankingSample | None) -> tuple[pl.DataFrame, dict]:
+    """The test rows of the users the top-k lists were made for (all of them, or the rank stage's seeded sample),
+    and what ``metrics.json`` says about it under ``ranking_sample``."""
+    if sample is None:
+        n = test["user_id"].n_unique()
+        sample = RankingSample(tuple(test["user_id"].unique().sort().to_list()), n, None)
+    if not sample.sampled:
+        return test, sample.summary()
+    return test.filter(pl.col("user_id").is_in(pl.Series(sample.users, dtype=pl.String).implode())), sample.summary()
+
+
 def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, global_model, segment_models,
                  rankings: Rankings, items: Embeddings, config: EvalConfig, seed: int, cold_start=None) -> dict:  # fmt: skip
     """The flow's evaluate stage: accuracy, per-segment gains with CIs, ranking, beyond-accuracy and fairness
     metrics, the segmentation's quality, and the sparse users' figures under ``cold_start``
     (:func:`evaluate_cold_start`: what the cold-start stage decided, and its sparse test users predicted with the
     prior it kept against the global model).
+
+    Ranking and beyond-accuracy metrics are taken over the test users the rank stage listed (``rankings.sample``:
+    every one, or above ``evaluate.ranking_max_users`` its seeded sample, whose test rows alone are scored), and
+    ``ranking_sample`` says which (``sampled``, ``n_users``, ``n_test_users``, ``max_users``, ``note``).
 
     ``global_model`` and ``segment_models`` (``segmentation.predict.FineTuned``) are None for implicit feedback;
     ``cold_start`` (``segmentation.coldstart.ColdStart``) is None when the stage did not run.
@@ -534,7 +550,8 @@ def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, glo
     test = split.test
     groups = user_groups_frame(dataset, split, segmentation)
     relevance = None if dataset.implicit else config.relevance_threshold  # implicit: every held-out interaction
-    ranking, beyond = evaluate_rankings(rankings.recs, test, split.train_full, k=config.k,
+    ranked, ranking_sample = ranked_test(test, rankings.sample)
+    ranking, beyond = evaluate_rankings(rankings.recs, ranked, split.train_full, k=config.k,
                                         relevance_threshold=relevance, item_embeddings=items,
                                         items=dataset.items, groups=groups, n_boot=config.bootstrap, seed=seed)  # fmt: skip
     quality = segmentation_quality(segmentation)
@@ -548,8 +565,9 @@ def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, glo
     fairness["ranking"] = {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}
     cold = (evaluate_cold_start(cold_start, test, global_model, n_boot=config.bootstrap, seed=seed) if rated
             else {"skipped": IMPLICIT_NO_COLD_START})  # fmt: skip
-    return json_safe({"rating": rating, "ranking": ranking, "beyond_accuracy": beyond, "fairness": fairness,
-                      "segmentation_quality": quality, "cold_start": cold})  # fmt: skip
+    return json_safe({"rating": rating, "ranking": ranking, "ranking_sample": ranking_sample,
+                      "beyond_accuracy": beyond, "fairness": fairness, "segmentation_quality": quality,
+                      "cold_start": cold})  # fmt: skip
 
 
 def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segment_models, config: EvalConfig,

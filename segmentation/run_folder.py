@@ -118,8 +118,8 @@ class RunFolder:
         title: the report's title (``report.title``).
         run_id: the run folder's name.
         config: the run's configuration as plain JSON data (``PipelineConfig.model_dump(mode="json")``).
-        metrics: ``metrics.json`` (sections data, segmentation, rating, ranking, beyond_accuracy, fairness,
-            cold_start (typed: :attr:`cold_start`), models, timings, versions, verdicts).
+        metrics: ``metrics.json`` (sections data, segmentation, rating, ranking, ranking_sample, beyond_accuracy,
+            fairness, cold_start (typed: :attr:`cold_start`), models, timings, versions, verdicts).
         assignments: ``users.parquet`` (``segmentation.cluster.ASSIGNMENTS``: user_id, segment_id, membership,
             nearest_segment, nearest_membership, soft_assigned, x, y).
         profiles: one :class:`SegmentProfile` per segment, outliers (-1) included when present.

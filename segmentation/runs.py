@@ -10,8 +10,9 @@ Layout of ``<output_dir>/<run-id>/``::
     index/items/ index/users/ index/segments/   FAISS indexes
     models/global/     the global rating model: weights.safetensors + manifest.json
     models/segments/   kept segment models, assignments, manifest.json (refers to ../global, no copy)
-    metrics.json       data, segmentation, rating, ranking, beyond_accuracy, fairness, models, timings,
-                       versions, verdicts (segmentation.verdicts.run_verdicts)
+    metrics.json       data, segmentation, rating, ranking, ranking_sample (which test users the ranking
+                       figures are over), beyond_accuracy, fairness, models, timings, versions, verdicts
+                       (segmentation.verdicts.run_verdicts)
     report_input.json  what presenting needs beyond the files above (segmentation.run_folder.write_run_details)
     comparison.json    the comparison with the previous complete run (segmentation.compare), if there was one
     report/index.html  the HTML report, rendered from the folder (segmentation.run_folder.load_run_folder)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from segmentation._config_legacy import (
+    CONVERTED_PREDICTOR_KEYS,
     LEGACY_PREDICTOR_KEYS,
     REMOVED_PREDICTOR_KEYS,
     migrate_predictor_keys,
@@ -164,5 +165,7 @@ def config_reference_markdown() -> str:
                  for old, new in LEGACY_PREDICTOR_KEYS.items())  # fmt: skip
     lines.extend(f"| `predictor.{old}` | ignored: no stage of a run read it (`EncoderRegressorConfig.{new}`) |"
                  for old, new in REMOVED_PREDICTOR_KEYS.items())  # fmt: skip
+    lines.extend(f"| `predictor.{old}` | `predictor.{new}`: {meaning} |"
+                 for old, (new, _, meaning) in CONVERTED_PREDICTOR_KEYS.items())  # fmt: skip
     lines.append("")
     return "\n".join(lines)

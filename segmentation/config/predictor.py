@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from segmentation._config_legacy import (
+    CONVERTED_PREDICTOR_KEYS,
     LEGACY_PREDICTOR_KEYS,
     REMOVED_PREDICTOR_KEYS,
     migrate_predictor_keys,
@@ -218,7 +219,7 @@ def _predictor_schema(schema: dict[str, Any], cls: type[BaseModel]) -> None:
     running (the flow renames them, with a warning), they pass here. The run form shows only ``properties``.
     """
     _factory_defaults_in_schema(schema, cls)
-    names = "|".join(re.escape(k) for k in (*LEGACY_PREDICTOR_KEYS, *REMOVED_PREDICTOR_KEYS))
+    names = "|".join(re.escape(k) for k in (*LEGACY_PREDICTOR_KEYS, *REMOVED_PREDICTOR_KEYS, *CONVERTED_PREDICTOR_KEYS))
     schema["patternProperties"] = {
         f"^({names})$": {"deprecated": True, "description": "A flat key of segflow 0.1, renamed when the run "
                          "starts (docs/CONFIG.md lists the new keys)."},
@@ -253,11 +254,17 @@ class PredictorConfig(_Section):
         "fastest for these small models and keeps results identical across machines; on 2 busy shared cores, "
         "2 threads made the MF fit 27x slower.",
     )
-    max_dense_cells: int = Field(
-        250_000_000,
+    dense_budget_mib: int = Field(
+        1536,
         ge=1,
-        description="Largest dense table a component may build (item-knn: items^2, user-knn: users^2, autorec: "
-        "items x users). A blend leaves out, with a warning, the components over it; a single model over it is refused.",
+        description="Memory budget of one blend component, in MiB, the same unit and default as "
+        "ranker.dense_budget_mib: each component's peak is estimated from the bytes it was measured to hold while "
+        "fitting, temporaries included (item-knn and user-knn: 16 bytes per kept neighbour, 1,000 per item or user, "
+        "plus 80 MiB; autorec: 36 bytes per items x users cell plus 192 MiB; mf and svdpp grow with users + items "
+        "and are not bound). A blend leaves out the components over it, a single model over it is refused; the log "
+        "says which and why. The rating models and the rankers may fit at the same time, so a run's dense tables "
+        "take at most about the two budgets together (1536 MiB: autorec up to about 39M items x users cells, "
+        "e.g. 14,000 users x 2,800 items; user-knn up to about 95,000 users).",
     )
     mf: MFConfig = Field(default_factory=MFConfig, title="MF", description=MFConfig.__doc__)
     svdpp: SVDppConfig = Field(default_factory=SVDppConfig, title="SVD++", description=SVDppConfig.__doc__)

@@ -73,6 +73,14 @@ class RankerConfig(_Section):
         min_length=1,
         description="segflow ranker: weights of the item-description embedding similarity in the blend, tried.",
     )
+    segment_max_users: int | None = Field(
+        10_000,
+        ge=0,
+        description="What to recommend to a segment is aggregated from the top-k lists of at most this many of "
+        "its members: a larger segment's members are sampled uniformly with the run's seed (a share of the "
+        "lists, rec_share, is then within about 1 percentage point of the whole segment's, at 95 %). 0 or "
+        "empty: every member.",
+    )
     content_neighbors: int = Field(
         50, ge=1, description="segflow ranker: neighbours per item of the embedding similarity."
     )

@@ -34,6 +34,8 @@ One module per family of rankers, the framework and the per-segment aggregation 
   ranker blended with the segment's popularity, restricted to the segment's items, or blended with an EASE refitted
   on the segment's members, each kept per segment only where a validation gate says it helps);
 - :mod:`~segmentation.rank.stage`: the flow's rank stage (:func:`rank_test_users`; its result, :class:`Rankings`, lives in ``base``).
+  Past ``evaluate.ranking_max_users`` test users it lists top-k for a seeded sample of them (:class:`RankingSample`), and
+  what to recommend to a segment comes from at most ``ranker.segment_max_users`` sampled members.
 
 A new family of rankers is a new module here: a subclass of
 ``MatrixRanker`` with ``_fit_model`` and ``_scores`` (or any class that follows :class:`Ranker`),
@@ -46,7 +48,7 @@ registered by name in :mod:`~segmentation.rank.factory` and re-exported below.
 """
 
 from segmentation.rank.als import ALS
-from segmentation.rank.base import RECOMMENDATIONS, Ranker, Rankings
+from segmentation.rank.base import RECOMMENDATIONS, Ranker, Rankings, RankingSample
 from segmentation.rank.conditioned import CONDITIONED_KINDS, SEGMENT_RANKER_REPORT, SegmentConditionedRanker
 from segmentation.rank.ease import EASE
 from segmentation.rank.factory import RANKERS, RankerChoice, choose_rankers, make_ranker
@@ -70,6 +72,7 @@ __all__ = [
     "RP3beta",
     "Ranker",
     "RankerChoice",
+    "RankingSample",
     "Rankings",
     "SegflowRanker",
     "SegmentConditionedRanker",

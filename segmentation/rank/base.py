@@ -28,6 +28,7 @@ __all__ = [
     "Carve",
     "MatrixRanker",
     "Ranker",
+    "RankingSample",
     "Rankings",
     "TrainMatrices",
     "carve_mask",
@@ -412,13 +413,44 @@ def recommend_in_partitions(ranker: Ranker, user_ids: Sequence[str], k: int = 10
 
 
 @dataclass(frozen=True)
+class RankingSample:
+    """The test users the top-k lists were made for: every one, or a seeded uniform sample of ``max_users``.
+
+    Attributes:
+        users: the users listed (sorted).
+        n_test_users: test users there were.
+        max_users: the cap (``evaluate.ranking_max_users``; None or 0: none).
+    """
+
+    users: tuple[str, ...]
+    n_test_users: int
+    max_users: int | None
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the lists cover fewer users than the test split holds."""
+        return len(self.users) < self.n_test_users
+
+    def summary(self) -> dict[str, Any]:
+        """What ``metrics.json`` says under ``ranking_sample``."""
+        note = (f"ranking and beyond-accuracy figures are over a uniform sample of {len(self.users):,} of the "
+                f"{self.n_test_users:,} test users drawn with the run's seed (evaluate.ranking_max_users = "
+                f"{self.max_users:,}); their confidence intervals are bootstrapped over the sampled users"
+                if self.sampled else "ranking and beyond-accuracy figures are over every test user")  # fmt: skip
+        return {"sampled": self.sampled, "n_users": len(self.users), "n_test_users": self.n_test_users,
+                "max_users": self.max_users or None, "note": note}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Rankings:
     """Top-k lists of every ranker for the test users, and what to recommend to each segment.
 
     ``by_segment``: segment id -> (item id, title, share of the segment's members whose list holds it), best first.
+    ``sample``: the test users the lists were made for (None: every test user).
     """
 
     recs: dict[str, pl.DataFrame]
     by_segment: dict[int, list[tuple[str, str, float]]] = field(default_factory=dict)
     primary: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
+    sample: RankingSample | None = None

@@ -59,6 +59,10 @@ def test_run_folder_contract(first_run):
     assert m["rating"]["global"]["rmse"] < mean_rmse - 0.02, (m["rating"]["global"]["rmse"], mean_rmse)
     assert isinstance(m["rating"]["segmented"]["rmse"], float)
     assert m["data"]["n_users"] == 200
+    # ranking is scored on every test user (200 users: far under evaluate.ranking_max_users), and metrics.json says so
+    sample = m["ranking_sample"]
+    assert sample["sampled"] is False
+    assert sample["n_users"] == sample["n_test_users"] == split.test["user_id"].n_unique()
     users = run.users
     assert users.height == 200 and users["user_id"].n_unique() == 200
     assert set(run.segments["segment_id"].to_list()) == set(users["segment_id"].to_list())

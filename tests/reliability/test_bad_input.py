@@ -404,6 +404,26 @@ CASES = [
         in_flow=False,
     ),  # fmt: skip
     Case(
+        "config-deprecated-dense-cells-not-a-count",
+        _args("--set", "predictor.max_dense_cells=1.5e3x"),
+        ["predictor.max_dense_cells (deprecated) must be a whole number of cells", "predictor.dense_budget_mib"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
+        "config-file-deprecated-dense-cells-and-budget",
+        _config_file("[predictor]\nmax_dense_cells = 1000000\ndense_budget_mib = 64\n"),
+        [
+            "segflow.toml",
+            "predictor.max_dense_cells (deprecated, now predictor.dense_budget_mib) and predictor.dense_budget_mib "
+            "are both given",
+        ],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
         "config-report-base-url-not-http",
         _args("--set", "report.base_url='ftp://files.example.com/runs'"),
         ["report.base_url", "expected an http:// or https:// URL", "ftp://files.example.com/runs"],

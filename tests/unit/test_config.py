@@ -118,8 +118,9 @@ FLAT_DEFAULTS_0_1 = {
 
 
 def test_the_defaults_are_those_of_segflow_0_1():
-    """Every old key has a new home (extra keys are refused) and the defaults fit the same models."""
-    assert PredictorConfig.model_validate(FLAT_DEFAULTS_0_1) == PredictorConfig()
+    """Every old key has a new home (extra keys are refused) and the defaults fit the same models, but for the dense
+    cap: 250M cells of one table read as that table's float64 MiB (1908), a budget that now counts temporaries."""
+    assert PredictorConfig.model_validate(FLAT_DEFAULTS_0_1) == PredictorConfig(dense_budget_mib=1908)
     assert EncoderRegressorConfig.model_validate(FLAT_DEFAULTS_0_1) == EncoderRegressorConfig()
 
 

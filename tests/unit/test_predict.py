@@ -388,14 +388,22 @@ def test_blend_gate_keeps_nothing_when_segments_are_random(blend: tuple[Split, G
     assert not seg.report_["kept"].any(), seg.report_
 
 
-def test_dense_components_over_the_limit_are_left_out_or_refused() -> None:
-    split = planted_low_rank()
-    config = _with(BLEND, blend={"components": ["mf", "item-knn", "user-knn"]}, max_dense_cells=15_000, refit=False,
-                   mf={"epochs": 2})  # fmt: skip
-    model = fit_global_predictor(split, config, seed=0)  # 100^2 items fit, 200^2 users do not
-    assert model.component_names == ["mf", "item-knn"]
-    with pytest.raises(ConfigError, match="max_dense_cells"):
-        fit_global_predictor(split, _with(config, model="user-knn"), seed=0)
+def test_dense_components_over_the_budget_are_left_out_or_refused(caplog) -> None:
+    split = planted_low_rank()  # 200 users x 100 items: kNN about 80 MiB each, AutoRec about 193 MiB (estimates)
+    config = _with(BLEND, blend={"components": ["mf", "item-knn", "user-knn", "autorec"]}, dense_budget_mib=100,
+                   refit=False, mf={"epochs": 2}, autorec={"epochs": 2})  # fmt: skip
+    with caplog.at_level("INFO", logger="segmentation._predict_global"):
+        model = fit_global_predictor(split, config, seed=0)
+    assert model.component_names == ["mf", "item-knn", "user-knn"]
+    assert "over predictor.dense_budget_mib = 100, left out: autorec" in caplog.text
+    assert "autorec about 193 MiB" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="segmentation._predict_global"):
+        fit_global_predictor(split, _with(config, dense_budget_mib=200), seed=0)
+    assert "within predictor.dense_budget_mib = 200; components as configured" in caplog.text
+    refused = r"autorec about 193 MiB while fitting, over predictor.dense_budget_mib = 100"
+    with pytest.raises(ConfigError, match=refused):
+        fit_global_predictor(split, _with(config, model="autorec"), seed=0)
 
 
 def test_blend_with_few_validation_rows_averages_its_components() -> None:

@@ -230,6 +230,19 @@ def test_each_metrics_section_may_be_missing(tmp_path, section):
     assert len(list(tmp_path.glob("*.html"))) == 4
 
 
+def test_ranking_on_a_sample_says_so_and_on_everyone_says_nothing(tmp_path):
+    data = make_report_input(n_users=60, n_segments=2)
+    note = ("ranking and beyond-accuracy figures are over a uniform sample of 50,000 of the 1,000,000 test users "
+            "drawn with the run's seed (evaluate.ranking_max_users = 50,000)")  # fmt: skip
+    sampled = {**data.metrics, "ranking_sample": {"sampled": True, "n_users": 50_000, "note": note}}
+    text = render_report(dataclasses.replace(data, metrics=sampled), tmp_path / "a").read_text()
+    assert (
+        "On a sample: ranking and beyond-accuracy figures are over a uniform sample of 50,000 of the 1,000,000" in text
+    )
+    everyone = {**data.metrics, "ranking_sample": {"sampled": False, "n_users": 60, "note": "every test user"}}
+    assert "On a sample" not in render_report(dataclasses.replace(data, metrics=everyone), tmp_path / "b").read_text()
+
+
 def test_odd_metric_shapes_do_not_crash(tmp_path):
     data = make_report_input(n_users=60, n_segments=2)
     metrics = {
