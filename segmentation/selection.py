@@ -38,8 +38,16 @@ from sklearn.metrics import adjusted_rand_score
 from segmentation._errors import DataError
 from segmentation.config import ClusterConfig
 
-__all__ = ["MIN_SIZE", "STABILITY_TOLERANCE", "Candidate", "ParameterChoice", "choose_parameters", "finest_stable",
-           "needs_selection", "relative_validity"]
+__all__ = [
+    "MIN_SIZE",
+    "STABILITY_TOLERANCE",
+    "Candidate",
+    "ParameterChoice",
+    "choose_parameters",
+    "finest_stable",
+    "needs_selection",
+    "relative_validity",
+]
 
 logger = logging.getLogger(__name__)
 
