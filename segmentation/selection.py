@@ -18,9 +18,9 @@ into ``metrics.json``.
 
 Why not the best score alone (the rule until 2026-12-03): DBCV rewards merging a small segment into a
 large neighbour it touches (the merged segment's widest inner link is still short, its separation grows),
-so on the tuning planted worlds (taste, style; 3,000 users, seeds 0-2) the score took an 8 % smallest
-segment with 7 segments for 10 planted ones (ARI 0.85) where a candidate as stable (0.996 against 0.999)
-found 10 (ARI 0.93). A split that subsamples reproduce is a real one; a split they do not (leaf selection
+so on the tuning planted worlds (taste, style; 3,000 users, seeds 0-2) the score once took an 8 % smallest
+segment with 7 segments for 10 planted ones (stability 0.989, ARI 0.850) where a candidate more stable (0.996)
+found 10 (ARI 0.925); the other five choices were the same under both rules (docs/BENCHMARKS.md). A split that subsamples reproduce is a real one; a split they do not (leaf selection
 with small segments: stability 0.55-0.75) stays out.
 
 :mod:`segmentation.cluster` calls it inside ``fit_segments``; :mod:`segmentation.stability`, which refits
