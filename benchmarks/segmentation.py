@@ -23,7 +23,13 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
 
     python benchmarks/segmentation.py --no-main --worlds taste,style --world-grid --seeds 0,1,2 \
         --out benchmarks/results/segmentation_tuning.json        # the sweep, tuning worlds only
-    python benchmarks/segmentation.py --no-main --worlds all --seeds 0,1,2 --merge   # current vs old defaults
+    python benchmarks/segmentation.py --no-main --worlds all --seeds 0,1,2 --merge   # the current defaults
+    python benchmarks/segmentation.py --no-main --worlds taste,style --world-candidates --world-size 3000 \
+        --seeds 0,1,2 --out benchmarks/results/segmentation_candidates.json   # why segments merge (tuning worlds)
+
+World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
+the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
+stable candidate; ``segflow[min_samples=10,...]``: :data:`OLD_CLUSTER` on that representation).
 """
 
 from __future__ import annotations
@@ -261,7 +267,8 @@ def run_child(spec: dict) -> dict:
             from segmentation.config import RepresentConfig
 
             users = build_user_vectors(interactions, items, method=method or RepresentConfig().method,
-                                       items=ds.items, profile_embeddings=profile, seed=seed)  # fmt: skip
+                                       items=ds.items, profile_embeddings=profile, seed=seed,
+                                       centre=RepresentConfig().centre)  # fmt: skip
             extra["representation"] = method or RepresentConfig().method
             labels, extra = _segflow(users.ids, users.vectors, seed, extra)
             ids = users.ids
@@ -296,6 +303,8 @@ def run_child(spec: dict) -> dict:
 
 OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3, "min_cohesion": None, "outlier_distance": None}
 """The cluster defaults before the worlds' tuning (2026-12-03); reported beside the current ones."""
+NO_COHESION = {"min_cohesion": None}
+"""The current defaults without dissolving incoherent segments (measured beside them: the rule acts after HDBSCAN)."""
 WORLD_GRID = [{"min_samples": ms, "outlier_membership": om, "min_cohesion": mc, "outlier_distance": od}
               for ms in (5, 10, 20) for om in (0.3, None) for mc in (None, 0.8, 0.85, 0.9, 0.95)
               for od in (None, 3.0, 4.0)]  # fmt: skip
@@ -345,7 +354,7 @@ def run_worlds(
 
     numba = _warm_umap()
     enc = Encoder(cache_dir=default_cache_dir() / "embeddings", batch_size=128)
-    method = RepresentConfig().method
+    method, centre = RepresentConfig().method, RepresentConfig().centre
     rows = []
     for seed in seeds:
         for name in names:
@@ -359,14 +368,18 @@ def run_worlds(
             )
             embed_seconds = time.perf_counter() - t
             t = time.perf_counter()
-            users = build_user_vectors(log.interactions, item_vectors, method=method, items=items, seed=seed)
+            users = build_user_vectors(
+                log.interactions, item_vectors, method=method, items=items, seed=seed, centre=centre
+            )
             rc = ReduceConfig()
             reducer = Reducer(rc.n_components, n_neighbors=rc.n_neighbors, min_dist=rc.min_dist, metric=rc.metric,
                               sample_size=rc.sample_size, assign=rc.assign, knn_dims=rc.knn_dims, random_state=seed)  # fmt: skip
             # UMAP's coordinates depend on the data, the representation and the reduce settings only: cached
             # under the workdir, so a rerun with other cluster settings skips the fit (seconds_umap stays the fit's)
             key = hashlib.sha256(
-                json.dumps([name, n, seed, method, rc.model_dump()], sort_keys=True).encode()
+                json.dumps(
+                    [name, n, seed, method, rc.model_dump(), *(["centred"] if centre else [])], sort_keys=True
+                ).encode()
             ).hexdigest()[:16]
             cached = (workdir / f"world-coords-{key}.npz") if workdir else None
             if cached is not None and cached.exists() and n <= rc.sample_size:
@@ -411,7 +424,7 @@ def run_worlds(
                        **_scores(truth, labels), **_noise_scores(truth, labels),
                        "seconds": round(umap_seconds + fit_seconds, 2), "numba_seconds": round(numba, 2),
                        "embed_seconds": round(embed_seconds, 2), "peak_mib": round(_rss_mib(), 1),
-                       "notes": {"mechanic": world.mechanic, "representation": method,
+                       "notes": {"mechanic": world.mechanic, "representation": method, "centre": centre,
                                  "cluster": {"min_cluster_size": c.min_cluster_size, "min_samples": c.min_samples,
                                              "cluster_selection_method": c.cluster_selection_method,
                                              "outlier_membership": cluster.outlier_membership,
@@ -424,11 +437,96 @@ def run_worlds(
     return rows
 
 
-def choose_world_setting(rows: list[dict]) -> dict:
+def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dict]:
+    """Why segments merge, on tuning worlds: the representation, UMAP or the parameter choice (``--world-candidates``).
+
+    Per (world, seed) and with the representation uncentred and centred (``represent.centre``): the share of a
+    segment user's 15 cosine neighbours from their own planted segment, k-means with the true k on the raw
+    vectors (a diagnostic, not a system), then UMAP with the default settings and every candidate of the label-free
+    parameter choice with its ARI on the segment users, and the candidate each choice rule takes (the best score,
+    the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`).
+    The truth only scores; nothing here feeds a choice back.
+    """
+    import warnings
+
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+    from sklearn.neighbors import NearestNeighbors
+
+    from embeddings.encoder import Embeddings, Encoder
+    from embeddings.text import describe_items
+    from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
+    from segmentation.data import default_cache_dir
+    from segmentation.reduce import Reducer
+    from segmentation.represent import build_user_vectors
+    from segmentation.selection import _Hierarchy, choose_parameters, finest_stable
+    from segmentation.synthetic import WORLDS, world_log
+
+    numba = _warm_umap()
+    enc = Encoder(cache_dir=default_cache_dir() / "embeddings", batch_size=128)
+    method, rc, cc = RepresentConfig().method, ReduceConfig(), ClusterConfig()
+    rows = []
+    for seed in seeds:
+        for name in names:
+            log = world_log(name, n, seed=seed)
+            items = _world_items(log)
+            d = describe_items(items)
+            item_vectors = Embeddings(
+                d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2"
+            )
+            pos = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list()))
+            for centre in (False, True):
+                t0 = time.perf_counter()
+                users = build_user_vectors(log.interactions, item_vectors, method=method, items=items, seed=seed,
+                                           centre=centre)  # fmt: skip
+                truth = np.array([pos[u] for u in users.ids])
+                keep = truth >= 0
+                nn = NearestNeighbors(n_neighbors=16, metric="cosine").fit(users.vectors)
+                idx = nn.kneighbors(users.vectors[keep], return_distance=False)[:, 1:]
+                purity = float((truth[idx] == truth[keep][:, None]).mean())
+                km = KMeans(int(truth.max()) + 1, n_init=3, random_state=seed).fit_predict(users.vectors)
+                reducer = Reducer(rc.n_components, n_neighbors=rc.n_neighbors, min_dist=rc.min_dist, metric=rc.metric,
+                                  sample_size=rc.sample_size, random_state=seed)  # fmt: skip
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    coords = reducer.fit_transform(users.vectors)
+                    choice = choose_parameters(coords, cc, seed=seed)
+                    tree = _Hierarchy(np.asarray(coords, dtype=np.float64), cc.min_samples, max_size=15)
+                cands = []
+                for c in choice.candidates:
+                    labels = tree.labels(c.min_cluster_size, c.cluster_selection_method, cc.cluster_selection_epsilon)
+                    cands.append({**{k: getattr(c, k) for k in ("min_cluster_size", "cluster_selection_method",
+                                                                "n_segments", "noise_share", "dbcv", "stability",
+                                                                "score", "eligible")},
+                                  "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4)})  # fmt: skip
+                eligible = [c for c in choice.candidates if c.eligible]
+
+                def picked(c, cands=cands):
+                    return next(x for x in cands if x["min_cluster_size"] == c.min_cluster_size
+                                and x["cluster_selection_method"] == c.cluster_selection_method)  # fmt: skip
+
+                old = picked(max(eligible, key=lambda c: (c.score, -c.min_cluster_size)))
+                new = picked(finest_stable(eligible))
+                row = {"system": f"candidates[centre={centre}]", "data": f"world:{name}", "role": WORLDS[name].role,
+                       "seed": seed, "n_users": int(len(truth)), "representation": method, "centre": centre,
+                       "knn_purity": round(purity, 4),
+                       "kmeans_true_k_ari_excl_noise": round(float(adjusted_rand_score(truth[keep], km[keep])), 4),
+                       "score_rule": old, "finest_stable_rule": new, "candidates": cands,
+                       "seconds": round(time.perf_counter() - t0, 1), "numba_seconds": round(numba, 1)}  # fmt: skip
+                print(f"  {name:16s} seed {seed} centre={centre!s:5s} purity {purity:.3f} kmeans {row['kmeans_true_k_ari_excl_noise']:.3f} "
+                      f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable "
+                      f"{new['ari_excl_noise']:.3f} (k={new['n_segments']}) best candidate "
+                      f"{max(x['ari_excl_noise'] for x in cands):.3f}", flush=True)  # fmt: skip
+                rows.append(row)
+    return rows
+
+
+def choose_world_setting(rows: list[dict], baseline: str | None = None) -> dict:
     """The declared rule for the cluster defaults, applied to tuning-world rows only.
 
     1. No loss on the segment users: mean and minimum ARI over the users whose truth is a segment (over the
-       tuning runs) at most 0.005 below the old defaults' (:data:`OLD_CLUSTER`).
+       tuning runs) at most 0.005 below the baseline's (the system name ``baseline``; by default the old
+       defaults, :data:`OLD_CLUSTER`).
     2. Among those, the settings whose mean noise recall and mean noise precision are both at least 0.5
        (if none is: all of step 1).
     3. The highest noise F1 (recall and precision's harmonic mean), then the highest mean ARI.
@@ -446,7 +544,7 @@ def choose_world_setting(rows: list[dict]) -> dict:
                            "mean_excl": float(np.mean([r["ari_excl_noise"] for r in rs])),
                            "recall": recall, "precision": precision, "runs": len(rs),
                            "f1": 2 * recall * precision / max(recall + precision, 1e-12)}  # fmt: skip
-    base = summary.get(_setting_name(OLD_CLUSTER))
+    base = summary.get(baseline or _setting_name(OLD_CLUSTER))
     keep = {k: v for k, v in summary.items() if base is None or (v["min_excl"] >= base["min_excl"] - 0.005
                                                                   and v["mean_excl"] >= base["mean_excl"] - 0.005)}  # fmt: skip
     ok = {k: v for k, v in keep.items() if v["recall"] >= 0.5 and v["precision"] >= 0.5} or keep
@@ -488,7 +586,7 @@ def run_ml100k(method: str, seed: int) -> dict:
     segments are judged on that carve (``split.valid``, held out of train), never on the test rows.
     """
     from segmentation.cluster import fit_segments
-    from segmentation.config import ClusterConfig, ReduceConfig
+    from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import split_ratings
     from segmentation.represent import build_user_vectors
     from segmentation.stability import segmentation_stability
@@ -500,7 +598,7 @@ def run_ml100k(method: str, seed: int) -> dict:
     if "profile" in method:
         profile, _, _ = _profiles(split.train, ds.items, None)
     users = build_user_vectors(split.train, items, method=method, items=ds.items, profile_embeddings=profile,
-                               seed=seed)  # fmt: skip
+                               seed=seed, centre=RepresentConfig().centre)  # fmt: skip
     t = time.perf_counter()
     seg = fit_segments(users, ReduceConfig(), ClusterConfig(), seed=seed)
     seconds = time.perf_counter() - t
@@ -687,6 +785,11 @@ def main(argv: list[str] | None = None) -> int:
         help="sweep WORLD_GRID instead of the current and the old cluster defaults (tuning worlds only)",
     )
     p.add_argument(
+        "--world-candidates",
+        action="store_true",
+        help="why segments merge: neighbours, k-means, every parameter candidate's ARI (tuning worlds only)",
+    )
+    p.add_argument(
         "--bertopic-max", type=int, default=10_000, help="run the BERTopic-style baseline up to this many users"
     )
     p.add_argument("--seeds", default="0", help="comma-separated seeds (data and method)")
@@ -762,16 +865,22 @@ def main(argv: list[str] | None = None) -> int:
         from segmentation.synthetic import WORLDS
 
         names = list(WORLDS) if args.worlds == "all" else args.worlds.split(",")
-        if args.world_grid:
+        if args.world_grid or args.world_candidates:
             held = [w for w in names if WORLDS[w].role != "tuning"]
             if held:
-                p.error(f"--world-grid sweeps tuning worlds only; {held} are held out")
+                p.error(f"--world-grid and --world-candidates read tuning worlds only; {held} are held out")
             settings = WORLD_GRID
+        else:  # the current defaults and, at no extra fit, without min_cohesion; earlier defaults' rows stay in the file
+            settings = [{}, NO_COHESION]
+        if args.world_candidates:
+            rows.extend(run_world_candidates(names, args.world_size, seeds))
         else:
-            settings = [{}, OLD_CLUSTER]
-        rows.extend(run_worlds(names, args.world_size, seeds, settings, args.workdir))
+            rows.extend(run_worlds(names, args.world_size, seeds, settings, args.workdir))
         if args.world_grid:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
+        elif not args.world_candidates:  # keep min_cohesion only if the rule prefers it on the tuning worlds
+            choice = choose_world_setting(rows, baseline=_setting_name(NO_COHESION))
+            print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
     rows = [{**r, **stamp} for r in rows]
     if args.merge and args.out.exists():

@@ -10,9 +10,18 @@ Real users come with no truth, so the HDBSCAN settings are chosen from signals t
   labels of the same candidate fitted on random 80 % subsamples of the users, on the users both saw.
 
 :func:`choose_parameters` scores a grid of ``min_cluster_size`` (0.5-8 % of the users) by
-``cluster_selection_method`` (``eom``, ``leaf``) as ``score = stability * (1 + DBCV) / 2``,
-keeps the candidates with ``min_segments..max_segments`` segments, and takes the best; it returns
-a :class:`ParameterChoice` whose ``to_dict()`` goes into ``metrics.json``.
+``cluster_selection_method`` (``eom``, ``leaf``), keeps the candidates with ``min_segments..max_segments``
+segments, and takes **the finest of the most stable**: among the candidates whose stability lies within
+:data:`STABILITY_TOLERANCE` of the most stable one, the one with the most segments, ties broken by
+``score = stability * (1 + DBCV) / 2``. It returns a :class:`ParameterChoice` whose ``to_dict()`` goes
+into ``metrics.json``.
+
+Why not the best score alone (the rule until 2026-12-03): DBCV rewards merging a small segment into a
+large neighbour it touches (the merged segment's widest inner link is still short, its separation grows),
+so on the tuning planted worlds (taste, style; 3,000 users, seeds 0-2) the score once took an 8 % smallest
+segment with 7 segments for 10 planted ones (stability 0.989, ARI 0.850) where a candidate more stable (0.996)
+found 10 (ARI 0.925); the other five choices were the same under both rules (docs/BENCHMARKS.md). A split that subsamples reproduce is a real one; a split they do not (leaf selection
+with small segments: stability 0.55-0.75) stays out.
 
 :mod:`segmentation.cluster` calls it inside ``fit_segments``; :mod:`segmentation.stability`, which refits
 ``fit_segments``, sits above both (no cycle).
@@ -29,7 +38,16 @@ from sklearn.metrics import adjusted_rand_score
 from segmentation._errors import DataError
 from segmentation.config import ClusterConfig
 
-__all__ = ["MIN_SIZE", "Candidate", "ParameterChoice", "choose_parameters", "needs_selection", "relative_validity"]
+__all__ = [
+    "MIN_SIZE",
+    "STABILITY_TOLERANCE",
+    "Candidate",
+    "ParameterChoice",
+    "choose_parameters",
+    "finest_stable",
+    "needs_selection",
+    "relative_validity",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +55,8 @@ SIZE_FRACTIONS = (0.005, 0.01, 0.02, 0.04, 0.08)
 """Candidate ``min_cluster_size`` values, as shares of the users fitted (at least :data:`MIN_SIZE`)."""
 MIN_SIZE = 15
 SUBSAMPLE = 0.8
+STABILITY_TOLERANCE = 0.01
+"""Candidates this close to the most stable one count as equally stable (see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +111,8 @@ class ParameterChoice:
             "min_cluster_size": self.config.min_cluster_size,
             "min_samples": self.config.min_samples,
             "cluster_selection_method": self.config.cluster_selection_method,
-            "criterion": "stability * (1 + DBCV) / 2 among candidates with min_segments..max_segments segments",
+            "criterion": f"the most segments among the candidates within {STABILITY_TOLERANCE} of the highest "
+            "stability (with min_segments..max_segments segments); ties: score = stability * (1 + DBCV) / 2",
             "reason": self.reason,
             "n_points": self.n_points,
             "seconds": round(self.seconds, 3),
@@ -170,6 +191,16 @@ def _size_grid(m: int, cluster: ClusterConfig) -> list[int]:
     return sorted({max(MIN_SIZE, round(f * m)) for f in SIZE_FRACTIONS if max(MIN_SIZE, round(f * m)) * 2 <= m})
 
 
+def finest_stable(candidates: list[Candidate], tolerance: float = STABILITY_TOLERANCE) -> Candidate:
+    """The candidate with the most segments among those within ``tolerance`` of the highest stability.
+
+    Ties go to the higher ``score`` (stability and DBCV), then to the smaller ``min_cluster_size``.
+    """
+    top = max(c.stability for c in candidates)
+    stable = [c for c in candidates if c.stability >= top - tolerance]
+    return max(stable, key=lambda c: (c.n_segments, c.score, -c.min_cluster_size))
+
+
 def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int = 0, max_points: int = 20_000,
                       n_fitted: int | None = None) -> ParameterChoice:  # fmt: skip
     """Choose ``min_cluster_size`` and the selection method from DBCV and subsample stability.
@@ -223,9 +254,11 @@ def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int =
                                             cluster.min_segments <= k <= cluster.max_segments))  # fmt: skip
     eligible = [c for c in candidates if c.eligible]
     if eligible:
-        chosen = max(eligible, key=lambda c: (c.score, -c.min_cluster_size))
-        reason = (f"best of {len(eligible)} candidates with {cluster.min_segments}-{cluster.max_segments} segments "
-                  f"(score {chosen.score:.3f}: stability {chosen.stability:.3f}, DBCV {chosen.dbcv:.3f})")  # fmt: skip
+        chosen = finest_stable(eligible)
+        reason = (f"the most segments ({chosen.n_segments}) among the {len(eligible)} candidates with "
+                  f"{cluster.min_segments}-{cluster.max_segments} segments whose stability is within "
+                  f"{STABILITY_TOLERANCE} of the highest (stability {chosen.stability:.3f}, DBCV {chosen.dbcv:.3f}, "
+                  f"score {chosen.score:.3f})")  # fmt: skip
     else:
         below = [c for c in candidates if c.n_segments <= cluster.max_segments] or candidates
         most = max(c.n_segments for c in below)

@@ -67,15 +67,16 @@ class ClusterConfig(_Section):
         "user-vector space they stay apart.",
     )
     min_cohesion: float | None = Field(
-        0.9,
+        None,
         gt=0.0,
         le=1.0,
         description="A segment whose cohesion (length of the mean of its members' unit user vectors) is below "
         "this share of the median segment's has no common taste: its users become outliers, each with the "
-        "nearest remaining segment as nearest_segment (empty: off). UMAP packs users who belong nowhere "
-        "into one region that HDBSCAN may call a segment. 0.9 was chosen on the tuning planted worlds (taste, "
-        "style; docs/BENCHMARKS.md): planted noise users labelled outlier 2 % -> 28 %, outliers that are noise "
-        "users 19 % -> 47 %, ARI unchanged.",
+        "nearest remaining segment as nearest_segment (empty: off, the default). UMAP packs users who belong "
+        "nowhere into one region that HDBSCAN may call a segment; 0.9 dissolved it on uncentred user vectors. "
+        "On centred ones (represent.centre) a segment near the mean user points every way too, so 0.9 "
+        "dissolved real segments (tuning planted worlds, 10,000 users: up to 53 % of the users made outliers, "
+        "docs/BENCHMARKS.md); with represent.centre off, 0.9 is the measured choice.",
     )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")

@@ -324,3 +324,75 @@ def test_keywords_of_category_only_data_keep_the_shown_categories():
     kw = segment_keywords(_liked(), items, desc, top_n=3, shown_categories={0: ["Animation"], 1: ["Sci-Fi"]})
     assert kw[0][0] == "animation" and kw[1][0] == "sci-fi"
     assert "unknown" not in {k for v in kw.values() for k in v}
+
+
+def _toy_world(name: str, seed: int):
+    """A small planted world whose item embeddings share one large common direction, as sentence embeddings do."""
+    from segmentation.synthetic import world_log
+
+    log = world_log(name, 800, n_items=600, seed=seed)
+    items = log.items.select("item_id", pl.col("categories").str.split("|"))
+    cats = sorted({c for cs in items["categories"] for c in cs})
+    rng = np.random.default_rng(0)
+    directions = dict(zip(cats, rng.normal(size=(len(cats), 32)), strict=True))
+    common = 3.0 * rng.normal(size=32)
+    vectors = np.stack([common + directions[cs[0]] + 0.5 * rng.normal(size=32) for cs in items["categories"]])
+    truth = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list(), strict=True))
+    return log.interactions, items, Embeddings(items["item_id"].to_numpy(), vectors.astype(np.float32), "toy"), truth
+
+
+def test_centred_parts_are_the_parts_less_the_mean_user():
+    inter, items, emb, _ = _toy_world("taste", 0)
+    got = build_user_vectors(inter, emb, method="item-mean+category-hist", items=items, centre=True)
+    mean = build_user_vectors(inter, emb, method="item-mean", centre=False)  # the mean item vector, normalised
+    hist = build_user_vectors(inter, emb, method="category-hist", items=items, centre=False)
+    ids = list(mean.ids)
+    raw_mean = np.stack([emb.take(inter.filter(pl.col("user_id") == u)["item_id"].to_list()).mean(axis=0) for u in ids])
+    raw_hist = hist.vectors / hist.vectors.sum(axis=1, keepdims=True)  # shares per category
+    assert np.allclose(raw_mean / np.linalg.norm(raw_mean, axis=1, keepdims=True), mean.vectors, atol=1e-5)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    expect = unit(np.hstack([unit(raw_mean - raw_mean.mean(axis=0)), unit(raw_hist - raw_hist.mean(axis=0))]))
+    assert list(got.ids) == ids
+    assert np.allclose(got.vectors, expect, atol=1e-4)
+    # off by default in the library call (a few new users must not be centred on their own mean)
+    plain = build_user_vectors(inter, emb, method="item-mean+category-hist", items=items)
+    assert np.allclose(plain.vectors, unit(np.hstack([mean.vectors, hist.vectors])), atol=1e-5)
+
+
+@pytest.mark.parametrize("world", ["taste", "style"])
+def test_centring_lets_both_parts_of_a_fusion_find_neighbours(world):
+    # uncentred, the item-mean part barely moves between users (every item shares the common direction), so the
+    # fusion reads its category part alone; centred, both count: more of each user's neighbours share their segment
+    from sklearn.neighbors import NearestNeighbors
+
+    inter, items, emb, truth = _toy_world(world, 0)
+
+    def purity(centre: bool) -> float:
+        u = build_user_vectors(inter, emb, method="item-mean+liked-category-hist", items=items, centre=centre)
+        t = np.array([truth[x] for x in u.ids])
+        keep = t >= 0
+        nn = NearestNeighbors(n_neighbors=11, metric="cosine").fit(u.vectors)
+        idx = nn.kneighbors(u.vectors[keep], return_distance=False)[:, 1:]
+        return float((t[idx] == t[keep][:, None]).mean())
+
+    assert purity(True) > purity(False) + 0.015
+
+
+def test_the_default_configuration_centres_and_the_flow_passes_it(monkeypatch):
+    import segmentation.represent as represent
+    from segmentation.config import PipelineConfig, RepresentConfig
+
+    assert RepresentConfig().centre is True
+    seen = {}
+    monkeypatch.setattr(represent, "build_user_vectors", lambda *a, **kw: seen.update(kw) or "users")
+    monkeypatch.setattr(represent, "describe_users", lambda *a, **kw: "profiles")
+
+    class _Split:
+        train_full = None
+
+    config = PipelineConfig().model_copy(update={"represent": RepresentConfig(centre=False)})
+    assert represent.represent_users(_Split(), None, None, config, None) == ("users", "profiles")
+    assert seen["centre"] is False

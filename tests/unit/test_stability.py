@@ -9,7 +9,14 @@ from sklearn.datasets import make_blobs
 from embeddings.encoder import Embeddings
 from segmentation._errors import DataError
 from segmentation.config import ClusterConfig, ReduceConfig
-from segmentation.selection import choose_parameters, needs_selection, relative_validity
+from segmentation.selection import (
+    STABILITY_TOLERANCE,
+    Candidate,
+    choose_parameters,
+    finest_stable,
+    needs_selection,
+    relative_validity,
+)
 from segmentation.stability import clusterwise_jaccard, segment_stability, segmentation_stability
 
 
@@ -43,9 +50,31 @@ def test_choose_parameters_finds_the_blobs(blobs):
     assert choice.config.cluster_selection_method in ("eom", "leaf")
     assert not needs_selection(choice.config)
     assert len(choice.candidates) == 2 * len({c.min_cluster_size for c in choice.candidates})
-    assert choice.chosen.score == max(c.score for c in choice.candidates if c.eligible)
+    assert choice.chosen == finest_stable([c for c in choice.candidates if c.eligible])
+    assert "most segments" in choice.reason and "stability" in choice.to_dict()["criterion"]
     summary = json.loads(json.dumps(choice.to_dict()))
     assert summary["min_cluster_size"] == choice.config.min_cluster_size and summary["candidates"]
+
+
+def _cand(size, k, stability, dbcv, method="eom"):
+    return Candidate(size, method, k, 0.0, dbcv, stability, round(stability * (1 + dbcv) / 2, 4), True)
+
+
+def test_the_finest_of_the_most_stable_candidates_is_chosen():
+    # the style world's case (3,000 users, seed 1): DBCV prefers a large smallest segment that merges planted
+    # ones (7 segments, best score); a candidate as stable finds 10; an unstable fine split (leaf) stays out
+    merged = _cand(240, 7, 0.989, 0.887)
+    fine = _cand(120, 10, 0.996, 0.697, "leaf")
+    coarse = _cand(120, 9, 0.999, 0.812)
+    shaky = _cand(15, 27, 0.613, 0.179, "leaf")
+    assert max([merged, fine, coarse, shaky], key=lambda c: c.score) is merged  # the old rule
+    assert finest_stable([merged, fine, coarse, shaky]) is fine
+    # outside the tolerance a finer candidate does not count as stable
+    assert finest_stable([coarse, _cand(60, 12, 0.999 - STABILITY_TOLERANCE - 0.001, 0.9)]) is coarse
+    # equal segment counts: the higher score, then the smaller min_cluster_size
+    a, b = _cand(30, 10, 1.0, 0.8), _cand(60, 10, 1.0, 0.9)
+    assert finest_stable([a, b]) is b
+    assert finest_stable([_cand(60, 10, 1.0, 0.8), a]) is a
 
 
 def test_choose_parameters_keeps_given_values_and_rescales(blobs):

@@ -171,3 +171,28 @@ def test_the_default_choice_reads_tuning_worlds_only():
     # no setting meets the noise targets: the best noise F1 among those that lose no ARI
     weak = [r for r in rows if r["system"] in (old, "a")]
     assert bench.choose_world_setting(weak)["chosen"] == "a"
+
+
+def test_the_rule_can_weigh_a_setting_against_the_current_defaults():
+    bench = _bench()
+
+    def row(system, ari, recall, precision):
+        return {"system": system, "role": "tuning", "ari": ari, "ari_excl_noise": ari, "noise_recall": recall,
+                "noise_precision": precision}  # fmt: skip
+
+    off = bench._setting_name(bench.NO_COHESION)
+    rows = [row(off, 0.95, 0.1, 0.2), row(off, 0.93, 0.1, 0.3), row("segflow", 0.95, 0.4, 0.6),
+            row("segflow", 0.90, 0.5, 0.6)]  # fmt: skip
+    # against min_cohesion off, the current defaults lose 0.03 of minimum ARI: off stays, despite its weaker noise F1
+    assert bench.choose_world_setting(rows, baseline=off)["chosen"] == off
+    rows[-1]["ari"] = rows[-1]["ari_excl_noise"] = 0.93
+    assert bench.choose_world_setting(rows, baseline=off)["chosen"] == "segflow"
+
+
+@pytest.mark.parametrize("flag", ["--world-grid", "--world-candidates"])
+def test_tuning_sweeps_refuse_held_out_worlds(flag, capsys):
+    bench = _bench()
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--no-main", "--worlds", "taste,nested", flag])
+    assert exit_.value.code == 2
+    assert "held out" in capsys.readouterr().err
