@@ -445,7 +445,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     labels = {
         u: int(s) for u, s in zip(a["user_id"].to_list(), a["nearest_segment"].to_list()) if s is not None and s >= 0
     }
-    n_sim = int(round(cfg.new_fraction * len(warm)))
+    n_sim = int(round(cfg.new_fraction * min(len(warm), cfg.gate_max_users or len(warm))))
     head = {"ks": ks, "warm_users": len(warm), "sparse_users": len(sparse),
             "sparse_by_k": {str(k): sum(v == k for v in sparse.values()) for k in ks}}  # fmt: skip
     reason = None
@@ -460,9 +460,17 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     if reason is not None:
         logger.info("cold start skipped: %s", reason)
         return ColdStart({**head, "skipped": reason, "seconds": round(time.perf_counter() - t0, 3)})
-    sim = pick_new_users(warm, cfg.new_fraction, seed=seed)
+    world = warm  # the gate's users: at most gate_max_users of them, so that its fits cost the same at any size
+    if cfg.gate_max_users is not None and len(warm) > cfg.gate_max_users:
+        world = sorted(pick_new_users(warm, cfg.gate_max_users / len(warm), seed=seed + 1))
+        gate_base = base.filter(pl.col("user_id").is_in(pl.Series(world, dtype=pl.String).implode()))
+        logger.info("cold start: the gate is judged on a seeded sample of %d of the %d users with more than %d "
+                    "train ratings (predictor.cold_start.gate_max_users)", len(world), len(warm), kmax)  # fmt: skip
+    else:
+        gate_base = base
+    sim = pick_new_users(world, cfg.new_fraction, seed=seed)
     sim_set = set(sim)
-    warm_labels = {u: labels[u] for u in warm if u in labels and u not in sim_set}
+    warm_labels = {u: labels[u] for u in world if u in labels and u not in sim_set}
     shuffled = random_partition(pl.DataFrame({"user_id": list(warm_labels), "segment_id": list(warm_labels.values())},
                                              schema={"user_id": pl.String, "segment_id": pl.Int64}), seed)  # fmt: skip
     ctl_labels = dict(zip(shuffled["user_id"].to_list(), (int(s) for s in shuffled["segment_id"].to_list())))
@@ -471,7 +479,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     placement = _placement_method(method)
     by_k: dict[str, dict] = {}
     for k in ks:
-        cold = cold_start_split(base, sim, k)
+        cold = cold_start_split(gate_base, sim, k)
         model = fit_cold_model(cold.train, sim, config, item_embeddings=item_vectors, seed=seed)
         mf = model if model.params_ is not None else fit_cold_model(cold.train, sim, mf_config,
                                                                     item_embeddings=item_vectors, seed=seed)  # fmt: skip
@@ -519,7 +527,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         logger.info("cold start k=%d: %d simulated new users; RMSE global %.4f, all-users prior %.4f, segment prior "
                     "%.4f; used: %s", k, len(sim), by_k[str(k)]["rmse"]["global"], by_k[str(k)]["rmse"]["all_users"],
                     by_k[str(k)]["rmse"]["segment"], used)  # fmt: skip
-    report = {**head, "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
+    report = {**head, "gate_users": len(world), "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
               "placement": placement,
               "prior_model": "the global model's MF" if global_model.params_ is not None else "an MF fitted for the priors",
               "by_k": by_k}  # fmt: skip

@@ -195,6 +195,14 @@ class ColdStartConfig(_Section):
         "segment's own interval (fewer: 'too few users to judge').",
     )
     neighbours: int = Field(15, ge=1, le=1000, description="Nearest users whose segments vote to place a sparse user.")
+    gate_max_users: int | None = Field(
+        5_000,
+        ge=100,
+        description="Users the gate is judged on: a seeded sample of at most this many users with more than "
+        "max(ks) train ratings (their rows only) is the gate's world, a new_fraction of them simulated as new, so the "
+        "gate's model fits cost the same at any size (5,000: about 1,000 simulated new users per k). Empty: every "
+        "such user. The run's sparse users are then predicted from the run's own global model, as before.",
+    )
 
     @field_validator("ks")
     @classmethod

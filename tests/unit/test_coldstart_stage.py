@@ -114,6 +114,16 @@ def test_a_run_without_sparse_users_skips_the_gate_and_says_why(world):
     assert out.report["skipped"].startswith("no user has 5 or fewer train ratings")
 
 
+def test_the_gate_is_judged_on_at_most_gate_max_users(world):
+    """At any size the gate's fits see a seeded sample of at most gate_max_users users: its cost does not grow."""
+    items, split, emb, model, truth, _ = world
+    cfg = CONFIG.model_copy(update={"cold_start": CONFIG.cold_start.model_copy(update={"gate_max_users": 600})})
+    out = cold_start_users(split, items, emb, _segmentation(truth), model, cfg, METHOD, IndexConfig(), 0)
+    rep = out.report
+    assert rep["warm_users"] > 1000 and rep["gate_users"] == 600 and rep["simulated_users"] == 120
+    assert all(d["n_users"] == 120 for d in rep["by_k"].values())
+
+
 def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(world, planted_run, tmp_path):
     import dataclasses
     import html
