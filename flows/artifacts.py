@@ -53,6 +53,9 @@ def summary_markdown(run_dir: Path) -> str:
                   if key.startswith("ndcg@") and not key.endswith("_ci")), "10")  # fmt: skip
         lines.insert(-1, f"- top-{k} NDCG: " + ", ".join(f"{name} {_fmt(r.get(f'ndcg@{k}'))}" for name, r in ranking.items()
                                                      if isinstance(r, dict)))  # fmt: skip
+        sample = m.get("ranking_sample") or {}
+        if sample.get("sampled") and sample.get("note"):  # past evaluate.ranking_max_users test users
+            lines.insert(-1, f"  ({sample['note']})")
     stab = seg.get("stability") or {}
     parts = [f"{what} {_fmt(stab[key]['mean'])}" for key, what in (("seed_ari", "between seeds"),
              ("bootstrap_ari", "on subsamples")) if isinstance(stab.get(key), dict) and stab[key].get("mean") is not None]  # fmt: skip

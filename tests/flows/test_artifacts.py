@@ -147,3 +147,16 @@ def test_summary_names_the_tentative_segments(tmp_path):
     line = next(x for x in text.splitlines() if x.startswith("- tentative segments"))
     assert f"{weak} (0.41)" in line and line.count("(0.") == 1
     assert "tentative" not in summary_markdown(_run(tmp_path / "b", metrics, data=with_stability(0.9)))
+
+
+def test_summary_says_when_ranking_was_scored_on_a_sample(tmp_path):
+    """Past evaluate.ranking_max_users the NDCG line is followed by the sample's note; on all users, nothing."""
+    metrics = _metrics([False, False], 0.0, [0.0, 0.0])
+    assert metrics.get("ranking"), "the fixture's metrics have ranking figures"
+    note = "ranking and beyond-accuracy figures are over a uniform sample of 50 of the 80 test users"
+    metrics["ranking_sample"] = {"sampled": True, "n_users": 50, "n_test_users": 80, "max_users": 50, "note": note}
+    lines = summary_markdown(_run(tmp_path / "a", metrics)).splitlines()
+    ndcg = next(i for i, x in enumerate(lines) if x.startswith("- top-"))
+    assert lines[ndcg + 1] == f"  ({note})"
+    metrics["ranking_sample"] = {"sampled": False, "n_users": 80, "n_test_users": 80, "max_users": None, "note": None}
+    assert "uniform sample" not in summary_markdown(_run(tmp_path / "b", metrics))
