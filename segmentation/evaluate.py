@@ -660,8 +660,6 @@ def _cold_ranking(cold, test: pl.DataFrame, rankings: Rankings, k: int, relevanc
     """NDCG@k of the sparse test users (with a relevant test item) with the lists the run gave them against the
     primary ranker's own, overall and per k: ``n_users``, ``ndcg_primary``, ``ndcg_cold_start``, ``ndcg_change``,
     ``ci`` (95 %, user bootstrap of the paired per-user change)."""
-    from segmentation.coldstart import mean_diff_ci
-
     sparse = pl.DataFrame({"user_id": list(cold.sparse), "bucket": list(cold.sparse.values())},
                           schema={"user_id": pl.String, "bucket": pl.Int64})  # fmt: skip
     sub = test.join(sparse.select("user_id"), on="user_id", how="semi")
@@ -674,7 +672,10 @@ def _cold_ranking(cold, test: pl.DataFrame, rankings: Rankings, k: int, relevanc
         if f.height == 0:
             return {"n_users": 0, "ndcg_primary": None, "ndcg_cold_start": None, "ndcg_change": None, "ci": None}
         a, b = f["a"].to_numpy(), f["b"].to_numpy()
-        d, lo, hi = mean_diff_ci(a, b, n_boot=max(n_boot, 50), seed=seed)
+        diff = b - a  # paired per-user changes; their mean's interval as coldstart.mean_diff_ci (no import of it)
+        d = float(diff.mean())
+        lo, hi = (bootstrap_ci(diff, n_boot=max(n_boot, 50), seed=seed) if len(diff) > 1 and np.ptp(diff) > 0
+                  else (d, d) if len(diff) > 1 else (math.nan, math.nan))  # fmt: skip
         return {"n_users": f.height, "ndcg_primary": _f(float(a.mean())), "ndcg_cold_start": _f(float(b.mean())),
                 "ndcg_change": _f(d), "ci": _ci([lo, hi])}  # fmt: skip
 
