@@ -21,12 +21,14 @@ Shared by the benchmark and the stage: :func:`fit_cold_model` (a model on a cold
 of the other users' rows), :func:`place_users` (a new user's segment by the vote of its nearest labelled users),
 :func:`warm_priors` and :func:`fit_prior_predictor`.
 
-:func:`cold_start_users` is the flow's ``cold-start`` stage (explicit ratings only): per ``k`` of
+:func:`cold_start_users` is the flow's ``cold-start`` stage (its rating half on explicit ratings only): per ``k`` of
 ``predictor.cold_start.ks`` it simulates new users inside train, fits the run's global model, the all-users prior
 and the segment prior, and keeps a prior only where the gate (paired user-bootstrap intervals, Bonferroni over
 the ks) says it helps; the result, a :class:`ColdStart`, predicts the run's sparse users (at most the largest
 kept k train ratings) with the kept prior and everyone else exactly as the global model does
-(:class:`ColdStartPredictor`). The evaluate stage scores it on test
+(:class:`ColdStartPredictor`). Its ranking half gates the run's primary ranker blended with overall or segment
+popularity on the same simulated users (NDCG@10) and hands the rank stage what it kept
+(:class:`~segmentation.rank.cold.ColdStartLists`). The evaluate stage scores both on test
 (:func:`segmentation.evaluate.evaluate_cold_start`).
 """
 
