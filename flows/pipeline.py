@@ -86,15 +86,18 @@ def _run_stages(config: PipelineConfig) -> str:
     if rated:
         segment_models = s.submit("fine-tune-segments", fine_tune_segments, global_model, split, segmentation,
                                   config.predictor, config.seed)  # fmt: skip
-        if config.predictor.cold_start.enabled:  # new and sparse users: a segment or all-users prior, gated
-            cold_start = s.submit("cold-start", cold_start_users, split, dataset.items, items, segmentation,
-                                  global_model, config.predictor, config.represent.method, config.index, config.seed)  # fmt: skip
     else:
         log.info("implicit feedback (no rating column): no rating model and no per-segment fine-tuning; "
                  "the rankers are fitted and evaluated on every held-out interaction")  # fmt: skip
         global_model = segment_models = None
+    if config.predictor.cold_start.enabled:  # new and sparse users: segment or all-users priors and blends, gated
+        relevance = None if dataset.implicit else config.evaluate.relevance_threshold
+        cold_start = s.submit("cold-start", cold_start_users, split, dataset.items, items, segmentation,
+                              global_model, config.predictor, config.represent.method, config.index, config.seed,
+                              config.ranker, relevance, dataset.implicit)  # fmt: skip
+    # after cold-start: the sparse test users' lists come from the blend its ranking gate kept, if any
     rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
-                        config.seed, partitioned=True)  # fmt: skip
+                        config.seed, kwargs={"cold_start": cold_start}, partitioned=True)  # fmt: skip
     s.submit("evaluate", evaluate_run, dataset, split, segmentation, global_model, segment_models, rankings, items,
              config.evaluate, config.seed, cold_start)  # fmt: skip
     v = s.wait_all()

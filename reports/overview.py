@@ -236,6 +236,45 @@ def _cold_start_table(data: RunFolder) -> Table | None:
     return Table(cols, rows, groups=groups, wide=True)
 
 
+def _cold_start_ranking_table(data: RunFolder) -> Table | None:
+    """One row per k of the cold-start gate for top-k lists: what is used, validation NDCG of each choice, the
+    changes, test."""
+    cs = data.cold_start
+    r = cs.ranking if cs is not None else None
+    if not isinstance(r, dict) or not isinstance(r.get("by_k"), dict) or not r["by_k"]:
+        return None
+    used_cell = {"segment": Cell("segment blend", cls="good"), "popularity": Cell("popularity blend"),
+                 "primary": Cell("ranker alone", cls="muted")}  # fmt: skip
+    test = (r.get("test") or {}).get("by_k") or {}
+    rows = []
+    for key, g in r["by_k"].items():
+        if not isinstance(g, dict):
+            continue
+        nd, t = g.get("ndcg") or {}, test.get(str(key)) or {}
+
+        def ch(name: str, g=g) -> Cell:
+            c = g.get(name) or {}
+            return _change_cell(_num(c.get("ndcg_change")), _ci_pair(c.get("ci")))
+
+        rows.append([Cell(f"≤ {g.get('k', key)}", sort=g.get("k")), used_cell.get(str(g.get("used")), Cell(str(g.get("used")))),
+                     _c(g.get("n_users")), _c(_num(nd.get("primary")), "d4"), _c(_num(nd.get("popularity")), "d4"),
+                     _c(_num(nd.get("segment")), "d4"), ch("segment_vs_popularity"), ch("segment_vs_primary"),
+                     ch("random_partition_vs_popularity"), _c(t.get("n_users")),
+                     _change_cell(_num(t.get("ndcg_change")), _ci_pair(t.get("ci")))])  # fmt: skip
+    k = r.get("k", 10)
+    cols = [Column("Train rows"), Column("Lists used"), Column("Simulated new users", num=True),
+            Column(f"NDCG@{k} {r.get('primary', 'ranker')}", num=True), Column(f"NDCG@{k} popularity blend", num=True),
+            Column(f"NDCG@{k} segment blend", num=True),
+            Column("Segment vs popularity blend (CI)", num=True, title="Positive: the segment blend is better"),
+            Column("Segment blend vs ranker (CI)", num=True, title="Positive: the segment blend is better"),
+            Column("Random groups vs popularity blend (CI)", num=True,
+                   title="Control: the same blend with random groups of the segments' sizes"),
+            Column("Sparse test users", num=True),
+            Column("Test: used minus ranker (CI)", num=True, title="Positive: the lists used are better")]  # fmt: skip
+    groups = [("", 2), ("Validation: simulated new users pick the lists", 7), ("Held-out test: the final check", 2)]
+    return Table(cols, rows, groups=groups, wide=True) if rows else None
+
+
 def _ci_pair(c: Any) -> tuple[float, float] | None:
     return (float(c[0]), float(c[1])) if isinstance(c, list | tuple) and len(c) == 2 and None not in c else None
 
@@ -304,6 +343,7 @@ def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, 
         "models_table": _models_table(data, segs, models),
         "cold_start": data.verdicts.get("cold_start"),
         "cold_start_table": _cold_start_table(data),
+        "cold_start_ranking_table": _cold_start_ranking_table(data),
         "ranking_table": systems_table(_get(m, "ranking"), first="Recommender"),
         "ranking_sample_note": str(_get(m, "ranking_sample", "note", default=""))
         if _get(m, "ranking_sample", "sampled")

@@ -21,12 +21,14 @@ Shared by the benchmark and the stage: :func:`fit_cold_model` (a model on a cold
 of the other users' rows), :func:`place_users` (a new user's segment by the vote of its nearest labelled users),
 :func:`warm_priors` and :func:`fit_prior_predictor`.
 
-:func:`cold_start_users` is the flow's ``cold-start`` stage (explicit ratings only): per ``k`` of
+:func:`cold_start_users` is the flow's ``cold-start`` stage (its rating half on explicit ratings only): per ``k`` of
 ``predictor.cold_start.ks`` it simulates new users inside train, fits the run's global model, the all-users prior
 and the segment prior, and keeps a prior only where the gate (paired user-bootstrap intervals, Bonferroni over
 the ks) says it helps; the result, a :class:`ColdStart`, predicts the run's sparse users (at most the largest
 kept k train ratings) with the kept prior and everyone else exactly as the global model does
-(:class:`ColdStartPredictor`). The evaluate stage scores it on test
+(:class:`ColdStartPredictor`). Its ranking half gates the run's primary ranker blended with overall or segment
+popularity on the same simulated users (NDCG@10) and hands the rank stage what it kept
+(:class:`~segmentation.rank.cold.ColdStartLists`). The evaluate stage scores both on test
 (:func:`segmentation.evaluate.evaluate_cold_start`).
 """
 
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from embeddings.encoder import Embeddings
 from embeddings.index import VectorIndex
@@ -44,10 +47,13 @@ from segmentation._metrics import bootstrap_ci, ndcg_from_hits, paired_bootstrap
 from segmentation._predict_global import GlobalPredictor, fit_global_predictor
 from segmentation._predict_mf import MFParams
 from segmentation.cluster import Segmentation, assign_by_neighbours
-from segmentation.config import IndexConfig, PredictorConfig
+from segmentation.config import IndexConfig, PredictorConfig, RankerConfig
 from segmentation.data import Split
 from segmentation.planted import NOISE_LABEL, PlantedBehaviour, planted_behaviour
 from segmentation.predict import random_partition
+from segmentation.rank.base import _VALID_K
+from segmentation.rank.cold import ColdStartLists, batch_size, blend, segment_counts, unwrap
+from segmentation.rank.factory import choose_rankers, make_ranker
 from segmentation.represent import DEFAULT_METHOD, build_user_vectors
 
 __all__ = [
@@ -70,6 +76,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: ``cold_start.rating_skipped`` on implicit feedback (the ranking half runs).
+IMPLICIT_NO_PRIOR = ("implicit feedback: there are no ratings to predict, so no rating prior was tried; the "
+                     "ranking half (popularity blends for sparse users' top-k lists) runs")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -386,11 +396,13 @@ class ColdStartPredictor:
 @dataclass(frozen=True)
 class ColdStart:
     """What the cold-start stage decided (``report``: JSON-ready, ``metrics.json`` → ``cold_start``) and, when a
-    prior was kept for some k and the run has sparse users under it, the predictor that uses it."""
+    prior was kept for some k and the run has sparse users under it, the predictor that uses it (and, when a
+    popularity blend was kept, the lists' plan the rank stage uses, ``lists``)."""
 
     report: dict
-    predictor: ColdStartPredictor | None = None
+    predictor: ColdStartPredictor | None = field(default=None, repr=False)  # repr: a cache key part (no address)
     sparse: dict[str, int] = field(default_factory=dict)  # sparse user -> the k it falls under
+    lists: ColdStartLists | None = None  # the ranking half's kept blends, for the rank stage
 
 
 def _change(d: float, lo: float, hi: float) -> dict:
@@ -404,9 +416,98 @@ def _placement_method(method: str) -> str:
     return DEFAULT_METHOD if "profile" in method.split("+") else method
 
 
+def _gain(a: np.ndarray, b: np.ndarray, cfg, seed: int, level: float) -> dict:
+    """Mean per-user NDCG@10 change ``b - a`` and its paired user-bootstrap interval (:func:`mean_diff_ci`)."""
+    d, lo, hi = mean_diff_ci(a, b, n_boot=cfg.gate_bootstrap, seed=seed, level=level)
+    ok = all(np.isfinite(x) for x in (d, lo, hi))
+    return {"ndcg_change": float(d) if np.isfinite(d) else None, "ci": [float(lo), float(hi)] if ok else None}
+
+
+def _ranking_gate(cold: ColdSplit, sim: list[str], place: dict[str, int], place_ctl: dict[str, int],
+                  warm_labels: dict[str, int], ctl_labels: dict[str, int], primary: str, ranker: RankerConfig,
+                  items: pl.DataFrame, item_vectors: Embeddings, implicit: bool, relevance_threshold: float | None,
+                  level: float, cfg, seed: int) -> dict:  # fmt: skip
+    """The ranking half of :func:`cold_start_users` for one k: ``primary`` fitted on the cold train; for each
+    simulated new user with a relevant held-out item, NDCG@10 (:func:`ndcg_per_user`) of (a) its scores, (b) their
+    blend with overall popularity, (c) with its segment's popularity (:func:`segment_popularity_scores` over the
+    warm users of the segment ``place`` gives it; placed nowhere: overall) and, as the control, (c) over the random
+    partition; each blend's weight is the best of ``cfg.blend_weights`` on these users. (c) is used when its
+    paired interval is above zero against (a) and (b); else (b) when above zero against (a); else (a).
+
+    Cost: one fit of the primary ranker, then its scores of the simulated users in batches (at most the cells of a
+    batch of :meth:`MatrixRanker.recommend`), linear in users.
+    """
+    model = unwrap(make_ranker(primary, ranker).fit(cold.train, items=items, item_embeddings=item_vectors, seed=seed,
+                                                    implicit=implicit))  # fmt: skip
+    held = cold.held_out if relevance_threshold is None else cold.held_out.filter(pl.col("rating") >= relevance_threshold)
+    r = model.users_.lookup(held["user_id"].cast(pl.String), missing=-1)
+    c = model.items_.lookup(held["item_id"].cast(pl.String), missing=-1)
+    ok = (r >= 0) & (c >= 0)
+    rel = sp.csr_matrix((np.ones(int(ok.sum())), (r[ok], c[ok])), shape=model.data_.x.shape)
+    rel.sum_duplicates()
+    rel.data[:] = 1.0
+    rel = (rel - rel.multiply(model.data_.x)).tocsr()  # an item among the user's k rows is never ranked
+    rel.eliminate_zeros()
+    rows = model.users_.lookup(pl.Series(sim, dtype=pl.String), missing=-1)
+    has = np.zeros(len(sim), bool)
+    has[rows >= 0] = np.diff(rel.indptr)[rows[rows >= 0]] > 0
+    users = [u for u, h in zip(sim, has) if h]
+    rows = rows[has]
+    weights = [float(w) for w in cfg.blend_weights]
+    out: dict = {"k": cold.k, "used": "primary", "n_users": len(users), "ranker": primary}
+    if len(users) < cfg.min_users:
+        out["note"] = (f"only {len(users)} simulated new users have a relevant held-out item, fewer than "
+                       f"predictor.cold_start.min_users = {cfg.min_users}: the {primary} ranker is used")  # fmt: skip
+        return out
+    overall = model.popularity_.astype(np.float64)
+    counts = {"segment": segment_counts(model, warm_labels), "random_partition": segment_counts(model, ctl_labels)}
+    segs = {"segment": np.array([place.get(u, -1) for u in users]),
+            "random_partition": np.array([place_ctl.get(u, -1) for u in users])}  # fmt: skip
+    n = len(users)
+    nd = {"primary": np.empty(n), **{b: np.empty((len(weights), n)) for b in ("popularity", "segment",
+                                                                            "random_partition")}}  # fmt: skip
+    overall_row = np.log1p(overall)[None, :]
+    for start in range(0, n, batch_size(len(model.items_), tables=6)):
+        sl = slice(start, start + batch_size(len(model.items_), tables=6))
+        scores = model._scores(rows[sl])
+        seen = model.data_.x[rows[sl]].toarray() > 0
+        relevant = rel[rows[sl]].toarray() > 0
+        nd["primary"][sl] = ndcg_per_user(scores, seen, relevant)
+        pops = {"popularity": overall_row,
+                **{b: segment_popularity_scores(segs[b][sl], counts[b], overall) for b in counts}}  # fmt: skip
+        for b, pop in pops.items():
+            for j, w in enumerate(weights):
+                nd[b][j, sl] = ndcg_per_user(blend(scores, pop, w), seen, relevant)
+    best = {b: int(np.argmax(nd[b].mean(axis=1))) for b in ("popularity", "segment", "random_partition")}
+    a = nd["primary"]
+    pop_nd, seg_nd, ctl_nd = (nd[b][best[b]] for b in ("popularity", "segment", "random_partition"))
+    seg_p, seg_pop = _gain(a, seg_nd, cfg, seed, level), _gain(pop_nd, seg_nd, cfg, seed, level)
+    pop_p = _gain(a, pop_nd, cfg, seed, level)
+    above = lambda g: g["ci"] is not None and g["ci"][0] > 0  # noqa: E731
+    used = "segment" if above(seg_p) and above(seg_pop) else "popularity" if above(pop_p) else "primary"
+    per_segment = {}
+    for s in sorted(set(segs["segment"].tolist())):
+        m = segs["segment"] == s
+        g = (_gain(a[m], seg_nd[m], cfg, seed, cfg.gate_level) if m.sum() >= cfg.min_users
+             else {"ndcg_change": float(np.mean(seg_nd[m] - a[m])), "ci": None})  # fmt: skip
+        per_segment[str(s)] = {"n_users": int(m.sum()), **g, "used": used == "segment"}
+    out.update({
+        "used": used, "weight": {b: weights[best[b]] for b in best},
+        "ndcg": {"primary": float(a.mean()), "popularity": float(pop_nd.mean()), "segment": float(seg_nd.mean()),
+                 "random_partition": float(ctl_nd.mean())},
+        "segment_vs_primary": seg_p, "segment_vs_popularity": seg_pop, "popularity_vs_primary": pop_p,
+        "random_partition_vs_popularity": _gain(pop_nd, ctl_nd, cfg, seed, level), "per_segment": per_segment,
+    })  # fmt: skip
+    logger.info("cold start k=%d, top-%d lists: %d simulated new users; NDCG@%d %s %.4f, popularity blend %.4f, "
+                "segment blend %.4f; used: %s", cold.k, _VALID_K, n, _VALID_K, primary, out["ndcg"]["primary"],
+                out["ndcg"]["popularity"], out["ndcg"]["segment"], used)  # fmt: skip
+    return out
+
+
 def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, segmentation: Segmentation,
-                     global_model: GlobalPredictor, config: PredictorConfig, method: str, index: IndexConfig,
-                     seed: int) -> ColdStart:  # fmt: skip
+                     global_model: GlobalPredictor | None, config: PredictorConfig, method: str, index: IndexConfig,
+                     seed: int, ranker: RankerConfig | None = None, relevance_threshold: float | None = 4.0,
+                     implicit: bool = False) -> ColdStart:  # fmt: skip
     """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
     new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
 
@@ -421,18 +522,30 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     nothing. Intervals at level ``1 - (1 - gate_level) / len(ks)`` (Bonferroni). The same prior on a random
     partition of the warm users is reported as the control. Cost: a few model fits per k, linear in users.
 
+    The ranking half (with ``ranker``; also on implicit feedback, where ``global_model`` is None and the rating half
+    is skipped) is :func:`_ranking_gate`: on the same simulated users and cold train, the run's primary ranker
+    against its blend with overall popularity and with the popularity among the warm users of the user's segment
+    (placed as above), blend weight from ``cold_start.blend_weights``, gated the same way on the per-user NDCG@10
+    gain; the kept blend lists the run's sparse users' top-k items in the rank stage (:class:`ColdStartLists`).
+
     Args:
         split: the run's split (only train and validation rows are read).
         items: the catalogue (categories for the placement vectors).
         item_vectors: item embeddings (the placement vectors, the global model's side features).
         segmentation: the run's segments (each warm user's ``nearest_segment``).
-        global_model: the run's global model (sparse users the gate does not cover keep its predictions).
+        global_model: the run's global model (sparse users the gate does not cover keep its predictions); None
+            (implicit feedback) skips the rating half.
         config: the predictor section (``cold_start`` holds the stage's settings; the rest fits the models).
         method: the run's user representation (``represent.method``) for placing users.
         index: the run's FAISS settings for the placement vote.
         seed: the run's seed.
+        ranker: the run's ranker section (its primary ranker is gated); None skips the ranking half.
+        relevance_threshold: held-out ratings at or above it are relevant for the ranking half (the run's
+            ``evaluate.relevance_threshold``); None (implicit feedback): every held-out interaction is.
+        implicit: the interactions are implicit feedback (as the rankers are given it).
     """
     t0 = time.perf_counter()
+    rated = global_model is not None
     cfg = config.cold_start
     ks = list(cfg.ks)
     kmax = ks[-1]
@@ -455,6 +568,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     elif n_sim < cfg.min_users:
         reason = (f"only {len(warm)} users have more than {kmax} train ratings, so {n_sim} would be simulated as "
                   f"new: fewer than predictor.cold_start.min_users = {cfg.min_users}")  # fmt: skip
+    elif not rated and ranker is None:
+        reason = IMPLICIT_NO_PRIOR
     elif not any(u in labels for u in warm):
         reason = f"none of the {len(warm)} users with more than {kmax} train ratings is in a segment"
     if reason is not None:
@@ -478,17 +593,29 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     mf_config = config if config.model == "mf" else config.model_copy(update={"model": "mf"})
     placement = _placement_method(method)
     by_k: dict[str, dict] = {}
+    rank_by_k: dict[str, dict] = {}
+    primary = None
+    if ranker is not None:
+        primary = choose_rankers(ranker, len(n_of), base["item_id"].n_unique()).names[-1]
     for k in ks:
         cold = cold_start_split(gate_base, sim, k)
+        vectors = build_user_vectors(cold.train, item_vectors, method=placement, items=items, seed=seed)
+        place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
+        place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
+        if ranker is not None and primary is not None:
+            t1 = time.perf_counter()
+            rank_by_k[str(k)] = _ranking_gate(cold, sim, place, place_ctl, warm_labels, ctl_labels, primary, ranker,
+                                              items, item_vectors, implicit, relevance_threshold, level, cfg,
+                                              seed)  # fmt: skip
+            rank_by_k[str(k)]["seconds"] = round(time.perf_counter() - t1, 3)
+        if not rated:
+            continue
         model = fit_cold_model(cold.train, sim, config, item_embeddings=item_vectors, seed=seed)
         mf = model if model.params_ is not None else fit_cold_model(cold.train, sim, mf_config,
                                                                     item_embeddings=item_vectors, seed=seed)  # fmt: skip
         scored = cold.held_out
         y, groups = scored["rating"].to_numpy(), scored["user_id"].to_numpy()
         new_rows = cold.train.filter(pl.col("user_id").is_in(sim))
-        vectors = build_user_vectors(cold.train, item_vectors, method=placement, items=items, seed=seed)
-        place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
-        place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
         priors, priors_ctl = warm_priors(mf, warm_labels), warm_priors(mf, ctl_labels)
 
         def best(where: dict[str, int] | None, pri: dict[int, np.ndarray], mf=mf, new_rows=new_rows, scored=scored,
@@ -528,21 +655,31 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
                     "%.4f; used: %s", k, len(sim), by_k[str(k)]["rmse"]["global"], by_k[str(k)]["rmse"]["all_users"],
                     by_k[str(k)]["rmse"]["segment"], used)  # fmt: skip
     report = {**head, "gate_users": len(world), "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
-              "placement": placement,
-              "prior_model": "the global model's MF" if global_model.params_ is not None else "an MF fitted for the priors",
-              "by_k": by_k}  # fmt: skip
+              "placement": placement}  # fmt: skip
+    if rated:
+        report["prior_model"] = ("the global model's MF" if global_model.params_ is not None
+                                 else "an MF fitted for the priors")  # fmt: skip
+        report["by_k"] = by_k
+    else:
+        report["rating_skipped"] = IMPLICIT_NO_PRIOR
     kept = {int(k): d for k, d in by_k.items() if d["used"] != "global"}
     covered = {u: k for u, k in sparse.items() if k in kept}
+    rank_kept = {int(k): (d["used"], float(d["weight"][d["used"]])) for k, d in rank_by_k.items()
+                 if d["used"] != "primary"}  # fmt: skip
+    rank_covered = {u: k for u, k in sparse.items() if k in rank_kept}
+    run_warm = {u: labels[u] for u in warm if u in labels}
+    to_place = {u for u, k in covered.items() if kept[k]["used"] == "segment"}
+    to_place |= {u for u, k in rank_covered.items() if rank_kept[k][0] == "segment"}
+    place = {}
+    if to_place:  # the run's sparse users under a kept segment prior or blend, from a vector of all their rows
+        vectors = build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed)
+        place = place_users(vectors, run_warm, to_place, k=cfg.neighbours, index=index)
     predictor = None
     if covered:
+        assert global_model is not None
         prior_model = global_model if global_model.params_ is not None else fit_global_predictor(
             split, mf_config, item_embeddings=item_vectors, seed=seed)  # fmt: skip
-        run_warm = {u: labels[u] for u in warm if u in labels}
         priors = warm_priors(prior_model, run_warm)
-        place = {}
-        if any(d["used"] == "segment" for d in kept.values()):
-            vectors = build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed)
-            place = place_users(vectors, run_warm, set(covered), k=cfg.neighbours, index=index)
         parts = []
         for k, d in kept.items():
             rows = base.filter(pl.col("user_id").is_in([u for u, b in covered.items() if b == k]))
@@ -551,6 +688,17 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
                 reg = d["reg"]["segment" if seg else "all_users"]
                 parts.append(fit_prior_predictor(prior_model, rows, priors, place if seg else None, reg))
         predictor = ColdStartPredictor(global_model, parts)
+    lists = None
+    if primary is not None:
+        report["ranking"] = {"primary": primary, "k": _VALID_K, "weights": list(cfg.blend_weights),
+                             "relevance": ("every held-out interaction" if relevance_threshold is None
+                                           else f"rating >= {relevance_threshold:g}"),
+                             "gate_level": level, "per_segment_level": cfg.gate_level, "by_k": rank_by_k,
+                             "covered_users": len(rank_covered)}  # fmt: skip
+        if rank_covered:
+            seg_users = {u for u, k in rank_covered.items() if rank_kept[k][0] == "segment"}
+            lists = ColdStartLists(primary, rank_kept, rank_covered, {u: place[u] for u in seg_users if u in place},
+                                   run_warm if seg_users else {})  # fmt: skip
     report["covered_users"] = len(covered)
     report["seconds"] = round(time.perf_counter() - t0, 3)
-    return ColdStart(report, predictor, sparse)
+    return ColdStart(report, predictor, sparse, lists)

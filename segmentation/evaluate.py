@@ -66,7 +66,6 @@ from segmentation.runs import json_safe
 
 __all__ = [
     "GROUP_COLUMNS",
-    "IMPLICIT_NO_COLD_START",
     "IMPLICIT_NO_RATINGS",
     "USER_GROUPS",
     "average_precision_at_k",
@@ -105,7 +104,6 @@ logger = logging.getLogger(__name__)
 USER_GROUPS = pl.Schema({"user_id": pl.String, "gender": pl.String, "age_band": pl.String, "activity": pl.String})
 #: Columns of ``groups`` that fairness gaps are computed across, when present and not all null.
 GROUP_COLUMNS = ("segment_id", "gender", "age_band", "activity")
-IMPLICIT_NO_COLD_START = "implicit feedback: there are no ratings to predict, so no cold-start prior was tried"
 IMPLICIT_NO_RATINGS = ("implicit feedback: the data has no ratings to predict, so no rating model was trained and "
                        "no per-segment model was tried; the rankers are judged on every held-out interaction")  # fmt: skip
 #: Age bands (lower bound inclusive) used when the users frame has a numeric ``age`` column.
@@ -563,8 +561,8 @@ def evaluate_run(dataset: Dataset, split: Split, segmentation: Segmentation, glo
         fairness["rating"] = {name: r.get("fairness", {}) for name, r in rating.items()
                               if isinstance(r, dict) and "fairness" in r}  # fmt: skip
     fairness["ranking"] = {name: r.get("fairness", {}) for name, r in ranking.items() if isinstance(r, dict)}
-    cold = (evaluate_cold_start(cold_start, test, global_model, n_boot=config.bootstrap, seed=seed) if rated
-            else {"skipped": IMPLICIT_NO_COLD_START})  # fmt: skip
+    cold = evaluate_cold_start(cold_start, test, global_model, rankings, ranked=ranked, k=config.k,
+                               relevance_threshold=relevance, n_boot=config.bootstrap, seed=seed)  # fmt: skip
     return json_safe({"rating": rating, "ranking": ranking, "ranking_sample": ranking_sample,
                       "beyond_accuracy": beyond, "fairness": fairness, "segmentation_quality": quality,
                       "cold_start": cold})  # fmt: skip
@@ -610,19 +608,29 @@ def _rating_metrics(test: pl.DataFrame, groups: pl.DataFrame, global_model, segm
     return rating
 
 
-def evaluate_cold_start(cold, test: pl.DataFrame, global_model, *,
+def evaluate_cold_start(cold, test: pl.DataFrame, global_model, rankings: Rankings | None = None, *,
+                        ranked: pl.DataFrame | None = None, k: int = 10, relevance_threshold: float | None = 4.0,
                         n_boot: int = 200, seed: int = 0) -> dict:  # fmt: skip
     """The cold-start block of ``metrics.json``: the stage's report plus, under ``test``, the sparse test users'
     RMSE with the model the gate chose for them against the global model's, with a paired user-bootstrap
-    interval (evaluation on test, not a choice), overall and per k.
+    interval (evaluation on test, not a choice), overall and per k; and under ``ranking.test`` their NDCG@k with
+    the lists the run gave them (``rankings.served()``: the kept blend's where the ranking gate kept one) against
+    the primary ranker's own lists, with a paired user-bootstrap interval of the per-user change (:func:`_cold_ranking`).
 
     ``cold`` is the stage's :class:`segmentation.coldstart.ColdStart` (``report``, ``sparse``, ``predictor``);
-    None (the stage did not run) gives ``{"skipped": ...}``.
+    None (the stage did not run) gives ``{"skipped": ...}``. ``global_model`` None (implicit feedback): no rating
+    figures. ``ranked``: the test rows of the users the rank stage listed (default: ``test``); ``k``,
+    ``relevance_threshold``: as the run's ranking metrics (None: every held-out interaction is relevant).
     """
     if cold is None:
         return {"skipped": "predictor.cold_start.enabled is false"}
     out = dict(cold.report)
     if out.get("skipped"):
+        return out
+    if isinstance(out.get("ranking"), dict) and rankings is not None and rankings.primary in rankings.recs:
+        out["ranking"] = {**out["ranking"], "test": _cold_ranking(cold, test if ranked is None else ranked, rankings,
+                                                                  k, relevance_threshold, n_boot, seed)}  # fmt: skip
+    if global_model is None or "by_k" not in out:
         return out
     users = test["user_id"].cast(pl.String)
     bucket = np.array([cold.sparse.get(u, 0) for u in users.to_list()])
@@ -645,6 +653,35 @@ def evaluate_cold_start(cold, test: pl.DataFrame, global_model, *,
     b = bucket[m]
     out["test"] = {**block(np.ones(len(y), bool)), "by_k": {str(k): block(b == k) for k in cold.report["ks"]}}
     return out
+
+
+def _cold_ranking(cold, test: pl.DataFrame, rankings: Rankings, k: int, relevance_threshold: float | None,
+                  n_boot: int, seed: int) -> dict:  # fmt: skip
+    """NDCG@k of the sparse test users (with a relevant test item) with the lists the run gave them against the
+    primary ranker's own, overall and per k: ``n_users``, ``ndcg_primary``, ``ndcg_cold_start``, ``ndcg_change``,
+    ``ci`` (95 %, user bootstrap of the paired per-user change)."""
+    sparse = pl.DataFrame({"user_id": list(cold.sparse), "bucket": list(cold.sparse.values())},
+                          schema={"user_id": pl.String, "bucket": pl.Int64})  # fmt: skip
+    sub = test.join(sparse.select("user_id"), on="user_id", how="semi")
+    own = ranking_per_user(rankings.recs[rankings.primary], sub, k=k, relevance_threshold=relevance_threshold)
+    used = ranking_per_user(rankings.served(), sub, k=k, relevance_threshold=relevance_threshold)
+    both = own.select("user_id", pl.col("ndcg").alias("a")).join(used.select("user_id", pl.col("ndcg").alias("b")),
+                                                                 on="user_id").join(sparse, on="user_id")  # fmt: skip
+
+    def block(f: pl.DataFrame) -> dict:
+        if f.height == 0:
+            return {"n_users": 0, "ndcg_primary": None, "ndcg_cold_start": None, "ndcg_change": None, "ci": None}
+        a, b = f["a"].to_numpy(), f["b"].to_numpy()
+        diff = b - a  # paired per-user changes; their mean's interval as coldstart.mean_diff_ci (no import of it)
+        d = float(diff.mean())
+        lo, hi = (bootstrap_ci(diff, n_boot=max(n_boot, 50), seed=seed) if len(diff) > 1 and np.ptp(diff) > 0
+                  else (d, d) if len(diff) > 1 else (math.nan, math.nan))  # fmt: skip
+        return {"n_users": f.height, "ndcg_primary": _f(float(a.mean())), "ndcg_cold_start": _f(float(b.mean())),
+                "ndcg_change": _f(d), "ci": _ci([lo, hi])}  # fmt: skip
+
+    n_listed = 0 if rankings.cold_start is None else rankings.cold_start["user_id"].n_unique()
+    return {**block(both), "listed_by_blend": n_listed, "k": k,
+            "by_k": {str(b): block(both.filter(pl.col("bucket") == b)) for b in cold.report["ks"]}}  # fmt: skip
 
 
 def segmentation_quality(segmentation: Segmentation) -> dict:

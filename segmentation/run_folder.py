@@ -71,7 +71,9 @@ class ColdStartGate:
 @dataclass(frozen=True)
 class ColdStartResult:
     """``metrics.json`` → ``cold_start``, typed: what the cold-start stage chose per k and how the sparse test users
-    fared (:func:`segmentation.evaluate.evaluate_cold_start`). ``skipped`` holds the reason when it did not run."""
+    fared (:func:`segmentation.evaluate.evaluate_cold_start`). ``skipped`` holds the reason when it did not run;
+    ``rating_skipped`` when only the rating half did not (implicit feedback). ``ranking``: the top-k lists' half
+    (``cold_start.ranking``: ``primary``, ``by_k``, ``test``, ...), None in runs written before it."""
 
     skipped: str | None
     ks: list[int]
@@ -79,6 +81,8 @@ class ColdStartResult:
     sparse_users: int
     covered_users: int
     test: dict[str, Any] | None
+    ranking: dict[str, Any] | None = None
+    rating_skipped: str | None = None
 
     @classmethod
     def from_metrics(cls, metrics: Any) -> "ColdStartResult | None":
@@ -102,7 +106,8 @@ class ColdStartResult:
                                        test=(test.get("by_k") or {}).get(str(key)) if test else None))  # fmt: skip
         return cls(skipped=raw.get("skipped"), ks=[int(k) for k in raw.get("ks") or []], gates=gates,
                    sparse_users=int(raw.get("sparse_users") or 0), covered_users=int(raw.get("covered_users") or 0),
-                   test=test)  # fmt: skip
+                   test=test, ranking=raw.get("ranking") if isinstance(raw.get("ranking"), dict) else None,
+                   rating_skipped=raw.get("rating_skipped"))  # fmt: skip
 
 
 def _get_dict(d: dict, key: str) -> dict:

@@ -215,7 +215,8 @@ def cold_start_text(metrics: dict[str, Any]) -> dict[str, Any] | None:
         None without a ``cold_start`` block (runs written before it), else ``summary`` (one sentence),
         ``by_k`` (a sentence per k: what the gate chose on the simulated new users and why), ``control``,
         ``test`` (the sparse test users against the global model, or None) and ``segments`` (segment id as a
-        string -> a sentence per k).
+        string -> a sentence per k); each holds the rating decision, then the top-k lists' decision
+        (``cold_start.ranking``) in the same words when the ranking half ran.
     """
     block = _get(metrics, "cold_start")
     if not isinstance(block, dict):
@@ -223,6 +224,106 @@ def cold_start_text(metrics: dict[str, Any]) -> dict[str, Any] | None:
     if block.get("skipped"):
         return {"summary": f"New and sparse users: no prior was tried ({block['skipped']}).", "by_k": [],
                 "control": None, "test": None, "segments": {}}  # fmt: skip
+    rating = _cold_rating_text(block)
+    ranking = _cold_ranking_text(block)
+    if ranking is None:
+        return rating
+    segments = dict(rating["segments"])
+    for sid, lines in ranking["segments"].items():
+        segments[sid] = [*segments.get(sid, []), *lines]
+    join = lambda a, b: " ".join(x for x in (a, b) if x) or None  # noqa: E731
+    return {"summary": join(rating["summary"], ranking["summary"]), "by_k": [*rating["by_k"], *ranking["by_k"]],
+            "control": join(rating["control"], ranking["control"]), "test": join(rating["test"], ranking["test"]),
+            "segments": segments}  # fmt: skip
+
+
+_RANK_USED = {"segment": "the segment-popularity blend is used", "popularity": "the popularity blend is used",
+              "primary": "the ranker's own lists are used"}  # fmt: skip
+
+
+def _ndcg_span(c: Any, level: Any = 0.95) -> str:
+    """'change +0.0123, 98.3 % CI +0.0050 to +0.0200' of a ``{"ndcg_change", "ci"}`` entry."""
+    return _span({"rmse_change": _get(c, "ndcg_change"), "ci": _get(c, "ci")}, level)
+
+
+def _ndcg_direction(c: Any) -> str:
+    ci = _as_ci(_get(c, "ci"))
+    if ci is None:
+        return "no interval"
+    return "better" if ci[0] > 0 else "worse" if ci[1] < 0 else "the interval includes zero, so the difference is noise"
+
+
+def _cold_ranking_text(block: dict[str, Any]) -> dict[str, Any] | None:
+    """The ranking half of :func:`cold_start_text` (``cold_start.ranking``), or None when it did not run."""
+    r = block.get("ranking")
+    if not isinstance(r, dict):
+        return None
+    primary, k_list = r.get("primary", "the primary ranker"), r.get("k", 10)
+    lvl, seg_lvl = r.get("gate_level"), r.get("per_segment_level")
+    rows = "train interactions" if block.get("rating_skipped") else "train ratings"
+    lines: list[str] = []
+    controls: list[str] = []
+    segments: dict[str, list[str]] = {}
+    by_k = [d for d in (r.get("by_k") or {}).values() if isinstance(d, dict)]
+    for d in by_k:
+        k, used, n = d.get("k"), str(d.get("used")), d.get("n_users")
+        who = f"Users with at most {k} {rows if k != 1 else rows[:-1]}, top-{k_list} lists"
+        head = f"{who}: {_RANK_USED.get(used, used)}."
+        seg_p, seg_pop, pop_p = d.get("segment_vs_primary"), d.get("segment_vs_popularity"), d.get("popularity_vs_primary")
+        if d.get("note"):
+            why = f" {str(d['note'])[0].upper()}{str(d['note'])[1:]}."
+        elif used == "segment":
+            why = (f" On {fmt(n)} simulated new users the blend with their segment's popularity beat the blend with "
+                   f"overall popularity (NDCG@{k_list} {_ndcg_span(seg_pop, lvl)}) and the {primary} ranker alone "
+                   f"({_ndcg_span(seg_p, lvl)}).")  # fmt: skip
+        else:
+            why = (f" On {fmt(n)} simulated new users the segment-popularity blend did not pass the validation gate: "
+                   f"against the overall-popularity blend NDCG@{k_list} {_ndcg_span(seg_pop, lvl)} "
+                   f"({_ndcg_direction(seg_pop)}), against the {primary} ranker {_ndcg_span(seg_p, lvl)}. The "
+                   f"overall-popularity blend against the {primary} ranker: {_ndcg_span(pop_p, lvl)} "
+                   f"({_ndcg_direction(pop_p)}).")  # fmt: skip
+        lines.append(head + why)
+        ctl = d.get("random_partition_vs_popularity")
+        if isinstance(ctl, dict):
+            controls.append(f"k = {k}: {_ndcg_span(ctl, lvl)}")
+        for sid, s in (d.get("per_segment") or {}).items():
+            if not isinstance(s, dict):
+                continue
+            what = f"{who}: " + ("the segment-popularity blend is used for new users placed here" if s.get("used")
+                                 else f"{_RANK_USED.get(used, used)}, not the segment-popularity blend")  # fmt: skip
+            if s.get("ci") is None:
+                what += (f"; {fmt(s.get('n_users'))} simulated new users placed here, too few users to judge "
+                         f"(segment blend against the {primary} ranker: NDCG@{k_list} change "
+                         f"{fmt(_num(s.get('ndcg_change')), 'signed')})")  # fmt: skip
+            else:
+                what += (f"; on {fmt(s.get('n_users'))} simulated new users placed here the segment blend against "
+                         f"the {primary} ranker: NDCG@{k_list} {_ndcg_span(s, seg_lvl)} ({_ndcg_direction(s)})")  # fmt: skip
+            segments.setdefault(str(sid), []).append(what + ".")
+    seg = [d.get("k") for d in by_k if d.get("used") == "segment"]
+    pop = [d.get("k") for d in by_k if d.get("used") == "popularity"]
+    summary = (f"Top-{k_list} lists: the segment-popularity blend is used for k = {', '.join(map(str, seg))}" if seg
+               else f"Top-{k_list} lists: the segment-popularity blend passed the validation gate for no k")  # fmt: skip
+    summary += (f"; the popularity blend for k = {', '.join(map(str, pop))}" if pop else "") + "."
+    control = (f"Control for the lists: the same blend with random groups of the segments' sizes, against the "
+               f"overall-popularity blend: {'; '.join(controls)}.") if controls else None  # fmt: skip
+    t = r.get("test")
+    test = None
+    if isinstance(t, dict) and t.get("n_users"):
+        test = (f"On the test split, {fmt(t.get('n_users'))} sparse users with a relevant test item "
+                f"({fmt(t.get('listed_by_blend'))} of them listed from a kept blend): NDCG@{t.get('k', k_list)} "
+                f"{fmt(_num(t.get('ndcg_cold_start')))} with the lists the gate chose for them vs "
+                f"{fmt(_num(t.get('ndcg_primary')))} with the {primary} ranker's own "
+                f"({_ndcg_span(t)}; {_ndcg_direction(t)}).")  # fmt: skip
+    elif isinstance(t, dict):
+        test = "No sparse test user has a relevant test item, so the lists' choice was not scored on the test split."
+    return {"summary": summary, "by_k": lines, "control": control, "test": test, "segments": segments}
+
+
+def _cold_rating_text(block: dict[str, Any]) -> dict[str, Any]:
+    """The rating half of :func:`cold_start_text`."""
+    if block.get("rating_skipped"):
+        return {"summary": f"New and sparse users: no rating prior was tried ({block['rating_skipped']}).",
+                "by_k": [], "control": None, "test": None, "segments": {}}  # fmt: skip
     by_k = [d for d in (block.get("by_k") or {}).values() if isinstance(d, dict)]
     lines: list[str] = []
     segments: dict[str, list[str]] = {}

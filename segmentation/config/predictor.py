@@ -149,16 +149,23 @@ def _default_cold_regs() -> list[float]:
     return [1.0, 3.0, 10.0, 30.0, 100.0]
 
 
+def _default_blend_weights() -> list[float]:
+    return [0.1, 0.2, 0.35, 0.5, 0.75, 0.9, 1.0]  # segmentation.rank.conditioned.ALPHAS
+
+
 class ColdStartConfig(_Section):
-    """New and sparse users: a prior from their segment (or from all users) for users with few train ratings,
-    used only where a validation gate says it helps (explicit ratings only)."""
+    """New and sparse users: a prior from their segment (or from all users) for the ratings of users with few train
+    rows, and a blend of segment (or overall) popularity into their top-k lists, each used only where a validation
+    gate says it helps (the rating part on explicit ratings only)."""
 
     enabled: bool = Field(
         True,
         description="Run the cold-start stage: simulate new users inside train, gate the segment prior and the "
-        "all-users prior on them, and predict the sparse test users with what the gate kept. Costs per k one fit of "
-        "the global model and one of an MF (MovieLens 100k, default blend: about 1.5 min per k on 2 busy cores); "
-        "skipped, with the reason, when no user has at most max(ks) train ratings (nothing would change).",
+        "all-users prior on them, and predict the sparse test users with what the gate kept; likewise the primary "
+        "ranker blended with segment or overall popularity for their top-k lists (also on implicit feedback). Costs "
+        "per k one fit of the global model, one of an MF (MovieLens 100k, default blend: about 1.5 min per k on 2 "
+        "busy cores) and one of the primary ranker; skipped, with the reason, when no user has at most max(ks) "
+        "train rows (nothing would change).",
     )
     ks: list[int] = Field(
         default_factory=_default_cold_ks,
@@ -178,6 +185,12 @@ class ColdStartConfig(_Section):
         min_length=1,
         description="Candidate pulls of a sparse user's bias and factors toward the prior, in pseudo-ratings; "
         "chosen per k on the simulated new users.",
+    )
+    blend_weights: list[float] = Field(
+        default_factory=_default_blend_weights,
+        min_length=1,
+        description="Candidate weights of popularity (overall or the segment's) in a sparse user's top-k scores, "
+        "(1 - w) z(ranker) + w z(log1p counts); chosen per k on the simulated new users by NDCG@10.",
     )
     gate_level: float = Field(
         0.95,
@@ -216,6 +229,13 @@ class ColdStartConfig(_Section):
     def _positive_regs(cls, v: list[float]) -> list[float]:
         if any(r <= 0 for r in v):
             raise ValueError("every pull must be above 0")
+        return v
+
+    @field_validator("blend_weights")
+    @classmethod
+    def _unit_weights(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < w <= 1.0 for w in v):
+            raise ValueError("every blend weight must be above 0 and at most 1")
         return v
 
 

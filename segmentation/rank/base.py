@@ -447,6 +447,9 @@ class Rankings:
 
     ``by_segment``: segment id -> (item id, title, share of the segment's members whose list holds it), best first.
     ``sample``: the test users the lists were made for (None: every test user).
+    ``cold_start``: the lists of the sparse test users that the cold-start stage's ranking gate covers, from the
+    blend it kept (``segmentation.rank.cold.ColdStartLists``); None when it kept none. ``recs`` hold every ranker's
+    own lists; :meth:`served` the lists the run gives.
     """
 
     recs: dict[str, pl.DataFrame]
@@ -454,3 +457,12 @@ class Rankings:
     primary: str = ""
     seconds: dict[str, float] = field(default_factory=dict)
     sample: RankingSample | None = None
+    cold_start: pl.DataFrame | None = None
+
+    def served(self) -> pl.DataFrame:
+        """The primary ranker's lists, those of the users in ``cold_start`` replaced by their cold-start lists."""
+        own = self.recs[self.primary]
+        if self.cold_start is None or self.cold_start.height == 0:
+            return own
+        users = self.cold_start["user_id"].unique().implode()
+        return pl.concat([own.filter(~pl.col("user_id").is_in(users)), self.cold_start])

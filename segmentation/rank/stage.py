@@ -12,6 +12,7 @@ segment beyond ``ranker.segment_max_users`` (:func:`sample_segment_members`).
 
 import logging
 import time
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -22,6 +23,7 @@ from segmentation.cluster import Segmentation
 from segmentation.config import EvalConfig, RankerConfig
 from segmentation.data import Dataset, Split
 from segmentation.rank.base import Rankings, RankingSample, recommend_in_partitions
+from segmentation.rank.cold import ColdStartLists
 from segmentation.rank.factory import choose_rankers, make_ranker
 from segmentation.rank.segments import segment_top_items
 
@@ -67,17 +69,24 @@ def sample_segment_members(assignments: pl.DataFrame, max_users: int | None, see
 
 def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentation: Segmentation,
                     config: RankerConfig, evaluation: EvalConfig, seed: int,
-                    partitions: Partitions | None = None) -> Rankings:  # fmt: skip
+                    partitions: Partitions | None = None, cold_start: Any = None) -> Rankings:  # fmt: skip
     """The flow's rank stage: fit each configured ranker on train and list top-k unseen items for the test users
     (a seeded sample of them above ``evaluate.ranking_max_users``); with the last (primary) ranker, what to
     recommend to each segment (:func:`segment_top_items` of its members' lists, at most ``ranker.segment_max_users``
     sampled members per segment, as ``Rankings.by_segment``). ``partitions``: where the lists are scored, in blocks
-    of users."""
+    of users.
+
+    ``cold_start``: the cold-start stage's result (``segmentation.coldstart.ColdStart``) or None; where its ranking
+    gate kept a popularity blend (``cold_start.lists``, a :class:`~segmentation.rank.cold.ColdStartLists` over the
+    primary ranker), the sparse test users it covers get their lists from that blend (``Rankings.cold_start``);
+    every other list is the ranker's own."""
     train = split.train_full
     sample = sample_test_users(split.test, evaluation.ranking_max_users, seed)
     test_users = list(sample.users)
     names = choose_rankers(config, train["user_id"].n_unique(), train["item_id"].n_unique()).names
     primary = names[-1]
+    plan: ColdStartLists | None = getattr(cold_start, "lists", None)
+    cold_lists = None
     recs, seconds, by_segment = {}, {}, {}
     for name in names:
         t0 = time.perf_counter()
@@ -90,8 +99,13 @@ def rank_test_users(split: Split, dataset: Dataset, items: Embeddings, segmentat
                                                partitions=partitions)  # fmt: skip
             by_segment = _segment_lists(segment_top_items(everyone, members, items=dataset.items,
                                                           n=evaluation.k))  # fmt: skip
+            if plan is not None and plan.primary == name:
+                cold_lists = plan.recommend(ranker, test_users, evaluation.k)
+                logger.info("cold start: %d sparse test users get their top-%d lists from the blend the cold-start "
+                            "gate kept (%s)", cold_lists["user_id"].n_unique(), evaluation.k,
+                            ", ".join(f"k = {k}: {b} popularity, weight {w:g}" for k, (b, w) in sorted(plan.kept.items())))  # fmt: skip
         seconds[name] = round(time.perf_counter() - t0, 3)
-    return Rankings(recs, by_segment, primary, seconds, sample)
+    return Rankings(recs, by_segment, primary, seconds, sample, cold_lists)
 
 
 def _segment_lists(top: pl.DataFrame) -> dict[int, list[tuple[str, str, float]]]:

@@ -110,6 +110,14 @@ def test_implicit_metrics_have_no_rating_model_and_rank_every_held_out_item(impl
         assert 0.0 < r["ndcg@10"] < 1.0
     assert m["ranking"]["segflow"]["ndcg@10"] > m["ranking"]["most-popular"]["ndcg@10"]
     assert m["segmentation"]["n_segments"] >= 2
+    # new and sparse users (90 users with 5 or fewer interactions): no rating prior, the lists' gate runs
+    cs = m["cold_start"]
+    assert "implicit feedback" in cs["rating_skipped"] and "by_k" not in cs and cs["sparse_users"] > 0
+    r = cs["ranking"]
+    assert r["primary"] == "segflow" and r["relevance"] == "every held-out interaction"
+    assert set(r["by_k"]) == {"1", "3", "5"} and all(d["used"] in ("segment", "popularity", "primary")
+                                                      for d in r["by_k"].values())  # fmt: skip
+    assert r["test"]["n_users"] > 0
 
 
 def test_implicit_segments_and_report_speak_of_choices_not_ratings(implicit_runs):
@@ -121,10 +129,12 @@ def test_implicit_segments_and_report_speak_of_choices_not_ratings(implicit_runs
     index = (path / "report" / "index.html").read_text()
     assert "implicit feedback" in index
     assert "RMSE" not in index
+    assert "New and sparse users" in index and "Top-10 lists: " in index
 
 
 def test_show_states_the_implicit_case(implicit_runs, capsys):
     assert main(["show", str(implicit_runs["out"] / "latest")]) == 0
     text = capsys.readouterr().out
     assert "implicit feedback" in text and "RMSE" not in text
+    assert "Top-10 lists: " in text  # the cold-start lists' decision
     assert json.loads((implicit_runs["out"] / "latest" / "metrics.json").read_text())["rating"]["skipped"]

@@ -377,6 +377,14 @@ CASES = [
         in_flow=False,
     ),  # fmt: skip
     Case(
+        "config-cold-start-blend-weight-above-1",
+        _args("--set", "predictor.cold_start.blend_weights=[0.5, 2]"),
+        ["predictor.cold_start.blend_weights", "every blend weight must be above 0 and at most 1", "(given: [0.5, 2"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
         "config-unknown-nested-key",
         _args("--set", "predictor.svdpp.time_bin=4"),
         ["predictor.svdpp.time_bin: unknown key"],
