@@ -439,7 +439,9 @@ def _ranking_gate(cold: ColdSplit, sim: list[str], place: dict[str, int], place_
     """
     model = unwrap(make_ranker(primary, ranker).fit(cold.train, items=items, item_embeddings=item_vectors, seed=seed,
                                                     implicit=implicit))  # fmt: skip
-    held = cold.held_out if relevance_threshold is None else cold.held_out.filter(pl.col("rating") >= relevance_threshold)
+    held = (
+        cold.held_out if relevance_threshold is None else cold.held_out.filter(pl.col("rating") >= relevance_threshold)
+    )
     r = model.users_.lookup(held["user_id"].cast(pl.String), missing=-1)
     c = model.items_.lookup(held["item_id"].cast(pl.String), missing=-1)
     ok = (r >= 0) & (c >= 0)
@@ -507,7 +509,7 @@ def _ranking_gate(cold: ColdSplit, sim: list[str], place: dict[str, int], place_
 def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, segmentation: Segmentation,
                      global_model: GlobalPredictor | None, config: PredictorConfig, method: str, index: IndexConfig,
                      seed: int, ranker: RankerConfig | None = None, relevance_threshold: float | None = 4.0,
-                     implicit: bool = False) -> ColdStart:  # fmt: skip
+                     implicit: bool = False, centre: bool = False) -> ColdStart:  # fmt: skip
     """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
     new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
 
@@ -543,6 +545,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         relevance_threshold: held-out ratings at or above it are relevant for the ranking half (the run's
             ``evaluate.relevance_threshold``); None (implicit feedback): every held-out interaction is.
         implicit: the interactions are implicit feedback (as the rankers are given it).
+        centre: the run's ``represent.centre``: placement vectors are built as the run's user vectors are.
     """
     t0 = time.perf_counter()
     rated = global_model is not None
@@ -599,7 +602,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         primary = choose_rankers(ranker, len(n_of), base["item_id"].n_unique()).names[-1]
     for k in ks:
         cold = cold_start_split(gate_base, sim, k)
-        vectors = build_user_vectors(cold.train, item_vectors, method=placement, items=items, seed=seed)
+        vectors = build_user_vectors(cold.train, item_vectors, method=placement, items=items, seed=seed, centre=centre)
         place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
         place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
         if ranker is not None and primary is not None:
@@ -656,7 +659,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
                     by_k[str(k)]["rmse"]["segment"], used)  # fmt: skip
     report = {**head, "gate_users": len(world), "simulated_users": len(sim), "gate_level": level, "per_segment_level": cfg.gate_level,
               "placement": placement}  # fmt: skip
-    if rated:
+    if global_model is not None:  # rated
         report["prior_model"] = ("the global model's MF" if global_model.params_ is not None
                                  else "an MF fitted for the priors")  # fmt: skip
         report["by_k"] = by_k
@@ -672,7 +675,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     to_place |= {u for u, k in rank_covered.items() if rank_kept[k][0] == "segment"}
     place = {}
     if to_place:  # the run's sparse users under a kept segment prior or blend, from a vector of all their rows
-        vectors = build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed)
+        vectors = build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre)
         place = place_users(vectors, run_warm, to_place, k=cfg.neighbours, index=index)
     predictor = None
     if covered:

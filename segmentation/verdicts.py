@@ -269,7 +269,11 @@ def _cold_ranking_text(block: dict[str, Any]) -> dict[str, Any] | None:
         k, used, n = d.get("k"), str(d.get("used")), d.get("n_users")
         who = f"Users with at most {k} {rows if k != 1 else rows[:-1]}, top-{k_list} lists"
         head = f"{who}: {_RANK_USED.get(used, used)}."
-        seg_p, seg_pop, pop_p = d.get("segment_vs_primary"), d.get("segment_vs_popularity"), d.get("popularity_vs_primary")
+        seg_p, seg_pop, pop_p = (
+            d.get("segment_vs_primary"),
+            d.get("segment_vs_popularity"),
+            d.get("popularity_vs_primary"),
+        )
         if d.get("note"):
             why = f" {str(d['note'])[0].upper()}{str(d['note'])[1:]}."
         elif used == "segment":

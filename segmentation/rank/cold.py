@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from segmentation.rank.base import _CHUNK, _CHUNK_CELLS, RECOMMENDATIONS, MatrixRanker, top_k, zscore
+from segmentation.rank.base import _CHUNK, _CHUNK_CELLS, RECOMMENDATIONS, MatrixRanker, Ranker, top_k, zscore
 
 __all__ = ["BLENDS", "ColdStartLists", "batch_size", "blend", "segment_counts", "unwrap"]
 
@@ -25,10 +25,17 @@ __all__ = ["BLENDS", "ColdStartLists", "batch_size", "blend", "segment_counts", 
 BLENDS = ("primary", "popularity", "segment")
 
 
-def unwrap(ranker: MatrixRanker) -> MatrixRanker:
-    """The ranker that scores: the segflow ranker's ALS fallback when it fell back, else the ranker itself."""
+def unwrap(ranker: Ranker) -> MatrixRanker:
+    """The ranker that scores: the segflow ranker's ALS fallback when it fell back, else the ranker itself.
+
+    Raises:
+        TypeError: the ranker keeps no train matrices to score from (every ranker of ``make_ranker`` does).
+    """
     fallback = getattr(ranker, "fallback_", None)
-    return fallback if fallback is not None else ranker
+    out = fallback if fallback is not None else ranker
+    if not isinstance(out, MatrixRanker):
+        raise TypeError(f"cold-start lists need a MatrixRanker (scores over its train matrices), not {type(out)!r}")
+    return out
 
 
 def batch_size(n_items: int, tables: int = 4) -> int:
@@ -74,7 +81,7 @@ class ColdStartLists:
     place: dict[str, int] = field(default_factory=dict)
     labels: dict[str, int] = field(default_factory=dict)
 
-    def recommend(self, ranker: MatrixRanker, user_ids: Sequence[str], k: int = 10) -> pl.DataFrame:
+    def recommend(self, ranker: Ranker, user_ids: Sequence[str], k: int = 10) -> pl.DataFrame:
         """Top-``k`` unseen items of the covered users among ``user_ids`` from their kept blend over ``ranker`` (the
         primary ranker fitted on the run's train); other users get no row here.
 
