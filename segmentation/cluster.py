@@ -29,6 +29,7 @@ __all__ = [
     "ASSIGNMENTS",
     "NOISE",
     "Clusterer",
+    "NoiseApart",
     "Segmentation",
     "assign_by_neighbours",
     "default_min_cluster_size",
@@ -36,6 +37,7 @@ __all__ = [
     "far_from_segment",
     "fit_segments",
     "incoherent_segments",
+    "keep_noise_apart",
     "require_segments",
     "segment_users",
 ]
@@ -359,6 +361,59 @@ def dissolve(labels: np.ndarray, vectors: np.ndarray, drop: np.ndarray) -> tuple
     return out, nearest
 
 
+@dataclass(frozen=True)
+class NoiseApart:
+    """What :func:`keep_noise_apart` did to a clustering.
+
+    Attributes:
+        labels: (n,) int32 labels after the incoherent segments were dissolved and the rest renumbered (users
+            far from their segment still carry it here; ``demoted`` marks them).
+        kept: (k,) bool, the segments of the labels given that were kept (in their order).
+        dissolved_nearest: (n,) int32 nearest kept segment of every user (see :func:`dissolve`), or None when
+            nothing was dissolved.
+        demoted: (n,) bool, users far from their segment (``cluster.outlier_distance``): outliers.
+    """
+
+    labels: np.ndarray
+    kept: np.ndarray
+    dissolved_nearest: np.ndarray | None
+    demoted: np.ndarray
+
+
+def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterConfig,
+                     n_segments: int | None = None) -> NoiseApart:  # fmt: skip
+    """The outlier rules that act after HDBSCAN, in the user-vector space: ``cluster.min_cohesion``
+    (:func:`incoherent_segments`, :func:`dissolve`), then ``cluster.outlier_distance`` (:func:`far_from_segment`).
+
+    UMAP with ``min_dist = 0`` packs users who belong nowhere into one region, which HDBSCAN calls a segment, and
+    draws the others onto the edges of real segments; HDBSCAN itself then calls almost nobody an outlier. The
+    first rule dissolves the packed region (its members point no common way), the second demotes members that
+    lie far below their segment's typical similarity to its mean direction. ``n_segments``: segments in
+    ``labels`` (default: ``labels.max() + 1``). Dissolving every segment is never done (nothing would be left).
+    """
+    k = (int(labels.max()) + 1 if len(labels) else 0) if n_segments is None else n_segments
+    kept = np.ones(k, dtype=bool)
+    dissolved_nearest = None
+    if cluster.min_cohesion is not None and k:
+        drop = np.zeros(k, dtype=bool)
+        incoherent = incoherent_segments(vectors, labels, cluster.min_cohesion)
+        drop[: len(incoherent)] = incoherent
+        if drop.any() and not drop.all():
+            logger.info("cluster: %d of %d segments (%d users) have no common direction in the user-vector space "
+                        "(cluster.min_cohesion %.2f): their users are outliers", int(drop.sum()), k,
+                        int(np.isin(labels, np.flatnonzero(drop)).sum()), cluster.min_cohesion)  # fmt: skip
+            labels, dissolved_nearest = dissolve(labels, vectors, drop)
+            kept = ~drop
+    demoted = np.zeros(len(labels), dtype=bool)
+    if cluster.outlier_distance is not None:
+        demoted = far_from_segment(vectors, labels, cluster.outlier_distance)
+        if demoted.any():
+            logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
+                        "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
+                        cluster.outlier_distance)  # fmt: skip
+    return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
+
+
 def require_users(m: int, min_cluster_size: int) -> None:
     """Raise :class:`DataError` when ``m`` fitted users cannot make two segments of ``min_cluster_size``."""
     if m < 2 * min_cluster_size:
@@ -447,23 +502,10 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     labels = fitted_labels
     soft = clusterer.soft_
     n_segments = clusterer.n_segments_
-    dissolved_nearest = None
-    if cluster.min_cohesion is not None and n_segments:
-        drop = incoherent_segments(users.vectors, labels, cluster.min_cohesion)
-        if drop.any() and not drop.all():
-            logger.info("cluster: %d of %d segments (%d users) have no common direction in the user-vector space "
-                        "(cluster.min_cohesion %.2f): their users are outliers", int(drop.sum()), n_segments,
-                        int(np.isin(labels, np.flatnonzero(drop)).sum()), cluster.min_cohesion)  # fmt: skip
-            labels, dissolved_nearest = dissolve(labels, users.vectors, drop)
-            soft = soft[:, ~drop]
-            n_segments = int((~drop).sum())
-    demoted = np.zeros(n, dtype=bool)
-    if cluster.outlier_distance is not None:
-        demoted = far_from_segment(users.vectors, labels, cluster.outlier_distance)
-        if demoted.any():
-            logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
-                        "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
-                        cluster.outlier_distance)  # fmt: skip
+    apart = keep_noise_apart(users.vectors, labels, cluster, n_segments)
+    labels, dissolved_nearest, demoted = apart.labels, apart.dissolved_nearest, apart.demoted
+    soft = soft[:, apart.kept]
+    n_segments = int(apart.kept.sum())
     t3 = time.perf_counter()
     if reduce.n_components == 2 or not picture:
         xy = coords
