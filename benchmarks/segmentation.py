@@ -879,7 +879,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.world_grid or args.world_candidates or args.noise_grid:
             held = [w for w in names if WORLDS[w].role != "tuning"]
             if held:
-                p.error(f"--world-grid, --noise-grid and --world-candidates read tuning worlds only; {held} are held out")
+                p.error(
+                    f"--world-grid, --noise-grid and --world-candidates read tuning worlds only; {held} are held out"
+                )
             settings = NOISE_GRID if args.noise_grid else WORLD_GRID
         else:  # the current defaults and, at no extra fit, without the outlier rules; earlier rows stay in the file
             settings = [{}, NO_NOISE_RULES]

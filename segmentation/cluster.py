@@ -368,7 +368,9 @@ class NoiseApart:
     Attributes:
         labels: (n,) int32 labels after the incoherent segments were dissolved and the rest renumbered (users
             far from their segment still carry it here; ``demoted`` marks them).
-        kept: (k,) bool, the segments of the labels given that were kept (in their order).
+        kept: the segments of the labels given that were kept, as their old ids in the new numbering's order
+            (new segment ``j`` is old segment ``kept[j]``): segments are renumbered by decreasing size, the
+            demoted users left out, so segment 0 is still the largest.
         dissolved_nearest: (n,) int32 nearest kept segment of every user (see :func:`dissolve`), or None when
             nothing was dissolved.
         demoted: (n,) bool, users far from their segment (``cluster.outlier_distance``): outliers.
@@ -392,7 +394,7 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
     ``labels`` (default: ``labels.max() + 1``). Dissolving every segment is never done (nothing would be left).
     """
     k = (int(labels.max()) + 1 if len(labels) else 0) if n_segments is None else n_segments
-    kept = np.ones(k, dtype=bool)
+    kept = np.arange(k)
     dissolved_nearest = None
     if cluster.min_cohesion is not None and k:
         drop = np.zeros(k, dtype=bool)
@@ -403,7 +405,7 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
                         "(cluster.min_cohesion %.2f): their users are outliers", int(drop.sum()), k,
                         int(np.isin(labels, np.flatnonzero(drop)).sum()), cluster.min_cohesion)  # fmt: skip
             labels, dissolved_nearest = dissolve(labels, vectors, drop)
-            kept = ~drop
+            kept = np.flatnonzero(~drop)
     demoted = np.zeros(len(labels), dtype=bool)
     if cluster.outlier_distance is not None:
         demoted = far_from_segment(vectors, labels, cluster.outlier_distance)
@@ -411,6 +413,18 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
             logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
                         "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
                         cluster.outlier_distance)  # fmt: skip
+    # renumber by decreasing size without the demoted users (ties keep their order): segment 0 stays the largest
+    sizes = np.bincount(labels[(labels >= 0) & ~demoted], minlength=len(kept))
+    order = np.array(sorted(range(len(kept)), key=lambda c: (-sizes[c], c)), dtype=np.int64)
+    if len(order) and (order != np.arange(len(order))).any():
+        new_id = np.empty(len(order), dtype=np.int32)
+        new_id[order] = np.arange(len(order), dtype=np.int32)
+        labels = np.where(labels >= 0, new_id[np.clip(labels, 0, None)], NOISE)
+        if dissolved_nearest is not None:
+            dissolved_nearest = np.where(dissolved_nearest >= 0, new_id[np.clip(dissolved_nearest, 0, None)], NOISE)
+        kept = kept[order]
+    if dissolved_nearest is not None:
+        dissolved_nearest = dissolved_nearest.astype(np.int32)
     return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
 
 
@@ -505,7 +519,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     apart = keep_noise_apart(users.vectors, labels, cluster, n_segments)
     labels, dissolved_nearest, demoted = apart.labels, apart.dissolved_nearest, apart.demoted
     soft = soft[:, apart.kept]
-    n_segments = int(apart.kept.sum())
+    n_segments = len(apart.kept)
     t3 = time.perf_counter()
     if reduce.n_components == 2 or not picture:
         xy = coords

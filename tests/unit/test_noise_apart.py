@@ -176,8 +176,26 @@ def test_the_default_rules_keep_noise_users_apart_without_touching_the_segments(
     recall, precision = (out & noise).sum() / noise.sum(), (out & noise).sum() / out.sum()
     assert recall >= 0.5 and precision >= 0.5  # the targets (0.55-0.57 and 0.94 here)
     assert adjusted_rand_score(truth[~noise], final[~noise]) >= 0.99  # the segment users keep their segments
-    assert apart.kept.tolist() == [True] * 10 + [False]  # only the noise crowd is dissolved
+    assert sorted(apart.kept.tolist()) == list(range(10))  # only the noise crowd (segment 10) is dissolved
+    sizes = np.bincount(final[final >= 0])
+    assert (np.diff(sizes) <= 0).all()  # still numbered by decreasing size, the demoted users left out
     assert apart.dissolved_nearest is not None and (apart.dissolved_nearest[labels == 10] >= 0).all()
     # without the rules (the defaults until this change) every noise user sits in a segment
     off = keep_noise_apart(v, labels, ClusterConfig(min_cohesion=None, outlier_distance=None))
     assert not (off.labels < 0).any() and not off.demoted.any() and off.dissolved_nearest is None
+
+
+def test_segments_stay_numbered_by_size_after_members_are_demoted():
+    from segmentation.cluster import keep_noise_apart
+
+    rng = np.random.default_rng(3)
+    dim = 32
+    x = np.vstack([np.eye(dim)[0] + rng.normal(0, 0.05, (100, dim)), np.eye(dim)[1] + rng.normal(0, 0.05, (95, dim))])
+    x[:12] = rng.normal(0, 1, (12, dim))  # 12 members of the largest segment point elsewhere
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat([0, 1], [100, 95]).astype(np.int32)
+    apart = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=None, outlier_distance=6.0))
+    assert apart.demoted[:12].all() and apart.demoted.sum() == 12
+    # 88 members are left in the old segment 0 against 95 in the old segment 1: they swap numbers
+    assert apart.kept.tolist() == [1, 0]
+    assert (apart.labels[:100] == 1).all() and (apart.labels[100:] == 0).all()
