@@ -26,6 +26,8 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
     python benchmarks/segmentation.py --no-main --worlds all --seeds 0,1,2 --merge   # the current defaults
     python benchmarks/segmentation.py --no-main --worlds taste,style --world-candidates --world-size 3000 \
         --seeds 0,1,2 --out benchmarks/results/segmentation_candidates.json   # why segments merge (tuning worlds)
+    python benchmarks/segmentation.py --no-main --worlds taste,style --noise-grid --world-size 3000 --seeds 0,1,2 \
+        --out benchmarks/results/segmentation_noise.json   # the outlier rules on centred vectors (tuning worlds)
 
 World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
 the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
@@ -305,10 +307,18 @@ OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3, "min_cohesion": Non
 """The cluster defaults before the worlds' tuning (2026-12-03); reported beside the current ones."""
 NO_COHESION = {"min_cohesion": None}
 """The current defaults without dissolving incoherent segments (measured beside them: the rule acts after HDBSCAN)."""
+NO_NOISE_RULES = {"min_cohesion": None, "outlier_distance": None}
+"""The current defaults without either outlier rule: the defaults before noise was kept apart on centred vectors
+(2026-12-03, second round); measured beside them at no extra fit and the baseline of :func:`choose_world_setting`."""
 WORLD_GRID = [{"min_samples": ms, "outlier_membership": om, "min_cohesion": mc, "outlier_distance": od}
               for ms in (5, 10, 20) for om in (0.3, None) for mc in (None, 0.8, 0.85, 0.9, 0.95)
               for od in (None, 3.0, 4.0)]  # fmt: skip
 """Settings swept on the tuning worlds only (``--world-grid``)."""
+NOISE_GRID = [{"min_cohesion": mc, "outlier_distance": od} for mc in (None, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
+              for od in (None, 3.5, 4.0, 4.5, 5.0, 6.0)]  # fmt: skip
+"""The outlier rules swept on centred vectors, on the tuning worlds only (``--noise-grid``; one HDBSCAN fit per
+world and seed: both rules act after it). :func:`choose_world_setting` against :data:`NO_NOISE_RULES` chose the
+defaults, ``min_cohesion`` 0.7 and ``outlier_distance`` 6 (3,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
 
 
 def _setting_name(setting: dict) -> str:
@@ -344,7 +354,7 @@ def run_worlds(
     """
     from embeddings.encoder import Embeddings, Encoder
     from embeddings.text import describe_items
-    from segmentation.cluster import Clusterer, dissolve, far_from_segment, incoherent_segments
+    from segmentation.cluster import Clusterer, keep_noise_apart
     from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import default_cache_dir
     from segmentation.reduce import Reducer
@@ -413,12 +423,8 @@ def run_worlds(
                 if cluster.outlier_membership is not None and clusterer.soft_.shape[1]:  # as Clusterer.fit does
                     move = (labels < 0) & (clusterer.soft_.max(axis=1) >= cluster.outlier_membership)
                     labels[move] = clusterer.soft_[move].argmax(axis=1)
-                if cluster.min_cohesion is not None:  # as fit_segments does
-                    drop = incoherent_segments(users.vectors, labels, cluster.min_cohesion)
-                    if drop.any() and not drop.all():
-                        labels, _ = dissolve(labels, users.vectors, drop)
-                if cluster.outlier_distance is not None:
-                    labels[far_from_segment(users.vectors, labels, cluster.outlier_distance)] = -1
+                apart = keep_noise_apart(users.vectors, labels, cluster)  # as fit_segments does
+                labels = np.where(apart.demoted, -1, apart.labels)
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
                        **_scores(truth, labels), **_noise_scores(truth, labels),
@@ -785,6 +791,11 @@ def main(argv: list[str] | None = None) -> int:
         help="sweep WORLD_GRID instead of the current and the old cluster defaults (tuning worlds only)",
     )
     p.add_argument(
+        "--noise-grid",
+        action="store_true",
+        help="sweep NOISE_GRID (the outlier rules) instead of the current defaults (tuning worlds only)",
+    )
+    p.add_argument(
         "--world-candidates",
         action="store_true",
         help="why segments merge: neighbours, k-means, every parameter candidate's ARI (tuning worlds only)",
@@ -865,21 +876,25 @@ def main(argv: list[str] | None = None) -> int:
         from segmentation.synthetic import WORLDS
 
         names = list(WORLDS) if args.worlds == "all" else args.worlds.split(",")
-        if args.world_grid or args.world_candidates:
+        if args.world_grid or args.world_candidates or args.noise_grid:
             held = [w for w in names if WORLDS[w].role != "tuning"]
             if held:
-                p.error(f"--world-grid and --world-candidates read tuning worlds only; {held} are held out")
-            settings = WORLD_GRID
-        else:  # the current defaults and, at no extra fit, without min_cohesion; earlier defaults' rows stay in the file
-            settings = [{}, NO_COHESION]
+                p.error(
+                    f"--world-grid, --noise-grid and --world-candidates read tuning worlds only; {held} are held out"
+                )
+            settings = NOISE_GRID if args.noise_grid else WORLD_GRID
+        else:  # the current defaults and, at no extra fit, without the outlier rules; earlier rows stay in the file
+            settings = [{}, NO_NOISE_RULES]
         if args.world_candidates:
             rows.extend(run_world_candidates(names, args.world_size, seeds))
         else:
             rows.extend(run_worlds(names, args.world_size, seeds, settings, args.workdir))
         if args.world_grid:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
-        elif not args.world_candidates:  # keep min_cohesion only if the rule prefers it on the tuning worlds
-            choice = choose_world_setting(rows, baseline=_setting_name(NO_COHESION))
+        elif args.noise_grid:
+            print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
+        elif not args.world_candidates:  # keep the outlier rules only if the rule prefers them on the tuning worlds
+            choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
     rows = [{**r, **stamp} for r in rows]

@@ -29,6 +29,7 @@ __all__ = [
     "ASSIGNMENTS",
     "NOISE",
     "Clusterer",
+    "NoiseApart",
     "Segmentation",
     "assign_by_neighbours",
     "default_min_cluster_size",
@@ -36,6 +37,7 @@ __all__ = [
     "far_from_segment",
     "fit_segments",
     "incoherent_segments",
+    "keep_noise_apart",
     "require_segments",
     "segment_users",
 ]
@@ -359,6 +361,73 @@ def dissolve(labels: np.ndarray, vectors: np.ndarray, drop: np.ndarray) -> tuple
     return out, nearest
 
 
+@dataclass(frozen=True)
+class NoiseApart:
+    """What :func:`keep_noise_apart` did to a clustering.
+
+    Attributes:
+        labels: (n,) int32 labels after the incoherent segments were dissolved and the rest renumbered (users
+            far from their segment still carry it here; ``demoted`` marks them).
+        kept: the segments of the labels given that were kept, as their old ids in the new numbering's order
+            (new segment ``j`` is old segment ``kept[j]``): segments are renumbered by decreasing size, the
+            demoted users left out, so segment 0 is still the largest.
+        dissolved_nearest: (n,) int32 nearest kept segment of every user (see :func:`dissolve`), or None when
+            nothing was dissolved.
+        demoted: (n,) bool, users far from their segment (``cluster.outlier_distance``): outliers.
+    """
+
+    labels: np.ndarray
+    kept: np.ndarray
+    dissolved_nearest: np.ndarray | None
+    demoted: np.ndarray
+
+
+def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterConfig,
+                     n_segments: int | None = None) -> NoiseApart:  # fmt: skip
+    """The outlier rules that act after HDBSCAN, in the user-vector space: ``cluster.min_cohesion``
+    (:func:`incoherent_segments`, :func:`dissolve`), then ``cluster.outlier_distance`` (:func:`far_from_segment`).
+
+    UMAP with ``min_dist = 0`` packs users who belong nowhere into one region, which HDBSCAN calls a segment, and
+    draws the others onto the edges of real segments; HDBSCAN itself then calls almost nobody an outlier. The
+    first rule dissolves the packed region (its members point no common way), the second demotes members that
+    lie far below their segment's typical similarity to its mean direction. ``n_segments``: segments in
+    ``labels`` (default: ``labels.max() + 1``). Dissolving every segment is never done (nothing would be left).
+    """
+    k = (int(labels.max()) + 1 if len(labels) else 0) if n_segments is None else n_segments
+    kept = np.arange(k)
+    dissolved_nearest = None
+    if cluster.min_cohesion is not None and k:
+        drop = np.zeros(k, dtype=bool)
+        incoherent = incoherent_segments(vectors, labels, cluster.min_cohesion)
+        drop[: len(incoherent)] = incoherent
+        if drop.any() and not drop.all():
+            logger.info("cluster: %d of %d segments (%d users) have no common direction in the user-vector space "
+                        "(cluster.min_cohesion %.2f): their users are outliers", int(drop.sum()), k,
+                        int(np.isin(labels, np.flatnonzero(drop)).sum()), cluster.min_cohesion)  # fmt: skip
+            labels, dissolved_nearest = dissolve(labels, vectors, drop)
+            kept = np.flatnonzero(~drop)
+    demoted = np.zeros(len(labels), dtype=bool)
+    if cluster.outlier_distance is not None:
+        demoted = far_from_segment(vectors, labels, cluster.outlier_distance)
+        if demoted.any():
+            logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
+                        "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
+                        cluster.outlier_distance)  # fmt: skip
+    # renumber by decreasing size without the demoted users (ties keep their order): segment 0 stays the largest
+    sizes = np.bincount(labels[(labels >= 0) & ~demoted], minlength=len(kept))
+    order = np.array(sorted(range(len(kept)), key=lambda c: (-sizes[c], c)), dtype=np.int64)
+    if len(order) and (order != np.arange(len(order))).any():
+        new_id = np.empty(len(order), dtype=np.int32)
+        new_id[order] = np.arange(len(order), dtype=np.int32)
+        labels = np.where(labels >= 0, new_id[np.clip(labels, 0, None)], NOISE)
+        if dissolved_nearest is not None:
+            dissolved_nearest = np.where(dissolved_nearest >= 0, new_id[np.clip(dissolved_nearest, 0, None)], NOISE)
+        kept = kept[order]
+    if dissolved_nearest is not None:
+        dissolved_nearest = dissolved_nearest.astype(np.int32)
+    return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
+
+
 def require_users(m: int, min_cluster_size: int) -> None:
     """Raise :class:`DataError` when ``m`` fitted users cannot make two segments of ``min_cluster_size``."""
     if m < 2 * min_cluster_size:
@@ -447,23 +516,10 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     labels = fitted_labels
     soft = clusterer.soft_
     n_segments = clusterer.n_segments_
-    dissolved_nearest = None
-    if cluster.min_cohesion is not None and n_segments:
-        drop = incoherent_segments(users.vectors, labels, cluster.min_cohesion)
-        if drop.any() and not drop.all():
-            logger.info("cluster: %d of %d segments (%d users) have no common direction in the user-vector space "
-                        "(cluster.min_cohesion %.2f): their users are outliers", int(drop.sum()), n_segments,
-                        int(np.isin(labels, np.flatnonzero(drop)).sum()), cluster.min_cohesion)  # fmt: skip
-            labels, dissolved_nearest = dissolve(labels, users.vectors, drop)
-            soft = soft[:, ~drop]
-            n_segments = int((~drop).sum())
-    demoted = np.zeros(n, dtype=bool)
-    if cluster.outlier_distance is not None:
-        demoted = far_from_segment(users.vectors, labels, cluster.outlier_distance)
-        if demoted.any():
-            logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
-                        "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
-                        cluster.outlier_distance)  # fmt: skip
+    apart = keep_noise_apart(users.vectors, labels, cluster, n_segments)
+    labels, dissolved_nearest, demoted = apart.labels, apart.dissolved_nearest, apart.demoted
+    soft = soft[:, apart.kept]
+    n_segments = len(apart.kept)
     t3 = time.perf_counter()
     if reduce.n_components == 2 or not picture:
         xy = coords

@@ -59,24 +59,24 @@ class ClusterConfig(_Section):
         "noise out of segments at 1M users (0.1 moved nearly all of it in).",
     )
     outlier_distance: float | None = Field(
-        None,
+        6.0,
         gt=0.0,
         description="Users whose cosine similarity to their segment's mean user vector lies more than this many "
         "robust standard deviations (1.4826 x MAD) below the segment members' median are outliers, their segment "
         "kept as nearest_segment (empty: off). UMAP pulls users who belong nowhere onto a segment; in the "
-        "user-vector space they stay apart.",
+        "user-vector space they stay apart. 6 was chosen with min_cohesion 0.7 on the tuning planted worlds "
+        "(docs/BENCHMARKS.md); lower values catch more of them but also light users of real segments.",
     )
     min_cohesion: float | None = Field(
-        None,
+        0.7,
         gt=0.0,
         le=1.0,
         description="A segment whose cohesion (length of the mean of its members' unit user vectors) is below "
         "this share of the median segment's has no common taste: its users become outliers, each with the "
-        "nearest remaining segment as nearest_segment (empty: off, the default). UMAP packs users who belong "
-        "nowhere into one region that HDBSCAN may call a segment; 0.9 dissolved it on uncentred user vectors. "
-        "On centred ones (represent.centre) a segment near the mean user points every way too, so 0.9 "
-        "dissolved real segments (tuning planted worlds, 10,000 users: up to 53 % of the users made outliers, "
-        "docs/BENCHMARKS.md); with represent.centre off, 0.9 is the measured choice.",
+        "nearest remaining segment as nearest_segment (empty: off). UMAP packs users who belong nowhere into one "
+        "region that HDBSCAN may call a segment. On centred user vectors (represent.centre) such a region scored "
+        "0.49-0.67 of the median and real segments 0.81 or more on the tuning planted worlds, so 0.7 dissolves "
+        "the one and keeps the others (0.9 dissolved real segments there; docs/BENCHMARKS.md).",
     )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")

@@ -109,10 +109,11 @@ def test_users_who_belong_nowhere_end_up_outliers_with_a_nearest_segment():
     assert not outliers["soft_assigned"].any()
 
 
-def test_centred_vectors_make_a_mainstream_segment_look_incoherent_so_min_cohesion_is_off_by_default():
+def test_centred_vectors_make_a_segment_at_the_mean_user_look_incoherent():
     # three segments of their own taste and a tight 'mainstream' segment at the average of everyone's taste:
-    # uncentred all four are coherent; centred on the mean user, the mainstream members point every way and
-    # min_cohesion 0.9 would dissolve a real segment, so it is off by default now that the representation is centred
+    # uncentred all four are coherent; centred on the mean user, the mainstream members point every way, so the
+    # default min_cohesion (0.7, chosen on centred vectors) dissolves it too: the known cost of the rule
+    # (docs/BENCHMARKS.md, "Noise kept apart")
     from segmentation.config import RepresentConfig
 
     rng = np.random.default_rng(0)
@@ -123,6 +124,78 @@ def test_centred_vectors_make_a_mainstream_segment_look_incoherent_so_min_cohesi
     unit = x / np.linalg.norm(x, axis=1, keepdims=True)
     centred = x - x.mean(axis=0)
     centred /= np.linalg.norm(centred, axis=1, keepdims=True)
-    assert not incoherent_segments(unit, labels, 0.9).any()
-    assert incoherent_segments(centred, labels, 0.9).tolist() == [False, False, False, True]
-    assert RepresentConfig().centre and ClusterConfig().min_cohesion is None
+    assert RepresentConfig().centre
+    default = ClusterConfig().min_cohesion
+    assert not incoherent_segments(unit, labels, default).any()
+    assert incoherent_segments(centred, labels, default).tolist() == [False, False, False, True]
+
+
+def _taste_world_as_umap_leaves_it(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Centred category vectors of a small taste world, and labels as UMAP + HDBSCAN leave its noise users.
+
+    Segment users keep their planted segment; 60 % of the personal noise users form one extra 'segment' of their
+    own (the region UMAP packs them into), the others sit in the planted segment whose mean direction is nearest
+    (the strays drawn onto real segments). No UMAP: the outlier rules act after it, in the user-vector space.
+    """
+    import polars as pl
+
+    from embeddings.encoder import Embeddings
+    from segmentation.represent import build_user_vectors
+    from segmentation.synthetic import world_log
+
+    log = world_log("taste", 3_000, n_items=1_500, seed=seed)
+    items = log.items.select("item_id", pl.col("categories").str.split("|"))
+    ids = items["item_id"].to_numpy()
+    users = build_user_vectors(log.interactions, Embeddings(ids, np.zeros((len(ids), 2), np.float32), "none"),
+                               method="liked-category-hist", items=items, centre=True)  # fmt: skip
+    truth = log.labels.join(pl.DataFrame({"user_id": users.ids.astype(str)}), on="user_id", how="right")[
+        "segment"
+    ].to_numpy()
+    v, k = users.vectors, int(truth.max()) + 1
+    centres = np.stack([v[truth == c].mean(axis=0) for c in range(k)])
+    noise = np.flatnonzero(truth < 0)
+    crowd = noise[np.random.default_rng(seed).random(len(noise)) < 0.6]
+    stray = np.setdiff1d(noise, crowd)
+    labels = truth.astype(np.int32).copy()
+    labels[crowd] = k
+    labels[stray] = (v[stray] @ centres.T).argmax(axis=1)
+    return v, labels, truth
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_default_rules_keep_noise_users_apart_without_touching_the_segments(seed):
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation.cluster import keep_noise_apart
+
+    v, labels, truth = _taste_world_as_umap_leaves_it(seed)
+    noise = truth < 0
+    apart = keep_noise_apart(v, labels, ClusterConfig())
+    final = np.where(apart.demoted, NOISE, apart.labels)
+    out = final < 0
+    recall, precision = (out & noise).sum() / noise.sum(), (out & noise).sum() / out.sum()
+    assert recall >= 0.5 and precision >= 0.5  # the issue's targets (0.55-0.57 and 0.94 here)
+    assert adjusted_rand_score(truth[~noise], final[~noise]) >= 0.99  # the segment users keep their segments
+    assert sorted(apart.kept.tolist()) == list(range(10))  # only the noise crowd (segment 10) is dissolved
+    sizes = np.bincount(final[final >= 0])
+    assert (np.diff(sizes) <= 0).all()  # still numbered by decreasing size, the demoted users left out
+    assert apart.dissolved_nearest is not None and (apart.dissolved_nearest[labels == 10] >= 0).all()
+    # without the rules (the defaults until this change) every noise user sits in a segment
+    off = keep_noise_apart(v, labels, ClusterConfig(min_cohesion=None, outlier_distance=None))
+    assert not (off.labels < 0).any() and not off.demoted.any() and off.dissolved_nearest is None
+
+
+def test_segments_stay_numbered_by_size_after_members_are_demoted():
+    from segmentation.cluster import keep_noise_apart
+
+    rng = np.random.default_rng(3)
+    dim = 32
+    x = np.vstack([np.eye(dim)[0] + rng.normal(0, 0.05, (100, dim)), np.eye(dim)[1] + rng.normal(0, 0.05, (95, dim))])
+    x[:12] = rng.normal(0, 1, (12, dim))  # 12 members of the largest segment point elsewhere
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat([0, 1], [100, 95]).astype(np.int32)
+    apart = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=None, outlier_distance=6.0))
+    assert apart.demoted[:12].all() and apart.demoted.sum() == 12
+    # 88 members are left in the old segment 0 against 95 in the old segment 1: they swap numbers
+    assert apart.kept.tolist() == [1, 0]
+    assert (apart.labels[:100] == 1).all() and (apart.labels[100:] == 0).all()
