@@ -116,15 +116,27 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def dump_config_toml(config: PipelineConfig) -> str:
-    """Serialise a config to TOML (None values are left out, as TOML has no null)."""
+    """Serialise a config to TOML. TOML has no null: a None whose default is None is left out, and a None whose
+    default is a value (a rule switched off, such as ``cluster.min_cohesion``) is written as ``""``, which loads back
+    as None (``_Section``), so the file reloads as the same configuration."""
     import tomli_w
 
-    def strip_none(d: Any) -> Any:
-        if isinstance(d, dict):
-            return {k: strip_none(v) for k, v in d.items() if v is not None}
-        return d
+    def walk(model: type[BaseModel] | None, d: Any) -> Any:
+        if not isinstance(d, dict):
+            return d
+        out = {}
+        for k, v in d.items():
+            field = model.model_fields.get(k) if model is not None else None
+            ann = field.annotation if field is not None else None
+            sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+            if v is None:
+                if field is not None and field.get_default(call_default_factory=True) is not None:
+                    out[k] = ""
+            else:
+                out[k] = walk(sub, v)
+        return out
 
-    return tomli_w.dumps(strip_none(config.model_dump(mode="json")))
+    return tomli_w.dumps(walk(type(config), config.model_dump(mode="json")))
 
 
 def config_reference_markdown() -> str:
@@ -134,7 +146,9 @@ def config_reference_markdown() -> str:
         "",
         "Generated from `segmentation.config.PipelineConfig` by `segflow config --reference`; a test keeps it current.",
         "Set fields in a TOML file (`segflow run --config FILE`), with `--set section.field=value`, or in the",
-        "Prefect UI's run form. Unknown keys are refused.",
+        "Prefect UI's run form. Unknown keys are refused. A numeric setting whose type allows `None` is switched off",
+        'with an empty value: `--set cluster.min_cohesion=`, or `min_cohesion = ""` in TOML (which has no null);',
+        "a run folder's `config.toml` writes it so.",
         "",
     ]
 

@@ -169,3 +169,18 @@ def test_a_flat_key_beside_its_new_key_is_refused(tmp_path):
         PredictorConfig(epochs=5, mf=MFConfig(epochs=3))
     with pytest.raises(ValidationError, match="keep only predictor.per_segment.gate_level"):
         PredictorConfig.model_validate({"gate_level": 0.9, "per_segment": {"gate_level": 0.8}})
+
+
+def test_a_rule_switched_off_stays_off_through_the_saved_file(tmp_path):
+    """Settings whose default is a value and that None switches off (the outlier rules, the sampling caps):
+    ``--set key=`` turns them off, and the run folder's config.toml (TOML has no null) reloads them off, not on."""
+    off = ["cluster.min_cohesion=", "cluster.outlier_distance=", "cluster.outlier_membership=",
+           "predictor.cold_start.gate_max_users=", "evaluate.ranking_max_users="]  # fmt: skip
+    cfg = load_config(None, off)
+    assert (cfg.cluster.min_cohesion, cfg.cluster.outlier_distance, cfg.cluster.outlier_membership,
+            cfg.predictor.cold_start.gate_max_users, cfg.evaluate.ranking_max_users) == (None,) * 5  # fmt: skip
+    assert PipelineConfig().cluster.min_cohesion is not None, "the test needs a rule that is on by default"
+    (tmp_path / "c.toml").write_text(dump_config_toml(cfg))
+    assert load_config(tmp_path / "c.toml") == cfg
+    (tmp_path / "d.toml").write_text(dump_config_toml(PipelineConfig()))
+    assert load_config(tmp_path / "d.toml") == PipelineConfig()
