@@ -5,6 +5,7 @@ and last a property-based test over generated odd datasets through the real CLI.
 """
 
 import csv
+import importlib
 import os
 import re
 import subprocess
@@ -76,6 +77,18 @@ def _cli(ratings: Path, items: Path, out: Path, cache: Path, *extra: str) -> lis
     for s in FAST:
         args += ["--set", s]
     return args + list(extra)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _prefect_logging_outside_capfd():
+    """Set Prefect's logging up before any test's ``capfd`` is active. Prefect binds its console handler to the
+    ``sys.stderr`` of the moment it sets up logging (on its first import, inside the first ``main`` call here when
+    this file runs alone); ``capfd`` closes that stream after its test, and every later log line then printed a
+    "Logging error" traceback into the next test's output."""
+    importlib.import_module("flows.cli")  # first: it sets PREFECT_LOGGING_EXTRA_LOGGERS, as segflow does
+    from prefect.logging.configuration import setup_logging
+
+    setup_logging()
 
 
 def _run(args: list[str], capfd) -> tuple[int, str]:
