@@ -16,6 +16,7 @@ from segmentation._config_legacy import (
     override_paths,
 )
 from segmentation._errors import ConfigError
+from segmentation.config._base import allows_none
 from segmentation.config.run import PipelineConfig
 
 
@@ -116,9 +117,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def dump_config_toml(config: PipelineConfig) -> str:
-    """Serialise a config to TOML. TOML has no null: a None whose default is None is left out, and a None whose
-    default is a value (a rule switched off, such as ``cluster.min_cohesion``) is written as ``""``, which loads back
-    as None (``_Section``), so the file reloads as the same configuration."""
+    """Serialise a config to TOML. TOML has no null: a None is left out, except a numeric setting's None whose
+    default is a value (a rule switched off, such as ``cluster.min_cohesion``): that is written as ``""``, which
+    loads back as None (``_Section``), so the file reloads as the same configuration. (Text fields keep their own
+    meaning of ``""``, such as "no rating column", so theirs are left out as before.)"""
     import tomli_w
 
     def walk(model: type[BaseModel] | None, d: Any) -> Any:
@@ -130,7 +132,8 @@ def dump_config_toml(config: PipelineConfig) -> str:
             ann = field.annotation if field is not None else None
             sub = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
             if v is None:
-                if field is not None and field.get_default(call_default_factory=True) is not None:
+                if (field is not None and allows_none(field.annotation)
+                        and field.get_default(call_default_factory=True) is not None):  # fmt: skip
                     out[k] = ""
             else:
                 out[k] = walk(sub, v)
