@@ -11,12 +11,18 @@ time, or outside the library) falls back to the hash of the whole library.
 
 import ast
 import hashlib
+import threading
 from functools import lru_cache
 from pathlib import Path
 
 __all__ = ["LIBRARY_PACKAGES", "library_digest", "module_graph", "stage_digest"]
 
 LIBRARY_PACKAGES = ("segmentation", "embeddings")
+
+# Stages' cache keys are computed in the task runner's threads at once; CPython 3.11's ast.parse is not safe to run
+# from several threads together ("SystemError: AST constructor recursion depth mismatch", seen in a 100k-user run,
+# after which Prefect did not persist that stage's result), so one thread at a time builds and hashes the ASTs.
+_AST_LOCK = threading.Lock()
 
 
 def _root() -> Path:
@@ -84,7 +90,9 @@ def stage_digest(fn, root: Path | None = None) -> str:
     name = getattr(fn, "__module__", None)
     if name not in mods or not hasattr(fn, "__name__"):
         return library_digest()
-    return _stage_digest(name, fn.__name__, root, tuple(sorted((m, p.stat().st_mtime_ns) for m, p in mods.items())))
+    stamp = tuple(sorted((m, p.stat().st_mtime_ns) for m, p in mods.items()))
+    with _AST_LOCK:
+        return _stage_digest(name, fn.__name__, root, stamp)
 
 
 @lru_cache(maxsize=4)

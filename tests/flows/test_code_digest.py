@@ -79,3 +79,21 @@ def test_lazy_imports_count_and_unknown_functions_fall_back_to_the_whole_library
     graph = module_graph()
     assert "segmentation.selection" in graph["segmentation.cluster"]  # imported inside fit_segments, not at the top
     assert stage_digest(lambda: None) == library_digest()
+
+
+def test_stage_digests_computed_in_many_threads_at_once_agree():
+    """The task runner computes stages' cache keys in several threads at once; ast.parse is not thread-safe on
+    CPython 3.11 (a 100k-user run lost a stage's cached result to "AST constructor recursion depth mismatch"):
+    the digests are built one thread at a time, and all agree."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from flows import code_digest
+    from segmentation.evaluate import evaluate_run
+    from segmentation.rank import rank_test_users
+
+    fns = [evaluate_run, rank_test_users] * 8
+    code_digest._graph.cache_clear()
+    code_digest._stage_digest.cache_clear()
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(code_digest.stage_digest, fns))
+    assert got == [code_digest.stage_digest(f) for f in fns] and got[0] != got[1]
