@@ -400,3 +400,14 @@ def test_report_command_refuses_a_run_without_report_input(tmp_path, capsys):
     (folder / "report_input.json").unlink()
     assert main(["report", str(folder)]) == 2
     assert "has no report_input.json" in capsys.readouterr().err
+
+
+def test_a_skipped_cold_start_says_why_without_empty_tables(tmp_path):
+    """A run with no sparse user skips the cold-start gate: the section gives the reason, and no empty table."""
+    data = make_report_input(n_users=150, n_segments=3)
+    reason = "no user has 5 or fewer train ratings, so no prediction would change in this run"
+    metrics = {k: v for k, v in data.metrics.items() if k != "verdicts"} | {"cold_start": {"skipped": reason}}
+    text = html.unescape(render_report(dataclasses.replace(data, metrics=metrics), tmp_path).read_text())
+    section = text[text.index('<div id="cold-start">') :]
+    section = section[: section.index("</div>")]
+    assert reason in section and "Not computed in this run." not in section and "<table" not in section
