@@ -3,54 +3,35 @@ popularity blend for some k, on random segments never the segment blend; the ran
 test users from the kept blend and everyone else exactly as the primary ranker does; the words and old run
 folders."""
 
-import numpy as np
 import polars as pl
 import pytest
 
-from embeddings.encoder import Embeddings
-from segmentation.cluster import Segmentation
-from segmentation.coldstart import cold_start_split, cold_start_users, planted_segment_behaviour
+from segmentation.coldstart import cold_start_users
 from segmentation.config import EvalConfig, IndexConfig, PredictorConfig, RankerConfig
-from segmentation.data import Dataset, Split, split_ratings
+from segmentation.data import Dataset, Split
 from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import random_partition
 from segmentation.rank import rank_test_users
+from tests.fixtures_coldstart import segmentation_of, sparse_world
 
 CONFIG = PredictorConfig(model="mf", refit=False, cold_start={"ks": [1, 3, 5], "gate_bootstrap": 300})
 RANKER = RankerConfig(rankers=["ease"])
 METHOD = "item-mean+liked-category-hist"
 
 
-def _segmentation(labels: pl.DataFrame) -> Segmentation:
-    seg = labels["segment_id"].cast(pl.Int32)
-    a = labels.select("user_id").with_columns(seg.alias("segment_id"), seg.alias("nearest_segment"))
-    return Segmentation(a, np.zeros((a.height, 2), np.float32), int(seg.n_unique()), 5, {})
-
-
 @pytest.fixture(scope="module")
 def world(ml100k):
     """1,500 planted users in 6 segments that differ in taste; 150 test users cut to their first 4 train rows (the
     run's sparse users, under k = 5); item vectors from the categories (no encoder)."""
-    items = ml100k.items
-    planted, _ = planted_segment_behaviour(items, 1500, k=6, rng=np.random.default_rng(0))
-    split = split_ratings(planted.interactions, "random90", seed=0)
-    sparse = sorted(split.test["user_id"].unique().to_list())[:150]
-    cut = cold_start_split(split.train, sparse, 4)
-    split = Split(cut.train, split.valid.filter(~pl.col("user_id").is_in(sparse)), split.test, split.method)
-    cats = sorted({c for cs in items["categories"].to_list() for c in cs})
-    v = np.array([[c in cs for c in cats] for cs in items["categories"].to_list()], np.float64)
-    v += np.random.default_rng(0).normal(0, 0.1, v.shape)
-    emb = Embeddings(items["item_id"].to_numpy().astype(object), (v / np.linalg.norm(v, axis=1, keepdims=True))
-                     .astype(np.float32), "categories")  # fmt: skip
-    truth = planted.truth.filter(pl.col("segment_id") >= 0)
-    dataset = Dataset(planted.interactions, items, None, name="planted")
-    return items, split, emb, truth, set(sparse), dataset
+    w = sparse_world(ml100k.items, keep_rows=4)
+    dataset = Dataset(w.planted.interactions, ml100k.items, None, name="planted")
+    return ml100k.items, w.split, w.item_vectors, w.truth, w.sparse, dataset
 
 
 def _stage(world, labels: pl.DataFrame):
     """The ranking half alone (no global model: the rating half is skipped, as on implicit feedback)."""
     items, split, emb, *_ = world
-    return cold_start_users(split, items, emb, _segmentation(labels), None, CONFIG, METHOD, IndexConfig(), 0,
+    return cold_start_users(split, items, emb, segmentation_of(labels), None, CONFIG, METHOD, IndexConfig(), 0,
                             RANKER, 4.0, False)  # fmt: skip
 
 
@@ -94,7 +75,7 @@ def test_gate_keeps_no_segment_blend_on_random_segments(world):
 def test_sparse_users_get_the_kept_blend_and_everyone_else_is_unchanged(world, planted_run):
     items, split, emb, truth, sparse, dataset = world
     ev = EvalConfig()
-    seg = _segmentation(truth)
+    seg = segmentation_of(truth)
     plain = rank_test_users(split, dataset, emb, seg, RANKER, ev, 0)
     cold = rank_test_users(split, dataset, emb, seg, RANKER, ev, 0, cold_start=planted_run)
     assert plain.cold_start is None and cold.cold_start is not None
@@ -122,7 +103,7 @@ def test_no_sparse_user_fits_nothing(world, monkeypatch):
     items, split, emb, truth, sparse, _ = world
     full = Split(split.train.filter(~pl.col("user_id").is_in(list(sparse))), split.valid, split.test, split.method)
     monkeypatch.setattr(cs, "make_ranker", lambda *a, **k: pytest.fail("a ranker was fitted"))
-    out = cold_start_users(full, items, emb, _segmentation(truth), None, CONFIG, METHOD, IndexConfig(), 0, RANKER)
+    out = cold_start_users(full, items, emb, segmentation_of(truth), None, CONFIG, METHOD, IndexConfig(), 0, RANKER)
     assert out.lists is None and "ranking" not in out.report and out.report["skipped"].startswith("no user has 5")
 
 
@@ -139,7 +120,7 @@ def test_the_words_and_old_run_folders(world, planted_run, tmp_path):
     from tests.fixtures_report import make_report_input, write_run_folder
 
     items, split, emb, truth, _, dataset = world
-    rankings = rank_test_users(split, dataset, emb, _segmentation(truth), RANKER, EvalConfig(), 0,
+    rankings = rank_test_users(split, dataset, emb, segmentation_of(truth), RANKER, EvalConfig(), 0,
                                cold_start=planted_run)  # fmt: skip
     block = json_safe(evaluate_cold_start(planted_run, split.test, None, rankings, seed=0))
     data = make_report_input(n_users=90, n_segments=3, seed=2)

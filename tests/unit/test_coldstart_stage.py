@@ -5,48 +5,30 @@ import numpy as np
 import polars as pl
 import pytest
 
-from embeddings.encoder import Embeddings
-from segmentation.cluster import Segmentation
-from segmentation.coldstart import cold_start_split, cold_start_users, planted_segment_behaviour
+from segmentation.coldstart import cold_start_users
 from segmentation.config import IndexConfig, MFConfig, PredictorConfig
 from segmentation.data import Split, split_ratings
 from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import fit_global_predictor, random_partition
+from tests.fixtures_coldstart import segmentation_of, sparse_world
 
 CONFIG = PredictorConfig(model="mf", refit=False, mf=MFConfig(embedding_size=16, epochs=40),
                          cold_start={"ks": [1, 3, 5], "gate_bootstrap": 300})  # fmt: skip
 METHOD = "item-mean+liked-category-hist"
 
 
-def _segmentation(labels: pl.DataFrame) -> Segmentation:
-    seg = labels["segment_id"].cast(pl.Int32)
-    a = labels.select("user_id").with_columns(seg.alias("segment_id"), seg.alias("nearest_segment"))
-    return Segmentation(a, np.zeros((a.height, 2), np.float32), int(seg.n_unique()), 5, {})
-
-
 @pytest.fixture(scope="module")
 def world(ml100k):
     """1,500 planted users in 6 segments that differ in rating style and item taste; 150 test users cut to their
     first 2 train rows (the run's sparse users); item vectors from the categories (no encoder)."""
-    items = ml100k.items
-    planted, _ = planted_segment_behaviour(items, 1500, k=6, rng=np.random.default_rng(0))
-    split = split_ratings(planted.interactions, "random90", seed=0)
-    sparse = sorted(split.test["user_id"].unique().to_list())[:150]
-    cut = cold_start_split(split.train, sparse, 2)
-    split = Split(cut.train, split.valid.filter(~pl.col("user_id").is_in(sparse)), split.test, split.method)
-    cats = sorted({c for cs in items["categories"].to_list() for c in cs})
-    v = np.array([[c in cs for c in cats] for cs in items["categories"].to_list()], np.float64)
-    v += np.random.default_rng(0).normal(0, 0.1, v.shape)
-    emb = Embeddings(items["item_id"].to_numpy().astype(object), (v / np.linalg.norm(v, axis=1, keepdims=True))
-                     .astype(np.float32), "categories")  # fmt: skip
-    model = fit_global_predictor(split, CONFIG, item_embeddings=emb, seed=0)
-    truth = planted.truth.filter(pl.col("segment_id") >= 0)
-    return items, split, emb, model, truth, set(sparse)
+    w = sparse_world(ml100k.items, keep_rows=2)
+    model = fit_global_predictor(w.split, CONFIG, item_embeddings=w.item_vectors, seed=0)
+    return ml100k.items, w.split, w.item_vectors, model, w.truth, w.sparse
 
 
 def _stage(world, labels: pl.DataFrame):
     items, split, emb, model, _, _ = world
-    return cold_start_users(split, items, emb, _segmentation(labels), model, CONFIG, METHOD, IndexConfig(), 0)
+    return cold_start_users(split, items, emb, segmentation_of(labels), model, CONFIG, METHOD, IndexConfig(), 0)
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +79,7 @@ def test_too_few_users_to_simulate_skips_with_the_reason(world):
     items, split, emb, model, truth, _ = world
     few = split_ratings(split.train_full.filter(pl.col("user_id").is_in(truth["user_id"].head(30).to_list())),
                         "random90", seed=0)  # fmt: skip
-    out = cold_start_users(few, items, emb, _segmentation(truth), model, CONFIG, METHOD, IndexConfig(), 0)
+    out = cold_start_users(few, items, emb, segmentation_of(truth), model, CONFIG, METHOD, IndexConfig(), 0)
     assert out.predictor is None and "fewer than predictor.cold_start.min_users = 10" in out.report["skipped"]
     assert evaluate_cold_start(out, few.test, model)["skipped"] == out.report["skipped"]
     assert evaluate_cold_start(None, few.test, model) == {"skipped": "predictor.cold_start.enabled is false"}
@@ -109,7 +91,7 @@ def test_a_run_without_sparse_users_skips_the_gate_and_says_why(world):
     items, split, emb, model, truth, sparse = world
     full = Split(split.train.filter(~pl.col("user_id").is_in(list(sparse))), split.valid, split.test, split.method)
     assert full.train_full.group_by("user_id").len()["len"].min() > 5
-    out = cold_start_users(full, items, emb, _segmentation(truth), model, CONFIG, METHOD, IndexConfig(), 0)
+    out = cold_start_users(full, items, emb, segmentation_of(truth), model, CONFIG, METHOD, IndexConfig(), 0)
     assert out.predictor is None and out.report["sparse_users"] == 0 and "by_k" not in out.report
     assert out.report["skipped"].startswith("no user has 5 or fewer train ratings")
 
@@ -118,7 +100,7 @@ def test_the_gate_is_judged_on_at_most_gate_max_users(world):
     """At any size the gate's fits see a seeded sample of at most gate_max_users users: its cost does not grow."""
     items, split, emb, model, truth, _ = world
     cfg = CONFIG.model_copy(update={"cold_start": CONFIG.cold_start.model_copy(update={"gate_max_users": 600})})
-    out = cold_start_users(split, items, emb, _segmentation(truth), model, cfg, METHOD, IndexConfig(), 0)
+    out = cold_start_users(split, items, emb, segmentation_of(truth), model, cfg, METHOD, IndexConfig(), 0)
     rep = out.report
     assert rep["warm_users"] > 1000 and rep["gate_users"] == 600 and rep["simulated_users"] == 120
     assert all(d["n_users"] == 120 for d in rep["by_k"].values())
