@@ -95,7 +95,7 @@ def _run_stages(config: PipelineConfig) -> str:
         cold_start = s.submit("cold-start", cold_start_users, split, dataset.items, items, segmentation,
                               global_model, config.predictor, config.represent.method, config.index, config.seed,
                               config.ranker, relevance, dataset.implicit,
-                              kwargs={"centre": config.represent.centre})  # fmt: skip
+                              kwargs={"centre": config.represent.centre, "user_vectors": users})  # fmt: skip
     # after cold-start: the sparse test users' lists come from the blend its ranking gate kept, if any
     rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
                         config.seed, kwargs={"cold_start": cold_start}, partitioned=True)  # fmt: skip

@@ -509,7 +509,8 @@ def _ranking_gate(cold: ColdSplit, sim: list[str], place: dict[str, int], place_
 def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, segmentation: Segmentation,
                      global_model: GlobalPredictor | None, config: PredictorConfig, method: str, index: IndexConfig,
                      seed: int, ranker: RankerConfig | None = None, relevance_threshold: float | None = 4.0,
-                     implicit: bool = False, centre: bool = False) -> ColdStart:  # fmt: skip
+                     implicit: bool = False, centre: bool = False,
+                     user_vectors: Embeddings | None = None) -> ColdStart:  # fmt: skip
     """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
     new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
 
@@ -546,6 +547,9 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
             ``evaluate.relevance_threshold``); None (implicit feedback): every held-out interaction is.
         implicit: the interactions are implicit feedback (as the rankers are given it).
         centre: the run's ``represent.centre``: placement vectors are built as the run's user vectors are.
+        user_vectors: the run's user vectors (the represent stage's, built from the same train rows): when the
+            placement uses the run's representation, the run's sparse users are placed with them instead of
+            building every user's vector again (minutes at 100k users).
     """
     t0 = time.perf_counter()
     rated = global_model is not None
@@ -675,7 +679,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     to_place |= {u for u, k in rank_covered.items() if rank_kept[k][0] == "segment"}
     place = {}
     if to_place:  # the run's sparse users under a kept segment prior or blend, from a vector of all their rows
-        vectors = build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre)
+        vectors = (user_vectors if user_vectors is not None and placement == method else
+                   build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre))  # fmt: skip
         place = place_users(vectors, run_warm, to_place, k=cfg.neighbours, index=index)
     predictor = None
     if covered:

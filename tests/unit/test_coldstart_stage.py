@@ -157,3 +157,16 @@ def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(wor
         and "New users placed here" not in (tmp_path / "old" / "segment-0.html").read_text()
     )
     assert "New and sparse users" not in summary_markdown(run_dir)
+
+
+def test_the_runs_user_vectors_place_the_sparse_users_as_rebuilding_them_does(world, planted_run):
+    """Given the represent stage's vectors (same train rows, same representation), the stage places the run's
+    sparse users with them instead of building every user's vector again: the same predictions."""
+    from segmentation.represent import build_user_vectors
+
+    items, split, emb, model, truth, _ = world
+    assert any(d["used"] == "segment" for d in planted_run.report["by_k"].values())
+    vectors = build_user_vectors(split.train_full, emb, method=METHOD, items=items, seed=0)
+    out = cold_start_users(split, items, emb, segmentation_of(truth), model, CONFIG, METHOD, IndexConfig(), 0,
+                           user_vectors=vectors)  # fmt: skip
+    np.testing.assert_array_equal(out.predictor.predict(split.test), planted_run.predictor.predict(split.test))
