@@ -20,7 +20,7 @@ import torch
 from scipy.special import expit
 
 from segmentation._metrics import rmse
-from segmentation._predict_mf import MFParams, Ratings, TrainSettings, train_mf
+from segmentation._predict_mf import MFParams, Ratings, RowAdam, TrainSettings, train_mf
 
 __all__ = [
     "COMPONENTS",
@@ -175,6 +175,28 @@ class SVDppSettings:
     init_std: float = 0.1
 
 
+class _CsrRows:
+    """The stored entries of a sparse (users x items) weight matrix, a batch of users at a time."""
+
+    def __init__(self, matrix: sp.csr_matrix) -> None:
+        self.indptr = torch.as_tensor(matrix.indptr.astype(np.int64))
+        self.indices = torch.as_tensor(matrix.indices.astype(np.int64))
+        self.data = torch.as_tensor(matrix.data.astype(np.float32))
+
+    def rows(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The entries of the distinct ``users``, for :func:`torch.nn.functional.embedding_bag`.
+
+        Returns:
+            (items, weights, offsets, distinct users, each of ``users``' row among them); the cost grows with the
+            entries of those users only.
+        """
+        distinct, inverse = torch.unique(users, return_inverse=True)
+        starts, lengths = self.indptr[distinct], self.indptr[distinct + 1] - self.indptr[distinct]
+        offsets = torch.cumsum(lengths, 0) - lengths
+        positions = torch.repeat_interleave(starts - offsets, lengths) + torch.arange(int(lengths.sum()))
+        return self.indices[positions], self.data[positions], offsets, distinct, inverse
+
+
 class SVDpp:
     """SVD++ with time-aware biases and optional item side features (a hybrid).
 
@@ -182,7 +204,8 @@ class SVDpp:
 
     ``N(u)`` is the set of items ``u`` rated in training, ``f_i`` the item's side features (text
     embeddings), ``bin(t)`` one of ``item_time_bins`` equal-width periods over the training time span and
-    ``day(t)`` the user's calendar day (a day never seen in training contributes 0). Trained with Adam and
+    ``day(t)`` the user's calendar day (a day never seen in training contributes 0). Trained with lazy Adam
+    (:class:`~segmentation._predict_mf.RowAdam`: a step reads and updates its batch's rows only) and
     per-example L2, early-stopped on validation RMSE.
     """
 
@@ -217,6 +240,7 @@ class SVDpp:
         counts = np.bincount(tr.users, minlength=n_u).astype(np.float64)
         norm = 1.0 / np.sqrt(np.maximum(counts, 1.0))
         implicit = sp.csr_matrix((norm[tr.users], (tr.users, tr.items)), shape=(n_u, n_i), dtype=np.float32)
+        rows_of = _CsrRows(implicit)
         coo = implicit.tocoo()
         indices = torch.as_tensor(np.vstack([coo.row, coo.col]), dtype=torch.int64)
         n_mat = torch.sparse_coo_tensor(indices, coo.data, (n_u, n_i), check_invariants=False).coalesce()
@@ -238,27 +262,26 @@ class SVDpp:
             return np.where((len(day_keys) > 0) & (day_keys[pos] == keys), pos, -1)
 
         g = generator
-        p = torch.nn.Parameter(torch.randn(n_u, k, generator=g) * s.init_std)
-        q = torch.nn.Parameter(torch.randn(n_i, k, generator=g) * s.init_std)
-        y = torch.nn.Parameter(torch.randn(n_i, k, generator=g) * s.init_std * 0.1)
-        bu = torch.nn.Parameter(torch.zeros(n_u))
-        bi = torch.nn.Parameter(torch.zeros(n_i))
-        bit = torch.nn.Parameter(torch.zeros(n_i, max(s.item_time_bins, 1)))
-        bud = torch.nn.Parameter(torch.zeros(len(day_keys) + 1))  # last row: unseen day (kept at 0)
-        params = [p, q, y, bu, bi]
-        if use_time:
-            params.append(bit)
-        if use_day:
-            params.append(bud)
+        p = torch.randn(n_u, k, generator=g) * s.init_std
+        q = torch.randn(n_i, k, generator=g) * s.init_std
+        y = torch.randn(n_i, k, generator=g) * s.init_std * 0.1
+        bu = torch.zeros(n_u)
+        bi = torch.zeros(n_i)
+        n_bins = max(s.item_time_bins, 1)
+        bit = torch.zeros(n_i, n_bins)
+        bud = torch.zeros(len(day_keys) + 1)  # last row: unseen day (kept at 0)
+        # lazy Adam on the tables: a step reads and updates the rows its batch touches, so its cost grows with the
+        # batch, not with users + items + user-days (dense Adam over every table made an epoch grow with their
+        # product with the interactions)
+        adam = RowAdam({"p": p, "q": q, "y": y, "bu": bu, "bi": bi, "bit": bit.view(-1), "bud": bud},
+                        lr=s.learning_rate)  # fmt: skip
+        params = [p, q, y, bu, bi, bit, bud]
         if use_side:
             assert data.item_features is not None
             feats = torch.as_tensor(np.ascontiguousarray(data.item_features, dtype=np.float32))
             w_side = torch.nn.Parameter(torch.zeros(feats.shape[1], k))
             params.append(w_side)
-            w: torch.Tensor = w_side
-        else:
-            feats = torch.zeros(n_i, 1)
-            w = torch.zeros(1, k)
+            side_opt = torch.optim.Adam([w_side], lr=s.learning_rate)
 
         def encode(r: Ratings, times: np.ndarray | None) -> tuple[torch.Tensor, ...]:
             return (torch.tensor(r.users), torch.tensor(r.items), torch.tensor(r.ratings, dtype=torch.float32),
@@ -266,32 +289,50 @@ class SVDpp:
                     torch.tensor(day_index(r.users, times)))  # fmt: skip
 
         tu, ti, trr, tb, td = encode(tr, data.train.times)
-        vu, vi, vr, vb, vd = encode(data.valid, data.valid.times)
         last_day = len(day_keys)
 
-        def forward(u: torch.Tensor, i: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
-                    z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-            pu, qi = p[u], q[i]
-            if use_side:
-                qi = qi + feats[i] @ w
-            user_vec = pu + z[u]
-            pred = mu + bu[u] + bi[i] + (qi * user_vec).sum(1)
-            penalty = (
-                s.reg * ((pu**2).sum(1) + (q[i] ** 2).sum(1)).mean() + s.bias_reg * (bu[u] ** 2 + bi[i] ** 2).mean()
-            )
+        def loss_of(u: torch.Tensor, i: torch.Tensor, b: torch.Tensor, d: torch.Tensor,
+                    r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+            """Squared error plus the per-example L2 of one batch, over rows gathered by ``adam``."""
+            hist_items, hist_weights, offsets, users, u_row = rows_of.rows(u)
+            y_rows = adam.gather("y", torch.cat([hist_items, i]))
+            z = torch.nn.functional.embedding_bag(y_rows[: len(hist_items)], adam.leaf("y"), offsets, mode="sum",
+                                                  per_sample_weights=hist_weights)[u_row]  # fmt: skip
+            pu, q_i = adam.rows("p", adam.gather("p", users)[u_row]), adam.rows("q", adam.gather("q", i))
+            bu_u, bi_i = adam.rows("bu", adam.gather("bu", users)[u_row]), adam.rows("bi", adam.gather("bi", i))
+            qi = q_i + feats[i] @ w_side if use_side else q_i
+            pred = mu + bu_u + bi_i + (qi * (pu + z)).sum(1)
+            yu = adam.rows("y", y_rows[len(hist_items) :])
+            penalty = (s.reg * ((pu**2).sum(1) + (q_i**2).sum(1)).mean() + s.bias_reg * (bu_u**2 + bi_i**2).mean()
+                       + s.implicit_reg * (yu**2).sum(1).mean())  # fmt: skip
             if use_time:
-                bt = bit[i, b.clamp(min=0)] * (b >= 0)
+                bt = adam.rows("bit", adam.gather("bit", i * n_bins + b.clamp(min=0))) * (b >= 0)
                 pred = pred + bt
                 penalty = penalty + s.time_reg * (bt**2).mean()
             if use_day:
-                bd = bud[torch.where(d >= 0, d, torch.full_like(d, last_day))] * (d >= 0)
+                bd = adam.rows("bud", adam.gather("bud", torch.where(d >= 0, d, torch.full_like(d, last_day)))) * (
+                    d >= 0
+                )
                 pred = pred + bd
                 penalty = penalty + s.time_reg * (bd**2).mean()
-            return pred, penalty
+            err = pred - r
+            return (err**2).mean() + penalty, err.detach()
+
+        def snapshot() -> dict[str, np.ndarray]:
+            """The parameters as :meth:`predict` reads them."""
+            with torch.no_grad():
+                z = torch.sparse.mm(n_mat, y)
+                item_vec = q + feats @ w_side if use_side else q
+                return {
+                    **tensors,
+                    "user_vec": _np(p + z), "item_vec": _np(item_vec), "user_bias": _np(bu), "item_bias": _np(bi),
+                    "item_time_bias": _np(bit) if use_time else np.zeros((n_i, 1), np.float32),
+                    "day_keys": day_keys.astype(np.int64),
+                    "day_bias": _np(bud[:last_day]) if use_day else np.zeros(0, np.float32),
+                }  # fmt: skip
 
         fixed = data.epochs.get(self.name)
         epochs = fixed if fixed is not None else s.epochs
-        opt = torch.optim.Adam(params, lr=s.learning_rate)
         n = len(tr)
         best_rmse, best_state, best_epoch = np.inf, None, 0
         lo, hi = data.clip
@@ -301,24 +342,22 @@ class SVDpp:
             sse = 0.0
             for start in range(0, n, s.batch_size):
                 idx = perm[start : start + s.batch_size]
-                z = torch.sparse.mm(n_mat, y)
-                pred, penalty = forward(tu[idx], ti[idx], tb[idx], td[idx], z)
-                yu = y[ti[idx]]
-                err = pred - trr[idx]
-                loss = (err**2).mean() + penalty + s.implicit_reg * (yu**2).sum(1).mean()
-                opt.zero_grad(set_to_none=True)
+                if use_side:
+                    side_opt.zero_grad(set_to_none=True)
+                loss, err = loss_of(tu[idx], ti[idx], tb[idx], td[idx], trr[idx])
                 loss.backward()
-                opt.step()
-                sse += float((err.detach() ** 2).sum())
+                adam.step()
+                if use_side:
+                    side_opt.step()
+                sse += float((err**2).sum())
             entry = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / max(n, 1))), "valid_rmse": None}
             self.history_.append(entry)
             if fixed is not None or len(data.valid) == 0:
                 best_epoch = epoch
                 continue
-            with torch.no_grad():
-                z = torch.sparse.mm(n_mat, y)
-                vp, _ = forward(vu, vi, vb, vd, z)
-                score = rmse(data.valid.ratings, np.clip(vp.numpy().astype(np.float64), lo, hi))
+            self.tensors_ = snapshot()  # scored as predict() scores: an unknown user or item contributes nothing
+            vp = self.predict(data.valid.users, data.valid.items, data.valid.times)
+            score = rmse(data.valid.ratings, np.clip(vp, lo, hi))
             entry["valid_rmse"] = score
             if score < best_rmse:
                 best_rmse, best_epoch = score, epoch
@@ -330,15 +369,7 @@ class SVDpp:
                 for t, b in zip(params, best_state):
                     t.copy_(b)
         self.best_epoch_ = best_epoch
-        with torch.no_grad():
-            z = torch.sparse.mm(n_mat, y)
-            item_vec = q + feats @ w if use_side else q
-            tensors.update(
-                user_vec=_np(p + z), item_vec=_np(item_vec), user_bias=_np(bu), item_bias=_np(bi),
-                item_time_bias=_np(bit) if use_time else np.zeros((n_i, 1), np.float32),
-                day_keys=day_keys.astype(np.int64), day_bias=_np(bud[:last_day]) if use_day else np.zeros(0, np.float32),
-            )  # fmt: skip
-        self.tensors_ = tensors
+        self.tensors_ = snapshot()
         logger.debug(
             "svdpp: best epoch %d, valid RMSE %.4f, %.1f s", best_epoch, best_rmse, time.perf_counter() - t_start
         )

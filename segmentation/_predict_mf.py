@@ -3,7 +3,8 @@
 The model is ``r(u, i) = mu + b_u + b_i + p_u . q_i`` (Koren, Bell & Volinsky, "Matrix factorization
 techniques for recommender systems", IEEE Computer 2009). Parameters live in :class:`MFParams` as
 float32 numpy arrays; inference runs in numpy float64 so that a saved and reloaded model predicts
-bit-identically. Training uses torch with a seeded ``torch.Generator`` and Adam, with per-example L2
+bit-identically. Training uses torch with a seeded ``torch.Generator`` and Adam (lazy Adam, :class:`RowAdam`, for
+the global model, so that a step costs its batch and not the tables), with per-example L2
 regularisation (rows seen in a batch are penalised), and keeps the epoch with the best validation RMSE.
 """
 
@@ -17,7 +18,7 @@ import torch
 
 from segmentation._metrics import rmse
 
-__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "finetune_mf", "train_mf"]
+__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "RowAdam", "finetune_mf", "train_mf"]
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,62 @@ class TrainSettings:
     min_delta: float = 0.0
 
 
+class RowAdam:
+    """Adam over the rows of several tables that a step touches ("lazy" Adam, as
+    :class:`torch.optim.SparseAdam`: a row's moments move only when a batch reads it).
+
+    A step gathers each table's rows into a small leaf tensor (:meth:`gather`), the loss is computed from those, and
+    :meth:`step` applies the update to the gathered rows. Its cost grows with the rows a batch touches, not with the
+    tables. (``SparseAdam`` with sparse embedding gradients computes the same update, measured 2.3x slower than dense
+    Adam here on 2 CPU cores, from coalescing the sparse gradients.) It has :meth:`zero_grad` and :meth:`step`, so
+    :func:`_fit_loop` drives it like a torch optimiser.
+    """
+
+    def __init__(self, tables: dict[str, torch.Tensor], *, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:  # fmt: skip
+        self.tables = tables
+        self.lr, self.betas, self.eps = lr, betas, eps
+        self.moments = {name: (torch.zeros_like(t), torch.zeros_like(t)) for name, t in tables.items()}
+        self.steps = dict.fromkeys(tables, 0)
+        self._gathered: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def gather(self, name: str, index: torch.Tensor) -> torch.Tensor:
+        """Gather the rows ``index`` of table ``name`` (once per step and table); returns each entry's row in
+        :meth:`leaf`."""
+        rows, inverse = torch.unique(index, return_inverse=True)
+        self._gathered[name] = (rows, self.tables[name][rows].clone().requires_grad_(True))
+        return inverse
+
+    def leaf(self, name: str) -> torch.Tensor:
+        """The gathered rows of table ``name`` (what the loss is computed from)."""
+        return self._gathered[name][1]
+
+    def rows(self, name: str, inverse: torch.Tensor) -> torch.Tensor:
+        """The gathered rows at ``inverse``, as :meth:`gather` returned it."""
+        return self._gathered[name][1][inverse]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to clear: each step's gradients live on the rows it gathered."""
+
+    def step(self) -> None:
+        """One Adam update of every gathered row from its gradient; then the gathered rows are dropped."""
+        b1, b2 = self.betas
+        with torch.no_grad():
+            for name, (rows, leaf) in self._gathered.items():
+                if leaf.grad is None:
+                    continue
+                self.steps[name] += 1
+                t = self.steps[name]
+                grad = leaf.grad
+                m_all, v_all = self.moments[name]
+                m = m_all[rows].mul_(b1).add_(grad, alpha=1 - b1)
+                v = v_all[rows].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+                m_all[rows], v_all[rows] = m, v
+                denom = (v / (1 - b2**t)).sqrt_().add_(self.eps)
+                self.tables[name][rows] -= (self.lr / (1 - b1**t)) * m / denom
+        self._gathered = {}
+
+
 #: A forward function: (user nums, item nums) tensors -> (prediction tensor, penalty tensor).
 Forward = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -144,6 +201,7 @@ def _fit_loop(
     clip: tuple[float, float],
     device: str,
     what: str,
+    optimiser: "RowAdam | None" = None,
 ) -> tuple[MFParams, list[dict], int]:
     """Adam over shuffled mini-batches, early-stopped on validation RMSE; returns the best snapshot.
 
@@ -158,11 +216,12 @@ def _fit_loop(
         clip: rating range for validation predictions.
         device: torch device.
         what: a name for log messages.
+        optimiser: a :class:`RowAdam` that ``forward`` gathers its rows from, instead of Adam over ``parameters``.
 
     Returns:
         The best parameters, the per-epoch history and the best epoch (1-based; 0 = before training).
     """
-    opt = torch.optim.Adam(parameters, lr=settings.learning_rate)
+    opt = optimiser if optimiser is not None else torch.optim.Adam(parameters, lr=settings.learning_rate)
     tu, ti, tr = _as_tensors(train, device)
     n = len(train)
     lo, hi = clip
@@ -232,13 +291,17 @@ def train_mf(
     """
     mu = float(np.mean(train.ratings)) if len(train) else 0.0
     k = embedding_size
-    p = torch.nn.Parameter((torch.randn(n_users, k, generator=generator) * init_std).to(device))
-    q = torch.nn.Parameter((torch.randn(n_items, k, generator=generator) * init_std).to(device))
-    bu = torch.nn.Parameter(torch.zeros(n_users, device=device))
-    bi = torch.nn.Parameter(torch.zeros(n_items, device=device))
+    p = (torch.randn(n_users, k, generator=generator) * init_std).to(device)
+    q = (torch.randn(n_items, k, generator=generator) * init_std).to(device)
+    bu = torch.zeros(n_users, device=device)
+    bi = torch.zeros(n_items, device=device)
+    # lazy Adam: a step costs the batch's rows, not the tables (dense Adam made an epoch grow with users x batches)
+    adam = RowAdam({"p": p, "q": q, "bu": bu, "bi": bi}, lr=settings.learning_rate)
 
     def forward(u: torch.Tensor, i: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pu, qi, bu_u, bi_i = p[u], q[i], bu[u], bi[i]
+        ru, ri = adam.gather("p", u), adam.gather("q", i)
+        pu, qi = adam.rows("p", ru), adam.rows("q", ri)
+        bu_u, bi_i = adam.rows("bu", adam.gather("bu", u)), adam.rows("bi", adam.gather("bi", i))
         pred = mu + bu_u + bi_i + (pu * qi).sum(1)
         penalty = settings.reg * ((pu**2).sum(1) + (qi**2).sum(1)).mean()
         penalty = penalty + settings.bias_reg * (bu_u**2 + bi_i**2).mean()
@@ -248,8 +311,8 @@ def train_mf(
         with torch.no_grad():
             return MFParams(mu, _np(p), _np(q), _np(bu), _np(bi))
 
-    return _fit_loop(forward, [p, q, bu, bi], snapshot, train, valid, settings, generator=generator, clip=clip,
-                     device=device, what="global MF")  # fmt: skip
+    return _fit_loop(forward, [], snapshot, train, valid, settings, generator=generator, clip=clip, device=device,
+                     what="global MF", optimiser=adam)  # fmt: skip
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

@@ -22,7 +22,9 @@ class MFConfig(_Section):
 
     embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors.")
     epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
-    learning_rate: float = Field(0.01, gt=0.0, description="Adam learning rate.")
+    learning_rate: float = Field(
+        0.01, gt=0.0, description="Adam learning rate (lazy Adam: a step updates the rows its batch reads)."
+    )
     reg: float = Field(
         0.1,
         ge=0.0,
@@ -38,7 +40,9 @@ class SVDppConfig(_Section):
 
     embedding_size: int = Field(64, ge=1, le=1024, description="Latent factors.")
     epochs: int = Field(100, ge=1, le=1000, description="Most training epochs; early stopping usually ends sooner.")
-    learning_rate: float = Field(0.005, gt=0.0, description="Adam learning rate.")
+    learning_rate: float = Field(
+        0.005, gt=0.0, description="Adam learning rate (lazy Adam: a step updates the rows its batch reads)."
+    )
     reg: float = Field(
         0.1, ge=0.0, description="L2 on the user, item and implicit-feedback factors of the rows in a batch."
     )
