@@ -461,6 +461,62 @@ def run_worlds(
     return rows
 
 
+CLI_COLUMNS = {
+    "explicit": ["--user-col", "user", "--item-col", "item", "--rating-col", "stars", "--time-col", "time",
+                 "--item-id-col", "item_id", "--title-col", "name", "--category-col", "categories",
+                 "--text-cols", "description"],
+    "implicit": ["--user-col", "userID", "--item-col", "artistID", "--rating-col", "", "--weight-col", "weight",
+                 "--time-col", "time", "--item-id-col", "id", "--title-col", "name", "--category-col", "tags",
+                 "--text-cols", "description"],
+}  # fmt: skip
+"""The column flags of :meth:`segmentation.synthetic.SyntheticLog.write`'s CSV files (as ``benchmarks/scale.py``)."""
+CLI_SETS = ["evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model=mf",
+            'ranker.rankers=["most-popular"]']  # fmt: skip
+"""The CLI rows skip the stability refits and fit the fastest rating model and ranker (none of them changes the
+run's segments) to save time: with the defaults one 10,000-user world took more than 9 minutes here."""
+
+
+def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) -> list[dict]:
+    """Each planted world through the CLI (``--worlds-cli``): the log written as CSV, ``python -m flows.cli run`` in
+    a fresh process with the defaults (and :data:`CLI_SETS`), ARI and noise scores from the run's ``users.parquet``.
+
+    The CLI builds user vectors from the train split only (the library path above from every interaction), so a
+    user whose interactions all fell into validation or test is not segmented; ``users_scored`` says how many were.
+    """
+    import subprocess
+
+    from segmentation.synthetic import WORLDS, world_log
+
+    rows = []
+    for seed in seeds:
+        for name in names:
+            world, log = WORLDS[name], world_log(name, n, seed=seed)
+            folder = workdir / f"cli-{name}-{n}-{seed}"
+            files = log.write(folder / "data", fmt="csv")
+            argv = [sys.executable, "-m", "flows.cli", "run", "--ratings", str(files["ratings"]), "--items",
+                    str(files["items"]), *CLI_COLUMNS[log.feedback], "--output", str(folder / "runs"), "--seed",
+                    str(seed), *(a for x in CLI_SETS for a in ("--set", x))]  # fmt: skip
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+            t = time.perf_counter()
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - t
+            (folder / "run.log").write_text(proc.stdout + proc.stderr)
+            row = {"system": "segflow", "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
+                   "n_users": n, "run": "cli", "seconds": round(seconds, 1), "exit": proc.returncode,
+                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log")}}  # fmt: skip
+            users = folder / "runs" / "latest" / "users.parquet"
+            if proc.returncode == 0 and users.is_file():
+                found = log.labels.join(pl.read_parquet(users).select("user_id", "segment_id"), on="user_id")
+                truth, labels = found["segment"].to_numpy(), found["segment_id"].to_numpy()
+                row.update(_scores(truth, labels), **_noise_scores(truth, labels), users_scored=found.height)
+            else:
+                row["error"] = proc.stderr[-2000:]
+            _print_row(row)
+            rows.append(row)
+    return rows
+
+
 def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dict]:
     """Why segments merge, on tuning worlds: the representation, UMAP or the parameter choice (``--world-candidates``).
 
@@ -814,6 +870,11 @@ def main(argv: list[str] | None = None) -> int:
         help="sweep NOISE_GRID (the outlier rules) instead of the current defaults (tuning worlds only)",
     )
     p.add_argument(
+        "--worlds-cli",
+        action="store_true",
+        help="with --worlds: each world written as CSV and run through `python -m flows.cli run` (path 'cli')",
+    )
+    p.add_argument(
         "--evidence-grid",
         action="store_true",
         help="with --worlds (tuning worlds only): the outlier rules weighed by each user's interactions (EVIDENCE_GRID)",
@@ -909,7 +970,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = NOISE_GRID if args.noise_grid else EVIDENCE_GRID if args.evidence_grid else WORLD_GRID
         else:  # the current defaults and, at no extra fit, without the outlier rules and with the previous ones
             settings = [{}, NO_NOISE_RULES, PREVIOUS_RULES]
-        if args.world_candidates:
+        if args.worlds_cli:
+            rows.extend(run_worlds_cli(names, args.world_size, seeds, args.workdir))
+        elif args.world_candidates:
             rows.extend(run_world_candidates(names, args.world_size, seeds))
         else:
             rows.extend(run_worlds(names, args.world_size, seeds, settings, args.workdir))
@@ -917,7 +980,7 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
         elif args.noise_grid or args.evidence_grid:
             print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
-        elif not args.world_candidates:  # keep the outlier rules only if the rule prefers them on the tuning worlds
+        elif not args.world_candidates and not args.worlds_cli:  # keep the outlier rules only if the rule prefers them on the tuning worlds
             choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
