@@ -209,3 +209,19 @@ def test_tuning_sweeps_refuse_held_out_worlds(flag, capsys):
         bench.main(["--no-main", "--worlds", "taste,nested", flag])
     assert exit_.value.code == 2
     assert "held out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["taste", "sparse-implicit"])
+def test_cli_rows_name_the_columns_the_world_export_has(name, tmp_path):
+    # --worlds-cli runs `segflow run` on SyntheticLog.write's CSV files with CLI_COLUMNS: every column it names exists
+    bench = _bench()
+    log = world_log(name, 200, n_items=300, seed=0)
+    files = log.write(tmp_path, fmt="csv")
+    flags = dict(zip(bench.CLI_COLUMNS[log.feedback][::2], bench.CLI_COLUMNS[log.feedback][1::2]))
+    ratings, items = pl.read_csv(files["ratings"]).columns, pl.read_csv(files["items"]).columns
+    for flag in ("--user-col", "--item-col", "--time-col", "--rating-col", "--weight-col"):
+        if flags.get(flag):
+            assert flags[flag] in ratings, (flag, ratings)
+    for flag in ("--item-id-col", "--title-col", "--category-col", "--text-cols"):
+        assert flags[flag] in items, (flag, items)
+    assert ("--weight-col" in flags) == (log.feedback == "implicit")
