@@ -30,6 +30,7 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
         --out benchmarks/results/segmentation_noise.json   # the outlier rules on centred vectors (tuning worlds)
     python benchmarks/segmentation.py --no-main --worlds taste,style,light --evidence-grid --seeds 0,1,2 \
         --out benchmarks/results/segmentation_evidence.json   # the rules weighed by each user's activity (tuning)
+    python benchmarks/segmentation.py --no-main --worlds all --worlds-cli --seeds 0 --merge   # the CLI path, per world
 
 World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
 the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
