@@ -28,6 +28,9 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
         --seeds 0,1,2 --out benchmarks/results/segmentation_candidates.json   # why segments merge (tuning worlds)
     python benchmarks/segmentation.py --no-main --worlds taste,style --noise-grid --world-size 3000 --seeds 0,1,2 \
         --out benchmarks/results/segmentation_noise.json   # the outlier rules on centred vectors (tuning worlds)
+    python benchmarks/segmentation.py --no-main --worlds taste,style,light --evidence-grid --seeds 0,1,2 \
+        --out benchmarks/results/segmentation_evidence.json   # the rules weighed by each user's activity (tuning)
+    python benchmarks/segmentation.py --no-main --worlds all --worlds-cli --seeds 0 --merge   # the CLI path, per world
 
 World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
 the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
@@ -321,6 +324,19 @@ world and seed: both rules act after it). :func:`choose_world_setting` against :
 defaults, ``min_cohesion`` 0.7 and ``outlier_distance`` 6 (3,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
 
 
+PREVIOUS_RULES = {"outlier_evidence": False, "outlier_distance": 6.0, "dissolve_large": True}
+"""The outlier rules of the third round (similarity threshold 6, any incoherent segment dissolved), measured beside
+the current defaults at no extra fit."""
+EVIDENCE_GRID = [NO_NOISE_RULES] + [
+    {"min_cohesion": mc, "dissolve_large": large, "outlier_evidence": ev, "outlier_distance": od}
+    for mc in (None, 0.7) for large in ((True, False) if mc else (False,)) for ev in (False, True)
+    for od in ((None,) if not ev and mc else ()) + ((4.0, 5.0, 6.0) if not ev else (3.0, 3.5, 4.0, 5.0))
+]  # fmt: skip
+"""The outlier rules weighed by each user's evidence, swept on the tuning worlds only (``--evidence-grid``, taste,
+style and light; one HDBSCAN fit per world and seed). :func:`choose_world_setting` against :data:`NO_NOISE_RULES`
+chose the defaults of the fourth round (10,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
+
+
 def _setting_name(setting: dict) -> str:
     return "segflow[" + ",".join(f"{k}={v}" for k, v in setting.items()) + "]"
 
@@ -407,7 +423,8 @@ def run_worlds(
             for setting in settings:
                 t = time.perf_counter()
                 cluster = ClusterConfig(**setting)
-                post = ("outlier_membership", "min_cohesion", "outlier_distance")  # applied after HDBSCAN
+                post = ("outlier_membership", "min_cohesion", "outlier_distance", "outlier_evidence",
+                        "dissolve_large")  # applied after HDBSCAN
                 key = json.dumps({k: v for k, v in cluster.model_dump().items() if k not in post}, sort_keys=True)
                 if key not in fits:
                     selection = choose_parameters(coords[reducer.sample_], cluster, seed=seed)
@@ -423,7 +440,7 @@ def run_worlds(
                 if cluster.outlier_membership is not None and clusterer.soft_.shape[1]:  # as Clusterer.fit does
                     move = (labels < 0) & (clusterer.soft_.max(axis=1) >= cluster.outlier_membership)
                     labels[move] = clusterer.soft_[move].argmax(axis=1)
-                apart = keep_noise_apart(users.vectors, labels, cluster)  # as fit_segments does
+                apart = keep_noise_apart(users.vectors, labels, cluster, activity=users.activity)  # as fit_segments
                 labels = np.where(apart.demoted, -1, apart.labels)
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
@@ -435,11 +452,69 @@ def run_worlds(
                                              "cluster_selection_method": c.cluster_selection_method,
                                              "outlier_membership": cluster.outlier_membership,
                                              "min_cohesion": cluster.min_cohesion,
-                                             "outlier_distance": cluster.outlier_distance},
+                                             "outlier_distance": cluster.outlier_distance,
+                                             "outlier_evidence": cluster.outlier_evidence,
+                                             "dissolve_large": cluster.dissolve_large},
                                  "interactions": log.interactions.height, "n_planted": int(truth.max()) + 1,
                                  "peak": "the whole in-process run's"}}  # fmt: skip
                 _print_row(row)
                 rows.append(row)
+    return rows
+
+
+CLI_COLUMNS = {
+    "explicit": ["--user-col", "user", "--item-col", "item", "--rating-col", "stars", "--time-col", "time",
+                 "--item-id-col", "item_id", "--title-col", "name", "--category-col", "categories",
+                 "--text-cols", "description"],
+    "implicit": ["--user-col", "userID", "--item-col", "artistID", "--rating-col", "", "--weight-col", "weight",
+                 "--time-col", "time", "--item-id-col", "id", "--title-col", "name", "--category-col", "tags",
+                 "--text-cols", "description"],
+}  # fmt: skip
+"""The column flags of :meth:`segmentation.synthetic.SyntheticLog.write`'s CSV files (as ``benchmarks/scale.py``)."""
+CLI_SETS = ["evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model=mf",
+            'ranker.rankers=["most-popular"]']  # fmt: skip
+"""The CLI rows skip the stability refits and fit the fastest rating model and ranker (none of them changes the
+run's segments) to save time: with the defaults one 10,000-user world took more than 9 minutes here."""
+
+
+def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) -> list[dict]:
+    """Each planted world through the CLI (``--worlds-cli``): the log written as CSV, ``python -m flows.cli run`` in
+    a fresh process with the defaults (and :data:`CLI_SETS`), ARI and noise scores from the run's ``users.parquet``.
+
+    The CLI builds user vectors from the train split only (the library path above from every interaction), so a
+    user whose interactions all fell into validation or test is not segmented; ``users_scored`` says how many were.
+    """
+    import subprocess
+
+    from segmentation.synthetic import WORLDS, world_log
+
+    rows = []
+    for seed in seeds:
+        for name in names:
+            world, log = WORLDS[name], world_log(name, n, seed=seed)
+            folder = workdir / f"cli-{name}-{n}-{seed}"
+            files = log.write(folder / "data", fmt="csv")
+            argv = [sys.executable, "-m", "flows.cli", "run", "--ratings", str(files["ratings"]), "--items",
+                    str(files["items"]), *CLI_COLUMNS[log.feedback], "--output", str(folder / "runs"), "--seed",
+                    str(seed), *(a for x in CLI_SETS for a in ("--set", x))]  # fmt: skip
+            env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+                   "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}  # fmt: skip
+            t = time.perf_counter()
+            proc = subprocess.run(argv, env=env, capture_output=True, text=True)
+            seconds = time.perf_counter() - t
+            (folder / "run.log").write_text(proc.stdout + proc.stderr)
+            row = {"system": "segflow", "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
+                   "n_users": n, "run": "cli", "seconds": round(seconds, 1), "exit": proc.returncode,
+                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log")}}  # fmt: skip
+            users = folder / "runs" / "latest" / "users.parquet"
+            if proc.returncode == 0 and users.is_file():
+                found = log.labels.join(pl.read_parquet(users).select("user_id", "segment_id"), on="user_id")
+                truth, labels = found["segment"].to_numpy(), found["segment_id"].to_numpy()
+                row.update(_scores(truth, labels), **_noise_scores(truth, labels), users_scored=found.height)
+            else:
+                row["error"] = proc.stderr[-2000:]
+            _print_row(row)
+            rows.append(row)
     return rows
 
 
@@ -796,6 +871,16 @@ def main(argv: list[str] | None = None) -> int:
         help="sweep NOISE_GRID (the outlier rules) instead of the current defaults (tuning worlds only)",
     )
     p.add_argument(
+        "--worlds-cli",
+        action="store_true",
+        help="with --worlds: each world written as CSV and run through `python -m flows.cli run` (path 'cli')",
+    )
+    p.add_argument(
+        "--evidence-grid",
+        action="store_true",
+        help="with --worlds (tuning worlds only): the outlier rules weighed by each user's interactions (EVIDENCE_GRID)",
+    )
+    p.add_argument(
         "--world-candidates",
         action="store_true",
         help="why segments merge: neighbours, k-means, every parameter candidate's ARI (tuning worlds only)",
@@ -876,24 +961,27 @@ def main(argv: list[str] | None = None) -> int:
         from segmentation.synthetic import WORLDS
 
         names = list(WORLDS) if args.worlds == "all" else args.worlds.split(",")
-        if args.world_grid or args.world_candidates or args.noise_grid:
+        if args.world_grid or args.world_candidates or args.noise_grid or args.evidence_grid:
             held = [w for w in names if WORLDS[w].role != "tuning"]
             if held:
                 p.error(
-                    f"--world-grid, --noise-grid and --world-candidates read tuning worlds only; {held} are held out"
+                    f"--world-grid, --noise-grid, --evidence-grid and --world-candidates read tuning worlds only; "
+                    f"{held} are held out"
                 )
-            settings = NOISE_GRID if args.noise_grid else WORLD_GRID
-        else:  # the current defaults and, at no extra fit, without the outlier rules; earlier rows stay in the file
-            settings = [{}, NO_NOISE_RULES]
-        if args.world_candidates:
+            settings = NOISE_GRID if args.noise_grid else EVIDENCE_GRID if args.evidence_grid else WORLD_GRID
+        else:  # the current defaults and, at no extra fit, without the outlier rules and with the previous ones
+            settings = [{}, NO_NOISE_RULES, PREVIOUS_RULES]
+        if args.worlds_cli:
+            rows.extend(run_worlds_cli(names, args.world_size, seeds, args.workdir))
+        elif args.world_candidates:
             rows.extend(run_world_candidates(names, args.world_size, seeds))
         else:
             rows.extend(run_worlds(names, args.world_size, seeds, settings, args.workdir))
         if args.world_grid:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
-        elif args.noise_grid:
+        elif args.noise_grid or args.evidence_grid:
             print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
-        elif not args.world_candidates:  # keep the outlier rules only if the rule prefers them on the tuning worlds
+        elif not args.world_candidates and not args.worlds_cli:  # keep the outlier rules only if the rule prefers them on the tuning worlds
             choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}

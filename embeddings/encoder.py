@@ -58,19 +58,30 @@ class Embeddings:
         ids: (n,) object array of str ids, row order of ``vectors``.
         vectors: (n, dim) float32, L2-normalised rows.
         model: the encoder's model id (or a description of how the vectors were built).
+        activity: (n,) interactions behind each row where the vectors were built from interactions (user
+            vectors, :func:`segmentation.represent.build_user_vectors`), else None. The outlier rules weigh a
+            user's distance from its segment by it (``cluster.outlier_evidence``).
     """
 
     ids: np.ndarray
     vectors: np.ndarray
     model: str
+    activity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or len(self.ids) != self.vectors.shape[0]:
             raise ValueError(f"ids ({len(self.ids)}) and vectors {self.vectors.shape} do not match")
+        if self.activity is not None and len(self.activity) != len(self.ids):
+            raise ValueError(f"ids ({len(self.ids)}) and activity ({len(self.activity)}) do not match")
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def subset(self, rows: np.ndarray) -> "Embeddings":
+        """The rows ``rows`` (positions), their activity with them."""
+        return Embeddings(self.ids[rows], self.vectors[rows], self.model,
+                          None if self.activity is None else self.activity[rows])  # fmt: skip
 
     def index_of(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.ids)}

@@ -65,6 +65,8 @@ def _feed(h: "hashlib._Hash", o: Any) -> None:
         _feed(h, o.ids)
         _feed(h, o.vectors)
         h.update(o.model.encode())
+        if o.activity is not None:  # user vectors: the outlier rules read each user's interactions too
+            _feed(h, o.activity)
     elif isinstance(o, Dataset):
         for part in (o.interactions, o.items, o.users):
             _feed(h, part)

@@ -203,7 +203,8 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
             in blocks of users (default: here); the item vectors go to each executor once.
 
     Returns:
-        :class:`Embeddings` with user ids sorted as strings, vectors (n_users, dim) float32.
+        :class:`Embeddings` with user ids sorted as strings, vectors (n_users, dim) float32, and ``activity``
+        (each user's interactions; None for ``profile`` alone).
         A user with no history but the method ``profile`` is kept only by ``profile`` itself.
 
     Raises:
@@ -238,7 +239,8 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     if not np.isfinite(out).all():
         raise DataError("represent: user vectors contain NaN or infinity")
     logger.info("built %d user vectors (%s, dim %d)", len(mat.user_ids), method, out.shape[1])
-    return Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}")
+    activity = np.bincount(mat.rows, minlength=mat.shape[0]).astype(np.int64)
+    return Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity)
 
 
 def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,

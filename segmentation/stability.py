@@ -231,7 +231,7 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
     boot = []
     for b in range(n_bootstrap):
         idx = np.sort(np.random.default_rng(1000 + b).choice(n, int(fraction * n), replace=False))
-        sub = fit_segments(Embeddings(users.ids[idx], users.vectors[idx], users.model), reduce, cluster, seed=seeds[0],
+        sub = fit_segments(users.subset(idx), reduce, cluster, seed=seeds[0],
                            picture=False).assignments["segment_id"].to_numpy()  # fmt: skip
         boot.append(_ari(base_labels[idx], sub))
         refits.append((idx, sub))
@@ -257,7 +257,7 @@ def measure_stability(users: Embeddings, segmentation: Segmentation, reduce: Red
     of_user = dict(zip(segmentation.assignments["user_id"].to_list(), segmentation.assignments["segment_id"].to_list()))
     if n > config.stability_max_users:
         rows = np.sort(np.random.default_rng(seed).choice(n, config.stability_max_users, replace=False))
-        users = Embeddings(users.ids[rows], users.vectors[rows], users.model)
+        users = users.subset(rows)
         reference = None
     labels = np.array([of_user[u] for u in users.ids], dtype=np.int64)  # the run's segments, in users' order
     seeds = (seed, *(seed + 1 + i for i in range(config.stability_seeds)))

@@ -367,6 +367,10 @@ WORLDS: dict[str, World] = {
         World("style", "tuning", "twin segments that choose alike and differ in which of their categories they "
               "rate high and in activity (x2); 5 % personal noise users; explicit ratings",
               {"mechanic": "style", "noise": "personal"}),
+        World("light", "tuning", "taste-driven choice as in taste, but most users have 3-10 interactions (mean "
+              "10); 5 % personal noise users; explicit ratings. Tunes the outlier rules for how much evidence a user "
+              "has without reading sparse-implicit, which is held out",
+              {"mechanic": "taste", "noise": "personal", "mean_per_user": 10}),
         World("nested", "held-out", "every second segment nested inside another (its categories plus one of its "
               "own); 5 % personal noise users; explicit ratings",
               {"mechanic": "nested", "noise": "personal"}),
@@ -375,7 +379,7 @@ WORLDS: dict[str, World] = {
               {"mechanic": "taste", "noise": "personal", "mean_per_user": 10, "feedback": "implicit"}),
     )
 }  # fmt: skip
-"""The benchmark's planted worlds: two tune segflow's defaults, two are held out and only reported."""
+"""The benchmark's planted worlds: three tune segflow's defaults, two are held out and only reported."""
 
 
 def world_log(name: str, n_users: int, *, n_items: int = 3_000, seed: int = 0) -> SyntheticLog:

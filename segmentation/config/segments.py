@@ -59,13 +59,21 @@ class ClusterConfig(_Section):
         "noise out of segments at 1M users (0.1 moved nearly all of it in).",
     )
     outlier_distance: float | None = Field(
-        6.0,
+        3.5,
         gt=0.0,
-        description="Users whose cosine similarity to their segment's mean user vector lies more than this many "
-        "robust standard deviations (1.4826 x MAD) below the segment members' median are outliers, their segment "
-        "kept as nearest_segment (empty: off). UMAP pulls users who belong nowhere onto a segment; in the "
-        "user-vector space they stay apart. 6 was chosen with min_cohesion 0.7 on the tuning planted worlds "
-        "(docs/BENCHMARKS.md); lower values catch more of them but also light users of real segments.",
+        description="Users who lie more than this many robust standard deviations (1.4826 x MAD) from their "
+        "segment's members in the user-vector space are outliers, their segment kept as nearest_segment (empty: "
+        "off); outlier_evidence says how the distance is measured. UMAP pulls users who belong nowhere onto a "
+        "segment; in the user-vector space they stay apart. 3.5 with outlier_evidence was chosen on the tuning "
+        "planted worlds at 10,000 users (taste, style, light; docs/BENCHMARKS.md, fourth round); without "
+        "outlier_evidence the calibrated value was 6.",
+    )
+    outlier_evidence: bool = Field(
+        True,
+        description="Weigh outlier_distance by how many interactions each user has: a user vector is a mean over "
+        "them, so light users sit far from their segment by chance alone. On: the score is n (1/s^2 - 1) on a log "
+        "scale (s: the similarity to the segment's mean direction, n: the user's interactions); off: s itself "
+        "(the rule before 2026-12-03's fourth round, calibrated at 6).",
     )
     min_cohesion: float | None = Field(
         0.7,
@@ -77,6 +85,12 @@ class ClusterConfig(_Section):
         "region that HDBSCAN may call a segment. On centred user vectors (represent.centre) such a region scored "
         "0.49-0.67 of the median and real segments 0.81 or more on the tuning planted worlds, so 0.7 dissolves "
         "the one and keeps the others (0.9 dissolved real segments there; docs/BENCHMARKS.md).",
+    )
+    dissolve_large: bool = Field(
+        False,
+        description="min_cohesion may also dissolve segments larger than the median segment (off: only smaller "
+        "ones). Users who belong nowhere are a small crowd; on the tuning planted world of light users the large "
+        "incoherent segments were planted segments merged, and dissolving them made thousands of users outliers.",
     )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")

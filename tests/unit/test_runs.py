@@ -58,3 +58,9 @@ def test_fingerprint_follows_content():
     assert fingerprint(v) == fingerprint(v.copy()) != fingerprint(v + 1)
     assert fingerprint(PipelineConfig()) != fingerprint(PipelineConfig(seed=1))
     assert fingerprint(PipelineConfig().cluster, 1) != fingerprint(PipelineConfig().cluster, 2)
+    # user vectors carry each user's interactions, which the outlier rules read: part of the content
+    from embeddings.encoder import Embeddings
+
+    ids = np.array(["a", "b"], dtype=object)
+    assert fingerprint(Embeddings(ids, v, "m", np.array([3, 4]))) != fingerprint(Embeddings(ids, v, "m", np.array([3, 5])))
+    assert fingerprint(Embeddings(ids, v, "m")) == fingerprint(Embeddings(ids, v.copy(), "m"))

@@ -125,6 +125,19 @@ def test_sparse_implicit_world_is_mostly_light_users_with_counts(logs):
     assert (r >= 1).all() and np.array_equal(r, np.rint(r))
 
 
+def test_light_world_is_a_tuning_world_of_light_users_with_ratings(logs):
+    # the tuning stand-in for sparse-implicit's light users (held out): same activity, explicit feedback
+    assert WORLDS["light"].role == "tuning" and WORLDS["sparse-implicit"].role == "held-out"
+    log = logs["light"]
+    assert log.feedback == "explicit"
+    act = log.interactions.group_by("user_id").len()["len"]
+    assert act.len() == N and float((act <= 10).mean()) > 0.6 and float(act.median()) <= 8
+    taste = logs["taste"].interactions.group_by("user_id").len()["len"]
+    assert float(taste.median()) >= 2 * float(act.median())  # the taste world's users have twice as many or more
+    r = log.interactions["rating"]
+    assert r.min() >= 1 and r.max() <= 5
+
+
 def test_worlds_are_seeded(logs):
     again = world_log("nested", N, n_items=1_500, seed=1)
     assert again.interactions.equals(logs["nested"].interactions)
@@ -189,10 +202,26 @@ def test_the_rule_can_weigh_a_setting_against_the_current_defaults():
     assert bench.choose_world_setting(rows, baseline=off)["chosen"] == "segflow"
 
 
-@pytest.mark.parametrize("flag", ["--world-grid", "--world-candidates"])
+@pytest.mark.parametrize("flag", ["--world-grid", "--world-candidates", "--evidence-grid"])
 def test_tuning_sweeps_refuse_held_out_worlds(flag, capsys):
     bench = _bench()
     with pytest.raises(SystemExit) as exit_:
         bench.main(["--no-main", "--worlds", "taste,nested", flag])
     assert exit_.value.code == 2
     assert "held out" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["taste", "sparse-implicit"])
+def test_cli_rows_name_the_columns_the_world_export_has(name, tmp_path):
+    # --worlds-cli runs `segflow run` on SyntheticLog.write's CSV files with CLI_COLUMNS: every column it names exists
+    bench = _bench()
+    log = world_log(name, 200, n_items=300, seed=0)
+    files = log.write(tmp_path, fmt="csv")
+    flags = dict(zip(bench.CLI_COLUMNS[log.feedback][::2], bench.CLI_COLUMNS[log.feedback][1::2]))
+    ratings, items = pl.read_csv(files["ratings"]).columns, pl.read_csv(files["items"]).columns
+    for flag in ("--user-col", "--item-col", "--time-col", "--rating-col", "--weight-col"):
+        if flags.get(flag):
+            assert flags[flag] in ratings, (flag, ratings)
+    for flag in ("--item-id-col", "--title-col", "--category-col", "--text-cols"):
+        assert flags[flag] in items, (flag, items)
+    assert ("--weight-col" in flags) == (log.feedback == "implicit")
