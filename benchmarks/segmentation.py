@@ -423,8 +423,13 @@ def run_worlds(
             for setting in settings:
                 t = time.perf_counter()
                 cluster = ClusterConfig(**setting)
-                post = ("outlier_membership", "min_cohesion", "outlier_distance", "outlier_evidence",
-                        "dissolve_large")  # applied after HDBSCAN
+                post = (
+                    "outlier_membership",
+                    "min_cohesion",
+                    "outlier_distance",
+                    "outlier_evidence",
+                    "dissolve_large",
+                )  # applied after HDBSCAN
                 key = json.dumps({k: v for k, v in cluster.model_dump().items() if k not in post}, sort_keys=True)
                 if key not in fits:
                     selection = choose_parameters(coords[reducer.sample_], cluster, seed=seed)
@@ -981,7 +986,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
         elif args.noise_grid or args.evidence_grid:
             print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
-        elif not args.world_candidates and not args.worlds_cli:  # keep the outlier rules only if the rule prefers them on the tuning worlds
+        elif (
+            not args.world_candidates and not args.worlds_cli
+        ):  # keep the outlier rules only if the rule prefers them on the tuning worlds
             choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}

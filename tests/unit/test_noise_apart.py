@@ -242,7 +242,9 @@ def test_a_large_incoherent_segment_is_kept_unless_dissolve_large():
     rng = np.random.default_rng(5)
     dim = 32
     tight = [np.eye(dim)[i] + rng.normal(0, 0.15, (200, dim)) for i in range(3)]
-    merged = np.vstack([np.eye(dim)[3] + rng.normal(0, 0.15, (300, dim)), np.eye(dim)[4] + rng.normal(0, 0.15, (300, dim))])
+    merged = np.vstack(
+        [np.eye(dim)[3] + rng.normal(0, 0.15, (300, dim)), np.eye(dim)[4] + rng.normal(0, 0.15, (300, dim))]
+    )
     crowd = rng.normal(0, 1, (60, dim))
     x = np.vstack([merged, *tight, crowd])
     x /= np.linalg.norm(x, axis=1, keepdims=True)

@@ -62,5 +62,7 @@ def test_fingerprint_follows_content():
     from embeddings.encoder import Embeddings
 
     ids = np.array(["a", "b"], dtype=object)
-    assert fingerprint(Embeddings(ids, v, "m", np.array([3, 4]))) != fingerprint(Embeddings(ids, v, "m", np.array([3, 5])))
+    assert fingerprint(Embeddings(ids, v, "m", np.array([3, 4]))) != fingerprint(
+        Embeddings(ids, v, "m", np.array([3, 5]))
+    )
     assert fingerprint(Embeddings(ids, v, "m")) == fingerprint(Embeddings(ids, v.copy(), "m"))
