@@ -124,4 +124,3 @@ def test_partitioned_chunks_are_quantised_where_they_run(int8_encoder, fp32):
     specs = list(encoder_module._PROCESS_ENCODERS)
     assert specs and all(spec[-1] == "int8" for spec in specs)
     assert np.allclose(there, here, atol=1e-6) and np.abs(there - fp32).max() > 1e-3
-
