@@ -124,3 +124,24 @@ def test_partitioned_chunks_are_quantised_where_they_run(int8_encoder, fp32):
     specs = list(encoder_module._PROCESS_ENCODERS)
     assert specs and all(spec[-1] == "int8" for spec in specs)
     assert np.allclose(there, here, atol=1e-6) and np.abs(there - fp32).max() > 1e-3
+
+
+class _Workers:
+    """An executor whose workers embed on ``device``: unit vectors, as ``encode_chunk`` returns them."""
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def map(self, fn, parts, *shared):
+        assert fn is encoder_module.encode_chunk
+        return ((np.eye(len(texts), 8, dtype=np.float32), self.device) for texts in parts)
+
+
+@pytest.mark.parametrize(("device", "cached"), [("cpu", True), ("cuda", False)])
+def test_chunks_a_worker_embedded_with_another_quantisation_are_not_cached(tmp_path, caplog, device, cached):
+    enc = Encoder(device="cpu", quantize="int8", cache_dir=tmp_path, partitions=Partitions(executor=_Workers(device)))
+    with caplog.at_level(logging.WARNING, logger="embeddings.encoder"):
+        enc.encode(TEXTS)
+    assert bool(list(enc.cache.folder.glob("*.npz"))) is cached
+    assert ("its vectors are not cached" in caplog.text) is not cached
+    assert enc.device_used == device
