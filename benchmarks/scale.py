@@ -178,6 +178,7 @@ def table(rows: list[dict]) -> str:
         st = r.get("stage_seconds") or {}
         top = sorted(((v, k) for k, v in st.items() if k != "flow"), reverse=True)[:3]
         failed = f" (failed, exit {r['exit']})" if r.get("exit") else ""
+        failed += f" ({_overrides(r)})" if _overrides(r) else ""
         lines.append(f"| {r['size']} {r['feedback']}{failed} | {r['n_users']:,} | {r['n_items']:,} | {r['n_interactions']:,} | "
                      f"{f(r['seconds'], '.0f')} | {f(r['peak_mib'], ',')} | {f(r['ari'])} | "
                      f"{f(r['ndcg@10'])} ({f(r['ndcg@10_popularity'])}) | {f(r['rmse'])} | "
@@ -185,14 +186,20 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _overrides(row: dict) -> str:
+    """The ``--set`` overrides a row was run with ("" for the defaults), from its ``system``."""
+    return row.get("system", "").partition(" + ")[2]
+
+
 def growth(rows: list[dict]) -> str:
-    """Growth between consecutive sizes of the same feedback: ratios and log-log slopes against interactions."""
+    """Growth between consecutive sizes of the same feedback: ratios and log-log slopes against interactions
+    (rows run with ``--set`` overrides left out: another configuration, not another size)."""
     lines = ["| from → to | interactions x | seconds x (slope) | peak MiB x (slope) | s per 1k interactions | "
              "MiB per 1k interactions | stages, seconds x |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
     done = [r for r in rows if r.get("exit") == 0 and r.get("seconds") and r.get("peak_mib")]
     for fb in ("explicit", "implicit"):
         ok = sorted(
-            (r for r in done if r["feedback"] == fb and r["size"] not in OTHER_SHAPES),
+            (r for r in done if r["feedback"] == fb and r["size"] not in OTHER_SHAPES and not _overrides(r)),
             key=lambda r: r["n_interactions"],
         )
         for a, b in zip(ok, ok[1:]):

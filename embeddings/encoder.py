@@ -12,6 +12,7 @@ representation asks for them, its users' behaviour profiles (:func:`embed_profil
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "QUANTIZE",
     "EmbeddingCache",
     "Embeddings",
     "Encoder",
@@ -37,7 +39,9 @@ __all__ = [
     "EncoderSettings",
     "embed_items",
     "embed_profiles",
+    "effective_quantize",
     "encode_chunk",
+    "quantized_model_id",
     "resolve_device",
     "resolve_model_path",
 ]
@@ -45,6 +49,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+QUANTIZE = ("none", "int8")
+"""``Encoder(quantize=...)``: ``int8`` applies torch's dynamic int8 quantisation to the model's linear layers on
+the CPU (about 3x faster, vectors changed: docs/BENCHMARKS.md, "Encoder throughput"); it does not apply on CUDA."""
 
 CHUNK_TEXTS = 8192
 """Texts per ``SentenceTransformer.encode`` call (and per cache shard) when many texts are new."""
@@ -132,6 +140,33 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def quantized_model_id(model: str, quantize: str) -> str:
+    """The id that labels (and keys the cache of) ``model``'s vectors under ``quantize``: the model itself with
+    ``none``, ``<model>+int8`` with ``int8``, so quantised and fp32 vectors are never cached or reused as each other."""
+    return model if quantize == "none" else f"{model}+{quantize}"
+
+
+def effective_quantize(quantize: str, device: str) -> str:
+    """What ``quantize`` does on ``device`` (resolved as :func:`resolve_device` does): ``int8`` only on the CPU."""
+    if quantize == "none":
+        return "none"
+    return quantize if resolve_device(device) == "cpu" else "none"
+
+
+def _quantize_int8(st: "SentenceTransformer") -> "SentenceTransformer":
+    """``st`` with its ``torch.nn.Linear`` layers replaced by dynamically quantised int8 ones (in place)."""
+    import warnings
+
+    import torch
+
+    # one at a time: two threads quantising at once (a thread pool's first chunks) gave some wrong vectors
+    with _LOAD_LOCK, warnings.catch_warnings():  # torch 2.x deprecates torch.ao.quantization for torchao
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
+                                category=UserWarning)  # fmt: skip
+        return torch.ao.quantization.quantize_dynamic(st, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
 def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -194,13 +229,19 @@ class Encoder:
             written here. None: every chunk here.
         chunk_texts: texts per chunk (None: :data:`CHUNK_TEXTS`; a multiple of ``batch_size`` keeps the batches
             of one pass).
+        quantize: ``none``, or ``int8``: on the CPU the model's linear layers are quantised to int8 when it loads
+            (faster, vectors changed; :data:`QUANTIZE`); on CUDA it runs in fp16 unquantised. The cache holds
+            int8 vectors apart from fp32 ones (:func:`quantized_model_id`).
 
     The model loads on first need: a run whose texts are all cached never loads it.
     """
 
     def __init__(self, model: str = DEFAULT_MODEL, *, device: str = "auto", batch_size: int = 64,
                  cache_dir: Path | None = None, model_path: str | None = None, threads: int = 0,
-                 partitions: Partitions | None = None, chunk_texts: int | None = None) -> None:  # fmt: skip
+                 partitions: Partitions | None = None, chunk_texts: int | None = None,
+                 quantize: str = "none") -> None:  # fmt: skip
+        if quantize not in QUANTIZE:
+            raise ConfigError(f"encoder.quantize must be one of {', '.join(map(repr, QUANTIZE))} (given: {quantize!r})")
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive (given: {batch_size})")
         if threads < 0:
@@ -208,6 +249,7 @@ class Encoder:
         if chunk_texts is not None and chunk_texts < 1:
             raise ValueError(f"chunk_texts must be positive (given: {chunk_texts})")
         self.threads = threads
+        self.quantize = quantize
         self.partitions = partitions
         self.chunk_texts = chunk_texts
         self.model = model
@@ -217,7 +259,10 @@ class Encoder:
         self._st: SentenceTransformer | None = None
         usable = model_path is not None and (model_path == model or Path(model_path).exists())
         self.model_path = model_path if usable else resolve_model_path(model)
-        self.cache = EmbeddingCache(cache_dir, model) if cache_dir is not None else None
+        # the cache follows what the model computes here: on CUDA int8 does not apply, the vectors are unquantised
+        self.quantized = effective_quantize(quantize, device)
+        cache_id = quantized_model_id(model, self.quantized)
+        self.cache = EmbeddingCache(cache_dir, cache_id) if cache_dir is not None else None
         self.stats = {"texts": 0, "cache_hits": 0, "embedded": 0, "seconds": 0.0}
         self.device_used: str | None = None
 
@@ -236,15 +281,21 @@ class Encoder:
                     f"encoder.model {self.model!r} could not be loaded offline: {err}. "
                     "Give a local model folder, or a model already in the Hugging Face cache."
                 ) from None
+            quantized = ""
             if self.device_used == "cuda":
                 st = st.half()
+                if self.quantize != "none":
+                    logger.info("encoder.quantize = %r does not apply on CUDA: the encoder runs there in fp16, "
+                                "unquantised", self.quantize)  # fmt: skip
+            elif self.quantize == "int8":
+                st = _quantize_int8(st)
+                quantized = ", linear layers quantised to int8 (torch dynamic quantisation)"
             self._st = st
             import torch
 
             threads = f", {self.threads or torch.get_num_threads()} torch threads" if self.device_used == "cpu" else ""
-            logger.info(
-                "loaded encoder %s on %s%s in %.1fs", self.model, self.device_used, threads, time.perf_counter() - t
-            )
+            logger.info("loaded encoder %s on %s%s%s in %.1fs", self.model, self.device_used, threads, quantized,
+                        time.perf_counter() - t)  # fmt: skip
         return self._st
 
     @property
@@ -322,31 +373,39 @@ class Encoder:
     def _embed_partitions(self, texts: list[str], keys: list[str], partitions: Partitions) -> np.ndarray:
         """The chunks of :meth:`_embed_chunks`, each embedded where ``partitions``' executor runs it."""
         chunks = self._chunks(texts)
-        spec = (self.model, self.model_path, self.device, self.batch_size, self.threads)
+        spec = (self.model, self.model_path, self.device, self.batch_size, self.threads, self.quantize)
         devices: set[str] = set()
+        uncached: list[bool] = []  # per chunk: computed where int8 applies differently from here (not cached)
 
         def vectors() -> Iterator[np.ndarray]:
             for vecs, device in partitions.map(encode_chunk, [[texts[i] for i in rows] for rows in chunks], spec):
                 devices.add(device)
+                other = self.quantize != "none" and (self.quantize if device == "cpu" else "none") != self.quantized
+                if other and not any(uncached):
+                    logger.warning("encoder.quantize = %r: a worker embedded on %s, where the quantisation differs "
+                                   "from here; its vectors are not cached", self.quantize, device)  # fmt: skip
+                uncached.append(other)
                 yield vecs
 
-        out = self._gather(chunks, vectors(), keys)
+        out = self._gather(chunks, vectors(), keys, uncached)
         self.device_used = ", ".join(sorted(devices))
         return out
 
-    def _gather(self, chunks: list[np.ndarray], vectors: Iterator[np.ndarray], keys: list[str]) -> np.ndarray:
-        """Place each chunk's vectors (in the order of ``chunks``) and cache them as they arrive."""
+    def _gather(self, chunks: list[np.ndarray], vectors: Iterator[np.ndarray], keys: list[str],
+                uncached: list[bool] | None = None) -> np.ndarray:  # fmt: skip
+        """Place each chunk's vectors (in the order of ``chunks``) and cache them as they arrive (but the chunks
+        that ``uncached``, filled as ``vectors`` yields, marks)."""
         out: np.ndarray | None = None
         n = sum(len(rows) for rows in chunks)
         t0 = time.perf_counter()
         done = 0
-        for rows, vecs in zip(chunks, vectors, strict=True):  # strict: the blocks' iterator is run to its end
+        for c, (rows, vecs) in enumerate(zip(chunks, vectors, strict=True)):  # strict: the iterator runs to its end
             if not np.isfinite(vecs).all():
                 raise DataError(f"encoder {self.model} produced non-finite embeddings for some texts")
             if out is None:
                 out = np.empty((n, vecs.shape[1]), dtype=np.float32)
             out[rows] = vecs
-            if self.cache:
+            if self.cache and not (uncached and uncached[c]):
                 self.cache.put([keys[i] for i in rows], out[rows])
             done += len(rows)
             if len(chunks) > 1:
@@ -358,23 +417,30 @@ class Encoder:
 _PROCESS_ENCODERS: dict[tuple, Encoder] = {}
 """The encoders that :func:`encode_chunk` loaded in this process, by model and settings (a model loads once)."""
 
+_LOAD_LOCK = threading.RLock()
+"""Held while a process's encoder is made and loaded (threads of one worker share it) and while a model is
+quantised (``quantize_dynamic`` run by two threads at once gave some wrong vectors)."""
+
 
 def encode_chunk(texts: list[str], spec: tuple) -> tuple[np.ndarray, str]:
     """One partition of :meth:`Encoder.encode`: embed ``texts`` (none cached) with the model ``spec`` names.
 
     Runs where the partitions' executor puts it (a Dask worker): the model loads on the first chunk a process
-    gets and stays loaded for the next ones. ``spec`` is ``(model, model_path, device, batch_size, threads)``; a
-    local ``model_path`` missing on this machine is resolved again from ``model``. The chunk is embedded in one
-    call, as :meth:`Encoder.encode` embeds each chunk in its own process.
+    gets and stays loaded for the next ones. ``spec`` is ``(model, model_path, device, batch_size, threads,
+    quantize)``; a local ``model_path`` missing on this machine is resolved again from ``model``. The chunk is
+    embedded in one call, as :meth:`Encoder.encode` embeds each chunk in its own process.
 
     Returns:
         (len(texts), dim) float32 vectors in the order of ``texts``, and the device they were computed on.
     """
-    encoder = _PROCESS_ENCODERS.get(spec)
-    if encoder is None:
-        model, path, device, batch_size, threads = spec
-        encoder = _PROCESS_ENCODERS[spec] = Encoder(model, device=device, batch_size=batch_size, model_path=path,
-                                                    threads=threads)  # fmt: skip
+    with _LOAD_LOCK:  # the worker's threads load the model once, not once each
+        encoder = _PROCESS_ENCODERS.get(spec)
+        if encoder is None:
+            model, path, device, batch_size, threads, quantize = spec
+            encoder = Encoder(model, device=device, batch_size=batch_size, model_path=path, threads=threads,
+                              quantize=quantize)  # fmt: skip
+            encoder._load_model()
+            _PROCESS_ENCODERS[spec] = encoder
     encoder.chunk_texts = max(len(texts), 1)  # one chunk: the caller cut them
     vectors = encoder._embed(texts, [""] * len(texts))
     return vectors, encoder.device_used or "cpu"
@@ -394,6 +460,8 @@ class EncoderSettings(Protocol):
     def batch_size(self) -> int: ...
     @property
     def threads(self) -> int: ...
+    @property
+    def quantize(self) -> str: ...
     @property
     def cache(self) -> bool: ...
     @property
@@ -422,7 +490,8 @@ class EncoderChoice:
 
     def encoder(self, settings: EncoderSettings, partitions: Partitions | None = None) -> Encoder:
         return Encoder(self.model, device=settings.device, batch_size=settings.batch_size, cache_dir=self.cache_dir,
-                       model_path=self.path, threads=settings.threads, partitions=partitions)  # fmt: skip
+                       model_path=self.path, threads=settings.threads, partitions=partitions,
+                       quantize=settings.quantize)  # fmt: skip
 
 
 def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSettings,
@@ -435,7 +504,7 @@ def embed_items(items: pl.DataFrame, choice: EncoderChoice, settings: EncoderSet
     texts = describe_items(items)
     encoder = choice.encoder(settings, partitions)
     vectors = encoder.encode(texts["description"].to_list())
-    stats = dict(encoder.stats, device=encoder.device_used or "not loaded (all cached)")
+    stats = dict(encoder.stats, device=encoder.device_used or "not loaded (all cached)", quantize=encoder.quantized)
     return Embeddings(texts["item_id"].to_numpy().astype(object), vectors, choice.label), stats
 
 

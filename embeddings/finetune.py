@@ -33,7 +33,15 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from embeddings.encoder import DEFAULT_MODEL, EncoderChoice, EncoderSettings, resolve_device, resolve_model_path
+from embeddings.encoder import (
+    DEFAULT_MODEL,
+    EncoderChoice,
+    EncoderSettings,
+    effective_quantize,
+    quantized_model_id,
+    resolve_device,
+    resolve_model_path,
+)
 from embeddings.errors import ConfigError, DataError
 from embeddings.text import describe_users
 
@@ -328,8 +336,9 @@ def choose_encoder(settings: EncoderSettings, cache_dir: Path | None, train: pl.
     """
     emb_cache = (cache_dir / "embeddings") if (settings.cache and cache_dir) else None
     path = resolve_model_path(settings.model)
+    quantized = effective_quantize(settings.quantize, settings.device)  # int8 vectors are labelled apart
     if not settings.finetune:
-        return EncoderChoice(settings.model, path, settings.model, emb_cache)
+        return EncoderChoice(settings.model, path, quantized_model_id(settings.model, quantized), emb_cache)
     if train is None or items is None or cache_dir is None:
         raise ConfigError("encoder.finetune = true needs the split's train rows, the items and a cache folder: pass "
                           "train=, items= and cache_dir= (the flow does this; see flows/pipeline.py)")  # fmt: skip
@@ -351,7 +360,7 @@ def choose_encoder(settings: EncoderSettings, cache_dir: Path | None, train: pl.
     else:
         logger.info("reusing the fine-tuned encoder %s", folder)
     weights = str(info.get("weights_sha256", ""))[:12]
-    label = f"{settings.model}+finetuned:{weights}"
+    label = quantized_model_id(f"{settings.model}+finetuned:{weights}", quantized)
     return EncoderChoice(str(folder), str(folder), label, (emb_cache / f"finetuned-{weights}") if emb_cache else None)
 
 

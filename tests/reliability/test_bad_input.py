@@ -337,6 +337,14 @@ CASES = [
         in_flow=False,
     ),  # fmt: skip
     Case(
+        "config-encoder-quantize-unknown",
+        _args("--set", "encoder.quantize='int4'"),
+        ["encoder.quantize", "Input should be 'none' or 'int8'", "(given: 'int4')"],
+        ConfigError,
+        names=None,
+        in_flow=False,
+    ),  # fmt: skip
+    Case(
         "config-rating-scale-reversed",
         _args("--set", "data.rating_scale=[5, 1]"),
         ["data.rating_scale must be [lowest, highest]", "[5.0, 1.0]"],

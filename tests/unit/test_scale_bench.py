@@ -58,10 +58,11 @@ def test_growth_slopes(bench):
         return {"size": size, "feedback": "explicit", "exit": 0, "n_interactions": n, "seconds": seconds,
                 "peak_mib": peak, "stage_seconds": {"rank": rank, "flow": seconds}}  # fmt: skip
 
-    text = bench.growth([row("XS", 50, 1.0, 1.0, 1.0), row("a", 1000, 10.0, 100.0, 10.0),
+    overridden = {**row("a", 1000, 30.0, 90.0, 10.0), "system": "segflow run (defaults) + encoder.quantize=int8"}
+    text = bench.growth([row("XS", 50, 1.0, 1.0, 1.0), row("a", 1000, 10.0, 100.0, 10.0), overridden,
                          row("mls-shape", 2000, 90.0, 50.0, 5.0), row("b", 4000, 40.0, 200.0, 160.0)])  # fmt: skip
     lines = text.splitlines()
-    assert len(lines) == 3, "one growth row between consecutive sizes, XS and mls-shape left out"
+    assert len(lines) == 3, "one growth row between consecutive sizes, XS, mls-shape and --set runs left out"
     assert "| a → b explicit | 4.00 | 4.00 (1.00) | 2.00 (0.50) |" in lines[2] and "rank 16.0" in lines[2]
 
 
