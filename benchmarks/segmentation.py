@@ -44,6 +44,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -499,7 +500,7 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
             world, log = WORLDS[name], world_log(name, n, seed=seed)
             folder = workdir / f"cli-{name}-{n}-{seed}"
             files = log.write(folder / "data", fmt="csv")
-            argv = [sys.executable, "-m", "flows.cli", "run", "--ratings", str(files["ratings"]), "--items",
+            argv = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "run", "--ratings", str(files["ratings"]), "--items",
                     str(files["items"]), *CLI_COLUMNS[log.feedback], "--output", str(folder / "runs"), "--seed",
                     str(seed), *(a for x in CLI_SETS for a in ("--set", x))]  # fmt: skip
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
@@ -508,8 +509,10 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
             proc = subprocess.run(argv, env=env, capture_output=True, text=True)
             seconds = time.perf_counter() - t
             (folder / "run.log").write_text(proc.stdout + proc.stderr)
+            peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)  # from /usr/bin/time -v
             row = {"system": "segflow", "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
                    "n_users": n, "run": "cli", "seconds": round(seconds, 1), "exit": proc.returncode,
+                   "peak_mib": round(int(peak.group(1)) / 1024) if peak else None,
                    "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log")}}  # fmt: skip
             users = folder / "runs" / "latest" / "users.parquet"
             if proc.returncode == 0 and users.is_file():
