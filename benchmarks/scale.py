@@ -55,8 +55,8 @@ import polars as pl
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from segmentation.synthetic import CLI_COLUMNS, synthetic_log  # noqa: E402
 from segmentation.synthetic import SIZES as NAMED  # noqa: E402
-from segmentation.synthetic import synthetic_log  # noqa: E402
 
 #: Sizes: XS as the generator names it, then S's ratios (1 item per 5 users, 30
 #: interactions per user on average) at growing user counts, then S and M themselves.
@@ -75,15 +75,6 @@ SIZES: dict[str, dict[str, int]] = {
 #: Sizes of another shape than S's (items per user, interactions per user): left out of the growth table.
 OTHER_SHAPES = ("XS", "mls-shape")
 OUT = ROOT / "benchmarks" / "results" / "scale.json"
-
-COLUMNS = {
-    "explicit": ["--user-col", "user", "--item-col", "item", "--rating-col", "stars", "--time-col", "time",
-                 "--item-id-col", "item_id", "--title-col", "name", "--category-col", "categories",
-                 "--text-cols", "description"],
-    "implicit": ["--user-col", "userID", "--item-col", "artistID", "--rating-col", "", "--weight-col", "weight",
-                 "--time-col", "time", "--item-id-col", "id", "--title-col", "name", "--category-col", "tags",
-                 "--text-cols", "description"],
-}  # fmt: skip
 
 
 def _time_v(stderr: str) -> tuple[float | None, float | None]:
@@ -124,7 +115,7 @@ def one(name: str, feedback: str, extra: list[str], keep_logs: bool, work: Path)
     drawn = time.perf_counter() - t0
     out, cache = folder / "runs", folder / "cache"
     argv = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "run", "--ratings", str(files["ratings"]),
-            "--items", str(files["items"]), "--users", str(files["users"]), *COLUMNS[feedback], "--output", str(out),
+            "--items", str(files["items"]), "--users", str(files["users"]), *CLI_COLUMNS[feedback], "--output", str(out),
             "--set", f"cache_dir='{cache}'", *(a for s in extra for a in ("--set", s))]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}
     load_before = os.getloadavg()[0]

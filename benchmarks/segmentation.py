@@ -468,15 +468,6 @@ def run_worlds(
     return rows
 
 
-CLI_COLUMNS = {
-    "explicit": ["--user-col", "user", "--item-col", "item", "--rating-col", "stars", "--time-col", "time",
-                 "--item-id-col", "item_id", "--title-col", "name", "--category-col", "categories",
-                 "--text-cols", "description"],
-    "implicit": ["--user-col", "userID", "--item-col", "artistID", "--rating-col", "", "--weight-col", "weight",
-                 "--time-col", "time", "--item-id-col", "id", "--title-col", "name", "--category-col", "tags",
-                 "--text-cols", "description"],
-}  # fmt: skip
-"""The column flags of :meth:`segmentation.synthetic.SyntheticLog.write`'s CSV files (as ``benchmarks/scale.py``)."""
 CLI_SETS = ["evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model=mf",
             'ranker.rankers=["most-popular"]']  # fmt: skip
 """The CLI rows skip the stability refits and fit the fastest rating model and ranker (none of them changes the
@@ -490,9 +481,7 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
     The CLI builds user vectors from the train split only (the library path above from every interaction), so a
     user whose interactions all fell into validation or test is not segmented; ``users_scored`` says how many were.
     """
-    import subprocess
-
-    from segmentation.synthetic import WORLDS, world_log
+    from segmentation.synthetic import CLI_COLUMNS, WORLDS, world_log
 
     rows = []
     for seed in seeds:

@@ -55,7 +55,7 @@ import polars as pl
 
 from segmentation.planted import NOISE_LABEL, zipf_sizes
 
-__all__ = ["SIZES", "WORLDS", "SyntheticLog", "World", "synthetic_log", "world_log"]
+__all__ = ["CLI_COLUMNS", "SIZES", "WORLDS", "SyntheticLog", "World", "synthetic_log", "world_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,17 @@ _WORDS = [
     "Café", "Señor", "Björk-like", "Møller", "Zoë", "Noël",
 ]  # fmt: skip
 _NOUNS = ["Band", "Collective", "Trio", "Orchestra", "Project", "Brothers", "Sisters", "Club", "Machine", "Society"]
+
+
+CLI_COLUMNS: dict[str, list[str]] = {
+    "explicit": ["--user-col", "user", "--item-col", "item", "--rating-col", "stars", "--time-col", "time",
+                 "--item-id-col", "item_id", "--title-col", "name", "--category-col", "categories",
+                 "--text-cols", "description"],
+    "implicit": ["--user-col", "userID", "--item-col", "artistID", "--rating-col", "", "--weight-col", "weight",
+                 "--time-col", "time", "--item-id-col", "id", "--title-col", "name", "--category-col", "tags",
+                 "--text-cols", "description"],
+}  # fmt: skip
+"""``segflow run``'s column flags for the CSV files :meth:`SyntheticLog.write` writes, by feedback."""
 
 
 @dataclass(frozen=True)

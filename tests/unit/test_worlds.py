@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from segmentation.planted import NOISE_LABEL
-from segmentation.synthetic import WORLDS, synthetic_log, world_log
+from segmentation.synthetic import CLI_COLUMNS, WORLDS, synthetic_log, world_log
 
 N = 3_000
 
@@ -213,11 +213,11 @@ def test_tuning_sweeps_refuse_held_out_worlds(flag, capsys):
 
 @pytest.mark.parametrize("name", ["taste", "sparse-implicit"])
 def test_cli_rows_name_the_columns_the_world_export_has(name, tmp_path):
-    # --worlds-cli runs `segflow run` on SyntheticLog.write's CSV files with CLI_COLUMNS: every column it names exists
-    bench = _bench()
+    # --worlds-cli and benchmarks/scale.py run `segflow run` on SyntheticLog.write's CSV files with CLI_COLUMNS:
+    # every column it names exists
     log = world_log(name, 200, n_items=300, seed=0)
     files = log.write(tmp_path, fmt="csv")
-    flags = dict(zip(bench.CLI_COLUMNS[log.feedback][::2], bench.CLI_COLUMNS[log.feedback][1::2]))
+    flags = dict(zip(CLI_COLUMNS[log.feedback][::2], CLI_COLUMNS[log.feedback][1::2]))
     ratings, items = pl.read_csv(files["ratings"]).columns, pl.read_csv(files["items"]).columns
     for flag in ("--user-col", "--item-col", "--time-col", "--rating-col", "--weight-col"):
         if flags.get(flag):
