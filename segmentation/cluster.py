@@ -313,28 +313,25 @@ def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, activ
         sim[lo + rows] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[rows]]).sum(
             axis=1
         )
+    # a score that grows as a member strays: the evidence-weighted one (infinite at s <= 0), else -s
     if evidence:
         count = np.ones(n) if activity is None else np.maximum(np.asarray(activity, dtype=np.float64), 1.0)
         with np.errstate(divide="ignore", invalid="ignore"):
             score = np.where(sim > 0, np.log(count * np.maximum(1.0 / np.maximum(sim, 1e-12) ** 2 - 1.0, 0.0) + 1e-12),
                              np.inf)  # fmt: skip
+    else:
+        score = -sim
     for c in range(k):
         members = labels == c
         if members.sum() < 2:
             continue
-        if evidence:
-            s = score[members]
-            finite = np.isfinite(s)
-            if not finite.any():
-                continue
-            med = np.median(s[finite])
-            mad = 1.4826 * np.median(np.abs(s[finite] - med))
-            far[members] = ~finite | (s > med + z * max(mad, 1e-9))
-        else:
-            s = sim[members]
-            med = np.median(s)
-            mad = 1.4826 * np.median(np.abs(s - med))
-            far[members] = s < med - z * max(mad, 1e-9)
+        s = score[members]
+        finite = np.isfinite(s)
+        if not finite.any():
+            continue
+        med = np.median(s[finite])
+        mad = 1.4826 * np.median(np.abs(s[finite] - med))
+        far[members] = ~finite | (s > med + z * max(mad, 1e-9))
     return far
 
 
