@@ -146,11 +146,16 @@ def quantized_model_id(model: str, quantize: str) -> str:
     return model if quantize == "none" else f"{model}+{quantize}"
 
 
+def _quantize_on(quantize: str, device_used: str) -> str:
+    """What ``quantize`` does on a resolved device (``cpu`` or ``cuda``): ``int8`` only on the CPU."""
+    return quantize if device_used == "cpu" else "none"
+
+
 def effective_quantize(quantize: str, device: str) -> str:
     """What ``quantize`` does on ``device`` (resolved as :func:`resolve_device` does): ``int8`` only on the CPU."""
     if quantize == "none":
         return "none"
-    return quantize if resolve_device(device) == "cpu" else "none"
+    return _quantize_on(quantize, resolve_device(device))
 
 
 def _quantize_int8(st: "SentenceTransformer") -> "SentenceTransformer":
@@ -380,7 +385,7 @@ class Encoder:
         def vectors() -> Iterator[np.ndarray]:
             for vecs, device in partitions.map(encode_chunk, [[texts[i] for i in rows] for rows in chunks], spec):
                 devices.add(device)
-                other = self.quantize != "none" and (self.quantize if device == "cpu" else "none") != self.quantized
+                other = _quantize_on(self.quantize, device) != self.quantized
                 if other and not any(uncached):
                     logger.warning("encoder.quantize = %r: a worker embedded on %s, where the quantisation differs "
                                    "from here; its vectors are not cached", self.quantize, device)  # fmt: skip
