@@ -2,6 +2,7 @@
 them cut to their first rows as the run's sparse users, item vectors from the categories (no encoder)."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -44,3 +45,18 @@ def segmentation_of(labels: pl.DataFrame) -> Segmentation:
     seg = labels["segment_id"].cast(pl.Int32)
     a = labels.select("user_id").with_columns(seg.alias("segment_id"), seg.alias("nearest_segment"))
     return Segmentation(a, np.zeros((a.height, 2), np.float32), int(seg.n_unique()), 5, {})
+
+
+def run_folder_with(block: dict, folder: Path) -> tuple[Path, dict]:
+    """A run folder at ``folder`` (tests.fixtures_report's 90 users in 3 segments) whose metrics carry the
+    cold-start ``block`` and the verdicts on it: the folder, and its metrics."""
+    import dataclasses
+
+    from segmentation.verdicts import run_verdicts
+    from tests.fixtures_report import make_report_input, write_run_folder
+
+    data = make_report_input(n_users=90, n_segments=3, seed=2)
+    metrics = {**data.metrics, "cold_start": block}
+    metrics["verdicts"] = run_verdicts(metrics, data.config, [(p.segment_id, p.name, p.stability) for p in data.profiles],
+                                       data.models_by_segment())  # fmt: skip
+    return write_run_folder(dataclasses.replace(data, metrics=metrics), folder), metrics

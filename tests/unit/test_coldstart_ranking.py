@@ -12,7 +12,7 @@ from segmentation.data import Dataset, Split
 from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import random_partition
 from segmentation.rank import rank_test_users
-from tests.fixtures_coldstart import segmentation_of, sparse_world
+from tests.fixtures_coldstart import run_folder_with, segmentation_of, sparse_world
 
 CONFIG = PredictorConfig(model="mf", refit=False, cold_start={"ks": [1, 3, 5], "gate_bootstrap": 300})
 RANKER = RankerConfig(rankers=["ease"])
@@ -108,7 +108,6 @@ def test_no_sparse_user_fits_nothing(world, monkeypatch):
 
 
 def test_the_words_and_old_run_folders(world, planted_run, tmp_path):
-    import dataclasses
     import html
     import json
 
@@ -116,18 +115,12 @@ def test_the_words_and_old_run_folders(world, planted_run, tmp_path):
     from reports import render_report
     from segmentation.run_folder import load_run_folder
     from segmentation.runs import json_safe
-    from segmentation.verdicts import run_verdicts
-    from tests.fixtures_report import make_report_input, write_run_folder
 
     items, split, emb, truth, _, dataset = world
     rankings = rank_test_users(split, dataset, emb, segmentation_of(truth), RANKER, EvalConfig(), 0,
                                cold_start=planted_run)  # fmt: skip
     block = json_safe(evaluate_cold_start(planted_run, split.test, None, rankings, seed=0))
-    data = make_report_input(n_users=90, n_segments=3, seed=2)
-    metrics = {**data.metrics, "cold_start": block}
-    metrics["verdicts"] = run_verdicts(metrics, data.config, [(p.segment_id, p.name, p.stability) for p in data.profiles],
-                                       data.models_by_segment())  # fmt: skip
-    run_dir = write_run_folder(dataclasses.replace(data, metrics=metrics), tmp_path / "20260101-020000-aaaa")
+    run_dir, metrics = run_folder_with(block, tmp_path / "20260101-020000-aaaa")
     run = load_run_folder(run_dir)
     cs = run.cold_start
     assert cs is not None and cs.ranking is not None and cs.ranking["by_k"]["5"]["used"] == "segment"

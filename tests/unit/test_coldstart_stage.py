@@ -10,7 +10,7 @@ from segmentation.config import IndexConfig, MFConfig, PredictorConfig
 from segmentation.data import Split, split_ratings
 from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import fit_global_predictor, random_partition
-from tests.fixtures_coldstart import segmentation_of, sparse_world
+from tests.fixtures_coldstart import run_folder_with, segmentation_of, sparse_world
 
 CONFIG = PredictorConfig(model="mf", refit=False, mf=MFConfig(embedding_size=16, epochs=40),
                          cold_start={"ks": [1, 3, 5], "gate_bootstrap": 300})  # fmt: skip
@@ -107,7 +107,6 @@ def test_the_gate_is_judged_on_at_most_gate_max_users(world):
 
 
 def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(world, planted_run, tmp_path):
-    import dataclasses
     import html
     import json
 
@@ -115,16 +114,10 @@ def test_the_block_round_trips_through_the_run_folder_and_the_report_says_it(wor
     from reports import render_report
     from segmentation.run_folder import load_run_folder
     from segmentation.runs import json_safe
-    from segmentation.verdicts import run_verdicts
-    from tests.fixtures_report import make_report_input, write_run_folder
 
     _, split, _, model, _, _ = world
     block = json_safe(evaluate_cold_start(planted_run, split.test, model, n_boot=100, seed=0))
-    data = make_report_input(n_users=90, n_segments=3, seed=2)
-    metrics = {**data.metrics, "cold_start": block}
-    metrics["verdicts"] = run_verdicts(metrics, data.config, [(p.segment_id, p.name, p.stability) for p in data.profiles],
-                                       data.models_by_segment())  # fmt: skip
-    run_dir = write_run_folder(dataclasses.replace(data, metrics=metrics), tmp_path / "20260101-020000-aaaa")
+    run_dir, metrics = run_folder_with(block, tmp_path / "20260101-020000-aaaa")
     run = load_run_folder(run_dir)
     cs = run.cold_start
     assert cs is not None and cs.skipped is None and cs.ks == [1, 3, 5] and len(cs.gates) == 3
