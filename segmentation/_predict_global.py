@@ -190,7 +190,7 @@ class GlobalPredictor:
         ratings = split.train["rating"].to_numpy()
         self.rating_range_ = (float(ratings.min()), float(ratings.max()))
         self._set_vocab(split.train)
-        names = self._affordable(names, split.train_full)
+        names = self._affordable(self._svdpp_within_cap(names, split.train.height), split.train_full)
         train, valid = self._encode(split.train), self._encode(split.valid)
         features = self._features(names, item_embeddings)
         data = FitData(train, valid, len(self.user_vocab_), len(self.item_vocab_), self.rating_range_,  # type: ignore[arg-type]
@@ -222,6 +222,18 @@ class GlobalPredictor:
             self._refit(split, item_embeddings, names, device)
         self.seconds_ = time.perf_counter() - t0
         logger.info("rating model %s: valid RMSE %.4f, %.1f s", cfg.model, self.valid_rmse_["model"], self.seconds_)
+
+    def _svdpp_within_cap(self, names: list[str], n_train: int) -> list[str]:
+        """A blend over more than ``blend.svdpp_max_ratings`` training ratings fits 'mf' in place of 'svdpp'
+        (drops 'svdpp' when 'mf' is there too): the log says so. A single 'svdpp' model is left as chosen."""
+        cap = self.config.blend.svdpp_max_ratings
+        if self.config.model != "blend" or "svdpp" not in names or cap is None or n_train <= cap:
+            return names
+        swapped = list(dict.fromkeys("mf" if n == "svdpp" else n for n in names))
+        logger.info("rating blend on %s training ratings, over predictor.blend.svdpp_max_ratings = %s: components %s "
+                    "instead of %s (SVD++ costs more per epoch than MF and its blend needs a second MF for the "
+                    "new-user priors)", f"{n_train:,}", f"{cap:,}", swapped, names)  # fmt: skip
+        return swapped
 
     def _affordable(self, names: list[str], frame: pl.DataFrame) -> list[str]:
         """Drop (blend) or refuse (single model) the components whose estimated peak is over ``dense_budget_mib``.

@@ -413,6 +413,24 @@ def test_dense_components_over_the_budget_are_left_out_or_refused(caplog) -> Non
         fit_global_predictor(split, _with(config, model="autorec"), seed=0)
 
 
+def test_a_blend_over_the_svdpp_cap_fits_mf_instead_and_says_so(caplog) -> None:
+    split = planted_low_rank()
+    n = split.train.height
+    config = _with(BLEND, blend={"components": ["svdpp", "item-knn"], "svdpp_max_ratings": n - 1}, refit=False,
+                   mf={"epochs": 2}, svdpp={"epochs": 2})  # fmt: skip
+    with caplog.at_level("INFO", logger="segmentation._predict_global"):
+        model = fit_global_predictor(split, config, seed=0)
+    assert model.component_names == ["mf", "item-knn"]
+    assert model.params_ is not None  # the new-user priors reuse this MF instead of fitting another
+    assert f"over predictor.blend.svdpp_max_ratings = {n - 1:,}: components ['mf', 'item-knn']" in caplog.text
+    both = _with(config, blend={"components": ["mf", "svdpp"], "svdpp_max_ratings": n - 1})
+    assert fit_global_predictor(split, both, seed=0).component_names == ["mf"]
+    at_cap = _with(config, blend={"components": ["svdpp", "item-knn"], "svdpp_max_ratings": n})
+    assert fit_global_predictor(split, at_cap, seed=0).component_names == ["svdpp", "item-knn"]
+    single = _with(config, model="svdpp")  # a single model stays as chosen
+    assert fit_global_predictor(split, single, seed=0).component_names == ["svdpp"]
+
+
 def test_blend_with_few_validation_rows_averages_its_components() -> None:
     split = planted_low_rank()
     tiny = Split(split.train, split.valid.head(12), split.test, "tiny")
