@@ -60,13 +60,21 @@ _NEEDS_ITEMS = ("category-hist", "liked-category-hist")
 SVD_FACTORS = 64
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return (x / np.maximum(norms, 1e-12)).astype(np.float32)
+def _normalise(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """Rows of ``x`` scaled to unit length, as float32; ``in_place`` scales ``x`` itself first (the same values,
+    without a second table of its size: 1M users x 384 float64 is 3 GB)."""
+    norms = np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    if in_place:
+        x /= norms
+        return x.astype(np.float32, copy=False)
+    return (x / norms).astype(np.float32)
 
 
-def _centred(x: np.ndarray) -> np.ndarray:
-    """``x`` less its mean row (the mean user), in float64."""
+def _centred(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
+    """``x`` less its mean row (the mean user), in float64; ``in_place`` subtracts from a float64 ``x`` itself."""
+    if in_place and x.dtype == np.float64:
+        x -= x.mean(axis=0, keepdims=True)
+        return x
     x = np.asarray(x, dtype=np.float64)
     return x - x.mean(axis=0, keepdims=True)
 
@@ -233,8 +241,11 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
                 raise DataError("represent: the items have no categories, so category histograms are empty")
             logger.warning("represent: the items have no categories; %r reduces to its other parts", method)
     mat = _Matrix(interactions, item_embeddings.ids)
-    blocks = [_base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed, partitions) for p in parts]
-    blocks = [_normalise(_centred(b) if centre else b) for b in blocks]
+    blocks = []
+    for p in parts:  # one part's float64 table at a time, centred and scaled in place (each _base table is new)
+        b = _base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed, partitions)
+        blocks.append(_normalise(_centred(b, in_place=True) if centre else b, in_place=True))
+        del b
     out = _normalise(np.hstack(blocks)) if len(blocks) > 1 else blocks[0]
     if not np.isfinite(out).all():
         raise DataError("represent: user vectors contain NaN or infinity")

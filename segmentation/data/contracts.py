@@ -78,6 +78,10 @@ class Split:
         return pl.concat([self.train, self.valid])
 
 
+_DICT_LOOKUP_MAX = 50_000
+"""Vocab.lookup: the most ids looked up through the dict; more go through a polars join."""
+
+
 @dataclass(frozen=True)
 class Vocab:
     """A fixed mapping between external string ids and contiguous ``*_num`` indices."""
@@ -94,10 +98,31 @@ class Vocab:
         return len(self.ids)
 
     def lookup(self, ids: "pl.Series | list[str] | np.ndarray", *, missing: int | None = None) -> np.ndarray:
-        """Indices of ``ids``; unknown ids raise KeyError unless ``missing`` gives a fill value."""
-        if missing is None:
-            return np.fromiter((self._index[s] for s in ids), dtype=np.int64, count=len(ids))
-        return np.fromiter((self._index.get(s, missing) for s in ids), dtype=np.int64, count=len(ids))
+        """Indices of ``ids``; unknown ids raise KeyError unless ``missing`` gives a fill value.
+
+        Up to :data:`_DICT_LOOKUP_MAX` ids go through a dict; more, through one polars hash join (a training
+        set's 25M rows: seconds instead of minutes of Python, without a Python string per row).
+        """
+        if len(ids) <= _DICT_LOOKUP_MAX:
+            if missing is None:
+                return np.fromiter((self._index[s] for s in ids), dtype=np.int64, count=len(ids))
+            return np.fromiter((self._index.get(s, missing) for s in ids), dtype=np.int64, count=len(ids))
+        keys = pl.Series("id", np.asarray(ids, dtype=object) if not isinstance(ids, pl.Series) else ids, pl.String)
+        num = keys.to_frame().join(self._frame(), on="id", how="left", maintain_order="left")["num"]
+        if missing is None and num.null_count():
+            raise KeyError(keys.filter(num.is_null())[0])
+        return num.fill_null(-1 if missing is None else missing).to_numpy().astype(np.int64, copy=False)
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_frame_cache"}  # rebuilt on demand
+
+    def _frame(self) -> pl.DataFrame:
+        frame = self.__dict__.get("_frame_cache")
+        if frame is None:
+            frame = pl.DataFrame({"id": pl.Series(self.ids, dtype=pl.String),
+                                  "num": pl.Series(np.arange(len(self.ids)), dtype=pl.Int64)})  # fmt: skip
+            object.__setattr__(self, "_frame_cache", frame)
+        return frame
 
 
 def check_schema(frame: pl.DataFrame | pl.LazyFrame, schema: pl.Schema, *, what: str) -> None:

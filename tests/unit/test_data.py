@@ -1,5 +1,7 @@
 """Loaders, the validation step and the protocol's splits."""
 
+import pickle
+
 import numpy as np
 import polars as pl
 import pytest
@@ -194,3 +196,23 @@ def test_cli_tags_flag_sets_data_tags(files, tmp_path, capsys):
     tags = write(tmp_path / "tags.csv", "user_id,item_id,tag\n1,a,dark\n")
     assert main(["config", "--ratings", str(r), "--items", str(i), "--tags", str(tags)]) == 0
     assert f'tags = "{tags}"' in capsys.readouterr().out
+
+
+def test_vocab_lookup_gives_the_same_numbers_by_dict_and_by_join(monkeypatch) -> None:
+    import segmentation.data.contracts as contracts
+    from segmentation.data import Vocab
+
+    vocab = Vocab.from_ids([f"u{i:03d}" for i in range(300)])
+    rng = np.random.default_rng(0)
+    queries = [f"u{i:03d}" for i in rng.integers(0, 400, 2_000)]  # a quarter unknown
+    small = vocab.lookup(queries, missing=-1)  # under the size limit: the dict
+    assert (small == [int(q[1:]) if int(q[1:]) < 300 else -1 for q in queries]).all()
+    monkeypatch.setattr(contracts, "_DICT_LOOKUP_MAX", 10)  # every lookup of more than 10 ids: the join
+    for form in (queries, pl.Series(queries), np.asarray(queries, dtype=object)):
+        got = vocab.lookup(form, missing=-1)
+        assert got.dtype == np.int64 and (got == small).all()
+    assert (vocab.lookup(queries, missing=7) == np.where(small < 0, 7, small)).all()
+    with pytest.raises(KeyError, match=queries[int(np.argmax(small < 0))]):
+        vocab.lookup(queries)
+    known = [q for q, n in zip(queries, small) if n >= 0]
+    assert (pickle.loads(pickle.dumps(vocab)).lookup(known) == small[small >= 0]).all()
