@@ -76,38 +76,53 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
     Returns:
         Frame with schema ``USER_PROFILES``, one row per user in ``interactions``.
     """
-    joined = interactions.join(items.select("item_id", "title", "categories"), on="item_id", how="left").with_columns(
-        pl.col("title").fill_null(pl.col("item_id"))  # an item missing from ``items`` is named by its id
+    # Items as codes numbered in (title, item_id) order, so that sorting by the code sorts as by title and id; the
+    # wide columns (titles, category lists) meet only the few rows kept per user, never every interaction (at 1M
+    # users and 25M rows, joining them to every row took gigabytes).
+    named = (
+        interactions.select("item_id").unique()
+        .join(items.select("item_id", "title", "categories"), on="item_id", how="left")
+        .with_columns(pl.col("title").fill_null(pl.col("item_id")))  # an item missing from ``items``: its id
+        .sort(["title", "item_id"])
+        .with_row_index("_code")
+    )  # fmt: skip
+    by_user = (
+        interactions.select("user_id", "item_id", "rating", "timestamp")
+        .join(named.select("item_id", "_code"), on="item_id", how="left")
+        .drop("item_id")
+        .with_columns((pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred"))
     )
-    stats = joined.group_by("user_id").agg(
-        pl.len().alias("n"),
-        pl.col("rating").mean().alias("mean"),
-    )
-    by_user = joined.with_columns((pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred"))
-    loves = (
+    stats = by_user.group_by("user_id").agg(pl.len().alias("n"), pl.col("rating").mean().alias("mean"))
+    titles = named.select("_code", "title")
+
+    def first_titles(rows: pl.DataFrame, descending: bool, name: str) -> pl.DataFrame:
         # ties broken by title and id: the order must not depend on other users' rows (incremental embedding)
-        by_user.sort(
-            ["rating", "timestamp", "title", "item_id"], descending=[True, True, False, False], nulls_last=True
-        )  # fmt: skip
-        .filter(pl.col("centred") >= 0 if not implicit else pl.lit(True))
-        .group_by("user_id", maintain_order=True)
-        .agg(pl.col("title").head(n_titles).alias("loves"))
-    )
-    dislikes = (
-        by_user.filter(pl.col("centred") < -0.75)
-        .sort(["rating", "timestamp", "title", "item_id"], descending=[False, True, False, False], nulls_last=True)
-        .group_by("user_id", maintain_order=True)
-        .agg(pl.col("title").head(n_titles).alias("dislikes"))
-    )
+        kept = (
+            rows.sort(["rating", "timestamp", "_code"], descending=[descending, True, False], nulls_last=True)
+            .group_by("user_id", maintain_order=True)
+            .head(n_titles)
+            .join(titles, on="_code", how="left", maintain_order="left")
+        )
+        return kept.group_by("user_id", maintain_order=True).agg(pl.col("title").alias(name))
+
+    loves = first_titles(by_user.filter(pl.col("centred") >= 0) if not implicit else by_user, True, "loves")
+    dislikes = first_titles(by_user.filter(pl.col("centred") < -0.75), False, "dislikes")
+    # categories as codes in name order, per item once; each liked row then carries one small code per category
+    item_cats = named.select("_code", "categories").explode("categories").drop_nulls("categories")
+    names = item_cats.select(pl.col("categories").unique().sort()).with_row_index("_cat")
+    item_cats = item_cats.join(names, on="categories").select("_code", "_cat")
     genres = (
         by_user.filter(pl.col("centred") >= 0)
-        .explode("categories")
-        .drop_nulls("categories")
-        .group_by("user_id", "categories")
+        .select("user_id", "_code")
+        .join(item_cats, on="_code")
+        .group_by("user_id", "_cat")
         .agg(pl.len().alias("c"))
-        .sort(["user_id", "c", "categories"], descending=[False, True, False])
+        .sort(["user_id", "c", "_cat"], descending=[False, True, False])
         .group_by("user_id", maintain_order=True)
-        .agg(pl.col("categories").head(n_genres).alias("genres"))
+        .head(n_genres)
+        .join(names, on="_cat", how="left", maintain_order="left")
+        .group_by("user_id", maintain_order=True)
+        .agg(pl.col("categories").alias("genres"))
     )
     frame = (
         stats.join(loves, on="user_id", how="left")
