@@ -308,12 +308,18 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     activity = inter.group_by("user_id").len()
     overall_activity = to_float(activity["len"].mean(), 0.0)
 
+    # category counts per segment from (segment, item) counts, at most segments x items rows: exploding every
+    # interaction's category list took 9 GB at 1M users and 25M rows
     cat_all = (
-        inter.join(items.select("item_id", "categories"), on="item_id").explode("categories").drop_nulls("categories")
-    )
+        inter.group_by("segment_id", "item_id").len()
+        .join(items.select("item_id", "categories"), on="item_id")
+        .explode("categories").drop_nulls("categories")
+        .group_by("segment_id", "categories").agg(pl.col("len").sum())
+    )  # fmt: skip
     cat_overall = (
-        cat_all.group_by("categories").len().with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
-    )
+        cat_all.group_by("categories").agg(pl.col("len").sum())
+        .with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
+    )  # fmt: skip
     item_users_all = inter.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_all"))
 
     desc = dict(zip(item_texts["item_id"], item_texts["description"]))
@@ -325,7 +331,7 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         seg = inter.filter(pl.col("segment_id") == sid)
         # categories by lift, with a support floor so a single odd rating does not win
         cs = (
-            cat_all.filter(pl.col("segment_id") == sid).group_by("categories").len()
+            cat_all.filter(pl.col("segment_id") == sid).select("categories", "len")
             .with_columns((pl.col("len") / pl.col("len").sum()).alias("p_seg"))
             .join(cat_overall.select("categories", "p_all"), on="categories")
             .with_columns((pl.col("p_seg") / pl.col("p_all")).alias("lift"))
