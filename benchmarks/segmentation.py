@@ -31,6 +31,7 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
     python benchmarks/segmentation.py --no-main --worlds taste,style,light --evidence-grid --seeds 0,1,2 \
         --out benchmarks/results/segmentation_evidence.json   # the rules weighed by each user's activity (tuning)
     python benchmarks/segmentation.py --no-main --worlds all --worlds-cli --seeds 0 --merge   # the CLI path, per world
+    python benchmarks/segmentation.py --no-main --worlds all --oracle --seeds 0,1,2 --merge   # each world's ceiling
 
 World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
 the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
@@ -515,6 +516,54 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
     return rows
 
 
+ORACLE_VIEWS = (("oracle[all interactions]", None), ("oracle[random90 train_full]", "random90"))
+"""The oracle's rows: the Bayes labelling from every interaction (what the library path segments) and from the
+train rows of the default split (``split.train_full`` of ``random90``: what a CLI run segments)."""
+
+
+def run_worlds_oracle(names: list[str], n: int, seeds: list[int]) -> list[dict]:
+    """The ceiling per world (``--oracle``): ARI of the Bayes labelling that knows the generator's parameters.
+
+    Each user gets the most probable label (a planted segment or noise) given that user's interactions alone, under
+    the parameters the world was drawn with (:meth:`segmentation.synthetic.GenerativeModel.bayes_labels`; what it
+    conditions on is in its docstring). No UMAP, no encoder: seconds per world. ``calibration`` in the notes is the
+    mean highest posterior beside the share labelled right (equal when the posterior is the generator's).
+    """
+    from segmentation.data import split_ratings
+    from segmentation.synthetic import WORLDS, world_log
+
+    rows = []
+    for seed in seeds:
+        for name in names:
+            world, log = WORLDS[name], world_log(name, n, seed=seed)
+            model = log.generator
+            seen = log.interactions.group_by("user_id").len()
+            drawn = pl.DataFrame({"user_id": [f"u{i}" for i in range(len(model.drawn_activity))],
+                                  "drawn": model.drawn_activity})  # fmt: skip
+            collapsed = float(seen.join(drawn, on="user_id").select(pl.col("len") < pl.col("drawn")).mean().item())
+            for system, split in ORACLE_VIEWS:
+                inter = log.interactions if split is None else split_ratings(log.interactions, split).train_full
+                kept = inter.height / log.interactions.height
+                t = time.perf_counter()
+                users, post = model.log_posterior(inter, kept=kept)
+                best = post.argmax(axis=1)
+                found = pl.DataFrame({"user_id": users, "oracle": np.where(best == model.n_segments, -1, best)})
+                found = log.labels.join(found, on="user_id")
+                truth, labels = found["segment"].to_numpy(), found["oracle"].to_numpy()
+                row = {"system": system, "data": f"world:{name}", "role": world.role, "path": "oracle", "seed": seed,
+                       "n_users": n, "users_scored": found.height, **_scores(truth, labels),
+                       **_noise_scores(truth, labels), "seconds": round(time.perf_counter() - t, 2),
+                       "peak_mib": round(_rss_mib(), 1),
+                       "notes": {"mechanic": world.mechanic, "kept": round(kept, 4), "n_planted": model.n_segments,
+                                 "interactions": inter.height,
+                                 "calibration": {"mean_max_posterior": round(float(np.exp(post.max(axis=1)).mean()), 4),
+                                                 "accuracy": round(float((truth == labels).mean()), 4)},
+                                 "users_with_collapsed_repeats": round(collapsed, 4)}}  # fmt: skip
+                _print_row(row)
+                rows.append(row)
+    return rows
+
+
 def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dict]:
     """Why segments merge, on tuning worlds: the representation, UMAP or the parameter choice (``--world-candidates``).
 
@@ -878,6 +927,11 @@ def main(argv: list[str] | None = None) -> int:
         help="with --worlds (tuning worlds only): the outlier rules weighed by each user's interactions (EVIDENCE_GRID)",
     )
     p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="with --worlds: the Bayes labelling that knows each world's generator (the ceiling; no UMAP)",
+    )
+    p.add_argument(
         "--world-candidates",
         action="store_true",
         help="why segments merge: neighbours, k-means, every parameter candidate's ARI (tuning worlds only)",
@@ -968,7 +1022,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = NOISE_GRID if args.noise_grid else EVIDENCE_GRID if args.evidence_grid else WORLD_GRID
         else:  # the current defaults and, at no extra fit, without the outlier rules and with the previous ones
             settings = [{}, NO_NOISE_RULES, PREVIOUS_RULES]
-        if args.worlds_cli:
+        if args.oracle:
+            rows.extend(run_worlds_oracle(names, args.world_size, seeds))
+        elif args.worlds_cli:
             rows.extend(run_worlds_cli(names, args.world_size, seeds, args.workdir))
         elif args.world_candidates:
             rows.extend(run_world_candidates(names, args.world_size, seeds))
@@ -979,7 +1035,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.noise_grid or args.evidence_grid:
             print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
         elif (
-            not args.world_candidates and not args.worlds_cli
+            not args.world_candidates and not args.worlds_cli and not args.oracle
         ):  # keep the outlier rules only if the rule prefers them on the tuning worlds
             choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
