@@ -41,6 +41,7 @@ stable candidate; ``segflow[min_samples=10,...]``: :data:`OLD_CLUSTER` on that r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -571,7 +572,8 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
     segment user's 15 cosine neighbours from their own planted segment, k-means with the true k on the raw
     vectors (a diagnostic, not a system), then UMAP with the default settings and every candidate of the label-free
     parameter choice with its ARI on the segment users, and the candidate each choice rule takes (the best score,
-    the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`).
+    the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`, with
+    stability counting outliers against a candidate and, as before issue 14's fifth round, as one more label).
     The truth only scores; nothing here feeds a choice back.
     """
     import warnings
@@ -624,7 +626,7 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
                     labels = tree.labels(c.min_cluster_size, c.cluster_selection_method, cc.cluster_selection_epsilon)
                     cands.append({**{k: getattr(c, k) for k in ("min_cluster_size", "cluster_selection_method",
                                                                 "n_segments", "noise_share", "dbcv", "stability",
-                                                                "score", "eligible")},
+                                                                "stability_with_noise", "score", "eligible")},
                                   "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4)})  # fmt: skip
                 eligible = [c for c in choice.candidates if c.eligible]
 
@@ -634,15 +636,21 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
 
                 old = picked(max(eligible, key=lambda c: (c.score, -c.min_cluster_size)))
                 new = picked(finest_stable(eligible))
+                # the finest-stable rule as it was before outliers counted against stability
+                was = picked(finest_stable([dataclasses.replace(c, stability=c.stability_with_noise)
+                                            for c in eligible]))  # fmt: skip
                 row = {"system": f"candidates[centre={centre}]", "data": f"world:{name}", "role": WORLDS[name].role,
                        "seed": seed, "n_users": int(len(truth)), "representation": method, "centre": centre,
                        "knn_purity": round(purity, 4),
                        "kmeans_true_k_ari_excl_noise": round(float(adjusted_rand_score(truth[keep], km[keep])), 4),
-                       "score_rule": old, "finest_stable_rule": new, "candidates": cands,
+                       "score_rule": old, "finest_stable_rule": new, "finest_stable_with_noise_rule": was,
+                       "candidates": cands,
                        "seconds": round(time.perf_counter() - t0, 1), "numba_seconds": round(numba, 1)}  # fmt: skip
                 print(f"  {name:16s} seed {seed} centre={centre!s:5s} purity {purity:.3f} kmeans {row['kmeans_true_k_ari_excl_noise']:.3f} "
-                      f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable "
-                      f"{new['ari_excl_noise']:.3f} (k={new['n_segments']}) best candidate "
+                      f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable, outliers as a "
+                      f"label {was['ari_excl_noise']:.3f} (k={was['n_segments']}, {was['noise_share']:.1%} out), "
+                      f"outliers against {new['ari_excl_noise']:.3f} (k={new['n_segments']}, {new['noise_share']:.1%} "
+                      f"out) best candidate "
                       f"{max(x['ari_excl_noise'] for x in cands):.3f}", flush=True)  # fmt: skip
                 rows.append(row)
     return rows
