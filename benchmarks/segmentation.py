@@ -35,7 +35,10 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
 
 World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
 the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
-stable candidate; ``segflow[min_samples=10,...]``: :data:`OLD_CLUSTER` on that representation).
+stable candidate; ``segflow[min_samples=10,...]``: :data:`OLD_CLUSTER` on that representation;
+``segflow[...stability=outliers-as-label]``: the fourth round's rows, measured while the parameter choice's
+stability counted outliers as one more label, renamed when issue 14's fifth round made them count against it).
+``--oracle`` rows (``oracle[...]``, path ``oracle``) are no system: the Bayes labelling that knows the generator.
 """
 
 from __future__ import annotations
@@ -504,7 +507,8 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
             row = {"system": "segflow", "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
                    "n_users": n, "run": "cli", "seconds": round(seconds, 1), "exit": proc.returncode,
                    "peak_mib": round(int(peak.group(1)) / 1024) if peak else None,
-                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log")}}  # fmt: skip
+                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log"),
+                             "n_planted": log.generator.n_segments if log.generator else None}}  # fmt: skip
             users = folder / "runs" / "latest" / "users.parquet"
             if proc.returncode == 0 and users.is_file():
                 found = log.labels.join(pl.read_parquet(users).select("user_id", "segment_id"), on="user_id")
@@ -866,17 +870,16 @@ def markdown_tables(rows: list[dict]) -> str:
                 "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
         groups: dict[tuple, list[dict]] = {}
         for r in worlds:
-            groups.setdefault(
-                (r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r["n_users"]), []
-            ).append(r)
-        for (_, data, _, system, n), rs in sorted(groups.items()):
+            key = (r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r.get("path", ""))
+            groups.setdefault((*key, r["n_users"]), []).append(r)  # the CLI's and the library's rows apart
+        for (_, data, _, system, _, n), rs in sorted(groups.items()):
             a = [r["ari"] for r in rs]
             x = [r["ari_excl_noise"] for r in rs]
             m = lambda key, rs=rs: f(float(np.mean([r[key] or 0.0 for r in rs])))  # noqa: E731
             out.append(f"| {data.removeprefix('world:')} ({n:,} users) | {rs[0]['role']} | {system} | {len(rs)} | "
                        f"{f(float(np.mean(a)))} ({f(min(a))}) | {f(float(np.mean(x)))} ({f(min(x))}) | {m('noise_recall')} | "
                        f"{m('noise_precision')} | {m('noise_share')} | {', '.join(str(r['n_clusters']) for r in rs)} "
-                       f"({rs[0]['notes']['n_planted']}) | {rs[0].get('path', '')} |")  # fmt: skip
+                       f"({rs[0]['notes'].get('n_planted', '')}) | {rs[0].get('path', '')} |")  # fmt: skip
         out.append("")
     inc = [r for r in rows if r.get("system") == "encoder cache"]
     if inc:
