@@ -1045,9 +1045,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
         elif args.noise_grid or args.evidence_grid:
             print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
-        elif (
-            not args.world_candidates and not args.worlds_cli and not args.oracle
-        ):  # keep the outlier rules only if the rule prefers them on the tuning worlds
+        elif (  # keep the outlier rules only if the rule prefers them on the tuning worlds (if any ran)
+            not args.world_candidates
+            and not args.worlds_cli
+            and not args.oracle
+            and any(WORLDS[w].role == "tuning" for w in names)
+        ):
             choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}
