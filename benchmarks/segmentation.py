@@ -31,15 +31,20 @@ incremental-embedding rows carry ``embedded`` and ``cached``. Planted-world rows
     python benchmarks/segmentation.py --no-main --worlds taste,style,light --evidence-grid --seeds 0,1,2 \
         --out benchmarks/results/segmentation_evidence.json   # the rules weighed by each user's activity (tuning)
     python benchmarks/segmentation.py --no-main --worlds all --worlds-cli --seeds 0 --merge   # the CLI path, per world
+    python benchmarks/segmentation.py --no-main --worlds all --oracle --seeds 0,1,2 --merge   # each world's ceiling
 
 World rows of earlier defaults keep their own system names (``segflow[uncentred,score-choice,min_cohesion=0.9]``:
 the defaults of 2026-12-03 before the representation was centred and the parameter choice took the finest
-stable candidate; ``segflow[min_samples=10,...]``: :data:`OLD_CLUSTER` on that representation).
+stable candidate; ``segflow[min_samples=10,...]``: :data:`OLD_CLUSTER` on that representation;
+``segflow[...stability=outliers-as-label]``: the fourth round's rows, measured while the parameter choice's
+stability counted outliers as one more label, renamed when issue 14's fifth round made them count against it).
+``--oracle`` rows (``oracle[...]``, path ``oracle``) are no system: the Bayes labelling that knows the generator.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -502,7 +507,8 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
             row = {"system": "segflow", "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
                    "n_users": n, "run": "cli", "seconds": round(seconds, 1), "exit": proc.returncode,
                    "peak_mib": round(int(peak.group(1)) / 1024) if peak else None,
-                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log")}}  # fmt: skip
+                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log"),
+                             "n_planted": log.generator.n_segments if log.generator else None}}  # fmt: skip
             users = folder / "runs" / "latest" / "users.parquet"
             if proc.returncode == 0 and users.is_file():
                 found = log.labels.join(pl.read_parquet(users).select("user_id", "segment_id"), on="user_id")
@@ -515,6 +521,54 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
     return rows
 
 
+ORACLE_VIEWS = (("oracle[all interactions]", None), ("oracle[random90 train_full]", "random90"))
+"""The oracle's rows: the Bayes labelling from every interaction (what the library path segments) and from the
+train rows of the default split (``split.train_full`` of ``random90``: what a CLI run segments)."""
+
+
+def run_worlds_oracle(names: list[str], n: int, seeds: list[int]) -> list[dict]:
+    """The ceiling per world (``--oracle``): ARI of the Bayes labelling that knows the generator's parameters.
+
+    Each user gets the most probable label (a planted segment or noise) given that user's interactions alone, under
+    the parameters the world was drawn with (:meth:`segmentation.synthetic.GenerativeModel.bayes_labels`; what it
+    conditions on is in its docstring). No UMAP, no encoder: seconds per world. ``calibration`` in the notes is the
+    mean highest posterior beside the share labelled right (equal when the posterior is the generator's).
+    """
+    from segmentation.data import split_ratings
+    from segmentation.synthetic import WORLDS, world_log
+
+    rows = []
+    for seed in seeds:
+        for name in names:
+            world, log = WORLDS[name], world_log(name, n, seed=seed)
+            model = log.generator
+            seen = log.interactions.group_by("user_id").len()
+            drawn = pl.DataFrame({"user_id": [f"u{i}" for i in range(len(model.drawn_activity))],
+                                  "drawn": model.drawn_activity})  # fmt: skip
+            collapsed = float(seen.join(drawn, on="user_id").select(pl.col("len") < pl.col("drawn")).mean().item())
+            for system, split in ORACLE_VIEWS:
+                inter = log.interactions if split is None else split_ratings(log.interactions, split).train_full
+                kept = inter.height / log.interactions.height
+                t = time.perf_counter()
+                users, post = model.log_posterior(inter, kept=kept)
+                best = post.argmax(axis=1)
+                found = pl.DataFrame({"user_id": users, "oracle": np.where(best == model.n_segments, -1, best)})
+                found = log.labels.join(found, on="user_id")
+                truth, labels = found["segment"].to_numpy(), found["oracle"].to_numpy()
+                row = {"system": system, "data": f"world:{name}", "role": world.role, "path": "oracle", "seed": seed,
+                       "n_users": n, "users_scored": found.height, **_scores(truth, labels),
+                       **_noise_scores(truth, labels), "seconds": round(time.perf_counter() - t, 2),
+                       "peak_mib": round(_rss_mib(), 1),
+                       "notes": {"mechanic": world.mechanic, "kept": round(kept, 4), "n_planted": model.n_segments,
+                                 "interactions": inter.height,
+                                 "calibration": {"mean_max_posterior": round(float(np.exp(post.max(axis=1)).mean()), 4),
+                                                 "accuracy": round(float((truth == labels).mean()), 4)},
+                                 "users_with_collapsed_repeats": round(collapsed, 4)}}  # fmt: skip
+                _print_row(row)
+                rows.append(row)
+    return rows
+
+
 def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dict]:
     """Why segments merge, on tuning worlds: the representation, UMAP or the parameter choice (``--world-candidates``).
 
@@ -522,7 +576,8 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
     segment user's 15 cosine neighbours from their own planted segment, k-means with the true k on the raw
     vectors (a diagnostic, not a system), then UMAP with the default settings and every candidate of the label-free
     parameter choice with its ARI on the segment users, and the candidate each choice rule takes (the best score,
-    the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`).
+    the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`, with
+    stability counting outliers against a candidate and, as before issue 14's fifth round, as one more label).
     The truth only scores; nothing here feeds a choice back.
     """
     import warnings
@@ -575,7 +630,7 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
                     labels = tree.labels(c.min_cluster_size, c.cluster_selection_method, cc.cluster_selection_epsilon)
                     cands.append({**{k: getattr(c, k) for k in ("min_cluster_size", "cluster_selection_method",
                                                                 "n_segments", "noise_share", "dbcv", "stability",
-                                                                "score", "eligible")},
+                                                                "stability_with_noise", "score", "eligible")},
                                   "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4)})  # fmt: skip
                 eligible = [c for c in choice.candidates if c.eligible]
 
@@ -585,15 +640,21 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
 
                 old = picked(max(eligible, key=lambda c: (c.score, -c.min_cluster_size)))
                 new = picked(finest_stable(eligible))
+                # the finest-stable rule as it was before outliers counted against stability
+                was = picked(finest_stable([dataclasses.replace(c, stability=c.stability_with_noise)
+                                            for c in eligible]))  # fmt: skip
                 row = {"system": f"candidates[centre={centre}]", "data": f"world:{name}", "role": WORLDS[name].role,
                        "seed": seed, "n_users": int(len(truth)), "representation": method, "centre": centre,
                        "knn_purity": round(purity, 4),
                        "kmeans_true_k_ari_excl_noise": round(float(adjusted_rand_score(truth[keep], km[keep])), 4),
-                       "score_rule": old, "finest_stable_rule": new, "candidates": cands,
+                       "score_rule": old, "finest_stable_rule": new, "finest_stable_with_noise_rule": was,
+                       "candidates": cands,
                        "seconds": round(time.perf_counter() - t0, 1), "numba_seconds": round(numba, 1)}  # fmt: skip
                 print(f"  {name:16s} seed {seed} centre={centre!s:5s} purity {purity:.3f} kmeans {row['kmeans_true_k_ari_excl_noise']:.3f} "
-                      f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable "
-                      f"{new['ari_excl_noise']:.3f} (k={new['n_segments']}) best candidate "
+                      f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable, outliers as a "
+                      f"label {was['ari_excl_noise']:.3f} (k={was['n_segments']}, {was['noise_share']:.1%} out), "
+                      f"outliers against {new['ari_excl_noise']:.3f} (k={new['n_segments']}, {new['noise_share']:.1%} "
+                      f"out) best candidate "
                       f"{max(x['ari_excl_noise'] for x in cands):.3f}", flush=True)  # fmt: skip
                 rows.append(row)
     return rows
@@ -809,17 +870,16 @@ def markdown_tables(rows: list[dict]) -> str:
                 "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]  # fmt: skip
         groups: dict[tuple, list[dict]] = {}
         for r in worlds:
-            groups.setdefault(
-                (r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r["n_users"]), []
-            ).append(r)
-        for (_, data, _, system, n), rs in sorted(groups.items()):
+            key = (r["role"] != "tuning", r["data"], r["system"] != "segflow", r["system"], r.get("path", ""))
+            groups.setdefault((*key, r["n_users"]), []).append(r)  # the CLI's and the library's rows apart
+        for (_, data, _, system, _, n), rs in sorted(groups.items()):
             a = [r["ari"] for r in rs]
             x = [r["ari_excl_noise"] for r in rs]
             m = lambda key, rs=rs: f(float(np.mean([r[key] or 0.0 for r in rs])))  # noqa: E731
             out.append(f"| {data.removeprefix('world:')} ({n:,} users) | {rs[0]['role']} | {system} | {len(rs)} | "
                        f"{f(float(np.mean(a)))} ({f(min(a))}) | {f(float(np.mean(x)))} ({f(min(x))}) | {m('noise_recall')} | "
                        f"{m('noise_precision')} | {m('noise_share')} | {', '.join(str(r['n_clusters']) for r in rs)} "
-                       f"({rs[0]['notes']['n_planted']}) | {rs[0].get('path', '')} |")  # fmt: skip
+                       f"({rs[0]['notes'].get('n_planted', '')}) | {rs[0].get('path', '')} |")  # fmt: skip
         out.append("")
     inc = [r for r in rows if r.get("system") == "encoder cache"]
     if inc:
@@ -876,6 +936,11 @@ def main(argv: list[str] | None = None) -> int:
         "--evidence-grid",
         action="store_true",
         help="with --worlds (tuning worlds only): the outlier rules weighed by each user's interactions (EVIDENCE_GRID)",
+    )
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="with --worlds: the Bayes labelling that knows each world's generator (the ceiling; no UMAP)",
     )
     p.add_argument(
         "--world-candidates",
@@ -968,7 +1033,9 @@ def main(argv: list[str] | None = None) -> int:
             settings = NOISE_GRID if args.noise_grid else EVIDENCE_GRID if args.evidence_grid else WORLD_GRID
         else:  # the current defaults and, at no extra fit, without the outlier rules and with the previous ones
             settings = [{}, NO_NOISE_RULES, PREVIOUS_RULES]
-        if args.worlds_cli:
+        if args.oracle:
+            rows.extend(run_worlds_oracle(names, args.world_size, seeds))
+        elif args.worlds_cli:
             rows.extend(run_worlds_cli(names, args.world_size, seeds, args.workdir))
         elif args.world_candidates:
             rows.extend(run_world_candidates(names, args.world_size, seeds))
@@ -978,9 +1045,12 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(choose_world_setting(rows), indent=1), flush=True)
         elif args.noise_grid or args.evidence_grid:
             print(json.dumps(choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES)), indent=1), flush=True)
-        elif (
-            not args.world_candidates and not args.worlds_cli
-        ):  # keep the outlier rules only if the rule prefers them on the tuning worlds
+        elif (  # keep the outlier rules only if the rule prefers them on the tuning worlds (if any ran)
+            not args.world_candidates
+            and not args.worlds_cli
+            and not args.oracle
+            and any(WORLDS[w].role == "tuning" for w in names)
+        ):
             choice = choose_world_setting(rows, baseline=_setting_name(NO_NOISE_RULES))
             print(json.dumps(choice, indent=1), flush=True)
     stamp = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.node()}, {os.cpu_count()} cores"}

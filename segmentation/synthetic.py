@@ -55,7 +55,7 @@ import polars as pl
 
 from segmentation.planted import NOISE_LABEL, zipf_sizes
 
-__all__ = ["CLI_COLUMNS", "SIZES", "WORLDS", "SyntheticLog", "World", "synthetic_log", "world_log"]
+__all__ = ["CLI_COLUMNS", "SIZES", "WORLDS", "GenerativeModel", "SyntheticLog", "World", "synthetic_log", "world_log"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,13 @@ _WORDS = [
 _NOUNS = ["Band", "Collective", "Trio", "Orchestra", "Project", "Brothers", "Sisters", "Club", "Machine", "Society"]
 
 
+_NOISE_RATING = (3.3, 1.2)
+"""Noise users' rating mean (before the item's quality) and spread."""
+_PLAYS_P = (0.08, 0.3)
+"""Implicit feedback: the geometric play count's parameter on a preferred category and on any other."""
+_BURST = (0.02, 50)
+"""Implicit feedback: the share of (user, item) counts multiplied, and by how much (a binge)."""
+
 CLI_COLUMNS: dict[str, list[str]] = {
     "explicit": ["--user-col", "user", "--item-col", "item", "--rating-col", "stars", "--time-col", "time",
                  "--item-id-col", "item_id", "--title-col", "name", "--category-col", "categories",
@@ -109,6 +116,8 @@ class SyntheticLog:
         labels: ``user_id``, ``segment`` Int32 (-1 for noise users).
         feedback: "explicit" or "implicit".
         segment_categories: per segment, the categories it prefers.
+        generator: the parameters the log was drawn with (:class:`GenerativeModel`), for the Bayes-optimal labelling
+            that knows them (:meth:`GenerativeModel.bayes_labels`, the benchmark's oracle ceiling).
     """
 
     interactions: pl.DataFrame
@@ -117,6 +126,7 @@ class SyntheticLog:
     labels: pl.DataFrame
     feedback: str
     segment_categories: list[list[str]]
+    generator: "GenerativeModel | None" = None
 
     def write(self, folder: Path | str, *, fmt: Literal["csv", "tsv", "dat", "parquet"] = "csv",
               timestamps: bool = True) -> dict[str, Path]:  # fmt: skip
@@ -153,6 +163,187 @@ class SyntheticLog:
                                 quote_style="never" if fmt == "dat" else "necessary")  # fmt: skip
             out[role] = path
         return out
+
+
+@dataclass(frozen=True, eq=False)
+class GenerativeModel:
+    """The parameters :func:`synthetic_log` drew a log with, and the likelihood of a user's interactions under each
+    label (a planted segment or noise).
+
+    :meth:`log_posterior` is the posterior over labels that knows these parameters and sees one user's interactions
+    alone (items, their categories and ratings or play counts, and how many there are); :meth:`bayes_labels` takes
+    the most probable label, which is the best any method can do on average in labelling a user right: the oracle
+    ceiling of the segmentation benchmark. How the generator's mechanics enter the likelihood:
+
+    * **Prior**: the planted shares (segment sizes, the noise share).
+    * **Choice, with popularity bias**: a pick comes from a preferred category with probability ``taste`` (each
+      preferred category by its probability), otherwise from a category drawn by popularity (``category_share``);
+      within the category the item is drawn by popularity, the same for every label, so that factor cancels and the
+      counts of picks per category carry all of the choice's evidence. Personal noise users prefer a random pair of
+      categories of their own, unknown to the oracle: their likelihood is the average over all ``n_cat^2`` pairs.
+    * **Number of interactions**: ``min_per_user`` plus the floor of a log-normal draw times the segment's activity
+      factor (style's second twins x2), capped; when only a share ``kept`` of every user's interactions is seen (a
+      random split), the count seen is that draw thinned binomially.
+    * **Feedback**: explicit ratings are a normal draw (the segment's style mean and spread, plus a bonus on its
+      preferred categories and the item's quality) rounded and clipped to 1-5, so each rating's probability is a
+      normal interval; noise users rate around ``_NOISE_RATING``. Implicit counts are geometric (a lower parameter
+      on preferred categories), a small share multiplied by ``_BURST``.
+
+    One approximation: the generator collapses repeated draws of an item into one interaction and keeps a random
+    ``activity`` of a user's distinct items; the likelihood treats the items seen as independent draws and their
+    number as the drawn activity (``drawn_activity`` keeps it, to count the users where the two differ).
+
+    Attributes (per item, per segment or per user, as named): ``item_ids``, ``item_cat`` (main category index),
+    ``category_share`` (a popularity pick's category distribution), ``quality`` (rating offset), ``prefs``
+    (segments x columns of preferred categories, -1 unused), ``pref_p`` (each column's probability in a taste pick),
+    ``bonus`` (rating bonus per column), ``activity_factor`` (per segment; noise users have segment 0's),
+    ``prior`` (segment shares, then the noise share), ``taste``, ``noise``, ``feedback``, ``min_per_user``,
+    ``activity_mu`` / ``activity_sigma`` (the log-normal), ``max_per_user``, ``style_mean`` / ``style_sd``
+    (explicit only), ``drawn_activity`` (per user, in ``u<i>`` order; a diagnostic, not used by the likelihood).
+    """
+
+    item_ids: np.ndarray
+    item_cat: np.ndarray
+    category_share: np.ndarray
+    quality: np.ndarray
+    prefs: np.ndarray
+    pref_p: np.ndarray
+    bonus: np.ndarray
+    activity_factor: np.ndarray
+    prior: np.ndarray
+    taste: float
+    noise: str
+    feedback: str
+    min_per_user: int
+    activity_mu: float
+    activity_sigma: float
+    max_per_user: int
+    style_mean: np.ndarray | None
+    style_sd: np.ndarray | None
+    drawn_activity: np.ndarray
+
+    @property
+    def n_segments(self) -> int:
+        return len(self.prefs)
+
+    def _per_category(self, values: np.ndarray) -> np.ndarray:
+        """(segments, categories): the sum of ``values`` (segments x columns) over each segment's columns per category."""
+        n_cat = len(self.category_share)
+        out = np.zeros((self.n_segments, n_cat))
+        rows, cols = np.nonzero(self.prefs >= 0)
+        np.add.at(out, (rows, self.prefs[rows, cols]), values[rows, cols])
+        return out
+
+    def _choice_loglik(self, counts: np.ndarray) -> np.ndarray:
+        """(users, segments + 1) log-likelihood of the per-category pick counts (up to a term common to all labels)."""
+        tiny = 1e-300
+        base = (1.0 - self.taste) * self.category_share
+        seg = self.taste * self._per_category(self.pref_p) + base  # (segments, categories)
+        out = np.empty((len(counts), self.n_segments + 1))
+        out[:, :-1] = counts @ np.log(np.maximum(seg, tiny)).T
+        if self.noise == "personal":  # a random own pair (a, b), each picked half the time in a taste pick
+            n_cat = len(base)
+            eye = np.eye(n_cat)
+            pair = self.taste * 0.5 * (eye[:, None, :] + eye[None, :, :]).reshape(n_cat * n_cat, n_cat) + base
+            ll = counts @ np.log(np.maximum(pair, tiny)).T
+            out[:, -1] = _logsumexp(ll) - np.log(n_cat * n_cat)
+        else:
+            out[:, -1] = counts @ np.log(np.maximum(base, tiny))
+        return out
+
+    def _activity_loglik(self, n_seen: np.ndarray, kept: float) -> np.ndarray:
+        """(users, segments + 1) log-probability of each user's number of interactions seen."""
+        from scipy.stats import binom, lognorm
+
+        m, cap = self.min_per_user, self.max_per_user
+        dist = lognorm(s=self.activity_sigma, scale=np.exp(self.activity_mu))
+        k = np.arange(cap + 1)
+        factors = np.r_[self.activity_factor, self.activity_factor[0]]  # noise users draw with segment 0's factor
+        out = np.empty((len(n_seen), len(factors)))
+        values, inverse = np.unique(n_seen, return_inverse=True)
+        thin = binom.pmf(values[:, None], k[None, :], kept) if kept < 1 else (values[:, None] == k[None, :]) * 1.0
+        for col, f in enumerate(factors):
+            t = np.maximum(k - m, 0).astype(np.float64)
+            pmf = np.where(k >= m, dist.cdf((t + 1) / f) - dist.cdf(t / f), 0.0)  # floor(L * f) = k - m
+            pmf[cap] = dist.sf((cap - m) / f) if cap >= m else 0.0  # the cap takes the tail
+            out[:, col] = np.log(np.maximum(thin @ pmf, 1e-300))[inverse]
+        return out
+
+    def _feedback_loglik(self, u: np.ndarray, j: np.ndarray, value: np.ndarray, n_users: int) -> np.ndarray:
+        """(users, segments + 1) log-probability of the ratings (explicit) or play counts (implicit) seen."""
+        from scipy.stats import norm
+
+        cat = self.item_cat[j]
+        k = self.n_segments
+        logp = np.empty((len(j), k + 1))
+        if self.style_mean is not None and self.style_sd is not None:  # explicit ratings
+            bonus = self._per_category(self.bonus)  # (segments, categories)
+            mean = np.c_[self.style_mean[None, :] + bonus[:, cat].T, np.full(len(j), _NOISE_RATING[0])]
+            mean += self.quality[j][:, None]
+            sd = np.r_[self.style_sd, _NOISE_RATING[1]][None, :]
+            hi = np.where(value >= 5, np.inf, value + 0.5)[:, None]  # rounded, then clipped to 1-5
+            lo = np.where(value <= 1, -np.inf, value - 0.5)[:, None]
+            logp[:] = np.log(np.maximum(norm.cdf((hi - mean) / sd) - norm.cdf((lo - mean) / sd), 1e-300))
+        else:
+            liked = self._per_category(np.ones_like(self.pref_p)) > 0  # (segments, categories)
+            p = np.c_[np.where(liked[:, cat].T, *_PLAYS_P), np.full(len(j), _PLAYS_P[1])]
+
+            def geometric(x: np.ndarray) -> np.ndarray:
+                ok = (x >= 1) & (x == np.floor(x))
+                return np.where(ok, p * (1 - p) ** (np.maximum(x, 1) - 1), 0.0)
+
+            v = value[:, None]
+            logp[:] = np.log(np.maximum((1 - _BURST[0]) * geometric(v) + _BURST[0] * geometric(v / _BURST[1]), 1e-300))
+        out = np.zeros((n_users, k + 1))
+        for col in range(k + 1):
+            out[:, col] = np.bincount(u, weights=logp[:, col], minlength=n_users)
+        return out
+
+    def log_likelihoods(self, interactions: pl.DataFrame, *, kept: float = 1.0) -> tuple[list[str], np.ndarray]:
+        """Each user's log-likelihood under each label, from that user's interactions alone.
+
+        Args:
+            interactions: ``user_id``, ``item_id``, ``rating`` rows of this log (all of them, or a random share).
+            kept: the share of every user's interactions ``interactions`` holds (1.0: all; 0.9: the train rows of
+                a random 90 % split), for the likelihood of how many a user has.
+
+        Returns:
+            (user ids in sorted order, (users, segments + 1) log-likelihoods: column ``s`` segment ``s``, the last
+            noise), up to a term that is the same for every label.
+        """
+        index = pl.DataFrame({"item_id": self.item_ids.tolist(), "_j": np.arange(len(self.item_ids))})
+        e = interactions.select("user_id", "item_id", "rating").join(index, on="item_id", how="left")
+        if e["_j"].null_count():
+            raise ValueError("log_likelihoods: interactions name items this generator did not draw")
+        users, u = np.unique(e["user_id"].to_numpy().astype(str), return_inverse=True)
+        j, value = e["_j"].to_numpy(), e["rating"].to_numpy().astype(np.float64)
+        counts = np.zeros((len(users), len(self.category_share)))
+        np.add.at(counts, (u, self.item_cat[j]), 1.0)
+        n_seen = np.bincount(u, minlength=len(users))
+        ll = self._choice_loglik(counts) + self._activity_loglik(n_seen, kept)
+        ll += self._feedback_loglik(u, j, value, len(users))
+        return users.tolist(), ll
+
+    def log_posterior(self, interactions: pl.DataFrame, *, kept: float = 1.0) -> tuple[list[str], np.ndarray]:
+        """(user ids, (users, segments + 1) log posterior over the labels), the prior being the planted shares."""
+        users, ll = self.log_likelihoods(interactions, kept=kept)
+        with np.errstate(divide="ignore"):
+            joint = ll + np.log(self.prior)[None, :]
+        return users, joint - _logsumexp(joint)[:, None]
+
+    def bayes_labels(self, interactions: pl.DataFrame, *, kept: float = 1.0) -> pl.DataFrame:
+        """Each user's most probable label under the true parameters: ``user_id``, ``segment`` Int32 (-1 noise)."""
+        users, post = self.log_posterior(interactions, kept=kept)
+        best = post.argmax(axis=1)
+        labels = np.where(best == self.n_segments, NOISE_LABEL, best).astype(np.int32)
+        return pl.DataFrame({"user_id": users, "segment": pl.Series(labels, dtype=pl.Int32)})
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """Row-wise log-sum-exp of a 2-d array."""
+    from scipy.special import logsumexp
+
+    return logsumexp(x, axis=1)
 
 
 def _names(n: int, rng: np.random.Generator) -> list[str]:
@@ -294,11 +485,12 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
 
     # events: category by taste or popularity, item by popularity within it; repeats collapse below
     cat_pop = np.bincount(item_cat, weights=pop, minlength=n_categories)
+    cat_share = cat_pop / cat_pop.sum()  # the category of a pick by popularity
     draws = (activity * 1.3).astype(np.int64) + 2  # extra draws make up for repeats
     user_of = np.repeat(np.arange(n_users), draws)
     seg_of = labels[user_of]
     in_taste = (seg_of >= 0) & (rng.random(len(user_of)) < taste)
-    cat = rng.choice(n_categories, len(user_of), p=cat_pop / cat_pop.sum())
+    cat = rng.choice(n_categories, len(user_of), p=cat_share)
     if mechanic == "nested":  # preferred columns drawn by their probabilities
         cum = np.cumsum(pref_p, axis=1)
         u01 = rng.random(len(user_of))[:, None]
@@ -321,16 +513,17 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     seg = labels[u]
     hit = (seg >= 0)[:, None] & (prefs[np.maximum(seg, 0)] == item_cat[j][:, None])  # (events, preferred columns)
     liked_cat = hit.any(axis=1)
+    style_mean = style_sd = None
     if feedback == "explicit":
         style_mean = rng.uniform(2.8, 4.2, n_segments)
         style_sd = rng.uniform(0.6, 1.2, n_segments)
         pref_bonus = (hit * bonus[np.maximum(seg, 0)]).sum(axis=1)  # 0.6 on a preferred category under "taste"
-        mean = np.where(seg >= 0, style_mean[np.maximum(seg, 0)], 3.3) + pref_bonus + quality[j]
-        sd = np.where(seg >= 0, style_sd[np.maximum(seg, 0)], 1.2)
+        mean = np.where(seg >= 0, style_mean[np.maximum(seg, 0)], _NOISE_RATING[0]) + pref_bonus + quality[j]
+        sd = np.where(seg >= 0, style_sd[np.maximum(seg, 0)], _NOISE_RATING[1])
         rating = np.clip(np.rint(rng.normal(mean, sd)), 1, 5)
     else:
-        p = np.where(liked_cat, 0.08, 0.3)  # geometric counts: preferred categories get played more
-        rating = rng.geometric(p).astype(np.float64) * np.where(rng.random(len(u)) < 0.02, 50, 1)
+        p = np.where(liked_cat, *_PLAYS_P)  # geometric counts: preferred categories get played more
+        rating = rng.geometric(p).astype(np.float64) * np.where(rng.random(len(u)) < _BURST[0], _BURST[1], 1)
     t0 = 1_577_836_800  # 2020-01-01
     ts = t0 + rng.integers(0, 365 * 86_400, len(u))
     inter = pl.DataFrame({"u": u, "j": j, "rating": rating.astype(np.float64), "timestamp": ts.astype(np.int64)})
@@ -348,7 +541,16 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
     truth = pl.DataFrame({"user_id": users["user_id"], "segment": pl.Series(labels, dtype=pl.Int32)})
     logger.info("synthetic log: %d users, %d items, %d interactions (%s), %d segments + %.0f %% noise", n_users,
                 n_items, inter.height, feedback, n_segments, 100 * noise_share)  # fmt: skip
-    return SyntheticLog(inter, items, users, truth, feedback, [[_CATEGORIES[c] for c in p if c >= 0] for p in prefs])
+    n_seg_users = np.bincount(labels[labels >= 0], minlength=n_segments)
+    generator = GenerativeModel(
+        item_ids=np.array([f"a{j}" for j in range(n_items)], dtype=object), item_cat=item_cat,
+        category_share=cat_share, quality=quality, prefs=prefs, pref_p=pref_p, bonus=bonus, activity_factor=active,
+        prior=np.r_[n_seg_users, n_noise] / n_users, taste=taste, noise=noise, feedback=feedback,
+        min_per_user=min_per_user, activity_mu=mu, activity_sigma=sigma, max_per_user=n_items // 2,
+        style_mean=style_mean, style_sd=style_sd, drawn_activity=activity,
+    )  # fmt: skip
+    segment_categories = [[_CATEGORIES[c] for c in p if c >= 0] for p in prefs]
+    return SyntheticLog(inter, items, users, truth, feedback, segment_categories, generator)
 
 
 @dataclass(frozen=True)

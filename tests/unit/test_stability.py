@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
 
 from embeddings.encoder import Embeddings
 from segmentation._errors import DataError
@@ -13,6 +14,7 @@ from segmentation.selection import (
     STABILITY_TOLERANCE,
     Candidate,
     choose_parameters,
+    clustered_stability,
     finest_stable,
     needs_selection,
     relative_validity,
@@ -51,6 +53,7 @@ def test_choose_parameters_finds_the_blobs(blobs):
     assert not needs_selection(choice.config)
     assert len(choice.candidates) == 2 * len({c.min_cluster_size for c in choice.candidates})
     assert choice.chosen == finest_stable([c for c in choice.candidates if c.eligible])
+    assert all(isinstance(c.stability_with_noise, float) for c in choice.candidates)  # the old measure, beside
     assert "most segments" in choice.reason and "stability" in choice.to_dict()["criterion"]
     summary = json.loads(json.dumps(choice.to_dict()))
     assert summary["min_cluster_size"] == choice.config.min_cluster_size and summary["candidates"]
@@ -75,6 +78,61 @@ def test_the_finest_of_the_most_stable_candidates_is_chosen():
     a, b = _cand(30, 10, 1.0, 0.8), _cand(60, 10, 1.0, 0.9)
     assert finest_stable([a, b]) is b
     assert finest_stable([_cand(60, 10, 1.0, 0.8), a]) is a
+
+
+def _refits(labels: np.ndarray, moved: float, seed: int, n: int = 4) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(the candidate's labels on an 80 % subsample, a refit's labels there) with ``moved`` of the clustered users
+    relabelled at random in the refit; outliers stay outliers."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        idx = np.sort(rng.choice(len(labels), int(0.8 * len(labels)), replace=False))
+        full, refit = labels[idx], labels[idx].copy()
+        move = (refit >= 0) & (rng.random(len(idx)) < moved)
+        refit[move] = rng.integers(0, labels.max() + 1, int(move.sum()))
+        out.append((full, refit))
+    return out
+
+
+def _scored(size: int, labels: np.ndarray, moved: float, seed: int) -> tuple[Candidate, Candidate]:
+    """The candidate scored by the rule's stability and by the old one (outliers as one more label)."""
+    refits = _refits(labels, moved, seed)
+    k, noise = int(labels.max()) + 1, float((labels < 0).mean())
+    new = float(np.mean([clustered_stability(a, b) for a, b in refits]))
+    old = float(np.mean([adjusted_rand_score(a, b) for a, b in refits]))
+    return (Candidate(size, "eom", k, noise, 0.8, new, new * 0.9, True, old),
+            Candidate(size, "eom", k, noise, 0.8, old, old * 0.9, True, old))  # fmt: skip
+
+
+def test_outliers_count_against_a_candidates_stability():
+    # taste seed 2 through the CLI: 10 planted segments of 300 users; min_cluster_size 50 finds all 10 with no
+    # outliers, reproduced at about 0.95; 800 merges them in pairs and leaves 23 % out, the same users in every refit
+    truth = np.repeat(np.arange(10), 300)
+    coarse_labels = truth // 2
+    coarse_labels[np.random.default_rng(1).random(len(truth)) < 0.23] = -1
+    fine, fine_old = _scored(50, truth, 0.03, seed=2)
+    coarse, coarse_old = _scored(800, coarse_labels, 0.0, seed=3)
+    assert coarse_old.stability == pytest.approx(1.0) and fine_old.stability < 0.97  # the old measure ...
+    assert finest_stable([fine_old, coarse_old]) is coarse_old  # ... took the 5 segments
+    assert coarse.stability == pytest.approx(0.77, abs=0.02)  # at most the share it clusters
+    assert fine.stability == pytest.approx(fine_old.stability)  # no outliers: the same number
+    assert finest_stable([fine, coarse]) is fine
+    # equal outliers: a stable coarse candidate still wins over an unstable fine one
+    out = np.random.default_rng(4).random(len(truth)) < 0.05
+    stable, _ = _scored(800, np.where(out, -1, truth // 2), 0.0, seed=5)
+    shaky, _ = _scored(50, np.where(out, -1, truth), 0.15, seed=6)
+    assert stable.noise_share == shaky.noise_share and stable.stability > shaky.stability + 0.05
+    assert finest_stable([stable, shaky]) is stable
+
+
+def test_clustered_stability_hand_examples():
+    # users 0-1 outliers in both; the rest agree: ARI 1 on the 4 clustered of 6 users
+    assert clustered_stability(np.array([-1, -1, 0, 0, 1, 1]), np.array([-1, -1, 5, 5, 7, 7])) == pytest.approx(4 / 6)
+    # outliers in one labelling only are left out of the ARI and counted against it
+    assert clustered_stability(np.array([0, 0, 0, 1, 1, 1]), np.array([0, 0, -1, 1, 1, -1])) == pytest.approx(4 / 6)
+    assert clustered_stability(np.array([0, 1, 2]), np.array([-1, -1, 0])) == 0.0  # fewer than 2 users in both
+    a, b = np.array([0, 0, 1, 1, 2, 2]), np.array([0, 1, 1, 1, 2, 0])
+    assert clustered_stability(a, b) == pytest.approx(adjusted_rand_score(a, b))  # no outliers: the plain ARI
 
 
 def test_choose_parameters_keeps_given_values_and_rescales(blobs):

@@ -225,3 +225,58 @@ def test_cli_rows_name_the_columns_the_world_export_has(name, tmp_path):
     for flag in ("--item-id-col", "--title-col", "--category-col", "--text-cols"):
         assert flags[flag] in items, (flag, items)
     assert ("--weight-col" in flags) == (log.feedback == "implicit")
+
+
+def _oracle_ari(log, interactions=None, kept=1.0) -> float:
+    from sklearn.metrics import adjusted_rand_score
+
+    found = log.labels.join(log.generator.bayes_labels(log.interactions if interactions is None else interactions,
+                                                       kept=kept), on="user_id", suffix="_oracle")  # fmt: skip
+    return float(adjusted_rand_score(found["segment"], found["segment_oracle"]))
+
+
+def test_the_oracle_recovers_the_planted_labels_on_an_easy_world():
+    # strong taste, many interactions, few segments: the Bayes labelling that knows the generator is all but perfect
+    easy = synthetic_log(800, 600, mean_per_user=60, n_segments=4, taste=0.95, n_categories=12, noise="personal",
+                         seed=0)  # fmt: skip
+    assert _oracle_ari(easy) > 0.97
+    labels = easy.generator.bayes_labels(easy.interactions)
+    assert labels.height == 800 and set(labels["segment"].unique().to_list()) == {-1, 0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("name", ["light", "style", "sparse-implicit"])
+def test_the_oracle_beats_a_random_labelling_and_its_posterior_is_calibrated(logs, name):
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation.data import split_ratings
+
+    log = logs[name]
+    rng = np.random.default_rng(0)
+    shares = log.generator.prior
+    random = rng.choice(np.r_[np.arange(len(shares) - 1), -1], log.labels.height, p=shares)  # labels by the prior
+    assert abs(adjusted_rand_score(log.labels["segment"], random)) < 0.02
+    assert _oracle_ari(log) > 0.8
+    # the posterior is the generator's: its mean highest probability matches the share it labels right, on all
+    # interactions and on a random 90 % of them (the count of interactions thinned binomially)
+    inter = split_ratings(log.interactions, "random90").train_full
+    for rows, kept in ((log.interactions, 1.0), (inter, inter.height / log.interactions.height)):
+        users, post = log.generator.log_posterior(rows, kept=kept)
+        assert np.allclose(np.exp(post).sum(axis=1), 1.0)
+        truth = log.labels.join(pl.DataFrame({"user_id": users, "i": np.arange(len(users))}), on="user_id")
+        best = post.argmax(axis=1)[truth["i"].to_numpy()]
+        t = truth["segment"].to_numpy()
+        right = np.where(t < 0, len(shares) - 1, t) == best
+        assert abs(float(np.exp(post.max(axis=1)).mean()) - float(right.mean())) < 0.02
+
+
+def test_the_oracle_refuses_items_it_did_not_draw(logs):
+    stray = pl.DataFrame({"user_id": ["u0"], "item_id": ["not-an-item"], "rating": [3.0]})
+    with pytest.raises(ValueError, match="did not draw"):
+        logs["taste"].generator.log_likelihoods(stray)
+
+
+def test_oracle_rows_score_both_views_of_a_world():
+    rows = _bench().run_worlds_oracle(["light"], 600, [0])
+    assert [r["system"] for r in rows] == ["oracle[all interactions]", "oracle[random90 train_full]"]
+    assert all(r["path"] == "oracle" and 0.5 < r["ari"] <= 1.0 for r in rows)
+    assert rows[0]["notes"]["kept"] == 1.0 and 0.89 < rows[1]["notes"]["kept"] < 0.91
