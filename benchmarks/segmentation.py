@@ -630,7 +630,7 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
                     labels = tree.labels(c.min_cluster_size, c.cluster_selection_method, cc.cluster_selection_epsilon)
                     cands.append({**{k: getattr(c, k) for k in ("min_cluster_size", "cluster_selection_method",
                                                                 "n_segments", "noise_share", "dbcv", "stability",
-                                                                "stability_with_noise", "score", "eligible")},
+                                                                "stability_clustered", "score", "eligible")},
                                   "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4)})  # fmt: skip
                 eligible = [c for c in choice.candidates if c.eligible]
 
@@ -640,14 +640,14 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
 
                 old = picked(max(eligible, key=lambda c: (c.score, -c.min_cluster_size)))
                 new = picked(finest_stable(eligible))
-                # the finest-stable rule as it was before outliers counted against stability
-                was = picked(finest_stable([dataclasses.replace(c, stability=c.stability_with_noise)
+                # the finest-stable rule reading the clustered stability (outliers counted against a candidate)
+                was = picked(finest_stable([dataclasses.replace(c, stability=c.stability_clustered)
                                             for c in eligible]))  # fmt: skip
                 row = {"system": f"candidates[centre={centre}]", "data": f"world:{name}", "role": WORLDS[name].role,
                        "seed": seed, "n_users": int(len(truth)), "representation": method, "centre": centre,
                        "knn_purity": round(purity, 4),
                        "kmeans_true_k_ari_excl_noise": round(float(adjusted_rand_score(truth[keep], km[keep])), 4),
-                       "score_rule": old, "finest_stable_rule": new, "finest_stable_with_noise_rule": was,
+                       "score_rule": old, "finest_stable_rule": new, "finest_stable_clustered_rule": was,
                        "candidates": cands,
                        "seconds": round(time.perf_counter() - t0, 1), "numba_seconds": round(numba, 1)}  # fmt: skip
                 print(f"  {name:16s} seed {seed} centre={centre!s:5s} purity {purity:.3f} kmeans {row['kmeans_true_k_ari_excl_noise']:.3f} "

@@ -97,9 +97,7 @@ def selection_view(segmentation: Any) -> tuple[str | None, Table | None]:
                      _c(c.get("stability"), "d3"), _c(c.get("score"), "d3"),
                      Cell(fmt(c.get("eligible")), cls="" if c.get("eligible") else "muted")])  # fmt: skip
     cols = [Column("Smallest segment · method"), Column("Segments", num=True), Column("Outliers", num=True),
-            Column("DBCV", num=True, title=_HELP["dbcv"]),
-            Column("Stability", num=True, title="ARI with refits on 80 % subsamples, over the users both put in a "
-                   "segment, times their share: outliers count against it"),
+            Column("DBCV", num=True, title=_HELP["dbcv"]), Column("Stability", num=True, title=_HELP["ari"]),
             Column("Score", num=True, title=str(sel.get("criterion") or "")), Column("Eligible")]  # fmt: skip
     reason = sel.get("reason")
     chosen_text = (f"Chosen: segments of at least {sel.get('min_cluster_size')} users, "
