@@ -577,7 +577,8 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
     vectors (a diagnostic, not a system), then UMAP with the default settings and every candidate of the label-free
     parameter choice with its ARI on the segment users, and the candidate each choice rule takes (the best score,
     the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`, with
-    stability counting outliers against a candidate and, as before issue 14's fifth round, as one more label).
+    stability counting outliers as one more label, the default, and with them counted against a candidate,
+    ``finest_stable_clustered_rule``: issue 14's fifth round, measured and not adopted).
     The truth only scores; nothing here feeds a choice back.
     """
     import warnings
@@ -652,8 +653,8 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
                        "seconds": round(time.perf_counter() - t0, 1), "numba_seconds": round(numba, 1)}  # fmt: skip
                 print(f"  {name:16s} seed {seed} centre={centre!s:5s} purity {purity:.3f} kmeans {row['kmeans_true_k_ari_excl_noise']:.3f} "
                       f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable, outliers as a "
-                      f"label {was['ari_excl_noise']:.3f} (k={was['n_segments']}, {was['noise_share']:.1%} out), "
-                      f"outliers against {new['ari_excl_noise']:.3f} (k={new['n_segments']}, {new['noise_share']:.1%} "
+                      f"label {new['ari_excl_noise']:.3f} (k={new['n_segments']}, {new['noise_share']:.1%} out), "
+                      f"outliers against {was['ari_excl_noise']:.3f} (k={was['n_segments']}, {was['noise_share']:.1%} "
                       f"out) best candidate "
                       f"{max(x['ari_excl_noise'] for x in cands):.3f}", flush=True)  # fmt: skip
                 rows.append(row)

@@ -60,9 +60,9 @@ def _child(code: str, folder: str) -> None:
     train = split_ratings(ds.interactions, "random90").train_full
     ids = np.asarray(sorted(ds.items["item_id"].to_list()), dtype=object)
     items = Embeddings(ids, np.random.default_rng(0).standard_normal((len(ids), 384)).astype(np.float32), "random")
-    seg = pl.read_csv(data / "labels.csv", schema_overrides={"user_id": pl.String})["segment"].cast(pl.Int32)
-    labels = pl.read_csv(data / "labels.csv", schema_overrides={"user_id": pl.String}).select("user_id")
-    assignments = labels.with_columns(segment_id=seg, membership=pl.lit(1.0, pl.Float32), nearest_segment=seg,
+    labels = pl.read_csv(data / "labels.csv", schema_overrides={"user_id": pl.String})
+    seg = labels["segment"].cast(pl.Int32)
+    assignments = labels.select("user_id").with_columns(segment_id=seg, membership=pl.lit(1.0, pl.Float32), nearest_segment=seg,
                                       nearest_membership=pl.lit(1.0, pl.Float32))  # fmt: skip
     texts = describe_items(ds.items)
     calls = {

@@ -262,8 +262,8 @@ class GenerativeModel:
         out = np.empty((len(n_seen), len(factors)))
         values, inverse = np.unique(n_seen, return_inverse=True)
         thin = binom.pmf(values[:, None], k[None, :], kept) if kept < 1 else (values[:, None] == k[None, :]) * 1.0
+        t = np.maximum(k - m, 0).astype(np.float64)
         for col, f in enumerate(factors):
-            t = np.maximum(k - m, 0).astype(np.float64)
             pmf = np.where(k >= m, dist.cdf((t + 1) / f) - dist.cdf(t / f), 0.0)  # floor(L * f) = k - m
             pmf[cap] = dist.sf((cap - m) / f) if cap >= m else 0.0  # the cap takes the tail
             out[:, col] = np.log(np.maximum(thin @ pmf, 1e-300))[inverse]
@@ -543,7 +543,7 @@ def synthetic_log(n_users: int, n_items: int, *, mean_per_user: float = 30.0, mi
                 n_items, inter.height, feedback, n_segments, 100 * noise_share)  # fmt: skip
     n_seg_users = np.bincount(labels[labels >= 0], minlength=n_segments)
     generator = GenerativeModel(
-        item_ids=np.array([f"a{j}" for j in range(n_items)], dtype=object), item_cat=item_cat,
+        item_ids=np.asarray(items["item_id"].to_list(), dtype=object), item_cat=item_cat,
         category_share=cat_share, quality=quality, prefs=prefs, pref_p=pref_p, bonus=bonus, activity_factor=active,
         prior=np.r_[n_seg_users, n_noise] / n_users, taste=taste, noise=noise, feedback=feedback,
         min_per_user=min_per_user, activity_mu=mu, activity_sigma=sigma, max_per_user=n_items // 2,
