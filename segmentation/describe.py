@@ -191,7 +191,8 @@ def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[st
     it apart (the lift list favours what is rarest elsewhere).
 
     Args:
-        liked: ``segment_id``, ``item_id`` rows, one per liked interaction.
+        liked: ``segment_id``, ``item_id`` rows, one per liked interaction, or with a ``len`` column: that many
+            liked interactions per row.
         items: ``ITEMS`` frame.
         fallback: item id -> text for items with no category and no text (their description with the title).
         top_n: keywords per segment.
@@ -207,7 +208,8 @@ def segment_keywords(liked: pl.DataFrame, items: pl.DataFrame, fallback: dict[st
     known = liked.join(items.select("item_id").with_row_index("_col"), on="item_id", how="inner")
     rows = np.searchsorted(segs, known["segment_id"].to_numpy())
     cols = known["_col"].to_numpy().astype(np.int64)
-    choices = sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(segs), items.height))
+    weights = known["len"].to_numpy().astype(np.float64) if "len" in known.columns else np.ones(len(rows))
+    choices = sp.csr_matrix((weights, (rows, cols)), shape=(len(segs), items.height))
     counts = sp.csr_matrix(choices @ matrix)  # (segments x terms): term counts over the liked items
     scores = ctfidf(counts).toarray()
     dense = counts.toarray()
@@ -281,7 +283,7 @@ def _name(cats: list[str], lifts: list[float], rating_word: str, activity: float
 def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, items: pl.DataFrame,
                       item_texts: pl.DataFrame, users: pl.DataFrame | None = None, *, top_n: int = 10,
                       min_item_users: int = 5, user_vectors: np.ndarray | None = None,
-                      implicit: bool = False) -> list[SegmentProfile]:  # fmt: skip
+                      vector_rows: np.ndarray | None = None, implicit: bool = False) -> list[SegmentProfile]:  # fmt: skip
     """Profile every segment (outliers included, as segment -1).
 
     Args:
@@ -294,6 +296,8 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         min_item_users: an item must be chosen by this many segment users to be listed as distinctive.
         user_vectors: (n, d) vectors in ``assignments`` row order, to pick representative users
             (closest to the segment's centroid); without them, the highest-membership users.
+        vector_rows: the row of ``user_vectors`` of each ``assignments`` row, when their orders differ (no copy of
+            every vector in assignment order is made).
         implicit: ``rating`` holds implicit weights (counts, or 1.0): segments are described by what and how
             much they choose, never by how they rate (no rating words, no rating histogram).
 
@@ -301,17 +305,37 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         One :class:`SegmentProfile` per segment id, sorted by id (-1 first when present).
     """
     n_users = assignments.height
-    inter = interactions.join(assignments.select("user_id", "segment_id"), on="user_id", how="inner")
-    inter = inter.with_columns((pl.col("rating") >= pl.col("rating").mean().over("user_id")).alias("liked"))
+    # one narrow frame of codes (user row, item row, rating, segment) instead of a joined copy of the string ids:
+    # at 1M users and 26M rows the string joins, their per-segment filtered copies and a distinct-user count per
+    # item held 7 GB; every per-segment figure below comes from group-bys on these codes
+    # items outside ``items`` (a loaded Dataset has none) keep their ids, after the catalogue's
+    catalogue = items.select("item_id")
+    stray = interactions.lazy().select("item_id").join(catalogue.lazy(), on="item_id", how="anti").unique().collect()
+    catalogue = pl.concat([catalogue, stray.sort("item_id")]).with_row_index("i")
+    inter = (
+        interactions.lazy().select("user_id", "item_id", "rating")
+        .join(assignments.lazy().select("user_id", "segment_id").with_row_index("u"), on="user_id", how="inner")
+        .join(catalogue.lazy(), on="item_id", how="inner")
+        .select("u", "i", "rating", "segment_id")
+        .collect()
+    )  # fmt: skip
+    inter = inter.with_columns((pl.col("rating") >= pl.col("rating").mean().over("u")).alias("liked"))
     titles = dict(zip(items["item_id"], items["title"]))
     overall_mean = to_float(inter["rating"].mean(), 0.0)
-    activity = inter.group_by("user_id").len()
+    activity = inter.group_by("u").agg(pl.len(), pl.col("segment_id").first())
     overall_activity = to_float(activity["len"].mean(), 0.0)
+    # (segment, item): rows, distinct users (their sum over segments is the item's distinct users: a user is in one
+    # segment) and mean rating
+    seg_items = (
+        inter.group_by("segment_id", "i")
+        .agg(pl.len(), pl.col("u").n_unique().alias("n_seg"), pl.col("rating").mean().alias("r"))
+        .join(catalogue, on="i").drop("i")
+    )  # fmt: skip
 
     # category counts per segment from (segment, item) counts, at most segments x items rows: exploding every
     # interaction's category list took 9 GB at 1M users and 25M rows
     cat_all = (
-        inter.group_by("segment_id", "item_id").len()
+        seg_items.select("segment_id", "item_id", "len")
         .join(items.select("item_id", "categories"), on="item_id")
         .explode("categories").drop_nulls("categories")
         .group_by("segment_id", "categories").agg(pl.col("len").sum())
@@ -320,15 +344,20 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         cat_all.group_by("categories").agg(pl.col("len").sum())
         .with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
     )  # fmt: skip
-    item_users_all = inter.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_all"))
+    item_users_all = seg_items.group_by("item_id").agg(pl.col("n_seg").sum().alias("n_all"))
+    by_segment = inter.group_by("segment_id").agg(
+        pl.col("rating").mean().alias("mean"), pl.col("rating").std().alias("std"))  # fmt: skip
+    hists = inter.group_by("segment_id", pl.col("rating").round(0)).len()
 
     desc = dict(zip(item_texts["item_id"], item_texts["description"]))
-    liked = inter.filter(pl.col("liked")).select("segment_id", "item_id")
+    liked = (inter.filter(pl.col("liked")).group_by("segment_id", "i").len()
+             .join(catalogue, on="i").select("segment_id", "item_id", "len"))  # fmt: skip
+    del inter
+    seg_codes = assignments["segment_id"].to_numpy()
     profiles, pending = [], []
     for sid in sorted(assignments["segment_id"].unique().to_list()):
         members = assignments.filter(pl.col("segment_id") == sid)
         size = members.height
-        seg = inter.filter(pl.col("segment_id") == sid)
         # categories by lift, with a support floor so a single odd rating does not win
         cs = (
             cat_all.filter(pl.col("segment_id") == sid).select("categories", "len")
@@ -340,7 +369,7 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         )  # fmt: skip
         # distinctive items: share of segment users who chose it over share of all users
         its = (
-            seg.group_by("item_id").agg(pl.col("user_id").n_unique().alias("n_seg"), pl.col("rating").mean().alias("r"))
+            seg_items.filter(pl.col("segment_id") == sid).select("item_id", "n_seg", "r")
             .join(item_users_all, on="item_id")
             .with_columns(((pl.col("n_seg") / size) / (pl.col("n_all") / n_users)).alias("lift"))
         )  # fmt: skip
@@ -350,16 +379,21 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             .head(top_n)
         )
         popular = its.sort(["n_seg", "r", "item_id"], descending=[True, True, False]).head(top_n)
-        ua = seg.group_by("user_id").len()
-        mean_r = to_float(seg["rating"].mean(), 0.0)
-        hist = seg["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
+        ua = activity.filter(pl.col("segment_id") == sid)["len"]
+        stats = by_segment.filter(pl.col("segment_id") == sid)
+        mean_r = to_float(stats["mean"].first() if stats.height else None, 0.0)
+        rating_std = to_float(stats["std"].first() if stats.height else None, 0.0)
+        counts = hists.filter(pl.col("segment_id") == sid).sort("rating")
+        hist = counts.select("rating", (pl.col("len") / pl.col("len").sum()).alias("p"))
         cats, lifts = cs["categories"].to_list(), [float(v) for v in cs["lift"]]
-        act = to_float(ua["len"].mean(), 0.0)
+        act = to_float(ua.mean(), 0.0)
         name = _name(cats, lifts, "" if implicit else _rating_word(mean_r, overall_mean), act, overall_activity, sid)
         if user_vectors is not None and size:
-            rows = np.flatnonzero(assignments["segment_id"].to_numpy() == sid)
-            centroid = user_vectors[rows].mean(axis=0)
-            reps = members["user_id"].to_numpy()[np.argsort(-(user_vectors[rows] @ centroid))[:5]].tolist()
+            rows = np.flatnonzero(seg_codes == sid)
+            mine = user_vectors[rows] if vector_rows is None else user_vectors[vector_rows[rows]]
+            centroid = mine.mean(axis=0)
+            reps = members["user_id"].to_numpy()[np.argsort(-(mine @ centroid))[:5]].tolist()
+            del mine
         else:
             reps = members.sort(["membership", "user_id"], descending=[True, False])["user_id"].head(5).to_list()
         demo = _attribute_profiles(members, users)
@@ -373,8 +407,8 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             top_item_ids=distinct["item_id"].to_list(), top_items=top_titles,
             item_lift=[float(v) for v in distinct["lift"]],
             popular_items=[titles.get(i, i) for i in popular["item_id"]],
-            mean_rating=mean_r, rating_std=to_float(seg["rating"].std(), 0.0), mean_activity=act,
-            median_activity=to_float(ua["len"].median(), 0.0),
+            mean_rating=mean_r, rating_std=rating_std, mean_activity=act,
+            median_activity=to_float(ua.median(), 0.0),
             rating_hist={f"{k:g}": float(p) for k, p in zip(hist["rating"], hist["p"])},
             demographics=demo, representative_users=reps,
         ))  # fmt: skip
@@ -458,10 +492,13 @@ def category_lift_table(profiles: list[SegmentProfile]) -> pl.DataFrame:
 def describe_run(segmentation: Segmentation, split: Split, dataset: Dataset, profiles: pl.DataFrame,
                  users: Embeddings, config: ReportConfig) -> Described:  # fmt: skip
     """The flow's describe stage: profiles of every segment from train behaviour, item texts and user attributes."""
-    pos = {u: i for i, u in enumerate(users.ids)}
-    rows = [pos[u] for u in segmentation.assignments["user_id"]]
+    ids = segmentation.assignments["user_id"]
+    rows = None
+    if len(users.ids) != len(ids) or not (ids.to_numpy() == np.asarray(users.ids, dtype=object)).all():
+        pos = {u: i for i, u in enumerate(users.ids)}
+        rows = np.array([pos[u] for u in ids], dtype=np.int64)
     out = describe_segments(segmentation.assignments, split.train_full, dataset.items, describe_items(dataset.items),
-                            dataset.users, top_n=config.top_n, user_vectors=users.vectors[rows],
+                            dataset.users, top_n=config.top_n, user_vectors=users.vectors, vector_rows=rows,
                             implicit=dataset.implicit)  # fmt: skip
     return Described(out, category_lift_table(out))
 
