@@ -57,6 +57,7 @@ BASE_METHODS = tuple(m for m in METHODS if "+" not in m)
 DEFAULT_METHOD = "item-mean+liked-category-hist"
 
 _NEEDS_ITEMS = ("category-hist", "liked-category-hist")
+_NORM_ROWS = 65_536  # rows normalised at once (np.linalg.norm squares its whole input first)
 SVD_FACTORS = 64
 
 
@@ -163,19 +164,43 @@ def _weighted_mean(weights: sp.csr_matrix, vectors: np.ndarray) -> np.ndarray:
     return np.asarray(weights @ vectors)
 
 
+_MEANS = ("item-mean", "liked-mean", "rating-weighted")
+
+
+def _mean_part_into(out: np.ndarray, method: str, mat: _Matrix, item_embeddings: Embeddings, centre: bool,
+                    partitions: Partitions | None) -> None:  # fmt: skip
+    """An embedding-mean part (``item-mean``, ``liked-mean``, ``rating-weighted``), centred if asked and each row
+    normalised, written into ``out`` (n_users x dim, float32) one block of users at a time.
+
+    The values are those of the whole float64 table centred, normalised and cast at once (bit for bit: the column
+    sums run over the rows in order as numpy's own axis-0 sum does, and every row is scaled on its own), without
+    that table: 1M users x 384 float64 is 3 GB. Centring needs the mean user first, so the blocks are computed
+    twice (a sparse product per block; the rows' weights are kept).
+    """
+    parts = in_process(partitions)  # the heavy step (interactions x dim): blocks of users
+    w = mat.weights(method).tocsr()
+    spans = parts.blocks(w.shape[0])
+
+    def products():
+        return zip(spans, parts.map(_weighted_mean, [w[lo:hi] for lo, hi in spans], item_embeddings.vectors),
+                   strict=True)  # fmt: skip
+
+    mean = None
+    if centre:
+        total = np.zeros((0, item_embeddings.dim))
+        for _, block in products():  # sum over the rows in order, as x.sum(axis=0) adds them (the first row, then on)
+            total = np.add.reduce(np.vstack([total, block]), axis=0, keepdims=True)
+        mean = np.true_divide(total, w.shape[0])  # as ndarray.mean: the sum over the count
+    for (lo, hi), block in products():
+        if mean is not None:
+            block -= mean
+        out[lo:hi] = _normalise(block, in_place=True)
+
+
 def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.DataFrame | None,
           profile_embeddings: Embeddings | None, n_factors: int, seed: int,
           partitions: Partitions | None = None) -> np.ndarray:  # fmt: skip
-    if method in ("item-mean", "liked-mean", "rating-weighted"):
-        # the heavy step (interactions x dim): blocks of users, each row computed as in one product
-        parts = in_process(partitions)
-        w = mat.weights(method).tocsr()
-        spans = parts.blocks(w.shape[0])
-        out = np.empty((w.shape[0], item_embeddings.dim), np.result_type(w.dtype, item_embeddings.vectors.dtype))
-        for (lo, hi), block in zip(spans, parts.map(_weighted_mean, [w[lo:hi] for lo, hi in spans],
-                                                     item_embeddings.vectors), strict=True):  # fmt: skip
-            out[lo:hi] = block
-        return out
+    """A part that is not an embedding mean (those go through :func:`_mean_part_into`), as a float64 table."""
     if method in _NEEDS_ITEMS:
         assert items is not None
         return _category_hist(mat, items, liked=method == "liked-category-hist")
@@ -241,12 +266,24 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
                 raise DataError("represent: the items have no categories, so category histograms are empty")
             logger.warning("represent: the items have no categories; %r reduces to its other parts", method)
     mat = _Matrix(interactions, item_embeddings.ids)
-    blocks = []
-    for p in parts:  # one part's float64 table at a time, centred and scaled in place (each _base table is new)
-        b = _base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed, partitions)
-        blocks.append(_normalise(_centred(b, in_place=True) if centre else b, in_place=True))
-        del b
-    out = _normalise(np.hstack(blocks)) if len(blocks) > 1 else blocks[0]
+    # every part centred and normalised into its columns of one float32 table: the small parts first (their
+    # widths are known once built), the embedding means straight into their columns a block of users at a time
+    small = {}
+    for p in parts:
+        if p not in _MEANS:  # one part's float64 table at a time, centred and scaled in place (each table is new)
+            b = _base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed, partitions)
+            small[p] = _normalise(_centred(b, in_place=True) if centre else b, in_place=True)
+            del b
+    widths = [small[p].shape[1] if p in small else item_embeddings.dim for p in parts]
+    out = np.empty((mat.shape[0], sum(widths)), np.float32)
+    for p, lo, width in zip(parts, np.cumsum([0, *widths[:-1]]), widths, strict=True):
+        if p in small:
+            out[:, lo : lo + width] = small.pop(p)
+        else:
+            _mean_part_into(out[:, lo : lo + width], p, mat, item_embeddings, centre, partitions)
+    if len(parts) > 1:  # the fusion normalised again, in place, a block of rows at a time
+        for lo in range(0, len(out), _NORM_ROWS):
+            _normalise(out[lo : lo + _NORM_ROWS], in_place=True)
     if not np.isfinite(out).all():
         raise DataError("represent: user vectors contain NaN or infinity")
     logger.info("built %d user vectors (%s, dim %d)", len(mat.user_ids), method, out.shape[1])
