@@ -215,6 +215,14 @@ def test_profiles_explain_planted_segments(planted, segmentation, user_vectors):
     assert len({p.name for p in profiles}) == len(profiles)
     frame = profiles_to_frame(profiles)
     assert frame.height == len(profiles) and frame["size"].sum() == 150
+    # assignments in another order than the vectors: vector_rows points at each one's vector (no reordered copy)
+    order = np.random.default_rng(0).permutation(segmentation.assignments.height)
+    again = describe_segments(segmentation.assignments[order], ds.interactions, ds.items, describe_items(ds.items),
+                              ds.users, top_n=5, user_vectors=user_vectors.vectors, vector_rows=order)  # fmt: skip
+    assert [set(p.representative_users) for p in again] == [set(p.representative_users) for p in profiles]
+    wrong = describe_segments(segmentation.assignments[order], ds.interactions, ds.items, describe_items(ds.items),
+                              ds.users, top_n=5, user_vectors=user_vectors.vectors)  # fmt: skip
+    assert [set(p.representative_users) for p in wrong] != [set(p.representative_users) for p in profiles]
 
 
 def _hand_class_tfidf(counts: dict[int, dict[str, int]]) -> dict[int, dict[str, float]]:
@@ -360,6 +368,32 @@ def test_centred_parts_are_the_parts_less_the_mean_user():
     # off by default in the library call (a few new users must not be centred on their own mean)
     plain = build_user_vectors(inter, emb, method="item-mean+category-hist", items=items)
     assert np.allclose(plain.vectors, unit(np.hstack([mean.vectors, hist.vectors])), atol=1e-5)
+
+
+@pytest.mark.parametrize("centre", [True, False])
+def test_user_vectors_in_blocks_are_bit_identical_to_one_float64_table(centre):
+    """The embedding means go into the float32 table a block of users at a time (the mean user summed over the
+    blocks in row order): the same bits as centring, normalising and casting the whole float64 table at once."""
+    from embeddings.partitions import Partitions
+
+    inter, items, emb, _ = _toy_world("taste", 0)
+    got = build_user_vectors(inter, emb, method="item-mean+category-hist", items=items, centre=centre,
+                             partitions=Partitions(rows=97))  # fmt: skip
+    ids = list(got.ids)
+    rows = {u: k for k, u in enumerate(ids)}
+    cols = {i: k for k, i in enumerate(emb.ids)}
+    w = sp.csr_matrix((np.ones(inter.height), ([rows[u] for u in inter["user_id"]], [cols[i] for i in inter["item_id"]])),
+                      shape=(len(ids), len(emb.ids)))  # fmt: skip
+    table = np.asarray(sp.diags(1.0 / np.asarray(w.sum(axis=1)).ravel()) @ w @ emb.vectors)  # float64, whole
+    if centre:
+        table -= table.mean(axis=0, keepdims=True)
+    table /= np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
+    alone = build_user_vectors(inter, emb, method="item-mean", centre=centre, partitions=Partitions(rows=97))
+    assert np.array_equal(alone.vectors, table.astype(np.float32))
+    # a fusion in blocks of 97 users or in one block: the same bits
+    whole = build_user_vectors(inter, emb, method="item-mean+category-hist", items=items, centre=centre)
+    assert got.vectors.shape[0] == len(ids) and got.vectors.shape[1] > emb.dim  # the histogram's columns follow
+    assert np.array_equal(got.vectors, whole.vectors)
 
 
 @pytest.mark.parametrize("world", ["taste", "style"])
