@@ -12,6 +12,7 @@ query time, recall and memory of flat, HNSW and IVF at 10k to 1M vectors. :func:
 
 import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
@@ -58,6 +59,7 @@ class VectorIndex:
         self.kind_: str | None = None
         self.reason_: str | None = None
         self.recall_: float | None = None
+        self.spilled_: Path | None = None
 
     def fit(self, ids: np.ndarray, vectors: np.ndarray) -> "VectorIndex":
         """Index ``vectors`` ((n, d) float32, rows L2-normalised) under ``ids``."""
@@ -103,7 +105,12 @@ class VectorIndex:
         return 0 if self.ids_ is None else len(self.ids_)
 
     def _fitted(self) -> "tuple[faiss.Index, np.ndarray]":
-        """The FAISS index and the ids beside it; ValueError before :meth:`fit` or :meth:`load`."""
+        """The FAISS index and the ids beside it (read back if :meth:`spill` wrote it out); ValueError before
+        :meth:`fit` or :meth:`load`."""
+        if self.index_ is None and self.spilled_ is not None:
+            import faiss
+
+            self.index_ = faiss.read_index(str(self.spilled_ / "index.faiss"))
         if self.index_ is None or self.ids_ is None:
             raise ValueError("This VectorIndex instance is not fitted yet. Call 'fit' first.")
         return self.index_, self.ids_
@@ -131,11 +138,24 @@ class VectorIndex:
         ids, sims = self.search(self.vector(id_)[None, :], k + 1)
         return [(i, float(s)) for i, s in zip(ids[0], sims[0]) if i is not None and i != id_][:k]
 
+    def spill(self, folder: Path) -> None:
+        """Write the index to ``folder`` (as :meth:`save`) and let go of it in memory; searching reads it back, and
+        :meth:`save` copies the file. An HNSW index over 1M users holds about 2 GB that a run needs again only
+        when it writes its folder."""
+        self.save(folder)
+        self.index_, self.spilled_ = None, Path(folder)
+
     def save(self, folder: Path) -> None:
         import faiss
 
-        index, ids = self._fitted()
         folder = Path(folder)
+        if self.index_ is None and self.spilled_ is not None:  # written out by spill: copy, do not read it back
+            if folder.resolve() != self.spilled_.resolve():
+                folder.mkdir(parents=True, exist_ok=True)
+                for name in ("index.faiss", "ids.npy", "manifest.json"):
+                    shutil.copyfile(self.spilled_ / name, folder / name)
+            return
+        index, ids = self._fitted()
         folder.mkdir(parents=True, exist_ok=True)
         faiss.write_index(index, str(folder / "index.faiss"))
         np.save(folder / "ids.npy", ids.astype(str))
@@ -240,8 +260,13 @@ def segment_centroids(users: Embeddings, assignments: pl.DataFrame) -> Embedding
     return Embeddings(np.asarray([str(s) for s in ids], dtype=object), cents.astype(np.float32), "centroids")
 
 
-def build_indexes(items: Embeddings, users: Embeddings, segments: Segmented, config: IndexSettings) -> Indexes:
-    """The flow's index stage: item, user and segment-centroid indexes (exact below ``approximate_above`` vectors)."""
+def build_indexes(items: Embeddings, users: Embeddings, segments: Segmented, config: IndexSettings,
+                  spill: Path | None = None) -> Indexes:  # fmt: skip
+    """The flow's index stage: item, user and segment-centroid indexes (exact below ``approximate_above`` vectors).
+
+    ``spill``: a folder where an index over more than ``approximate_above`` vectors is written out and let go of
+    (:meth:`VectorIndex.spill`) until the run folder is written; none: all stay in memory.
+    """
 
     def configured(emb: Embeddings) -> VectorIndex:
         return build_index(emb.ids, emb.vectors, kind=config.kind, approximate_above=config.approximate_above,
@@ -249,7 +274,14 @@ def build_indexes(items: Embeddings, users: Embeddings, segments: Segmented, con
 
     cents = segment_centroids(users, segments.assignments)
     seg_index = build_index(cents.ids, cents.vectors, kind="flat") if len(cents.ids) else None
-    return Indexes(configured(items), configured(users), seg_index)
+    out = Indexes(configured(items), configured(users), seg_index)
+    if spill is not None:
+        for name, index in (("items", out.items), ("users", out.users)):
+            if len(index) > config.approximate_above:
+                index.spill(Path(spill) / name)
+                logger.info("index: the %s index (%s vectors) written to %s until the run folder is written",
+                            name, f"{len(index):,}", Path(spill) / name)  # fmt: skip
+    return out
 
 
 def segment_neighbours(indexes: Indexes, k: int = 3) -> dict[int, list[tuple[int, float]]]:

@@ -14,6 +14,8 @@ No ``from __future__ import annotations`` here: Prefect validates the pydantic
 parameter from real annotations.
 """
 
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,20 @@ DEFAULT_CONFIG = PipelineConfig()  # frozen: safe as a shared default
 
 def _run_stages(config: PipelineConfig) -> str:
     """Run every stage in dependency order, independent ones at once, and publish the run folder."""
+    # a large index waits on disk until publish writes the run folder (in this process's reach: not on Dask,
+    # whose workers may not share this disk); removed when the run ends, published or not
+    spill = None
+    if config.orchestration.task_runner == "threads":
+        cache_root(config).mkdir(parents=True, exist_ok=True)
+        spill = Path(tempfile.mkdtemp(prefix="index-spill-", dir=cache_root(config)))
+    try:
+        return _stages(config, spill)
+    finally:
+        if spill is not None:
+            shutil.rmtree(spill, ignore_errors=True)
+
+
+def _stages(config: PipelineConfig, spill: Path | None) -> str:
     log = get_run_logger()
     cache = cache_root(config)
     s = Stages(config)
@@ -82,7 +98,7 @@ def _run_stages(config: PipelineConfig) -> str:
     s.submit("stability", measure_stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
              config.seed)  # fmt: skip
     s.submit("describe", describe_run, segmentation, split, dataset, profiles, users, config.report)
-    s.submit("index", build_indexes, items, users, segmentation, config.index, cached=False)
+    s.submit("index", build_indexes, items, users, segmentation, config.index, spill, cached=False)
     if rated:
         segment_models = s.submit("fine-tune-segments", fine_tune_segments, global_model, split, segmentation,
                                   config.predictor, config.seed)  # fmt: skip

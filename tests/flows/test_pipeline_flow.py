@@ -131,6 +131,28 @@ def test_other_task_runner_runs_the_stages_in_a_subflow(first_run, caplog):
     assert any("cache: 10 of 10 cached stages reused" in m for m in messages)
 
 
+def test_a_large_index_waits_on_disk_and_the_run_folder_gets_it(first_run, monkeypatch, caplog):
+    """An index over more than index.approximate_above vectors is written out during the run (not held in memory
+    until publish), copied into the run folder, and its spill folder is gone when the run ends."""
+    import flows.pipeline as pipeline
+
+    cfg, out, _, _ = first_run
+    real = pipeline.build_indexes
+    # a limit of 50 for the index stage only (index is an uncached stage; the cached stages' keys stay the same)
+    monkeypatch.setattr(pipeline, "build_indexes", lambda items, users, seg, index, spill: real(
+        items, users, seg, index.model_copy(update={"approximate_above": 50}), spill))  # fmt: skip
+    path = Path(segflow_pipeline(cfg))
+    said = [r.getMessage() for r in caplog.records]
+    spilled = [m for m in said if "the users index (200 vectors) written to" in m]
+    assert spilled and str(Path(cfg.cache_dir)) in spilled[0]
+    assert json.loads((path / "index" / "users" / "manifest.json").read_text())["kind"] == "hnsw"
+    assert load_run(path).users.height == 200
+    from embeddings.index import VectorIndex
+
+    assert len(VectorIndex.load(path / "index" / "users").similar(load_run(path).users["user_id"][0], 5)) == 5
+    assert not list(Path(cfg.cache_dir).glob("index-spill-*"))
+
+
 def test_bad_parameters_are_refused():
     with pytest.raises(ParameterTypeError, match="min_cluster_size"):
         segflow_pipeline(config={"cluster": {"min_cluster_size": 0}})

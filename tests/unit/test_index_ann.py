@@ -110,3 +110,35 @@ def test_an_unfitted_index_says_so_in_every_method_and_saves_nothing(tmp_path):
         with pytest.raises(ValueError, match="not fitted yet"):
             call()
     assert not (tmp_path / "idx").exists()
+
+
+def test_a_spilled_index_searches_saves_and_loads_as_before(data, tmp_path, caplog):
+    """build_indexes writes an index over more than approximate_above vectors out and lets go of it; searching
+    reads it back, and saving copies the file (the run folder gets the same index)."""
+    from types import SimpleNamespace
+
+    from embeddings.encoder import Embeddings
+    from embeddings.index import build_indexes
+
+    ids, x, labels, queries, _ = data
+    users = Embeddings(ids, x, "m")
+    items = Embeddings(ids[:50], x[:50], "m")
+    segs = SimpleNamespace(assignments=pl.DataFrame({"user_id": ids.tolist(), "segment_id": labels.astype(np.int32)}))
+    config = SimpleNamespace(kind="auto", approximate_above=100, hnsw_m=16)
+    with caplog.at_level(logging.INFO, logger="embeddings.index"):
+        spilled = build_indexes(items, users, segs, config, spill=tmp_path / "spill")
+    assert spilled.users.index_ is None and (tmp_path / "spill" / "users" / "index.faiss").is_file()
+    assert spilled.items.index_ is not None and not (tmp_path / "spill" / "items").exists()  # 50 vectors: kept
+    assert any("users index (2,000 vectors) written to" in r.getMessage() for r in caplog.records)
+    spilled.users.save(tmp_path / "run" / "users")  # a copy of the file, without reading it back
+    assert spilled.users.index_ is None
+    assert (tmp_path / "run" / "users" / "index.faiss").read_bytes() == (
+        tmp_path / "spill" / "users" / "index.faiss").read_bytes()  # fmt: skip
+    copied = VectorIndex.load(tmp_path / "run" / "users")
+    assert copied.kind_ == "hnsw" and copied.recall_ == spilled.users.recall_ >= 0.9
+    found, sims = spilled.users.search(queries, 10)  # read back on demand
+    assert spilled.users.index_ is not None and spilled.users.index_.hnsw.efSearch == copied.index_.hnsw.efSearch
+    again, again_sims = copied.search(queries, 10)
+    assert np.array_equal(found, again) and np.array_equal(sims, again_sims)
+    exact, _ = VectorIndex("flat").fit(ids, x).search(queries, 10)
+    assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, exact)]) >= 0.9
