@@ -25,6 +25,8 @@ computed) and the default configuration::
   ready; ``flow`` is the whole flow), ``rankers_seconds`` the fit seconds per ranker;
 - ``ari``: adjusted Rand index of the run's segments (``users.parquet``, outliers -1) against the planted
   segments (noise users -1), over every user; ``ari_excl_noise`` over the users whose truth is a segment;
+  ``truth_breakdown`` where each planted segment went (its majority found segment, the shares, that segment's
+  purity);
 - ``ndcg@10``: the run's primary ranker's NDCG@10 on the test split (``primary_ranker``: the segflow ranker, or
   ALS where the dense rankers are over ``ranker.dense_budget_mib``; ``ndcg@10_popularity`` the most-popular
   floor's; ``rankers`` which rankers the run chose); ``rmse``: the global rating model's test RMSE
@@ -98,7 +100,23 @@ def _ari(run: Path, labels: pl.DataFrame) -> dict:
     return {"ari": round(float(adjusted_rand_score(truth, seg)), 4),
             "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], seg[keep])), 4),
             "n_segments": int(len(np.unique(seg[seg >= 0]))), "outlier_share": round(float((seg < 0).mean()), 4),
-            "users_scored": int(both.height)}  # fmt: skip
+            "users_scored": int(both.height), "truth_breakdown": _breakdown(truth, seg)}  # fmt: skip
+
+
+def _breakdown(truth: np.ndarray, seg: np.ndarray) -> list[dict]:
+    """Where each planted segment (and the noise users, -1) went: its size, the found segment holding most of it
+    and that segment's share of it, its share labelled outlier, and the found segment's purity (the share of
+    that segment's users from this planted segment): a merge shows as two planted segments with one majority."""
+    out = []
+    for t in np.unique(truth):
+        mine = seg[truth == t]
+        clustered = mine[mine >= 0]
+        major = int(np.bincount(clustered).argmax()) if len(clustered) else -1
+        in_major = int((mine == major).sum()) if major >= 0 else 0
+        out.append({"planted": int(t), "n": int(len(mine)), "majority_segment": major,
+                    "majority_share": round(in_major / len(mine), 4), "outlier_share": round(float((mine < 0).mean()), 4),
+                    "majority_purity": round(in_major / max(int((seg == major).sum()), 1), 4) if major >= 0 else None})  # fmt: skip
+    return out
 
 
 def _num(x):

@@ -48,9 +48,17 @@ def test_ari_against_the_planted_truth(bench, tmp_path):
         tmp_path / "users.parquet")  # fmt: skip
     same = bench._ari(tmp_path, labels)
     assert same["ari"] == 1.0 and same["n_segments"] == 2 and same["outlier_share"] == 0.2
+    assert [(b["planted"], b["majority_segment"], b["majority_share"], b["majority_purity"]) for b in
+            same["truth_breakdown"]] == [(-1, -1, 0.0, None), (0, 5, 1.0, 1.0), (1, 7, 1.0, 1.0)]  # fmt: skip
     pl.DataFrame({"user_id": ["a", "b", "c", "d", "e"], "segment_id": [5, 7, 5, 7, 5]}).write_parquet(
         tmp_path / "users.parquet")  # fmt: skip
-    assert bench._ari(tmp_path, labels)["ari"] < 0.5
+    merged = bench._ari(tmp_path, labels)
+    assert merged["ari"] < 0.5
+    # planted 0 and 1 both have half their users in 5 and half in 7 (ties go to the smaller id); the noise user
+    # went to 5, which therefore holds 1 of 3 users from planted 1
+    assert [(b["planted"], b["majority_segment"], b["majority_share"], b["outlier_share"], b["majority_purity"])
+            for b in merged["truth_breakdown"]] == [(-1, 5, 1.0, 0.0, 0.3333), (0, 5, 0.5, 0.0, 0.3333),
+                                                   (1, 5, 0.5, 0.0, 0.3333)]  # fmt: skip
 
 
 def test_growth_slopes(bench):
