@@ -89,19 +89,25 @@ class _Matrix:
         users = pl.DataFrame({"user_id": self.user_ids.astype(str), "_u": np.arange(len(self.user_ids))})
         items = pl.DataFrame({"item_id": self.item_ids.astype(str), "_i": np.arange(len(self.item_ids))},
                              schema={"item_id": pl.String, "_i": pl.Int64})  # fmt: skip
-        joined = interactions.select("user_id", "item_id", "rating").join(users, on="user_id", how="left")
-        joined = joined.join(items, on="item_id", how="left", maintain_order="left")
-        missing = joined.filter(pl.col("_i").is_null())
-        if missing.height:
+        # codes and ratings only: the string ids are not carried past the joins (25M rows of them are gigabytes)
+        joined = (
+            interactions.lazy().select("user_id", "item_id", "rating")
+            .join(users.lazy(), on="user_id", how="left")
+            .join(items.lazy(), on="item_id", how="left", maintain_order="left")
+            .select("_u", "_i", (pl.col("rating") - pl.col("rating").mean().over("_u")).alias("centred"))
+            .collect()
+        )  # fmt: skip
+        n_missing = joined["_i"].null_count()
+        if n_missing:
+            known = pl.Series(self.item_ids.astype(str)).implode()
+            example = interactions.filter(~pl.col("item_id").is_in(known))["item_id"][0]
             raise DataError(
-                f"represent: {missing.height} interactions refer to items without an embedding "
-                f"(e.g. item {missing['item_id'][0]!r})"
+                f"represent: {n_missing} interactions refer to items without an embedding (e.g. item {example!r})"
             )
-        centred = pl.col("rating") - pl.col("rating").mean().over("_u")
-        joined = joined.with_columns(centred.alias("centred"))
         self.rows = joined["_u"].to_numpy().astype(np.int64)
         self.cols = joined["_i"].to_numpy().astype(np.int64)
         self.centred = joined["centred"].to_numpy().astype(np.float64)
+        del joined
         self.shape = (len(self.user_ids), len(self.item_ids))
 
     def weighted(self, w: np.ndarray) -> sp.csr_matrix:

@@ -107,7 +107,9 @@ def test_representation_errors(planted, item_vectors):
     with pytest.raises(ValueError, match="needs items"):
         build_user_vectors(ds.interactions, item_vectors, method="item-mean+liked-category-hist")
     bad = ds.interactions.with_columns(pl.lit("nope").alias("item_id"))
-    with pytest.raises(DataError, match="without an embedding"):
+    with pytest.raises(
+        DataError, match=rf"{bad.height} interactions refer to items without an embedding \(e.g. item 'nope'\)"
+    ):
         build_user_vectors(bad, item_vectors, method="item-mean")
     bare = ds.items.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
     with pytest.raises(DataError, match="no categories"):
