@@ -86,12 +86,16 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
         .sort(["title", "item_id"])
         .with_row_index("_code")
     )  # fmt: skip
+    # users as codes too: the string ids meet only the one row per user at the end
+    user_ids = interactions.select("user_id").unique().with_row_index("_u")
     by_user = (
-        interactions.select("user_id", "item_id", "rating", "timestamp")
-        .join(named.select("item_id", "_code"), on="item_id", how="left")
-        .drop("item_id")
+        interactions.lazy().select("user_id", "item_id", "rating", "timestamp")
+        .join(named.lazy().select("item_id", "_code"), on="item_id", how="left")
+        .join(user_ids.lazy(), on="user_id", how="left")
+        .select(pl.col("_u").alias("user_id"), "rating", "timestamp", "_code")
         .with_columns((pl.col("rating") - pl.col("rating").mean().over("user_id")).alias("centred"))
-    )
+        .collect()
+    )  # fmt: skip
     stats = by_user.group_by("user_id").agg(pl.len().alias("n"), pl.col("rating").mean().alias("mean"))
     titles = named.select("_code", "title")
 
@@ -128,7 +132,9 @@ def describe_users(interactions: pl.DataFrame, items: pl.DataFrame, *, n_titles:
         stats.join(loves, on="user_id", how="left")
         .join(dislikes, on="user_id", how="left")
         .join(genres, on="user_id", how="left")
-    )
+        .join(user_ids.rename({"user_id": "id", "_u": "user_id"}), on="user_id", how="left")
+        .drop("user_id").rename({"id": "user_id"})
+    )  # fmt: skip
     rows = []
     noun = "interactions" if implicit else "ratings"
     for r in frame.iter_rows(named=True):
