@@ -104,4 +104,5 @@ def _settings(config: PredictorConfig, *, finetune: bool = False) -> TrainSettin
                              reg=config.per_segment.reg, bias_reg=mf.bias_reg, batch_size=mf.batch_size,
                              patience=2)  # fmt: skip
     return TrainSettings(epochs=mf.epochs, learning_rate=mf.learning_rate, reg=mf.reg, bias_reg=mf.bias_reg,
-                         batch_size=mf.batch_size, patience=mf.patience)  # fmt: skip
+                         batch_size=mf.batch_size, patience=mf.patience,
+                         patience_ratings=mf.patience_ratings)  # fmt: skip

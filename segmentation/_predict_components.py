@@ -20,7 +20,7 @@ import torch
 from scipy.special import expit
 
 from segmentation._metrics import rmse
-from segmentation._predict_mf import MFParams, Ratings, RowAdam, TrainSettings, train_mf
+from segmentation._predict_mf import MFParams, Ratings, RowAdam, TrainSettings, early_stop, train_mf
 
 __all__ = [
     "COMPONENTS",
@@ -173,6 +173,7 @@ class SVDppSettings:
     user_day_bias: bool = True
     side_features: bool = True
     init_std: float = 0.1
+    patience_ratings: int | None = None
 
 
 class _CsrRows:
@@ -362,7 +363,8 @@ class SVDpp:
             if score < best_rmse:
                 best_rmse, best_epoch = score, epoch
                 best_state = [t.detach().clone() for t in params]
-            elif epoch - best_epoch >= s.patience:
+            elif stop := early_stop(epoch, best_epoch, n, s.patience, s.patience_ratings):
+                logger.info("svdpp: %s", stop)
                 break
         if best_state is not None:
             with torch.no_grad():
@@ -624,6 +626,7 @@ class AutoRecSettings:
     reg: float = 1.0
     batch_size: int = 64
     patience: int = 10
+    patience_ratings: int | None = None
 
 
 class AutoRec:
@@ -702,7 +705,8 @@ class AutoRec:
             if score < best_rmse:
                 best_rmse, best_epoch = score, epoch
                 best_state = [t.detach().clone() for t in params]
-            elif epoch - best_epoch >= s.patience:
+            elif stop := early_stop(epoch, best_epoch, len(tr), s.patience, s.patience_ratings):
+                logger.info("autorec: %s", stop)
                 break
         if best_state is not None:
             with torch.no_grad():

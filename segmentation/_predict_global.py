@@ -54,11 +54,12 @@ def _make_component(name: str, config: PredictorConfig, device: str) -> Componen
         return SVDpp(SVDppSettings(embedding_size=s.embedding_size, epochs=s.epochs, learning_rate=s.learning_rate,
                                    reg=s.reg, implicit_reg=s.reg, bias_reg=s.bias_reg, batch_size=s.batch_size,
                                    patience=s.patience, item_time_bins=s.time_bins, user_day_bias=s.user_day_bias,
-                                   side_features=s.side_features))  # fmt: skip
+                                   side_features=s.side_features, patience_ratings=s.patience_ratings))  # fmt: skip
     if name == "autorec":
         a = config.autorec
         return AutoRec(AutoRecSettings(hidden=a.hidden, epochs=a.epochs, learning_rate=a.learning_rate, reg=a.reg,
-                                       batch_size=a.batch_size, patience=a.patience))  # fmt: skip
+                                       batch_size=a.batch_size, patience=a.patience,
+                                       patience_ratings=a.patience_ratings))  # fmt: skip
     if name in ("item-knn", "user-knn"):
         return KNNBaseline(user_based=name == "user-knn", k=config.knn.neighbors, shrinkage=config.knn.shrinkage)
     raise ValueError(f"unknown rating model {name!r}; expected one of mf, svdpp, autorec, item-knn, user-knn")

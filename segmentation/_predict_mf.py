@@ -18,7 +18,7 @@ import torch
 
 from segmentation._metrics import rmse
 
-__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "RowAdam", "finetune_mf", "train_mf"]
+__all__ = ["FINETUNE_STRATEGIES", "MFParams", "Ratings", "RowAdam", "early_stop", "finetune_mf", "train_mf"]
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,32 @@ class TrainSettings:
     batch_size: int
     patience: int
     min_delta: float = 0.0
+    patience_ratings: int | None = None
+
+
+def early_stop(epoch: int, best_epoch: int, n_train: int, patience: int, patience_ratings: int | None) -> str | None:
+    """Which bound stops training after ``epoch``, or None to go on.
+
+    Training stops when ``patience`` epochs, or ``patience_ratings`` training ratings (``n_train`` per epoch; None:
+    no such bound), have passed since ``best_epoch`` without a better validation RMSE. The ratings bound lets a large
+    log stop sooner: one worse epoch over millions of validation ratings is already clear evidence, where a small
+    log needs several.
+
+    Returns:
+        None, or a sentence for the log naming the bound that stopped it.
+    """
+    since = epoch - best_epoch
+    if since < 1:
+        return None
+    seen = since * n_train
+    if since >= patience:
+        return (f"{since} epochs ({seen:,} training ratings) past the best epoch {best_epoch} without a better "
+                f"validation RMSE: stopped by patience = {patience} epochs")  # fmt: skip
+    if patience_ratings is not None and seen >= patience_ratings:
+        return (f"{since} epoch{'s' if since > 1 else ''} ({seen:,} training ratings) past the best epoch "
+                f"{best_epoch} without a better validation RMSE: stopped by patience_ratings = {patience_ratings:,} "
+                f"before patience = {patience} epochs")  # fmt: skip
+    return None
 
 
 class RowAdam:
@@ -202,6 +228,7 @@ def _fit_loop(
     device: str,
     what: str,
     optimiser: "RowAdam | None" = None,
+    stop_level: int = logging.DEBUG,
 ) -> tuple[MFParams, list[dict], int]:
     """Adam over shuffled mini-batches, early-stopped on validation RMSE; returns the best snapshot.
 
@@ -211,12 +238,14 @@ def _fit_loop(
         snapshot: materialises the current parameters as :class:`MFParams` (used for validation too).
         train: training rows.
         valid: validation rows for early stopping (if empty, the last epoch is kept).
-        settings: epochs, learning rate, batch size, patience.
+        settings: epochs, learning rate, batch size, patience (in epochs and in training ratings, see
+            :func:`early_stop`).
         generator: seeded torch generator for shuffling.
         clip: rating range for validation predictions.
         device: torch device.
         what: a name for log messages.
         optimiser: a :class:`RowAdam` that ``forward`` gathers its rows from, instead of Adam over ``parameters``.
+        stop_level: the log level of the line saying which bound stopped training early.
 
     Returns:
         The best parameters, the per-epoch history and the best epoch (1-based; 0 = before training).
@@ -252,7 +281,8 @@ def _fit_loop(
         logger.debug("%s epoch %d: train RMSE %.4f, valid RMSE %.4f", what, epoch, train_rmse, valid_rmse)
         if not len(valid) or valid_rmse < best_rmse - settings.min_delta:
             best, best_rmse, best_epoch = current, valid_rmse, epoch
-        elif epoch - best_epoch >= settings.patience:
+        elif stop := early_stop(epoch, best_epoch, n, settings.patience, settings.patience_ratings):
+            logger.log(stop_level, "%s: %s", what, stop)
             break
     logger.debug("%s: best epoch %d of %d, valid RMSE %.4f, %.2f s", what, best_epoch, len(history) - 1, best_rmse,
                  time.perf_counter() - t0)  # fmt: skip
@@ -312,7 +342,7 @@ def train_mf(
             return MFParams(mu, _np(p), _np(q), _np(bu), _np(bi))
 
     return _fit_loop(forward, [], snapshot, train, valid, settings, generator=generator, clip=clip, device=device,
-                     what="global MF", optimiser=adam)  # fmt: skip
+                     what="global MF", optimiser=adam, stop_level=logging.INFO)  # fmt: skip
 
 
 def _np(t: torch.Tensor) -> np.ndarray:

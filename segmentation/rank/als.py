@@ -39,10 +39,12 @@ class ALS(MatrixRanker):
     :func:`~segmentation.rank.base.train_matrices` defines it). Factors, regularisation and sweeps are
     the best point of ``als_factors_grid`` x ``als_reg_grid`` x ``als_iterations_grid`` on the
     validation carve (NDCG@10, the protocol of every ranker); one fit per (factors, regularisation)
-    is scored after each listed sweep. ``score(u, i) = p_u · q_i``.
+    is scored after each listed sweep. Above ``grid_max_users`` train users the grid's fits see only a seeded
+    uniform sample of that many users' rows (the carve's own draw, logged), since each candidate is a whole fit; the
+    final fit with the chosen point sees every user. ``score(u, i) = p_u · q_i``.
 
     Args:
-        config: ranker settings (``als_*`` grids, ``als_alpha``, ``threads``, ``like_threshold``).
+        config: ranker settings (``als_*`` grids, ``als_alpha``, ``threads``, ``like_threshold``, ``grid_max_users``).
     """
 
     dense = False
@@ -68,7 +70,7 @@ class ALS(MatrixRanker):
         if len(pairs) == 1 and len(sweeps) == 1:
             self.params_ = {"factors": pairs[0][0], "reg": pairs[0][1], "iterations": sweeps[0]}
         else:
-            carve = self._carve(seed)
+            carve = self._carve(seed, cfg.grid_max_users)  # above the cap, a sample of the users: the grid's fits
             seen = carve.fit.x[carve.users].tocsr()
             conf = self._confidence(carve.fit)
             results: list[tuple[float, dict]] = []

@@ -278,8 +278,13 @@ class MatrixRanker:
 
     # -- validation -------------------------------------------------------------------------------
 
-    def _carve(self, seed: int) -> Carve:
-        """Carve ``valid_fraction`` of train rows; keep users with a liked carved item (at most max_valid_users)."""
+    def _carve(self, seed: int, max_users: int | None = None) -> Carve:
+        """Carve ``valid_fraction`` of train rows; keep users with a liked carved item (at most max_valid_users).
+
+        With ``max_users`` (0 or None: no cap) below the number of train users, the carve is that of a seeded uniform
+        sample of ``max_users`` users: ``fit`` holds their rows only (in user order), ``users`` are rows of it, and
+        the users scored are drawn among them. Without a cap, or within it, the carve is the one of every user.
+        """
         rng = np.random.default_rng(seed)
         train = self._train
         m = pl.Series(carve_mask(train.height, self.config.valid_fraction, rng))
@@ -287,6 +292,16 @@ class MatrixRanker:
         valid = train_matrices(train.filter(m), self.users_, self.items_, self.config.like_threshold, self.implicit_)
         liked = valid.liked - valid.liked.multiply(fit.x)  # a carved pair also left in the fit part is not held out
         liked.eliminate_zeros()
+        n_users = len(self.users_)
+        if max_users and n_users > max_users:
+            sample = np.sort(rng.choice(n_users, max_users, replace=False))
+            nnz = fit.x.nnz
+            fit = TrainMatrices(fit.x[sample], fit.r[sample], fit.liked[sample])
+            liked = liked[sample]
+            logger.info("%s: validation grid on a seeded uniform sample of %s of the %s train users (%s of the carve's "
+                        "%s fit interactions), over ranker.grid_max_users = %s; the final fit on every user",
+                        type(self).__name__, f"{max_users:,}", f"{n_users:,}", f"{fit.x.nnz:,}", f"{nnz:,}",
+                        f"{max_users:,}")  # fmt: skip
         users = np.flatnonzero(np.diff(liked.indptr) > 0)
         if len(users) > self.config.max_valid_users:
             users = np.sort(rng.choice(users, self.config.max_valid_users, replace=False))

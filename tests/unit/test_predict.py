@@ -465,3 +465,45 @@ def test_test_ratings_never_reach_fitting(tmp_path):
     ).read_bytes()
     m0, m1 = (json.loads((tmp_path / f"m{i}" / "manifest.json").read_text()) for i in (0, 1))
     assert m0["weights"] == m1["weights"] and m0["valid_rmse"] == m1["valid_rmse"]
+
+
+def _record_gap(history: list[dict]) -> int:
+    """The most epochs between two successive improvements of the validation RMSE (from epoch 0, before training)."""
+    best, last, gap = np.inf, 0, 1
+    for h in history:
+        if h["valid_rmse"] < best:
+            best, gap, last = h["valid_rmse"], max(gap, h["epoch"] - last), h["epoch"]
+    return gap
+
+
+@pytest.mark.parametrize("name", ["mf", "svdpp", "autorec"])
+def test_patience_in_training_ratings_stops_sooner_at_the_same_best_epoch(name: str, caplog) -> None:
+    """A ratings bound of k epochs' training rows, k the longest wait for a better validation RMSE in the fit without
+    a bound, stops k epochs past the best (sooner than patience): the same best epoch, the same refitted model. The
+    default bound (20M ratings) does not bind on small data, so that fit is the one without a bound."""
+    split = planted_low_rank()
+    n = split.train.height
+    base = _with(BLEND, model=name, refit=True, **{name: {"epochs": 40, "patience": 6}})
+
+    def fit(cap: int | None | str) -> tuple[GlobalPredictor, str]:
+        section = {} if cap == "default" else {"patience_ratings": cap}
+        config = _with(base, **{name: {**base.model_dump()[name], **section}})
+        caplog.clear()
+        with caplog.at_level("INFO"):
+            model = fit_global_predictor(split, config, item_embeddings=_item_embeddings(split), seed=0)
+        return model, caplog.text
+
+    (off, off_log), (default, _) = fit(None), fit("default")
+    best = off.best_epoch_
+    assert best >= 1 and len(off.history_) == best + 6  # patience stopped it, 6 epochs past its best
+    assert "stopped by patience = 6 epochs" in off_log
+    assert default.history_ == off.history_
+    np.testing.assert_array_equal(default.predict(split.test), off.predict(split.test))
+    k = _record_gap(off.history_)
+    assert k < 6
+    capped, capped_log = fit(k * n)
+    assert capped.best_epoch_ == best and len(capped.history_) == best + k
+    assert capped.history_ == off.history_[: best + k]
+    assert (f"({k * n:,} training ratings) past the best epoch {best} without a better validation RMSE: stopped by "
+            f"patience_ratings = {k * n:,} before patience = 6 epochs") in capped_log  # fmt: skip
+    np.testing.assert_array_equal(capped.predict(split.test), off.predict(split.test))  # the same refit

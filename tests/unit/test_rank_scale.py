@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import polars as pl
 import pytest
+import scipy.sparse as sp
 
 from segmentation._errors import ConfigError
 from segmentation.config import RankerConfig
@@ -97,6 +98,52 @@ def test_als_threads_setting_reaches_implicit_and_changes_no_list(explicit):
     users = explicit["user_id"].unique().sort().to_list()
     assert one.params_ == every.params_
     assert one.recommend(users, 10)["item_id"].equals(every.recommend(users, 10)["item_id"])
+
+
+def test_als_grid_above_grid_max_users_fits_a_sample_of_the_carve_and_the_final_fit_every_user(explicit, monkeypatch,
+                                                                                               caplog):  # fmt: skip
+    """Above ranker.grid_max_users each grid candidate is fitted on the carve's rows of a seeded sample of users (the
+    matrix the fit sees has that many rows), the final fit on every user; with the cap off, or at its default on
+    small data, the fits and the lists are those of before."""
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    from segmentation.rank.base import carve_mask
+
+    seen: list[sp.csr_matrix] = []
+    fit = AlternatingLeastSquares.fit
+
+    def spy(self, user_items, *args, **kwargs):
+        seen.append(user_items.copy())
+        return fit(self, user_items, *args, **kwargs)
+
+    monkeypatch.setattr(AlternatingLeastSquares, "fit", spy)
+    n_users = explicit["user_id"].n_unique()
+    runs = {}
+    for label, cap in (("off", None), ("default", "default"), ("forced", 60)):
+        seen.clear()
+        config = SMALL_ALS if cap == "default" else SMALL_ALS.model_copy(update={"grid_max_users": cap})
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="segmentation.rank.base"):
+            r = ALS(config).fit(explicit, seed=0)
+        runs[label] = (r, list(seen), caplog.text)
+    users = explicit["user_id"].unique().sort().to_list()
+    off, off_fits, off_log = runs["off"]
+    assert [m.shape[0] for m in off_fits] == [n_users] * 5 and "grid_max_users" not in off_log  # 4 candidates, 1 final
+    default, default_fits, _ = runs["default"]
+    assert default.validation_ == off.validation_ and default.params_ == off.params_
+    assert all((a != b).nnz == 0 for a, b in zip(default_fits, off_fits))
+    assert default.recommend(users, 10).equals(off.recommend(users, 10))
+    forced, forced_fits, forced_log = runs["forced"]
+    assert [m.shape[0] for m in forced_fits] == [60] * 4 + [n_users]  # the grid sees the sample, the final fit all
+    assert (forced_fits[-1] != forced._confidence(forced.data_)).nnz == 0
+    # the sample's rows are the carve's own rows of those users (the carve's seeded draw after its row mask)
+    rng = np.random.default_rng(0)
+    carve_mask(explicit.height, SMALL_ALS.valid_fraction, rng)
+    sample = np.sort(rng.choice(n_users, 60, replace=False))
+    assert all((m != off_fits[0][sample]).nnz == 0 for m in forced_fits[:4])
+    assert f"validation grid on a seeded uniform sample of 60 of the {n_users} train users" in forced_log
+    assert "over ranker.grid_max_users = 60; the final fit on every user" in forced_log
+    assert len(forced.validation_) == 8 and forced.model_.user_factors.shape[0] == n_users
 
 
 # ----------------------------------------------------------------------------- EASE: one eigh for every lambda
