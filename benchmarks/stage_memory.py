@@ -6,12 +6,16 @@ describe_segments).
     python benchmarks/stage_memory.py --rev 79bc30e --size S            # draws synthetic_log S first
 
 ``FOLDER`` holds ``ratings.csv``, ``items.csv``, ``users.csv`` and ``labels.csv`` as ``SyntheticLog.write`` leaves
-them (the scale benchmark's files). For each code version a fresh process loads them through ``load_files`` with
-``segflow run``'s column flags, keeps random90's train rows (seed 0), and calls in turn ``describe_users``,
-``build_user_vectors`` (the default representation, centred, over seeded random 384-d item vectors: memory and time
-do not depend on what the vectors say) and ``describe_segments`` (the planted labels as segments). It prints each
-call's seconds and its peak RSS over the process's RSS just before the call (sampled every 20 ms). The revision's
-code is exported with ``git archive`` into a temporary folder. Rows go to ``benchmarks/results/stage_memory.json``.
+them (the scale benchmark's files). One process loads them through ``load_files`` with ``segflow run``'s column
+flags, keeps random90's train rows (seed 0) and writes them, the items, the users and the planted labels as
+Parquet. Then each stage runs in a fresh process per code version, which reads those files and calls it:
+``describe_users``, ``build_user_vectors`` (the default representation, centred, over seeded random 384-d item
+vectors: memory and time do not depend on what the vectors say) or ``describe_segments`` (the planted labels as
+segments, with seeded random 432-d user vectors for its representative users). It prints the call's seconds and
+its peak RSS over the process's RSS just before the call (sampled every 20 ms). Reading Parquet leaves little
+freed-but-kept memory behind, which a stage would reuse unseen: measured after the loader itself in one process,
+``describe_segments`` at M seemed to need 2.7 GiB in both versions. The revision's code is exported with
+``git archive`` into a temporary folder. Rows go to ``benchmarks/results/stage_memory.json``.
 """
 
 import argparse
@@ -26,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("describe_users", "build_user_vectors", "describe_segments")
 OUT = ROOT / "benchmarks" / "results" / "stage_memory.json"
 
 
@@ -33,15 +38,40 @@ def _rss_mib() -> int:
     return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
 
 
-def _child(code: str, folder: str) -> None:
+def _prepare(folder: str, out: str) -> None:
+    """Load the scale run's files as ``segflow run`` does, keep random90's train rows, and write what the stages
+    read as Parquet: each measuring process then starts from a plain read, not from the loader's garbage (a
+    freshly loaded process holds gigabytes its allocator has freed but kept, which a stage reuses unseen)."""
+    sys.path.insert(0, str(ROOT))
+    import polars as pl
+
+    from embeddings.text import describe_items
+    from segmentation.config import ColumnMapping
+    from segmentation.data import load_files, split_ratings
+
+    data, dest = Path(folder), Path(out)
+    cols = ColumnMapping(user="user", item="item", rating="stars", timestamp="time", item_id="item_id", title="name",
+                         categories="categories", text=["description"])  # fmt: skip
+    ds = load_files(data / "ratings.csv", data / "items.csv", data / "users.csv", columns=cols)
+    split_ratings(ds.interactions, "random90").train_full.write_parquet(dest / "train.parquet")
+    ds.items.write_parquet(dest / "items.parquet")
+    describe_items(ds.items).write_parquet(dest / "texts.parquet")
+    if ds.users is not None:
+        ds.users.write_parquet(dest / "users.parquet")
+    labels = pl.read_csv(data / "labels.csv", schema_overrides={"user_id": pl.String})
+    seg = labels["segment"].cast(pl.Int32)
+    labels.select("user_id").with_columns(segment_id=seg, membership=pl.lit(1.0, pl.Float32), nearest_segment=seg,
+                                          nearest_membership=pl.lit(1.0, pl.Float32)).write_parquet(
+        dest / "assignments.parquet")  # fmt: skip
+
+
+def _child(code: str, prepared: str, stage: str) -> None:
     sys.path.insert(0, code)
     import numpy as np
     import polars as pl
 
     from embeddings.encoder import Embeddings
-    from embeddings.text import describe_items, describe_users
-    from segmentation.config import ColumnMapping
-    from segmentation.data import load_files, split_ratings
+    from embeddings.text import describe_users
     from segmentation.describe import describe_segments
     from segmentation.represent import build_user_vectors
 
@@ -53,35 +83,34 @@ def _child(code: str, folder: str) -> None:
             time.sleep(0.02)
 
     threading.Thread(target=watch, daemon=True).start()
-    data = Path(folder)
-    cols = ColumnMapping(user="user", item="item", rating="stars", timestamp="time", item_id="item_id", title="name",
-                         categories="categories", text=["description"])  # fmt: skip
-    ds = load_files(data / "ratings.csv", data / "items.csv", data / "users.csv", columns=cols)
-    train = split_ratings(ds.interactions, "random90").train_full
-    ids = np.asarray(sorted(ds.items["item_id"].to_list()), dtype=object)
+    src = Path(prepared)
+    train = pl.read_parquet(src / "train.parquet")
+    items_frame = pl.read_parquet(src / "items.parquet")
+    users = pl.read_parquet(src / "users.parquet") if (src / "users.parquet").is_file() else None
+    ids = np.asarray(sorted(items_frame["item_id"].to_list()), dtype=object)
     items = Embeddings(ids, np.random.default_rng(0).standard_normal((len(ids), 384)).astype(np.float32), "random")
-    labels = pl.read_csv(data / "labels.csv", schema_overrides={"user_id": pl.String})
-    seg = labels["segment"].cast(pl.Int32)
-    assignments = labels.select("user_id").with_columns(segment_id=seg, membership=pl.lit(1.0, pl.Float32), nearest_segment=seg,
-                                      nearest_membership=pl.lit(1.0, pl.Float32))  # fmt: skip
-    texts = describe_items(ds.items)
     calls = {
-        "describe_users": lambda: describe_users(train, ds.items),
+        "describe_users": lambda: describe_users(train, items_frame),
         "build_user_vectors": lambda: build_user_vectors(
-            train, items, method="item-mean+liked-category-hist", items=ds.items, centre=True
+            train, items, method="item-mean+liked-category-hist", items=items_frame, centre=True
         ),  # fmt: skip
-        "describe_segments": lambda: describe_segments(assignments, train, ds.items, texts, ds.users),
     }
-    out = {"train_rows": train.height}
-    for name, call in calls.items():
-        base = _rss_mib()
-        high[0] = base
-        t0 = time.perf_counter()
-        result = call()
-        out[name] = {"seconds": round(time.perf_counter() - t0, 1), "peak_over_base_mib": high[0] - base,
-                     "base_mib": base}  # fmt: skip
-        del result
-    print(json.dumps(out))
+    if stage == "describe_segments":
+        assignments = pl.read_parquet(src / "assignments.parquet")
+        texts = pl.read_parquet(src / "texts.parquet")
+        # user vectors as the flow's describe stage passes them (representative users): 432-d, the default
+        # representation's width at 384-d item vectors
+        vectors = np.random.default_rng(1).standard_normal((assignments.height, 432)).astype(np.float32)
+        calls["describe_segments"] = lambda: describe_segments(assignments, train, items_frame, texts, users,
+                                                               user_vectors=vectors)  # fmt: skip
+    base = _rss_mib()
+    high[0] = base
+    t0 = time.perf_counter()
+    result = calls[stage]()
+    print(json.dumps({"train_rows": train.height, stage: {"seconds": round(time.perf_counter() - t0, 1),
+                                                          "peak_over_base_mib": high[0] - base,
+                                                          "base_mib": base}}))  # fmt: skip
+    del result
 
 
 def main() -> None:
@@ -90,10 +119,17 @@ def main() -> None:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--data", type=Path, help="a folder SyntheticLog.write wrote (CSV)")
     src.add_argument("--size", choices=["XS", "S", "M"], help="draw synthetic_log of this named size first")
-    ap.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)} (default: all)"
+    )
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--prepare", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         _child(*args.child)
+        return
+    if args.prepare:
+        _prepare(str(args.data), args.prepare)
         return
     with tempfile.TemporaryDirectory(prefix="segflow-stage-memory-") as tmp:
         folder = args.data
@@ -114,13 +150,22 @@ def main() -> None:
             "rev": args.rev,
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "load_avg_1min_before": os.getloadavg()[0],
+            "stages": args.stages,
         }
         env = {**os.environ, "PYTHONPATH": ""}
+        prepared = Path(tmp) / "prepared"
+        prepared.mkdir()
+        subprocess.run([sys.executable, __file__, "--rev", args.rev, "--data", str(folder), "--prepare",
+                        str(prepared)], env=env, check=True)  # fmt: skip
         for label, code in (("this", str(ROOT)), (args.rev, str(old))):
-            proc = subprocess.run([sys.executable, __file__, "--rev", args.rev, "--data", str(folder), "--child", code,
-                                   str(folder)], env=env, capture_output=True, text=True, check=True)  # fmt: skip
-            row[label] = json.loads(proc.stdout.strip().splitlines()[-1])
-            print(label, row[label], flush=True)
+            row[label] = {}
+            for stage in args.stages.split(","):  # each stage in a fresh process
+                proc = subprocess.run([sys.executable, __file__, "--rev", args.rev, "--data", str(folder), "--child",
+                                       code, str(prepared), stage], env=env, capture_output=True, text=True,
+                                      check=True)  # fmt: skip
+                got = json.loads(proc.stdout.strip().splitlines()[-1])
+                row[label] |= got
+                print(label, got, flush=True)
     rows = json.loads(OUT.read_text()) if OUT.is_file() else []
     OUT.write_text(json.dumps([*rows, row], indent=1) + "\n")
 
