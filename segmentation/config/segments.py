@@ -102,8 +102,8 @@ class ClusterConfig(_Section):
         "subsample refit looks perfectly stable with them as one label (taste world, seed 2: 5 segments, 22.9 % "
         "left out, over the 10 planted ones with none). Chosen on the tuning planted worlds (taste, style, light; "
         "seeds 0-2; the recorded candidates of 3,000 users on the library path and of 10,000 through the CLI): "
-        "0.036-0.09 lost no run against the rule without it on the library path and kept style seed 2's choice "
-        "through the CLI; 0.05 lies inside (docs/BENCHMARKS.md, issue 14, sixth round).",
+        "0.036-0.08 lost no run against the rule without it and had the best mean ARI on both; 0.05 lies inside "
+        "(benchmarks/outlier_margin.py; docs/BENCHMARKS.md, issue 14, sixth round).",
     )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
