@@ -577,8 +577,11 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
     vectors (a diagnostic, not a system), then UMAP with the default settings and every candidate of the label-free
     parameter choice with its ARI on the segment users, and the candidate each choice rule takes (the best score,
     the rule until 2026-12-03; the finest of the most stable, :func:`segmentation.selection.finest_stable`, with
-    stability counting outliers as one more label, the default, and with them counted against a candidate,
-    ``finest_stable_clustered_rule``: issue 14's fifth round, measured and not adopted).
+    stability counting outliers as one more label and no margin on the outlier share, ``finest_stable_rule``; with them
+    counted against a candidate, ``finest_stable_clustered_rule``: issue 14's fifth round, measured and not adopted;
+    the default, with ``cluster.max_extra_outlier_share``, ``finest_stable_margin_rule``: the sixth round). Each
+    candidate's ARI is given on the segment users (``ari_excl_noise``) and on all users with the noise as one more
+    label (``ari``, as the CLI rows are scored).
     The truth only scores; nothing here feeds a choice back.
     """
     import warnings
@@ -632,8 +635,10 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
                     cands.append({**{k: getattr(c, k) for k in ("min_cluster_size", "cluster_selection_method",
                                                                 "n_segments", "noise_share", "dbcv", "stability",
                                                                 "stability_clustered", "score", "eligible")},
-                                  "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4)})  # fmt: skip
-                eligible = [c for c in choice.candidates if c.eligible]
+                                  "ari_excl_noise": round(float(adjusted_rand_score(truth[keep], labels[keep])), 4),
+                                  "ari": round(float(adjusted_rand_score(truth, labels)), 4)})  # fmt: skip
+                # the rules before the margin read the segment bounds alone
+                eligible = [c for c in choice.candidates if cc.min_segments <= c.n_segments <= cc.max_segments]
 
                 def picked(c, cands=cands):
                     return next(x for x in cands if x["min_cluster_size"] == c.min_cluster_size
@@ -644,18 +649,21 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
                 # the finest-stable rule reading the clustered stability (outliers counted against a candidate)
                 was = picked(finest_stable([dataclasses.replace(c, stability=c.stability_clustered)
                                             for c in eligible]))  # fmt: skip
+                margin = picked(choice.chosen)
                 row = {"system": f"candidates[centre={centre}]", "data": f"world:{name}", "role": WORLDS[name].role,
                        "seed": seed, "n_users": int(len(truth)), "representation": method, "centre": centre,
                        "knn_purity": round(purity, 4),
                        "kmeans_true_k_ari_excl_noise": round(float(adjusted_rand_score(truth[keep], km[keep])), 4),
                        "score_rule": old, "finest_stable_rule": new, "finest_stable_clustered_rule": was,
+                       "finest_stable_margin_rule": margin, "max_extra_outlier_share": cc.max_extra_outlier_share,
                        "candidates": cands,
                        "seconds": round(time.perf_counter() - t0, 1), "numba_seconds": round(numba, 1)}  # fmt: skip
                 print(f"  {name:16s} seed {seed} centre={centre!s:5s} purity {purity:.3f} kmeans {row['kmeans_true_k_ari_excl_noise']:.3f} "
                       f"score rule {old['ari_excl_noise']:.3f} (k={old['n_segments']}) finest stable, outliers as a "
                       f"label {new['ari_excl_noise']:.3f} (k={new['n_segments']}, {new['noise_share']:.1%} out), "
                       f"outliers against {was['ari_excl_noise']:.3f} (k={was['n_segments']}, {was['noise_share']:.1%} "
-                      f"out) best candidate "
+                      f"out) margin {margin['ari']:.3f} all users (k={margin['n_segments']}, "
+                      f"{margin['noise_share']:.1%} out; no margin {new['ari']:.3f}) best candidate "
                       f"{max(x['ari_excl_noise'] for x in cands):.3f}", flush=True)  # fmt: skip
                 rows.append(row)
     return rows

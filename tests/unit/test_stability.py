@@ -1,5 +1,6 @@
 """Label-free parameter choice (DBCV + subsample stability) and seed/bootstrap stability of segmentations."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from segmentation.selection import (
     clustered_stability,
     finest_stable,
     needs_selection,
+    outlier_margin,
     relative_validity,
 )
 from segmentation.stability import clusterwise_jaccard, segment_stability, segmentation_stability
@@ -124,6 +126,41 @@ def test_clustered_stability_counts_outliers_against_a_candidate():
     shaky, _ = _scored(50, np.where(out, -1, truth), 0.15, seed=6)
     assert stable.noise_share == shaky.noise_share and stable.stability > shaky.stability + 0.05
     assert finest_stable([stable, shaky]) is stable
+
+
+def test_the_outlier_margin_excludes_a_candidate_that_leaves_many_more_users_out():
+    # taste seed 2 through the CLI (10,000 users): min_cluster_size 50 finds the 10 planted segments with no outliers
+    # at stability 0.955; 800 finds 5 and leaves 22.9 % out, the same users in every refit (stability 1.000)
+    fine = Candidate(50, "eom", 10, 0.0, 0.6, 0.955, 0.764, True)
+    coarse = Candidate(800, "eom", 5, 0.229, 0.5, 1.0, 0.75, True)
+    # style seed 2: 400 with leaf selection leaves 1.1 % out (11 segments, 0.991) and stays eligible
+    leaf = Candidate(400, "leaf", 11, 0.011, 0.6, 0.991, 0.793, True)
+    assert finest_stable([fine, coarse]) is coarse  # the rule without the margin (off) takes the 5 segments
+    assert outlier_margin([fine, coarse], None) == [fine, coarse]
+    kept = outlier_margin([fine, coarse, leaf], 0.05)
+    assert [c.eligible for c in kept] == [True, False, True]
+    assert finest_stable([c for c in kept if c.eligible]) is leaf
+    assert finest_stable([c for c in outlier_margin([fine, coarse], 0.05) if c.eligible]) is fine
+    # measured from the least-outlying candidate within the segment bounds, not from zero
+    few = dataclasses.replace(fine, n_segments=2, eligible=False)  # outside min_segments..max_segments
+    lean = dataclasses.replace(fine, noise_share=0.03)
+    assert [c.eligible for c in outlier_margin([few, lean, dataclasses.replace(coarse, noise_share=0.07)], 0.05)] \
+        == [False, True, True]  # fmt: skip
+
+
+def test_choose_parameters_applies_the_outlier_margin():
+    # two dense blobs and a ring of sparse points around a third: coarse settings leave the ring out in every refit
+    rng = np.random.default_rng(0)
+    x, _ = make_blobs(n_samples=[300, 300, 300], n_features=2, centers=[(0, 0), (8, 0), (4, 7)], cluster_std=0.5,
+                      random_state=0)  # fmt: skip
+    x = np.vstack([x, rng.uniform(-4, 12, size=(120, 2))]).astype(np.float32)
+    off = choose_parameters(x, ClusterConfig(max_extra_outlier_share=None), seed=0)
+    on = choose_parameters(x, ClusterConfig(max_extra_outlier_share=0.0), seed=0)
+    least = min(c.noise_share for c in off.candidates if c.eligible)
+    assert on.chosen.noise_share <= least + 1e-9
+    assert all(c.eligible == (c.noise_share <= least + 1e-9) for c in on.candidates if 3 <= c.n_segments <= 40)
+    assert "left out" in on.reason and "more of the users" in on.to_dict()["criterion"]
+    assert "left out" not in off.reason
 
 
 def test_clustered_stability_hand_examples():
