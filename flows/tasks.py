@@ -9,6 +9,7 @@ import inspect
 import time
 from datetime import timedelta
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 from prefect import task
@@ -17,9 +18,10 @@ from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
 from flows.code_digest import library_digest, stage_digest
+from flows.result_blobs import BlobSerializer, drop_lost_record
 from flows.run_logs import library_logs_to_run
 from segmentation._errors import SegflowError
-from segmentation.cache import fingerprint
+from segmentation.cache import RESULT_BLOBS, fingerprint
 from segmentation.config import PipelineConfig
 from segmentation.data import cache_root
 
@@ -51,12 +53,19 @@ def key_part(value: Any) -> Any:
     return value.model_dump(mode="json", exclude=NON_RESULT_FIELDS) if isinstance(value, PipelineConfig) else value
 
 
-def cache_key(stage: str, fn: Any = None):
-    """The cache key of ``stage``: its code (:func:`stage_digest` of ``fn``, else the whole library) and inputs."""
+def cache_key(stage: str, fn: Any = None, store: Path | None = None):
+    """The cache key of ``stage``: its code (:func:`stage_digest` of ``fn``, else the whole library) and inputs.
+
+    ``store``: the result storage folder; a record there under this key whose data file is gone is removed first
+    (:func:`flows.result_blobs.drop_lost_record`), so the stage runs instead of failing to load it.
+    """
 
     def key(context: Any, parameters: dict[str, Any]) -> str:
         code = stage_digest(fn) if fn is not None else code_digest()
-        return f"{stage}-{fingerprint(code, *map(key_part, parameters.values()))}"
+        name = f"{stage}-{fingerprint(code, *map(key_part, parameters.values()))}"
+        if store is not None:
+            drop_lost_record(store / name)
+        return name
 
     return key
 
@@ -122,8 +131,9 @@ class Stages:
             opts |= {"retries": IO_RETRIES, "retry_delay_seconds": exponential_backoff(backoff_factor=5),
                      "retry_jitter_factor": 0.5}  # fmt: skip
         if cached:
-            opts |= {"cache_key_fn": cache_key(name, fn), "persist_result": True, "result_storage": self.store,
-                     "cache_expiration": CACHE_EXPIRATION}  # fmt: skip
+            opts |= {"cache_key_fn": cache_key(name, fn, self.store), "persist_result": True,
+                     "result_storage": self.store, "cache_expiration": CACHE_EXPIRATION,
+                     "result_serializer": BlobSerializer(folder=str(self.store / RESULT_BLOBS))}  # fmt: skip
         else:
             opts |= {"cache_policy": NO_CACHE}
         run = on_cluster(fn, self.partition_rows) if partitioned and self.partition_rows else fn

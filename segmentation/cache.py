@@ -2,7 +2,8 @@
 
 Layout of ``cache_dir`` (``$SEGFLOW_CACHE``, default ``~/.cache/segflow``)::
 
-    prefect-results/   the flow's task cache: one file per cached stage result (removable)
+    prefect-results/   the flow's task cache: one record per cached stage result (removable); the record of a
+                       segflow stage points to its data file in prefect-results/blobs/ (removed with it)
     encoders/          fine-tuned encoders, one folder each (removable)
     embeddings/        text embeddings by (model, text hash) (removable only when asked: re-embedding is slow)
     datasets/          checksummed copies of the built-in data sets (never removed here)
@@ -16,6 +17,7 @@ recently used" means least recently written.
 """
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -34,12 +36,54 @@ from segmentation.cluster import Segmentation
 from segmentation.config import config_hash
 from segmentation.data import Dataset, Split
 
-__all__ = ["CacheEntry", "CleanedCache", "cache_entries", "clean_cache", "fingerprint", "parse_size"]
+__all__ = [
+    "BLOB_SERIALIZER",
+    "RESULT_BLOBS",
+    "CacheEntry",
+    "CleanedCache",
+    "cache_entries",
+    "clean_cache",
+    "fingerprint",
+    "parse_size",
+    "record_blob",
+]
 
 logger = logging.getLogger(__name__)
 
 TASK_CACHE_FOLDERS = ("prefect-results", "encoders")
 EMBEDDINGS_FOLDER = "embeddings"
+RESULT_BLOBS = "blobs"  # prefect-results/blobs/: the data files the cached stages' records point to
+BLOB_SERIALIZER = "segflow-blob"  # the serializer type those records name (flows/result_blobs.py)
+_RECORD_MAX_BYTES = 1 << 20  # a record that points to a data file is a few hundred bytes
+_BLOB_GRACE_SECONDS = 600  # an unreferenced data file this new may belong to a record being written
+
+
+def _read_untouched(path: Path) -> bytes:
+    """The bytes of ``path`` without marking it used: its access time is what "least recently used" reads."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOATIME", 0))
+    except PermissionError:  # O_NOATIME needs the file's owner: read it, then put its times back
+        st = path.stat()
+        data = path.read_bytes()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+        return data
+    with os.fdopen(fd, "rb") as f:
+        return f.read()
+
+
+def record_blob(record: Path) -> Path | None:
+    """The data file that a task-cache record points to, or None: the record holds its result itself (another
+    serializer), or it is not a record."""
+    try:
+        if not record.is_file() or record.stat().st_size > _RECORD_MAX_BYTES:
+            return None
+        doc = json.loads(_read_untouched(record))
+        serializer = doc["metadata"]["serializer"]
+        if serializer.get("type") != BLOB_SERIALIZER:
+            return None
+        return Path(serializer["folder"]) / json.loads(doc["result"])["blob"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def fingerprint(*objs: Any) -> str:
@@ -89,8 +133,9 @@ def _feed(h: "hashlib._Hash", o: Any) -> None:
 @dataclass(frozen=True)
 class CacheEntry:
     path: Path
-    size: int  # bytes of its files
+    size: int  # bytes of its files (a record's: with its data file)
     last_used: float  # epoch seconds
+    blob: Path | None = None  # a task-cache record's data file (removed with the record)
 
 
 @dataclass(frozen=True)
@@ -137,12 +182,37 @@ def cache_entries(cache_dir: Path, *, embeddings: bool = False) -> list[CacheEnt
     for name in TASK_CACHE_FOLDERS:
         folder = cache_dir / name
         if folder.is_dir():
-            paths += list(folder.iterdir())
+            paths += [p for p in folder.iterdir() if p.name != RESULT_BLOBS]  # data files count with their records
     if embeddings and (cache_dir / EMBEDDINGS_FOLDER).is_dir():
         for dirpath, _, filenames in os.walk(cache_dir / EMBEDDINGS_FOLDER):
             paths += [Path(dirpath) / n for n in filenames]
-    entries = [e for e in map(_entry, paths) if e is not None]
+    entries = [_with_blob(e) for e in map(_entry, paths) if e is not None]
     return sorted(entries, key=lambda e: (e.last_used, str(e.path)))
+
+
+def _with_blob(entry: CacheEntry) -> CacheEntry:
+    blob = record_blob(entry.path)
+    if blob is None:
+        return entry
+    try:
+        st = blob.stat()
+    except OSError:  # its data file is gone: the record is all there is (the flow recomputes such a stage)
+        return entry
+    return CacheEntry(entry.path, entry.size + st.st_size, max(entry.last_used, st.st_atime, st.st_mtime), blob)
+
+
+def _orphan_blobs(cache_dir: Path, now: float) -> list[CacheEntry]:
+    """Data files under ``prefect-results/blobs/`` that no record points to (older than a grace period)."""
+    folder = cache_dir / TASK_CACHE_FOLDERS[0] / RESULT_BLOBS
+    if not folder.is_dir():
+        return []
+    used = {b.resolve() for r in folder.parent.iterdir() if (b := record_blob(r)) is not None}
+    out = []
+    for path in folder.iterdir():
+        e = _entry(path)
+        if e is not None and path.resolve() not in used and now - e.last_used > _BLOB_GRACE_SECONDS:
+            out.append(e)
+    return out
 
 
 def clean_cache(cache_dir: Path, *, max_size: int | None = None, older_than_days: float | None = None,
@@ -180,6 +250,13 @@ def clean_cache(cache_dir: Path, *, max_size: int | None = None, older_than_days
                 shutil.rmtree(e.path, ignore_errors=True)
             else:
                 e.path.unlink(missing_ok=True)
+            if e.blob is not None:
+                e.blob.unlink(missing_ok=True)
+        # data files whose record is gone (removed by hand, or a run killed between the two writes)
+        orphans = _orphan_blobs(cache_dir, now if now is not None else time.time())
+        for e in orphans:
+            e.path.unlink(missing_ok=True)
+        removed += orphans
         if removed:
             logger.info("cache %s: removed %d entries (%d bytes); %d bytes remain", cache_dir, len(removed),
                         sum(e.size for e in removed), total)  # fmt: skip

@@ -55,7 +55,7 @@ def test_reruns_store_unchanged_bytes_once_and_survive_cache_cleaning_and_prunin
         assert again[rel][0] == files[rel][0], f"{rel}: unchanged but not a hard link of the previous run's"
 
     done = clean_cache(cache, max_size=0)  # the whole task cache goes; datasets and embeddings stay
-    assert done.removed and not list((cache / "prefect-results").iterdir())
+    assert done.removed and not [p for p in (cache / "prefect-results").rglob("*") if p.is_file()]
     assert (cache / "datasets" / "ml-100k").exists()
     caplog.clear()
     bounded = cfg.model_copy(update={"output": OutputConfig(keep_last=2), "cache": CacheConfig(max_size=0)})
@@ -63,7 +63,9 @@ def test_reruns_store_unchanged_bytes_once_and_survive_cache_cleaning_and_prunin
     messages = [r.getMessage() for r in caplog.records]
     assert any("cache: 0 of 10 cached stages reused" in m for m in messages), "a cleaned cache recomputes"
     assert any("cache.max_size = 0 bytes: removed" in m for m in messages), messages[-5:]
-    assert not list((cache / "prefect-results").iterdir())  # cache.max_size applied after the run
+    assert not [
+        p for p in (cache / "prefect-results").rglob("*") if p.is_file()
+    ]  # cache.max_size applied after the run
     assert complete_runs(out) == [second, third]  # keep_last = 2 pruned the first run after publishing
     assert (out / "latest").resolve() == third.resolve()
 
