@@ -33,9 +33,13 @@ class BlobSerializer(Serializer):
     """Pickles a result into a file of its own in ``folder``; the record keeps ``{"blob": name, "bytes": size}``."""
 
     type: str = Field(default=BLOB_SERIALIZER, frozen=True)
-    folder: str
+    # a default: the Prefect API keeps only a serializer's type in the task run's state it sends back, and the
+    # client validates that state (the record in the result storage keeps the folder, and loading reads it there)
+    folder: str = ""
 
     def dumps(self, obj: Any) -> bytes:
+        if not self.folder:
+            raise ValueError("BlobSerializer needs the folder its data files go to")
         folder = Path(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}.pkl"
@@ -46,6 +50,8 @@ class BlobSerializer(Serializer):
         return json.dumps({"blob": name, "bytes": (folder / name).stat().st_size}).encode()
 
     def loads(self, blob: bytes) -> Any:
+        if not self.folder:
+            raise ValueError("a segflow-blob result without its folder: read it from its record in the result storage")
         with open(Path(self.folder) / json.loads(blob)["blob"], "rb") as f:
             return cloudpickle.load(f)
 

@@ -84,3 +84,16 @@ def test_a_record_whose_data_file_is_gone_becomes_a_cache_miss(tmp_path, caplog)
     assert drop_lost_record(record) and not record.exists() and not store.exists("rank-abc")
     assert any("rank-abc pointed to" in r.getMessage() and "computed again" in r.getMessage() for r in caplog.records)
     assert not drop_lost_record(tmp_path / "prefect-results" / "no-such-record")
+
+
+def test_the_serializer_as_the_prefect_api_sends_it_back_validates_but_loads_nothing():
+    """The API keeps only a serializer's type in a task run's state; the client must still validate that state
+    (the flow failed with 'serializer.folder Field required' before the folder had a default)."""
+    from prefect.serializers import Serializer
+
+    bare = Serializer.model_validate({"type": "segflow-blob"})
+    assert isinstance(bare, BlobSerializer) and bare.folder == ""
+    with pytest.raises(ValueError, match="without its folder"):
+        bare.loads(b'{"blob": "x.pkl"}')
+    with pytest.raises(ValueError, match="needs the folder"):
+        bare.dumps([1, 2])
