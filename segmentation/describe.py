@@ -345,14 +345,10 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         .with_columns((pl.col("len") / pl.col("len").sum()).alias("p_all"))
     )  # fmt: skip
     item_users_all = seg_items.group_by("item_id").agg(pl.col("n_seg").sum().alias("n_all"))
-    by_segment = inter.group_by("segment_id").agg(
-        pl.col("rating").mean().alias("mean"), pl.col("rating").std().alias("std"))  # fmt: skip
-    hists = inter.group_by("segment_id", pl.col("rating").round(0)).len()
 
     desc = dict(zip(item_texts["item_id"], item_texts["description"]))
     liked = (inter.filter(pl.col("liked")).group_by("segment_id", "i").len()
              .join(catalogue, on="i").select("segment_id", "item_id", "len"))  # fmt: skip
-    del inter
     seg_codes = assignments["segment_id"].to_numpy()
     profiles, pending = [], []
     for sid in sorted(assignments["segment_id"].unique().to_list()):
@@ -368,8 +364,10 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             .sort(["lift", "categories"], descending=[True, False]).head(top_n)
         )  # fmt: skip
         # distinctive items: share of segment users who chose it over share of all users
+        seg = inter.filter(pl.col("segment_id") == sid)  # narrow codes; float means in row order, run to run alike
         its = (
-            seg_items.filter(pl.col("segment_id") == sid).select("item_id", "n_seg", "r")
+            seg.group_by("i").agg(pl.col("u").n_unique().alias("n_seg"), pl.col("rating").mean().alias("r"))
+            .join(catalogue, on="i").drop("i")
             .join(item_users_all, on="item_id")
             .with_columns(((pl.col("n_seg") / size) / (pl.col("n_all") / n_users)).alias("lift"))
         )  # fmt: skip
@@ -380,11 +378,9 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         )
         popular = its.sort(["n_seg", "r", "item_id"], descending=[True, True, False]).head(top_n)
         ua = activity.filter(pl.col("segment_id") == sid)["len"]
-        stats = by_segment.filter(pl.col("segment_id") == sid)
-        mean_r = to_float(stats["mean"].first() if stats.height else None, 0.0)
-        rating_std = to_float(stats["std"].first() if stats.height else None, 0.0)
-        counts = hists.filter(pl.col("segment_id") == sid).sort("rating")
-        hist = counts.select("rating", (pl.col("len") / pl.col("len").sum()).alias("p"))
+        mean_r = to_float(seg["rating"].mean(), 0.0)
+        rating_std = to_float(seg["rating"].std(), 0.0)
+        hist = seg["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
         cats, lifts = cs["categories"].to_list(), [float(v) for v in cs["lift"]]
         act = to_float(ua.mean(), 0.0)
         name = _name(cats, lifts, "" if implicit else _rating_word(mean_r, overall_mean), act, overall_activity, sid)
