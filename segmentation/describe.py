@@ -307,7 +307,7 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     n_users = assignments.height
     # one narrow frame of codes (user row, item row, rating, segment) instead of a joined copy of the string ids:
     # at 1M users and 26M rows the string joins, their per-segment filtered copies and a distinct-user count per
-    # item held 7 GB; every per-segment figure below comes from group-bys on these codes
+    # item held 7 GB; the per-segment figures come from these codes (each segment's float means from its own rows)
     # items outside ``items`` (a loaded Dataset has none) keep their ids, after the catalogue's
     catalogue = items.select("item_id")
     stray = interactions.lazy().select("item_id").join(catalogue.lazy(), on="item_id", how="anti").unique().collect()
@@ -324,11 +324,11 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     overall_mean = to_float(inter["rating"].mean(), 0.0)
     activity = inter.group_by("u").agg(pl.len(), pl.col("segment_id").first())
     overall_activity = to_float(activity["len"].mean(), 0.0)
-    # (segment, item): rows, distinct users (their sum over segments is the item's distinct users: a user is in one
-    # segment) and mean rating
+    # (segment, item): rows and distinct users (their sum over segments is the item's distinct users: a user is in
+    # one segment)
     seg_items = (
         inter.group_by("segment_id", "i")
-        .agg(pl.len(), pl.col("u").n_unique().alias("n_seg"), pl.col("rating").mean().alias("r"))
+        .agg(pl.len(), pl.col("u").n_unique().alias("n_seg"))
         .join(catalogue, on="i").drop("i")
     )  # fmt: skip
 
