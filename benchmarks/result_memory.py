@@ -16,17 +16,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "result_memory.json"
-
-
-def _rss_mib() -> int:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
 
 
 def _child(serializer: str, folder: str, users: int, mode: str) -> None:
@@ -37,17 +32,11 @@ def _child(serializer: str, folder: str, users: int, mode: str) -> None:
     from prefect.results import ResultStore
     from prefect.serializers import PickleSerializer
 
+    from benchmarks._memory import PeakSampler
     from embeddings.encoder import Embeddings
     from flows.result_blobs import BlobSerializer
 
-    high = [0]
-
-    def watch() -> None:
-        while True:
-            high[0] = max(high[0], _rss_mib())
-            time.sleep(0.01)
-
-    threading.Thread(target=watch, daemon=True).start()
+    peak = PeakSampler(every=0.01)
     ser = PickleSerializer() if serializer == "prefect-pickle" else BlobSerializer(folder=str(Path(folder) / "blobs"))
     store = ResultStore(result_storage=LocalFileSystem(basepath=folder), serializer=ser)
     if mode == "write":
@@ -59,8 +48,7 @@ def _child(serializer: str, folder: str, users: int, mode: str) -> None:
                                 "profile": [f"Active user with {i % 300} ratings (mean 3.{i % 10}). Loves Title {i % 977}, "
                                             f"Title {i % 613}, Title {i % 131}. Favourite genres: Drama, Comedy."
                                             for i in range(users)]}))  # fmt: skip
-    base = _rss_mib()
-    high[0] = base
+    base = peak.start()
     t0 = time.perf_counter()
     if mode == "write":
         store.write(result, key="represent-bench")
@@ -68,7 +56,7 @@ def _child(serializer: str, folder: str, users: int, mode: str) -> None:
         result = store.read("represent-bench").result
     seconds = time.perf_counter() - t0
     files = sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-    print(json.dumps({"seconds": round(seconds, 1), "peak_over_base_mib": high[0] - base, "base_mib": base,
+    print(json.dumps({"seconds": round(seconds, 1), "peak_over_base_mib": peak.over_base, "base_mib": base,
                       "bytes_on_disk": files}))  # fmt: skip
 
 

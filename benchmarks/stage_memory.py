@@ -24,7 +24,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,10 +31,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("describe_users", "build_user_vectors", "describe_segments")
 OUT = ROOT / "benchmarks" / "results" / "stage_memory.json"
-
-
-def _rss_mib() -> int:
-    return int(Path("/proc/self/status").read_text().split("VmRSS:")[1].split()[0]) // 1024
 
 
 def _prepare(folder: str, out: str) -> None:
@@ -66,6 +61,9 @@ def _prepare(folder: str, out: str) -> None:
 
 
 def _child(code: str, prepared: str, stage: str) -> None:
+    sys.path.append(str(ROOT))  # last: the sampler from here, the stages from ``code``
+    from benchmarks._memory import PeakSampler
+
     sys.path.insert(0, code)
     import numpy as np
     import polars as pl
@@ -75,14 +73,7 @@ def _child(code: str, prepared: str, stage: str) -> None:
     from segmentation.describe import describe_segments
     from segmentation.represent import build_user_vectors
 
-    high = [0]
-
-    def watch() -> None:
-        while True:
-            high[0] = max(high[0], _rss_mib())
-            time.sleep(0.02)
-
-    threading.Thread(target=watch, daemon=True).start()
+    peak = PeakSampler(every=0.02)
     src = Path(prepared)
     train = pl.read_parquet(src / "train.parquet")
     items_frame = pl.read_parquet(src / "items.parquet")
@@ -103,12 +94,11 @@ def _child(code: str, prepared: str, stage: str) -> None:
         vectors = np.random.default_rng(1).standard_normal((assignments.height, 432)).astype(np.float32)
         calls["describe_segments"] = lambda: describe_segments(assignments, train, items_frame, texts, users,
                                                                user_vectors=vectors)  # fmt: skip
-    base = _rss_mib()
-    high[0] = base
+    base = peak.start()
     t0 = time.perf_counter()
     result = calls[stage]()
     print(json.dumps({"train_rows": train.height, stage: {"seconds": round(time.perf_counter() - t0, 1),
-                                                          "peak_over_base_mib": high[0] - base,
+                                                          "peak_over_base_mib": peak.over_base,
                                                           "base_mib": base}}))  # fmt: skip
     del result
 
