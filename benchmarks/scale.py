@@ -202,10 +202,15 @@ def _overrides(row: dict) -> str:
 
 def growth(rows: list[dict]) -> str:
     """Growth between consecutive sizes of the same feedback: ratios and log-log slopes against interactions
-    (rows run with ``--set`` overrides left out: another configuration, not another size)."""
+    (rows run with ``--set`` overrides left out: another configuration, not another size; of a size run more than
+    once, its latest row)."""
     lines = ["| from → to | interactions x | seconds x (slope) | peak MiB x (slope) | s per 1k interactions | "
              "MiB per 1k interactions | stages, seconds x |", "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]  # fmt: skip
-    done = [r for r in rows if r.get("exit") == 0 and r.get("seconds") and r.get("peak_mib")]
+    latest: dict[tuple, dict] = {}  # a size run again replaces its earlier row: one version of segflow per size
+    for r in rows:
+        if r.get("exit") == 0 and r.get("seconds") and r.get("peak_mib") and not _overrides(r):
+            latest[(r["size"], r["feedback"])] = r
+    done = list(latest.values())
     for fb in ("explicit", "implicit"):
         ok = sorted(
             (r for r in done if r["feedback"] == fb and r["size"] not in OTHER_SHAPES and not _overrides(r)),

@@ -72,6 +72,11 @@ def test_growth_slopes(bench):
     lines = text.splitlines()
     assert len(lines) == 3, "one growth row between consecutive sizes, XS, mls-shape and --set runs left out"
     assert "| a → b explicit | 4.00 | 4.00 (1.00) | 2.00 (0.50) |" in lines[2] and "rank 16.0" in lines[2]
+    # a size run again: its latest row stands for it, and it is not compared with itself
+    again = bench.growth([row("a", 1000, 10.0, 100.0, 10.0), row("b", 4000, 80.0, 400.0, 160.0),
+                          row("a", 1000, 20.0, 100.0, 10.0), row("b", 4000, 40.0, 200.0, 160.0)])  # fmt: skip
+    lines = again.splitlines()
+    assert len(lines) == 3 and "| a → b explicit | 4.00 | 2.00 (0.50) | 2.00 (0.50) |" in lines[2]
 
 
 def test_stored_rows_have_the_issue_shape():
