@@ -213,7 +213,7 @@ def growth(rows: list[dict]) -> str:
     done = list(latest.values())
     for fb in ("explicit", "implicit"):
         ok = sorted(
-            (r for r in done if r["feedback"] == fb and r["size"] not in OTHER_SHAPES and not _overrides(r)),
+            (r for r in done if r["feedback"] == fb and r["size"] not in OTHER_SHAPES),
             key=lambda r: r["n_interactions"],
         )
         for a, b in zip(ok, ok[1:]):
