@@ -312,10 +312,12 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
     catalogue = items.select("item_id")
     stray = interactions.lazy().select("item_id").join(catalogue.lazy(), on="item_id", how="anti").unique().collect()
     catalogue = pl.concat([catalogue, stray.sort("item_id")]).with_row_index("i")
+    # the rows stay in the log's order (maintain_order): the float figures below are summed in it, run to run alike
     inter = (
         interactions.lazy().select("user_id", "item_id", "rating")
-        .join(assignments.lazy().select("user_id", "segment_id").with_row_index("u"), on="user_id", how="inner")
-        .join(catalogue.lazy(), on="item_id", how="inner")
+        .join(assignments.lazy().select("user_id", "segment_id").with_row_index("u"), on="user_id", how="inner",
+              maintain_order="left")
+        .join(catalogue.lazy(), on="item_id", how="inner", maintain_order="left")
         .select("u", "i", "rating", "segment_id")
         .collect()
     )  # fmt: skip
@@ -363,10 +365,11 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
             .filter(pl.col("p_seg") >= 0.02)
             .sort(["lift", "categories"], descending=[True, False]).head(top_n)
         )  # fmt: skip
-        # distinctive items: share of segment users who chose it over share of all users
+        # distinctive items: share of segment users who chose it over share of all users (r, a tie-break of the popular
+        # list, rounded: a group-by mean may differ in its last bit run to run)
         seg = inter.filter(pl.col("segment_id") == sid)  # narrow codes; float means in row order, run to run alike
         its = (
-            seg.group_by("i").agg(pl.col("u").n_unique().alias("n_seg"), pl.col("rating").mean().alias("r"))
+            seg.group_by("i").agg(pl.col("u").n_unique().alias("n_seg"), pl.col("rating").mean().round(9).alias("r"))
             .join(catalogue, on="i").drop("i")
             .join(item_users_all, on="item_id")
             .with_columns(((pl.col("n_seg") / size) / (pl.col("n_all") / n_users)).alias("lift"))
@@ -378,8 +381,11 @@ def describe_segments(assignments: pl.DataFrame, interactions: pl.DataFrame, ite
         )
         popular = its.sort(["n_seg", "r", "item_id"], descending=[True, True, False]).head(top_n)
         ua = activity.filter(pl.col("segment_id") == sid)["len"]
-        mean_r = to_float(seg["rating"].mean(), 0.0)
-        rating_std = to_float(seg["rating"].std(), 0.0)
+        # numpy on the rows in log order: polars' std summed in a thread- and chunk-dependent order, and two runs of
+        # the same data wrote rating_std values a last bit apart
+        ratings = seg["rating"].to_numpy()
+        mean_r = float(ratings.mean()) if len(ratings) else 0.0
+        rating_std = float(ratings.std(ddof=1)) if len(ratings) > 1 else 0.0
         hist = seg["rating"].round(0).value_counts(normalize=True, name="p").sort("rating")
         cats, lifts = cs["categories"].to_list(), [float(v) for v in cs["lift"]]
         act = to_float(ua.mean(), 0.0)

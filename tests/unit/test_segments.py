@@ -12,7 +12,7 @@ from embeddings.encoder import Embeddings
 from embeddings.index import VectorIndex
 from embeddings.text import describe_items
 from segmentation._errors import DataError
-from segmentation.cluster import NOISE, assign_by_neighbours, fit_segments
+from segmentation.cluster import ASSIGNMENTS, NOISE, assign_by_neighbours, fit_segments
 from segmentation.config import ClusterConfig, ReduceConfig
 from segmentation.describe import ctfidf, describe_segments, profiles_to_frame, segment_keywords
 from segmentation.represent import build_user_vectors
@@ -286,6 +286,30 @@ def _liked() -> pl.DataFrame:
     ]
     return pl.DataFrame({"segment_id": [p[0] for p in pairs], "item_id": [p[1] for p in pairs]},
                         schema={"segment_id": pl.Int32, "item_id": pl.String})  # fmt: skip
+
+
+def test_profiles_do_not_depend_on_how_the_log_is_chunked():
+    """The same rows in one chunk or in many give bit-identical profiles (polars' std of a many-chunk column
+    differed from the one-chunk std in its last bit, and two runs of the same data wrote different segments.parquet).
+    """
+    items = _catalogue()
+    rng = np.random.default_rng(0)
+    n_users, rows = 40, 3000
+    users = [f"u{k}" for k in range(n_users)]
+    log = pl.DataFrame({"user_id": rng.choice(users, rows), "item_id": rng.choice(items["item_id"].to_list(), rows),
+                        "rating": rng.choice([1.0, 2.0, 3.0, 3.5, 4.0, 5.0], rows)})  # fmt: skip
+    assignments = pl.DataFrame({"user_id": users, "segment_id": [k % 3 - (k == 7) * (k % 3 + 1) for k in range(n_users)],
+                                "membership": [1.0] * n_users, "nearest_segment": [k % 3 for k in range(n_users)],
+                                "nearest_membership": [1.0] * n_users, "soft_assigned": [False] * n_users,
+                                "x": [0.0] * n_users, "y": [0.0] * n_users}, schema=ASSIGNMENTS)  # fmt: skip
+    chunked = log.slice(0, 37)
+    for start in range(37, rows, 37):
+        chunked = chunked.vstack(log.slice(start, 37))
+    assert chunked.n_chunks() > 50 and log.n_chunks() == 1
+    one = profiles_to_frame(describe_segments(assignments, log, items, describe_items(items), None))
+    many = profiles_to_frame(describe_segments(assignments, chunked, items, describe_items(items), None))
+    assert one.equals(many), [c for c in one.columns if not one[c].equals(many[c])]
+    assert one["rating_std"].is_finite().all() and (one["rating_std"] > 0).all()
 
 
 def test_keywords_come_from_categories_not_titles():
