@@ -390,6 +390,21 @@ def versions() -> dict:
     return out
 
 
+def machine() -> dict:
+    """The CPU the run computed on (``manifest.json``): float results (the encoder's vectors, so the segments near a
+    tie) differ in their last bits between CPU models, and MovieLens 100k's segments move with such a difference
+    (docs/BENCHMARKS.md, "One demo, two machines")."""
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": model or platform.processor() or None, "arch": platform.machine(), "cores": os.cpu_count()}
+
+
 def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmentation: Segmentation,
                   profiles: list[SegmentProfile], items: Embeddings, users: Embeddings, indexes: Indexes,
                   metrics: dict, device: str) -> None:  # fmt: skip
@@ -398,7 +413,7 @@ def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmenta
     (folder / "config.toml").write_text(dump_config_toml(config))
     write_json(folder / "manifest.json", {
         "run_id": run_id, "schema_version": SCHEMA_VERSION, "seed": config.seed,
-        "config_hash": config_hash(config), "device": device, "versions": versions(),
+        "config_hash": config_hash(config), "device": device, "machine": machine(), "versions": versions(),
     })  # fmt: skip
     segmentation.assignments.write_parquet(folder / "users.parquet")
     profiles_to_frame(profiles).write_parquet(folder / "segments.parquet")

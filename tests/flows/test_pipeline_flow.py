@@ -1,6 +1,7 @@
 """The whole flow on a slice of MovieLens 100k under Prefect's test harness."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -48,6 +49,9 @@ def test_run_folder_contract(first_run):
         assert (path / f).exists(), f
     assert not list(out.glob(".partial-*"))
     run = load_run(out / "latest")
+    # the CPU the floats came from (segments near a tie move with a last-bit difference between CPU models)
+    assert run.manifest["machine"]["cores"] == os.cpu_count() and run.manifest["machine"]["arch"]
+    assert run.manifest["machine"]["cpu"] is None or run.manifest["machine"]["cpu"].strip()
     m = run.metrics
     for section in ["data", "segmentation", "rating", "ranking", "beyond_accuracy", "timings"]:
         assert section in m, section
