@@ -1,11 +1,11 @@
 """benchmarks/scale.py: what it reads from /usr/bin/time and a run folder, the growth table, the stored rows' shape."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import polars as pl
 import pytest
+from bench_loader import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[2]
 ROW_KEYS = [
@@ -25,10 +25,7 @@ ROW_KEYS = [
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_scale", ROOT / "benchmarks" / "scale.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("scale")
 
 
 def test_time_v_report_is_read(bench):

@@ -145,14 +145,9 @@ def test_worlds_are_seeded(logs):
 
 
 def _bench():
-    import importlib.util
-    from pathlib import Path
+    from bench_loader import load_benchmark
 
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "segmentation.py"
-    spec = importlib.util.spec_from_file_location("bench_segmentation", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("segmentation")
 
 
 def test_noise_recall_and_precision_among_outliers():
