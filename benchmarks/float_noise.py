@@ -33,11 +33,11 @@ OUT = ROOT / "benchmarks" / "results" / "float_noise.json"
 
 
 def medoid(labels: dict[int, np.ndarray], seeds: list[int]) -> int:
-    """The seed whose labels have the highest mean ARI to the other seeds' (the first on a tie)."""
-    from segmentation.selection import _ari
+    """The seed whose labels have the highest mean ARI to the other seeds' (the first on a tie): the rule
+    ``reduce.sample_fits`` applies past ``reduce.sample_size`` users (:func:`segmentation.cluster.most_agreeing`)."""
+    from segmentation.cluster import most_agreeing
 
-    scores = [np.mean([_ari(labels[a], labels[b]) for b in seeds if b != a]) for a in seeds]
-    return seeds[int(np.argmax(scores))]
+    return seeds[most_agreeing([labels[s] for s in seeds])[0]]
 
 
 def pairwise(labels: list[np.ndarray]) -> list[float]:

@@ -8,7 +8,7 @@ soft membership), so a campaign can still reach them.
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -38,6 +38,7 @@ __all__ = [
     "fit_segments",
     "incoherent_segments",
     "keep_noise_apart",
+    "most_agreeing",
     "require_segments",
     "segment_users",
 ]
@@ -257,6 +258,8 @@ class Segmentation:
             is the one-off import and compilation cost of UMAP in this process).
         selection: how the clustering parameters were chosen (None when they were all given).
         n_fitted: users UMAP and HDBSCAN were fitted on (the rest were extended by neighbours).
+        sample_fits: past ``reduce.sample_size`` users with ``reduce.sample_fits`` > 1, the fits on other samples
+            and the agreement that chose this one (:func:`fit_segments`); None otherwise.
     """
 
     assignments: pl.DataFrame
@@ -266,6 +269,7 @@ class Segmentation:
     seconds: dict
     selection: "ParameterChoice | None" = None
     n_fitted: int = 0
+    sample_fits: dict | None = None
 
     @property
     def noise_share(self) -> float:
@@ -508,10 +512,13 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     """Reduce user vectors with UMAP (5-d for clustering, 2-d for pictures) and cluster with HDBSCAN.
 
     Past ``reduce.sample_size`` users, UMAP and HDBSCAN are fitted on a uniform sample and every
-    other user is placed by its nearest sample users (see :mod:`segmentation.reduce`). Clustering
-    parameters left unset in ``cluster`` (``min_cluster_size``, ``min_samples``, or
-    ``cluster_selection_method = "auto"``) are chosen without labels by
-    :func:`segmentation.selection.choose_parameters`; the choice is in ``Segmentation.selection``.
+    other user is placed by its nearest sample users (see :mod:`segmentation.reduce`). Which users the
+    sample holds can decide whether two touching segments come apart, so there the step is fitted on
+    ``reduce.sample_fits`` samples (seeds ``seed``, ``seed + 1``, ...) and the fit that agrees most with
+    the others (the highest mean ARI over every user, outliers as one label; the first on a tie) is kept:
+    the medoid, recorded in ``Segmentation.sample_fits``. Clustering parameters left unset in ``cluster``
+    (``min_cluster_size``, ``min_samples``, or ``cluster_selection_method = "auto"``) are chosen without
+    labels by :func:`segmentation.selection.choose_parameters`; the choice is in ``Segmentation.selection``.
 
     Args:
         users: user vectors (ids + (n, d) float32).
@@ -525,10 +532,64 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     Raises:
         DataError: too few users for a UMAP layout or for two segments (checked before any fitting).
     """
+    n = len(users.ids)
+    check_enough_users(n, reduce, cluster)
+    fits = reduce.sample_fits if n > reduce.sample_size else 1
+    tried, took = [], []
+    for j in range(fits):
+        t = time.perf_counter()
+        tried.append(_fit_once(users, reduce, cluster, seed + j, partitions))
+        took.append(time.perf_counter() - t)
+    chosen, reducer = tried[0]
+    if fits > 1:
+        best, agree = most_agreeing([s.assignments["segment_id"].to_numpy() for s, _ in tried])
+        mean = (agree.sum(axis=1) - 1) / (fits - 1)
+        chosen, reducer = tried[best]
+        record = {"seeds": [seed + j for j in range(fits)], "chosen_seed": seed + best,
+                  "segments": [s.n_segments for s, _ in tried],
+                  "mean_ari_with_the_others": [round(float(v), 4) for v in mean],
+                  "ari": [[round(float(v), 4) for v in row] for row in agree],
+                  "seconds": [round(v, 2) for v in took]}  # fmt: skip
+        chosen = replace(chosen, sample_fits=record)
+        logger.info("fitted on %d samples (seeds %d-%d): segments %s, mean ARI with the others %s; kept seed %d",
+                    fits, seed, seed + fits - 1, record["segments"], record["mean_ari_with_the_others"],
+                    seed + best)  # fmt: skip
+    del tried
+    if picture and reduce.n_components > 2:
+        # the picture starts from the clustering layout's principal axes; 100 epochs refine it
+        t = time.perf_counter()
+        layout = Reducer(2, n_neighbors=reduce.n_neighbors, min_dist=0.1, metric=reduce.metric,
+                         sample_size=reduce.sample_size, assign=reduce.assign, knn_dims=reduce.knn_dims,
+                         n_epochs=100, random_state=reducer.random_state)  # fmt: skip
+        xy = layout.fit_transform(users.vectors, like=reducer)
+        assignments = chosen.assignments.with_columns(
+            pl.Series("x", xy[:, 0], dtype=pl.Float32), pl.Series("y", xy[:, 1], dtype=pl.Float32)
+        )
+        chosen = replace(chosen, assignments=assignments,
+                         seconds={**chosen.seconds, "umap_2d": time.perf_counter() - t})  # fmt: skip
+    return chosen
+
+
+def most_agreeing(labels: list[np.ndarray]) -> tuple[int, np.ndarray]:
+    """The labelling that agrees most with the others (the medoid): its index, the first on a tie, and the (k, k)
+    matrix of ARI between every two labellings (outliers as one more label; 1 on the diagonal)."""
+    from segmentation.selection import _ari
+
+    k = len(labels)
+    agree = np.ones((k, k))
+    for a in range(k):
+        for b in range(a + 1, k):
+            agree[a, b] = agree[b, a] = _ari(labels[a], labels[b])
+    return int(np.argmax(agree.sum(axis=1))), agree
+
+
+def _fit_once(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int,
+              partitions: Partitions | None) -> tuple[Segmentation, Reducer]:  # fmt: skip
+    """One UMAP + parameter choice + HDBSCAN + outlier rules fit with ``seed`` (its sample, past
+    ``reduce.sample_size`` users), ``x``/``y`` the first two clustering coordinates; and its reducer."""
     from segmentation.selection import choose_parameters, needs_selection
 
     n = len(users.ids)
-    check_enough_users(n, reduce, cluster)
     reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
                       metric=reduce.metric, sample_size=reduce.sample_size, assign=reduce.assign,
                       knn_dims=reduce.knn_dims, random_state=seed)  # fmt: skip
@@ -557,15 +618,6 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     soft = soft[:, apart.kept]
     n_segments = len(apart.kept)
     t3 = time.perf_counter()
-    if reduce.n_components == 2 or not picture:
-        xy = coords
-    else:
-        # the picture starts from the clustering layout's principal axes; 100 epochs refine it
-        layout = Reducer(2, n_neighbors=reduce.n_neighbors, min_dist=0.1, metric=reduce.metric,
-                         sample_size=reduce.sample_size, assign=reduce.assign, knn_dims=reduce.knn_dims,
-                         n_epochs=100, random_state=seed)  # fmt: skip
-        xy = layout.fit_transform(users.vectors, like=reducer)
-    t4 = time.perf_counter()
     nearest = soft.argmax(axis=1).astype(np.int32) if soft.shape[1] else np.full(n, NOISE, np.int32)
     if dissolved_nearest is not None:  # users of a dissolved segment: the kept segment nearest in vector space
         nearest = np.where(fitted_labels >= 0, dissolved_nearest, nearest).astype(np.int32)
@@ -580,22 +632,17 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
             "nearest_segment": nearest,
             "nearest_membership": nearest_m.astype(np.float32),
             "soft_assigned": clusterer.soft_assigned_ & (final >= 0),
-            "x": xy[:, 0].astype(np.float32),
-            "y": xy[:, 1].astype(np.float32),
+            "x": coords[:, 0].astype(np.float32),
+            "y": coords[:, 1].astype(np.float32),
         },
         schema=ASSIGNMENTS,
     )
     seconds = {"umap": reducer.seconds_["umap"] + reducer.seconds_["extend"], "select": t2 - t1,
-               "hdbscan": t3 - t2, "umap_2d": t4 - t3, "numba_import": reducer.seconds_["import"]}  # fmt: skip
-    return Segmentation(
-        assignments=assignments,
-        coords=coords,
-        n_segments=n_segments,
-        min_cluster_size=clusterer.min_cluster_size_,
-        seconds=seconds,
-        selection=selection,
-        n_fitted=len(sample),
-    )
+               "hdbscan": t3 - t2, "umap_2d": 0.0, "numba_import": reducer.seconds_["import"]}  # fmt: skip
+    segmentation = Segmentation(assignments=assignments, coords=coords, n_segments=n_segments,
+                                min_cluster_size=clusterer.min_cluster_size_, seconds=seconds, selection=selection,
+                                n_fitted=len(sample))  # fmt: skip
+    return segmentation, reducer
 
 
 def assign_by_neighbours(vectors: np.ndarray, index, assignments: pl.DataFrame, *, k: int = 15) -> pl.DataFrame:

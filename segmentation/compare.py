@@ -25,7 +25,19 @@ from segmentation.run_folder import RunFolder, load_run_folder
 __all__ = ["compare_runs"]
 
 # metric paths left out of the drift table: per-segment detail, bookkeeping, timings
-_SKIP_PARTS = {"per_segment", "sizes", "timings", "versions", "models", "seconds", "run_id", "ci", "notes", "verdicts"}
+_SKIP_PARTS = {
+    "per_segment",
+    "sizes",
+    "timings",
+    "versions",
+    "models",
+    "seconds",
+    "run_id",
+    "ci",
+    "notes",
+    "verdicts",
+    "sample_fits",
+}
 
 
 def _read_run(run: "RunFolder | Path | str") -> tuple[RunFolder, pl.DataFrame, dict[int, str], dict[str, Any]]:

@@ -374,6 +374,7 @@ def summarise_segmentation(seg: Segmentation) -> dict:
         "sizes": {str(s): int(n) for s, n in zip(sizes["segment_id"], sizes["len"])},
         "mean_membership": to_float(a.filter(pl.col("segment_id") >= 0)["membership"].mean(), 0.0),
         "seconds": seg.seconds,
+        **({"sample_fits": seg.sample_fits} if seg.sample_fits is not None else {}),
     }
 
 

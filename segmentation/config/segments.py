@@ -20,6 +20,14 @@ class ReduceConfig(_Section):
         description="Above this many users, UMAP and HDBSCAN are fitted on a uniform sample of this size and "
         "every other user is placed by its nearest sample users.",
     )
+    sample_fits: int = Field(
+        3,
+        ge=1,
+        le=9,
+        description="Past sample_size users, fit on this many samples (seeds seed, seed+1, ...) and keep the fit "
+        "that agrees most with the others (ARI over every user): which users one sample holds can decide whether "
+        "two touching segments come apart. Each more costs one fit (about 2 min at 1M users). 1: one sample.",
+    )
     assign: Literal["knn", "umap"] = Field(
         "knn",
         description="How users outside the sample get coordinates: knn (weighted mean of their nearest sample "

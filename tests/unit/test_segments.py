@@ -12,10 +12,11 @@ from embeddings.encoder import Embeddings
 from embeddings.index import VectorIndex
 from embeddings.text import describe_items
 from segmentation._errors import DataError
-from segmentation.cluster import ASSIGNMENTS, NOISE, assign_by_neighbours, fit_segments
+from segmentation.cluster import ASSIGNMENTS, NOISE, assign_by_neighbours, fit_segments, most_agreeing
 from segmentation.config import ClusterConfig, ReduceConfig
 from segmentation.describe import ctfidf, describe_segments, profiles_to_frame, segment_keywords
 from segmentation.represent import build_user_vectors
+from segmentation.runs import summarise_segmentation
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +166,19 @@ def test_large_inputs_fit_on_a_sample_and_extend(planted_vectors_small):
     assert adjusted_rand_score(p.labels[keep], labels[keep]) > 0.8
     assert seg.selection is not None and seg.selection.config.min_cluster_size == seg.min_cluster_size
     assert np.isfinite(seg.coords).all() and seg.assignments["x"].is_finite().all()
+    # past sample_size, reduce.sample_fits (3) samples were fitted and the one agreeing most with the others kept
+    fits = seg.sample_fits
+    assert fits is not None and fits["seeds"] == [3, 4, 5] and len(fits["segments"]) == 3
+    agree = np.array(fits["ari"])
+    assert agree.shape == (3, 3) and np.allclose(agree, agree.T) and np.allclose(np.diag(agree), 1)
+    best = fits["seeds"].index(fits["chosen_seed"])
+    assert fits["mean_ari_with_the_others"][best] == max(fits["mean_ari_with_the_others"])
+    assert summarise_segmentation(seg)["sample_fits"] == fits  # metrics.json -> segmentation.sample_fits
+    # the kept fit is that seed's one-sample fit, and the picture was fitted for it (not its clustering axes)
+    one = fit_segments(users, ReduceConfig(sample_size=1000, sample_fits=1), ClusterConfig(), seed=fits["chosen_seed"])
+    assert one.sample_fits is None and one.assignments.equals(seg.assignments)
+    assert "sample_fits" not in summarise_segmentation(one)
+    assert not np.allclose(seg.assignments["x"].to_numpy(), seg.coords[:, 0])
     # new rows land among the fitted rows of their own planted segment
     reducer = Reducer(5, sample_size=1000, random_state=3).fit(p.vectors)
     rows = np.flatnonzero(keep)[:200]
@@ -172,6 +186,16 @@ def test_large_inputs_fit_on_a_sample_and_extend(planted_vectors_small):
     fitted = reducer.embedding_[reducer.sample_]
     nearest = reducer.sample_[np.argmin(((again[:, None, :] - fitted[None, :, :]) ** 2).sum(-1), axis=1)]
     assert (p.labels[nearest] == p.labels[rows]).mean() > 0.8
+
+
+def test_the_most_agreeing_labelling_is_the_medoid():
+    merged = np.array([0] * 20 + [1] * 10)
+    split = np.array([0] * 10 + [2] * 10 + [1] * 10)
+    renamed = np.array([5] * 10 + [7] * 10 + [6] * 10)  # the split under other ids: the same partition
+    best, agree = most_agreeing([merged, split, renamed])
+    assert best == 1 and agree[1, 2] == 1.0 and agree[0, 1] < 0.8 and np.allclose(agree, agree.T)
+    assert most_agreeing([split, merged, merged])[0] == 1  # two agree: the first of them
+    assert most_agreeing([merged, split])[0] == 0  # a tie: the first (the run's own seed)
 
 
 @pytest.mark.umap
