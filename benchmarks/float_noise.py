@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args(argv)
 
+    from benchmarks._results import command, write_json
     from benchmarks.segmentation import _item_embeddings
     from embeddings.encoder import Embeddings
     from segmentation.cluster import fit_segments
@@ -107,12 +108,8 @@ def main(argv: list[str] | None = None) -> int:
                    "fit_seconds": round(seconds / len(seeds), 2)}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
-    out = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": "python benchmarks/float_noise.py "
-           + " ".join(argv if argv is not None else sys.argv[1:]), "vectors_equal_to_run": same_as_run,
-           "rows": rows}  # fmt: skip
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
-    print(f"wrote {args.out}")
+    write_json(args.out, {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "command": command("float_noise.py", argv),
+                          "vectors_equal_to_run": same_as_run, "rows": rows})  # fmt: skip
     return 0
 
 
