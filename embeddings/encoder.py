@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import polars as pl
@@ -44,6 +44,7 @@ __all__ = [
     "quantized_model_id",
     "resolve_device",
     "resolve_model_path",
+    "stated_dimension",
 ]
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,14 @@ def _quantize_int8(st: "SentenceTransformer") -> "SentenceTransformer":
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel",
                                 category=UserWarning)  # fmt: skip
         return torch.ao.quantization.quantize_dynamic(st, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
+def stated_dimension(model: Any) -> int | None:
+    """The output size a sentence-transformers model states (``get_embedding_dimension`` from 5.x on, the old
+    ``get_sentence_embedding_dimension`` before, which now warns), or None where its modules do not state it."""
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = get()
+    return None if dim is None else int(dim)
 
 
 def text_key(text: str) -> str:
@@ -306,7 +315,7 @@ class Encoder:
     @property
     def dim(self) -> int:
         st = self._load_model()
-        dim = st.get_sentence_embedding_dimension()
+        dim = stated_dimension(st)
         if dim is None:  # the model's modules do not state it (sentence-transformers then gives None): measure it
             dim = st.encode(["dimension probe"], convert_to_numpy=True, show_progress_bar=False).shape[1]
         return int(dim)

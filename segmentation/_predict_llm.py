@@ -39,7 +39,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 from torch import nn
 
-from embeddings.encoder import resolve_device, resolve_model_path
+from embeddings.encoder import resolve_device, resolve_model_path, stated_dimension
 from embeddings.text import describe_items, describe_users
 from segmentation._errors import ConfigError, DataError, check_is_fitted
 from segmentation._metrics import rmse
@@ -70,9 +70,11 @@ _EVAL_BATCH = 128
 
 
 def _dim(encoder: Any) -> int:
-    """The encoder's output size (``get_embedding_dimension`` in sentence-transformers >= 5.x, else the old name)."""
-    get = getattr(encoder, "get_embedding_dimension", None) or encoder.get_sentence_embedding_dimension
-    return int(get())
+    """The encoder's output size, as the model states it (:func:`embeddings.encoder.stated_dimension`)."""
+    dim = stated_dimension(encoder)
+    if dim is None:
+        raise ValueError("the encoder does not state its output size")
+    return dim
 
 
 class _Head(nn.Module):

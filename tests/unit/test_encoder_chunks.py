@@ -83,5 +83,7 @@ def test_dim_is_measured_when_the_model_does_not_state_it(monkeypatch, reference
     enc = Encoder(device="cpu")
     st = enc._load_model()
     assert enc.dim == reference.shape[1]
-    monkeypatch.setattr(st, "get_sentence_embedding_dimension", lambda: None)
+    for name in ("get_embedding_dimension", "get_sentence_embedding_dimension"):  # the new name, and the old one
+        if hasattr(st, name):
+            monkeypatch.setattr(st, name, lambda: None)
     assert enc.dim == reference.shape[1]
