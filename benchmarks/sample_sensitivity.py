@@ -36,6 +36,7 @@ def main() -> None:
     import hdbscan
     from sklearn.metrics import adjusted_rand_score
 
+    from benchmarks._results import write_json
     from segmentation.reduce import Reducer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,7 +76,7 @@ def main() -> None:
     stored = json.loads(OUT.read_text()) if OUT.is_file() else []
     stored.append({"run": str(args.run), "n_users": n, "sample_size": size, "min_cluster_size": mcs,
                    "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "rows": rows})  # fmt: skip
-    OUT.write_text(json.dumps(stored, indent=1) + "\n")
+    write_json(OUT, stored)
 
 
 if __name__ == "__main__":

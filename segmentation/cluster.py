@@ -542,8 +542,7 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         took.append(time.perf_counter() - t)
     chosen, reducer = tried[0]
     if fits > 1:
-        best, agree = most_agreeing([s.assignments["segment_id"].to_numpy() for s, _ in tried])
-        mean = (agree.sum(axis=1) - 1) / (fits - 1)
+        best, agree, mean = most_agreeing([s.assignments["segment_id"].to_numpy() for s, _ in tried])
         chosen, reducer = tried[best]
         record = {"seeds": [seed + j for j in range(fits)], "chosen_seed": seed + best,
                   "segments": [s.n_segments for s, _ in tried],
@@ -570,9 +569,10 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     return chosen
 
 
-def most_agreeing(labels: list[np.ndarray]) -> tuple[int, np.ndarray]:
-    """The labelling that agrees most with the others (the medoid): its index, the first on a tie, and the (k, k)
-    matrix of ARI between every two labellings (outliers as one more label; 1 on the diagonal)."""
+def most_agreeing(labels: list[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:
+    """The labelling that agrees most with the others (the medoid): its index, the first on a tie; the (k, k) matrix
+    of ARI between every two labellings (outliers as one more label; 1 on the diagonal); and each one's mean ARI with
+    the others (k >= 2)."""
     from segmentation.selection import _ari
 
     k = len(labels)
@@ -580,7 +580,8 @@ def most_agreeing(labels: list[np.ndarray]) -> tuple[int, np.ndarray]:
     for a in range(k):
         for b in range(a + 1, k):
             agree[a, b] = agree[b, a] = _ari(labels[a], labels[b])
-    return int(np.argmax(agree.sum(axis=1))), agree
+    mean = (agree.sum(axis=1) - 1) / max(k - 1, 1)
+    return int(np.argmax(mean)), agree, mean
 
 
 def _fit_once(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, seed: int,

@@ -192,8 +192,9 @@ def test_the_most_agreeing_labelling_is_the_medoid():
     merged = np.array([0] * 20 + [1] * 10)
     split = np.array([0] * 10 + [2] * 10 + [1] * 10)
     renamed = np.array([5] * 10 + [7] * 10 + [6] * 10)  # the split under other ids: the same partition
-    best, agree = most_agreeing([merged, split, renamed])
+    best, agree, mean = most_agreeing([merged, split, renamed])
     assert best == 1 and agree[1, 2] == 1.0 and agree[0, 1] < 0.8 and np.allclose(agree, agree.T)
+    assert np.allclose(mean, [agree[0, 1:].mean(), (agree[1, 0] + agree[1, 2]) / 2, agree[2, :2].mean()])
     assert most_agreeing([split, merged, merged])[0] == 1  # two agree: the first of them
     assert most_agreeing([merged, split])[0] == 0  # a tie: the first (the run's own seed)
 
