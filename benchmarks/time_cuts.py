@@ -13,7 +13,7 @@ off) and new (the cap given):
 - the global rating model as the M run fitted it (MF: the blend there was MF alone), default settings, refitted on
   train + valid with the best epoch, seed 42: seconds (fit and refit), epochs run, best epoch, valid RMSE, test RMSE,
   and whether the test predictions are bit-identical. ``--patience-ratings`` defaults to S's training ratings per
-  epoch, so that S stops one epoch past its best as M (23.5M per epoch) does under the default 20M;
+  epoch, so that S stops one epoch past its best as M (23.5M per epoch) did under the default of then, 20M (2M since);
 - ALS as the rank stage fits it (random90's train + valid, the catalogue, seed 42, ``ranker.threads`` = 0): seconds of
   the fit (grid and final fit), the chosen point, its validation NDCG@10 (on the carve's scored users: not comparable
   between the two when the grid sampled), and NDCG@10 on the test split over the run's seeded sample of at most

@@ -16,17 +16,21 @@ from segmentation._config_legacy import (
 )
 from segmentation.config._base import _factory_defaults_in_schema, _Section
 
-#: Default of ``patience_ratings``: a log of under 5M training ratings per epoch keeps ``patience`` = 5 (MovieLens
-#: 100k's random90: about 81k per epoch; synthetic S: 2.3M), one of 20M or more per epoch (synthetic M: 23.5M) stops
-#: one epoch past its best.
-PATIENCE_RATINGS = 20_000_000
+#: Default of ``patience_ratings``, chosen on the planted tuning worlds only (taste, style and light at 2,000, 10,000
+#: and 30,000 users, SVD++ and MF; ``benchmarks/patience.py``, ``benchmarks/results/patience.json``): the smallest bound
+#: tried (500k to 20M) that stops none of the 18 fits before a best epoch that patience alone would reach. The longest
+#: wait there for a better validation RMSE was 1.74M training ratings (MF, style at 30,000 users: 2 epochs of 870k,
+#: for 0.0004 RMSE), which 1M cuts short. A log of under 400k training ratings per epoch keeps ``patience`` = 5
+#: (MovieLens 100k's random90: about 81k per epoch); one of 2M or more per epoch stops one epoch past its best.
+PATIENCE_RATINGS = 2_000_000
 PATIENCE_RATINGS_HELP = (
     "Also stop once this many training ratings (epochs x training ratings per epoch) have passed without a better "
     "validation RMSE, if that comes before patience: on a large log one worse epoch over millions of validation "
-    "ratings is already clear evidence. 20M: a log of under 5M training ratings per epoch keeps patience = 5 "
-    "(MovieLens 100k's random90 about 81k, synthetic S 2.3M), one of 20M or more stops one epoch past its best "
-    "(synthetic M, 23.5M: MF's best epoch was 2, and patience ran 5 more epochs of about 170 s each). The log says "
-    "which bound stopped it. Empty: patience alone."
+    "ratings is already clear evidence. 2M: on the planted tuning worlds (benchmarks/patience.py) the smallest bound "
+    "that cut no fit short of a best epoch patience alone reaches (the longest wait there for a better validation "
+    "RMSE: 1.74M ratings); a log of under 400k training ratings per epoch keeps patience = 5 (MovieLens 100k's "
+    "random90 about 81k), one of 2M or more stops one epoch "
+    "past its best. The log says which bound stopped it. Empty: patience alone."
 )
 
 

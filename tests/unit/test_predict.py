@@ -480,7 +480,7 @@ def _record_gap(history: list[dict]) -> int:
 def test_patience_in_training_ratings_stops_sooner_at_the_same_best_epoch(name: str, caplog) -> None:
     """A ratings bound of k epochs' training rows, k the longest wait for a better validation RMSE in the fit without
     a bound, stops k epochs past the best (sooner than patience): the same best epoch, the same refitted model. The
-    default bound (20M ratings) does not bind on small data, so that fit is the one without a bound."""
+    default bound (2M ratings) does not bind on small data, so that fit is the one without a bound."""
     split = planted_low_rank()
     n = split.train.height
     base = _with(BLEND, model=name, refit=True, **{name: {"epochs": 40, "patience": 6}})
