@@ -27,9 +27,11 @@ _LAYOUT: dict[str, Any] = {
     "font": {"family": _FONT, "size": 13, "color": "#1f2937"},
     "paper_bgcolor": "#ffffff",
     "plot_bgcolor": "#ffffff",
-    "margin": {"l": 60, "r": 20, "t": 56, "b": 56},
+    "margin": {"l": 60, "r": 20, "t": 76, "b": 56},
     "hoverlabel": {"font": {"family": _FONT}},
-    "title": {"x": 0, "xanchor": "left", "font": {"size": 15}},
+    # the title starts below the row plotly's toolbar takes at the chart's top right, so a long one is not covered
+    "title": {"x": 0, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 34},
+              "font": {"size": 15}},
 }
 _TOP_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1}
 _AXIS = {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db", "linecolor": "#9ca3af", "automargin": True}
@@ -111,11 +113,12 @@ def fig_sizes(segs: list[Seg], n_users: int) -> go.Figure | None:
     fig = go.Figure(go.Bar(
         y=[_plain(s.short) for s, _ in rows], x=[p.size for _, p in rows], orientation="h",
         marker={"color": [s.color for s, _ in rows]},
-        text=[f"{p.size:,} ({100 * p.size / max(n_users, 1):.1f} %)" for _, p in rows],
-        textposition="auto", cliponaxis=False,
-        customdata=[_plain(s.name) for s, _ in rows], hovertemplate="%{customdata}<br>%{x:,} users<extra></extra>",
+        text=[f"{p.size:,}" for _, p in rows], textposition="outside", cliponaxis=False,
+        customdata=[[_plain(s.name), 100 * p.size / max(n_users, 1)] for s, p in rows],
+        hovertemplate="%{customdata[0]}<br>%{x:,} users (%{customdata[1]:.1f} %)<extra></extra>",
     ))  # fmt: skip
-    fig.update_layout(**_layout("Segment sizes", 90 + 30 * len(rows), xaxis=_axis("users"),
+    top = max(p.size for _, p in rows)  # room right of the longest bar for its count
+    fig.update_layout(**_layout("Segment sizes", 110 + 30 * len(rows), xaxis=_axis("users", range=[0, 1.3 * top]),
                                 yaxis=_axis("", automargin=True), showlegend=False, bargap=0.25))  # fmt: skip
     return fig
 
@@ -219,7 +222,8 @@ def fig_category_lift(p: SegmentProfile, color: str) -> go.Figure | None:
     fig.add_vline(x=1, line={"color": "#374151", "dash": "dot", "width": 1},
                   annotation={"text": "all users", "font": {"size": 11}}, annotation_position="top")  # fmt: skip
     fig.update_layout(**_layout("Its categories: chosen how many times as often as by all users", 110 + 26 * len(cats),
-                                xaxis=_axis("lift (× the share among all users)", rangemode="tozero"),
+                                xaxis=_axis("lift (× the share among all users)",
+                                            range=[0, 1.25 * max(1.0, *lifts)]),  # room for the labels
                                 yaxis=_axis(""), showlegend=False))  # fmt: skip
     return fig
 

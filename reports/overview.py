@@ -179,7 +179,7 @@ def _segments_table(data: RunFolder, segs: list[Seg], n_users: int, models: dict
         rows.append([Cell(s.name, href=s.href, swatch=s.color, badge="tentative" if s.tentative else None,
                           title=TENTATIVE_MEANING if s.tentative else None), _c(p.size),
                      Cell(fmt(p.share, "pct"), cls="num", sort=p.share, bar=p.share),
-                     Cell(apart or "–", cls="nowrap"), Cell("", chips=p.keywords[:4], cls="nowrap")]
+                     Cell(apart or "–", cls="nowrap"), Cell("", chips=p.keywords[:4])]
                     + ([stab_cell] if stab else []) + ([own] if models else []))  # fmt: skip
     return Table(cols, rows, id="segments", wide=True)
 

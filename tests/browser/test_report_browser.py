@@ -170,3 +170,41 @@ def test_tentative_segment_is_marked_where_a_reader_looks(browser, synthetic_rep
         assert "Stability 0.90 (highly stable)" in v.page.locator("#stability").text_content()
     finally:
         v.close()
+
+
+# per chart: the toolbar's and the title's boxes, and every bar label's box against the chart's
+CHART_BOXES = """() => Array.from(document.querySelectorAll('.chart')).map(el => {
+    const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+    const bar = el.querySelector('.modebar'), title = el.querySelector('.gtitle');
+    return {id: el.id, chart: box(el), toolbar: bar ? box(bar) : null, title: title ? box(title) : null,
+            labels: Array.from(el.querySelectorAll('.bartext')).map(box)};
+})"""
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("which", ["synthetic", "latest"])
+def test_charts_and_tables_fit_where_a_reader_looks(browser, synthetic_report, which):
+    """At 1400 px: no chart's toolbar covers its title, every bar's label lies inside its chart, and the segments
+    table is as wide as its card (no column scrolled out of sight)."""
+    folder = synthetic_report if which == "synthetic" else LATEST
+    if which == "latest" and not (LATEST / "index.html").is_file():
+        pytest.skip(f"no report at {LATEST} (run the pipeline first, or set SEGFLOW_REPORT_DIR)")
+    for page in sorted(folder.glob("*.html")):
+        v = Visit(browser, page.as_uri())
+        try:
+            for c in v.page.evaluate(CHART_BOXES):
+                if c["toolbar"] and c["title"]:
+                    assert not _overlap(c["toolbar"], c["title"]), f"{page.name} {c['id']}: toolbar over the title"
+                for label in c["labels"]:
+                    assert c["chart"][0] <= label[0] and label[2] <= c["chart"][2], (
+                        f"{page.name} {c['id']}: a bar label {label} runs out of the chart {c['chart']}"
+                    )
+            if page.name == "index.html":
+                wrap = v.page.evaluate("() => { const w = document.querySelector('#segments').closest('.table-wrap');"
+                                       " return [w.scrollWidth, w.clientWidth]; }")  # fmt: skip
+                assert wrap[0] <= wrap[1], f"the segments table is {wrap[0]} px wide in a {wrap[1]} px card"
+        finally:
+            v.close()
