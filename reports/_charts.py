@@ -30,8 +30,15 @@ _LAYOUT: dict[str, Any] = {
     "margin": {"l": 60, "r": 20, "t": 76, "b": 56},
     "hoverlabel": {"font": {"family": _FONT}},
     # the title starts below the row plotly's toolbar takes at the chart's top right, so a long one is not covered
-    "title": {"x": 0, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top", "pad": {"t": 34},
-              "font": {"size": 15}},
+    "title": {
+        "x": 0,
+        "xanchor": "left",
+        "y": 1,
+        "yref": "container",
+        "yanchor": "top",
+        "pad": {"t": 34},
+        "font": {"size": 15},
+    },
 }
 _TOP_LEGEND = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1}
 _AXIS = {"gridcolor": "#e5e7eb", "zerolinecolor": "#d1d5db", "linecolor": "#9ca3af", "automargin": True}
