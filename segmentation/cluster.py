@@ -41,6 +41,7 @@ __all__ = [
     "most_agreeing",
     "require_segments",
     "segment_users",
+    "split_merged",
 ]
 
 logger = logging.getLogger(__name__)
@@ -260,6 +261,8 @@ class Segmentation:
         n_fitted: users UMAP and HDBSCAN were fitted on (the rest were extended by neighbours).
         sample_fits: past ``reduce.sample_size`` users with ``reduce.sample_fits`` > 1, the fits on other samples
             and the agreement that chose this one (:func:`fit_segments`); None otherwise.
+        splits: with ``cluster.split_stability`` set, each segment's test on its own (:func:`split_merged`):
+            ``split_stability``, ``min_size`` and ``tested`` (one record per segment of the fit); None otherwise.
     """
 
     assignments: pl.DataFrame
@@ -270,6 +273,7 @@ class Segmentation:
     selection: "ParameterChoice | None" = None
     n_fitted: int = 0
     sample_fits: dict | None = None
+    splits: dict | None = None
 
     @property
     def noise_share(self) -> float:
@@ -468,6 +472,131 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
     return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
 
 
+SPLIT_MIN_USERS = 500
+"""Segments smaller than this are not tested by :func:`split_merged`. Fitted on a few hundred users, UMAP draws
+clumps inside one Gaussian group that subsamples reproduce: a 133-user group of the unit tests' blobs split in two
+at stability 0.91. On the tuning planted worlds the segments of one planted segment (351-2,569 users) scored at
+most 0.85 and the smallest merged pair had 1,137 users."""
+
+
+def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceConfig, cluster: ClusterConfig,
+                 min_size: float, *, seed: int = 0) -> tuple[pl.DataFrame, int, list[dict]]:  # fmt: skip
+    """Split the segments that come apart when fitted on their own (``cluster.split_stability``).
+
+    UMAP over every user can draw two segments that share much (a category, most of their items) as one region,
+    and HDBSCAN's parameter choice then keeps them together. Fitted on its own members, such a segment falls
+    into two groups that every subsample reproduces; a segment with one common taste does not. So each segment
+    is refitted on its members alone (UMAP with the run's settings, then :func:`segmentation.selection.
+    choose_parameters` with at least 2 segments), and split when the chosen candidate's subsample stability
+    reaches ``cluster.split_stability`` and at least two of its parts hold ``min_size`` users (the run's
+    ``min_cluster_size`` in all users' terms). Segments under :data:`SPLIT_MIN_USERS` users are not tested. Every member joins the part whose mean direction in the
+    user-vector space is the nearest (HDBSCAN's local outliers and parts under ``min_size`` included): a member
+    of a segment stays a member. Outliers whose nearest segment was split get the nearest part.
+
+    Past ``reduce.sample_size`` users, each segment is fitted on its share of that sample size (at least 1,000
+    users) and the rest placed by their nearest fitted users, so the tests together cost about one more UMAP fit.
+
+    Args:
+        users: the user vectors, rows as in ``assignments``.
+        assignments: ``ASSIGNMENTS`` frame of the fit.
+        reduce: UMAP settings of the run.
+        cluster: the run's cluster configuration (``split_stability`` read; its other settings shape the choice).
+        min_size: smallest part kept, in users.
+        seed: the run's seed.
+
+    Returns:
+        ``(assignments, n_segments, tested)``: the assignments with the parts as segments (renumbered by decreasing
+        size; every other column kept), the number of segments, and one record per segment tested.
+    """
+    from segmentation.selection import choose_parameters
+
+    labels = assignments["segment_id"].to_numpy().astype(np.int32)
+    nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
+    n = len(labels)
+    k = int(labels.max()) + 1 if n else 0
+    bar = cluster.split_stability
+    if bar is None:
+        return assignments, k, []
+    local = cluster.model_copy(update={"min_cluster_size": None, "cluster_selection_method": "auto",
+                                       "min_segments": 2})  # fmt: skip
+    tested: list[dict] = []
+    next_id = k
+    for s in range(k):
+        members = np.flatnonzero(labels == s)
+        record: dict = {"segment": s, "users": len(members), "split": False}
+        tested.append(record)
+        if len(members) < max(2 * min_size, SPLIT_MIN_USERS):
+            record["why"] = f"under {max(round(2 * min_size), SPLIT_MIN_USERS)} users: not tested"
+            continue
+        reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
+                          metric=reduce.metric, sample_size=max(1000, round(reduce.sample_size * len(members) / n)),
+                          assign=reduce.assign, knn_dims=reduce.knn_dims, random_state=seed)  # fmt: skip
+        vectors = users.vectors[members]
+        coords = reducer.fit_transform(vectors)
+        sample = reducer.sample_
+        assert sample is not None, "Reducer.fit_transform sets sample_"
+        try:
+            # no part smaller than the run's smallest segment: the grid starts there (in the scored points' terms)
+            scored = min(len(sample), 20_000)
+            choice = choose_parameters(coords[sample], local, seed=seed, quiet=True, max_points=scored,
+                                       smallest=int(np.ceil(min_size * scored / len(members))))  # fmt: skip
+        except DataError:
+            record["why"] = "too few users for two parts"
+            continue
+        c = choice.chosen
+        record.update(n_fitted=len(sample), parts=c.n_segments, stability=c.stability,
+                      min_cluster_size=choice.config.min_cluster_size,
+                      cluster_selection_method=c.cluster_selection_method)  # fmt: skip
+        if not c.eligible or c.n_segments < 2 or c.stability < bar:
+            record["why"] = (f"stability {c.stability:.3f} of {c.n_segments} parts below {bar}"
+                             if c.eligible and c.n_segments >= 2 else "no candidate with two or more parts")  # fmt: skip
+            continue
+        cfg = choice.config
+        sub = Clusterer(cfg.min_cluster_size, min_samples=cfg.min_samples,
+                        cluster_selection_method=cfg.cluster_selection_method,
+                        cluster_selection_epsilon=cfg.cluster_selection_epsilon, sample_size=len(sample),
+                        random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
+        parts = sub.labels_
+        assert parts is not None, "Clusterer.fit sets labels_"
+        sizes = np.bincount(parts[parts >= 0], minlength=sub.n_segments_)
+        big = np.flatnonzero(sizes >= min_size)
+        if len(big) < 2:
+            record["why"] = f"fewer than two parts of at least {round(min_size)} users"
+            continue
+        part = np.full(len(members), NOISE, dtype=np.int32)
+        for j, b in enumerate(big):
+            part[parts == b] = j
+        centres = _centres(vectors, part, len(big))
+        centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+        rest = np.flatnonzero(part < 0)
+        part[rest] = (vectors[rest].astype(np.float64) @ centres.T).argmax(axis=1)
+        ids = np.array([s, *range(next_id, next_id + len(big) - 1)], dtype=np.int32)
+        next_id += len(big) - 1
+        labels[members] = ids[part]
+        nearest[members] = labels[members]
+        out = np.flatnonzero((labels < 0) & (nearest == s))
+        if len(out):
+            nearest[out] = ids[(users.vectors[out].astype(np.float64) @ centres.T).argmax(axis=1)]
+        record.update(split=True, sizes=[int(v) for v in np.bincount(part, minlength=len(big))], ids=ids.tolist())
+        logger.info("cluster: segment %d (%d users) splits into %d parts of %s users on its own (stability %.3f "
+                    ">= cluster.split_stability %.2f)", s, len(members), len(big), record["sizes"], c.stability,
+                    bar)  # fmt: skip
+    if next_id == k:
+        for record in tested:
+            record["segments"] = [record["segment"]]
+        return assignments, k, tested
+    # renumber by decreasing size (ties by id) so segment 0 is still the largest
+    sizes = np.bincount(labels[labels >= 0], minlength=next_id)
+    order = sorted(range(next_id), key=lambda c: (-sizes[c], c))
+    new_id = np.empty(next_id, dtype=np.int32)
+    new_id[order] = np.arange(next_id, dtype=np.int32)
+    for record in tested:  # which segments of the result each tested segment became
+        record["segments"] = [int(new_id[v]) for v in record.pop("ids", [record["segment"]])]
+    relabel = {"segment_id": labels, "nearest_segment": nearest}
+    relabel = {c: np.where(v >= 0, new_id[np.clip(v, 0, None)], NOISE).astype(np.int32) for c, v in relabel.items()}
+    return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in relabel.items()), next_id, tested
+
+
 def require_users(m: int, min_cluster_size: int) -> None:
     """Raise :class:`DataError` when ``m`` fitted users cannot make two segments of ``min_cluster_size``."""
     if m < 2 * min_cluster_size:
@@ -554,6 +683,15 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                     fits, seed, seed + fits - 1, record["segments"], record["mean_ari_with_the_others"],
                     seed + best)  # fmt: skip
     del tried
+    if cluster.split_stability is not None and chosen.n_segments:
+        t = time.perf_counter()
+        # the run's smallest segment in every user's terms (the fit's min_cluster_size counts the fitted sample)
+        min_size = chosen.min_cluster_size * n / max(chosen.n_fitted, 1)
+        assignments, k, tested = split_merged(users, chosen.assignments, reduce, cluster, min_size, seed=seed)
+        chosen = replace(chosen, assignments=assignments, n_segments=k,
+                         splits={"split_stability": cluster.split_stability, "min_size": round(min_size),
+                                 "tested": tested},
+                         seconds={**chosen.seconds, "split": time.perf_counter() - t})  # fmt: skip
     if picture and reduce.n_components > 2:
         # the picture starts from the clustering layout's principal axes; 100 epochs refine it
         t = time.perf_counter()

@@ -37,6 +37,7 @@ _SKIP_PARTS = {
     "notes",
     "verdicts",
     "sample_fits",
+    "splits",
 }
 
 

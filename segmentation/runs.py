@@ -375,6 +375,7 @@ def summarise_segmentation(seg: Segmentation) -> dict:
         "mean_membership": to_float(a.filter(pl.col("segment_id") >= 0)["membership"].mean(), 0.0),
         "seconds": seg.seconds,
         **({"sample_fits": seg.sample_fits} if seg.sample_fits is not None else {}),
+        **({"splits": seg.splits} if seg.splits is not None else {}),
     }
 
 

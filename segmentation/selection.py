@@ -236,10 +236,11 @@ def clustered_stability(full: np.ndarray, refit: np.ndarray) -> float:
     return _ari(full[both], refit[both]) * float(both.mean())
 
 
-def _size_grid(m: int, cluster: ClusterConfig) -> list[int]:
+def _size_grid(m: int, cluster: ClusterConfig, smallest: int = MIN_SIZE) -> list[int]:
     if cluster.min_cluster_size is not None:
         return [min(cluster.min_cluster_size, max(2, m // 2))]
-    return sorted({max(MIN_SIZE, round(f * m)) for f in SIZE_FRACTIONS if max(MIN_SIZE, round(f * m)) * 2 <= m})
+    lo = max(MIN_SIZE, smallest)
+    return sorted({max(lo, round(f * m)) for f in SIZE_FRACTIONS if max(lo, round(f * m)) * 2 <= m})
 
 
 def outlier_margin(candidates: list[Candidate], margin: float | None) -> list[Candidate]:
@@ -267,7 +268,8 @@ def finest_stable(candidates: list[Candidate], tolerance: float = STABILITY_TOLE
 
 
 def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int = 0, max_points: int = 20_000,
-                      n_fitted: int | None = None) -> ParameterChoice:  # fmt: skip
+                      n_fitted: int | None = None, quiet: bool = False,
+                      smallest: int = MIN_SIZE) -> ParameterChoice:  # fmt: skip
     """Choose ``min_cluster_size`` and the selection method from DBCV and subsample stability.
 
     Args:
@@ -277,6 +279,9 @@ def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int =
         max_points: score on a uniform subsample of this many points at most (the chosen
             ``min_cluster_size`` and the given ``min_samples`` are rescaled to ``n_fitted``).
         n_fitted: the number of users HDBSCAN will be fitted on (default ``len(coords)``).
+        quiet: log the choice at debug level (a segment's split test, which chooses once per segment).
+        smallest: the smallest ``min_cluster_size`` tried, on the points scored (a segment's split test: the run's
+            smallest segment, so no part smaller than a segment may be chosen).
 
     Returns:
         :class:`ParameterChoice`. If no candidate has ``min_segments..max_segments`` segments, the
@@ -291,11 +296,12 @@ def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int =
     if n > max_points:
         pts = pts[np.sort(rng.choice(n, max_points, replace=False))]
     m = len(pts)
-    sizes = _size_grid(m, cluster)
+    sizes = _size_grid(m, cluster, smallest)
     if not sizes:
+        lo = max(MIN_SIZE, smallest)
         raise DataError(
-            f"cluster: {m} users are too few for segments of at least {MIN_SIZE} users; need at least "
-            f"{2 * MIN_SIZE} users or a smaller cluster.min_cluster_size"
+            f"cluster: {m} users are too few for segments of at least {lo} users; need at least "
+            f"{2 * lo} users or a smaller cluster.min_cluster_size"
         )
     methods = ["eom", "leaf"] if cluster.cluster_selection_method == "auto" else [cluster.cluster_selection_method]
     eps = cluster.cluster_selection_epsilon
@@ -338,7 +344,7 @@ def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int =
         chosen = max((c for c in below if c.n_segments == most), key=lambda c: c.score)
         reason = (f"no candidate found {cluster.min_segments}-{cluster.max_segments} segments; "
                   f"took the best with the most segments ({chosen.n_segments})")  # fmt: skip
-        logger.warning("parameter selection: %s", reason)
+        logger.log(logging.DEBUG if quiet else logging.WARNING, "parameter selection: %s", reason)
     scale = n_fitted / m
     mcs = chosen.min_cluster_size if cluster.min_cluster_size is not None else \
         max(MIN_SIZE, round(chosen.min_cluster_size * scale))  # fmt: skip
@@ -349,6 +355,6 @@ def choose_parameters(coords: np.ndarray, cluster: ClusterConfig, *, seed: int =
         update["min_samples"] = round(cluster.min_samples * scale)
     config = cluster.model_copy(update=update)
     dt = time.perf_counter() - t0
-    logger.info("parameter selection on %d points in %.1fs: min_cluster_size %d, %s (%s)", m, dt, mcs,
+    logger.log(logging.DEBUG if quiet else logging.INFO, "parameter selection on %d points in %.1fs: min_cluster_size %d, %s (%s)", m, dt, mcs,
                 chosen.cluster_selection_method, reason)  # fmt: skip
     return ParameterChoice(config, chosen, tuple(candidates), m, dt, reason)

@@ -113,6 +113,17 @@ class ClusterConfig(_Section):
         "0.036-0.08 lost no run against the rule without it and had the best mean ARI on both; 0.05 lies inside "
         "(benchmarks/outlier_margin.py; docs/BENCHMARKS.md, issue 14, sixth round).",
     )
+    split_stability: float | None = Field(
+        0.9,
+        gt=0.0,
+        le=1.0,
+        description="After the fit, each segment is fitted again on its own members (UMAP, then the same label-free "
+        "choice with at least 2 parts); it is split when its parts reproduce on subsamples with at least this "
+        "stability and two of them hold min_cluster_size users (empty: off). UMAP over every user can draw two "
+        "segments that share a category as one region. On the tuning planted worlds (taste, style, light; 10,000 "
+        "users, seeds 0-2) segments of one planted segment scored 0.03-0.85 and merged pairs 0.94-1.00 "
+        "(docs/BENCHMARKS.md, issue 14, seventh round).",
+    )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
     selection_resamples: int = Field(
