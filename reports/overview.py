@@ -106,6 +106,32 @@ def selection_view(segmentation: Any) -> tuple[str | None, Table | None]:
     return text, (Table(cols, rows) if rows else None)
 
 
+def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str | None:
+    """One paragraph on the segments fitted again on their own (``segmentation.splits``): which came apart (by the
+    names in ``names``, segment id to name, where given), which held together."""
+    sp = _get(segmentation, "splits")
+    if not isinstance(sp, dict) or not isinstance(sp.get("tested"), list):
+        return None
+    bar = _num(sp.get("split_stability"))
+    tested = [t for t in sp["tested"] if isinstance(t, dict)]
+    split = [t for t in tested if t.get("split")]
+    held = [t for t in tested if not t.get("split") and _num(t.get("stability")) is not None]
+    if not split and not held:
+        return None
+    out = [f"Each large segment was then fitted again on its own users, to find segments that the first fit drew "
+           f"as one: it is split when its parts come back on subsamples with a stability of at least {fmt(bar, 'd2')}."]  # fmt: skip
+    for t in split:
+        parts = [(names or {}).get(i) or f"segment {i}" for i in t.get("segments") or []]
+        ids = ", ".join(f"“{p}”" if not p.startswith("segment ") else p for p in parts)
+        out.append(f"{fmt(t.get('users'))} users came apart into {ids} (stability "
+                   f"{fmt(_num(t.get('stability')), 'd3')}).")  # fmt: skip
+    if held:
+        top = max(_num(t.get("stability")) or 0.0 for t in held)
+        out.append(f"{len(held)} segment{'s' if len(held) > 1 else ''} held together (stability at most "
+                   f"{fmt(top, 'd3')}).")  # fmt: skip
+    return " ".join(out)
+
+
 def _cards(data: RunFolder, segs: list[Seg], verdict: Verdict) -> list[dict[str, str]]:
     m = data.metrics
     n_seg = _get(m, "segmentation", "n_segments")
@@ -354,9 +380,10 @@ def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, 
         "fairness": [(label(k), nested_table(v)) for k, v in (_get(m, "fairness") or {}).items()]
         if isinstance(_get(m, "fairness"), dict)
         else [],
-        "quality_table": key_value_table(_get(m, "segmentation"), skip=("sizes", "selection", "stability")),
+        "quality_table": key_value_table(_get(m, "segmentation"), skip=("sizes", "selection", "stability", "splits")),
         "stability": stability_view(_get(m, "segmentation")),
         "selection": selection_view(_get(m, "segmentation")),
+        "splits": splits_text(_get(m, "segmentation"), {x.id: x.name for x in segs if not x.is_noise}),
         "control": data.verdicts.get("control"),
         "data_table": key_value_table(data_info, skip=("notes", "name")),
         "data_name": data_info.get("name") or _get(data.config, "data", "source"),

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/fixtures_r
 
 from reports import render_report  # noqa: E402
 from reports._charts import MAX_MAP_POINTS, fig_map  # noqa: E402
-from reports.overview import stability_view  # noqa: E402
+from reports.overview import splits_text, stability_view  # noqa: E402
 from reports.render import segment_filename  # noqa: E402
 from segmentation.verdicts import control_text, rating_verdict  # noqa: E402
 from tests.fixtures_report import HOSTILE_NAME, HOSTILE_TITLE, make_report_input  # noqa: E402
@@ -202,6 +202,30 @@ def test_segment_stability_on_pages_and_tentative_marked(report):
     outliers = (out / "segment-outliers.html").read_text()
     outliers = outliers[outliers.index("<main") :]
     assert 'id="stability"' not in outliers and "tentative" not in outliers
+
+
+def test_split_segments_are_named_in_the_settings_section(tmp_path):
+    data = make_report_input(n_users=150, n_segments=4)
+    metrics = copy.deepcopy(data.metrics)
+    metrics["segmentation"]["splits"] = {"split_stability": 0.9, "min_size": 15, "tested": [
+        {"segment": 0, "users": 90, "split": True, "stability": 0.987, "parts": 2, "sizes": [60, 30], "segments": [0, 3]},
+        {"segment": 1, "users": 40, "split": False, "stability": 0.612, "parts": 3, "segments": [1],
+         "why": "stability 0.612 of 3 parts below 0.9"},
+        {"segment": 2, "users": 20, "split": False, "why": "under 500 users: not tested", "segments": [2]}]}  # fmt: skip
+    index = render_report(dataclasses.replace(data, metrics=metrics), tmp_path)
+    text = html.unescape(index.read_text())
+    names = {p.segment_id: p.name for p in data.profiles}
+    para = text[text.index('<p id="splits">') :].split("</p>")[0]
+    assert f"90 users came apart into “{names[0]}”, “{names[3]}” (stability 0.987)" in para
+    assert "1 segment held together (stability at most 0.612)" in para and "at least 0.90" in para
+    assert "Splits" not in text.split('id="selection"')[0].split("Quality")[-1]  # not dumped in the quality table
+    # no test made (every segment too small), or an older run: no paragraph
+    assert (
+        splits_text({"splits": {"split_stability": 0.9, "tested": [metrics["segmentation"]["splits"]["tested"][2]]}})
+        is None
+    )
+    assert splits_text({}) is None
+    assert 'id="splits"' not in render_report(data, tmp_path / "old").read_text()
 
 
 def test_stability_not_measured_says_so(tmp_path):
