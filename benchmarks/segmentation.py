@@ -371,12 +371,12 @@ def run_worlds(
     """Each planted world through the library path, UMAP fitted once per (world, seed), HDBSCAN per setting.
 
     The path is the CLI's (item texts → MiniLM → default representation → UMAP → parameter choice by DBCV and
-    stability → HDBSCAN → outlier soft-assignment) called as library functions, in one process, without the 2-d
-    picture; ``settings`` override ``ClusterConfig`` fields (an empty dict: the current defaults).
+    stability → HDBSCAN → outlier soft-assignment → outlier rules → split test) called as library functions, in one
+    process, without the 2-d picture; ``settings`` override ``ClusterConfig`` fields (an empty dict: the current defaults).
     """
     from embeddings.encoder import Embeddings, Encoder
     from embeddings.text import describe_items
-    from segmentation.cluster import Clusterer, keep_noise_apart
+    from segmentation.cluster import Clusterer, keep_noise_apart, split_merged
     from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import default_cache_dir
     from segmentation.reduce import Reducer
@@ -435,6 +435,7 @@ def run_worlds(
                     "outlier_distance",
                     "outlier_evidence",
                     "dissolve_large",
+                    "split_stability",
                 )  # applied after HDBSCAN
                 key = json.dumps({k: v for k, v in cluster.model_dump().items() if k not in post}, sort_keys=True)
                 if key not in fits:
@@ -453,6 +454,14 @@ def run_worlds(
                     labels[move] = clusterer.soft_[move].argmax(axis=1)
                 apart = keep_noise_apart(users.vectors, labels, cluster, activity=users.activity)  # as fit_segments
                 labels = np.where(apart.demoted, -1, apart.labels)
+                if cluster.split_stability is not None and labels.max() >= 0:  # as fit_segments, after the rules
+                    frame = pl.DataFrame({"user_id": users.ids.astype(str), "segment_id": labels,
+                                          "nearest_segment": np.where(labels >= 0, labels, 0)},
+                                         schema={"user_id": pl.String, "segment_id": pl.Int32,
+                                                 "nearest_segment": pl.Int32})  # fmt: skip
+                    frame, _, _ = split_merged(users, frame, rc, cluster, float(clusterer.min_cluster_size_),
+                                               seed=seed)  # fmt: skip
+                    labels = frame["segment_id"].to_numpy()
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
                        **_scores(truth, labels), **_noise_scores(truth, labels),
@@ -465,7 +474,8 @@ def run_worlds(
                                              "min_cohesion": cluster.min_cohesion,
                                              "outlier_distance": cluster.outlier_distance,
                                              "outlier_evidence": cluster.outlier_evidence,
-                                             "dissolve_large": cluster.dissolve_large},
+                                             "dissolve_large": cluster.dissolve_large,
+                                             "split_stability": cluster.split_stability},
                                  "interactions": log.interactions.height, "n_planted": int(truth.max()) + 1,
                                  "peak": "the whole in-process run's"}}  # fmt: skip
                 _print_row(row)
