@@ -688,6 +688,9 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         # the run's smallest segment in every user's terms (the fit's min_cluster_size counts the fitted sample)
         min_size = chosen.min_cluster_size * n / max(chosen.n_fitted, 1)
         assignments, k, tested = split_merged(users, chosen.assignments, reduce, cluster, min_size, seed=seed)
+        logger.info("split test: %d of %d segments tested, %d split, %d segments now (%.1fs)",
+                    sum("stability" in r for r in tested), len(tested), sum(r["split"] for r in tested), k,
+                    time.perf_counter() - t)  # fmt: skip
         chosen = replace(chosen, assignments=assignments, n_segments=k,
                          splits={"split_stability": cluster.split_stability, "min_size": round(min_size),
                                  "tested": tested},
