@@ -524,11 +524,35 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
                 found = log.labels.join(pl.read_parquet(users).select("user_id", "segment_id"), on="user_id")
                 truth, labels = found["segment"].to_numpy(), found["segment_id"].to_numpy()
                 row.update(_scores(truth, labels), **_noise_scores(truth, labels), users_scored=found.height)
+                metrics = json.loads((folder / "runs" / "latest" / "metrics.json").read_text())
+                row.update(split_effect(truth, labels, metrics["segmentation"].get("splits")))
             else:
                 row["error"] = proc.stderr[-2000:]
             _print_row(row)
             rows.append(row)
     return rows
+
+
+def unsplit(labels: np.ndarray, splits: dict | None) -> np.ndarray:
+    """A run's labels with the split test undone: the parts of each split segment (``segmentation.splits`` of its
+    ``metrics.json``) one label again; outliers stay outliers."""
+    out = labels.copy()
+    for t in (splits or {}).get("tested", []):
+        if t.get("split"):
+            out[np.isin(labels, t["segments"])] = min(t["segments"])
+    return out
+
+
+def split_effect(truth: np.ndarray, labels: np.ndarray, splits: dict | None) -> dict:
+    """What a run's split test did, from the run itself: the segments it split, and the ARI (outliers as one more
+    label) with the splits undone beside the run's (a paired comparison: the same fit with and without the step)."""
+    if splits is None:
+        return {}
+    from sklearn.metrics import adjusted_rand_score
+
+    made = [t for t in splits.get("tested", []) if t.get("split")]
+    return {"splits": [{"users": t["users"], "stability": t["stability"], "sizes": t["sizes"]} for t in made],
+            "ari_without_splits": round(float(adjusted_rand_score(truth, unsplit(labels, splits))), 4)}  # fmt: skip
 
 
 ORACLE_VIEWS = (("oracle[all interactions]", None), ("oracle[random90 train_full]", "random90"))

@@ -50,3 +50,18 @@ def test_the_stored_run_supports_the_default_bar():
     # and loses no run's ARI against the fit without the test
     for r in data["rows"]:
         assert r["ari_with_bar"][str(bar)] >= r["ari_without_splits"] - 1e-9
+
+
+def test_a_cli_runs_splits_are_undone_from_its_own_record():
+    seg = load_benchmark("segmentation")
+    labels = np.array([0, 0, 3, 3, 1, 1, -1, 2])
+    splits = {"tested": [{"segment": 0, "split": True, "segments": [0, 3], "users": 4, "stability": 0.95,
+                          "sizes": [2, 2]},
+                         {"segment": 1, "split": False, "segments": [1]}, {"segment": 2, "split": False, "segments": [2]}]}  # fmt: skip
+    assert seg.unsplit(labels, splits).tolist() == [0, 0, 0, 0, 1, 1, -1, 2]
+    truth = np.array([0, 0, 0, 0, 1, 1, -1, 2])
+    effect = seg.split_effect(truth, labels, splits)
+    assert effect["ari_without_splits"] == 1.0 and effect["splits"] == [
+        {"users": 4, "stability": 0.95, "sizes": [2, 2]}
+    ]
+    assert seg.split_effect(truth, labels, None) == {}
