@@ -459,8 +459,9 @@ def run_worlds(
                                           "nearest_segment": np.where(labels >= 0, labels, 0)},
                                          schema={"user_id": pl.String, "segment_id": pl.Int32,
                                                  "nearest_segment": pl.Int32})  # fmt: skip
-                    frame, _, _ = split_merged(users, frame, rc, cluster, float(clusterer.min_cluster_size_),
-                                               seed=seed)  # fmt: skip
+                    # the run's smallest segment in every user's terms, as fit_segments passes it
+                    min_size = clusterer.min_cluster_size_ * len(labels) / len(reducer.sample_)
+                    frame, _, _ = split_merged(users, frame, rc, cluster, min_size, seed=seed)
                     labels = frame["segment_id"].to_numpy()
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),

@@ -115,7 +115,10 @@ def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str |
     bar = _num(sp.get("split_stability"))
     tested = [t for t in sp["tested"] if isinstance(t, dict)]
     split = [t for t in tested if t.get("split")]
-    held = [t for t in tested if not t.get("split") and _num(t.get("stability")) is not None]
+    # held together: parts that did not come back on subsamples (a test that failed on the parts' size, or found
+    # fewer than two parts, says nothing about how well they came back)
+    held = [t for t in tested if not t.get("split") and str(t.get("why", "")).startswith("stability")
+            and _num(t.get("stability")) is not None]  # fmt: skip
     if not split and not held:
         return None
     out = [f"Each large segment was then fitted again on its own users, to find segments that the first fit drew "
@@ -129,6 +132,9 @@ def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str |
         top = max(_num(t.get("stability")) or 0.0 for t in held)
         out.append(f"{len(held)} segment{'s' if len(held) > 1 else ''} held together (stability at most "
                    f"{fmt(top, 'd3')}).")  # fmt: skip
+    if split:
+        out.append("The quality scores and the map come from the first fit, in which each split segment's parts were "
+                   "one region: they understate how well the parts stand apart.")  # fmt: skip
     return " ".join(out)
 
 

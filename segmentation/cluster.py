@@ -472,6 +472,14 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
     return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
 
 
+def _nearest_centre(vectors: np.ndarray, rows: np.ndarray, centres: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """For each of ``rows``, the index of the most similar of ``centres`` (unit, float32), a block of rows at a time."""
+    out = np.empty(len(rows), dtype=np.int32)
+    for lo in range(0, len(rows), chunk):
+        out[lo : lo + chunk] = (vectors[rows[lo : lo + chunk]] @ centres.T).argmax(axis=1)
+    return out
+
+
 SPLIT_MIN_USERS = 500
 """Segments smaller than this are not tested by :func:`split_merged`. Fitted on a few hundred users, UMAP draws
 clumps inside one Gaussian group that subsamples reproduce: a 133-user group of the unit tests' blobs split in two
@@ -480,7 +488,7 @@ most 0.85 and the smallest merged pair had 1,137 users."""
 
 
 def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceConfig, cluster: ClusterConfig,
-                 min_size: float, *, seed: int = 0) -> tuple[pl.DataFrame, int, list[dict]]:  # fmt: skip
+                 min_size: float, *, seed: int = 0, exact_knn: bool = False) -> tuple[pl.DataFrame, int, list[dict]]:  # fmt: skip
     """Split the segments that come apart when fitted on their own (``cluster.split_stability``).
 
     UMAP over every user can draw two segments that share much (a category, most of their items) as one region,
@@ -503,17 +511,23 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         cluster: the run's cluster configuration (``split_stability`` read; its other settings shape the choice).
         min_size: smallest part kept, in users.
         seed: the run's seed.
+        exact_knn: give each segment's UMAP its exact neighbours from one matrix product (:class:`Reducer`'s
+            ``exact_knn``; see :func:`fit_segments`' ``fast_split``).
 
     Returns:
         ``(assignments, n_segments, tested)``: the assignments with the parts as segments (renumbered by decreasing
-        size; every other column kept), the number of segments, and one record per segment tested.
+        size; every other column kept, ``membership`` and ``nearest_membership`` still the fit's), the number of
+        segments, and one record per segment of the fit: ``segment`` (its id in the fit, before this step's
+        renumbering), ``users``, ``split``, ``segments`` (the ids it has in the result: its parts when split),
+        and where a choice was made ``n_fitted``, ``parts``, ``stability``, ``min_cluster_size``,
+        ``cluster_selection_method``; ``sizes`` of the parts when split, ``why`` when not.
     """
     from segmentation.selection import choose_parameters
 
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
     n = len(labels)
-    k = int(labels.max()) + 1 if n else 0
+    k = int(max(labels.max(), nearest.max())) + 1 if n else 0
     bar = cluster.split_stability
     if bar is None:
         return assignments, k, []
@@ -530,7 +544,8 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
             continue
         reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
                           metric=reduce.metric, sample_size=max(1000, round(reduce.sample_size * len(members) / n)),
-                          assign=reduce.assign, knn_dims=reduce.knn_dims, random_state=seed)  # fmt: skip
+                          assign=reduce.assign, knn_dims=reduce.knn_dims, random_state=seed,
+                          exact_knn=exact_knn)  # fmt: skip
         vectors = users.vectors[members]
         coords = reducer.fit_transform(vectors)
         sample = reducer.sample_
@@ -567,16 +582,16 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         for j, b in enumerate(big):
             part[parts == b] = j
         centres = _centres(vectors, part, len(big))
-        centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
+        centres = (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)).astype(np.float32)
         rest = np.flatnonzero(part < 0)
-        part[rest] = (vectors[rest].astype(np.float64) @ centres.T).argmax(axis=1)
+        part[rest] = _nearest_centre(vectors, rest, centres)
         ids = np.array([s, *range(next_id, next_id + len(big) - 1)], dtype=np.int32)
         next_id += len(big) - 1
         labels[members] = ids[part]
         nearest[members] = labels[members]
         out = np.flatnonzero((labels < 0) & (nearest == s))
         if len(out):
-            nearest[out] = ids[(users.vectors[out].astype(np.float64) @ centres.T).argmax(axis=1)]
+            nearest[out] = ids[_nearest_centre(users.vectors, out, centres)]
         record.update(split=True, sizes=[int(v) for v in np.bincount(part, minlength=len(big))], ids=ids.tolist())
         logger.info("cluster: segment %d (%d users) splits into %d parts of %s users on its own (stability %.3f "
                     ">= cluster.split_stability %.2f)", s, len(members), len(big), record["sizes"], c.stability,
@@ -637,7 +652,8 @@ def require_segments(segmentation: Segmentation, users: Embeddings) -> None:
 
 
 def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig, *, seed: int = 0,
-                 picture: bool = True, partitions: Partitions | None = None) -> Segmentation:  # fmt: skip
+                 picture: bool = True, partitions: Partitions | None = None,
+                 fast_split: bool = False) -> Segmentation:  # fmt: skip
     """Reduce user vectors with UMAP (5-d for clustering, 2-d for pictures) and cluster with HDBSCAN.
 
     Past ``reduce.sample_size`` users, UMAP and HDBSCAN are fitted on a uniform sample and every
@@ -657,6 +673,9 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         picture: also fit the 2-d layout for pictures (without it, ``x``/``y`` are the first two
             clustering coordinates; refits that only compare labels skip it).
         partitions: where the users outside the fitted sample are assigned to segments, in blocks (default: here).
+        fast_split: the split test gives UMAP its exact neighbours from one matrix product (``Reducer(exact_knn=
+            True)``) instead of UMAP's own pairwise loop: the same neighbours, several times faster, but another
+            random layout (as another seed gives). The stability refits use it; the run's own fit does not.
 
     Raises:
         DataError: too few users for a UMAP layout or for two segments (checked before any fitting).
@@ -687,7 +706,8 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         t = time.perf_counter()
         # the run's smallest segment in every user's terms (the fit's min_cluster_size counts the fitted sample)
         min_size = chosen.min_cluster_size * n / max(chosen.n_fitted, 1)
-        assignments, k, tested = split_merged(users, chosen.assignments, reduce, cluster, min_size, seed=seed)
+        assignments, k, tested = split_merged(users, chosen.assignments, reduce, cluster, min_size, seed=seed,
+                                              exact_knn=fast_split)  # fmt: skip
         logger.info("split test: %d of %d segments tested, %d split, %d segments now (%.1fs)",
                     sum("stability" in r for r in tested), len(tested), sum(r["split"] for r in tested), k,
                     time.perf_counter() - t)  # fmt: skip

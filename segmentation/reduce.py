@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # imported on first use at run time (see above)
     import faiss
     import umap
 
-__all__ = ["IdentityReducer", "Reducer", "SampleNeighbours", "neighbour_weights"]
+__all__ = ["SMALL_DATA", "IdentityReducer", "Reducer", "SampleNeighbours", "exact_cosine_knn", "neighbour_weights"]
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +156,33 @@ class Neighbours:
         return out
 
 
+SMALL_DATA = 4096
+"""Below this many rows UMAP finds neighbours exactly, from every pairwise distance (its own threshold)."""
+
+
+def exact_cosine_knn(x: np.ndarray, k: int, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest rows of every row of ``x`` by cosine distance (itself first, at 0), as UMAP's small-data path
+    finds them: distances ``1 - x.y / (|x| |y|)`` in float64, each row's ``k`` smallest in ascending order.
+
+    Returns ``(indices, distances)``: (n, k) int64 and float32 (UMAP's own dtypes for precomputed neighbours).
+    """
+    x64 = np.asarray(x, dtype=np.float64)
+    norms = np.sqrt((x64 * x64).sum(axis=1))
+    norms[norms == 0] = 1.0
+    unit = x64 / norms[:, None]
+    idx = np.empty((len(x64), k), dtype=np.int64)
+    dist = np.empty((len(x64), k), dtype=np.float32)
+    for lo in range(0, len(x64), chunk):
+        d = 1.0 - unit[lo : lo + chunk] @ unit.T
+        rows = np.arange(len(d))
+        d[rows, rows + lo] = 0.0  # itself, exactly
+        part = np.argpartition(d, k - 1, axis=1)[:, :k]
+        order = np.argsort(np.take_along_axis(d, part, axis=1), axis=1, kind="stable")
+        idx[lo : lo + chunk] = np.take_along_axis(part, order, axis=1)
+        dist[lo : lo + chunk] = np.take_along_axis(d, idx[lo : lo + chunk], axis=1)
+    return idx, dist
+
+
 class Reducer:
     """UMAP with sklearn-style ``fit``/``transform``; large inputs are fitted on a sample.
 
@@ -170,6 +197,10 @@ class Reducer:
         knn_dims: PCA dimensions of the neighbour search (None: the original space).
         n_epochs: UMAP's optimisation epochs (None: UMAP's default, 200 above 10k rows, else 500).
         random_state: seed; a seeded UMAP is reproducible (and single-threaded).
+        exact_knn: below UMAP's small-data size (:data:`SMALL_DATA` rows) with the cosine metric and ``knn``
+            extension, give UMAP the exact neighbours found by one matrix product (:func:`exact_cosine_knn`)
+            instead of letting it compute every distance through a Python callable (about 25 s for 9 segments of
+            1,000-3,500 users in the split test, against well under 1 s).
 
     Attributes:
         embedding_: (n, n_components) float32 coordinates of the rows given to ``fit``.
@@ -180,7 +211,8 @@ class Reducer:
 
     def __init__(self, n_components: int = 5, *, n_neighbors: int = 15, min_dist: float = 0.0,
                  metric: str = "cosine", sample_size: int = 50_000, assign: str = "knn", knn_dims: int | None = 64,
-                 n_epochs: int | None = None, random_state: int | None = None) -> None:  # fmt: skip
+                 n_epochs: int | None = None, random_state: int | None = None,
+                 exact_knn: bool = False) -> None:  # fmt: skip
         self.n_components = n_components
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
@@ -190,6 +222,7 @@ class Reducer:
         self.knn_dims = knn_dims
         self.n_epochs = n_epochs
         self.random_state = random_state
+        self.exact_knn = exact_knn
         self.umap_: umap.UMAP | None = None
         self.embedding_: np.ndarray | None = None
         self.sample_: np.ndarray | None = None
@@ -234,6 +267,9 @@ class Reducer:
         if like is not None and like.umap_ is not None and like.n_neighbors == self.n_neighbors \
                 and getattr(like.umap_, "_knn_indices", None) is not None:  # fmt: skip
             kwargs["precomputed_knn"] = (like.umap_._knn_indices, like.umap_._knn_dists, like.umap_._knn_search_index)
+        if self.exact_knn and "precomputed_knn" not in kwargs and self.metric == "cosine" and self.assign == "knn" \
+                and n_neighbors < m < SMALL_DATA:  # fmt: skip
+            kwargs["precomputed_knn"] = (*exact_cosine_knn(x if m == n else x[sample], n_neighbors), None)
         init: str | np.ndarray = "spectral" if m > self.n_components + 10 else "random"
         if like_embedding is not None and like_embedding.shape[1] >= self.n_components:
             init = _pca_init(like_embedding[sample], self.n_components)

@@ -196,8 +196,9 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
     """Seed-to-seed and subsample ARI of :func:`segmentation.cluster.fit_segments` on ``users``, and the
     per-segment stability (:func:`segment_stability`) of the same refits.
 
-    Each refit runs the whole reduce + cluster step (parameter selection included, so the measure
-    covers it). Subsample refits use ``seeds[0]`` and a subsample drawn with seed ``1000 + b``.
+    Each refit runs the whole reduce + cluster step (parameter selection and the split test included, so the
+    measure covers them; the split test with ``fast_split``: UMAP's exact neighbours from one matrix product, the
+    same neighbours found faster, docs/BENCHMARKS.md). Subsample refits use ``seeds[0]`` and a subsample drawn with seed ``1000 + b``.
 
     Args:
         users: :class:`embeddings.encoder.Embeddings` of the users.
@@ -214,7 +215,11 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
         :class:`StabilityResult`.
     """
     t0 = time.perf_counter()
-    base = reference if reference is not None else fit_segments(users, reduce, cluster, seed=seeds[0], picture=False)
+    base = (
+        reference
+        if reference is not None
+        else fit_segments(users, reduce, cluster, seed=seeds[0], picture=False, fast_split=True)
+    )
     base_labels = base.assignments["segment_id"].to_numpy()
     n = len(users.ids)
     everyone = np.arange(n)
@@ -223,7 +228,7 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
     counts = [base.n_segments]
     seed_ari = []
     for s in seeds[1:]:
-        fitted = fit_segments(users, reduce, cluster, seed=s, picture=False)
+        fitted = fit_segments(users, reduce, cluster, seed=s, picture=False, fast_split=True)
         counts.append(fitted.n_segments)
         other = fitted.assignments["segment_id"].to_numpy()
         seed_ari.append(_ari(base_labels, other))
@@ -231,8 +236,8 @@ def segmentation_stability(users, reduce: ReduceConfig, cluster: ClusterConfig, 
     boot = []
     for b in range(n_bootstrap):
         idx = np.sort(np.random.default_rng(1000 + b).choice(n, int(fraction * n), replace=False))
-        sub = fit_segments(users.subset(idx), reduce, cluster, seed=seeds[0],
-                           picture=False).assignments["segment_id"].to_numpy()  # fmt: skip
+        sub = fit_segments(users.subset(idx), reduce, cluster, seed=seeds[0], picture=False,
+                           fast_split=True).assignments["segment_id"].to_numpy()  # fmt: skip
         boot.append(_ari(base_labels[idx], sub))
         refits.append((idx, sub))
     return StabilityResult(tuple(seed_ari), tuple(boot), tuple(seeds), fraction, time.perf_counter() - t0, tuple(counts),

@@ -117,12 +117,14 @@ class ClusterConfig(_Section):
         0.9,
         gt=0.0,
         le=1.0,
-        description="After the fit, each segment is fitted again on its own members (UMAP, then the same label-free "
-        "choice with at least 2 parts); it is split when its parts reproduce on subsamples with at least this "
-        "stability and two of them hold min_cluster_size users (empty: off). UMAP over every user can draw two "
-        "segments that share a category as one region. On the tuning planted worlds (taste, style, light; 10,000 "
-        "users, seeds 0-2) segments of one planted segment scored 0.03-0.85 and merged pairs 0.94-1.00 "
-        "(docs/BENCHMARKS.md, issue 14, seventh round).",
+        description="After the fit, each segment of at least 500 users is fitted again on its own members (UMAP, "
+        "then the same label-free choice with at least 2 parts, none smaller than the run's smallest segment); it is "
+        "split when its parts reproduce on subsamples with at least this stability (empty: off). UMAP over every user "
+        "can draw two segments that share a category as one region. Splits may take the run past max_segments. On "
+        "the tuning planted worlds (taste, style, light; 10,000 users, seeds 0-2) segments of one planted segment "
+        "scored at most 0.845 and the merged pairs that come apart 0.944-1.00 (two merged pairs never did: 0.37, "
+        "0.63); 0.9 is the middle of that gap (benchmarks/split_stability.py; docs/BENCHMARKS.md, issue 14, seventh "
+        "round).",
     )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")

@@ -211,13 +211,17 @@ def test_split_segments_are_named_in_the_settings_section(tmp_path):
         {"segment": 0, "users": 90, "split": True, "stability": 0.987, "parts": 2, "sizes": [60, 30], "segments": [0, 3]},
         {"segment": 1, "users": 40, "split": False, "stability": 0.612, "parts": 3, "segments": [1],
          "why": "stability 0.612 of 3 parts below 0.9"},
-        {"segment": 2, "users": 20, "split": False, "why": "under 500 users: not tested", "segments": [2]}]}  # fmt: skip
+        {"segment": 2, "users": 20, "split": False, "why": "under 500 users: not tested", "segments": [2]},
+        {"segment": 3, "users": 30, "split": False, "stability": 0.97, "parts": 2, "segments": [3],
+         "why": "fewer than two parts of at least 15 users"}]}  # fmt: skip
     index = render_report(dataclasses.replace(data, metrics=metrics), tmp_path)
     text = html.unescape(index.read_text())
     names = {p.segment_id: p.name for p in data.profiles}
     para = text[text.index('<p id="splits">') :].split("</p>")[0]
     assert f"90 users came apart into “{names[0]}”, “{names[3]}” (stability 0.987)" in para
+    # a test that failed on the parts' size is not counted as held together (its 0.97 would contradict the bar)
     assert "1 segment held together (stability at most 0.612)" in para and "at least 0.90" in para
+    assert "understate" in para  # the quality scores and the map are the first fit's
     assert "Splits" not in text.split('id="selection"')[0].split("Quality")[-1]  # not dumped in the quality table
     # no test made (every segment too small), or an older run: no paragraph
     assert (
@@ -226,6 +230,10 @@ def test_split_segments_are_named_in_the_settings_section(tmp_path):
     )
     assert splits_text({}) is None
     assert 'id="splits"' not in render_report(data, tmp_path / "old").read_text()
+    # settings given, so no parameter selection: the paragraph still shows, without the selection's hint
+    del metrics["segmentation"]["selection"]
+    given = render_report(dataclasses.replace(data, metrics=metrics), tmp_path / "given").read_text()
+    assert 'id="splits"' in given and "each candidate setting was scored" not in given
 
 
 def test_stability_not_measured_says_so(tmp_path):
