@@ -261,8 +261,9 @@ class Segmentation:
         n_fitted: users UMAP and HDBSCAN were fitted on (the rest were extended by neighbours).
         sample_fits: past ``reduce.sample_size`` users with ``reduce.sample_fits`` > 1, the fits on other samples
             and the agreement that chose this one (:func:`fit_segments`); None otherwise.
-        splits: with ``cluster.split_stability`` set, each segment's test on its own (:func:`split_merged`):
-            ``split_stability``, ``min_size`` and ``tested`` (one record per segment of the fit); None otherwise.
+        splits: with ``cluster.split_stability`` set and at most ``reduce.sample_size`` users, each segment's test on
+            its own (:func:`split_merged`): ``split_stability``, ``min_size`` and ``tested`` (one record per segment
+            of the fit); None otherwise.
     """
 
     assignments: pl.DataFrame
@@ -702,7 +703,9 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                     fits, seed, seed + fits - 1, record["segments"], record["mean_ari_with_the_others"],
                     seed + best)  # fmt: skip
     del tried
-    if cluster.split_stability is not None and chosen.n_segments:
+    if cluster.split_stability is not None and chosen.n_segments and n <= reduce.sample_size:
+        # past the sample size the three-sample medoid above is what keeps touching segments apart; there the test
+        # cost S (100,000 users) 12 % of its run (docs/BENCHMARKS.md), so it runs where the fit saw every user
         t = time.perf_counter()
         # the run's smallest segment in every user's terms (the fit's min_cluster_size counts the fitted sample)
         min_size = chosen.min_cluster_size * n / max(chosen.n_fitted, 1)

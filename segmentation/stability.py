@@ -250,14 +250,17 @@ def measure_stability(users: Embeddings, segmentation: Segmentation, reduce: Red
     and every segment's stability over the same refits (``per_segment``: clusterwise Jaccard, Hennig's
     clusterboot; :func:`segment_stability`), which also goes into ``segments.parquet``.
 
-    Every refit repeats the whole reduce + cluster step (parameter selection included) without the
-    2-d picture. Past ``config.stability_max_users`` users the measure runs on a uniform sample of
+    Every refit repeats the whole reduce + cluster step (parameter selection and the split test included, the
+    latter only where the run made it) without the 2-d picture. Past ``config.stability_max_users`` users the measure runs on a uniform sample of
     that many, against a reference fitted on the same sample with the run's seed; the run's own segments,
     restricted to the sample, are then compared with that reference fit and every refit.
     """
     if config.stability_seeds == 0 and config.stability_subsamples == 0:
         return {"skipped": "evaluate.stability_seeds and evaluate.stability_subsamples are 0"}
     n = len(users.ids)
+    if segmentation.splits is None and cluster.split_stability is not None:
+        # the run made no split test (past reduce.sample_size users): the refits, on fewer users, do not either
+        cluster = cluster.model_copy(update={"split_stability": None})
     reference: Segmentation | None = segmentation
     of_user = dict(zip(segmentation.assignments["user_id"].to_list(), segmentation.assignments["segment_id"].to_list()))
     if n > config.stability_max_users:
