@@ -117,8 +117,10 @@ def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str |
     split = [t for t in tested if t.get("split")]
     # held together: parts that did not come back on subsamples (a test that failed on the parts' size, or found
     # fewer than two parts, says nothing about how well they came back)
-    held = [t for t in tested if not t.get("split") and str(t.get("why", "")).startswith("stability")
-            and _num(t.get("stability")) is not None]  # fmt: skip
+    # (runs before ``outcome`` was recorded say it in ``why`` only)
+    held = [t for t in tested if not t.get("split") and _num(t.get("stability")) is not None
+            and (t.get("outcome") == "unstable"
+                 or ("outcome" not in t and str(t.get("why", "")).startswith("stability")))]  # fmt: skip
     if not split and not held:
         return None
     out = [f"Each large segment was then fitted again on its own users, to find segments that the first fit drew "

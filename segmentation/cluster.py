@@ -70,6 +70,23 @@ def default_min_cluster_size(n: int) -> int:
     return int(min(5000, max(15, round(0.04 * n))))
 
 
+def _by_size(labels: np.ndarray, k: int) -> np.ndarray:
+    """``new_id[old]``: segments ``0..k-1`` of ``labels`` renumbered by decreasing size, ties in their order
+    (``NOISE`` rows count for none), so that segment 0 is the largest."""
+    sizes = np.bincount(labels[labels >= 0], minlength=k)[:k]
+    new_id = np.empty(k, dtype=np.int32)
+    new_id[np.lexsort((np.arange(k), -sizes))] = np.arange(k, dtype=np.int32)
+    return new_id
+
+
+def _relabel(labels: np.ndarray, new_id: np.ndarray) -> np.ndarray:
+    """``labels`` through the mapping ``new_id`` (int32; ``NOISE`` stays ``NOISE``, and with no segment at all every
+    row is ``NOISE``)."""
+    if new_id.size == 0:  # nothing to look up: indexing the empty mapping would raise IndexError
+        return np.full(len(labels), NOISE, dtype=np.int32)
+    return np.where(labels >= 0, new_id[np.clip(labels, 0, None)], NOISE).astype(np.int32)
+
+
 class Clusterer:
     """HDBSCAN with prediction data, labels renumbered by decreasing size.
 
@@ -159,13 +176,8 @@ class Clusterer:
                 neighbours = Neighbours(rest, *knn.kneighbors(x.astype(np.float32), rest))
             raw[rest], prob[rest] = self._extend(x, rest, neighbours, model, partitions)
         k_raw = int(raw.max()) + 1 if n else 0
-        # renumber by decreasing size (ties by the raw label) so segment 0 is the largest
-        sizes = np.bincount(raw[raw >= 0], minlength=k_raw)
-        order = sorted(range(k_raw), key=lambda c: (-sizes[c], c))
-        self.mapping_ = np.full(k_raw, NOISE, dtype=np.int32)
-        for new, old in enumerate(order):
-            self.mapping_[old] = new
-        labels = self._renumber(raw)
+        self.mapping_ = _by_size(raw, k_raw)  # segment 0 is the largest
+        labels = _relabel(raw, self.mapping_)
         self.soft_ = self._soft(x, sample, rest, neighbours)
         self.neighbours_ = neighbours if len(rest) else None
         self.soft_assigned_ = np.zeros(n, dtype=bool)
@@ -181,12 +193,6 @@ class Clusterer:
         logger.info("HDBSCAN found %d segments, %d outliers (%.1f%%) among %d users (fitted on %d) in %.1fs", k_raw,
                     int((labels == NOISE).sum()), 100 * (labels == NOISE).mean(), n, m, time.perf_counter() - t0)  # fmt: skip
         return self
-
-    def _renumber(self, raw: np.ndarray) -> np.ndarray:
-        """HDBSCAN's labels in this clusterer's numbering (``NOISE`` stays; no segment at all: every row is noise)."""
-        if self.mapping_.size == 0:  # nothing to look up: indexing the empty mapping would raise IndexError
-            return np.full(len(raw), NOISE, dtype=np.int32)
-        return np.where(raw >= 0, self.mapping_[np.clip(raw, 0, None)], NOISE).astype(np.int32)
 
     @staticmethod
     def _extend(x: np.ndarray, rest: np.ndarray, neighbours: Neighbours, model,
@@ -220,7 +226,7 @@ class Clusterer:
 
         check_is_fitted(self, "hdbscan_")
         raw, strength = hdbscan.approximate_predict(self.hdbscan_, np.asarray(x, dtype=np.float64))
-        return self._renumber(raw), strength.astype(np.float32)
+        return _relabel(raw, self.mapping_), strength.astype(np.float32)
 
 
 def _assign_block(block: tuple[np.ndarray, np.ndarray, np.ndarray], model) -> tuple[np.ndarray, np.ndarray]:
@@ -390,7 +396,7 @@ def dissolve(labels: np.ndarray, vectors: np.ndarray, drop: np.ndarray) -> tuple
     keep = np.flatnonzero(~drop)
     new_id = np.full(len(drop), NOISE, dtype=np.int32)
     new_id[keep] = np.arange(len(keep), dtype=np.int32)
-    out = np.where(labels >= 0, new_id[np.clip(labels, 0, None)], NOISE).astype(np.int32)
+    out = _relabel(labels, new_id)
     if not len(keep):
         return out, np.full(len(labels), NOISE, np.int32)
     centres = _centres(vectors, out, len(keep))
@@ -459,15 +465,12 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
                         "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
                         cluster.outlier_distance)  # fmt: skip
     # renumber by decreasing size without the demoted users (ties keep their order): segment 0 stays the largest
-    sizes = np.bincount(labels[(labels >= 0) & ~demoted], minlength=len(kept))
-    order = np.array(sorted(range(len(kept)), key=lambda c: (-sizes[c], c)), dtype=np.int64)
-    if len(order) and (order != np.arange(len(order))).any():
-        new_id = np.empty(len(order), dtype=np.int32)
-        new_id[order] = np.arange(len(order), dtype=np.int32)
-        labels = np.where(labels >= 0, new_id[np.clip(labels, 0, None)], NOISE)
+    new_id = _by_size(np.where(demoted, NOISE, labels), len(kept))
+    if (new_id != np.arange(len(kept))).any():
+        labels = _relabel(labels, new_id)
         if dissolved_nearest is not None:
-            dissolved_nearest = np.where(dissolved_nearest >= 0, new_id[np.clip(dissolved_nearest, 0, None)], NOISE)
-        kept = kept[order]
+            dissolved_nearest = _relabel(dissolved_nearest, new_id)
+        kept = kept[np.argsort(new_id)]
     if dissolved_nearest is not None:
         dissolved_nearest = dissolved_nearest.astype(np.int32)
     return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
@@ -522,7 +525,9 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         segments, and one record per segment of the fit: ``segment`` (its id in the fit, before this step's
         renumbering), ``users``, ``split``, ``segments`` (the ids it has in the result: its parts when split),
         and where a choice was made ``n_fitted``, ``parts``, ``stability``, ``min_cluster_size``,
-        ``cluster_selection_method``; ``sizes`` of the parts when split, ``why`` when not.
+        ``cluster_selection_method``; ``sizes`` of the parts when split; ``outcome`` ("split", "unstable": parts
+        found that did not come back on subsamples, "parts too small", "no parts", "not tested": too few users) and,
+        when not split, ``why`` in words.
     """
     from segmentation.selection import choose_parameters
 
@@ -542,6 +547,7 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         record: dict = {"segment": s, "users": len(members), "split": False}
         tested.append(record)
         if len(members) < max(2 * min_size, SPLIT_MIN_USERS):
+            record["outcome"] = "not tested"
             record["why"] = f"under {max(round(2 * min_size), SPLIT_MIN_USERS)} users: not tested"
             continue
         reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
@@ -558,15 +564,20 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
             choice = choose_parameters(coords[sample], local, seed=seed, quiet=True, max_points=scored,
                                        smallest=int(np.ceil(min_size * scored / len(members))))  # fmt: skip
         except DataError:
-            record["why"] = "too few users for two parts"
+            record["outcome"], record["why"] = "no parts", "too few users for two parts"
             continue
         c = choice.chosen
         record.update(n_fitted=len(sample), parts=c.n_segments, stability=c.stability,
                       min_cluster_size=choice.config.min_cluster_size,
                       cluster_selection_method=c.cluster_selection_method)  # fmt: skip
-        if not c.eligible or c.n_segments < 2 or c.stability < bar:
-            record["why"] = (f"stability {c.stability:.3f} of {c.n_segments} parts below {bar}"
-                             if c.eligible and c.n_segments >= 2 else "no candidate with two or more parts")  # fmt: skip
+        if not c.eligible or c.n_segments < 2:
+            record["outcome"], record["why"] = "no parts", "no candidate with two or more parts"
+            continue
+        if c.stability < bar:
+            record["outcome"], record["why"] = (
+                "unstable",
+                f"stability {c.stability:.3f} of {c.n_segments} parts below {bar}",
+            )
             continue
         cfg = choice.config
         sub = Clusterer(cfg.min_cluster_size, min_samples=cfg.min_samples,
@@ -578,6 +589,7 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         sizes = np.bincount(parts[parts >= 0], minlength=sub.n_segments_)
         big = np.flatnonzero(sizes >= min_size)
         if len(big) < 2:
+            record["outcome"] = "parts too small"
             record["why"] = f"fewer than two parts of at least {round(min_size)} users"
             continue
         part = np.full(len(members), NOISE, dtype=np.int32)
@@ -594,7 +606,9 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         out = np.flatnonzero((labels < 0) & (nearest == s))
         if len(out):
             nearest[out] = ids[_nearest_centre(users.vectors, out, centres)]
-        record.update(split=True, sizes=[int(v) for v in np.bincount(part, minlength=len(big))], ids=ids.tolist())
+        record.update(
+            split=True, outcome="split", sizes=[int(v) for v in np.bincount(part, minlength=len(big))], ids=ids.tolist()
+        )
         logger.info("cluster: segment %d (%d users) splits into %d parts of %s users on its own (stability %.3f "
                     ">= cluster.split_stability %.2f)", s, len(members), len(big), record["sizes"], c.stability,
                     bar)  # fmt: skip
@@ -602,16 +616,11 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         for record in tested:
             record["segments"] = [record["segment"]]
         return assignments, k, tested
-    # renumber by decreasing size (ties by id) so segment 0 is still the largest
-    sizes = np.bincount(labels[labels >= 0], minlength=next_id)
-    order = sorted(range(next_id), key=lambda c: (-sizes[c], c))
-    new_id = np.empty(next_id, dtype=np.int32)
-    new_id[order] = np.arange(next_id, dtype=np.int32)
+    new_id = _by_size(labels, next_id)  # segment 0 is still the largest
     for record in tested:  # which segments of the result each tested segment became
         record["segments"] = [int(new_id[v]) for v in record.pop("ids", [record["segment"]])]
-    relabel = {"segment_id": labels, "nearest_segment": nearest}
-    relabel = {c: np.where(v >= 0, new_id[np.clip(v, 0, None)], NOISE).astype(np.int32) for c, v in relabel.items()}
-    return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in relabel.items()), next_id, tested
+    columns = {"segment_id": _relabel(labels, new_id), "nearest_segment": _relabel(nearest, new_id)}
+    return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in columns.items()), next_id, tested
 
 
 def require_users(m: int, min_cluster_size: int) -> None:

@@ -272,3 +272,14 @@ def test_user_vectors_carry_each_users_interactions():
     assert sub.ids.tolist() == ["c", "a"] and sub.activity.tolist() == [1, 2]
     with pytest.raises(ValueError, match="activity"):
         Embeddings(users.ids, users.vectors, "m", np.array([1, 2]))
+
+
+def test_segments_are_renumbered_by_decreasing_size_ties_in_their_order():
+    from segmentation.cluster import _by_size, _relabel
+
+    labels = np.array([2, 2, 0, 1, 1, 3, 3, NOISE, NOISE, NOISE, 2])
+    new_id = _by_size(labels, 4)
+    assert new_id.tolist() == [3, 1, 0, 2]  # 2 (3 users) first; 1 and 3 (2 each) in their order; 0 last
+    assert _relabel(labels, new_id).tolist() == [0, 0, 3, 1, 1, 2, 2, NOISE, NOISE, NOISE, 0]
+    assert _relabel(np.array([NOISE, NOISE]), np.empty(0, np.int32)).tolist() == [NOISE, NOISE]
+    assert _by_size(np.array([NOISE]), 2).tolist() == [0, 1]  # segments with no user keep their order

@@ -210,10 +210,11 @@ def test_split_segments_are_named_in_the_settings_section(tmp_path):
     metrics["segmentation"]["splits"] = {"split_stability": 0.9, "min_size": 15, "tested": [
         {"segment": 0, "users": 90, "split": True, "stability": 0.987, "parts": 2, "sizes": [60, 30], "segments": [0, 3]},
         {"segment": 1, "users": 40, "split": False, "stability": 0.612, "parts": 3, "segments": [1],
-         "why": "stability 0.612 of 3 parts below 0.9"},
-        {"segment": 2, "users": 20, "split": False, "why": "under 500 users: not tested", "segments": [2]},
+         "outcome": "unstable", "why": "the parts did not come back"},
+        {"segment": 2, "users": 20, "split": False, "outcome": "not tested", "why": "under 500 users: not tested",
+         "segments": [2]},
         {"segment": 3, "users": 30, "split": False, "stability": 0.97, "parts": 2, "segments": [3],
-         "why": "fewer than two parts of at least 15 users"}]}  # fmt: skip
+         "outcome": "parts too small", "why": "stability 0.97, but fewer than two parts of at least 15 users"}]}  # fmt: skip
     index = render_report(dataclasses.replace(data, metrics=metrics), tmp_path)
     text = html.unescape(index.read_text())
     names = {p.segment_id: p.name for p in data.profiles}
@@ -229,6 +230,15 @@ def test_split_segments_are_named_in_the_settings_section(tmp_path):
         is None
     )
     assert splits_text({}) is None
+    # a run from before ``outcome`` was recorded: its ``why`` tells a failed stability
+    legacy = {
+        "segment": 1,
+        "users": 40,
+        "split": False,
+        "stability": 0.612,
+        "why": "stability 0.612 of 3 parts below 0.9",
+    }
+    assert "1 segment held together (stability at most 0.612)" in splits_text({"splits": {"tested": [legacy]}})
     assert 'id="splits"' not in render_report(data, tmp_path / "old").read_text()
     # settings given, so no parameter selection: the paragraph still shows, without the selection's hint
     del metrics["segmentation"]["selection"]

@@ -44,7 +44,9 @@ def test_a_merged_pair_is_split_and_a_single_group_kept():
     first, second = tested
     assert first["split"] and first["stability"] >= 0.9 and sorted(first["sizes"]) == [250, 400]
     assert sorted(first["segments"]) == [1, 2] and second["segments"] == [0]
-    assert not second["split"] and second["why"].startswith(("stability", "no candidate"))
+    assert first["outcome"] == "split" and "why" not in first
+    assert not second["split"] and second["outcome"] in ("unstable", "no parts")
+    assert second["why"].startswith("stability" if second["outcome"] == "unstable" else "no candidate")
     assert second["stability"] < 0.9
     # the outlier stays an outlier; its nearest segment is the part it lies next to, every member is its own nearest
     assert seg[-1] == NOISE and out["nearest_segment"][-1] == seg[truth == 1][0]
@@ -59,7 +61,9 @@ def test_a_large_smallest_part_keeps_the_segments():
     out, k, tested = split_merged(users, a, ReduceConfig(), ClusterConfig(), 300, seed=0)
     assert k == 2 and out.equals(a)  # a 250-user part is under the smallest segment allowed
     assert tested[0]["why"] in ("fewer than two parts of at least 300 users", "no candidate with two or more parts")
+    assert tested[0]["outcome"] in ("parts too small", "no parts")
     assert tested[1]["why"] == "under 600 users: not tested"  # 550 users cannot hold two parts of 300
+    assert tested[1]["outcome"] == "not tested"
 
 
 def test_fit_segments_records_the_tests_and_off_records_none():
