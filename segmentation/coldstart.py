@@ -509,7 +509,7 @@ def _ranking_gate(cold: ColdSplit, sim: list[str], place: dict[str, int], place_
 def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, segmentation: Segmentation,
                      global_model: GlobalPredictor | None, config: PredictorConfig, method: str, index: IndexConfig,
                      seed: int, ranker: RankerConfig | None = None, relevance_threshold: float | None = 4.0,
-                     implicit: bool = False, centre: bool = False,
+                     implicit: bool = False, centre: bool = False, weights: dict[str, float] | None = None,
                      user_vectors: Embeddings | None = None) -> ColdStart:  # fmt: skip
     """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
     new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
@@ -546,7 +546,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         relevance_threshold: held-out ratings at or above it are relevant for the ranking half (the run's
             ``evaluate.relevance_threshold``); None (implicit feedback): every held-out interaction is.
         implicit: the interactions are implicit feedback (as the rankers are given it).
-        centre: the run's ``represent.centre``: placement vectors are built as the run's user vectors are.
+        centre, weights: the run's ``represent.centre`` and ``represent.weights`` (None: the default): placement
+            vectors are built as the run's user vectors are.
         user_vectors: the run's user vectors (the represent stage's, built from the same train rows): when the
             placement uses the run's representation, the run's sparse users are placed with them instead of
             building every user's vector again (minutes at 100k users).
@@ -606,7 +607,9 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         primary = choose_rankers(ranker, len(n_of), base["item_id"].n_unique()).names[-1]
     for k in ks:
         cold = cold_start_split(gate_base, sim, k)
-        vectors = build_user_vectors(cold.train, item_vectors, method=placement, items=items, seed=seed, centre=centre)
+        vectors = build_user_vectors(
+            cold.train, item_vectors, method=placement, items=items, seed=seed, centre=centre, weights=weights
+        )
         place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
         place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
         if ranker is not None and primary is not None:
@@ -680,7 +683,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     place = {}
     if to_place:  # the run's sparse users under a kept segment prior or blend, from a vector of all their rows
         vectors = (user_vectors if user_vectors is not None and placement == method else
-                   build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre))  # fmt: skip
+                   build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre,
+                                      weights=weights))  # fmt: skip
         place = place_users(vectors, run_warm, to_place, k=cfg.neighbours, index=index)
     predictor = None
     if covered:

@@ -74,12 +74,13 @@ def test_other_representations(planted, item_vectors, method):
         "item-mean+liked-category-hist",
         "liked-mean+liked-category-hist",
         "item-mean+svd",
+        "item-mean+category-hist+liked-category-hist+category-rating",
     ],
 )
 def test_behaviour_representations(planted, item_vectors, method):
     ds, truth = planted
     u = build_user_vectors(ds.interactions, item_vectors, method=method, items=ds.items, n_factors=8, seed=0)
-    dims = {"category-hist": 6, "liked-category-hist": 6, "svd": 8}
+    dims = {"category-hist": 6, "liked-category-hist": 6, "category-rating": 6, "svd": 8}
     assert u.vectors.shape == (150, sum(dims.get(p, 384) for p in method.split("+")))
     assert np.allclose(np.linalg.norm(u.vectors, axis=1), 1, atol=1e-5)
     # users of one planted group are more alike than users of different groups

@@ -1,0 +1,133 @@
+"""The signed per-category rating part and per-part weights of a fused user representation (no encoder, no UMAP)."""
+
+import numpy as np
+import polars as pl
+import pytest
+from pydantic import ValidationError
+
+from embeddings.encoder import Embeddings
+from segmentation._errors import DataError
+from segmentation.config import RepresentConfig
+from segmentation.data import INTERACTIONS, ITEMS
+from segmentation.represent import CATEGORY_RATING_PRIOR, build_user_vectors
+
+ITEM_CATEGORIES = {"a1": ["A"], "a2": ["A"], "b1": ["B"], "b2": ["B"], "ab": ["A", "B"], "c1": ["C"]}
+
+
+def _items() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "item_id": list(ITEM_CATEGORIES),
+            "title": list(ITEM_CATEGORIES),
+            "year": [None] * len(ITEM_CATEGORIES),
+            "categories": list(ITEM_CATEGORIES.values()),
+            "text": [""] * len(ITEM_CATEGORIES),
+        },
+        schema=ITEMS,
+    )
+
+
+def _log(rows: list[tuple[str, str, float]]) -> pl.DataFrame:
+    users, items, ratings = zip(*rows, strict=True)
+    return pl.DataFrame(
+        {"user_id": users, "item_id": items, "rating": ratings, "timestamp": [0] * len(rows)}, schema=INTERACTIONS
+    )
+
+
+def _item_vectors(seed: int = 0) -> Embeddings:
+    v = np.random.default_rng(seed).normal(size=(len(ITEM_CATEGORIES), 8)).astype(np.float32)
+    return Embeddings(np.array(list(ITEM_CATEGORIES)), v, "random")
+
+
+def test_category_rating_is_the_shrunk_mean_standardised_rating_per_category():
+    # "lover" rates A at 5 and B at 1: centred ±2, spread 2, so z = ±1 on two items per category
+    log = _log([("lover", "a1", 5), ("lover", "a2", 5), ("lover", "b1", 1), ("lover", "b2", 1),
+                ("hater", "a1", 1), ("hater", "a2", 2), ("hater", "b1", 5), ("hater", "b2", 4)])  # fmt: skip
+    u = build_user_vectors(log, _item_vectors(), method="category-rating", items=_items())
+    names = ["A", "B", "C"]
+    lover = u.vectors[list(u.ids).index("lover")]
+    raw = np.array([2 / (2 + CATEGORY_RATING_PRIOR), -2 / (2 + CATEGORY_RATING_PRIOR), 0.0])
+    assert np.allclose(lover, raw / np.linalg.norm(raw), atol=1e-6)
+    hater = u.vectors[list(u.ids).index("hater")]
+    assert hater[names.index("A")] < 0 < hater[names.index("B")] and hater[names.index("C")] == 0
+    # choosing alike and rating oppositely points the two users opposite ways
+    assert float(lover @ hater) < -0.9
+
+
+def test_category_rating_clips_one_outsized_rating_and_spreads_multi_category_items():
+    # a play-count-like log: one count 50x the others would otherwise be the whole signal
+    counts = {"a1": 2, "a2": 3, "b1": 2, "b2": 3, "ab": 150, "c1": 3}
+    log = _log([("fan", item, c) for item, c in counts.items()])
+    u = build_user_vectors(log, _item_vectors(), method="category-rating", items=_items())
+    c = np.array(list(counts.values()), dtype=float)
+    z = (c - c.mean()) / c.std()
+    assert z[4] > 2.2  # the outsized count, clipped to 2 below
+    z = np.clip(z, -2, 2)
+    k = CATEGORY_RATING_PRIOR
+    a1, a2, b1, b2, ab, c1 = z
+    raw = np.array([(a1 + a2 + ab) / (3 + k), (b1 + b2 + ab) / (3 + k), c1 / (1 + k)])  # "ab" counts in A and B
+    assert np.allclose(u.vectors[0], raw / np.linalg.norm(raw), atol=1e-6)
+
+
+def test_category_rating_is_zero_for_users_who_rate_everything_alike():
+    log = _log([("flat", "a1", 1), ("flat", "b1", 1), ("flat", "c1", 1), ("other", "a1", 4), ("other", "b1", 2)])
+    u = build_user_vectors(log, _item_vectors(), method="category-rating", items=_items())
+    assert np.all(u.vectors[list(u.ids).index("flat")] == 0)
+    fused = build_user_vectors(log, _item_vectors(), method="item-mean+category-hist+liked-category-hist+category-rating",
+                               items=_items(), centre=False)  # fmt: skip
+    assert np.isfinite(fused.vectors).all()
+    assert np.allclose(np.linalg.norm(fused.vectors, axis=1), 1, atol=1e-5)
+
+
+def test_weights_scale_each_normalised_part_before_the_fusion_is_normalised():
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u1", "c1", 4), ("u2", "a2", 1), ("u2", "ab", 5), ("u2", "b2", 3)])
+    method = "item-mean+liked-category-hist"
+    build = lambda w: build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=True, weights=w)  # noqa: E731
+    plain, heavy = build({}), build({"liked-category-hist": 3.0, "category-rating": 7.0})  # the method lacks the second
+    for v in (plain.vectors, heavy.vectors):
+        assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    # each part normalised, so their norms before the last normalisation are 1 and 1, or 1 and 3
+    ratio = lambda v: np.linalg.norm(v[:, 8:], axis=1) / np.linalg.norm(v[:, :8], axis=1)  # noqa: E731
+    assert np.allclose(ratio(plain.vectors), 1.0, atol=1e-5)
+    assert np.allclose(ratio(heavy.vectors), 3.0, atol=1e-4)
+    # the same directions within each part
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    assert np.allclose(unit(heavy.vectors[:, :8]), unit(plain.vectors[:, :8]), atol=1e-5)
+    # no weights given: the configuration's default, so vectors built outside a run match a default run's
+    four = "item-mean+category-hist+liked-category-hist+category-rating"
+    default = build_user_vectors(log, _item_vectors(), method=four, items=_items(), centre=True)
+    given = build_user_vectors(log, _item_vectors(), method=four, items=_items(), centre=True,
+                               weights=RepresentConfig().weights)  # fmt: skip
+    equal = build_user_vectors(log, _item_vectors(), method=four, items=_items(), centre=True, weights={})
+    assert np.array_equal(default.vectors, given.vectors) and not np.allclose(default.vectors, equal.vectors)
+
+
+def test_weights_must_name_parts_and_be_positive():
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2)])
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="the weight of a part of 'item-mean\\+liked-category-hist' must be"):
+            build_user_vectors(log, _item_vectors(), method="item-mean+liked-category-hist", items=_items(),
+                               weights={"item-mean": bad})  # fmt: skip
+        with pytest.raises(ValidationError, match="represent.weights .* a part's weight must be a number > 0"):
+            RepresentConfig(weights={"item-mean": bad})
+    with pytest.raises(ValidationError, match=r"represent.weights names \['liked-categories'\], which are not parts"):
+        RepresentConfig(weights={"liked-categories": 2.0})
+    assert RepresentConfig(method="item-mean").weights == {"category-rating": 0.5}  # another method keeps working
+
+
+def test_category_rating_without_categories_is_a_clear_error():
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2)])
+    bare = _items().with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
+    with pytest.raises(DataError, match="the items have no categories, so 'category-rating' .* is empty"):
+        build_user_vectors(log, _item_vectors(), method="category-rating", items=bare)
+
+
+def test_a_part_that_repeats_another_is_left_out_when_every_rating_is_alike():
+    # implicit feedback without weights: every rating is 1, so the liked items are all the chosen ones
+    log = _log([("u1", "a1", 1), ("u1", "b1", 1), ("u1", "c1", 1), ("u2", "a2", 1), ("u2", "ab", 1), ("u3", "b2", 1)])
+    four = "item-mean+category-hist+liked-category-hist+category-rating"
+    fused = build_user_vectors(log, _item_vectors(), method=four, items=_items(), centre=True)
+    two = build_user_vectors(log, _item_vectors(), method="item-mean+category-hist", items=_items(), centre=True)
+    assert fused.vectors.shape[1] == 8 + 3 + 3 + 3
+    assert np.allclose(fused.vectors[:, 11:], 0)  # liked-category-hist repeats category-hist; category-rating is 0
+    assert np.allclose(fused.vectors[:, :11], two.vectors, atol=1e-6)  # the same vectors as without them
