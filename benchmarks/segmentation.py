@@ -56,12 +56,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
+
+if TYPE_CHECKING:
+    from embeddings.encoder import Embeddings
 
 RESULTS = ROOT / "benchmarks" / "results" / "segmentation.json"
 VECTOR_K = 20
@@ -365,6 +369,17 @@ def _world_items(log) -> pl.DataFrame:
     ).cast(dict(ITEMS))  # fmt: skip
 
 
+def _world_catalogue(log, enc) -> tuple[pl.DataFrame, Embeddings]:
+    """A planted world's catalogue as the loader reads it (:func:`_world_items`) and its item texts embedded by
+    ``enc`` (an :class:`~embeddings.encoder.Encoder`), as the CLI's item stage embeds them."""
+    from embeddings.encoder import Embeddings
+    from embeddings.text import describe_items
+
+    items = _world_items(log)
+    d = describe_items(items)
+    return items, Embeddings(d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2")
+
+
 def run_worlds(
     names: list[str], n: int, seeds: list[int], settings: list[dict], workdir: Path | None = None
 ) -> list[dict]:
@@ -490,24 +505,31 @@ CLI_SETS = ["evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "pr
 run's segments) to save time: with the defaults one 10,000-user world took more than 9 minutes here."""
 
 
-def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) -> list[dict]:
+def run_worlds_cli(
+    names: list[str], n: int, seeds: list[int], workdir: Path, extra_sets: list[str] | None = None
+) -> list[dict]:
     """Each planted world through the CLI (``--worlds-cli``): the log written as CSV, ``python -m flows.cli run`` in
     a fresh process with the defaults (and :data:`CLI_SETS`), ARI and noise scores from the run's ``users.parquet``.
 
     The CLI builds user vectors from the train split only (the library path above from every interaction), so a
     user whose interactions all fell into validation or test is not segmented; ``users_scored`` says how many were.
+    ``extra_sets`` (``--cli-set``) are more ``--set`` overrides: the rows' system is then ``segflow[<sets>]``.
     """
+    extra_sets = extra_sets or []
+    sets = CLI_SETS + extra_sets
+    system = f"segflow[{';'.join(extra_sets)}]" if extra_sets else "segflow"
+    tag = hashlib.sha256(json.dumps(extra_sets).encode()).hexdigest()[:8] if extra_sets else ""
     from segmentation.synthetic import CLI_COLUMNS, WORLDS, world_log
 
     rows = []
     for seed in seeds:
         for name in names:
             world, log = WORLDS[name], world_log(name, n, seed=seed)
-            folder = workdir / f"cli-{name}-{n}-{seed}"
+            folder = workdir / f"cli-{name}-{n}-{seed}{'-' + tag if tag else ''}"
             files = log.write(folder / "data", fmt="csv")
             argv = ["/usr/bin/time", "-v", sys.executable, "-m", "flows.cli", "run", "--ratings", str(files["ratings"]), "--items",
                     str(files["items"]), *CLI_COLUMNS[log.feedback], "--output", str(folder / "runs"), "--seed",
-                    str(seed), *(a for x in CLI_SETS for a in ("--set", x))]  # fmt: skip
+                    str(seed), *(a for x in sets for a in ("--set", x))]  # fmt: skip
             env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
                    "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "HF_HUB_OFFLINE": "1"}  # fmt: skip
             t = time.perf_counter()
@@ -515,10 +537,10 @@ def run_worlds_cli(names: list[str], n: int, seeds: list[int], workdir: Path) ->
             seconds = time.perf_counter() - t
             (folder / "run.log").write_text(proc.stdout + proc.stderr)
             peak = re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr)  # from /usr/bin/time -v
-            row = {"system": "segflow", "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
+            row = {"system": system, "data": f"world:{name}", "role": world.role, "path": "cli", "seed": seed,
                    "n_users": n, "run": "cli", "seconds": round(seconds, 1), "exit": proc.returncode,
                    "peak_mib": round(int(peak.group(1)) / 1024) if peak else None,
-                   "notes": {"mechanic": world.mechanic, "sets": CLI_SETS, "log": str(folder / "run.log"),
+                   "notes": {"mechanic": world.mechanic, "sets": sets, "log": str(folder / "run.log"),
                              "n_planted": log.generator.n_segments if log.generator else None}}  # fmt: skip
             users = folder / "runs" / "latest" / "users.parquet"
             if proc.returncode == 0 and users.is_file():
@@ -625,8 +647,7 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
     from sklearn.metrics import adjusted_rand_score
     from sklearn.neighbors import NearestNeighbors
 
-    from embeddings.encoder import Embeddings, Encoder
-    from embeddings.text import describe_items
+    from embeddings.encoder import Encoder
     from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import default_cache_dir
     from segmentation.reduce import Reducer
@@ -641,11 +662,7 @@ def run_world_candidates(names: list[str], n: int, seeds: list[int]) -> list[dic
     for seed in seeds:
         for name in names:
             log = world_log(name, n, seed=seed)
-            items = _world_items(log)
-            d = describe_items(items)
-            item_vectors = Embeddings(
-                d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2"
-            )
+            items, item_vectors = _world_catalogue(log, enc)
             pos = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list()))
             for centre in (False, True):
                 t0 = time.perf_counter()
@@ -762,7 +779,15 @@ def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame
     return rmse(y, base), rmse(y, seg)
 
 
-def run_ml100k(method: str, seed: int) -> dict:
+def _repr_system(method: str, weights: dict[str, float] | None) -> str:
+    """A representation row's system: ``segflow[<method>]``, with ``@part=w,...`` when its weights are given
+    (``represent.weights``; none given: the default's)."""
+    return (
+        f"segflow[{method}@{','.join(f'{p}={w:g}' for p, w in weights.items())}]" if weights else f"segflow[{method}]"
+    )
+
+
+def run_ml100k(method: str, seed: int, weights: dict[str, float] | None = None) -> dict:
     """Representation ``method`` on ML-100k without labels or test ratings: seed/bootstrap ARI, DBCV, validation gain.
 
     Vectors and segments are fitted on random90's train rows without its validation carve (``split.train``); the
@@ -781,7 +806,7 @@ def run_ml100k(method: str, seed: int) -> dict:
     if "profile" in method:
         profile, _, _ = _profiles(split.train, ds.items, None)
     users = build_user_vectors(split.train, items, method=method, items=ds.items, profile_embeddings=profile,
-                               seed=seed, centre=RepresentConfig().centre)  # fmt: skip
+                               seed=seed, centre=RepresentConfig().centre, weights=weights)  # fmt: skip
     t = time.perf_counter()
     seg = fit_segments(users, ReduceConfig(), ClusterConfig(), seed=seed)
     seconds = time.perf_counter() - t
@@ -791,7 +816,7 @@ def run_ml100k(method: str, seed: int) -> dict:
     base, with_seg = heldout_rmse(split.train, split.valid, a.select("user_id", pl.col("nearest_segment").alias("seg")))
     sizes = a.group_by("segment_id").len().sort("len", descending=True)
     return {
-        "system": f"segflow[{method}]", "data": "movielens-100k", "seed": seed, "n_users": a.height,
+        "system": _repr_system(method, weights), "data": "movielens-100k", "seed": seed, "n_users": a.height,
         "ari": None, "ari_excl_noise": None, "nmi": None,
         "noise_share": round(seg.noise_share, 4), "n_clusters": seg.n_segments,
         "seed_ari": round(float(np.mean(stab.seed_ari)), 4), "bootstrap_ari": round(float(np.mean(stab.bootstrap_ari)), 4),
@@ -956,6 +981,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--ml100k", action="store_true", help="representations on MovieLens 100k (stability, DBCV, held-out)"
     )
+    p.add_argument(
+        "--ml100k-method",
+        action="append",
+        metavar="METHOD[@PART=W,...]",
+        help="with --ml100k: only this representation (repeatable), optionally with represent.weights",
+    )
     p.add_argument("--incremental", action="store_true", help="embedding-cache reruns on ML-100k texts")
     p.add_argument(
         "--worlds", help="comma-separated planted worlds (segmentation.synthetic.WORLDS) or 'all', library path"
@@ -975,6 +1006,13 @@ def main(argv: list[str] | None = None) -> int:
         "--worlds-cli",
         action="store_true",
         help="with --worlds: each world written as CSV and run through `python -m flows.cli run` (path 'cli')",
+    )
+    p.add_argument(
+        "--cli-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --worlds-cli: one more --set for every run (repeatable); rows are named segflow[<sets>]",
     )
     p.add_argument(
         "--evidence-grid",
@@ -1006,7 +1044,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child:
         spec = json.loads(args.child)
-        result = run_ml100k(spec["method"], spec["seed"]) if spec["data"] == "movielens-100k" else run_child(spec)
+        result = (
+            run_ml100k(spec["method"], spec["seed"], spec.get("weights"))
+            if spec["data"] == "movielens-100k"
+            else run_child(spec)
+        )
         print("RESULT " + json.dumps(result), flush=True)
         return 0
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -1056,9 +1098,11 @@ def main(argv: list[str] | None = None) -> int:
         _print_row(row)
         rows.append(row)
     if args.ml100k:
-        for method in ML100K_REPRESENTATIONS:
-            row = _child({"system": f"segflow[{method}]", "data": "movielens-100k", "method": method, "seed": seeds[0]},
-                         args.timeout)  # fmt: skip
+        for spec in args.ml100k_method or ML100K_REPRESENTATIONS:
+            method, _, w = spec.partition("@")
+            weights = {p: float(x) for p, _, x in (kv.partition("=") for kv in w.split(","))} if w else None
+            row = _child({"system": _repr_system(method, weights), "data": "movielens-100k", "method": method,
+                          "weights": weights, "seed": seeds[0]}, args.timeout)  # fmt: skip
             _print_row(row)
             rows.append(row)
     if args.incremental:
@@ -1080,7 +1124,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.oracle:
             rows.extend(run_worlds_oracle(names, args.world_size, seeds))
         elif args.worlds_cli:
-            rows.extend(run_worlds_cli(names, args.world_size, seeds, args.workdir))
+            rows.extend(run_worlds_cli(names, args.world_size, seeds, args.workdir, args.cli_set))
         elif args.world_candidates:
             rows.extend(run_world_candidates(names, args.world_size, seeds))
         else:

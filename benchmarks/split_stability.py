@@ -28,7 +28,7 @@ from sklearn.metrics import adjusted_rand_score
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # before benchmarks/, whose segmentation.py would hide the package
 
-from benchmarks._results import command, write_json  # noqa: E402
+from benchmarks._results import command, tuning_world_args, write_json  # noqa: E402
 
 TUNING = ("taste", "style", "light")
 BARS = (0.8, 0.85, 0.9, 0.95, 0.99)
@@ -55,9 +55,8 @@ def with_bar(before: np.ndarray, after: np.ndarray, tested: list[dict], bar: flo
 
 
 def run(worlds: list[str], seeds: list[int], n: int) -> list[dict]:
-    from benchmarks.segmentation import _warm_umap, _world_items
-    from embeddings.encoder import Embeddings, Encoder
-    from embeddings.text import describe_items
+    from benchmarks.segmentation import _warm_umap, _world_catalogue
+    from embeddings.encoder import Encoder
     from segmentation.cluster import fit_segments, split_merged
     from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import default_cache_dir, split_ratings
@@ -72,9 +71,7 @@ def run(worlds: list[str], seeds: list[int], n: int) -> list[dict]:
         for name in worlds:
             t0 = time.perf_counter()
             log = world_log(name, n, seed=seed)
-            items = _world_items(log)
-            d = describe_items(items)
-            iv = Embeddings(d["item_id"].to_numpy(), enc.encode(d["description"].to_list()), "all-MiniLM-L6-v2")
+            items, iv = _world_catalogue(log, enc)
             train = split_ratings(log.interactions, "random90", seed=seed).train_full
             users = build_user_vectors(train, iv, method=rc.method, items=items, seed=seed, centre=rc.centre)
             pos = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list(), strict=True))
@@ -123,14 +120,7 @@ def summary(rows: list[dict]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--worlds", default=",".join(TUNING), help="comma-separated tuning worlds")
-    p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--users", type=int, default=10_000)
-    p.add_argument("--out", type=Path, default=RESULTS)
-    a = p.parse_args(argv)
-    worlds = a.worlds.split(",")
-    if any(w not in TUNING for w in worlds):
-        p.error(f"the bar is chosen on the tuning worlds only ({', '.join(TUNING)})")
+    a, worlds = tuning_world_args(p, argv, TUNING, RESULTS, "the bar is chosen")
     rows = run(worlds, [int(s) for s in a.seeds.split(",")], a.users)
     s = summary(rows)
     print(s)
