@@ -1101,6 +1101,9 @@ def main(argv: list[str] | None = None) -> int:
         for spec in args.ml100k_method or ML100K_REPRESENTATIONS:
             method, _, w = spec.partition("@")
             weights = {p: float(x) for p, _, x in (kv.partition("=") for kv in w.split(","))} if w else None
+            from segmentation.config import RepresentConfig  # a typo in a part's name stops here, not in a row
+
+            RepresentConfig(method=method, weights=weights or {})
             row = _child({"system": _repr_system(method, weights), "data": "movielens-100k", "method": method,
                           "weights": weights, "seed": seeds[0]}, args.timeout)  # fmt: skip
             _print_row(row)

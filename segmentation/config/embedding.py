@@ -1,8 +1,9 @@
 """The encoder, user-representation and index sections (``encoder``, ``represent``, ``index``)."""
 
-from typing import Literal, get_args
+import math
+from typing import Any, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from segmentation.config._base import _Section
 
@@ -92,15 +93,27 @@ class RepresentConfig(_Section):
         "shrunk to 0 (signed); svd: collaborative factors (truncated SVD of the idf-weighted "
         "user x item matrix); profile: embedding of the behaviour text; a+b: the parts, each normalised and "
         "scaled by represent.weights, concatenated. item-mean+category-hist+liked-category-hist+category-rating "
-        "separates segments that choose alike and rate differently and suits users with dozens of ratings; it lost "
-        "on worlds of users with 3-10 interactions (docs/BENCHMARKS.md).",
+        "separates segments that choose alike and rate differently and suits users with dozens of ratings (its "
+        "segments are less stable); it lost on worlds of users with 3-10 interactions (docs/BENCHMARKS.md).",
     )
     weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PART_WEIGHTS),
         description="Weight of a part of a fusion, by part name (each part normalised, scaled by its weight, then "
         "the whole normalised again); a part not named weighs 1, a named part the method lacks is ignored. "
-        "category-rating 0.5: chosen on the tuning planted worlds (docs/BENCHMARKS.md).",
+        "Parts given are set over the defaults (category-rating 0.5, chosen on the tuning planted worlds, "
+        "docs/BENCHMARKS.md): --set represent.weights.category-rating=1 weighs every part alike.",
     )
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _over_the_defaults(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            bools = sorted(k for k, v in value.items() if isinstance(v, bool))
+            if bools:
+                raise ValueError(f"represent.weights {bools}: a part's weight is a number, not true or false")
+            return {**DEFAULT_PART_WEIGHTS, **value}
+        return value
+
     n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")
     centre: bool = Field(
         True,
@@ -115,9 +128,9 @@ class RepresentConfig(_Section):
         unknown = sorted(set(self.weights) - set(bases))
         if unknown:
             raise ValueError(f"represent.weights names {unknown}, which are not parts; expected some of {bases}")
-        bad = {k: v for k, v in self.weights.items() if not v > 0}
+        bad = {k: v for k, v in self.weights.items() if not (math.isfinite(v) and v > 0)}
         if bad:
-            raise ValueError(f"represent.weights {bad}: a part's weight must be a number > 0")
+            raise ValueError(f"represent.weights {bad}: a part's weight must be a finite number > 0")
         return self
 
 

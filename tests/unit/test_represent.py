@@ -108,11 +108,29 @@ def test_weights_must_name_parts_and_be_positive():
         with pytest.raises(ValueError, match="the weight of a part of 'item-mean\\+liked-category-hist' must be"):
             build_user_vectors(log, _item_vectors(), method="item-mean+liked-category-hist", items=_items(),
                                weights={"item-mean": bad})  # fmt: skip
-        with pytest.raises(ValidationError, match="represent.weights .* a part's weight must be a number > 0"):
+        with pytest.raises(ValidationError, match="represent.weights .* a part's weight must be a finite number > 0"):
             RepresentConfig(weights={"item-mean": bad})
     with pytest.raises(ValidationError, match=r"represent.weights names \['liked-categories'\], which are not parts"):
         RepresentConfig(weights={"liked-categories": 2.0})
+    with pytest.raises(ValidationError, match="a part's weight must be a finite number > 0"):
+        RepresentConfig(weights={"category-rating": float("inf")})
+    with pytest.raises(ValidationError, match=r"represent.weights \['item-mean'\]: a part's weight is a number, not"):
+        RepresentConfig(weights={"item-mean": True})
     assert RepresentConfig(method="item-mean").weights == {"category-rating": 0.5}  # another method keeps working
+
+
+def test_weights_given_are_set_over_the_defaults():
+    from segmentation.config import load_config
+
+    assert RepresentConfig(weights={"liked-category-hist": 2.0}).weights == {
+        "category-rating": 0.5,
+        "liked-category-hist": 2.0,
+    }
+    assert RepresentConfig(weights={"category-rating": 1.0}).weights == {"category-rating": 1.0}
+    assert load_config(None, ["represent.weights.liked-category-hist=2"]).represent.weights == {
+        "category-rating": 0.5,
+        "liked-category-hist": 2.0,
+    }
 
 
 def test_category_rating_without_categories_is_a_clear_error():
@@ -120,6 +138,15 @@ def test_category_rating_without_categories_is_a_clear_error():
     bare = _items().with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
     with pytest.raises(DataError, match="the items have no categories, so 'category-rating' .* is empty"):
         build_user_vectors(log, _item_vectors(), method="category-rating", items=bare)
+
+
+def test_parts_that_merely_coincide_are_kept():
+    # one category: the two histograms are the same column for everyone, yet ratings differ, so both stay
+    one = _items().with_columns(pl.lit(["A"], dtype=pl.List(pl.String)).alias("categories"))
+    log = _log([("u1", "a1", 5), ("u1", "b1", 1), ("u2", "a2", 2), ("u2", "c1", 4)])
+    fused = build_user_vectors(log, _item_vectors(), method="item-mean+category-hist+liked-category-hist",
+                               items=one, centre=False)  # fmt: skip
+    assert np.allclose(fused.vectors[:, 8], fused.vectors[:, 9]) and not np.allclose(fused.vectors[:, 9], 0)
 
 
 def test_a_part_that_repeats_another_is_left_out_when_every_rating_is_alike():
