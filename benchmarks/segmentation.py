@@ -779,15 +779,14 @@ def heldout_rmse(train: pl.DataFrame, test: pl.DataFrame, segments: pl.DataFrame
     return rmse(y, base), rmse(y, seg)
 
 
-def _repr_system(method: str, weights: dict[str, float] | None) -> str:
+def _repr_system(method: str, weights: dict[str, float] | None, evidence: float | None = None) -> str:
     """A representation row's system: ``segflow[<method>]``, with ``@part=w,...`` when its weights are given
-    (``represent.weights``; none given: the default's)."""
-    return (
-        f"segflow[{method}@{','.join(f'{p}={w:g}' for p, w in weights.items())}]" if weights else f"segflow[{method}]"
-    )
+    (``represent.weights``; none given: the default's) and ``;evidence=e`` with ``represent.evidence``."""
+    tail = f"@{','.join(f'{p}={w:g}' for p, w in weights.items())}" if weights else ""
+    return f"segflow[{method}{tail}{f';evidence={evidence:g}' if evidence else ''}]"
 
 
-def run_ml100k(method: str, seed: int, weights: dict[str, float] | None = None) -> dict:
+def run_ml100k(method: str, seed: int, weights: dict[str, float] | None = None, evidence: float | None = None) -> dict:
     """Representation ``method`` on ML-100k without labels or test ratings: seed/bootstrap ARI, DBCV, validation gain.
 
     Vectors and segments are fitted on random90's train rows without its validation carve (``split.train``); the
@@ -806,7 +805,7 @@ def run_ml100k(method: str, seed: int, weights: dict[str, float] | None = None) 
     if "profile" in method:
         profile, _, _ = _profiles(split.train, ds.items, None)
     users = build_user_vectors(split.train, items, method=method, items=ds.items, profile_embeddings=profile,
-                               seed=seed, centre=RepresentConfig().centre, weights=weights)  # fmt: skip
+                               seed=seed, centre=RepresentConfig().centre, weights=weights, evidence=evidence)  # fmt: skip
     t = time.perf_counter()
     seg = fit_segments(users, ReduceConfig(), ClusterConfig(), seed=seed)
     seconds = time.perf_counter() - t
@@ -816,7 +815,7 @@ def run_ml100k(method: str, seed: int, weights: dict[str, float] | None = None) 
     base, with_seg = heldout_rmse(split.train, split.valid, a.select("user_id", pl.col("nearest_segment").alias("seg")))
     sizes = a.group_by("segment_id").len().sort("len", descending=True)
     return {
-        "system": _repr_system(method, weights), "data": "movielens-100k", "seed": seed, "n_users": a.height,
+        "system": _repr_system(method, weights, evidence), "data": "movielens-100k", "seed": seed, "n_users": a.height,
         "ari": None, "ari_excl_noise": None, "nmi": None,
         "noise_share": round(seg.noise_share, 4), "n_clusters": seg.n_segments,
         "seed_ari": round(float(np.mean(stab.seed_ari)), 4), "bootstrap_ari": round(float(np.mean(stab.bootstrap_ari)), 4),
@@ -987,6 +986,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="METHOD[@PART=W,...]",
         help="with --ml100k: only this representation (repeatable), optionally with represent.weights",
     )
+    p.add_argument("--ml100k-evidence", type=float, help="with --ml100k: represent.evidence for every representation")
     p.add_argument("--incremental", action="store_true", help="embedding-cache reruns on ML-100k texts")
     p.add_argument(
         "--worlds", help="comma-separated planted worlds (segmentation.synthetic.WORLDS) or 'all', library path"
@@ -1045,7 +1045,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         spec = json.loads(args.child)
         result = (
-            run_ml100k(spec["method"], spec["seed"], spec.get("weights"))
+            run_ml100k(spec["method"], spec["seed"], spec.get("weights"), spec.get("evidence"))
             if spec["data"] == "movielens-100k"
             else run_child(spec)
         )
@@ -1103,9 +1103,10 @@ def main(argv: list[str] | None = None) -> int:
             weights = {p: float(x) for p, _, x in (kv.partition("=") for kv in w.split(","))} if w else None
             from segmentation.config import RepresentConfig  # a typo in a part's name stops here, not in a row
 
-            RepresentConfig(method=method, weights=weights or {})
-            row = _child({"system": _repr_system(method, weights), "data": "movielens-100k", "method": method,
-                          "weights": weights, "seed": seeds[0]}, args.timeout)  # fmt: skip
+            RepresentConfig(method=method, weights=weights or {}, evidence=args.ml100k_evidence)
+            row = _child({"system": _repr_system(method, weights, args.ml100k_evidence), "data": "movielens-100k",
+                          "method": method, "weights": weights, "evidence": args.ml100k_evidence,
+                          "seed": seeds[0]}, args.timeout)  # fmt: skip
             _print_row(row)
             rows.append(row)
     if args.incremental:

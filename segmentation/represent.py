@@ -275,7 +275,7 @@ def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.Data
 def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: str = DEFAULT_METHOD,
                        profile_embeddings: Embeddings | None = None, items: pl.DataFrame | None = None,
                        n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
-                       weights: Mapping[str, float] | None = None,
+                       weights: Mapping[str, float] | None = None, evidence: float | None = None,
                        partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
     """Build one L2-normalised vector per user.
 
@@ -293,6 +293,9 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
             None: ``represent.weights``' default, so vectors built outside a run match a default run's);
             each part, normalised, is scaled by its weight before the fusion is normalised again (the
             configuration's ``represent.weights``; a single part is normalised alone, so its weight is moot).
+        evidence: in a fusion, each per-category part of a user with ``n`` interactions is scaled by
+            ``n / (n + evidence)`` before the fusion is normalised (``represent.evidence``; None: not scaled): the
+            category shares of a user with 3 items are mostly noise, the mean of their item embeddings less so.
         partitions: where the embedding means (``item-mean``, ``liked-mean``, ``rating-weighted``) are computed,
             in blocks of users (default: here); the item vectors go to each executor once.
 
@@ -345,6 +348,9 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
                 logger.info("represent: every rating is alike (implicit feedback without weights?), so %r would "
                             "repeat 'category-hist': it is left out", p)  # fmt: skip
                 small[p][:] = 0.0
+            if evidence is not None and len(parts) > 1 and p in _NEEDS_ITEMS:  # a few items: their shares are noise
+                n = np.bincount(mat.rows, minlength=mat.shape[0]).astype(np.float32)
+                small[p] *= (n / (n + np.float32(evidence)))[:, None]
     widths = [small[p].shape[1] if p in small else item_embeddings.dim for p in parts]
     out = np.empty((mat.shape[0], sum(widths)), np.float32)
     for p, lo, width in zip(parts, np.cumsum([0, *widths[:-1]]), widths, strict=True):
@@ -381,5 +387,6 @@ def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings,
         profile_vectors, _ = embed_profiles(profiles, encoder, config.encoder, partitions)
     users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
                                items=items, seed=config.seed, centre=config.represent.centre,
-                               weights=config.represent.weights, partitions=partitions)  # fmt: skip
+                               weights=config.represent.weights, evidence=config.represent.evidence,
+                               partitions=partitions)  # fmt: skip
     return users, profiles

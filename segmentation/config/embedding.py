@@ -114,6 +114,14 @@ class RepresentConfig(_Section):
             return {**DEFAULT_PART_WEIGHTS, **value}
         return value
 
+    evidence: float | None = Field(
+        None,
+        gt=0,
+        description="In a fusion, scale each per-category part (category-hist, liked-category-hist, "
+        "category-rating) of a user with n interactions by n / (n + evidence) before the fusion is normalised: the "
+        "category shares of a user with 3 items are mostly noise, so such a user leans on the embedding mean. "
+        "Empty: not scaled.",
+    )
     n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")
     centre: bool = Field(
         True,

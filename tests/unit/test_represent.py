@@ -158,3 +158,23 @@ def test_a_part_that_repeats_another_is_left_out_when_every_rating_is_alike():
     assert fused.vectors.shape[1] == 8 + 3 + 3 + 3
     assert np.allclose(fused.vectors[:, 11:], 0)  # liked-category-hist repeats category-hist; category-rating is 0
     assert np.allclose(fused.vectors[:, :11], two.vectors, atol=1e-6)  # the same vectors as without them
+
+
+def test_evidence_scales_a_light_users_category_parts_before_the_fusion_is_normalised():
+    log = _log([("light", "a1", 5), ("light", "b1", 2),
+                ("heavy", "a1", 5), ("heavy", "a2", 4), ("heavy", "b1", 2), ("heavy", "b2", 1), ("heavy", "ab", 3),
+                ("heavy", "c1", 4)])  # fmt: skip
+    method = "item-mean+category-hist"
+    plain = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False)
+    scaled = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False, evidence=4.0)
+    ratio = lambda v: np.linalg.norm(v[:, 8:], axis=1) / np.linalg.norm(v[:, :8], axis=1)  # noqa: E731
+    light, heavy = list(plain.ids).index("light"), list(plain.ids).index("heavy")
+    assert np.isclose(ratio(plain.vectors)[light], 1.0) and np.isclose(ratio(plain.vectors)[heavy], 1.0)
+    assert np.isclose(ratio(scaled.vectors)[light], 2 / (2 + 4), atol=1e-5)  # 2 interactions
+    assert np.isclose(ratio(scaled.vectors)[heavy], 6 / (6 + 4), atol=1e-5)  # 6 interactions
+    assert np.allclose(np.linalg.norm(scaled.vectors, axis=1), 1, atol=1e-5)
+    alone = build_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), evidence=4.0)
+    assert np.allclose(alone.vectors, build_user_vectors(log, _item_vectors(), method="category-hist",
+                                                         items=_items()).vectors)  # fmt: skip  # a lone part: moot
+    with pytest.raises(ValidationError):
+        RepresentConfig(evidence=0)
