@@ -3,7 +3,8 @@
 For each candidate of :data:`CANDIDATES` (a ``represent.method`` and its ``represent.weights``), on each tuning
 world (taste, style, light; held-out worlds are refused) and seed: the user vectors of every interaction, built by
 :func:`segmentation.represent.build_user_vectors` with the run's centring, then the share of each planted user's 15
-nearest users by cosine (exact, FAISS) that share their planted segment, averaged over the planted users (noise
+nearest users by cosine (exact, FAISS) that share their planted segment (``represent.evidence`` off: the screen
+ran before it existed), averaged over the planted users (noise
 users left out). It needs no UMAP and no parameter choice, so one world and seed takes seconds per candidate; it
 reads only the representation. What it cannot see is how UMAP and HDBSCAN then draw regions (a world's segments
 that share categories can merge whatever the neighbours say): candidates that pass this screen are then run through
@@ -92,7 +93,7 @@ def run(worlds: list[str], seeds: list[int], n: int) -> list[dict]:
             pos = dict(zip(log.labels["user_id"].to_list(), log.labels["segment"].to_list(), strict=True))
             for method, weights in CANDIDATES:
                 users = build_user_vectors(log.interactions, iv, method=method, items=items, seed=seed,
-                                           centre=centre, weights=weights)  # fmt: skip
+                                           centre=centre, weights=weights, evidence=None)  # fmt: skip
                 truth = np.array([pos[u] for u in users.ids])
                 mean, share = purity(users.vectors, truth)
                 light = (truth >= 0) & (users.activity <= 10)

@@ -112,7 +112,7 @@ def _stages(config: PipelineConfig, spill: Path | None) -> str:
                               global_model, config.predictor, config.represent.method, config.index, config.seed,
                               config.ranker, relevance, dataset.implicit,
                               kwargs={"centre": config.represent.centre, "weights": config.represent.weights,
-                                      "user_vectors": users})  # fmt: skip
+                                      "evidence": config.represent.evidence, "user_vectors": users})  # fmt: skip
     # after cold-start: the sparse test users' lists come from the blend its ranking gate kept, if any
     rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
                         config.seed, kwargs={"cold_start": cold_start}, partitioned=True)  # fmt: skip

@@ -48,6 +48,7 @@ from segmentation._predict_global import GlobalPredictor, fit_global_predictor
 from segmentation._predict_mf import MFParams
 from segmentation.cluster import Segmentation, assign_by_neighbours
 from segmentation.config import IndexConfig, PredictorConfig, RankerConfig
+from segmentation.config.embedding import DEFAULT_EVIDENCE
 from segmentation.data import Split
 from segmentation.planted import NOISE_LABEL, PlantedBehaviour, planted_behaviour
 from segmentation.predict import random_partition
@@ -510,6 +511,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
                      global_model: GlobalPredictor | None, config: PredictorConfig, method: str, index: IndexConfig,
                      seed: int, ranker: RankerConfig | None = None, relevance_threshold: float | None = 4.0,
                      implicit: bool = False, centre: bool = False, weights: dict[str, float] | None = None,
+                     evidence: float | None = DEFAULT_EVIDENCE,
                      user_vectors: Embeddings | None = None) -> ColdStart:  # fmt: skip
     """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
     new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
@@ -546,8 +548,8 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         relevance_threshold: held-out ratings at or above it are relevant for the ranking half (the run's
             ``evaluate.relevance_threshold``); None (implicit feedback): every held-out interaction is.
         implicit: the interactions are implicit feedback (as the rankers are given it).
-        centre, weights: the run's ``represent.centre`` and ``represent.weights`` (None: the default): placement
-            vectors are built as the run's user vectors are.
+        centre, weights, evidence: the run's ``represent.centre``, ``represent.weights`` (None: the default) and
+            ``represent.evidence``: placement vectors are built as the run's user vectors are.
         user_vectors: the run's user vectors (the represent stage's, built from the same train rows): when the
             placement uses the run's representation, the run's sparse users are placed with them instead of
             building every user's vector again (minutes at 100k users).
@@ -608,7 +610,14 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     for k in ks:
         cold = cold_start_split(gate_base, sim, k)
         vectors = build_user_vectors(
-            cold.train, item_vectors, method=placement, items=items, seed=seed, centre=centre, weights=weights
+            cold.train,
+            item_vectors,
+            method=placement,
+            items=items,
+            seed=seed,
+            centre=centre,
+            weights=weights,
+            evidence=evidence,
         )
         place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
         place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
@@ -684,7 +693,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     if to_place:  # the run's sparse users under a kept segment prior or blend, from a vector of all their rows
         vectors = (user_vectors if user_vectors is not None and placement == method else
                    build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre,
-                                      weights=weights))  # fmt: skip
+                                      weights=weights, evidence=evidence))  # fmt: skip
         place = place_users(vectors, run_warm, to_place, k=cfg.neighbours, index=index)
     predictor = None
     if covered:

@@ -1,23 +1,15 @@
 """One vector per user, built from what the user chose (and, optionally, how they rated it).
 
-The default, ``item-mean+liked-category-hist``, was measured with
-``benchmarks/segmentation.py --representations --ml100k`` (docs/BENCHMARKS.md): on planted behaviour
-over ML-100k's items (ARI against the truth, three generator seeds) it scored 0.986-0.992 against
-0.976-0.983 for ``item-mean``; on MovieLens 100k (no truth), fitted on train without its validation
-carve, its segments explain the carve's ratings 0.0073 RMSE better than the same model without
-segments, second to ``liked-category-hist`` (0.0075, within noise, and more stable between seeds),
-against 0.0015-0.0035 for the embedding-only and SVD representations. (It was first chosen on test
-ratings, which the house rules forbid; the label-free figures above replace those.)
-
-``item-mean+category-hist+liked-category-hist+category-rating`` (the rating part at its default weight 0.5) was
-measured against it through the CLI on the planted worlds (docs/BENCHMARKS.md, "How users rate each category"): it
-separates segments that choose alike and rate differently (style 0.884 to 0.936 mean ARI; taste 0.931 to 0.943;
-held-out nested 0.861 to 0.879). On MovieLens 100k its segments explain the validation carve's ratings 0.0090 RMSE
-better than no segments, against the default's 0.0021, most of it from ``category-hist`` (0.0079 without the rating
-part), though they are less stable (subsample ARI 0.62 against 0.93; one seed). It loses where most users have 3-10
-interactions (light, and held-out sparse-implicit); the tuning rule called it a tie, broken by the minimum (0.536
-against the default's 0.620), so it is an option, not the default: set it for data whose users have dozens of
-ratings each. Every method stays available:
+The default, ``item-mean+category-hist+liked-category-hist+category-rating`` with the rating part at weight 0.5
+(``represent.weights``) and a light user's category parts scaled by ``n / (n + 5)`` (``represent.evidence``), was
+chosen on the tuning planted worlds through the CLI (docs/BENCHMARKS.md, "How users rate each category"): mean ARI
+over taste, style and light (seeds 0-2) 0.861 against 0.848 for ``item-mean+liked-category-hist``, the default
+before 2026-12-05 (style 0.884 to 0.930, where twin segments choose alike and rate oppositely; taste 0.931 to 0.942;
+light 0.729 to 0.711). Held out: nested 0.861 to 0.878, sparse-implicit 0.672 to 0.637. On MovieLens 100k its
+segments explain the validation carve's ratings 0.0088 RMSE better than no segments, against 0.0021, most of it from
+``category-hist``, but they are less stable (subsample ARI 0.65 against 0.93; one seed). The earlier default had
+been measured with ``benchmarks/segmentation.py --representations --ml100k`` on planted behaviour over ML-100k's
+items (0.986-0.992 against 0.976-0.983 for ``item-mean``). Every method stays available:
 
 ===================== ============================================================================
 ``item-mean``         mean embedding of the items a user chose
@@ -61,7 +53,7 @@ from embeddings.partitions import Partitions, in_process
 from embeddings.text import describe_users
 from segmentation._errors import DataError
 from segmentation.config import PipelineConfig
-from segmentation.config.embedding import DEFAULT_PART_WEIGHTS, RepresentMethod
+from segmentation.config.embedding import DEFAULT_EVIDENCE, DEFAULT_PART_WEIGHTS, RepresentMethod
 from segmentation.data import Split
 
 __all__ = ["BASE_METHODS", "DEFAULT_METHOD", "METHODS", "build_user_vectors", "represent_users"]
@@ -71,7 +63,7 @@ logger = logging.getLogger(__name__)
 METHODS: tuple[str, ...] = get_args(RepresentMethod)  # the configuration's list, in its order
 """Every accepted ``method``; fusions join base methods with ``+``."""
 BASE_METHODS = tuple(m for m in METHODS if "+" not in m)
-DEFAULT_METHOD = "item-mean+liked-category-hist"
+DEFAULT_METHOD = "item-mean+category-hist+liked-category-hist+category-rating"
 
 _NEEDS_ITEMS = ("category-hist", "liked-category-hist", "category-rating")
 CATEGORY_RATING_PRIOR = 10.0
@@ -275,7 +267,7 @@ def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.Data
 def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: str = DEFAULT_METHOD,
                        profile_embeddings: Embeddings | None = None, items: pl.DataFrame | None = None,
                        n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
-                       weights: Mapping[str, float] | None = None, evidence: float | None = None,
+                       weights: Mapping[str, float] | None = None, evidence: float | None = DEFAULT_EVIDENCE,
                        partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
     """Build one L2-normalised vector per user.
 
@@ -294,8 +286,9 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
             each part, normalised, is scaled by its weight before the fusion is normalised again (the
             configuration's ``represent.weights``; a single part is normalised alone, so its weight is moot).
         evidence: in a fusion, each per-category part of a user with ``n`` interactions is scaled by
-            ``n / (n + evidence)`` before the fusion is normalised (``represent.evidence``; None: not scaled): the
-            category shares of a user with 3 items are mostly noise, the mean of their item embeddings less so.
+            ``n / (n + evidence)`` before the fusion is normalised (``represent.evidence``, whose default is this
+            one's; None: not scaled): the category shares of a user with 3 items are mostly noise, the mean of their
+            item embeddings less so.
         partitions: where the embedding means (``item-mean``, ``liked-mean``, ``rating-weighted``) are computed,
             in blocks of users (default: here); the item vectors go to each executor once.
 

@@ -75,6 +75,9 @@ RepresentMethod = Literal[
 ]
 
 
+DEFAULT_EVIDENCE = 5.0
+"""``represent.evidence``' default: a user's per-category parts are scaled by n / (n + 5)."""
+
 DEFAULT_PART_WEIGHTS: dict[str, float] = {"category-rating": 0.5}
 """``represent.weights``' default (read it through a copy): parts not named weigh 1."""
 
@@ -83,18 +86,18 @@ class RepresentConfig(_Section):
     """How one vector per user is built."""
 
     method: RepresentMethod = Field(
-        "item-mean+liked-category-hist",
-        description="item-mean+liked-category-hist (default; measured on planted data and on a validation carve of "
-        "train, docs/BENCHMARKS.md): "
+        "item-mean+category-hist+liked-category-hist+category-rating",
+        description="item-mean+category-hist+liked-category-hist+category-rating (default since 2026-12-05, with "
+        "represent.evidence 5; chosen on the tuning planted worlds through the CLI, docs/BENCHMARKS.md): the mean "
+        "embedding of the items a user chose, the share of their items and of their liked items per category, and "
+        "how they rate each category against their own habit; item-mean+liked-category-hist (the default before): "
         "the mean embedding of the items a user chose, beside the share of their liked items per category; "
         "item-mean: mean embedding of the items a user chose; liked-mean: only items rated at or above the user's mean; "
         "rating-weighted: weights by centred rating; category-hist / liked-category-hist: share of the user's "
         "(liked) items per item category; category-rating: the user's mean standardised rating per category, "
         "shrunk to 0 (signed); svd: collaborative factors (truncated SVD of the idf-weighted "
         "user x item matrix); profile: embedding of the behaviour text; a+b: the parts, each normalised and "
-        "scaled by represent.weights, concatenated. item-mean+category-hist+liked-category-hist+category-rating "
-        "separates segments that choose alike and rate differently and suits users with dozens of ratings (its "
-        "segments are less stable); it lost on worlds of users with 3-10 interactions (docs/BENCHMARKS.md).",
+        "scaled by represent.weights, concatenated.",
     )
     weights: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PART_WEIGHTS),
@@ -115,12 +118,12 @@ class RepresentConfig(_Section):
         return value
 
     evidence: float | None = Field(
-        None,
+        DEFAULT_EVIDENCE,
         gt=0,
         description="In a fusion, scale each per-category part (category-hist, liked-category-hist, "
         "category-rating) of a user with n interactions by n / (n + evidence) before the fusion is normalised: the "
         "category shares of a user with 3 items are mostly noise, so such a user leans on the embedding mean. "
-        "Empty: not scaled.",
+        "5: chosen on the tuning planted worlds with the default method (docs/BENCHMARKS.md). Empty: not scaled.",
     )
     n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")
     centre: bool = Field(

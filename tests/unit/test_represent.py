@@ -82,7 +82,11 @@ def test_category_rating_is_zero_for_users_who_rate_everything_alike():
 def test_weights_scale_each_normalised_part_before_the_fusion_is_normalised():
     log = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u1", "c1", 4), ("u2", "a2", 1), ("u2", "ab", 5), ("u2", "b2", 3)])
     method = "item-mean+liked-category-hist"
-    build = lambda w: build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=True, weights=w)  # noqa: E731
+
+    def build(w):
+        return build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=True, weights=w,
+                                  evidence=None)  # fmt: skip
+
     plain, heavy = build({}), build({"liked-category-hist": 3.0, "category-rating": 7.0})  # the method lacks the second
     for v in (plain.vectors, heavy.vectors):
         assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
@@ -165,7 +169,7 @@ def test_evidence_scales_a_light_users_category_parts_before_the_fusion_is_norma
                 ("heavy", "a1", 5), ("heavy", "a2", 4), ("heavy", "b1", 2), ("heavy", "b2", 1), ("heavy", "ab", 3),
                 ("heavy", "c1", 4)])  # fmt: skip
     method = "item-mean+category-hist"
-    plain = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False)
+    plain = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False, evidence=None)
     scaled = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False, evidence=4.0)
     ratio = lambda v: np.linalg.norm(v[:, 8:], axis=1) / np.linalg.norm(v[:, :8], axis=1)  # noqa: E731
     light, heavy = list(plain.ids).index("light"), list(plain.ids).index("heavy")
@@ -178,3 +182,7 @@ def test_evidence_scales_a_light_users_category_parts_before_the_fusion_is_norma
                                                          items=_items()).vectors)  # fmt: skip  # a lone part: moot
     with pytest.raises(ValidationError):
         RepresentConfig(evidence=0)
+    # the default scales as a default run does (represent.evidence = 5)
+    default = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False)
+    assert RepresentConfig().evidence == 5.0
+    assert np.isclose(ratio(default.vectors)[light], 2 / (2 + 5), atol=1e-5)

@@ -27,10 +27,10 @@ def test_purity_counts_each_users_nearest_others_in_their_own_segment():
 
 def test_the_default_is_among_the_screened_candidates_and_held_out_worlds_are_refused():
     default = RepresentConfig()
-    assert name(default.method, default.weights) in [name(m, w) for m, w in CANDIDATES]
-    assert name(default.method, default.weights) == default.method  # its parts weigh 1
+    screened = [name(m, w) for m, w in CANDIDATES]
+    assert name(default.method, default.weights) in screened
     four = "item-mean+category-hist+liked-category-hist+category-rating"
-    assert name(four, default.weights) == four + "@category-rating=0.5"  # the option, at its default weight
-    assert name(four, default.weights) in [name(m, w) for m, w in CANDIDATES]
+    assert name(default.method, default.weights) == four + "@category-rating=0.5"  # the default, at its weight
+    assert name("item-mean+liked-category-hist", default.weights) == screened[0]  # the default before, first
     with pytest.raises(SystemExit):
         main(["--worlds", "nested"])
