@@ -122,6 +122,7 @@ class _Matrix:
         self.centred = joined["centred"].to_numpy().astype(np.float64)
         del joined
         self.shape = (len(self.user_ids), len(self.item_ids))
+        self.counts = np.bincount(self.rows, minlength=self.shape[0])  # interactions per user
 
     def weighted(self, w: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((w, (self.rows, self.cols)), shape=self.shape)
@@ -160,27 +161,27 @@ def _item_categories(mat: _Matrix, items: pl.DataFrame) -> sp.csr_matrix | None:
     return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(mat.item_ids), len(names)))
 
 
-def _category_rating(mat: _Matrix, items: pl.DataFrame, *, prior: float = CATEGORY_RATING_PRIOR) -> np.ndarray:
+def _category_rating(
+    mat: _Matrix, item_cat: sp.csr_matrix | None, *, prior: float = CATEGORY_RATING_PRIOR
+) -> np.ndarray:
     """How the user rates each category against their own habit: the mean of their standardised ratings
     (centred on the user's mean, divided by the user's spread, clipped to ±2) over their items in the category,
     with ``prior`` pseudo-items at 0. Signed: twin segments that choose alike and rate alike-chosen categories
     oppositely point opposite ways here, which a share of liked items only half tells. All 0 for a user whose
     ratings are all equal (and so for implicit feedback without weights); centred, every such user then has the
-    same row (minus the mean user's), one shared direction."""
-    item_cat = _item_categories(mat, items)
+    same row (minus the mean user's), one shared direction. ``item_cat``: :func:`_item_categories`."""
     if item_cat is None:
         return np.zeros((mat.shape[0], 1))
-    n = np.bincount(mat.rows, minlength=mat.shape[0])
-    spread = np.sqrt(np.bincount(mat.rows, weights=mat.centred**2, minlength=mat.shape[0]) / np.maximum(n, 1))
-    z = np.divide(mat.centred, spread[mat.rows], out=np.zeros_like(mat.centred), where=spread[mat.rows] > 1e-9)
+    spread = np.sqrt(np.bincount(mat.rows, weights=mat.centred**2, minlength=mat.shape[0]) / np.maximum(mat.counts, 1))
+    row_spread = spread[mat.rows]
+    z = np.divide(mat.centred, row_spread, out=np.zeros_like(mat.centred), where=row_spread > 1e-9)
     z = np.clip(z, -_Z_CLIP, _Z_CLIP)
     total = np.asarray((mat.weighted(z) @ item_cat).todense())
     count = np.asarray((mat.weighted(np.ones_like(z)) @ item_cat).todense())
     return total / (count + prior)
 
 
-def _category_hist(mat: _Matrix, items: pl.DataFrame, *, liked: bool) -> np.ndarray:
-    item_cat = _item_categories(mat, items)
+def _category_hist(mat: _Matrix, item_cat: sp.csr_matrix | None, *, liked: bool) -> np.ndarray:
     if item_cat is None:
         return np.zeros((mat.shape[0], 1))
     w = (mat.centred >= 0).astype(np.float64) if liked else np.ones_like(mat.centred)
@@ -242,16 +243,15 @@ def _mean_part_into(out: np.ndarray, method: str, mat: _Matrix, item_embeddings:
         out[lo:hi] = _normalise(block, in_place=True)
 
 
-def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, items: pl.DataFrame | None,
+def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, item_cat: sp.csr_matrix | None,
           profile_embeddings: Embeddings | None, n_factors: int, seed: int,
           partitions: Partitions | None = None) -> np.ndarray:  # fmt: skip
-    """A part that is not an embedding mean (those go through :func:`_mean_part_into`), as a float64 table."""
+    """A part that is not an embedding mean (those go through :func:`_mean_part_into`), as a float64 table;
+    ``item_cat`` (:func:`_item_categories`, built once per call) serves the per-category parts."""
     if method == "category-rating":
-        assert items is not None
-        return _category_rating(mat, items)
+        return _category_rating(mat, item_cat)
     if method in _NEEDS_ITEMS:
-        assert items is not None
-        return _category_hist(mat, items, liked=method == "liked-category-hist")
+        return _category_hist(mat, item_cat, liked=method == "liked-category-hist")
     if method == "svd":
         return _svd(mat, n_factors=n_factors, seed=seed)
     if method == "profile":
@@ -332,18 +332,23 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     # widths are known once built), the embedding means straight into their columns a block of users at a time
     small = {}
     alike = bool(np.all(mat.centred == 0.0))  # every rating equals its user's mean: nothing is liked more
+    # the items' categories once for every per-category part, and the evidence scale once for all of them
+    item_cat = _item_categories(mat, items) if items is not None and any(p in _NEEDS_ITEMS for p in parts) else None
+    scale = None
+    if evidence is not None and len(parts) > 1:  # a few items: their shares are noise
+        n = mat.counts.astype(np.float32)
+        scale = (n / (n + np.float32(evidence)))[:, None]
     for p in parts:
         if p not in _MEANS:  # one part's float64 table at a time, centred and scaled in place (each table is new)
-            b = _base(p, mat, item_embeddings, items, profile_embeddings, n_factors, seed, partitions)
+            b = _base(p, mat, item_embeddings, item_cat, profile_embeddings, n_factors, seed, partitions)
             small[p] = _normalise(_centred(b, in_place=True) if centre else b, in_place=True)
             del b
             if p == "liked-category-hist" and "category-hist" in parts and alike:  # liked = chosen: a second copy
                 logger.info("represent: every rating is alike (implicit feedback without weights?), so %r would "
                             "repeat 'category-hist': it is left out", p)  # fmt: skip
                 small[p][:] = 0.0
-            if evidence is not None and len(parts) > 1 and p in _NEEDS_ITEMS:  # a few items: their shares are noise
-                n = np.bincount(mat.rows, minlength=mat.shape[0]).astype(np.float32)
-                small[p] *= (n / (n + np.float32(evidence)))[:, None]
+            if scale is not None and p in _NEEDS_ITEMS:
+                small[p] *= scale
     widths = [small[p].shape[1] if p in small else item_embeddings.dim for p in parts]
     out = np.empty((mat.shape[0], sum(widths)), np.float32)
     for p, lo, width in zip(parts, np.cumsum([0, *widths[:-1]]), widths, strict=True):
@@ -359,7 +364,7 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     if not np.isfinite(out).all():
         raise DataError("represent: user vectors contain NaN or infinity")
     logger.info("built %d user vectors (%s, dim %d)", len(mat.user_ids), method, out.shape[1])
-    activity = np.bincount(mat.rows, minlength=mat.shape[0]).astype(np.int64)
+    activity = mat.counts.astype(np.int64)
     return Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity)
 
 
