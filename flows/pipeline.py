@@ -109,10 +109,8 @@ def _stages(config: PipelineConfig, spill: Path | None) -> str:
     if config.predictor.cold_start.enabled:  # new and sparse users: segment or all-users priors and blends, gated
         relevance = None if dataset.implicit else config.evaluate.relevance_threshold
         cold_start = s.submit("cold-start", cold_start_users, split, dataset.items, items, segmentation,
-                              global_model, config.predictor, config.represent.method, config.index, config.seed,
-                              config.ranker, relevance, dataset.implicit,
-                              kwargs={"centre": config.represent.centre, "weights": config.represent.weights,
-                                      "evidence": config.represent.evidence, "user_vectors": users})  # fmt: skip
+                              global_model, config.predictor, config.represent, config.index, config.seed,
+                              config.ranker, relevance, dataset.implicit, kwargs={"user_vectors": users})  # fmt: skip
     # after cold-start: the sparse test users' lists come from the blend its ranking gate kept, if any
     rankings = s.submit("rank", rank_test_users, split, dataset, items, segmentation, config.ranker, config.evaluate,
                         config.seed, kwargs={"cold_start": cold_start}, partitioned=True)  # fmt: skip

@@ -47,15 +47,14 @@ from segmentation._metrics import bootstrap_ci, ndcg_from_hits, paired_bootstrap
 from segmentation._predict_global import GlobalPredictor, fit_global_predictor
 from segmentation._predict_mf import MFParams
 from segmentation.cluster import Segmentation, assign_by_neighbours
-from segmentation.config import IndexConfig, PredictorConfig, RankerConfig
-from segmentation.config.embedding import DEFAULT_EVIDENCE
+from segmentation.config import IndexConfig, PredictorConfig, RankerConfig, RepresentConfig
 from segmentation.data import Split
 from segmentation.planted import NOISE_LABEL, PlantedBehaviour, planted_behaviour
 from segmentation.predict import random_partition
 from segmentation.rank.base import _VALID_K
 from segmentation.rank.cold import ColdStartLists, batch_size, blend, segment_counts, unwrap
 from segmentation.rank.factory import choose_rankers, make_ranker
-from segmentation.represent import DEFAULT_METHOD, build_user_vectors
+from segmentation.represent import DEFAULT_METHOD, vectors_as_configured
 
 __all__ = [
     "ColdSplit",
@@ -508,10 +507,9 @@ def _ranking_gate(cold: ColdSplit, sim: list[str], place: dict[str, int], place_
 
 
 def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, segmentation: Segmentation,
-                     global_model: GlobalPredictor | None, config: PredictorConfig, method: str, index: IndexConfig,
-                     seed: int, ranker: RankerConfig | None = None, relevance_threshold: float | None = 4.0,
-                     implicit: bool = False, centre: bool = False, weights: dict[str, float] | None = None,
-                     evidence: float | None = DEFAULT_EVIDENCE,
+                     global_model: GlobalPredictor | None, config: PredictorConfig, represent: RepresentConfig,
+                     index: IndexConfig, seed: int, ranker: RankerConfig | None = None,
+                     relevance_threshold: float | None = 4.0, implicit: bool = False,
                      user_vectors: Embeddings | None = None) -> ColdStart:  # fmt: skip
     """The flow's cold-start stage: gate a segment prior and an all-users prior for sparse users on simulated
     new users (validation inside train, never test), and fit what the gate kept for the run's sparse users.
@@ -541,15 +539,14 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         global_model: the run's global model (sparse users the gate does not cover keep its predictions); None
             (implicit feedback) skips the rating half.
         config: the predictor section (``cold_start`` holds the stage's settings; the rest fits the models).
-        method: the run's user representation (``represent.method``) for placing users.
+        represent: the run's ``represent`` section: placement vectors are built as the run's user vectors are
+            (with the default method where the run's needs behaviour profiles).
         index: the run's FAISS settings for the placement vote.
         seed: the run's seed.
         ranker: the run's ranker section (its primary ranker is gated); None skips the ranking half.
         relevance_threshold: held-out ratings at or above it are relevant for the ranking half (the run's
             ``evaluate.relevance_threshold``); None (implicit feedback): every held-out interaction is.
         implicit: the interactions are implicit feedback (as the rankers are given it).
-        centre, weights, evidence: the run's ``represent.centre``, ``represent.weights`` (None: the default) and
-            ``represent.evidence``: placement vectors are built as the run's user vectors are.
         user_vectors: the run's user vectors (the represent stage's, built from the same train rows): when the
             placement uses the run's representation, the run's sparse users are placed with them instead of
             building every user's vector again (minutes at 100k users).
@@ -601,7 +598,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     ctl_labels = dict(zip(shuffled["user_id"].to_list(), (int(s) for s in shuffled["segment_id"].to_list())))
     level = 1.0 - (1.0 - cfg.gate_level) / len(ks)
     mf_config = config if config.model == "mf" else config.model_copy(update={"model": "mf"})
-    placement = _placement_method(method)
+    placement = _placement_method(represent.method)
     by_k: dict[str, dict] = {}
     rank_by_k: dict[str, dict] = {}
     primary = None
@@ -609,16 +606,7 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
         primary = choose_rankers(ranker, len(n_of), base["item_id"].n_unique()).names[-1]
     for k in ks:
         cold = cold_start_split(gate_base, sim, k)
-        vectors = build_user_vectors(
-            cold.train,
-            item_vectors,
-            method=placement,
-            items=items,
-            seed=seed,
-            centre=centre,
-            weights=weights,
-            evidence=evidence,
-        )
+        vectors = vectors_as_configured(cold.train, item_vectors, represent, items=items, seed=seed, method=placement)
         place = place_users(vectors, warm_labels, sim_set, k=cfg.neighbours, index=index)
         place_ctl = place_users(vectors, ctl_labels, sim_set, k=cfg.neighbours, index=index)
         if ranker is not None and primary is not None:
@@ -691,9 +679,11 @@ def cold_start_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings
     to_place |= {u for u, k in rank_covered.items() if rank_kept[k][0] == "segment"}
     place = {}
     if to_place:  # the run's sparse users under a kept segment prior or blend, from a vector of all their rows
-        vectors = (user_vectors if user_vectors is not None and placement == method else
-                   build_user_vectors(base, item_vectors, method=placement, items=items, seed=seed, centre=centre,
-                                      weights=weights, evidence=evidence))  # fmt: skip
+        vectors = (
+            user_vectors
+            if user_vectors is not None and placement == represent.method
+            else vectors_as_configured(base, item_vectors, represent, items=items, seed=seed, method=placement)
+        )
         place = place_users(vectors, run_warm, to_place, k=cfg.neighbours, index=index)
     predictor = None
     if covered:

@@ -53,10 +53,23 @@ from embeddings.partitions import Partitions, in_process
 from embeddings.text import describe_users
 from segmentation._errors import DataError
 from segmentation.config import PipelineConfig
-from segmentation.config.embedding import DEFAULT_EVIDENCE, DEFAULT_PART_WEIGHTS, RepresentMethod
+from segmentation.config.embedding import (
+    DEFAULT_EVIDENCE,
+    DEFAULT_MAX_CATEGORIES,
+    DEFAULT_PART_WEIGHTS,
+    RepresentConfig,
+    RepresentMethod,
+)
 from segmentation.data import Split
 
-__all__ = ["BASE_METHODS", "DEFAULT_METHOD", "METHODS", "build_user_vectors", "represent_users"]
+__all__ = [
+    "BASE_METHODS",
+    "DEFAULT_METHOD",
+    "METHODS",
+    "build_user_vectors",
+    "represent_users",
+    "vectors_as_configured",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -145,20 +158,34 @@ class _Matrix:
         return sp.diags(1.0 / np.maximum(totals, 1e-12)) @ m
 
 
-def _item_categories(mat: _Matrix, items: pl.DataFrame) -> sp.csr_matrix | None:
-    """(items x categories) 0/1 matrix in ``mat``'s item order; None when no item has a category."""
-    pos = {s: i for i, s in enumerate(mat.item_ids)}
-    exploded = items.select("item_id", "categories").explode("categories").drop_nulls()
-    names = sorted(set(exploded["categories"].to_list()))
-    if not names:
+def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None) -> sp.csr_matrix | None:
+    """(items x categories) 0/1 matrix in ``mat``'s item order, columns by category name; None when no item has a
+    category. With ``max_categories``, only the categories the most items of ``items`` carry (ties by name): counted
+    over the items frame, not the interactions, so vectors built later for other users share the columns."""
+    exploded = items.select("item_id", "categories").explode("categories").drop_nulls().unique()
+    if exploded.height == 0:
         return None
-    cpos = {c: j for j, c in enumerate(names)}
-    rows, cols = [], []
-    for iid, cat in exploded.iter_rows():
-        if iid in pos:
-            rows.append(pos[iid])
-            cols.append(cpos[cat])
-    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(mat.item_ids), len(names)))
+    counts = exploded.group_by("categories").len().sort(["len", "categories"], descending=[True, False])
+    if max_categories is not None and counts.height > max_categories:
+        kept = counts.head(max_categories)
+        logger.info(
+            "represent: the per-category parts read the %d categories the most items carry, of %d (each "
+            "on %d+ items; represent.max_categories)",
+            max_categories,
+            counts.height,
+            kept["len"][-1],
+        )
+        counts = kept
+    names = sorted(counts["categories"].to_list())
+    codes = pl.DataFrame({"categories": names, "_c": np.arange(len(names))},
+                         schema={"categories": exploded.schema["categories"], "_c": pl.Int64})  # fmt: skip
+    where = pl.DataFrame({"item_id": mat.item_ids.astype(str), "_i": np.arange(len(mat.item_ids))},
+                         schema={"item_id": pl.String, "_i": pl.Int64})  # fmt: skip
+    pairs = (exploded.with_columns(pl.col("item_id").cast(pl.String))
+             .join(codes, on="categories").join(where, on="item_id"))  # fmt: skip
+    return sp.csr_matrix(
+        (np.ones(pairs.height), (pairs["_i"].to_numpy(), pairs["_c"].to_numpy())), shape=(len(mat.item_ids), len(names))
+    )
 
 
 def _category_rating(
@@ -268,6 +295,7 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
                        profile_embeddings: Embeddings | None = None, items: pl.DataFrame | None = None,
                        n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
                        weights: Mapping[str, float] | None = None, evidence: float | None = DEFAULT_EVIDENCE,
+                       max_categories: int | None = DEFAULT_MAX_CATEGORIES,
                        partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
     """Build one L2-normalised vector per user.
 
@@ -289,6 +317,9 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
             ``n / (n + evidence)`` before the fusion is normalised (``represent.evidence``, whose default is this
             one's; None: not scaled): the category shares of a user with 3 items are mostly noise, the mean of their
             item embeddings less so.
+        max_categories: the per-category parts read only the categories the most items of ``items`` carry, at
+            most this many (``represent.max_categories``; None: every category): each is a column of a dense
+            users x categories table per part, and of what UMAP reads.
         partitions: where the embedding means (``item-mean``, ``liked-mean``, ``rating-weighted``) are computed,
             in blocks of users (default: here); the item vectors go to each executor once.
 
@@ -333,7 +364,8 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     small = {}
     alike = bool(np.all(mat.centred == 0.0))  # every rating equals its user's mean: nothing is liked more
     # the items' categories once for every per-category part, and the evidence scale once for all of them
-    item_cat = _item_categories(mat, items) if items is not None and any(p in _NEEDS_ITEMS for p in parts) else None
+    item_cat = (_item_categories(mat, items, max_categories)
+                if items is not None and any(p in _NEEDS_ITEMS for p in parts) else None)  # fmt: skip
     scale = None
     if evidence is not None and len(parts) > 1:  # a few items: their shares are noise
         n = mat.counts.astype(np.float32)
@@ -368,6 +400,18 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     return Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity)
 
 
+def vectors_as_configured(interactions: pl.DataFrame, item_embeddings: Embeddings, config: RepresentConfig, *,
+                          items: pl.DataFrame | None, seed: int, method: str | None = None,
+                          profile_embeddings: Embeddings | None = None,
+                          partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
+    """:func:`build_user_vectors` with a run's ``represent`` section (``method``, if given, in place of its
+    method): the represent stage and the cold-start stage's placement vectors build users alike."""
+    return build_user_vectors(interactions, item_embeddings, method=method or config.method,
+                              profile_embeddings=profile_embeddings, items=items, n_factors=config.n_factors,
+                              seed=seed, centre=config.centre, weights=config.weights, evidence=config.evidence,
+                              max_categories=config.max_categories, partitions=partitions)  # fmt: skip
+
+
 def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
                     encoder: EncoderChoice, implicit: bool = False,
                     partitions: Partitions | None = None) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
@@ -383,8 +427,6 @@ def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings,
     profile_vectors = None
     if "profile" in config.represent.method:
         profile_vectors, _ = embed_profiles(profiles, encoder, config.encoder, partitions)
-    users = build_user_vectors(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
-                               items=items, seed=config.seed, centre=config.represent.centre,
-                               weights=config.represent.weights, evidence=config.represent.evidence,
-                               partitions=partitions)  # fmt: skip
+    users = vectors_as_configured(train, item_vectors, config.represent, items=items, seed=config.seed,
+                                  profile_embeddings=profile_vectors, partitions=partitions)  # fmt: skip
     return users, profiles

@@ -78,6 +78,9 @@ RepresentMethod = Literal[
 DEFAULT_EVIDENCE = 5.0
 """``represent.evidence``' default: a user's per-category parts are scaled by n / (n + 5)."""
 
+DEFAULT_MAX_CATEGORIES = 64
+"""``represent.max_categories``' default: the per-category parts read at most the 64 categories most items carry."""
+
 DEFAULT_PART_WEIGHTS: dict[str, float] = {"category-rating": 0.5}
 """``represent.weights``' default (read it through a copy): parts not named weigh 1."""
 
@@ -124,6 +127,17 @@ class RepresentConfig(_Section):
         "category-rating) of a user with n interactions by n / (n + evidence) before the fusion is normalised: the "
         "category shares of a user with 3 items are mostly noise, so such a user leans on the embedding mean. "
         "5: chosen on the tuning planted worlds with the default method (docs/BENCHMARKS.md). Empty: not scaled.",
+    )
+    max_categories: int = Field(
+        DEFAULT_MAX_CATEGORIES,
+        ge=1,
+        le=4096,
+        description="The per-category parts (category-hist, liked-category-hist, category-rating) read at most "
+        "this many categories: those the most items carry (ties by name), counted over the items file, so a run "
+        "and the users placed later share the columns; the other categories' items still count in item-mean. "
+        "Each part is a dense users x categories table and adds as many columns to what UMAP reads: 1,000 tag-like "
+        "categories at 1M users would be 4 GB per part and 3,000 extra dimensions. 64: above every tuning world's "
+        "count (19 genres; 58 in synthetic_log), so no measured result changes; not tuned.",
     )
     n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")
     centre: bool = Field(

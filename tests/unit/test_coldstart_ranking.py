@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from segmentation.coldstart import cold_start_users
-from segmentation.config import EvalConfig, IndexConfig, PredictorConfig, RankerConfig
+from segmentation.config import EvalConfig, IndexConfig, PredictorConfig, RankerConfig, RepresentConfig
 from segmentation.data import Dataset, Split
 from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import random_partition
@@ -16,7 +16,7 @@ from tests.fixtures_coldstart import run_folder_with, segmentation_of, sparse_wo
 
 CONFIG = PredictorConfig(model="mf", refit=False, cold_start={"ks": [1, 3, 5], "gate_bootstrap": 300})
 RANKER = RankerConfig(rankers=["ease"])
-METHOD = "item-mean+liked-category-hist"
+REPRESENT = RepresentConfig(method="item-mean+liked-category-hist", centre=False)  # as these tests were first written
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def world(ml100k):
 def _stage(world, labels: pl.DataFrame):
     """The ranking half alone (no global model: the rating half is skipped, as on implicit feedback)."""
     items, split, emb, *_ = world
-    return cold_start_users(split, items, emb, segmentation_of(labels), None, CONFIG, METHOD, IndexConfig(), 0,
+    return cold_start_users(split, items, emb, segmentation_of(labels), None, CONFIG, REPRESENT, IndexConfig(), 0,
                             RANKER, 4.0, False)  # fmt: skip
 
 
@@ -103,7 +103,7 @@ def test_no_sparse_user_fits_nothing(world, monkeypatch):
     items, split, emb, truth, sparse, _ = world
     full = Split(split.train.filter(~pl.col("user_id").is_in(list(sparse))), split.valid, split.test, split.method)
     monkeypatch.setattr(cs, "make_ranker", lambda *a, **k: pytest.fail("a ranker was fitted"))
-    out = cold_start_users(full, items, emb, segmentation_of(truth), None, CONFIG, METHOD, IndexConfig(), 0, RANKER)
+    out = cold_start_users(full, items, emb, segmentation_of(truth), None, CONFIG, REPRESENT, IndexConfig(), 0, RANKER)
     assert out.lists is None and "ranking" not in out.report and out.report["skipped"].startswith("no user has 5")
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from segmentation.coldstart import cold_start_users
-from segmentation.config import IndexConfig, MFConfig, PredictorConfig
+from segmentation.config import IndexConfig, MFConfig, PredictorConfig, RepresentConfig
 from segmentation.data import Split, split_ratings
 from segmentation.evaluate import evaluate_cold_start
 from segmentation.predict import fit_global_predictor, random_partition
@@ -14,7 +14,7 @@ from tests.fixtures_coldstart import run_folder_with, segmentation_of, sparse_wo
 
 CONFIG = PredictorConfig(model="mf", refit=False, mf=MFConfig(embedding_size=16, epochs=40),
                          cold_start={"ks": [1, 3, 5], "gate_bootstrap": 300})  # fmt: skip
-METHOD = "item-mean+liked-category-hist"
+REPRESENT = RepresentConfig(method="item-mean+liked-category-hist", centre=False)  # as these tests were first written
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def world(ml100k):
 
 def _stage(world, labels: pl.DataFrame):
     items, split, emb, model, _, _ = world
-    return cold_start_users(split, items, emb, segmentation_of(labels), model, CONFIG, METHOD, IndexConfig(), 0)
+    return cold_start_users(split, items, emb, segmentation_of(labels), model, CONFIG, REPRESENT, IndexConfig(), 0)
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_too_few_users_to_simulate_skips_with_the_reason(world):
     items, split, emb, model, truth, _ = world
     few = split_ratings(split.train_full.filter(pl.col("user_id").is_in(truth["user_id"].head(30).to_list())),
                         "random90", seed=0)  # fmt: skip
-    out = cold_start_users(few, items, emb, segmentation_of(truth), model, CONFIG, METHOD, IndexConfig(), 0)
+    out = cold_start_users(few, items, emb, segmentation_of(truth), model, CONFIG, REPRESENT, IndexConfig(), 0)
     assert out.predictor is None and "fewer than predictor.cold_start.min_users = 10" in out.report["skipped"]
     assert evaluate_cold_start(out, few.test, model)["skipped"] == out.report["skipped"]
     assert evaluate_cold_start(None, few.test, model) == {"skipped": "predictor.cold_start.enabled is false"}
@@ -91,7 +91,7 @@ def test_a_run_without_sparse_users_skips_the_gate_and_says_why(world):
     items, split, emb, model, truth, sparse = world
     full = Split(split.train.filter(~pl.col("user_id").is_in(list(sparse))), split.valid, split.test, split.method)
     assert full.train_full.group_by("user_id").len()["len"].min() > 5
-    out = cold_start_users(full, items, emb, segmentation_of(truth), model, CONFIG, METHOD, IndexConfig(), 0)
+    out = cold_start_users(full, items, emb, segmentation_of(truth), model, CONFIG, REPRESENT, IndexConfig(), 0)
     assert out.predictor is None and out.report["sparse_users"] == 0 and "by_k" not in out.report
     assert out.report["skipped"].startswith("no user has 5 or fewer train ratings")
 
@@ -100,7 +100,7 @@ def test_the_gate_is_judged_on_at_most_gate_max_users(world):
     """At any size the gate's fits see a seeded sample of at most gate_max_users users: its cost does not grow."""
     items, split, emb, model, truth, _ = world
     cfg = CONFIG.model_copy(update={"cold_start": CONFIG.cold_start.model_copy(update={"gate_max_users": 600})})
-    out = cold_start_users(split, items, emb, segmentation_of(truth), model, cfg, METHOD, IndexConfig(), 0)
+    out = cold_start_users(split, items, emb, segmentation_of(truth), model, cfg, REPRESENT, IndexConfig(), 0)
     rep = out.report
     assert rep["warm_users"] > 1000 and rep["gate_users"] == 600 and rep["simulated_users"] == 120
     assert all(d["n_users"] == 120 for d in rep["by_k"].values())
@@ -159,7 +159,7 @@ def test_the_runs_user_vectors_place_the_sparse_users_as_rebuilding_them_does(wo
 
     items, split, emb, model, truth, _ = world
     assert any(d["used"] == "segment" for d in planted_run.report["by_k"].values())
-    vectors = build_user_vectors(split.train_full, emb, method=METHOD, items=items, seed=0)
-    out = cold_start_users(split, items, emb, segmentation_of(truth), model, CONFIG, METHOD, IndexConfig(), 0,
+    vectors = build_user_vectors(split.train_full, emb, method=REPRESENT.method, items=items, seed=0)
+    out = cold_start_users(split, items, emb, segmentation_of(truth), model, CONFIG, REPRESENT, IndexConfig(), 0,
                            user_vectors=vectors)  # fmt: skip
     np.testing.assert_array_equal(out.predictor.predict(split.test), planted_run.predictor.predict(split.test))

@@ -186,3 +186,40 @@ def test_evidence_scales_a_light_users_category_parts_before_the_fusion_is_norma
     default = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False)
     assert RepresentConfig().evidence == 5.0
     assert np.isclose(ratio(default.vectors)[light], 2 / (2 + 5), atol=1e-5)
+
+
+def test_max_categories_keeps_the_categories_the_most_items_carry_counted_over_the_items_file():
+    # A and B are on 3 items each, C on 1: two categories keep A and B; one keeps A (a tie, broken by name)
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u1", "c1", 4), ("u2", "c1", 3), ("u2", "ab", 4)])
+    two = build_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), max_categories=2)
+    assert two.vectors.shape[1] == 2
+    np.testing.assert_allclose(two.vectors[0], np.array([1, 1]) / np.sqrt(2), atol=1e-6)  # u1: a1, b1 (c1 not read)
+    np.testing.assert_allclose(two.vectors[1], np.array([1, 1]) / np.sqrt(2), atol=1e-6)  # u2: ab counts for both
+    one = build_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), max_categories=1)
+    assert one.vectors.shape[1] == 1 and np.allclose(one.vectors[:, 0], 1)  # A: both users have an A item
+    every = build_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), max_categories=None)
+    assert every.vectors.shape[1] == 3
+    # the columns come from the items file, not from whose interactions are given: a user who chose only C
+    # items still gets the A, B columns (zeros), as a user placed by the cold-start stage must
+    c_only = build_user_vectors(_log([("u3", "c1", 4)]), _item_vectors(), method="category-hist", items=_items(),
+                                max_categories=2)  # fmt: skip
+    assert c_only.vectors.shape == (1, 2) and np.allclose(c_only.vectors, 0)
+    # a category named twice on one item is counted once (0/1 per item and category)
+    doubled = _items().with_columns(
+        pl.when(pl.col("item_id") == "c1").then(pl.lit(["C", "C"])).otherwise(pl.col("categories")).alias("categories")
+    )
+    u = build_user_vectors(_log([("u1", "c1", 4), ("u1", "a1", 3)]), _item_vectors(), method="category-hist",
+                           items=doubled, max_categories=None)  # fmt: skip
+    np.testing.assert_allclose(u.vectors[0], np.array([1, 0, 1]) / np.sqrt(2), atol=1e-6)
+
+
+def test_max_categories_reaches_the_vectors_from_the_configuration():
+    from segmentation.represent import vectors_as_configured
+
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u2", "c1", 3), ("u2", "ab", 4), ("u3", "a2", 4)])
+    four = "item-mean+category-hist+liked-category-hist+category-rating"
+    got = vectors_as_configured(log, _item_vectors(), RepresentConfig(max_categories=2), items=_items(), seed=0)
+    assert got.vectors.shape[1] == 8 + 3 * 2 and got.model.startswith(four)
+    assert vectors_as_configured(log, _item_vectors(), RepresentConfig(), items=_items(), seed=0).vectors.shape[1] == 17
+    with pytest.raises(ValidationError, match="max_categories"):
+        RepresentConfig(max_categories=0)
