@@ -40,7 +40,9 @@ __all__ = ["selection_view", "stability_view"]
 _KEY_CONFIG = [
     ("data.source", "Data source"), ("data.split", "Test split"), ("data.max_users", "User limit"),
     ("encoder.model", "Text encoder"), ("encoder.device", "Encoder device"),
-    ("represent.method", "User representation"), ("reduce.n_components", "UMAP dimensions"),
+    ("represent.method", "User representation"), ("represent.weights", "Weights of its parts"),
+    ("represent.evidence", "Light users' category parts"), ("represent.max_categories", "Categories read, at most"),
+    ("reduce.n_components", "UMAP dimensions"),
     ("reduce.n_neighbors", "UMAP neighbours"), ("reduce.metric", "UMAP metric"),
     ("cluster.min_cluster_size", "Smallest segment"), ("cluster.min_samples", "HDBSCAN min_samples"),
     ("cluster.cluster_selection_method", "HDBSCAN selection"), ("cluster.outlier_membership", "Outlier reassignment"),
@@ -323,8 +325,27 @@ def _config_rows(data: RunFolder) -> Table | None:
         if path == "cluster.min_cluster_size" and v is None:
             auto = _get(data.metrics, "segmentation", "min_cluster_size")
             v = f"auto ({auto})" if auto is not None else "auto"
-        rows.append([Cell(text, title=path), Cell("auto" if v is None else fmt(v), cls="val")])
+        rows.append([Cell(text, title=path), Cell(_represent_value(path, v, cfg) or ("auto" if v is None else fmt(v)),
+                                                  cls="val")])  # fmt: skip
     return Table([Column("Setting"), Column("Value")], rows) if rows else None
+
+
+def _represent_value(path: str, v: Any, cfg: dict[str, Any]) -> str | None:
+    """The represent settings in words (None: the plain value serves): a fusion's weights for its own parts, and
+    what the evidence does."""
+    parts = str(_get(cfg, "represent", "method", default="")).split("+")
+    if path == "represent.weights":
+        if len(parts) < 2:
+            return "– (one part)"
+        given = v if isinstance(v, dict) else {}
+        return ", ".join(f"{p} {float(given.get(p, 1.0)):g}" for p in parts)
+    if path == "represent.evidence":
+        if v is None:
+            return "not scaled"
+        if not any(p in parts for p in ("category-hist", "liked-category-hist", "category-rating")) or len(parts) < 2:
+            return "– (no category part in a fusion)"
+        return f"scaled by n / (n + {float(v):g}) for a user with n interactions"
+    return None
 
 
 def _full_config(cfg: dict[str, Any]) -> Table | None:

@@ -453,3 +453,20 @@ def test_a_skipped_cold_start_says_why_without_empty_tables(tmp_path):
     section = text[text.index('<div id="cold-start">') :]
     section = section[: section.index("</div>")]
     assert reason in section and "Not computed in this run." not in section and "<table" not in section
+
+
+def test_settings_table_tells_the_representations_weights_evidence_and_category_cap(tmp_path):
+    data = make_report_input(n_users=150, n_segments=4)
+    config = copy.deepcopy(data.config)
+    config["represent"] = {"method": "item-mean+category-hist+liked-category-hist+category-rating",
+                           "weights": {"category-rating": 0.5}, "evidence": 5.0, "max_categories": 64}  # fmt: skip
+    text = html.unescape(render_report(dataclasses.replace(data, config=config), tmp_path / "four").read_text())
+    assert "item-mean 1, category-hist 1, liked-category-hist 1, category-rating 0.5" in text
+    assert "scaled by n / (n + 5) for a user with n interactions" in text
+    assert re.search(r"Categories read, at most</td>\s*<td[^>]*>64<", text)
+    config["represent"] = {"method": "item-mean", "weights": {"category-rating": 0.5}, "evidence": None}
+    text = html.unescape(render_report(dataclasses.replace(data, config=config), tmp_path / "one").read_text())
+    assert "– (one part)" in text and "not scaled" in text and "category-rating 0.5" not in text
+    config["represent"]["evidence"] = 5.0
+    text = html.unescape(render_report(dataclasses.replace(data, config=config), tmp_path / "mean").read_text())
+    assert "– (no category part in a fusion)" in text
