@@ -163,3 +163,30 @@ def test_the_runs_user_vectors_place_the_sparse_users_as_rebuilding_them_does(wo
     out = cold_start_users(split, items, emb, segmentation_of(truth), model, CONFIG, REPRESENT, IndexConfig(), 0,
                            user_vectors=vectors)  # fmt: skip
     np.testing.assert_array_equal(out.predictor.predict(split.test), planted_run.predictor.predict(split.test))
+
+
+def test_placement_vectors_are_built_with_every_represent_setting_of_the_run(world, monkeypatch):
+    """The stage builds its placement vectors with the run's whole ``represent`` section (method, centre,
+    weights, evidence, category cap), as the represent stage built the run's user vectors (stopped at the first
+    build: the rest of the stage is the other tests')."""
+    import segmentation.represent as represent
+
+    items, split, emb, model, truth, _ = world
+    seen = []
+
+    class Built(Exception):
+        pass
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        raise Built
+
+    monkeypatch.setattr(represent, "build_user_vectors", spy)
+    given = RepresentConfig(method="item-mean+category-hist", centre=False, weights={"category-hist": 0.7},
+                            evidence=None, max_categories=3)  # fmt: skip
+    with pytest.raises(Built):
+        cold_start_users(split, items, emb, segmentation_of(truth), model, CONFIG, given, IndexConfig(), 0)
+    (kwargs,) = seen
+    assert kwargs["method"] == "item-mean+category-hist" and kwargs["centre"] is False
+    assert kwargs["weights"]["category-hist"] == 0.7 and kwargs["evidence"] is None
+    assert kwargs["max_categories"] == 3 and kwargs["items"] is items
