@@ -7,6 +7,7 @@
     segflow config [--config FILE] [--set ...] [--json] print the effective configuration as TOML (or JSON)
     segflow show [RUN]                                print a run's headline figures
     segflow report [RUN] [--out DIR]                  render a run's HTML report again from its folder
+    segflow assign [RUN] --ratings F [--out F]        place users from an interactions file in a run's segments
     segflow clean [--output DIR] [--dry-run]          remove unfinished run folders left by killed runs
     segflow clean --cache [--max-size SIZE] [--older-than DAYS] [--embeddings] [--dry-run]   bound the task cache
     segflow prune [--output DIR] [--keep-last N] [--dry-run]   remove the oldest complete runs beyond N
@@ -212,6 +213,39 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assign(args: argparse.Namespace) -> int:
+    """Place users from an interactions file in a run's segments (:meth:`segmentation.runs.Run.place_users`)."""
+    import polars as pl
+
+    from segmentation._errors import ConfigError
+    from segmentation._polars import to_float
+    from segmentation.config import ColumnMapping, load_config
+    from segmentation.data import load_interactions
+    from segmentation.runs import load_run
+
+    run = load_run(Path(args.run))
+    try:  # the run's own column names are the defaults
+        base = load_config(run.path / "config.toml").data.columns
+    except (ConfigError, OSError):
+        base = ColumnMapping()
+    given = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col, "timestamp": args.time_col,
+             "weight": args.weight_col}  # fmt: skip
+    # when users chose does not place them: no timestamp column is read unless one is named
+    columns = base.model_copy(update={"timestamp": None, **{k: (v or None) for k, v in given.items() if v is not None}})
+    interactions = load_interactions(Path(args.ratings), columns=columns, encoding=args.encoding or "utf-8")
+    placed = run.place_users(interactions, k=args.neighbours, source=f"ratings file {args.ratings}")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    (placed.write_parquet if out.suffix == ".parquet" else placed.write_csv)(partial)
+    partial.replace(out)  # whole or absent
+    none = placed.filter(pl.col("segment_id") < 0).height
+    median = to_float(placed.filter(pl.col("segment_id") >= 0)["confidence"].median(), default=0.0)
+    print(f"Placed {placed.height - none} of {placed.height} users in the segments of {run.path} (median "
+          f"confidence {median:.2f}); {none} had no item the run knows. Wrote {out}")  # fmt: skip
+    return 0
+
+
 def _size(n: int) -> str:
     from pydantic import ByteSize
 
@@ -372,6 +406,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("show", help="print a run's headline figures")
     p.add_argument("run", nargs="?", default="runs/latest")
     p.set_defaults(func=cmd_show)
+    p = sub.add_parser("assign", help="place users from an interactions file in a run's segments (no refit)")
+    p.add_argument("run", nargs="?", default="runs/latest")
+    p.add_argument("--ratings", required=True, help="the users' interactions: CSV, TSV or Parquet (user, item, "
+                   "rating); the run's column names are the defaults")  # fmt: skip
+    p.add_argument("--out", default="assignments.csv", help="where to write one row per user (.csv or .parquet; "
+                   "default assignments.csv)")  # fmt: skip
+    p.add_argument("--user-col", help="user id column (default: the run's data.columns.user)")
+    p.add_argument("--item-col", help="item id column (default: the run's data.columns.item)")
+    p.add_argument("--rating-col", help="rating column (default: the run's; '' for implicit feedback)")
+    p.add_argument("--weight-col", help="implicit feedback: count or duration column (default: the run's)")
+    p.add_argument("--time-col", help="timestamp column, checked if given (default: none is read)")
+    p.add_argument("--encoding", help="text encoding of the file (default utf-8)")
+    p.add_argument("--neighbours", type=int, default=15, help="the run's users that vote on each user (default 15)")
+    p.set_defaults(func=cmd_assign)
+
     p = sub.add_parser("report", help="render a run's HTML report again from its run folder")
     p.add_argument("run", nargs="?", default="runs/latest")
     p.add_argument("--out", help="folder to write the report into (default: the run's report/)")

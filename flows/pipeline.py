@@ -92,7 +92,7 @@ def _stages(config: PipelineConfig, spill: Path | None) -> str:
                                 kwargs={"item_embeddings": items, "seed": config.seed})  # fmt: skip
     s.submit("represent", represent_users, split, dataset.items, items, config, encoder, dataset.implicit,
              partitioned=True)  # fmt: skip
-    users, profiles = s.result("represent")
+    users, profiles, space = s.result("represent")
     segmentation = s.submit("segment", segment_users, users, config.reduce, config.cluster, config.seed,
                             partitioned=True)  # fmt: skip
     s.submit("stability", measure_stability, users, segmentation, config.reduce, config.cluster, config.evaluate,
@@ -124,7 +124,7 @@ def _stages(config: PipelineConfig, spill: Path | None) -> str:
     timings = {**s.timings(), "flow": round(time.perf_counter() - t0, 3)}
     return s.call("publish", publish, config, dataset, v["split"], v["segment"], v["describe"], items, users,
                   v["index"], v.get("train-global"), v.get("fine-tune-segments"), v["rank"], v["evaluate"], encoder_stats,
-                  timings, v["stability"], cached=False, io=True)  # fmt: skip
+                  timings, v["stability"], space, cached=False, io=True)  # fmt: skip
 
 
 @flow(name="segflow-stages", log_prints=False)

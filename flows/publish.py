@@ -15,7 +15,8 @@ __all__ = ["publish"]
 
 
 def publish(config, dataset, split, segmentation, described, items, users, indexes, global_model, segment_models,
-            rankings, metrics: dict, encoder_stats: dict, timings: dict, stability: dict | None = None) -> str:  # fmt: skip
+            rankings, metrics: dict, encoder_stats: dict, timings: dict, stability: dict | None = None,
+            space=None) -> str:  # fmt: skip
     """Write the run folder (data, indexes, models, metrics, comparison), render its report, publish it as ``latest``.
 
     Takes the stages' results (see :func:`segmentation.publish.write_run`); returns the published folder's path.
@@ -23,6 +24,6 @@ def publish(config, dataset, split, segmentation, described, items, users, index
     writer = RunWriter(config.output_dir, keep_last=config.output.keep_last)
     with writer:
         write_run(writer, config, dataset, split, segmentation, described, items, users, indexes, global_model,
-                  segment_models, rankings, metrics, encoder_stats, timings, stability)  # fmt: skip
+                  segment_models, rankings, metrics, encoder_stats, timings, stability, space)  # fmt: skip
         render_report(load_run_folder(writer.path, allow_partial=True), writer.path / "report")
     return str(writer.final_path)

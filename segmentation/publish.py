@@ -20,6 +20,7 @@ from segmentation.config import PipelineConfig
 from segmentation.data import Dataset, Split
 from segmentation.describe import Described, with_stability
 from segmentation.rank.base import Rankings
+from segmentation.represent import UserSpace
 from segmentation.runs import json_safe, summarise_data, summarise_segmentation, versions, write_outputs
 
 __all__ = ["write_run"]
@@ -77,7 +78,7 @@ def _same_states(a, b, sa: list, sb: list) -> bool:
 def write_run(writer, config: PipelineConfig, dataset: Dataset, split: Split, segmentation: Segmentation,
               described: Described, items: Embeddings, users: Embeddings, indexes: Indexes, global_model,
               segment_models, rankings: Rankings, metrics: dict, encoder_stats: dict, timings: dict,
-              stability: dict | None = None) -> None:  # fmt: skip
+              stability: dict | None = None, space: UserSpace | None = None) -> None:  # fmt: skip
     """Write every file of the run folder but the report into ``writer``'s partial folder (a
     :class:`segmentation.runs.RunWriter` entered by the caller): data files, indexes, models, ``metrics.json``
     with the verdicts (:func:`segmentation.verdicts.run_verdicts`), ``report_input.json``
@@ -112,7 +113,7 @@ def write_run(writer, config: PipelineConfig, dataset: Dataset, split: Split, se
     )
     write_outputs(writer.path, config=config, run_id=writer.run_id, segmentation=segmentation,
                   profiles=described.profiles, items=items, users=users, indexes=indexes, metrics=full,
-                  device=str(encoder_stats.get("device")))  # fmt: skip
+                  device=str(encoder_stats.get("device")), space=space)  # fmt: skip
     if global_model is not None:  # implicit feedback trains no rating model
         global_model.save(writer.path / "models" / "global")
         segmented = segment_models.models

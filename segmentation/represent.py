@@ -40,8 +40,11 @@ of UMAP + HDBSCAN from 0.75-0.88 to 0.85-0.97 (docs/BENCHMARKS.md). The mean is 
 built for a few new users alone must not be centred on their own mean (``centre=False``).
 """
 
+import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -51,7 +54,7 @@ import scipy.sparse as sp
 from embeddings.encoder import Embeddings, EncoderChoice, embed_profiles
 from embeddings.partitions import Partitions, in_process
 from embeddings.text import describe_users
-from segmentation._errors import DataError
+from segmentation._errors import ConfigError, DataError
 from segmentation.config import PipelineConfig
 from segmentation.config.embedding import (
     DEFAULT_EVIDENCE,
@@ -158,13 +161,15 @@ class _Matrix:
         return sp.diags(1.0 / np.maximum(totals, 1e-12)) @ m
 
 
-def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None) -> sp.csr_matrix | None:
-    """(items x categories) 0/1 matrix in ``mat``'s item order, columns by category name; None when no item has a
-    category. With ``max_categories``, only the categories the most items of ``items`` carry (ties by name): counted
-    over the items frame, not the interactions, so vectors built later for other users share the columns."""
+def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None
+                     ) -> tuple[sp.csr_matrix | None, tuple[str, ...]]:  # fmt: skip
+    """(items x categories) 0/1 matrix in ``mat``'s item order, columns by category name, and the names; None when no
+    item has a category. With ``max_categories``, only the categories the most items of ``items`` carry (ties by
+    name): counted over the items frame, not the interactions, so vectors built later for other users share the
+    columns."""
     exploded = items.select("item_id", "categories").explode("categories").drop_nulls().unique()
     if exploded.height == 0:
-        return None
+        return None, ()
     counts = exploded.group_by("categories").len().sort(["len", "categories"], descending=[True, False])
     if max_categories is not None and counts.height > max_categories:
         kept = counts.head(max_categories)
@@ -183,9 +188,89 @@ def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | No
                          schema={"item_id": pl.String, "_i": pl.Int64})  # fmt: skip
     pairs = (exploded.with_columns(pl.col("item_id").cast(pl.String))
              .join(codes, on="categories").join(where, on="item_id"))  # fmt: skip
-    return sp.csr_matrix(
+    matrix = sp.csr_matrix(
         (np.ones(pairs.height), (pairs["_i"].to_numpy(), pairs["_c"].to_numpy())), shape=(len(mat.item_ids), len(names))
     )
+    return matrix, tuple(str(n) for n in names)
+
+
+def _pairs(item_cat: sp.csr_matrix | None) -> np.ndarray:
+    """The (item, category) positions of an item-category matrix as an (n, 2) int64 array."""
+    if item_cat is None:
+        return np.zeros((0, 2), np.int64)
+    coo = item_cat.tocoo()
+    return np.stack([coo.row, coo.col], axis=1).astype(np.int64)
+
+
+_SPACE_JSON, _SPACE_ARRAYS = "user_space.json", "user_space.npz"
+
+
+@dataclass(frozen=True)
+class UserSpace:
+    """What builds a user's vector in a fit's space (:func:`fit_user_vectors`, :func:`place_in_space`): the
+    representation and its settings, the category columns and which items carry them, and each part's mean user
+    over the fitted users (with ``centre``). A run keeps it in ``embeddings/user_space.json`` and ``.npz``.
+
+    Attributes:
+        method, weights, centre, evidence: as the fit had them (``weights`` for every part of the method;
+            ``evidence`` None where it does not apply).
+        categories: the per-category parts' columns, in order (empty: no category part, or no categories).
+        means: each part's mean user (1 x width, float64) the fit centred on; empty without ``centre``.
+        left_out: parts the fit set to 0 (``liked-category-hist`` when every rating was alike).
+        n_items: the fit's items (rows of its item embeddings, in whose order ``item_category_pairs`` count).
+        item_category_pairs: (n, 2) int64 (item row, category column) of the items' categories.
+    """
+
+    method: str
+    weights: dict[str, float]
+    centre: bool
+    evidence: float | None
+    categories: tuple[str, ...]
+    means: dict[str, np.ndarray]
+    left_out: tuple[str, ...]
+    n_items: int
+    item_category_pairs: np.ndarray
+
+    def item_categories(self) -> sp.csr_matrix | None:
+        """The (items x categories) 0/1 matrix of the fit (None: no categories)."""
+        if not self.categories:
+            return None
+        rows, cols = self.item_category_pairs[:, 0], self.item_category_pairs[:, 1]
+        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(self.n_items, len(self.categories)))
+
+    def save(self, folder: Path) -> None:
+        """Write ``user_space.json`` (settings, categories) and ``user_space.npz`` (means, item categories)."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"method": self.method, "weights": self.weights, "centre": self.centre, "evidence": self.evidence,
+                "categories": list(self.categories), "left_out": list(self.left_out), "n_items": self.n_items,
+                "parts_centred": sorted(self.means)}  # fmt: skip
+        (folder / _SPACE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
+        arrays: dict[str, np.ndarray] = {f"mean:{p}": m for p, m in self.means.items()}
+        arrays["item_category_pairs"] = self.item_category_pairs
+        np.savez(folder / _SPACE_ARRAYS, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
+
+    @classmethod
+    def load(cls, folder: Path) -> "UserSpace":
+        """Read what :meth:`save` wrote; :class:`DataError` naming the file when it is missing or damaged."""
+        folder = Path(folder)
+        meta_path, arrays_path = folder / _SPACE_JSON, folder / _SPACE_ARRAYS
+        for path in (meta_path, arrays_path):
+            if not path.is_file():
+                raise DataError(f"{path} is missing: the run was published before segflow kept its user space "
+                                "(2026-12-05), so new users cannot be placed in it; run it again")  # fmt: skip
+        try:
+            meta = json.loads(meta_path.read_text())
+            with np.load(arrays_path) as arrays:
+                means = {p: arrays[f"mean:{p}"] for p in meta["parts_centred"]}
+                pairs = arrays["item_category_pairs"]
+            return cls(method=meta["method"], weights={k: float(v) for k, v in meta["weights"].items()},
+                       centre=bool(meta["centre"]), evidence=meta["evidence"], categories=tuple(meta["categories"]),
+                       means=means, left_out=tuple(meta["left_out"]), n_items=int(meta["n_items"]),
+                       item_category_pairs=pairs)  # fmt: skip
+        except (ValueError, KeyError, TypeError, OSError) as err:
+            raise DataError(f"{folder}: the run's user space ({_SPACE_JSON}, {_SPACE_ARRAYS}) cannot be read: "
+                            f"{err}") from err  # fmt: skip
 
 
 def _category_rating(
@@ -241,14 +326,15 @@ _MEANS = ("item-mean", "liked-mean", "rating-weighted")
 
 
 def _mean_part_into(out: np.ndarray, method: str, mat: _Matrix, item_embeddings: Embeddings, centre: bool,
-                    partitions: Partitions | None) -> None:  # fmt: skip
+                    partitions: Partitions | None, given: np.ndarray | None = None) -> np.ndarray | None:  # fmt: skip
     """An embedding-mean part (``item-mean``, ``liked-mean``, ``rating-weighted``), centred if asked and each row
     normalised, written into ``out`` (n_users x dim, float32) one block of users at a time.
 
     The values are those of the whole float64 table centred, normalised and cast at once (bit for bit: the column
     sums run over the rows in order as numpy's own axis-0 sum does, and every row is scaled on its own), without
     that table: 1M users x 384 float64 is 3 GB. Centring needs the mean user first, so the blocks are computed
-    twice (a sparse product per block; the rows' weights are kept).
+    twice (a sparse product per block; the rows' weights are kept). ``given``: the mean user to centre on (a fitted
+    :class:`UserSpace`'s), computed here when None. Returns the mean centred on (None without ``centre``).
     """
     parts = in_process(partitions)  # the heavy step (interactions x dim): blocks of users
     w = mat.weights(method).tocsr()
@@ -258,8 +344,8 @@ def _mean_part_into(out: np.ndarray, method: str, mat: _Matrix, item_embeddings:
         return zip(spans, parts.map(_weighted_mean, [w[lo:hi] for lo, hi in spans], item_embeddings.vectors),
                    strict=True)  # fmt: skip
 
-    mean = None
-    if centre:
+    mean = given if centre else None
+    if centre and given is None:
         total = np.zeros((0, item_embeddings.dim))
         for _, block in products():  # sum over the rows in order, as x.sum(axis=0) adds them (the first row, then on)
             total = np.add.reduce(np.vstack([total, block]), axis=0, keepdims=True)
@@ -268,6 +354,7 @@ def _mean_part_into(out: np.ndarray, method: str, mat: _Matrix, item_embeddings:
         if mean is not None:
             block -= mean
         out[lo:hi] = _normalise(block, in_place=True)
+    return mean
 
 
 def _base(method: str, mat: _Matrix, item_embeddings: Embeddings, item_cat: sp.csr_matrix | None,
@@ -332,6 +419,81 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         ValueError: unknown method, or a method without the input it needs.
         DataError: no interactions, items without an embedding, or non-finite vectors.
     """
+    return _build(
+        interactions,
+        item_embeddings,
+        method=method,
+        profile_embeddings=profile_embeddings,
+        items=items,
+        n_factors=n_factors,
+        seed=seed,
+        centre=centre,
+        weights=weights,
+        evidence=evidence,
+        max_categories=max_categories,
+        partitions=partitions,
+    )[0]
+
+
+def fit_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: str = DEFAULT_METHOD,
+                     items: pl.DataFrame | None = None, n_factors: int = SVD_FACTORS, seed: int = 0,
+                     centre: bool = False, weights: Mapping[str, float] | None = None,
+                     evidence: float | None = DEFAULT_EVIDENCE, max_categories: int | None = DEFAULT_MAX_CATEGORIES,
+                     profile_embeddings: Embeddings | None = None,
+                     partitions: Partitions | None = None) -> "tuple[Embeddings, UserSpace]":  # fmt: skip
+    """:func:`build_user_vectors`, and the :class:`UserSpace` that builds other users' vectors in the same space
+    (the same category columns, centred on these users' mean, the same weights and evidence):
+    :func:`place_in_space`."""
+    users, space = _build(interactions, item_embeddings, method=method, profile_embeddings=profile_embeddings,
+                          items=items, n_factors=n_factors, seed=seed, centre=centre, weights=weights,
+                          evidence=evidence, max_categories=max_categories, partitions=partitions)  # fmt: skip
+    assert space is not None
+    return users, space
+
+
+def place_in_space(space: "UserSpace", interactions: pl.DataFrame, item_embeddings: Embeddings, *,
+                   partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
+    """Vectors for users outside the fit (new users, or the fitted users' later interactions) in a fitted
+    :class:`UserSpace`: each part built as it was, centred on the fitted users' mean, with the fit's category
+    columns, weights and evidence. For the fitted users' own interactions it gives their fitted vectors, bit for
+    bit. ``item_embeddings``: the fit's items in the fit's order (a run's ``embeddings/items.npy``).
+
+    Raises:
+        ConfigError: the space's representation has a part that depends on the fitted users as a whole
+            (``svd``'s factors, ``profile``'s encoder).
+        ValueError: ``item_embeddings`` are not the fit's items.
+        DataError: no interactions, or interactions with items the fit did not embed.
+    """
+    bad = [p for p in space.method.split("+") if p in ("svd", "profile")]
+    if bad:
+        raise ConfigError(f"users cannot be placed in a space built with {bad} ({space.method!r}): those parts are "
+                         "fitted on the run's users as a whole; use a representation from item embeddings and "
+                         "categories (represent.method)")  # fmt: skip
+    if len(item_embeddings.ids) != space.n_items:
+        raise ValueError(f"the space was fitted over {space.n_items} items, these item embeddings have "
+                         f"{len(item_embeddings.ids)}: place users with the fit's own item vectors")  # fmt: skip
+    return _build(
+        interactions,
+        item_embeddings,
+        method=space.method,
+        items=None,
+        centre=space.centre,
+        weights=space.weights,
+        evidence=space.evidence,
+        max_categories=None,
+        partitions=partitions,
+        space=space,
+    )[0]
+
+
+def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: str,
+           profile_embeddings: Embeddings | None = None, items: pl.DataFrame | None = None,
+           n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
+           weights: Mapping[str, float] | None = None, evidence: float | None = DEFAULT_EVIDENCE,
+           max_categories: int | None = DEFAULT_MAX_CATEGORIES, partitions: Partitions | None = None,
+           space: "UserSpace | None" = None) -> "tuple[Embeddings, UserSpace | None]":  # fmt: skip
+    """:func:`build_user_vectors`' work; with ``space``, in that fitted space (:func:`place_in_space`). Returns the
+    vectors and, for a fit of any method but ``profile`` alone, the space they were built in."""
     if method not in METHODS:
         raise ValueError(f"unknown representation {method!r}; expected one of {METHODS}")
     parts = method.split("+")
@@ -340,17 +502,17 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         raise ValueError(f"weights {weights}: the weight of a part of {method!r} must be a number > 0")
     if "profile" in parts and profile_embeddings is None:
         raise ValueError(f"representation {method!r} needs profile_embeddings")
-    if any(p in _NEEDS_ITEMS for p in parts) and items is None:
+    if any(p in _NEEDS_ITEMS for p in parts) and items is None and space is None:
         raise ValueError(f"representation {method!r} needs items (the ITEMS frame with categories)")
     if method == "profile":
         assert profile_embeddings is not None
         order = np.argsort(profile_embeddings.ids.astype(str))
         vectors = profile_embeddings.vectors[order]
         return Embeddings(profile_embeddings.ids[order], _normalise(_centred(vectors) if centre else vectors),
-                          f"profile:{profile_embeddings.model}")  # fmt: skip
+                          f"profile:{profile_embeddings.model}"), None  # fmt: skip
     if interactions.height == 0:
         raise DataError("represent: no interactions to build user vectors from")
-    if any(p in _NEEDS_ITEMS for p in parts):
+    if any(p in _NEEDS_ITEMS for p in parts) and space is None:
         assert items is not None
         if items.select(pl.col("categories").list.len().sum()).item() == 0:
             if len(parts) == 1:
@@ -362,10 +524,16 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     # every part centred and normalised into its columns of one float32 table: the small parts first (their
     # widths are known once built), the embedding means straight into their columns a block of users at a time
     small = {}
-    alike = bool(np.all(mat.centred == 0.0))  # every rating equals its user's mean: nothing is liked more
+    # every rating equals its user's mean: nothing is liked more (a fitted space keeps the fit's decision)
+    alike = bool(np.all(mat.centred == 0.0)) if space is None else "liked-category-hist" in space.left_out
     # the items' categories once for every per-category part, and the evidence scale once for all of them
-    item_cat = (_item_categories(mat, items, max_categories)
-                if items is not None and any(p in _NEEDS_ITEMS for p in parts) else None)  # fmt: skip
+    item_cat: sp.csr_matrix | None = None
+    names: tuple[str, ...] = ()
+    if space is not None:
+        item_cat, names = space.item_categories(), space.categories
+    elif items is not None and any(p in _NEEDS_ITEMS for p in parts):
+        item_cat, names = _item_categories(mat, items, max_categories)
+    means: dict[str, np.ndarray] = {}
     scale = None
     if evidence is not None and len(parts) > 1:  # a few items: their shares are noise
         n = mat.counts.astype(np.float32)
@@ -373,7 +541,11 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
     for p in parts:
         if p not in _MEANS:  # one part's float64 table at a time, centred and scaled in place (each table is new)
             b = _base(p, mat, item_embeddings, item_cat, profile_embeddings, n_factors, seed, partitions)
-            small[p] = _normalise(_centred(b, in_place=True) if centre else b, in_place=True)
+            if centre:  # as _centred does (in float64, in place); a fitted space's mean user where given
+                b = np.asarray(b, dtype=np.float64)
+                means[p] = b.mean(axis=0, keepdims=True) if space is None else space.means[p]
+                b -= means[p]
+            small[p] = _normalise(b, in_place=True)
             del b
             if p == "liked-category-hist" and "category-hist" in parts and alike:  # liked = chosen: a second copy
                 logger.info("represent: every rating is alike (implicit feedback without weights?), so %r would "
@@ -387,7 +559,10 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         if p in small:
             out[:, lo : lo + width] = small.pop(p)
         else:
-            _mean_part_into(out[:, lo : lo + width], p, mat, item_embeddings, centre, partitions)
+            mean = _mean_part_into(out[:, lo : lo + width], p, mat, item_embeddings, centre, partitions,
+                                   None if space is None else space.means.get(p))  # fmt: skip
+            if mean is not None:
+                means[p] = mean
         if len(parts) > 1 and weights.get(p, 1.0) != 1.0:
             out[:, lo : lo + width] *= np.float32(weights[p])
     if len(parts) > 1:  # the fusion normalised again, in place, a block of rows at a time
@@ -397,7 +572,19 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         raise DataError("represent: user vectors contain NaN or infinity")
     logger.info("built %d user vectors (%s, dim %d)", len(mat.user_ids), method, out.shape[1])
     activity = mat.counts.astype(np.int64)
-    return Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity)
+    users = Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity)
+    if space is None:
+        left_out = ("liked-category-hist",) if alike and {"liked-category-hist", "category-hist"} <= set(parts) else ()
+        space = UserSpace(method=method, weights={p: float(weights.get(p, 1.0)) for p in parts}, centre=centre,
+                          evidence=None if evidence is None or len(parts) == 1 else float(evidence),
+                          categories=names, means=means, left_out=left_out, n_items=len(mat.item_ids),
+                          item_category_pairs=_pairs(item_cat))  # fmt: skip
+    return users, space
+
+
+def _settings(config: RepresentConfig) -> dict:
+    return {"n_factors": config.n_factors, "centre": config.centre, "weights": config.weights,
+            "evidence": config.evidence, "max_categories": config.max_categories}  # fmt: skip
 
 
 def vectors_as_configured(interactions: pl.DataFrame, item_embeddings: Embeddings, config: RepresentConfig, *,
@@ -407,16 +594,15 @@ def vectors_as_configured(interactions: pl.DataFrame, item_embeddings: Embedding
     """:func:`build_user_vectors` with a run's ``represent`` section (``method``, if given, in place of its
     method): the represent stage and the cold-start stage's placement vectors build users alike."""
     return build_user_vectors(interactions, item_embeddings, method=method or config.method,
-                              profile_embeddings=profile_embeddings, items=items, n_factors=config.n_factors,
-                              seed=seed, centre=config.centre, weights=config.weights, evidence=config.evidence,
-                              max_categories=config.max_categories, partitions=partitions)  # fmt: skip
+                              profile_embeddings=profile_embeddings, items=items, seed=seed, partitions=partitions,
+                              **_settings(config))  # fmt: skip
 
 
 def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
-                    encoder: EncoderChoice, implicit: bool = False,
-                    partitions: Partitions | None = None) -> tuple[Embeddings, pl.DataFrame]:  # fmt: skip
-    """The flow's represent stage: user vectors by ``config.represent.method`` plus every user's behaviour profile
-    (train rows only).
+                    encoder: EncoderChoice, implicit: bool = False, partitions: Partitions | None = None
+                    ) -> tuple[Embeddings, pl.DataFrame, UserSpace | None]:  # fmt: skip
+    """The flow's represent stage: user vectors by ``config.represent.method``, every user's behaviour profile
+    (train rows only), and the :class:`UserSpace` that places new users beside them (None for ``profile`` alone).
 
     ``encoder`` is the run's encoder (the one that embedded the items); it embeds the profiles where the method
     asks for them. With ``implicit`` the profiles speak of what users chose, not of how they rated.
@@ -427,6 +613,7 @@ def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings,
     profile_vectors = None
     if "profile" in config.represent.method:
         profile_vectors, _ = embed_profiles(profiles, encoder, config.encoder, partitions)
-    users = vectors_as_configured(train, item_vectors, config.represent, items=items, seed=config.seed,
-                                  profile_embeddings=profile_vectors, partitions=partitions)  # fmt: skip
-    return users, profiles
+    users, space = _build(train, item_vectors, method=config.represent.method, profile_embeddings=profile_vectors,
+                          items=items, seed=config.seed, partitions=partitions,
+                          **_settings(config.represent))  # fmt: skip
+    return users, profiles, space

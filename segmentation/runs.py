@@ -6,7 +6,8 @@ Layout of ``<output_dir>/<run-id>/``::
     manifest.json      run id, seed, config hash, versions, device, schema version
     users.parquet      ASSIGNMENTS: user_id, segment_id, membership, nearest_segment, ..., x, y
     segments.parquet   SEGMENTS: one profile per segment
-    embeddings/        items.npy + users.npy + ids (float32, L2-normalised)
+    embeddings/        items.npy + users.npy + ids (float32, L2-normalised); user_space.json + .npz: what
+                       places other users beside them (segmentation.represent.UserSpace; Run.place_users)
     index/items/ index/users/ index/segments/   FAISS indexes
     models/global/     the global rating model: weights.safetensors + manifest.json
     models/segments/   kept segment models, assignments, manifest.json (refers to ../global, no copy)
@@ -65,6 +66,7 @@ from segmentation.cluster import Segmentation
 from segmentation.config import PipelineConfig, config_hash, dump_config_toml
 from segmentation.data import Dataset, Split
 from segmentation.describe import SegmentProfile, profiles_to_frame
+from segmentation.represent import UserSpace
 
 __all__ = [
     "LinkStats",
@@ -409,8 +411,9 @@ def machine() -> dict:
 
 def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmentation: Segmentation,
                   profiles: list[SegmentProfile], items: Embeddings, users: Embeddings, indexes: Indexes,
-                  metrics: dict, device: str) -> None:  # fmt: skip
-    """Write the run folder's data files (everything but models and the report)."""
+                  metrics: dict, device: str, space: UserSpace | None = None) -> None:  # fmt: skip
+    """Write the run folder's data files (everything but models and the report); ``space``: the user space new
+    users are placed in (``embeddings/user_space.*``; :meth:`Run.place_users`)."""
     folder = Path(folder)
     (folder / "config.toml").write_text(dump_config_toml(config))
     write_json(folder / "manifest.json", {
@@ -425,6 +428,8 @@ def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmenta
     np.save(emb / "item_ids.npy", items.ids.astype(str))
     np.save(emb / "users.npy", users.vectors)
     np.save(emb / "user_ids.npy", users.ids.astype(str))
+    if space is not None:
+        space.save(emb)
     indexes.items.save(folder / "index" / "items")
     indexes.users.save(folder / "index" / "users")
     if indexes.segments is not None:
@@ -571,6 +576,61 @@ class Run:
         from embeddings.index import VectorIndex
 
         return VectorIndex.load(self.path / "index" / name)
+
+    def place_users(self, interactions: pl.DataFrame, *, k: int = 15, source: str = "the interactions"
+                    ) -> pl.DataFrame:  # fmt: skip
+        """Segments for users from their interactions (an ``INTERACTIONS`` frame: ``user_id``, ``item_id``,
+        ``rating``; new users, or the run's users later on), without refitting anything.
+
+        Each user's vector is built in the run's user space (``embeddings/user_space.*``: the run's
+        representation, category columns and mean user; :func:`segmentation.represent.place_in_space`) from their
+        interactions with items the run embedded (others are counted and left out), then the ``k`` most similar
+        users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`).
+
+        Returns:
+            One row per user (sorted by id): ``user_id``, ``segment_id`` (Int32; -1 when none of the user's items
+            is in the run), ``segment`` (its name; "none: no item the run knows" for -1), ``confidence`` (the
+            winner's share of the similarity-weighted vote, 0-1; 0 for -1),
+            ``interactions`` and ``known_interactions`` (those with items the run embedded).
+
+        Raises:
+            DataError: no interaction is with an item of the run (``source`` names the input in the message), or
+                the run has no user space (published before 2026-12-05).
+            ValueError: the run's representation cannot place users (``svd``, ``profile``).
+        """
+        from segmentation.cluster import assign_by_neighbours
+        from segmentation.represent import place_in_space
+
+        space = UserSpace.load(self.path / "embeddings")
+        item_ids, item_vectors = self.item_vectors()
+        items = Embeddings(item_ids.astype(object), item_vectors, "run")
+        known = pl.Series(item_ids.astype(str)).implode()
+        rows = interactions.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+        rows = rows.with_columns(pl.col("item_id").is_in(known).alias("_known"))
+        counts = rows.group_by("user_id").agg(pl.len().alias("interactions"),
+                                              pl.col("_known").sum().cast(pl.Int64).alias("known_interactions"))  # fmt: skip
+        usable = rows.filter(pl.col("_known")).drop("_known")
+        if usable.height == 0:
+            example = rows["item_id"][0] if rows.height else None
+            raise DataError(f"{source}: none of the {rows.height} interactions is with an item of the run "
+                            f"{self.path.name} (e.g. item {example!r}); expected item ids as in the run's items file")  # fmt: skip
+        dropped = rows.height - usable.height
+        if dropped:
+            logger.warning("%s: %d of %d interactions are with items the run did not embed; left out", source,
+                           dropped, rows.height)  # fmt: skip
+        vectors = place_in_space(space, usable, items)
+        voted = assign_by_neighbours(vectors.vectors, self.index("users"), self.users, k=k)
+        names = self.segments.select(pl.col("segment_id").cast(pl.Int32), pl.col("name").alias("segment"))
+        placed = pl.DataFrame({"user_id": vectors.ids.astype(str)}).with_columns(
+            voted["segment_id"].cast(pl.Int32), voted["confidence"].cast(pl.Float32)
+        )  # fmt: skip
+        return (counts.join(placed, on="user_id", how="left")
+                .with_columns(pl.col("segment_id").fill_null(-1), pl.col("confidence").fill_null(0.0))
+                .join(names, on="segment_id", how="left")
+                .with_columns(pl.when(pl.col("known_interactions") == 0).then(pl.lit("none: no item the run knows"))
+                              .otherwise(pl.col("segment")).alias("segment"))
+                .select("user_id", "segment_id", "segment", "confidence", "interactions", "known_interactions")
+                .sort("user_id"))  # fmt: skip
 
 
 def load_run(path: Path | str, *, allow_partial: bool = False) -> Run:

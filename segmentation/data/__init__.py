@@ -10,7 +10,8 @@ One concept per module:
 - :mod:`~segmentation.data.sources`: reading one file (CSV/TSV/``.dat``/Parquet, compression, encodings);
 - :mod:`~segmentation.data.tables`: typed interactions, items and users through the column mapping;
 - :mod:`~segmentation.data.validation`: :func:`validate_dataset`, the checks across the tables;
-- :mod:`~segmentation.data.load`: :func:`load_files` and :func:`load_dataset` (a ``DataConfig``'s data);
+- :mod:`~segmentation.data.load`: :func:`load_files`, :func:`load_dataset` (a ``DataConfig``'s data) and
+  :func:`load_interactions` (an interactions file alone);
 - :mod:`~segmentation.data.recbole`, :mod:`~segmentation.data.movielens`: RecBole atomic files, MovieLens 100k;
 - :mod:`~segmentation.data.tags`: a tags file appended to the items' text;
 - :mod:`~segmentation.data.split`: train/validation/test splits;
@@ -19,7 +20,7 @@ One concept per module:
 
 from segmentation.data.cache_dir import cache_root, default_cache_dir
 from segmentation.data.contracts import INTERACTIONS, ITEMS, Dataset, Split, Vocab, check_schema
-from segmentation.data.load import load_dataset, load_files
+from segmentation.data.load import load_dataset, load_files, load_interactions
 from segmentation.data.movielens import ensure_movielens_100k, load_grouplens, load_movielens_100k
 from segmentation.data.recbole import load_recbole
 from segmentation.data.split import split_ratings
@@ -40,6 +41,7 @@ __all__ = [
     "load_dataset",
     "load_files",
     "load_grouplens",
+    "load_interactions",
     "load_movielens_100k",
     "load_recbole",
     "load_tags",

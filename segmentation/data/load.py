@@ -15,7 +15,7 @@ from segmentation.data.tables import interactions_from, items_from, users_from
 from segmentation.data.tags import load_tags, with_tags
 from segmentation.data.validation import validate_dataset
 
-__all__ = ["load_dataset", "load_files"]
+__all__ = ["load_dataset", "load_files", "load_interactions"]
 
 
 @with_scratch
@@ -40,6 +40,18 @@ def load_files(ratings: Path, items: Path, users: Path | None = None, *, columns
     return validate_dataset(inter, item_df, user_df, name=name or ratings.stem, implicit=implicit,
                             files={"ratings": ratings, "items": items, "users": users},
                             duplicates="sum" if implicit and cols.weight else "keep-latest", notes=notes)  # fmt: skip
+
+
+@with_scratch
+def load_interactions(path: Path, *, columns: ColumnMapping | None = None, encoding: str = "utf-8",
+                      quote_char: str = "auto") -> pl.DataFrame:  # fmt: skip
+    """An interactions file alone (CSV/TSV/Parquet, compressed or not) as an ``INTERACTIONS`` frame, through the
+    same column mapping and checks as :func:`load_files`' ratings file (a bad row is an error naming it), e.g. new
+    users' interactions to place in a run's segments. Duplicate (user, item) rows are kept."""
+    path = Path(path)
+    inter, _, _ = interactions_from(read_table(path, "ratings", encoding=encoding, quote_char=quote_char), path,
+                                    columns or ColumnMapping())  # fmt: skip
+    return inter
 
 
 def load_dataset(config: DataConfig, cache_dir: Path | None = None) -> Dataset:

@@ -179,3 +179,63 @@ def test_cli_bad_input_exits_2_without_traceback(tmp_path, cache_dir, capsys, fi
 def test_cli_config_prints_effective_toml(capsys):
     assert main(["config", "--set", "seed=7"]) == 0
     assert "seed = 7" in capsys.readouterr().out
+
+
+def test_assign_places_users_in_the_runs_segments_from_a_file(first_run, tmp_path, capsys):
+    """``segflow assign``: the run's users, from the train rows the run saw, get the run's vectors bit for bit
+    (the run's user space: its representation, category columns and mean user) and the segment their own
+    neighbours give; users the run never saw are placed; a user with no item the run knows gets -1."""
+    import polars as pl
+
+    from embeddings.encoder import Embeddings
+    from segmentation.represent import UserSpace, place_in_space
+
+    cfg, out, path, _ = first_run
+    split = split_ratings(load_dataset(cfg.data, cfg.cache_dir).interactions, cfg.data.split, seed=cfg.seed)
+    run = load_run(path)
+    ids, vectors = run.user_vectors()
+    item_ids, item_vectors = run.item_vectors()
+    some = sorted(split.train_full["user_id"].unique().to_list())[:30]
+    train = split.train_full.filter(pl.col("user_id").is_in(some))
+    placed = place_in_space(UserSpace.load(path / "embeddings"), train, Embeddings(item_ids, item_vectors, "run"))
+    row = {u: i for i, u in enumerate(ids.tolist())}
+    np.testing.assert_array_equal(placed.vectors, vectors[[row[u] for u in placed.ids]])
+    # the file, in the run's own column names; new users are ML-100k users outside the run's 200
+    everyone = load_dataset(cfg.data.model_copy(update={"max_users": None}), cfg.cache_dir).interactions
+    new = everyone.filter(~pl.col("user_id").is_in(ids.tolist())).filter(
+        pl.col("user_id").is_in(everyone["user_id"].unique().sort().to_list()[-400:])
+    )  # fmt: skip
+    new_ids = new["user_id"].unique().sort().to_list()[:20]
+    ghost = pl.DataFrame({"user_id": ["ghost"], "item_id": ["no-such-item"], "rating": [4.0], "timestamp": [0]},
+                         schema=train.schema)  # fmt: skip
+    pl.concat([train, new.filter(pl.col("user_id").is_in(new_ids)), ghost]).write_csv(tmp_path / "new.csv")
+    assert main(["assign", str(path), "--ratings", str(tmp_path / "new.csv"), "--out", str(tmp_path / "a.csv")]) == 0
+    assert "Placed 50 of 51 users" in capsys.readouterr().out
+    got = pl.read_csv(tmp_path / "a.csv", schema_overrides={"user_id": pl.String})
+    assert got.columns == ["user_id", "segment_id", "segment", "confidence", "interactions", "known_interactions"]
+    assert got.height == 51 and set(new_ids) <= set(got["user_id"].to_list())
+    segments = set(run.segments.filter(pl.col("segment_id") >= 0)["segment_id"].to_list())
+    seen = got.filter(pl.col("user_id") != "ghost")
+    assert set(seen["segment_id"].to_list()) <= segments and seen["confidence"].min() > 0
+    # the run's own users: the vote of their neighbours, which include themselves, mostly agrees with the run
+    truth = dict(zip(run.users["user_id"].to_list(), run.users["nearest_segment"].to_list()))
+    agree = np.mean([truth[u] == s for u, s in zip(seen["user_id"], seen["segment_id"]) if u in truth])
+    assert agree >= 0.8, agree
+    assert got.filter(pl.col("user_id") == "ghost").row(0, named=True) == {
+        "user_id": "ghost", "segment_id": -1, "segment": "none: no item the run knows", "confidence": 0.0,
+        "interactions": 1, "known_interactions": 0}  # fmt: skip
+
+
+def test_assign_bad_input_exits_2_naming_the_file(first_run, tmp_path, capsys):
+    _, _, path, _ = first_run
+    (tmp_path / "unknown.csv").write_text("user_id,item_id,rating\nu1,no-such-item,4\n")
+    (tmp_path / "nocol.csv").write_text("user_id,item_id\nu1,1\n")
+    (tmp_path / "bad.csv").write_text("user_id,item_id,rating\nu1,1,five\n")
+    for name, expected in (("unknown.csv", "none of the 1 interactions is with an item of the run"),
+                           ("nocol.csv", "rating"), ("bad.csv", "row 1 has 'five'")):  # fmt: skip
+        code = main(["assign", str(path), "--ratings", str(tmp_path / name), "--out", str(tmp_path / "a.csv")])
+        err = capsys.readouterr().err
+        assert code == 2 and name in err and expected in err and "Traceback" not in err, err
+        assert not (tmp_path / "a.csv").exists()
+    assert main(["assign", str(tmp_path), "--ratings", str(tmp_path / "bad.csv")]) == 2
+    assert "is not a complete segflow run folder" in capsys.readouterr().err

@@ -204,7 +204,7 @@ def test_a_run_chooses_its_encoder_once_and_finds_the_model_once(data, tmp_path,
     config = PipelineConfig(represent={"method": "item-mean+profile"})
     choice = ft.choose_encoder(config.encoder, tmp_path)
     items, _ = enc.embed_items(ds.items, choice, config.encoder)
-    users, _ = represent_users(split, ds.items, items, config, choice)
+    users, _, _ = represent_users(split, ds.items, items, config, choice)
     assert resolved == [config.encoder.model] and len(chosen) == 1
     assert items.model == choice.label and users.model == f"item-mean+profile:{choice.label}"
     assert users.vectors.shape == (split.train_full["user_id"].n_unique(), 2 * 384)

@@ -223,3 +223,42 @@ def test_max_categories_reaches_the_vectors_from_the_configuration():
     assert vectors_as_configured(log, _item_vectors(), RepresentConfig(), items=_items(), seed=0).vectors.shape[1] == 17
     with pytest.raises(ValidationError, match="max_categories"):
         RepresentConfig(max_categories=0)
+
+
+def test_a_fitted_space_places_users_as_the_fit_built_them_and_survives_a_round_trip(tmp_path):
+    from segmentation.represent import UserSpace, fit_user_vectors, place_in_space
+
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u1", "c1", 4), ("u2", "c1", 3), ("u2", "ab", 4),
+                ("u3", "a2", 4), ("u3", "b2", 1), ("u4", "b1", 5), ("u4", "b2", 4), ("u4", "a1", 1)])  # fmt: skip
+    four = "item-mean+category-hist+liked-category-hist+category-rating"
+    users, space = fit_user_vectors(log, _item_vectors(), method=four, items=_items(), centre=True, max_categories=2)
+    assert space.categories == ("A", "B") and sorted(space.means) == sorted(four.split("+"))
+    space.save(tmp_path)
+    again = UserSpace.load(tmp_path)
+    placed = place_in_space(again, log, _item_vectors())
+    np.testing.assert_array_equal(placed.vectors, users.vectors)  # the fitted users, bit for bit
+    # one user alone is centred on the fitted users' mean, not on its own (which would make it all zeros)
+    alone = place_in_space(again, log.filter(pl.col("user_id") == "u4"), _item_vectors())
+    np.testing.assert_array_equal(alone.vectors[0], users.vectors[3])
+    # a new user who chose only items of a category outside the fit's columns still gets its embedding part
+    new = place_in_space(again, _log([("n1", "c1", 5)]), _item_vectors())
+    assert new.vectors.shape == (1, 8 + 3 * 2) and np.isclose(np.linalg.norm(new.vectors), 1, atol=1e-5)
+
+
+def test_placing_users_needs_a_space_built_from_item_vectors_and_categories(tmp_path):
+    from segmentation._errors import ConfigError
+    from segmentation.represent import UserSpace, fit_user_vectors, place_in_space
+
+    log = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u2", "c1", 3), ("u2", "ab", 4), ("u3", "a2", 4), ("u3", "b2", 1)])
+    _, space = fit_user_vectors(log, _item_vectors(), method="item-mean+svd", n_factors=2)
+    with pytest.raises(ConfigError, match=r"\['svd'\]"):
+        place_in_space(space, log, _item_vectors())
+    _, space = fit_user_vectors(log, _item_vectors(), method="item-mean")
+    with pytest.raises(ValueError, match="fitted over 6 items"):
+        place_in_space(space, log, Embeddings(np.array(["a1"]), np.ones((1, 8), np.float32), "other"))
+    with pytest.raises(DataError, match="user_space.json is missing: the run was published before"):
+        UserSpace.load(tmp_path)
+    space.save(tmp_path)
+    (tmp_path / "user_space.json").write_text("{not json")
+    with pytest.raises(DataError, match="user space .* cannot be read"):
+        UserSpace.load(tmp_path)

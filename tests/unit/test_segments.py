@@ -477,12 +477,12 @@ def test_the_default_configuration_centres_and_the_flow_passes_it(monkeypatch):
 
     assert RepresentConfig().centre is True
     seen = {}
-    monkeypatch.setattr(represent, "build_user_vectors", lambda *a, **kw: seen.update(kw) or "users")
+    monkeypatch.setattr(represent, "_build", lambda *a, **kw: seen.update(kw) or ("users", "space"))
     monkeypatch.setattr(represent, "describe_users", lambda *a, **kw: "profiles")
 
     class _Split:
         train_full = None
 
-    config = PipelineConfig().model_copy(update={"represent": RepresentConfig(centre=False)})
-    assert represent.represent_users(_Split(), None, None, config, None) == ("users", "profiles")
-    assert seen["centre"] is False
+    config = PipelineConfig().model_copy(update={"represent": RepresentConfig(centre=False, max_categories=7)})
+    assert represent.represent_users(_Split(), None, None, config, None) == ("users", "profiles", "space")
+    assert seen["centre"] is False and seen["max_categories"] == 7 and seen["evidence"] == config.represent.evidence
