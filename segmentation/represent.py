@@ -447,7 +447,6 @@ def fit_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *,
     users, space = _build(interactions, item_embeddings, method=method, profile_embeddings=profile_embeddings,
                           items=items, n_factors=n_factors, seed=seed, centre=centre, weights=weights,
                           evidence=evidence, max_categories=max_categories, partitions=partitions)  # fmt: skip
-    assert space is not None
     return users, space
 
 
@@ -491,9 +490,9 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
            n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
            weights: Mapping[str, float] | None = None, evidence: float | None = DEFAULT_EVIDENCE,
            max_categories: int | None = DEFAULT_MAX_CATEGORIES, partitions: Partitions | None = None,
-           space: "UserSpace | None" = None) -> "tuple[Embeddings, UserSpace | None]":  # fmt: skip
+           space: "UserSpace | None" = None) -> "tuple[Embeddings, UserSpace]":  # fmt: skip
     """:func:`build_user_vectors`' work; with ``space``, in that fitted space (:func:`place_in_space`). Returns the
-    vectors and, for a fit of any method but ``profile`` alone, the space they were built in."""
+    vectors and the space they were built in (a fit's new one, or the given ``space``)."""
     if method not in METHODS:
         raise ValueError(f"unknown representation {method!r}; expected one of {METHODS}")
     parts = method.split("+")
@@ -508,8 +507,12 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
         assert profile_embeddings is not None
         order = np.argsort(profile_embeddings.ids.astype(str))
         vectors = profile_embeddings.vectors[order]
-        return Embeddings(profile_embeddings.ids[order], _normalise(_centred(vectors) if centre else vectors),
-                          f"profile:{profile_embeddings.model}"), None  # fmt: skip
+        users = Embeddings(profile_embeddings.ids[order], _normalise(_centred(vectors) if centre else vectors),
+                           f"profile:{profile_embeddings.model}")  # fmt: skip
+        # kept so that placing users says why it cannot (the encoder's texts), not that the space is missing
+        return users, UserSpace(method=method, weights={method: 1.0}, centre=centre, evidence=None, categories=(),
+                                means={}, left_out=(), n_items=len(item_embeddings.ids),
+                                item_category_pairs=_pairs(None))  # fmt: skip
     if interactions.height == 0:
         raise DataError("represent: no interactions to build user vectors from")
     if any(p in _NEEDS_ITEMS for p in parts) and space is None:
@@ -600,9 +603,9 @@ def vectors_as_configured(interactions: pl.DataFrame, item_embeddings: Embedding
 
 def represent_users(split: Split, items: pl.DataFrame, item_vectors: Embeddings, config: PipelineConfig,
                     encoder: EncoderChoice, implicit: bool = False, partitions: Partitions | None = None
-                    ) -> tuple[Embeddings, pl.DataFrame, UserSpace | None]:  # fmt: skip
+                    ) -> tuple[Embeddings, pl.DataFrame, UserSpace]:  # fmt: skip
     """The flow's represent stage: user vectors by ``config.represent.method``, every user's behaviour profile
-    (train rows only), and the :class:`UserSpace` that places new users beside them (None for ``profile`` alone).
+    (train rows only), and the :class:`UserSpace` that places new users beside them.
 
     ``encoder`` is the run's encoder (the one that embedded the items); it embeds the profiles where the method
     asks for them. With ``implicit`` the profiles speak of what users chose, not of how they rated.

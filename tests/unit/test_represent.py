@@ -262,3 +262,15 @@ def test_placing_users_needs_a_space_built_from_item_vectors_and_categories(tmp_
     (tmp_path / "user_space.json").write_text("{not json")
     with pytest.raises(DataError, match="user space .* cannot be read"):
         UserSpace.load(tmp_path)
+
+
+def test_a_profile_space_is_kept_and_refuses_placement_with_the_reason():
+    from segmentation._errors import ConfigError
+    from segmentation.represent import fit_user_vectors, place_in_space
+
+    prof = Embeddings(np.array(["u2", "u1"]), np.eye(2, 4, dtype=np.float32), "enc")
+    users, space = fit_user_vectors(_log([("u1", "a1", 5)]), _item_vectors(), method="profile",
+                                    profile_embeddings=prof)  # fmt: skip
+    assert users.ids.tolist() == ["u1", "u2"] and space.method == "profile"
+    with pytest.raises(ConfigError, match=r"\['profile'\]"):
+        place_in_space(space, _log([("n1", "a1", 4)]), _item_vectors())
