@@ -217,28 +217,48 @@ def cmd_assign(args: argparse.Namespace) -> int:
     """Place users from an interactions file in a run's segments (:meth:`segmentation.runs.Run.place_users`)."""
     import polars as pl
 
-    from segmentation._errors import ConfigError
+    from segmentation._errors import ConfigError, DataError
     from segmentation._polars import to_float
     from segmentation.config import ColumnMapping, load_config
     from segmentation.data import load_interactions
     from segmentation.runs import load_run
 
+    if args.neighbours < 1:
+        raise ConfigError(f"segflow assign --neighbours {args.neighbours}: at least 1 of the run's users must vote")
     run = load_run(Path(args.run))
-    try:  # the run's own column names are the defaults
-        base = load_config(run.path / "config.toml").data.columns
-    except (ConfigError, OSError):
-        base = ColumnMapping()
+    try:  # the run's own column names, encoding and quoting are the defaults
+        data = load_config(run.path / "config.toml").data
+    except (ConfigError, OSError) as err:
+        raise DataError(f"{run.path / 'config.toml'} cannot be read ({err}); segflow assign takes the run's column "
+                        "names and its kind of feedback from it") from err  # fmt: skip
+    base = data.columns
     given = {"user": args.user_col, "item": args.item_col, "rating": args.rating_col, "timestamp": args.time_col,
              "weight": args.weight_col}  # fmt: skip
     # when users chose does not place them: no timestamp column is read unless one is named
-    columns = base.model_copy(update={"timestamp": None, **{k: (v or None) for k, v in given.items() if v is not None}})
-    interactions = load_interactions(Path(args.ratings), columns=columns, encoding=args.encoding or "utf-8")
-    placed = run.place_users(interactions, k=args.neighbours, source=f"ratings file {args.ratings}")
+    fields = {**base.model_dump(), "timestamp": None, **{k: (v or None) for k, v in given.items() if v is not None}}
+    try:
+        columns = ColumnMapping.model_validate(fields)
+    except ValueError as err:
+        raise ConfigError(f"segflow assign: the column flags do not make a column mapping: {err}") from err
+    if (base.rating is None) != (columns.rating is None):
+        run_kind, file_kind = (("ratings", "implicit feedback (no rating column)") if base.rating is not None
+                               else ("implicit feedback", f"ratings (column {columns.rating!r})"))  # fmt: skip
+        raise ConfigError(f"segflow assign: the run was fitted on {run_kind}, the flags read {file_kind}; users are "
+                          "placed from the same kind of feedback (--rating-col, --weight-col)")  # fmt: skip
+    interactions = load_interactions(Path(args.ratings), columns=columns, encoding=args.encoding or data.encoding,
+                                     quote_char=data.quote_char)  # fmt: skip
+    duplicates = "sum" if columns.rating is None and columns.weight else "keep-latest"  # as the run's loader
+    placed = run.place_users(interactions, k=args.neighbours, source=f"ratings file {args.ratings}",
+                             duplicates=duplicates)  # fmt: skip
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
-    (placed.write_parquet if out.suffix == ".parquet" else placed.write_csv)(partial)
-    partial.replace(out)  # whole or absent
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (placed.write_parquet if out.suffix == ".parquet" else placed.write_csv)(partial)
+        partial.replace(out)  # whole or absent
+    except OSError as err:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"segflow assign --out {out}: cannot write it ({err}); give a writable file path") from err
     none = placed.filter(pl.col("segment_id") < 0).height
     median = to_float(placed.filter(pl.col("segment_id") >= 0)["confidence"].median(), default=0.0)
     print(f"Placed {placed.height - none} of {placed.height} users in the segments of {run.path} (median "

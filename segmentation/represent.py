@@ -119,11 +119,13 @@ class _Matrix:
         items = pl.DataFrame({"item_id": self.item_ids.astype(str), "_i": np.arange(len(self.item_ids))},
                              schema={"item_id": pl.String, "_i": pl.Int64})  # fmt: skip
         # codes and ratings only: the string ids are not carried past the joins (25M rows of them are gigabytes)
+        # in the interactions' own order, and each user's mean summed in that order (np.bincount), so the same rows
+        # give the same vectors to the last bit (a grouped mean in polars sums in parallel, in no fixed order)
         joined = (
             interactions.lazy().select("user_id", "item_id", "rating")
-            .join(users.lazy(), on="user_id", how="left")
+            .join(users.lazy(), on="user_id", how="left", maintain_order="left")
             .join(items.lazy(), on="item_id", how="left", maintain_order="left")
-            .select("_u", "_i", (pl.col("rating") - pl.col("rating").mean().over("_u")).alias("centred"))
+            .select("_u", "_i", "rating")
             .collect()
         )  # fmt: skip
         n_missing = joined["_i"].null_count()
@@ -135,10 +137,13 @@ class _Matrix:
             )
         self.rows = joined["_u"].to_numpy().astype(np.int64)
         self.cols = joined["_i"].to_numpy().astype(np.int64)
-        self.centred = joined["centred"].to_numpy().astype(np.float64)
+        rating = joined["rating"].to_numpy().astype(np.float64)
         del joined
         self.shape = (len(self.user_ids), len(self.item_ids))
         self.counts = np.bincount(self.rows, minlength=self.shape[0])  # interactions per user
+        mean = np.bincount(self.rows, weights=rating, minlength=self.shape[0]) / np.maximum(self.counts, 1)
+        self.centred = rating - mean[self.rows]
+        del rating
 
     def weighted(self, w: np.ndarray) -> sp.csr_matrix:
         return sp.csr_matrix((w, (self.rows, self.cols)), shape=self.shape)
@@ -252,7 +257,8 @@ class UserSpace:
 
     @classmethod
     def load(cls, folder: Path) -> "UserSpace":
-        """Read what :meth:`save` wrote; :class:`DataError` naming the file when it is missing or damaged."""
+        """Read what :meth:`save` wrote, checked (every part's mean where the space centres, the item-category pairs
+        inside the matrix); :class:`DataError` naming the folder when a file is missing, damaged or inconsistent."""
         folder = Path(folder)
         meta_path, arrays_path = folder / _SPACE_JSON, folder / _SPACE_ARRAYS
         for path in (meta_path, arrays_path):
@@ -262,15 +268,33 @@ class UserSpace:
         try:
             meta = json.loads(meta_path.read_text())
             with np.load(arrays_path) as arrays:
-                means = {p: arrays[f"mean:{p}"] for p in meta["parts_centred"]}
-                pairs = arrays["item_category_pairs"]
-            return cls(method=meta["method"], weights={k: float(v) for k, v in meta["weights"].items()},
-                       centre=bool(meta["centre"]), evidence=meta["evidence"], categories=tuple(meta["categories"]),
-                       means=means, left_out=tuple(meta["left_out"]), n_items=int(meta["n_items"]),
-                       item_category_pairs=pairs)  # fmt: skip
-        except (ValueError, KeyError, TypeError, OSError) as err:
+                means = {str(p): np.asarray(arrays[f"mean:{p}"], dtype=np.float64) for p in meta["parts_centred"]}
+                pairs = np.asarray(arrays["item_category_pairs"], dtype=np.int64)
+            space = cls(method=str(meta["method"]), weights={str(k): float(v) for k, v in meta["weights"].items()},
+                        centre=bool(meta["centre"]),
+                        evidence=None if meta["evidence"] is None else float(meta["evidence"]),
+                        categories=tuple(str(c) for c in meta["categories"]), means=means,
+                        left_out=tuple(str(p) for p in meta["left_out"]), n_items=int(meta["n_items"]),
+                        item_category_pairs=pairs)  # fmt: skip
+        except Exception as err:  # a damaged file fails in many ways (zip, JSON, keys, types): all are the file's
             raise DataError(f"{folder}: the run's user space ({_SPACE_JSON}, {_SPACE_ARRAYS}) cannot be read: "
-                            f"{err}") from err  # fmt: skip
+                            f"{type(err).__name__}: {err}") from err  # fmt: skip
+        parts = space.method.split("+")
+        problems = []
+        if space.method not in METHODS:
+            problems.append(f"unknown representation {space.method!r}")
+        if space.centre and sorted(space.means) != sorted(parts):
+            problems.append(f"means for {sorted(space.means)}, but the parts are {parts}")
+        if any(m.ndim != 2 or m.shape[0] != 1 for m in space.means.values()):
+            problems.append("a mean user that is not one row")
+        p = space.item_category_pairs
+        if p.ndim != 2 or (p.size and (p.shape[1] != 2 or p.min() < 0 or p[:, 0].max() >= space.n_items
+                                       or p[:, 1].max() >= len(space.categories))):  # fmt: skip
+            problems.append(f"item-category pairs outside {space.n_items} items x {len(space.categories)} categories")
+        if problems:
+            raise DataError(f"{folder}: the run's user space ({_SPACE_JSON}, {_SPACE_ARRAYS}) cannot be read: "
+                            + "; ".join(problems))  # fmt: skip
+        return space
 
 
 def _category_rating(
@@ -509,8 +533,9 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
         vectors = profile_embeddings.vectors[order]
         users = Embeddings(profile_embeddings.ids[order], _normalise(_centred(vectors) if centre else vectors),
                            f"profile:{profile_embeddings.model}")  # fmt: skip
-        # kept so that placing users says why it cannot (the encoder's texts), not that the space is missing
-        return users, UserSpace(method=method, weights={method: 1.0}, centre=centre, evidence=None, categories=(),
+        # kept so that placing users says why it cannot (the encoder's texts), not that the space is missing; it
+        # places nobody, so it keeps no mean user
+        return users, UserSpace(method=method, weights={method: 1.0}, centre=False, evidence=None, categories=(),
                                 means={}, left_out=(), n_items=len(item_embeddings.ids),
                                 item_category_pairs=_pairs(None))  # fmt: skip
     if interactions.height == 0:

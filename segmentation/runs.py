@@ -577,15 +577,18 @@ class Run:
 
         return VectorIndex.load(self.path / "index" / name)
 
-    def place_users(self, interactions: pl.DataFrame, *, k: int = 15, source: str = "the interactions"
-                    ) -> pl.DataFrame:  # fmt: skip
+    def place_users(self, interactions: pl.DataFrame, *, k: int = 15, source: str = "the interactions",
+                    duplicates: str = "keep-latest") -> pl.DataFrame:  # fmt: skip
         """Segments for users from their interactions (an ``INTERACTIONS`` frame: ``user_id``, ``item_id``,
         ``rating``; new users, or the run's users later on), without refitting anything.
 
         Each user's vector is built in the run's user space (``embeddings/user_space.*``: the run's
         representation, category columns and mean user; :func:`segmentation.represent.place_in_space`) from their
         interactions with items the run embedded (others are counted and left out), then the ``k`` most similar
-        users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`).
+        users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`). Repeated (user,
+        item) rows are collapsed as the run's loader did: ``duplicates="keep-latest"`` keeps the latest (by
+        ``timestamp``, then by position), ``"sum"`` (implicit feedback with a weight column) sums their ratings.
+        The run's users, given the train rows the run saw, get their run's vectors back.
 
         Returns:
             One row per user (sorted by id): ``user_id``, ``segment_id`` (Int32; -1 when none of the user's items
@@ -595,17 +598,28 @@ class Run:
 
         Raises:
             DataError: no interaction is with an item of the run (``source`` names the input in the message), or
-                the run has no user space (published before 2026-12-05).
-            ValueError: the run's representation cannot place users (``svd``, ``profile``).
+                the run's user space is missing (published before 2026-12-05), damaged, or not of its items.
+            ConfigError: the run's representation cannot place users (``svd``, ``profile``).
         """
         from segmentation.cluster import assign_by_neighbours
         from segmentation.represent import place_in_space
 
+        if duplicates not in ("keep-latest", "sum"):
+            raise ValueError(f"duplicates={duplicates!r}: expected 'keep-latest' or 'sum'")
         space = UserSpace.load(self.path / "embeddings")
         item_ids, item_vectors = self.item_vectors()
+        if len(item_ids) != space.n_items or len(item_vectors) != space.n_items:
+            raise DataError(f"{self.path / 'embeddings'}: the user space was fitted over {space.n_items} items, the "
+                            f"run's item vectors have {len(item_vectors)}; the folder is damaged, run it again")  # fmt: skip
         items = Embeddings(item_ids.astype(object), item_vectors, "run")
         known = pl.Series(item_ids.astype(str)).implode()
         rows = interactions.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+        if duplicates == "sum":
+            rows = rows.group_by("user_id", "item_id", maintain_order=True).agg(pl.col("rating").sum(),
+                                                                                pl.col("timestamp").max())  # fmt: skip
+        else:
+            rows = (rows.with_row_index("_pos").sort(["timestamp", "_pos"])
+                    .unique(["user_id", "item_id"], keep="last", maintain_order=True).sort("_pos").drop("_pos"))  # fmt: skip
         rows = rows.with_columns(pl.col("item_id").is_in(known).alias("_known"))
         counts = rows.group_by("user_id").agg(pl.len().alias("interactions"),
                                               pl.col("_known").sum().cast(pl.Int64).alias("known_interactions"))  # fmt: skip

@@ -136,7 +136,7 @@ class RepresentConfig(_Section):
         "this many categories: those the most items carry (ties by name), counted over the items file, so a run "
         "and the users placed later share the columns; the other categories' items still count in item-mean. "
         "Each part is a dense users x categories table and adds as many columns to what UMAP reads: 1,000 tag-like "
-        "categories at 1M users would be 4 GB per part and 3,000 extra dimensions. 64: above every tuning world's "
+        "categories at 1M users would be 8 GB per part (float64) and 3,000 extra dimensions. 64: above every tuning world's "
         "count (19 genres; 58 in synthetic_log), so no measured result changes; not tuned.",
     )
     n_factors: int = Field(64, ge=2, le=1024, description="Factors of the 'svd' representation.")

@@ -200,6 +200,8 @@ def test_assign_places_users_in_the_runs_segments_from_a_file(first_run, tmp_pat
     placed = place_in_space(UserSpace.load(path / "embeddings"), train, Embeddings(item_ids, item_vectors, "run"))
     row = {u: i for i, u in enumerate(ids.tolist())}
     np.testing.assert_array_equal(placed.vectors, vectors[[row[u] for u in placed.ids]])
+    # repeated (user, item) rows collapse as the run's loader collapsed them (the latest kept): the same placement
+    assert run.place_users(pl.concat([train, train.head(5)])).equals(run.place_users(train))
     # the file, in the run's own column names; new users are ML-100k users outside the run's 200
     everyone = load_dataset(cfg.data.model_copy(update={"max_users": None}), cfg.cache_dir).interactions
     new = everyone.filter(~pl.col("user_id").is_in(ids.tolist())).filter(
@@ -239,3 +241,12 @@ def test_assign_bad_input_exits_2_naming_the_file(first_run, tmp_path, capsys):
         assert not (tmp_path / "a.csv").exists()
     assert main(["assign", str(tmp_path), "--ratings", str(tmp_path / "bad.csv")]) == 2
     assert "is not a complete segflow run folder" in capsys.readouterr().err
+    (tmp_path / "good.csv").write_text("user_id,item_id,rating\nu1,1,4\n")
+    for flags, expected in ((["--rating-col", ""], "the run was fitted on ratings, the flags read implicit feedback"),
+                            (["--weight-col", "plays"], "are both set"),
+                            (["--neighbours", "0"], "at least 1 of the run's users must vote"),
+                            (["--out", str(tmp_path)], "cannot write it")):  # fmt: skip
+        code = main(["assign", str(path), "--ratings", str(tmp_path / "good.csv"), *flags])
+        err = capsys.readouterr().err
+        assert code == 2 and expected in err and "Traceback" not in err, (flags, err)
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.partial"))  # the --out directory case cleaned up

@@ -196,7 +196,12 @@ def test_max_categories_keeps_the_categories_the_most_items_carry_counted_over_t
     np.testing.assert_allclose(two.vectors[0], np.array([1, 1]) / np.sqrt(2), atol=1e-6)  # u1: a1, b1 (c1 not read)
     np.testing.assert_allclose(two.vectors[1], np.array([1, 1]) / np.sqrt(2), atol=1e-6)  # u2: ab counts for both
     one = build_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), max_categories=1)
-    assert one.vectors.shape[1] == 1 and np.allclose(one.vectors[:, 0], 1)  # A: both users have an A item
+    assert one.vectors.shape[1] == 1 and np.allclose(one.vectors[:, 0], 1)
+    from segmentation.represent import fit_user_vectors
+
+    assert fit_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), max_categories=1)[
+        1
+    ].categories == ("A",)  # A and B tie on 3 items: the name decides
     every = build_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), max_categories=None)
     assert every.vectors.shape[1] == 3
     # the columns come from the items file, not from whose interactions are given: a user who chose only C
@@ -245,6 +250,22 @@ def test_a_fitted_space_places_users_as_the_fit_built_them_and_survives_a_round_
     assert new.vectors.shape == (1, 8 + 3 * 2) and np.isclose(np.linalg.norm(new.vectors), 1, atol=1e-5)
 
 
+@pytest.mark.parametrize("centre", [True, False])
+def test_placement_reproduces_the_fit_uncentred_and_when_every_rating_is_alike(centre):
+    from segmentation.represent import fit_user_vectors, place_in_space
+
+    four = "item-mean+category-hist+liked-category-hist+category-rating"
+    rated = _log([("u1", "a1", 5), ("u1", "b1", 2), ("u2", "c1", 3), ("u2", "ab", 4), ("u3", "a2", 4),
+                  ("u3", "b2", 1), ("u3", "c1", 2)])  # fmt: skip
+    alike = rated.with_columns(pl.lit(1.0).alias("rating"))  # implicit feedback without weights
+    for log in (rated, alike):
+        users, space = fit_user_vectors(log, _item_vectors(), method=four, items=_items(), centre=centre)
+        assert space.left_out == (("liked-category-hist",) if log is alike else ())
+        np.testing.assert_array_equal(place_in_space(space, log, _item_vectors()).vectors, users.vectors)
+        one = place_in_space(space, log.filter(pl.col("user_id") == "u2"), _item_vectors())
+        np.testing.assert_array_equal(one.vectors[0], users.vectors[1])
+
+
 def test_placing_users_needs_a_space_built_from_item_vectors_and_categories(tmp_path):
     from segmentation._errors import ConfigError
     from segmentation.represent import UserSpace, fit_user_vectors, place_in_space
@@ -253,14 +274,29 @@ def test_placing_users_needs_a_space_built_from_item_vectors_and_categories(tmp_
     _, space = fit_user_vectors(log, _item_vectors(), method="item-mean+svd", n_factors=2)
     with pytest.raises(ConfigError, match=r"\['svd'\]"):
         place_in_space(space, log, _item_vectors())
-    _, space = fit_user_vectors(log, _item_vectors(), method="item-mean")
+    _, space = fit_user_vectors(log, _item_vectors(), method="item-mean", centre=True)
     with pytest.raises(ValueError, match="fitted over 6 items"):
         place_in_space(space, log, Embeddings(np.array(["a1"]), np.ones((1, 8), np.float32), "other"))
     with pytest.raises(DataError, match="user_space.json is missing: the run was published before"):
         UserSpace.load(tmp_path)
     space.save(tmp_path)
+    good = (tmp_path / "user_space.json").read_text()
     (tmp_path / "user_space.json").write_text("{not json")
     with pytest.raises(DataError, match="user space .* cannot be read"):
+        UserSpace.load(tmp_path)
+    (tmp_path / "user_space.json").write_text(good.replace('"weights": {', '"weights": [{').replace("},", "}],", 1))
+    with pytest.raises(DataError, match="user space .* cannot be read"):
+        UserSpace.load(tmp_path)
+    (tmp_path / "user_space.json").write_text(good)
+    arrays = (tmp_path / "user_space.npz").read_bytes()
+    (tmp_path / "user_space.npz").write_bytes(arrays[: len(arrays) // 2])  # cut short
+    with pytest.raises(DataError, match="user space .* cannot be read: BadZipFile"):
+        UserSpace.load(tmp_path)
+    (tmp_path / "user_space.npz").write_bytes(arrays)
+    (tmp_path / "user_space.json").write_text(
+        good.replace('"parts_centred": [\n  "item-mean"\n ]', '"parts_centred": []')
+    )
+    with pytest.raises(DataError, match=r"means for \[\], but the parts are \['item-mean'\]"):
         UserSpace.load(tmp_path)
 
 
