@@ -168,14 +168,17 @@ class _Matrix:
 
 def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None
                      ) -> tuple[sp.csr_matrix | None, tuple[str, ...]]:  # fmt: skip
-    """(items x categories) 0/1 matrix in ``mat``'s item order, columns by category name, and the names; None when no
-    item has a category. With ``max_categories``, only the categories the most items of ``items`` carry (ties by
+    """(items x categories) matrix in ``mat``'s item order (1 per naming), columns by category name, and the names;
+    None when no item has a category. With ``max_categories``, only the categories the most items of ``items`` carry (ties by
     name): counted over the items frame, not the interactions, so vectors built later for other users share the
     columns."""
-    exploded = items.select("item_id", "categories").explode("categories").drop_nulls().unique()
+    # a category named twice on one item counts twice, as it always has (the planted worlds' catalogue names some
+    # attributes twice, and the default representation was chosen on those vectors)
+    exploded = items.select("item_id", "categories").explode("categories").drop_nulls()
     if exploded.height == 0:
         return None, ()
-    counts = exploded.group_by("categories").len().sort(["len", "categories"], descending=[True, False])
+    counts = (exploded.group_by("categories").agg(pl.col("item_id").n_unique().alias("len"))
+              .sort(["len", "categories"], descending=[True, False]))  # fmt: skip
     if max_categories is not None and counts.height > max_categories:
         kept = counts.head(max_categories)
         logger.info(

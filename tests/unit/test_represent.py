@@ -209,13 +209,13 @@ def test_max_categories_keeps_the_categories_the_most_items_carry_counted_over_t
     c_only = build_user_vectors(_log([("u3", "c1", 4)]), _item_vectors(), method="category-hist", items=_items(),
                                 max_categories=2)  # fmt: skip
     assert c_only.vectors.shape == (1, 2) and np.allclose(c_only.vectors, 0)
-    # a category named twice on one item is counted once (0/1 per item and category)
+    # a category named twice on one item counts twice, as before max_categories (the tuned vectors are kept)
     doubled = _items().with_columns(
         pl.when(pl.col("item_id") == "c1").then(pl.lit(["C", "C"])).otherwise(pl.col("categories")).alias("categories")
     )
     u = build_user_vectors(_log([("u1", "c1", 4), ("u1", "a1", 3)]), _item_vectors(), method="category-hist",
                            items=doubled, max_categories=None)  # fmt: skip
-    np.testing.assert_allclose(u.vectors[0], np.array([1, 0, 1]) / np.sqrt(2), atol=1e-6)
+    np.testing.assert_allclose(u.vectors[0], np.array([1, 0, 2]) / np.sqrt(5), atol=1e-6)
 
 
 def test_max_categories_reaches_the_vectors_from_the_configuration():
