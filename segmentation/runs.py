@@ -579,8 +579,8 @@ class Run:
 
     def place_users(self, interactions: pl.DataFrame, *, k: int = 15, source: str = "the interactions",
                     duplicates: str = "keep-latest") -> pl.DataFrame:  # fmt: skip
-        """Segments for users from their interactions (an ``INTERACTIONS`` frame: ``user_id``, ``item_id``,
-        ``rating``; new users, or the run's users later on), without refitting anything.
+        """Segments for users from their interactions (``user_id``, ``item_id``, and ``rating`` and ``timestamp`` where
+        there are any: 1 and 0 otherwise; new users, or the run's users later on), without refitting anything.
 
         Each user's vector is built in the run's user space (``embeddings/user_space.*``: the run's
         representation, category columns and mean user; :func:`segmentation.represent.place_in_space`) from their
@@ -613,7 +613,15 @@ class Run:
                             f"run's item vectors have {len(item_vectors)}; the folder is damaged, run it again")  # fmt: skip
         items = Embeddings(item_ids.astype(object), item_vectors, "run")
         known = pl.Series(item_ids.astype(str)).implode()
-        rows = interactions.with_columns(pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String))
+        missing = [c for c in ("user_id", "item_id") if c not in interactions.columns]
+        if missing:
+            raise DataError(f"{source}: no column {missing}; expected user_id, item_id and (optional) rating, "
+                            "timestamp")  # fmt: skip
+        rows = interactions.with_columns(
+            pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String),
+            (pl.col("rating") if "rating" in interactions.columns else pl.lit(1.0)).cast(pl.Float64).alias("rating"),
+            (pl.col("timestamp") if "timestamp" in interactions.columns else pl.lit(0)).cast(pl.Int64).alias("timestamp"),
+        ).select("user_id", "item_id", "rating", "timestamp")  # fmt: skip
         if duplicates == "sum":
             rows = rows.group_by("user_id", "item_id", maintain_order=True).agg(pl.col("rating").sum(),
                                                                                 pl.col("timestamp").max())  # fmt: skip

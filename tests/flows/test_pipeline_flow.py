@@ -188,6 +188,7 @@ def test_assign_places_users_in_the_runs_segments_from_a_file(first_run, tmp_pat
     import polars as pl
 
     from embeddings.encoder import Embeddings
+    from segmentation._errors import DataError
     from segmentation.represent import UserSpace, place_in_space
 
     cfg, out, path, _ = first_run
@@ -202,6 +203,10 @@ def test_assign_places_users_in_the_runs_segments_from_a_file(first_run, tmp_pat
     np.testing.assert_array_equal(placed.vectors, vectors[[row[u] for u in placed.ids]])
     # repeated (user, item) rows collapse as the run's loader collapsed them (the latest kept): the same placement
     assert run.place_users(pl.concat([train, train.head(5)])).equals(run.place_users(train))
+    # a frame of ids and ratings alone will do; one without the ids is an error naming what is expected
+    assert run.place_users(train.drop("timestamp")).equals(run.place_users(train))
+    with pytest.raises(DataError, match=r"no column \['user_id'\]; expected user_id, item_id"):
+        run.place_users(train.rename({"user_id": "user"}))
     # the file, in the run's own column names; new users are ML-100k users outside the run's 200
     everyone = load_dataset(cfg.data.model_copy(update={"max_users": None}), cfg.cache_dir).interactions
     new = everyone.filter(~pl.col("user_id").is_in(ids.tolist())).filter(
