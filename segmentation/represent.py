@@ -69,7 +69,10 @@ __all__ = [
     "BASE_METHODS",
     "DEFAULT_METHOD",
     "METHODS",
+    "UserSpace",
     "build_user_vectors",
+    "fit_user_vectors",
+    "place_in_space",
     "represent_users",
     "vectors_as_configured",
 ]
@@ -196,10 +199,14 @@ def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | No
                          schema={"item_id": pl.String, "_i": pl.Int64})  # fmt: skip
     pairs = (exploded.with_columns(pl.col("item_id").cast(pl.String))
              .join(codes, on="categories").join(where, on="item_id"))  # fmt: skip
-    matrix = sp.csr_matrix(
-        (np.ones(pairs.height), (pairs["_i"].to_numpy(), pairs["_c"].to_numpy())), shape=(len(mat.item_ids), len(names))
-    )
-    return matrix, tuple(str(n) for n in names)
+    positions = np.stack([pairs["_i"].to_numpy(), pairs["_c"].to_numpy()], axis=1)
+    return _category_matrix(positions, len(mat.item_ids), len(names)), tuple(str(n) for n in names)
+
+
+def _category_matrix(pairs: np.ndarray, n_items: int, n_categories: int) -> sp.csr_matrix:
+    """The (items x categories) matrix with a 1 at each (item row, category column) of ``pairs`` (n, 2): a category
+    named twice on an item sums to 2."""
+    return sp.csr_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n_items, n_categories))
 
 
 def _pairs(item_cat: sp.csr_matrix | None) -> np.ndarray:
@@ -240,11 +247,10 @@ class UserSpace:
     item_category_pairs: np.ndarray
 
     def item_categories(self) -> sp.csr_matrix | None:
-        """The (items x categories) 0/1 matrix of the fit (None: no categories)."""
+        """The fit's (items x categories) matrix (None: no categories)."""
         if not self.categories:
             return None
-        rows, cols = self.item_category_pairs[:, 0], self.item_category_pairs[:, 1]
-        return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(self.n_items, len(self.categories)))
+        return _category_matrix(self.item_category_pairs, self.n_items, len(self.categories))
 
     def save(self, folder: Path) -> None:
         """Write ``user_space.json`` (settings, categories) and ``user_space.npz`` (means, item categories)."""
@@ -471,10 +477,9 @@ def fit_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *,
     """:func:`build_user_vectors`, and the :class:`UserSpace` that builds other users' vectors in the same space
     (the same category columns, centred on these users' mean, the same weights and evidence):
     :func:`place_in_space`."""
-    users, space = _build(interactions, item_embeddings, method=method, profile_embeddings=profile_embeddings,
-                          items=items, n_factors=n_factors, seed=seed, centre=centre, weights=weights,
-                          evidence=evidence, max_categories=max_categories, partitions=partitions)  # fmt: skip
-    return users, space
+    return _build(interactions, item_embeddings, method=method, profile_embeddings=profile_embeddings, items=items,
+                  n_factors=n_factors, seed=seed, centre=centre, weights=weights, evidence=evidence,
+                  max_categories=max_categories, partitions=partitions)  # fmt: skip
 
 
 def place_in_space(space: "UserSpace", interactions: pl.DataFrame, item_embeddings: Embeddings, *,
