@@ -14,10 +14,15 @@ side by side:
   the batch's own mean (what the library offered before ``UserSpace``);
 - ``not centred``: ``build_user_vectors(centre=False)`` per new user (no mean to centre on).
 
-Score: the ARI of the placed segment against the planted segment over the new users that have one (noise users
-left out: placement never labels an outlier), beside the same ARI of the fitted users' own ``nearest_segment`` (the
-segment their run gave them, outliers' nearest included): the ratio says how much a new user loses against a
-user who was in the fit.
+Score: the ARI of the placed (nearest) segment against the planted segment over the new users that have one (noise
+users left out), beside the same ARI of the fitted users' own ``nearest_segment`` (the segment their run gave them,
+outliers' nearest included): the ratio says how much a new user loses against a user who was in the fit.
+
+Outliers: ``segflow assign`` then applies the run's outlier rule (:func:`segmentation.runs.fit_segment_envelopes`,
+the envelopes a run keeps in ``embeddings/segment_envelopes.npz``) to the users placed in the user space. Its
+rows (``outliers``) give, for the new users and beside them for the fitted users as their run labelled them: the
+share labelled outlier, the recall and precision of planted noise among the outliers, and the ARI over every user
+(planted noise as one label, outliers as one label), the issue's measures.
 
     python benchmarks/place_users.py                      # five worlds, seeds 0-1, 10,000 users: ~15 min here
     python benchmarks/place_users.py --worlds taste --seeds 0 --users 3000
@@ -50,6 +55,19 @@ def _ari(truth: np.ndarray, found: np.ndarray) -> float:
     return float(adjusted_rand_score(truth[keep], found[keep]))
 
 
+def _outliers(truth: np.ndarray, labels: np.ndarray) -> dict:
+    """Share labelled outlier, recall and precision of planted noise (``truth < 0``) among the outliers, and the
+    ARI over every user (planted noise and outliers one label each)."""
+    from sklearn.metrics import adjusted_rand_score
+
+    noise, out = truth < 0, labels < 0
+    both = int((noise & out).sum())
+    return {"outlier_share": round(float(out.mean()), 4),
+            "noise_recall": round(both / int(noise.sum()), 4) if noise.any() else None,
+            "noise_precision": round(both / int(out.sum()), 4) if out.any() else None,
+            "ari": round(float(adjusted_rand_score(truth, labels)), 4)}  # fmt: skip
+
+
 def run(world: str, seed: int, n: int) -> dict:
     import polars as pl
 
@@ -60,6 +78,7 @@ def run(world: str, seed: int, n: int) -> dict:
     from segmentation.config import ClusterConfig, ReduceConfig, RepresentConfig
     from segmentation.data import default_cache_dir
     from segmentation.represent import build_user_vectors, fit_user_vectors, place_in_space
+    from segmentation.runs import fit_segment_envelopes
     from segmentation.synthetic import world_log
 
     t0 = time.perf_counter()
@@ -92,6 +111,12 @@ def run(world: str, seed: int, n: int) -> dict:
     placed = place_in_space(space, new_rows, iv)
     row["ways"]["user space"] = {"ari": round(score(placed.ids, placed.vectors), 4),
                                  "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
+    envelopes = fit_segment_envelopes(seg, users, ClusterConfig())
+    assert envelopes is not None, "the default configuration has an outlier distance"
+    nearest = assign_by_neighbours(placed.vectors, index, a)["segment_id"].to_numpy()
+    new_labels = np.where(envelopes.far(placed.vectors, nearest, placed.activity), -1, nearest)
+    row["outliers"] = {"new users": _outliers(np.array([truth_of[u] for u in placed.ids]), new_labels),
+                       "fitted users": _outliers(fitted_truth, a["segment_id"].to_numpy())}  # fmt: skip
     t = time.perf_counter()
     order = sorted(new)
     parts_ids, parts = [], []
@@ -110,7 +135,7 @@ def run(world: str, seed: int, n: int) -> dict:
     for way in row["ways"].values():
         way["ratio_to_fitted"] = round(way["ari"] / row["fitted_ari"], 3) if row["fitted_ari"] > 0 else None
     row["seconds"] = round(time.perf_counter() - t0, 1)
-    print(world, seed, row["fitted_ari"], {k: v["ari"] for k, v in row["ways"].items()}, flush=True)
+    print(world, seed, row["fitted_ari"], {k: v["ari"] for k, v in row["ways"].items()}, row["outliers"], flush=True)
     return row
 
 
@@ -129,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
         for w in ways
     }  # fmt: skip
     summary["fitted users"] = {"mean_ari": round(float(np.mean([r["fitted_ari"] for r in rows])), 4)}
+
+    def mean(who: str, key: str) -> float | None:
+        vals = [r["outliers"][who][key] for r in rows if r["outliers"][who][key] is not None]
+        return round(float(np.mean(vals)), 4) if vals else None
+
+    summary["outliers"] = {who: {key: mean(who, key) for key in ("outlier_share", "noise_recall", "noise_precision",
+                                                                 "ari")}
+                           for who in ("new users", "fitted users")}  # fmt: skip
     write_json(a.out, {"command": command("place_users.py", argv), "rows": rows, "summary": summary})
     return 0
 

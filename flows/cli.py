@@ -259,10 +259,12 @@ def cmd_assign(args: argparse.Namespace) -> int:
     except OSError as err:
         partial.unlink(missing_ok=True)
         raise DataError(f"segflow assign --out {out}: cannot write it ({err}); give a writable file path") from err
-    none = placed.filter(pl.col("segment_id") < 0).height
+    none = placed.filter(pl.col("nearest_segment") < 0).height
+    outliers = placed.filter((pl.col("segment_id") < 0) & (pl.col("nearest_segment") >= 0)).height
     median = to_float(placed.filter(pl.col("segment_id") >= 0)["confidence"].median(), default=0.0)
-    print(f"Placed {placed.height - none} of {placed.height} users in the segments of {run.path} (median "
-          f"confidence {median:.2f}); {none} had no item the run knows. Wrote {out}")  # fmt: skip
+    print(f"Placed {placed.height - none - outliers} of {placed.height} users in the segments of {run.path} (median "
+          f"confidence {median:.2f}); {outliers} are outliers (far from their nearest segment, which is given); "
+          f"{none} had no item the run knows. Wrote {out}")  # fmt: skip
     return 0
 
 

@@ -9,6 +9,7 @@ import logging
 import time
 import warnings
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -30,6 +31,7 @@ __all__ = [
     "NOISE",
     "Clusterer",
     "NoiseApart",
+    "SegmentEnvelopes",
     "Segmentation",
     "assign_by_neighbours",
     "default_min_cluster_size",
@@ -310,16 +312,31 @@ def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, activ
     """
     n = len(labels)
     far = np.zeros(n, dtype=bool)
-    inside = labels >= 0
-    if not inside.any():
+    if not (labels >= 0).any():
         return far
     k = int(labels.max()) + 1
+    score = _stray_scores(vectors, labels, _directions(vectors, labels, k, chunk), activity, evidence, chunk)
+    limit = _far_limits(score, labels, k, z)
+    inside = np.flatnonzero(labels >= 0)
+    far[inside] = _beyond(score[inside], limit[labels[inside]])
+    return far
+
+
+def _directions(vectors: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
+    """(k, d) float64 unit mean direction of each segment's members' vectors (as they are, not made unit first)."""
     centre = np.zeros((k, vectors.shape[1]), dtype=np.float64)
-    for lo in range(0, n, chunk):
+    for lo in range(0, len(labels), chunk):
         lab = labels[lo : lo + chunk]
         keep = lab >= 0
         np.add.at(centre, lab[keep], vectors[lo : lo + chunk][keep])
-    centre /= np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-12)
+    return centre / np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-12)
+
+
+def _stray_scores(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, activity: np.ndarray | None,
+                  evidence: bool, chunk: int = 65_536) -> np.ndarray:  # fmt: skip
+    """(n,) how far each user strays from the direction ``centre[labels]`` (:func:`far_from_segment`'s score: the
+    evidence-weighted one, infinite at a similarity <= 0, or minus the similarity); NaN where ``labels < 0``."""
+    n = len(labels)
     sim = np.full(n, np.nan)
     for lo in range(0, n, chunk):
         lab = labels[lo : lo + chunk]
@@ -328,26 +345,101 @@ def far_from_segment(vectors: np.ndarray, labels: np.ndarray, z: float, *, activ
         sim[lo + rows] = (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12) * centre[lab[rows]]).sum(
             axis=1
         )
-    # a score that grows as a member strays: the evidence-weighted one (infinite at s <= 0), else -s
-    if evidence:
-        count = np.ones(n) if activity is None else np.maximum(np.asarray(activity, dtype=np.float64), 1.0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            score = np.where(sim > 0, np.log(count * np.maximum(1.0 / np.maximum(sim, 1e-12) ** 2 - 1.0, 0.0) + 1e-12),
-                             np.inf)  # fmt: skip
-    else:
-        score = -sim
+    if not evidence:
+        return -sim
+    count = np.ones(n) if activity is None else np.maximum(np.asarray(activity, dtype=np.float64), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(sim > 0, np.log(count * np.maximum(1.0 / np.maximum(sim, 1e-12) ** 2 - 1.0, 0.0) + 1e-12),
+                        np.where(np.isnan(sim), np.nan, np.inf))  # fmt: skip
+
+
+def _far_limits(score: np.ndarray, labels: np.ndarray, k: int, z: float) -> np.ndarray:
+    """(k,) per segment, the score above which a member is far: the members' median plus ``z`` robust standard
+    deviations (1.4826 x MAD) of their finite scores; NaN (nobody far) under 2 members or no finite score."""
+    limit = np.full(k, np.nan)
     for c in range(k):
         members = labels == c
         if members.sum() < 2:
             continue
         s = score[members]
-        finite = np.isfinite(s)
-        if not finite.any():
+        s = s[np.isfinite(s)]
+        if not len(s):
             continue
-        med = np.median(s[finite])
-        mad = 1.4826 * np.median(np.abs(s[finite] - med))
-        far[members] = ~finite | (s > med + z * max(mad, 1e-9))
-    return far
+        med = np.median(s)
+        limit[c] = med + z * max(1.4826 * np.median(np.abs(s - med)), 1e-9)
+    return limit
+
+
+def _beyond(score: np.ndarray, limit: np.ndarray) -> np.ndarray:
+    """Far: a score above its segment's limit, or infinite (similarity <= 0); never where the limit is NaN."""
+    with np.errstate(invalid="ignore"):
+        return ~np.isnan(limit) & (~np.isfinite(score) | (score > limit))
+
+
+@dataclass(frozen=True)
+class SegmentEnvelopes:
+    """The run's outlier rule (:func:`far_from_segment`), kept so that users placed later are judged as the run's
+    users were: each segment's mean direction in the user-vector space and the score above which a member is far.
+
+    Fitted on the run's final segments (:meth:`fit`): the limits come from the members alone, so the users the rule
+    made outliers are left out of them (on the tuning planted worlds, limits over the members and over every user
+    nearest each segment gave placed users the same noise recall within 0.05; the members' came closer to the
+    run's own). A run keeps them in ``embeddings/segment_envelopes.npz``.
+
+    Attributes:
+        directions: (k, d) float64 unit mean direction of each segment's members.
+        limits: (k,) float64 score above which a user is far from that segment (NaN: nobody is).
+        z: ``cluster.outlier_distance`` of the run.
+        evidence: ``cluster.outlier_evidence`` of the run (the score weighs each user's interactions).
+    """
+
+    directions: np.ndarray
+    limits: np.ndarray
+    z: float
+    evidence: bool
+
+    @classmethod
+    def fit(cls, vectors: np.ndarray, labels: np.ndarray, z: float, *, activity: np.ndarray | None = None,
+            evidence: bool = True) -> "SegmentEnvelopes":  # fmt: skip
+        """The envelopes of the segments in ``labels`` (outliers, ``< 0``, take no part)."""
+        k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+        directions = _directions(vectors, labels, k)
+        score = _stray_scores(vectors, labels, directions, activity, evidence)
+        return cls(directions, _far_limits(score, labels, k, z), float(z), bool(evidence))
+
+    def far(self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None) -> np.ndarray:
+        """(q,) bool: users (``vectors``, each given a ``segment``; ``< 0`` is never far) far from that segment."""
+        segment = np.asarray(segment)
+        if len(segment) and segment.max() >= len(self.limits):
+            raise ValueError(f"segment {int(segment.max())} given; the envelopes have {len(self.limits)}")
+        score = _stray_scores(vectors, segment, self.directions, activity, self.evidence)
+        out = np.zeros(len(segment), dtype=bool)
+        inside = np.flatnonzero(segment >= 0)
+        out[inside] = _beyond(score[inside], self.limits[segment[inside]])
+        return out
+
+    def save(self, path: Path) -> None:
+        np.savez(path, directions=self.directions, limits=self.limits, z=np.float64(self.z),
+                 evidence=np.bool_(self.evidence))  # fmt: skip
+
+    @classmethod
+    def load(cls, path: Path, *, n_segments: int | None = None, dim: int | None = None) -> "SegmentEnvelopes":
+        """Read what :meth:`save` wrote; :class:`DataError` naming the file when it is damaged or does not fit the
+        run (``n_segments`` segments, ``dim``-wide user vectors)."""
+        try:
+            with np.load(path) as arrays:
+                out = cls(np.asarray(arrays["directions"], dtype=np.float64),
+                          np.asarray(arrays["limits"], dtype=np.float64), float(arrays["z"]),
+                          bool(arrays["evidence"]))  # fmt: skip
+        except (OSError, KeyError, ValueError, TypeError) as e:
+            raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); the run folder is damaged, run it "
+                            "again") from e  # fmt: skip
+        k, d = out.directions.shape if out.directions.ndim == 2 else (-1, -1)
+        if len(out.limits) != k or (n_segments is not None and k != n_segments) or (dim is not None and d != dim):
+            raise DataError(f"{path} holds {len(out.limits)} segment limits and directions of shape "
+                            f"{out.directions.shape}; the run has {n_segments} segments of {dim}-wide user vectors: "
+                            "the run folder is damaged, run it again")  # fmt: skip
+        return out
 
 
 def _centres(vectors: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:

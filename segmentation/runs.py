@@ -62,8 +62,8 @@ from embeddings.encoder import Embeddings
 from embeddings.index import Indexes
 from segmentation._errors import ConfigError, DataError
 from segmentation._polars import to_float
-from segmentation.cluster import Segmentation
-from segmentation.config import PipelineConfig, config_hash, dump_config_toml
+from segmentation.cluster import Segmentation, SegmentEnvelopes
+from segmentation.config import ClusterConfig, PipelineConfig, config_hash, dump_config_toml
 from segmentation.data import Dataset, Split
 from segmentation.describe import SegmentProfile, profiles_to_frame
 from segmentation.represent import UserSpace
@@ -76,6 +76,7 @@ __all__ = [
     "check_output_dir",
     "clean_output_dir",
     "complete_runs",
+    "fit_segment_envelopes",
     "link_unchanged",
     "load_run",
     "new_run_id",
@@ -97,6 +98,7 @@ RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{4,}$")
 PARTIAL_PREFIX = ".partial-"
 WRITER_FILE = ".writer.json"  # inside a partial folder: who is writing it
 LOCK_FILE = ".writer.lock"  # inside a partial folder: locked by its writer while it runs
+ENVELOPES_FILE = "segment_envelopes.npz"  # in embeddings/: the outlier rule placed users meet
 LINK_MIN_BYTES = 4096  # smaller files take one block either way: not worth hashing and linking
 
 
@@ -430,12 +432,30 @@ def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmenta
     np.save(emb / "user_ids.npy", users.ids.astype(str))
     if space is not None:
         space.save(emb)
+        envelopes = fit_segment_envelopes(segmentation, users, config.cluster)
+        if envelopes is not None:
+            envelopes.save(emb / ENVELOPES_FILE)
     indexes.items.save(folder / "index" / "items")
     indexes.users.save(folder / "index" / "users")
     if indexes.segments is not None:
         indexes.segments.save(folder / "index" / "segments")
     write_json(folder / "metrics.json", metrics)
     logger.info("wrote run outputs to %s", folder)
+
+
+def fit_segment_envelopes(
+    segmentation: Segmentation, users: Embeddings, cluster: ClusterConfig
+) -> SegmentEnvelopes | None:
+    """The run's outlier rule for users placed later (:class:`segmentation.cluster.SegmentEnvelopes` of its final
+    segments, ``users`` in any row order); None when the run has no ``cluster.outlier_distance``."""
+    if cluster.outlier_distance is None:
+        return None
+    a = segmentation.assignments
+    row = {u: i for i, u in enumerate(users.ids.astype(str).tolist())}
+    order = np.array([row[u] for u in a["user_id"].to_list()], dtype=np.int64)
+    activity = None if users.activity is None else np.asarray(users.activity)[order]
+    return SegmentEnvelopes.fit(users.vectors[order], a["segment_id"].to_numpy(), cluster.outlier_distance,
+                                activity=activity, evidence=cluster.outlier_evidence)  # fmt: skip
 
 
 def json_safe(data: Any) -> Any:
@@ -585,20 +605,26 @@ class Run:
         Each user's vector is built in the run's user space (``embeddings/user_space.*``: the run's
         representation, category columns and mean user; :func:`segmentation.represent.place_in_space`) from their
         interactions with items the run embedded (others are counted and left out), then the ``k`` most similar
-        users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`). Repeated (user,
-        item) rows are collapsed as the run's loader did: ``duplicates="keep-latest"`` keeps the latest (by
-        ``timestamp``, then by position), ``"sum"`` (implicit feedback with a weight column) sums their ratings.
-        The run's users, given the train rows the run saw, get their run's vectors back.
+        users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`) for the user's
+        nearest segment. The run's outlier rule then judges the user as it judged the run's own
+        (:meth:`segment_envelopes`; ``cluster.outlier_distance``): a user far from that segment's mean direction,
+        for the interactions they made, is an outlier (``segment_id`` -1), their nearest segment still given.
+        Repeated (user, item) rows are collapsed as the run's loader did: ``duplicates="keep-latest"`` keeps the
+        latest (by ``timestamp``, then by position), ``"sum"`` (implicit feedback with a weight column) sums their
+        ratings. The run's users, given the train rows the run saw, get their run's vectors back.
 
         Returns:
-            One row per user (sorted by id): ``user_id``, ``segment_id`` (Int32; -1 when none of the user's items
-            is in the run), ``segment`` (its name; "none: no item the run knows" for -1), ``confidence`` (the
-            winner's share of the similarity-weighted vote, 0-1; 0 for -1),
-            ``interactions`` and ``known_interactions`` (those with items the run embedded).
+            One row per user (sorted by id): ``user_id``, ``segment_id`` (Int32; -1 for an outlier, or when none of
+            the user's items is in the run), ``segment`` (its name; "outlier; nearest: <name>" for an outlier,
+            "none: no item the run knows" when no item is in the run), ``nearest_segment`` (the vote's segment;
+            -1 when no item is in the run), ``confidence`` (the nearest segment's share of the similarity-weighted
+            vote, 0-1; 0 when no item is in the run), ``interactions`` and ``known_interactions`` (those with items
+            the run embedded).
 
         Raises:
             DataError: no interaction is with an item of the run (``source`` names the input in the message), or
-                the run's user space is missing (published before 2026-12-05), damaged, or not of its items.
+                the run's user space is missing (published before 2026-12-05), damaged, or not of its items, or its
+                segment envelopes are damaged.
             ConfigError: the run's representation cannot place users (``svd``, ``profile``).
         """
         from segmentation.cluster import assign_by_neighbours
@@ -642,17 +668,39 @@ class Run:
                            dropped, rows.height)  # fmt: skip
         vectors = place_in_space(space, usable, items)
         voted = assign_by_neighbours(vectors.vectors, self.index("users"), self.users, k=k)
-        names = self.segments.select(pl.col("segment_id").cast(pl.Int32), pl.col("name").alias("segment"))
-        placed = pl.DataFrame({"user_id": vectors.ids.astype(str)}).with_columns(
-            voted["segment_id"].cast(pl.Int32), voted["confidence"].cast(pl.Float32)
-        )  # fmt: skip
+        nearest = voted["segment_id"].to_numpy()
+        far = np.zeros(len(nearest), dtype=bool)
+        envelopes = self.segment_envelopes()
+        if envelopes is not None:
+            far = envelopes.far(vectors.vectors, nearest, vectors.activity)
+        names = self.segments.select(pl.col("segment_id").cast(pl.Int32).alias("nearest_segment"),
+                                     pl.col("name").alias("_name"))  # fmt: skip
+        placed = pl.DataFrame({"user_id": vectors.ids.astype(str),
+                               "segment_id": np.where(far, -1, nearest).astype(np.int32),
+                               "nearest_segment": nearest.astype(np.int32),
+                               "confidence": voted["confidence"].cast(pl.Float32)})  # fmt: skip
         return (counts.join(placed, on="user_id", how="left")
-                .with_columns(pl.col("segment_id").fill_null(-1), pl.col("confidence").fill_null(0.0))
-                .join(names, on="segment_id", how="left")
+                .with_columns(pl.col("segment_id").fill_null(-1), pl.col("nearest_segment").fill_null(-1),
+                              pl.col("confidence").fill_null(0.0))
+                .join(names, on="nearest_segment", how="left")
                 .with_columns(pl.when(pl.col("known_interactions") == 0).then(pl.lit("none: no item the run knows"))
-                              .otherwise(pl.col("segment")).alias("segment"))
-                .select("user_id", "segment_id", "segment", "confidence", "interactions", "known_interactions")
+                              .when(pl.col("segment_id") < 0).then(pl.lit("outlier; nearest: ") + pl.col("_name"))
+                              .otherwise(pl.col("_name")).alias("segment"))
+                .select("user_id", "segment_id", "segment", "nearest_segment", "confidence", "interactions",
+                        "known_interactions")
                 .sort("user_id"))  # fmt: skip
+
+    def segment_envelopes(self) -> SegmentEnvelopes | None:
+        """The run's outlier rule for placed users (``embeddings/segment_envelopes.npz``): None where the run had no
+        ``cluster.outlier_distance``, or was published before segflow kept it (2026-12-05)."""
+        path = self.path / "embeddings" / ENVELOPES_FILE
+        if not path.exists():
+            logger.info("%s: no %s (no cluster.outlier_distance, or published before segflow kept it): placed users "
+                        "are never outliers", self.path.name, ENVELOPES_FILE)  # fmt: skip
+            return None
+        n_segments = int((self.segments["segment_id"] >= 0).sum())
+        dim = int(np.load(self.path / "embeddings" / "users.npy", mmap_mode="r").shape[1])
+        return SegmentEnvelopes.load(path, n_segments=n_segments, dim=dim)
 
 
 def load_run(path: Path | str, *, allow_partial: bool = False) -> Run:

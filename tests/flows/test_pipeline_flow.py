@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -217,20 +218,29 @@ def test_assign_places_users_in_the_runs_segments_from_a_file(first_run, tmp_pat
                          schema=train.schema)  # fmt: skip
     pl.concat([train, new.filter(pl.col("user_id").is_in(new_ids)), ghost]).write_csv(tmp_path / "new.csv")
     assert main(["assign", str(path), "--ratings", str(tmp_path / "new.csv"), "--out", str(tmp_path / "a.csv")]) == 0
-    assert "Placed 50 of 51 users" in capsys.readouterr().out
     got = pl.read_csv(tmp_path / "a.csv", schema_overrides={"user_id": pl.String})
-    assert got.columns == ["user_id", "segment_id", "segment", "confidence", "interactions", "known_interactions"]
+    outliers = got.filter((pl.col("segment_id") < 0) & (pl.col("nearest_segment") >= 0))
+    assert f"Placed {50 - outliers.height} of 51 users" in capsys.readouterr().out
+    assert got.columns == ["user_id", "segment_id", "segment", "nearest_segment", "confidence", "interactions",
+                           "known_interactions"]  # fmt: skip
     assert got.height == 51 and set(new_ids) <= set(got["user_id"].to_list())
     segments = set(run.segments.filter(pl.col("segment_id") >= 0)["segment_id"].to_list())
     seen = got.filter(pl.col("user_id") != "ghost")
-    assert set(seen["segment_id"].to_list()) <= segments and seen["confidence"].min() > 0
-    # the run's own users: the vote of their neighbours, which include themselves, mostly agrees with the run
+    assert set(seen["nearest_segment"].to_list()) <= segments and seen["confidence"].min() > 0
+    assert set(seen["segment_id"].to_list()) <= segments | {-1}
+    names = dict(zip(run.segments["segment_id"].to_list(), run.segments["name"].to_list()))
+    assert outliers["segment"].to_list() == [f"outlier; nearest: {names[s]}" for s in outliers["nearest_segment"]]
+    # the run's own users: the vote of their neighbours, which include themselves, mostly agrees with the run; the
+    # run's outlier rule, kept in the run folder, mostly makes the same of them as the run did
     truth = dict(zip(run.users["user_id"].to_list(), run.users["nearest_segment"].to_list()))
-    agree = np.mean([truth[u] == s for u, s in zip(seen["user_id"], seen["segment_id"]) if u in truth])
+    agree = np.mean([truth[u] == s for u, s in zip(seen["user_id"], seen["nearest_segment"]) if u in truth])
     assert agree >= 0.8, agree
+    was_outlier = dict(zip(run.users["user_id"].to_list(), (run.users["segment_id"] < 0).to_list()))
+    own = seen.filter(pl.col("user_id").is_in(list(truth)))
+    assert np.mean([was_outlier[u] == (s < 0) for u, s in zip(own["user_id"], own["segment_id"])]) >= 0.8
     assert got.filter(pl.col("user_id") == "ghost").row(0, named=True) == {
-        "user_id": "ghost", "segment_id": -1, "segment": "none: no item the run knows", "confidence": 0.0,
-        "interactions": 1, "known_interactions": 0}  # fmt: skip
+        "user_id": "ghost", "segment_id": -1, "segment": "none: no item the run knows", "nearest_segment": -1,
+        "confidence": 0.0, "interactions": 1, "known_interactions": 0}  # fmt: skip
 
 
 def test_assign_bad_input_exits_2_naming_the_file(first_run, tmp_path, capsys):
@@ -255,3 +265,11 @@ def test_assign_bad_input_exits_2_naming_the_file(first_run, tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and expected in err and "Traceback" not in err, (flags, err)
     assert not list(tmp_path.parent.glob(f".{tmp_path.name}.partial"))  # the --out directory case cleaned up
+    # a damaged outlier rule in a copy of the run: exit 2 naming the file, nothing written
+    damaged = tmp_path / "damaged-run"
+    shutil.copytree(path, damaged, symlinks=True)
+    (damaged / "embeddings" / "segment_envelopes.npz").write_bytes(b"truncated")
+    code = main(["assign", str(damaged), "--ratings", str(tmp_path / "good.csv"), "--out", str(tmp_path / "a.csv")])
+    err = capsys.readouterr().err
+    assert code == 2 and "segment_envelopes.npz cannot be read" in err and "Traceback" not in err, err
+    assert not (tmp_path / "a.csv").exists()

@@ -283,3 +283,47 @@ def test_segments_are_renumbered_by_decreasing_size_ties_in_their_order():
     assert _relabel(labels, new_id).tolist() == [0, 0, 3, 1, 1, 2, 2, NOISE, NOISE, NOISE, 0]
     assert _relabel(np.array([NOISE, NOISE]), np.empty(0, np.int32)).tolist() == [NOISE, NOISE]
     assert _by_size(np.array([NOISE]), 2).tolist() == [0, 1]  # segments with no user keep their order
+
+
+def test_segment_envelopes_judge_new_users_as_the_run_judged_its_own(tmp_path):
+    """The envelopes of a run's final segments (members only) flag new users who stray from the segment they are
+    placed in, for the interactions they made, and keep new users like the members; they survive a save."""
+    from segmentation._errors import DataError
+    from segmentation.cluster import SegmentEnvelopes
+
+    rng = np.random.default_rng(5)
+    x, labels, n = _light_and_heavy(rng)
+    members, strays = np.arange(len(n) - 6), np.arange(len(n) - 6, len(n))
+    kept = np.where(far_from_segment(x, labels, 3.5, activity=n), NOISE, labels)  # the run's final labels
+    envelopes = SegmentEnvelopes.fit(x, kept, 3.5, activity=n)
+    assert envelopes.directions.shape == (1, x.shape[1]) and np.isfinite(envelopes.limits).all()
+    # new users drawn as the members and the strays were
+    fresh, fresh_labels, fresh_n = _light_and_heavy(np.random.default_rng(6))
+    far = envelopes.far(fresh, fresh_labels, fresh_n)
+    assert far[strays].all() and far[members].mean() < 0.1
+    assert not envelopes.far(fresh, np.full(len(fresh), NOISE), fresh_n).any()  # no segment given: never far
+    with pytest.raises(ValueError, match="segment 3 given; the envelopes have 1"):
+        envelopes.far(fresh[:1], np.array([3]), fresh_n[:1])
+    envelopes.save(tmp_path / "e.npz")
+    again = SegmentEnvelopes.load(tmp_path / "e.npz", n_segments=1, dim=x.shape[1])
+    np.testing.assert_array_equal(again.far(fresh, fresh_labels, fresh_n), far)
+    assert (again.z, again.evidence) == (3.5, True)
+    with pytest.raises(DataError, match=r"e\.npz holds 1 segment limits .* the run has 2 segments"):
+        SegmentEnvelopes.load(tmp_path / "e.npz", n_segments=2, dim=x.shape[1])
+    (tmp_path / "bad.npz").write_bytes(b"not an npz")
+    with pytest.raises(DataError, match=r"bad\.npz cannot be read .* the run folder is damaged"):
+        SegmentEnvelopes.load(tmp_path / "bad.npz")
+
+
+def test_segment_envelopes_of_the_final_labels_reproduce_far_from_segment():
+    """Fitted on the labels before the rule, the envelopes make exactly the rule's outliers of the same users."""
+    from segmentation.cluster import SegmentEnvelopes
+
+    x, labels = _blobs(np.random.default_rng(7))
+    n = np.random.default_rng(8).integers(2, 80, len(labels))
+    labels[:5] = NOISE
+    for evidence in (True, False):
+        rule = far_from_segment(x, labels, 2.5, activity=n, evidence=evidence)
+        envelopes = SegmentEnvelopes.fit(x, labels, 2.5, activity=n, evidence=evidence)
+        np.testing.assert_array_equal(envelopes.far(x, labels, n), rule)
+        assert 0 < rule.sum() < 0.2 * len(rule)
