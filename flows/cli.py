@@ -263,8 +263,8 @@ def cmd_assign(args: argparse.Namespace) -> int:
     outliers = placed.filter((pl.col("segment_id") < 0) & (pl.col("nearest_segment") >= 0)).height
     median = to_float(placed.filter(pl.col("segment_id") >= 0)["confidence"].median(), default=0.0)
     print(f"Placed {placed.height - none - outliers} of {placed.height} users in the segments of {run.path} (median "
-          f"confidence {median:.2f}); {outliers} are outliers (far from their nearest segment, which is given); "
-          f"{none} had no item the run knows. Wrote {out}")  # fmt: skip
+          f"confidence {median:.2f}); outliers, far from their nearest segment (given): {outliers}; with no item the "
+          f"run knows: {none}. Wrote {out}")  # fmt: skip
     return 0
 
 

@@ -452,10 +452,10 @@ def fit_segment_envelopes(
         return None
     a = segmentation.assignments
     row = {u: i for i, u in enumerate(users.ids.astype(str).tolist())}
-    order = np.array([row[u] for u in a["user_id"].to_list()], dtype=np.int64)
-    activity = None if users.activity is None else np.asarray(users.activity)[order]
-    return SegmentEnvelopes.fit(users.vectors[order], a["segment_id"].to_numpy(), cluster.outlier_distance,
-                                activity=activity, evidence=cluster.outlier_evidence)  # fmt: skip
+    labels = np.full(len(users.ids), -1, dtype=np.int32)  # in the users' row order: their vectors are not copied
+    labels[np.array([row[u] for u in a["user_id"].to_list()], dtype=np.int64)] = a["segment_id"].to_numpy()
+    return SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
+                                evidence=cluster.outlier_evidence)  # fmt: skip
 
 
 def json_safe(data: Any) -> Any:
