@@ -70,27 +70,35 @@ class Embeddings:
         activity: (n,) interactions behind each row where the vectors were built from interactions (user
             vectors, :func:`segmentation.represent.build_user_vectors`), else None. The outlier rules weigh a
             user's distance from its segment by it (``cluster.outlier_evidence``).
+        category_counts: (n, c) scipy sparse, each user's interactions spread over their items' categories (an
+            item's categories share its 1), where the vectors were built from interactions with categorised
+            items, else None. The segment stage's second split test reads it
+            (:func:`segmentation.mixture.split_by_categories`).
     """
 
     ids: np.ndarray
     vectors: np.ndarray
     model: str
     activity: np.ndarray | None = None
+    category_counts: Any = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or len(self.ids) != self.vectors.shape[0]:
             raise ValueError(f"ids ({len(self.ids)}) and vectors {self.vectors.shape} do not match")
         if self.activity is not None and len(self.activity) != len(self.ids):
             raise ValueError(f"ids ({len(self.ids)}) and activity ({len(self.activity)}) do not match")
+        if self.category_counts is not None and self.category_counts.shape[0] != len(self.ids):
+            raise ValueError(f"ids ({len(self.ids)}) and category counts {self.category_counts.shape} do not match")
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
     def subset(self, rows: np.ndarray) -> "Embeddings":
-        """The rows ``rows`` (positions), their activity with them."""
+        """The rows ``rows`` (positions), their activity and category counts with them."""
         return Embeddings(self.ids[rows], self.vectors[rows], self.model,
-                          None if self.activity is None else self.activity[rows])  # fmt: skip
+                          None if self.activity is None else self.activity[rows],
+                          None if self.category_counts is None else self.category_counts[rows])  # fmt: skip
 
     def index_of(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.ids)}

@@ -597,6 +597,13 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
     user-vector space is the nearest (HDBSCAN's local outliers and parts under ``min_size`` included): a member
     of a segment stays a member. Outliers whose nearest segment was split get the nearest part.
 
+    A segment the layout test keeps whole meets a second test where ``users.category_counts`` is given: a mixture
+    of multinomials over the categories its members chose (:func:`segmentation.mixture.split_by_categories`; the
+    number of parts by BIC, kept only when they come back on subsamples at ``cluster.split_stability``, and parts
+    under ``min_size`` joined to their most probable kept part). Light users' vectors are too noisy for any layout
+    to pull two planted segments apart, while their pooled category choices differ plainly. Members and the
+    segment's outliers join their most probable part.
+
     Given more than ``reduce.sample_size`` users, each segment is fitted on its share of that sample size (at least
     1,000 users) and the rest placed by their nearest fitted users (:func:`fit_segments` calls it only up to that
     size: at 100,000 users the tests cost 12 % of a run).
@@ -619,10 +626,10 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         and where a choice was made ``n_fitted``, ``parts``, ``stability``, ``min_cluster_size``,
         ``cluster_selection_method``; ``sizes`` of the parts when split; ``outcome`` ("split", "unstable": parts
         found that did not come back on subsamples, "parts too small", "no parts", "not tested": too few users) and,
-        when not split, ``why`` in words.
+        when not split, ``why`` in words; ``test`` ("layout" or "categories") when split; ``categories`` (the
+        second test's ``bic_parts``, ``stability`` per number of parts tried, ``why``) where it ran, and when it
+        split, ``layout`` (the first test's outcome, why, stability and parts).
     """
-    from segmentation.selection import choose_parameters
-
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
     n = len(labels)
@@ -634,6 +641,7 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
                                        "min_segments": 2})  # fmt: skip
     tested: list[dict] = []
     next_id = k
+    counts = users.category_counts
     for s in range(k):
         members = np.flatnonzero(labels == s)
         record: dict = {"segment": s, "users": len(members), "split": False}
@@ -642,68 +650,40 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
             record["outcome"] = "not tested"
             record["why"] = f"under {max(round(2 * min_size), SPLIT_MIN_USERS)} users: not tested"
             continue
-        reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
-                          metric=reduce.metric, sample_size=max(1000, round(reduce.sample_size * len(members) / n)),
-                          assign=reduce.assign, knn_dims=reduce.knn_dims, random_state=seed,
-                          exact_knn=exact_knn)  # fmt: skip
         vectors = users.vectors[members]
-        coords = reducer.fit_transform(vectors)
-        sample = reducer.sample_
-        assert sample is not None, "Reducer.fit_transform sets sample_"
-        try:
-            # no part smaller than the run's smallest segment: the grid starts there (in the scored points' terms)
-            scored = min(len(sample), 20_000)
-            choice = choose_parameters(coords[sample], local, seed=seed, quiet=True, max_points=scored,
-                                       smallest=int(np.ceil(min_size * scored / len(members))))  # fmt: skip
-        except DataError:
-            record["outcome"], record["why"] = "no parts", "too few users for two parts"
+        part, centres = _split_by_layout(vectors, record, reduce, local, min_size, bar, len(members) / n, seed,
+                                         exact_knn)  # fmt: skip
+        mixture = None
+        if part is None and counts is not None:
+            from segmentation.mixture import split_by_categories
+
+            found = split_by_categories(counts[members], min_size=min_size, bar=bar, seed=seed)
+            record["categories"] = {"bic_parts": found.bic_parts,
+                                    "stability": {str(j): v for j, v in found.stability.items()}, "why": found.why}  # fmt: skip
+            if found.parts is not None:  # the layout test's own figures move aside
+                part, mixture = found.parts, found
+                record["layout"] = {key: record.pop(key) for key in ("outcome", "why", "stability", "parts")
+                                    if key in record}  # fmt: skip
+                record.update(test="categories", stability=found.stability[min(found.stability)],
+                              parts=int(part.max()) + 1)  # fmt: skip
+        if part is None:
             continue
-        c = choice.chosen
-        record.update(n_fitted=len(sample), parts=c.n_segments, stability=c.stability,
-                      min_cluster_size=choice.config.min_cluster_size,
-                      cluster_selection_method=c.cluster_selection_method)  # fmt: skip
-        if not c.eligible or c.n_segments < 2:
-            record["outcome"], record["why"] = "no parts", "no candidate with two or more parts"
-            continue
-        if c.stability < bar:
-            record["outcome"], record["why"] = (
-                "unstable",
-                f"stability {c.stability:.3f} of {c.n_segments} parts below {bar}",
-            )
-            continue
-        cfg = choice.config
-        sub = Clusterer(cfg.min_cluster_size, min_samples=cfg.min_samples,
-                        cluster_selection_method=cfg.cluster_selection_method,
-                        cluster_selection_epsilon=cfg.cluster_selection_epsilon, sample_size=len(sample),
-                        random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
-        parts = sub.labels_
-        assert parts is not None, "Clusterer.fit sets labels_"
-        sizes = np.bincount(parts[parts >= 0], minlength=sub.n_segments_)
-        big = np.flatnonzero(sizes >= min_size)
-        if len(big) < 2:
-            record["outcome"] = "parts too small"
-            record["why"] = f"fewer than two parts of at least {round(min_size)} users"
-            continue
-        part = np.full(len(members), NOISE, dtype=np.int32)
-        for j, b in enumerate(big):
-            part[parts == b] = j
-        centres = _centres(vectors, part, len(big))
-        centres = (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)).astype(np.float32)
-        rest = np.flatnonzero(part < 0)
-        part[rest] = _nearest_centre(vectors, rest, centres)
-        ids = np.array([s, *range(next_id, next_id + len(big) - 1)], dtype=np.int32)
-        next_id += len(big) - 1
+        parts_n = int(part.max()) + 1
+        ids = np.array([s, *range(next_id, next_id + parts_n - 1)], dtype=np.int32)
+        next_id += parts_n - 1
         labels[members] = ids[part]
         nearest[members] = labels[members]
         out = np.flatnonzero((labels < 0) & (nearest == s))
-        if len(out):
-            nearest[out] = ids[_nearest_centre(users.vectors, out, centres)]
-        record.update(
-            split=True, outcome="split", sizes=[int(v) for v in np.bincount(part, minlength=len(big))], ids=ids.tolist()
-        )
-        logger.info("cluster: segment %d (%d users) splits into %d parts of %s users on its own (stability %.3f "
-                    ">= cluster.split_stability %.2f)", s, len(members), len(big), record["sizes"], c.stability,
-                    bar)  # fmt: skip
+        if len(out):  # the segment's outliers: the nearest part, by direction or by the categories they chose
+            nearest[out] = ids[mixture.assign(counts[out]) if mixture is not None and counts is not None
+                               else _nearest_centre(users.vectors, out, centres)]  # fmt: skip
+        record.update(split=True, outcome="split", sizes=[int(v) for v in np.bincount(part, minlength=parts_n)],
+                      ids=ids.tolist())  # fmt: skip
+        record.setdefault("test", "layout")
+        logger.info("cluster: segment %d (%d users) splits into %d parts of %s users on its own (%s, stability %.3f "
+                    ">= cluster.split_stability %.2f)", s, len(members), parts_n, record["sizes"],
+                    "by the categories its users chose" if mixture is not None else "in its own layout",
+                    record["stability"], bar)  # fmt: skip
     if next_id == k:
         for record in tested:
             record["segments"] = [record["segment"]]
@@ -713,6 +693,65 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         record["segments"] = [int(new_id[v]) for v in record.pop("ids", [record["segment"]])]
     columns = {"segment_id": _relabel(labels, new_id), "nearest_segment": _relabel(nearest, new_id)}
     return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in columns.items()), next_id, tested
+
+
+def _split_by_layout(vectors: np.ndarray, record: dict, reduce: ReduceConfig, local: ClusterConfig, min_size: float,
+                     bar: float, share: float, seed: int, exact_knn: bool) -> tuple[np.ndarray | None, np.ndarray]:  # fmt: skip
+    """:func:`split_merged`'s first test on one segment's member ``vectors`` (``share`` of the run's users): its
+    own UMAP layout and the label-free parameter choice. Returns ``(part, centres)``: each member's part (None when
+    not split; ``record`` says why) and the parts' unit mean directions."""
+    from segmentation.selection import choose_parameters
+
+    none = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+    reducer = Reducer(reduce.n_components, n_neighbors=reduce.n_neighbors, min_dist=reduce.min_dist,
+                      metric=reduce.metric, sample_size=max(1000, round(reduce.sample_size * share)),
+                      assign=reduce.assign, knn_dims=reduce.knn_dims, random_state=seed,
+                      exact_knn=exact_knn)  # fmt: skip
+    coords = reducer.fit_transform(vectors)
+    sample = reducer.sample_
+    assert sample is not None, "Reducer.fit_transform sets sample_"
+    try:
+        # no part smaller than the run's smallest segment: the grid starts there (in the scored points' terms)
+        scored = min(len(sample), 20_000)
+        choice = choose_parameters(coords[sample], local, seed=seed, quiet=True, max_points=scored,
+                                   smallest=int(np.ceil(min_size * scored / len(vectors))))  # fmt: skip
+    except DataError:
+        record["outcome"], record["why"] = "no parts", "too few users for two parts"
+        return None, none
+    c = choice.chosen
+    record.update(n_fitted=len(sample), parts=c.n_segments, stability=c.stability,
+                  min_cluster_size=choice.config.min_cluster_size,
+                  cluster_selection_method=c.cluster_selection_method)  # fmt: skip
+    if not c.eligible or c.n_segments < 2:
+        record["outcome"], record["why"] = "no parts", "no candidate with two or more parts"
+        return None, none
+    if c.stability < bar:
+        record["outcome"], record["why"] = (
+            "unstable",
+            f"stability {c.stability:.3f} of {c.n_segments} parts below {bar}",
+        )
+        return None, none
+    cfg = choice.config
+    sub = Clusterer(cfg.min_cluster_size, min_samples=cfg.min_samples,
+                    cluster_selection_method=cfg.cluster_selection_method,
+                    cluster_selection_epsilon=cfg.cluster_selection_epsilon, sample_size=len(sample),
+                    random_state=seed).fit(coords, sample=sample, neighbours=reducer.neighbours_)  # fmt: skip
+    parts = sub.labels_
+    assert parts is not None, "Clusterer.fit sets labels_"
+    sizes = np.bincount(parts[parts >= 0], minlength=sub.n_segments_)
+    big = np.flatnonzero(sizes >= min_size)
+    if len(big) < 2:
+        record["outcome"] = "parts too small"
+        record["why"] = f"fewer than two parts of at least {round(min_size)} users"
+        return None, none
+    part = np.full(len(vectors), NOISE, dtype=np.int32)
+    for j, b in enumerate(big):
+        part[parts == b] = j
+    centres = _centres(vectors, part, len(big))
+    centres = (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    rest = np.flatnonzero(part < 0)
+    part[rest] = _nearest_centre(vectors, rest, centres)
+    return part, centres
 
 
 def require_users(m: int, min_cluster_size: int) -> None:

@@ -169,6 +169,14 @@ class _Matrix:
         return sp.diags(1.0 / np.maximum(totals, 1e-12)) @ m
 
 
+def _category_counts(mat: _Matrix, item_cat: sp.csr_matrix) -> sp.csr_matrix:
+    """(users x categories) float32: each interaction's 1 shared among its item's categories (an item without a
+    category in the columns adds nothing)."""
+    per_item = np.asarray(item_cat.sum(axis=1)).ravel()
+    share = sp.diags(np.where(per_item > 0, 1.0 / np.maximum(per_item, 1e-12), 0.0)) @ item_cat
+    return (mat.weighted(np.ones(len(mat.rows), dtype=np.float64)) @ share).astype(np.float32).tocsr()
+
+
 def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None
                      ) -> tuple[sp.csr_matrix | None, tuple[str, ...]]:  # fmt: skip
     """(items x categories) matrix in ``mat``'s item order (1 per naming), columns by category name, and the names;
@@ -608,7 +616,10 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
         raise DataError("represent: user vectors contain NaN or infinity")
     logger.info("built %d user vectors (%s, dim %d)", len(mat.user_ids), method, out.shape[1])
     activity = mat.counts.astype(np.int64)
-    users = Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity)
+    # what users chose, by category, for the segment stage's second split test (whatever the representation)
+    chose = item_cat if item_cat is not None or items is None else _item_categories(mat, items, max_categories)[0]
+    users = Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity,
+                       None if chose is None else _category_counts(mat, chose))  # fmt: skip
     if space is None:
         left_out = ("liked-category-hist",) if alike and {"liked-category-hist", "category-hist"} <= set(parts) else ()
         space = UserSpace(method=method, weights={p: float(weights.get(p, 1.0)) for p in parts}, centre=centre,

@@ -1,0 +1,169 @@
+"""Does a segment hold several tastes? A mixture of multinomials over the categories its users chose.
+
+UMAP draws two planted segments that share much as one region when most of their users are light (3-10
+interactions): each light user's vector is too noisy to stand apart, and refitting the segment's layout on its own
+(:func:`segmentation.cluster.split_merged`'s first test) does not pull them apart either. Pooled over hundreds of
+users, though, their category choices differ plainly. A mixture of multinomials (each user's category counts drawn
+from one component's category distribution) reads that pooled evidence:
+
+* the number of components by BIC (1 to ``max_parts``), each fitted by EM from ``restarts`` k-means++ starts;
+* the fit kept only when its parts come back on 80 % subsamples (the mean ARI between the full fit's labels and each
+  subsample fit's, over every member, at least the bar): otherwise one fewer component is tried, down to 2;
+* every member joins the part with the highest posterior.
+
+BIC alone splits real segments: on MovieLens 100k it takes 6 components for a 501-user segment of heavy raters (and
+so does a Dirichlet-multinomial mixture, which allows for users' spread); the subsample bar is what keeps a
+segment whole unless its parts reproduce. Chosen on the tuning planted worlds (taste, style, light; 10,000 users,
+the CLI's segments of 2026-12-05): every merged pair or group on light split into its planted parts (stability
+0.975-0.998), and no segment of taste or style split.
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import logsumexp
+
+__all__ = ["CategoryMixture", "MixtureSplit", "fit_mixture", "split_by_categories"]
+
+logger = logging.getLogger(__name__)
+
+SMOOTHING = 0.1  # Dirichlet prior on each component's category counts (a category no member chose keeps a share)
+
+
+@dataclass(frozen=True)
+class CategoryMixture:
+    """A fitted mixture: ``log_theta`` (k, c) each component's log category distribution, ``log_pi`` (k,) the log
+    shares, ``log_likelihood`` of the rows it was fitted on."""
+
+    log_theta: np.ndarray
+    log_pi: np.ndarray
+    log_likelihood: float
+
+    @property
+    def k(self) -> int:
+        return len(self.log_pi)
+
+    def joint(self, counts: np.ndarray) -> np.ndarray:
+        """(n, k) log P(row, component) up to the multinomial coefficient (the same under every component)."""
+        return np.asarray(counts @ self.log_theta.T) + self.log_pi
+
+    def labels(self, counts: np.ndarray) -> np.ndarray:
+        """(n,) the most probable component of each row."""
+        return self.joint(counts).argmax(axis=1).astype(np.int32)
+
+    def bic(self, n: int) -> float:
+        c = self.log_theta.shape[1]
+        return -2.0 * self.log_likelihood + (self.k * (c - 1) + self.k - 1) * np.log(max(n, 1))
+
+
+def _dense(counts: np.ndarray | sp.spmatrix) -> np.ndarray:
+    if isinstance(counts, np.ndarray):
+        return counts.astype(np.float64, copy=False)
+    return np.asarray(counts.toarray(), dtype=np.float64)
+
+
+def _em(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 200, tol: float = 1e-7) -> CategoryMixture:
+    n, c = x.shape
+    profile = x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
+    start = [int(rng.integers(n))]
+    dist = ((profile - profile[start[0]]) ** 2).sum(axis=1)
+    for _ in range(1, k):  # k-means++ starts on the users' category profiles
+        p = dist / dist.sum() if dist.sum() > 0 else np.full(n, 1.0 / n)
+        start.append(int(rng.choice(n, p=p)))
+        dist = np.minimum(dist, ((profile - profile[start[-1]]) ** 2).sum(axis=1))
+    theta = profile[start] + 0.05
+    log_theta = np.log(theta / theta.sum(axis=1, keepdims=True))
+    log_pi = np.full(k, -np.log(k))
+    prev = -np.inf
+    total = -np.inf
+    for _ in range(iters):
+        joint = x @ log_theta.T + log_pi
+        ll = logsumexp(joint, axis=1)
+        total = float(ll.sum())
+        resp = np.exp(joint - ll[:, None])
+        log_pi = np.log(resp.mean(axis=0) + 1e-12)
+        theta = resp.T @ x + SMOOTHING
+        log_theta = np.log(theta / theta.sum(axis=1, keepdims=True))
+        if total - prev <= tol * abs(total):
+            break
+        prev = total
+    joint = x @ log_theta.T + log_pi
+    return CategoryMixture(log_theta, log_pi, float(logsumexp(joint, axis=1).sum()))
+
+
+def fit_mixture(counts: np.ndarray | sp.spmatrix, k: int, *, seed: int = 0, restarts: int = 4) -> CategoryMixture:
+    """The best of ``restarts`` EM fits (highest likelihood) of a ``k``-component mixture to the (n, c) counts."""
+    x = _dense(counts)
+    if len(x) < k:
+        raise ValueError(f"{len(x)} rows cannot hold {k} components")
+    fits = [_em(x, k, np.random.default_rng([seed, k, r])) for r in range(restarts)]
+    return max(fits, key=lambda f: f.log_likelihood)
+
+
+def _stability(x: np.ndarray, fit: CategoryMixture, seed: int, subsamples: int, share: float) -> float:
+    """Mean ARI between ``fit``'s labels of every row and those of fits on ``share`` subsamples."""
+    from sklearn.metrics import adjusted_rand_score
+
+    full = fit.labels(x)
+    out = []
+    for j in range(subsamples):
+        keep = np.random.default_rng([seed, 7919, j]).random(len(x)) < share
+        again = fit_mixture(x[keep], fit.k, seed=seed + j + 1)
+        out.append(adjusted_rand_score(full, again.labels(x)))
+    return float(np.mean(out))
+
+
+@dataclass(frozen=True)
+class MixtureSplit:
+    """What :func:`split_by_categories` found: ``parts`` (members' part ids 0..m-1, None when not split), the
+    component count BIC took (``bic_parts``), the subsample stability of each count tried (``stability``), and
+    the ``mixture`` of the kept parts (None when not split)."""
+
+    parts: np.ndarray | None
+    bic_parts: int
+    stability: dict[int, float]
+    mixture: CategoryMixture | None
+    why: str
+
+    def assign(self, counts: np.ndarray | sp.spmatrix) -> np.ndarray:
+        """The most probable kept part of other rows (the segment's outliers)."""
+        assert self.mixture is not None, "not split"
+        return self.mixture.labels(_dense(counts))
+
+
+def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, bar: float, seed: int = 0,
+                        max_parts: int = 5, subsamples: int = 4, share: float = 0.8) -> MixtureSplit:  # fmt: skip
+    """Parts of a segment by its members' category counts ((n, c), one row per member; see the module docstring).
+
+    Args:
+        counts: each member's interactions spread over their items' categories.
+        min_size: smallest part kept, in users; members of smaller parts join their most probable kept part.
+        bar: the least subsample stability of a split (``cluster.split_stability``).
+        seed: seeds the starts and subsamples.
+        max_parts: most components BIC may take.
+    """
+    x = _dense(counts)
+    n = len(x)
+    ks = [k for k in range(1, max_parts + 1) if k <= n]
+    fits = {k: fit_mixture(x, k, seed=seed) for k in ks}
+    best = min(ks, key=lambda k: fits[k].bic(n))
+    stability: dict[int, float] = {}
+    if best < 2:
+        return MixtureSplit(None, best, stability, None, "BIC takes one component")
+    why = ""
+    for k in range(best, 1, -1):
+        stability[k] = round(_stability(x, fits[k], seed, subsamples, share), 4)
+        if stability[k] < bar:
+            why = f"{k} parts came back at stability {stability[k]:.3f}, below {bar}"
+            continue
+        labels = fits[k].labels(x)
+        sizes = np.bincount(labels, minlength=k)
+        big = np.flatnonzero(sizes >= min_size)
+        if len(big) < 2:
+            why = f"fewer than two of the {k} parts hold {round(min_size)} users"
+            continue
+        kept = CategoryMixture(fits[k].log_theta[big], fits[k].log_pi[big], fits[k].log_likelihood)
+        return MixtureSplit(kept.labels(x), best, stability, kept, "split")
+    return MixtureSplit(None, best, stability, None, why)

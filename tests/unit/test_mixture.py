@@ -1,0 +1,107 @@
+"""The second split test: a mixture of multinomials over the categories a segment's users chose."""
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+from sklearn.metrics import adjusted_rand_score
+
+from embeddings.encoder import Embeddings
+from segmentation.cluster import ASSIGNMENTS, NOISE, split_merged
+from segmentation.config import ClusterConfig, ReduceConfig
+from segmentation.mixture import fit_mixture, split_by_categories
+
+
+def _light_users(sizes: list[int], seed: int = 0, categories: int = 20, taste: float = 0.75,
+                 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Users of 3-10 interactions; group g picks its own two categories with probability ``taste``, else a category
+    by popularity (as the planted worlds' light users do). Returns (counts (n, categories), group)."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, categories + 1)
+    popularity /= popularity.sum()
+    rows, group = [], []
+    for g, m in enumerate(sizes):
+        own = np.zeros(categories)
+        own[[(2 * g) % categories, (2 * g + 1) % categories]] = 0.5
+        p = taste * own + (1 - taste) * popularity
+        for _ in range(m):
+            rows.append(rng.multinomial(int(rng.integers(3, 11)), p))
+            group.append(g)
+    return np.array(rows, dtype=np.float64), np.array(group)
+
+
+def test_two_light_groups_drawn_as_one_segment_come_apart():
+    counts, group = _light_users([700, 500])
+    found = split_by_categories(counts, min_size=100, bar=0.9, seed=0)
+    assert found.bic_parts == 2 and found.parts is not None and found.why == "split"
+    assert found.stability[2] >= 0.9
+    assert adjusted_rand_score(group, found.parts) > 0.9  # 3-10 picks each: a few users are ambiguous
+    # the same seed gives the same parts; the kept mixture places other users (the segment's outliers)
+    again = split_by_categories(counts, min_size=100, bar=0.9, seed=0)
+    assert again.parts is not None and (again.parts == found.parts).all()
+    np.testing.assert_array_equal(found.assign(sp.csr_matrix(counts[:50])), found.parts[:50])
+
+
+def test_one_taste_stays_whole_and_a_high_bar_or_a_large_smallest_part_keeps_a_pair():
+    one, _ = _light_users([1200], seed=1)
+    kept = split_by_categories(one, min_size=100, bar=0.9, seed=0)
+    assert kept.parts is None and kept.mixture is None
+    assert kept.bic_parts == 1 or all(v < 0.9 for v in kept.stability.values())
+    pair, _ = _light_users([700, 500], seed=2)
+    assert split_by_categories(pair, min_size=100, bar=0.9999, seed=0).parts is None
+    small = split_by_categories(pair, min_size=800, bar=0.9, seed=0)
+    assert small.parts is None and "hold 800 users" in small.why
+
+
+def test_a_part_under_the_smallest_size_joins_its_most_probable_neighbour():
+    counts, group = _light_users([700, 600, 120], seed=3, taste=0.9)
+    found = split_by_categories(counts, min_size=200, bar=0.9, seed=0)
+    assert found.parts is not None and found.parts.max() == 1  # two parts kept, the 120 users joined them
+    assert adjusted_rand_score(group[group < 2], found.parts[group < 2]) > 0.85
+
+
+def test_fit_mixture_refuses_more_components_than_rows():
+    with pytest.raises(ValueError, match="3 rows cannot hold 4 components"):
+        fit_mixture(np.ones((3, 5)), 4)
+
+
+def test_embeddings_carry_their_category_counts_with_their_rows():
+    x = np.eye(4, dtype=np.float32)
+    counts = sp.csr_matrix(np.arange(8, dtype=np.float32).reshape(4, 2))
+    e = Embeddings(np.array(["a", "b", "c", "d"], dtype=object), x, "m", np.arange(4), counts)
+    sub = e.subset(np.array([2, 0]))
+    assert sub.category_counts.toarray().tolist() == [[4, 5], [0, 1]] and sub.activity.tolist() == [2, 0]
+    with pytest.raises(ValueError, match=r"category counts \(3, 2\) do not match"):
+        Embeddings(e.ids, x, "m", None, counts[:3])
+
+
+@pytest.mark.umap
+def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
+    """One segment whose vectors are one round group (the layout test keeps it whole) while its users chose two
+    sets of categories; its outlier, whose choices are the second group's, gets the second part as nearest."""
+    counts, group = _light_users([700, 500], seed=4, taste=0.9)
+    outlier_counts, _ = _light_users([0, 1], seed=5, taste=1.0)
+    counts = np.vstack([counts, outlier_counts])
+    n = len(counts)
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (n, 16)) * 0.1 + 1.0
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    segment = np.r_[np.zeros(n - 1, np.int32), NOISE].astype(np.int32)
+    a = pl.DataFrame({"user_id": [f"u{i:04d}" for i in range(n)], "segment_id": segment,
+                      "membership": np.where(segment >= 0, 0.9, 0.0).astype(np.float32),
+                      "nearest_segment": np.zeros(n, np.int32), "nearest_membership": np.full(n, 0.5, np.float32),
+                      "soft_assigned": np.zeros(n, bool), "x": x[:, 0], "y": x[:, 1]}, schema=ASSIGNMENTS)  # fmt: skip
+    users = Embeddings(a["user_id"].to_numpy(), x, "planted", counts.sum(axis=1), sp.csr_matrix(counts))
+    out, k, tested = split_merged(users, a, ReduceConfig(), ClusterConfig(), 100, seed=0)
+    seg = out["segment_id"].to_numpy()
+    assert k == 2 and adjusted_rand_score(group, seg[:-1]) > 0.9
+    (record,) = tested
+    assert record["split"] and record["test"] == "categories" and record["outcome"] == "split"
+    assert record["categories"]["bic_parts"] == 2 and record["stability"] >= 0.9
+    assert record["layout"]["outcome"] in ("unstable", "no parts", "parts too small")
+    second = np.bincount(seg[:-1][group == 1]).argmax()
+    assert seg[-1] == NOISE and out["nearest_segment"][-1] == second
+    # without the counts the layout test alone decides: one segment
+    plain = Embeddings(users.ids, x, "planted")
+    out, k, tested = split_merged(plain, a, ReduceConfig(), ClusterConfig(), 100, seed=0)
+    assert k == 1 and "categories" not in tested[0] and not tested[0]["split"]
