@@ -641,58 +641,87 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
                                        "min_segments": 2})  # fmt: skip
     tested: list[dict] = []
     next_id = k
-    counts = users.category_counts
-    for s in range(k):
+    smallest = max(2 * min_size, SPLIT_MIN_USERS)
+    origin: dict[int, dict] = {}  # each segment of the result (before renumbering): the record of its fit segment
+    for s in range(k):  # first test: each segment in its own layout
         members = np.flatnonzero(labels == s)
-        record: dict = {"segment": s, "users": len(members), "split": False}
+        record: dict = {"segment": s, "users": len(members), "split": False, "ids": [s]}
         tested.append(record)
-        if len(members) < max(2 * min_size, SPLIT_MIN_USERS):
+        origin[s] = record
+        if len(members) < smallest:
             record["outcome"] = "not tested"
-            record["why"] = f"under {max(round(2 * min_size), SPLIT_MIN_USERS)} users: not tested"
+            record["why"] = f"under {round(smallest)} users: not tested"
             continue
         vectors = users.vectors[members]
         part, centres = _split_by_layout(vectors, record, reduce, local, min_size, bar, len(members) / n, seed,
                                          exact_knn)  # fmt: skip
-        mixture = None
-        if part is None and counts is not None:
-            from segmentation.mixture import split_by_categories
-
-            found = split_by_categories(counts[members], min_size=min_size, bar=bar, seed=seed)
-            record["categories"] = {"bic_parts": found.bic_parts,
-                                    "stability": {str(j): v for j, v in found.stability.items()}, "why": found.why}  # fmt: skip
-            if found.parts is not None:  # the layout test's own figures move aside
-                part, mixture = found.parts, found
-                record["layout"] = {key: record.pop(key) for key in ("outcome", "why", "stability", "parts")
-                                    if key in record}  # fmt: skip
-                record.update(test="categories", stability=found.stability[min(found.stability)],
-                              parts=int(part.max()) + 1)  # fmt: skip
         if part is None:
             continue
-        parts_n = int(part.max()) + 1
-        ids = np.array([s, *range(next_id, next_id + parts_n - 1)], dtype=np.int32)
-        next_id += parts_n - 1
-        labels[members] = ids[part]
-        nearest[members] = labels[members]
+        ids = _apply_split(labels, nearest, members, part, s, next_id)
+        next_id += len(ids) - 1
         out = np.flatnonzero((labels < 0) & (nearest == s))
-        if len(out):  # the segment's outliers: the nearest part, by direction or by the categories they chose
-            nearest[out] = ids[mixture.assign(counts[out]) if mixture is not None and counts is not None
-                               else _nearest_centre(users.vectors, out, centres)]  # fmt: skip
-        record.update(split=True, outcome="split", sizes=[int(v) for v in np.bincount(part, minlength=parts_n)],
-                      ids=ids.tolist())  # fmt: skip
-        record.setdefault("test", "layout")
-        logger.info("cluster: segment %d (%d users) splits into %d parts of %s users on its own (%s, stability %.3f "
-                    ">= cluster.split_stability %.2f)", s, len(members), parts_n, record["sizes"],
-                    "by the categories its users chose" if mixture is not None else "in its own layout",
-                    record["stability"], bar)  # fmt: skip
+        if len(out):  # the segment's outliers: the nearest part
+            nearest[out] = ids[_nearest_centre(users.vectors, out, centres)]
+        record.update(split=True, outcome="split", test="layout", ids=ids.tolist())
+        origin.update({int(i): record for i in ids})
+        logger.info("cluster: segment %d (%d users) splits into %d parts of %s users in its own layout (stability "
+                    "%.3f >= cluster.split_stability %.2f)", s, len(members), len(ids),
+                    np.bincount(part).tolist(), record["stability"], bar)  # fmt: skip
+    counts = users.category_counts
+    if counts is not None:  # second test: every segment now, parts of the first included, by what its users chose
+        from segmentation.mixture import split_by_categories
+
+        for s in range(next_id):
+            members = np.flatnonzero(labels == s)
+            if len(members) < smallest:
+                continue
+            record = origin[s]
+            found = split_by_categories(counts[members], min_size=min_size, bar=bar, seed=seed)
+            entry = {"segment": s, "users": len(members), "bic_parts": found.bic_parts,
+                     "stability": {str(j): v for j, v in found.stability.items()}, "split": found.parts is not None,
+                     "why": found.why}  # fmt: skip
+            record.setdefault("categories", []).append(entry)
+            if found.parts is None:
+                continue
+            ids = _apply_split(labels, nearest, members, found.parts, s, next_id)
+            next_id += len(ids) - 1
+            out = np.flatnonzero((labels < 0) & (nearest == s))
+            if len(out):  # the segment's outliers: their most probable part
+                nearest[out] = ids[found.assign(counts[out])]
+            stability = found.stability[min(found.stability)]
+            if not record["split"]:  # the first test's figures move aside
+                record["layout"] = {key: record.pop(key) for key in ("outcome", "why", "stability", "parts")
+                                    if key in record}  # fmt: skip
+                record.update(split=True, outcome="split", test="categories", stability=stability, parts=len(ids))
+            elif record["test"] == "layout":
+                record["test"] = "layout, then categories"
+            record["ids"] = [*record["ids"], *ids[1:].tolist()]
+            origin.update({int(i): record for i in ids})
+            logger.info("cluster: segment %d (%d users) splits into %d parts of %s users by the categories its users "
+                        "chose (%d by BIC; stability %.3f >= cluster.split_stability %.2f)", s, len(members),
+                        len(ids), np.bincount(found.parts).tolist(), found.bic_parts, stability, bar)  # fmt: skip
+    for record in tested:
+        if record["split"]:
+            record["sizes"] = [int((labels == i).sum()) for i in record["ids"]]
     if next_id == k:
         for record in tested:
-            record["segments"] = [record["segment"]]
+            record["segments"] = [record.pop("ids")[0]]
         return assignments, k, tested
     new_id = _by_size(labels, next_id)  # segment 0 is still the largest
     for record in tested:  # which segments of the result each tested segment became
-        record["segments"] = [int(new_id[v]) for v in record.pop("ids", [record["segment"]])]
+        record["segments"] = [int(new_id[v]) for v in record.pop("ids")]
     columns = {"segment_id": _relabel(labels, new_id), "nearest_segment": _relabel(nearest, new_id)}
     return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in columns.items()), next_id, tested
+
+
+def _apply_split(labels: np.ndarray, nearest: np.ndarray, members: np.ndarray, part: np.ndarray, s: int,
+                 next_id: int) -> np.ndarray:  # fmt: skip
+    """Members of segment ``s`` take their ``part`` (0 keeps ``s``, the others new ids from ``next_id``), in place;
+    every member is its own nearest. Returns the parts' ids."""
+    ids = np.array([s, *range(next_id, next_id + int(part.max()))], dtype=np.int32)
+    labels[members] = ids[part]
+    nearest[members] = labels[members]
+    return ids
 
 
 def _split_by_layout(vectors: np.ndarray, record: dict, reduce: ReduceConfig, local: ClusterConfig, min_size: float,

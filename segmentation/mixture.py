@@ -29,6 +29,7 @@ __all__ = ["CategoryMixture", "MixtureSplit", "fit_mixture", "split_by_categorie
 
 logger = logging.getLogger(__name__)
 
+MAX_ROWS = 5_000  # members a segment's mixtures are fitted on (a uniform sample past it)
 SMOOTHING = 0.1  # Dirichlet prior on each component's category counts (a category no member chose keeps a share)
 
 
@@ -64,7 +65,8 @@ def _dense(counts: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(counts.toarray(), dtype=np.float64)
 
 
-def _em(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 200, tol: float = 1e-7) -> CategoryMixture:
+def _em(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 100, tol: float = 1e-5) -> CategoryMixture:
+    """EM from a k-means++ start; stops when the mean log-likelihood per row gains less than ``tol``."""
     n, c = x.shape
     profile = x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
     start = [int(rng.integers(n))]
@@ -86,7 +88,7 @@ def _em(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 200, tol: 
         log_pi = np.log(resp.mean(axis=0) + 1e-12)
         theta = resp.T @ x + SMOOTHING
         log_theta = np.log(theta / theta.sum(axis=1, keepdims=True))
-        if total - prev <= tol * abs(total):
+        if total - prev <= tol * n:
             break
         prev = total
     joint = x @ log_theta.T + log_pi
@@ -134,7 +136,8 @@ class MixtureSplit:
 
 
 def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, bar: float, seed: int = 0,
-                        max_parts: int = 5, subsamples: int = 4, share: float = 0.8) -> MixtureSplit:  # fmt: skip
+                        max_parts: int = 5, subsamples: int = 4, share: float = 0.8,
+                        max_rows: int = MAX_ROWS) -> MixtureSplit:  # fmt: skip
     """Parts of a segment by its members' category counts ((n, c), one row per member; see the module docstring).
 
     Args:
@@ -143,8 +146,15 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
         bar: the least subsample stability of a split (``cluster.split_stability``).
         seed: seeds the starts and subsamples.
         max_parts: most components BIC may take.
+        max_rows: the mixtures are fitted (and BIC and the subsamples taken) on at most this many members, a
+            uniform sample; every member is then labelled by the kept fit. The cost of a segment stays bounded
+            whatever its size.
     """
-    x = _dense(counts)
+    everyone = _dense(counts)
+    n_all = len(everyone)
+    x = everyone
+    if n_all > max_rows:
+        x = everyone[np.sort(np.random.default_rng([seed, 104729]).choice(n_all, max_rows, replace=False))]
     n = len(x)
     ks = [k for k in range(1, max_parts + 1) if k <= n]
     fits = {k: fit_mixture(x, k, seed=seed) for k in ks}
@@ -158,12 +168,12 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
         if stability[k] < bar:
             why = f"{k} parts came back at stability {stability[k]:.3f}, below {bar}"
             continue
-        labels = fits[k].labels(x)
+        labels = fits[k].labels(everyone)
         sizes = np.bincount(labels, minlength=k)
         big = np.flatnonzero(sizes >= min_size)
         if len(big) < 2:
             why = f"fewer than two of the {k} parts hold {round(min_size)} users"
             continue
         kept = CategoryMixture(fits[k].log_theta[big], fits[k].log_pi[big], fits[k].log_likelihood)
-        return MixtureSplit(kept.labels(x), best, stability, kept, "split")
+        return MixtureSplit(kept.labels(everyone), best, stability, kept, "split")
     return MixtureSplit(None, best, stability, None, why)

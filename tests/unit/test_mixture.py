@@ -97,7 +97,9 @@ def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
     assert k == 2 and adjusted_rand_score(group, seg[:-1]) > 0.9
     (record,) = tested
     assert record["split"] and record["test"] == "categories" and record["outcome"] == "split"
-    assert record["categories"]["bic_parts"] == 2 and record["stability"] >= 0.9
+    (entry,) = record["categories"]  # the segment alone was tested; its parts are not tested again
+    assert entry["bic_parts"] == 2 and entry["split"] and record["stability"] == entry["stability"]["2"] >= 0.9
+    assert sorted(record["sizes"]) == sorted(np.bincount(seg[seg >= 0]).tolist())
     assert record["layout"]["outcome"] in ("unstable", "no parts", "parts too small")
     second = np.bincount(seg[:-1][group == 1]).argmax()
     assert seg[-1] == NOISE and out["nearest_segment"][-1] == second

@@ -230,6 +230,16 @@ def test_split_segments_are_named_in_the_settings_section(tmp_path):
         is None
     )
     assert splits_text({}) is None
+    # a split by the categories its users chose says so, and says once what that test is
+    by_categories = {"segment": 0, "users": 900, "split": True, "test": "categories", "stability": 0.981,
+                     "parts": 2, "sizes": [600, 300], "segments": [0, 4],
+                     "layout": {"outcome": "unstable", "stability": 0.7}}  # fmt: skip
+    said = splits_text({"splits": {"split_stability": 0.9, "tested": [by_categories]}}, {0: "Rock fans"})
+    assert (
+        "900 users came apart by the categories its users chose into “Rock fans”, segment 4 (stability 0.981)" in said
+    )
+    assert said.count("mixture of category profiles") == 1
+    assert "categories its users chose" not in para  # the layout split above says nothing of it
     # a run from before ``outcome`` was recorded: its ``why`` tells a failed stability
     legacy = {
         "segment": 1,

@@ -310,3 +310,16 @@ def test_a_profile_space_is_kept_and_refuses_placement_with_the_reason():
     assert users.ids.tolist() == ["u1", "u2"] and space.method == "profile"
     with pytest.raises(ConfigError, match=r"\['profile'\]"):
         place_in_space(space, _log([("n1", "a1", 4)]), _item_vectors())
+
+
+@pytest.mark.parametrize("method", ["category-hist", "item-mean"])
+def test_user_vectors_carry_what_each_user_chose_by_category(method):
+    """Each interaction's 1 is shared among its item's categories, whatever the representation; without items, or
+    with categories for no item, there are no counts."""
+    log = _log([("u", "ab", 5), ("u", "a1", 3), ("v", "c1", 4), ("v", "b2", 2), ("v", "b1", 1)])
+    users = build_user_vectors(log, _item_vectors(), method=method, items=_items(), centre=False)
+    assert users.ids.tolist() == ["u", "v"] and users.category_counts.shape == (2, 3)  # columns A, B, C
+    np.testing.assert_allclose(users.category_counts.toarray(), [[1.5, 0.5, 0.0], [0.0, 2.0, 1.0]])
+    assert build_user_vectors(log, _item_vectors(), method="item-mean").category_counts is None
+    bare = _items().with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
+    assert build_user_vectors(log, _item_vectors(), method="item-mean", items=bare).category_counts is None
