@@ -597,12 +597,14 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
     user-vector space is the nearest (HDBSCAN's local outliers and parts under ``min_size`` included): a member
     of a segment stays a member. Outliers whose nearest segment was split get the nearest part.
 
-    A segment the layout test keeps whole meets a second test where ``users.category_counts`` is given: a mixture
-    of multinomials over the categories its members chose (:func:`segmentation.mixture.split_by_categories`; the
-    number of parts by BIC, kept only when they come back on subsamples at ``cluster.split_stability``, and parts
-    under ``min_size`` joined to their most probable kept part). Light users' vectors are too noisy for any layout
-    to pull two planted segments apart, while their pooled category choices differ plainly. Members and the
-    segment's outliers join their most probable part.
+    Then, where ``users.category_counts`` is given, every segment of that result (the parts of a split included, but
+    not the parts this second test makes) meets a second test: a mixture of multinomials over the categories its
+    members chose (:func:`segmentation.mixture.split_by_categories`; the number of parts by BIC, kept only when they
+    come back on subsamples at ``cluster.split_stability``, and parts under ``min_size`` or the default segment size
+    (:func:`default_min_cluster_size`), the smaller, joined to their most probable kept part; segments of at least
+    twice that and :data:`SPLIT_MIN_USERS` are tested). Light users' vectors are too noisy for any layout to pull two planted segments apart,
+    while their pooled category choices differ plainly. Members and the segment's outliers join their most
+    probable part.
 
     Given more than ``reduce.sample_size`` users, each segment is fitted on its share of that sample size (at least
     1,000 users) and the rest placed by their nearest fitted users (:func:`fit_segments` calls it only up to that
@@ -626,9 +628,11 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         and where a choice was made ``n_fitted``, ``parts``, ``stability``, ``min_cluster_size``,
         ``cluster_selection_method``; ``sizes`` of the parts when split; ``outcome`` ("split", "unstable": parts
         found that did not come back on subsamples, "parts too small", "no parts", "not tested": too few users) and,
-        when not split, ``why`` in words; ``test`` ("layout" or "categories") when split; ``categories`` (the
-        second test's ``bic_parts``, ``stability`` per number of parts tried, ``why``) where it ran, and when it
-        split, ``layout`` (the first test's outcome, why, stability and parts).
+        when not split, ``why`` in words; ``test`` ("layout", "categories" or "layout, then categories") when
+        split; ``categories``: one entry per segment of it the second test read (``segment``, ``users``,
+        ``min_size``, ``bic_parts``, ``stability`` per number of parts tried, ``split``, ``why``); and when only the second test
+        split it, ``layout`` (the first test's outcome, why, stability and parts), its ``stability`` then the
+        second test's.
     """
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
@@ -671,13 +675,16 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
     if counts is not None:  # second test: every segment now, parts of the first included, by what its users chose
         from segmentation.mixture import split_by_categories
 
+        # its parts come from a fitted model, not from HDBSCAN clumps: a part of the default segment size (4 % of the
+        # users) reads as a segment even where the parameter choice took coarser segments
+        part_min = min(min_size, default_min_cluster_size(n))
         for s in range(next_id):
             members = np.flatnonzero(labels == s)
-            if len(members) < smallest:
+            if len(members) < max(2 * part_min, SPLIT_MIN_USERS):
                 continue
             record = origin[s]
-            found = split_by_categories(counts[members], min_size=min_size, bar=bar, seed=seed)
-            entry = {"segment": s, "users": len(members), "bic_parts": found.bic_parts,
+            found = split_by_categories(counts[members], min_size=part_min, bar=bar, seed=seed)
+            entry = {"segment": s, "users": len(members), "min_size": round(part_min), "bic_parts": found.bic_parts,
                      "stability": {str(j): v for j, v in found.stability.items()}, "split": found.parts is not None,
                      "why": found.why}  # fmt: skip
             record.setdefault("categories", []).append(entry)

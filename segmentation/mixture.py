@@ -4,7 +4,8 @@ UMAP draws two planted segments that share much as one region when most of their
 interactions): each light user's vector is too noisy to stand apart, and refitting the segment's layout on its own
 (:func:`segmentation.cluster.split_merged`'s first test) does not pull them apart either. Pooled over hundreds of
 users, though, their category choices differ plainly. A mixture of multinomials (each user's category counts drawn
-from one component's category distribution) reads that pooled evidence:
+from one component's category distribution) reads that pooled evidence, on at most :data:`MAX_ROWS` members (a
+uniform sample past it), so a segment's cost stays bounded:
 
 * the number of components by BIC (1 to ``max_parts``), each fitted by EM from ``restarts`` k-means++ starts;
 * the fit kept only when its parts come back on 80 % subsamples (the mean ARI between the full fit's labels and each

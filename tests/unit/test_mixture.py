@@ -99,6 +99,7 @@ def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
     assert record["split"] and record["test"] == "categories" and record["outcome"] == "split"
     (entry,) = record["categories"]  # the segment alone was tested; its parts are not tested again
     assert entry["bic_parts"] == 2 and entry["split"] and record["stability"] == entry["stability"]["2"] >= 0.9
+    assert entry["min_size"] == 48  # the default segment size of 1,201 users (4 %), under the run's 100
     assert sorted(record["sizes"]) == sorted(np.bincount(seg[seg >= 0]).tolist())
     assert record["layout"]["outcome"] in ("unstable", "no parts", "parts too small")
     second = np.bincount(seg[:-1][group == 1]).argmax()

@@ -1,0 +1,89 @@
+"""Cost of the second split test (``segmentation.mixture.split_by_categories``) by segment size, side by side with
+fitting every member (``--max-rows`` at the segment's size) in one run: seconds, peak RSS over the RSS before the
+call, the parts BIC took, and whether the planted parts came back.
+
+    python benchmarks/category_split.py                        # 1k-100k members, 64 categories: ~2 min here
+    python benchmarks/category_split.py --sizes 5000,50000 --categories 20
+
+Each segment is drawn as the planted worlds' light users are (3-10 interactions; a user's pick is one of their
+group's two categories with probability 0.75, else a category by Zipf popularity): ``one`` is a single group, ``two``
+two groups of 60 % and 40 %. The test runs with ``min_size`` 100 and the default bar (``cluster.split_stability``).
+The segment stage calls it only where the fit saw every user (at most ``reduce.sample_size``, 50,000 users), so
+its segments are smaller than that; the larger sizes show the bound holds. Rows go to
+``benchmarks/results/category_split.json``.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks._memory import PeakSampler  # noqa: E402
+from benchmarks._results import command, write_json  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "results" / "category_split.json"
+
+
+def light_users(sizes: list[int], categories: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(counts (n, categories), group): users of 3-10 interactions in groups with two categories of their own."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, categories + 1)
+    popularity /= popularity.sum()
+    rows, group = [], []
+    for g, m in enumerate(sizes):
+        own = np.zeros(categories)
+        own[[(2 * g) % categories, (2 * g + 1) % categories]] = 0.5
+        p = 0.75 * own + 0.25 * popularity
+        n = rng.integers(3, 11, size=m)
+        rows.append(np.stack([rng.multinomial(int(k), p) for k in n]))
+        group.append(np.full(m, g))
+    return np.vstack(rows).astype(np.float32), np.concatenate(group)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from sklearn.metrics import adjusted_rand_score
+
+    from segmentation.config import ClusterConfig
+    from segmentation.mixture import MAX_ROWS, split_by_categories
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="1000,5000,25000,100000")
+    p.add_argument("--categories", type=int, default=64)
+    p.add_argument("--out", type=Path, default=OUT)
+    a = p.parse_args(argv)
+    bar = ClusterConfig().split_stability
+    assert bar is not None
+    sampler = PeakSampler()
+    rows = []
+    for n in (int(s) for s in a.sizes.split(",")):
+        for kind, shares in (("one", [1.0]), ("two", [0.6, 0.4])):
+            counts, group = light_users([round(n * s) for s in shares], a.categories)
+            for cap in ("default", "every member"):
+                max_rows = MAX_ROWS if cap == "default" else len(counts)
+                if cap == "every member" and len(counts) <= MAX_ROWS:
+                    continue  # the same call
+                if cap == "every member" and len(counts) > 25_000:
+                    continue  # minutes per call: the point is made at 25,000
+                sampler.start()
+                t = time.perf_counter()
+                found = split_by_categories(counts, min_size=100, bar=bar, seed=0, max_rows=max_rows)
+                seconds = time.perf_counter() - t
+                ari = None if found.parts is None else round(float(adjusted_rand_score(group, found.parts)), 4)
+                row = {"members": len(counts), "groups": kind, "fitted_on": cap, "max_rows": max_rows,
+                       "seconds": round(seconds, 2), "peak_mib_over_base": sampler.over_base,
+                       "bic_parts": found.bic_parts, "split": found.parts is not None, "ari": ari,
+                       "stability": found.stability}  # fmt: skip
+                print(row, flush=True)
+                rows.append(row)
+    write_json(a.out, {"command": command("category_split.py", argv), "categories": a.categories,
+                       "max_rows": MAX_ROWS, "rows": rows})  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
