@@ -71,8 +71,8 @@ class Embeddings:
             vectors, :func:`segmentation.represent.build_user_vectors`), else None. The outlier rules weigh a
             user's distance from its segment by it (``cluster.outlier_evidence``).
         category_counts: (n, c) scipy sparse, each user's interactions spread over their items' categories (an
-            item's categories share its 1), where the vectors were built from interactions with categorised
-            items, else None. The segment stage's second split test reads it
+            item's categories share its 1), where user vectors were built with an items frame whose items have
+            categories (whatever the representation), else None. The segment stage's second split test reads it
             (:func:`segmentation.mixture.split_by_categories`).
     """
 

@@ -128,8 +128,8 @@ def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str |
     out = [f"Each large segment was then fitted again on its own users, to find segments that the first fit drew "
            f"as one: it is split when its parts come back on subsamples with a stability of at least {fmt(bar, 'd2')}."]  # fmt: skip
     if any("categories" in str(t.get("test", "")) for t in split):
-        out.append("A segment that held together in its own layout was also tested on the categories its users "
-                   "chose (a mixture of category profiles, its number of parts by BIC), by the same bar.")  # fmt: skip
+        out.append("Every segment was then also tested on the categories its users chose (a mixture of category "
+                   "profiles, its number of parts by BIC), by the same bar.")  # fmt: skip
     for t in split:
         parts = [(names or {}).get(i) or f"segment {i}" for i in t.get("segments") or []]
         ids = ", ".join(f"“{p}”" if not p.startswith("segment ") else p for p in parts)

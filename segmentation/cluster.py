@@ -400,9 +400,10 @@ class SegmentEnvelopes:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: np.ndarray, z: float, *, activity: np.ndarray | None = None,
-            evidence: bool = True) -> "SegmentEnvelopes":  # fmt: skip
-        """The envelopes of the segments in ``labels`` (outliers, ``< 0``, take no part)."""
-        k = int(labels.max()) + 1 if (labels >= 0).any() else 0
+            evidence: bool = True, n_segments: int | None = None) -> "SegmentEnvelopes":  # fmt: skip
+        """The envelopes of the segments in ``labels`` (outliers, ``< 0``, take no part); ``n_segments`` of them
+        (default ``labels.max() + 1``: a segment without members has a zero direction and nobody is far from it)."""
+        k = (int(labels.max()) + 1 if (labels >= 0).any() else 0) if n_segments is None else n_segments
         directions = _directions(vectors, labels, k)
         score = _stray_scores(vectors, labels, directions, activity, evidence)
         return cls(directions, _far_limits(score, labels, k, z), float(z), bool(evidence))
@@ -629,8 +630,8 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         ``cluster_selection_method``; ``sizes`` of the parts when split; ``outcome`` ("split", "unstable": parts
         found that did not come back on subsamples, "parts too small", "no parts", "not tested": too few users) and,
         when not split, ``why`` in words; ``test`` ("layout", "categories" or "layout, then categories") when
-        split; ``categories``: one entry per segment of it the second test read (``segment``, ``users``,
-        ``min_size``, ``bic_parts``, ``stability`` per number of parts tried, ``split``, ``why``); and when only the second test
+        split; ``categories``: one entry per segment of it the second test read (``segment``: that segment's id in the
+        result, the first of its parts when split; ``users``, ``min_size``, ``bic_parts``, ``stability`` per number of parts tried, ``split``, ``why``); and when only the second test
         split it, ``layout`` (the first test's outcome, why, stability and parts), its ``stability`` then the
         second test's.
     """
@@ -684,41 +685,55 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
                 continue
             record = origin[s]
             found = split_by_categories(counts[members], min_size=part_min, bar=bar, seed=seed)
-            entry = {"segment": s, "users": len(members), "min_size": round(part_min), "bic_parts": found.bic_parts,
+            entry = {"tested_id": s, "users": len(members), "min_size": round(part_min), "bic_parts": found.bic_parts,
                      "stability": {str(j): v for j, v in found.stability.items()}, "split": found.parts is not None,
                      "why": found.why}  # fmt: skip
             record.setdefault("categories", []).append(entry)
             if found.parts is None:
                 continue
-            ids = _apply_split(labels, nearest, members, found.parts, s, next_id)
+            part = found.parts.copy()
+            centres = _part_directions(users.vectors[members], part)
+            blind = np.flatnonzero(part < 0)  # members who chose no categorised item: the part nearest by direction
+            part[blind] = _nearest_centre(users.vectors[members], blind, centres)
+            ids = _apply_split(labels, nearest, members, part, s, next_id)
             next_id += len(ids) - 1
             out = np.flatnonzero((labels < 0) & (nearest == s))
-            if len(out):  # the segment's outliers: their most probable part
-                nearest[out] = ids[found.assign(counts[out])]
+            if len(out):  # the segment's outliers: their most probable part (by direction without counts)
+                to = found.assign(counts[out])
+                blind = np.flatnonzero(to < 0)
+                to[blind] = _nearest_centre(users.vectors, out[blind], centres)
+                nearest[out] = ids[to]
             stability = found.stability[min(found.stability)]
             if not record["split"]:  # the first test's figures move aside
                 record["layout"] = {key: record.pop(key) for key in ("outcome", "why", "stability", "parts")
                                     if key in record}  # fmt: skip
-                record.update(split=True, outcome="split", test="categories", stability=stability, parts=len(ids))
+                record.update(split=True, outcome="split", test="categories", stability=stability)
             elif record["test"] == "layout":
                 record["test"] = "layout, then categories"
             record["ids"] = [*record["ids"], *ids[1:].tolist()]
+            record["parts"] = len(record["ids"])
             origin.update({int(i): record for i in ids})
             logger.info("cluster: segment %d (%d users) splits into %d parts of %s users by the categories its users "
                         "chose (%d by BIC; stability %.3f >= cluster.split_stability %.2f)", s, len(members),
-                        len(ids), np.bincount(found.parts).tolist(), found.bic_parts, stability, bar)  # fmt: skip
+                        len(ids), np.bincount(part).tolist(), found.bic_parts, stability, bar)  # fmt: skip
     for record in tested:
         if record["split"]:
             record["sizes"] = [int((labels == i).sum()) for i in record["ids"]]
-    if next_id == k:
-        for record in tested:
-            record["segments"] = [record.pop("ids")[0]]
-        return assignments, k, tested
-    new_id = _by_size(labels, next_id)  # segment 0 is still the largest
-    for record in tested:  # which segments of the result each tested segment became
+    new_id = _by_size(labels, next_id) if next_id > k else np.arange(k)  # segment 0 is still the largest
+    for record in tested:  # which segments of the result each tested segment became, and each part tested
         record["segments"] = [int(new_id[v]) for v in record.pop("ids")]
+        for entry in record.get("categories", []):
+            entry["segment"] = int(new_id[entry.pop("tested_id")])
+    if next_id == k:
+        return assignments, k, tested
     columns = {"segment_id": _relabel(labels, new_id), "nearest_segment": _relabel(nearest, new_id)}
     return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in columns.items()), next_id, tested
+
+
+def _part_directions(vectors: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """(parts, d) float32 unit mean direction of each part's rows (``part < 0`` rows left out)."""
+    centres = _centres(vectors, part, int(part.max()) + 1)
+    return (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def _apply_split(labels: np.ndarray, nearest: np.ndarray, members: np.ndarray, part: np.ndarray, s: int,

@@ -9,7 +9,7 @@ uniform sample past it), so a segment's cost stays bounded:
 
 * the number of components by BIC (1 to ``max_parts``), each fitted by EM from ``restarts`` k-means++ starts;
 * the fit kept only when its parts come back on 80 % subsamples (the mean ARI between the full fit's labels and each
-  subsample fit's, over every member, at least the bar): otherwise one fewer component is tried, down to 2;
+  subsample fit's, over every member fitted, at least the bar): otherwise one fewer component is tried, down to 2;
 * every member joins the part with the highest posterior.
 
 BIC alone splits real segments: on MovieLens 100k it takes 6 components for a 501-user segment of heavy raters (and
@@ -47,13 +47,16 @@ class CategoryMixture:
     def k(self) -> int:
         return len(self.log_pi)
 
-    def joint(self, counts: np.ndarray) -> np.ndarray:
-        """(n, k) log P(row, component) up to the multinomial coefficient (the same under every component)."""
+    def joint(self, counts: np.ndarray | sp.spmatrix) -> np.ndarray:
+        """(n, k) log P(row, component) up to the multinomial coefficient (the same under every component); sparse
+        counts stay sparse (only the (n, k) result is dense)."""
         return np.asarray(counts @ self.log_theta.T) + self.log_pi
 
-    def labels(self, counts: np.ndarray) -> np.ndarray:
-        """(n,) the most probable component of each row."""
-        return self.joint(counts).argmax(axis=1).astype(np.int32)
+    def labels(self, counts: np.ndarray | sp.spmatrix) -> np.ndarray:
+        """(n,) the most probable component of each row; -1 for a row without counts (nothing to tell by)."""
+        out = self.joint(counts).argmax(axis=1).astype(np.int32)
+        out[_totals(counts) <= 0] = -1
+        return out
 
     def bic(self, n: int) -> float:
         c = self.log_theta.shape[1]
@@ -64,6 +67,15 @@ def _dense(counts: np.ndarray | sp.spmatrix) -> np.ndarray:
     if isinstance(counts, np.ndarray):
         return counts.astype(np.float64, copy=False)
     return np.asarray(counts.toarray(), dtype=np.float64)
+
+
+def _rng(*seeds: int) -> np.random.Generator:
+    """A generator from several integers (negative ones folded into range)."""
+    return np.random.default_rng([int(v) % (2**63) for v in seeds])
+
+
+def _totals(counts: np.ndarray | sp.spmatrix) -> np.ndarray:
+    return np.asarray(counts.sum(axis=1)).ravel()
 
 
 def _em(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 100, tol: float = 1e-5) -> CategoryMixture:
@@ -101,7 +113,7 @@ def fit_mixture(counts: np.ndarray | sp.spmatrix, k: int, *, seed: int = 0, rest
     x = _dense(counts)
     if len(x) < k:
         raise ValueError(f"{len(x)} rows cannot hold {k} components")
-    fits = [_em(x, k, np.random.default_rng([seed, k, r])) for r in range(restarts)]
+    fits = [_em(x, k, _rng(seed, k, r)) for r in range(restarts)]
     return max(fits, key=lambda f: f.log_likelihood)
 
 
@@ -112,7 +124,7 @@ def _stability(x: np.ndarray, fit: CategoryMixture, seed: int, subsamples: int, 
     full = fit.labels(x)
     out = []
     for j in range(subsamples):
-        keep = np.random.default_rng([seed, 7919, j]).random(len(x)) < share
+        keep = _rng(seed, 7919, j).random(len(x)) < share
         again = fit_mixture(x[keep], fit.k, seed=seed + j + 1)
         out.append(adjusted_rand_score(full, again.labels(x)))
     return float(np.mean(out))
@@ -131,9 +143,9 @@ class MixtureSplit:
     why: str
 
     def assign(self, counts: np.ndarray | sp.spmatrix) -> np.ndarray:
-        """The most probable kept part of other rows (the segment's outliers)."""
+        """The most probable kept part of other rows (the segment's outliers); -1 for a row without counts."""
         assert self.mixture is not None, "not split"
-        return self.mixture.labels(_dense(counts))
+        return self.mixture.labels(counts)
 
 
 def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, bar: float, seed: int = 0,
@@ -141,22 +153,31 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
                         max_rows: int = MAX_ROWS) -> MixtureSplit:  # fmt: skip
     """Parts of a segment by its members' category counts ((n, c), one row per member; see the module docstring).
 
+    Members without counts (no item of theirs has a category in the columns) take no part in the fits and get
+    part -1 in ``parts``: the caller places them (:func:`segmentation.cluster.split_merged`: by direction).
+
     Args:
-        counts: each member's interactions spread over their items' categories.
+        counts: each member's interactions spread over their items' categories (sparse or dense).
         min_size: smallest part kept, in users; members of smaller parts join their most probable kept part.
         bar: the least subsample stability of a split (``cluster.split_stability``).
         seed: seeds the starts and subsamples.
         max_parts: most components BIC may take.
         max_rows: the mixtures are fitted (and BIC and the subsamples taken) on at most this many members, a
-            uniform sample; every member is then labelled by the kept fit. The cost of a segment stays bounded
-            whatever its size.
+            uniform sample, made dense; every member is then labelled by the kept fit from the counts as given
+            (sparse stays sparse). The cost of a segment stays bounded whatever its size.
     """
-    everyone = _dense(counts)
-    n_all = len(everyone)
-    x = everyone
-    if n_all > max_rows:
-        x = everyone[np.sort(np.random.default_rng([seed, 104729]).choice(n_all, max_rows, replace=False))]
+    everyone = counts if sp.issparse(counts) else np.asarray(counts, dtype=np.float64)
+    if everyone.shape[1] == 0:
+        return MixtureSplit(None, 1, {}, None, "no category columns")
+    # rows without counts fit every part alike: they would land together in every fit and lift the stability
+    # without evidence, so the fits read the others; the caller places those rows (their part here is -1)
+    with_counts = np.flatnonzero(_totals(everyone) > 0)
+    if len(with_counts) > max_rows:
+        with_counts = np.sort(_rng(seed, 104729).choice(with_counts, max_rows, replace=False))
+    x = _dense(everyone[with_counts])
     n = len(x)
+    if n < 2:
+        return MixtureSplit(None, 1, {}, None, "fewer than two members chose a categorised item")
     ks = [k for k in range(1, max_parts + 1) if k <= n]
     fits = {k: fit_mixture(x, k, seed=seed) for k in ks}
     best = min(ks, key=lambda k: fits[k].bic(n))
@@ -170,7 +191,7 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
             why = f"{k} parts came back at stability {stability[k]:.3f}, below {bar}"
             continue
         labels = fits[k].labels(everyone)
-        sizes = np.bincount(labels, minlength=k)
+        sizes = np.bincount(labels[labels >= 0], minlength=k)
         big = np.flatnonzero(sizes >= min_size)
         if len(big) < 2:
             why = f"fewer than two of the {k} parts hold {round(min_size)} users"

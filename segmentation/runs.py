@@ -455,7 +455,7 @@ def fit_segment_envelopes(
     labels = np.full(len(users.ids), -1, dtype=np.int32)  # in the users' row order: their vectors are not copied
     labels[np.array([row[u] for u in a["user_id"].to_list()], dtype=np.int64)] = a["segment_id"].to_numpy()
     return SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
-                                evidence=cluster.outlier_evidence)  # fmt: skip
+                                evidence=cluster.outlier_evidence, n_segments=segmentation.n_segments)  # fmt: skip
 
 
 def json_safe(data: Any) -> Any:

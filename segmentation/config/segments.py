@@ -126,7 +126,7 @@ class ClusterConfig(_Section):
         "the tuning planted worlds (taste, style, light; 10,000 users, seeds 0-2) segments of one planted segment "
         "scored at most 0.845 and the merged pairs that come apart 0.944-1.00 (two merged pairs never did: 0.37, "
         "0.63); 0.9 is the middle of that gap (benchmarks/split_stability.py; docs/BENCHMARKS.md, issue 14, seventh "
-        "round). A segment its own layout keeps whole is then tested on the categories its users chose (a mixture of "
+        "round). Every segment of that result is then tested on the categories its users chose (a mixture of "
         "multinomials, parts by BIC) by the same bar: light users' vectors are too noisy for any layout, their pooled "
         "choices are not (segmentation.mixture; docs/BENCHMARKS.md, issue 14, ninth round).",
     )

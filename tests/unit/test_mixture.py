@@ -82,9 +82,13 @@ def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
     counts, group = _light_users([700, 500], seed=4, taste=0.9)
     outlier_counts, _ = _light_users([0, 1], seed=5, taste=1.0)
     counts = np.vstack([counts, outlier_counts])
+    blind = [3, 900]  # one member of each group whose items have no category: placed by direction
+    counts[blind] = 0
     n = len(counts)
     rng = np.random.default_rng(0)
     x = rng.normal(0, 1, (n, 16)) * 0.1 + 1.0
+    x[:, 0] += np.r_[np.where(group == 0, 0.03, -0.03), 0.0]  # a faint direction per group, too faint for a layout
+    x[blind, 0] += [0.5, -0.5]  # the two without counts lean plainly towards their group
     x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
     segment = np.r_[np.zeros(n - 1, np.int32), NOISE].astype(np.int32)
     a = pl.DataFrame({"user_id": [f"u{i:04d}" for i in range(n)], "segment_id": segment,
@@ -97,7 +101,10 @@ def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
     assert k == 2 and adjusted_rand_score(group, seg[:-1]) > 0.9
     (record,) = tested
     assert record["split"] and record["test"] == "categories" and record["outcome"] == "split"
+    assert seg[blind[0]] == np.bincount(seg[:-1][group == 0]).argmax()  # by direction, with their group
+    assert seg[blind[1]] == np.bincount(seg[:-1][group == 1]).argmax()
     (entry,) = record["categories"]  # the segment alone was tested; its parts are not tested again
+    assert entry["segment"] in record["segments"] and record["parts"] == 2
     assert entry["bic_parts"] == 2 and entry["split"] and record["stability"] == entry["stability"]["2"] >= 0.9
     assert entry["min_size"] == 48  # the default segment size of 1,201 users (4 %), under the run's 100
     assert sorted(record["sizes"]) == sorted(np.bincount(seg[seg >= 0]).tolist())
@@ -108,3 +115,19 @@ def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
     plain = Embeddings(users.ids, x, "planted")
     out, k, tested = split_merged(plain, a, ReduceConfig(), ClusterConfig(), 100, seed=0)
     assert k == 1 and "categories" not in tested[0] and not tested[0]["split"]
+
+
+def test_members_without_counts_take_no_part_in_the_fits_and_are_left_to_the_caller():
+    """Rows of zeros fit every part alike: they would land together in every fit and lift the stability without
+    evidence (1,200 of them pushed a pair at 0.88 over the 0.9 bar). They are left out of the fits and get -1."""
+    weak, _ = _light_users([700, 500], seed=1, taste=0.3)
+    alone = split_by_categories(weak, min_size=100, bar=0.9, seed=0)
+    padded = split_by_categories(np.vstack([weak, np.zeros((1200, weak.shape[1]))]), min_size=100, bar=0.9, seed=0)
+    assert padded.stability == alone.stability and (padded.parts is None) == (alone.parts is None)
+    counts, group = _light_users([700, 500], seed=0)
+    with_zeros = sp.csr_matrix(np.vstack([counts, np.zeros((30, counts.shape[1]))]))
+    found = split_by_categories(with_zeros, min_size=100, bar=0.9, seed=-3)  # a negative seed is folded, not refused
+    assert found.parts is not None and (found.parts[-30:] == -1).all() and (found.parts[:-30] >= 0).all()
+    assert (found.assign(with_zeros[-2:]) == -1).all()
+    assert split_by_categories(np.zeros((600, 0)), min_size=100, bar=0.9).why == "no category columns"
+    assert split_by_categories(np.zeros((600, 4)), min_size=100, bar=0.9).parts is None

@@ -327,3 +327,31 @@ def test_segment_envelopes_of_the_final_labels_reproduce_far_from_segment():
         envelopes = SegmentEnvelopes.fit(x, labels, 2.5, activity=n, evidence=evidence)
         np.testing.assert_array_equal(envelopes.far(x, labels, n), rule)
         assert 0 < rule.sum() < 0.2 * len(rule)
+
+
+def test_a_runs_envelopes_read_its_users_in_any_row_order_and_keep_every_segment():
+    """``fit_segment_envelopes`` matches users to the assignments by id, and keeps as many segments as the run has
+    (a last segment without members included: ``Run.place_users`` checks the count against segments.parquet)."""
+    import polars as pl
+
+    from embeddings.encoder import Embeddings
+    from segmentation.cluster import ASSIGNMENTS, Segmentation, SegmentEnvelopes
+    from segmentation.runs import fit_segment_envelopes
+
+    x, labels = _blobs(np.random.default_rng(9))
+    n = len(labels)
+    activity = np.random.default_rng(10).integers(2, 60, n)
+    ids = np.array([f"u{i:03d}" for i in range(n)], dtype=object)
+    a = pl.DataFrame({"user_id": ids.astype(str), "segment_id": labels, "membership": np.ones(n, np.float32),
+                      "nearest_segment": labels, "nearest_membership": np.ones(n, np.float32),
+                      "soft_assigned": np.zeros(n, bool), "x": x[:, 0], "y": x[:, 1]}, schema=ASSIGNMENTS)  # fmt: skip
+    seg = Segmentation(assignments=a, coords=x[:, :2], n_segments=5, min_cluster_size=15, seconds={})
+    order = np.random.default_rng(11).permutation(n)
+    users = Embeddings(ids[order], x[order], "planted", activity[order])
+    got = fit_segment_envelopes(seg, users, ClusterConfig(outlier_distance=2.5))
+    want = SegmentEnvelopes.fit(x, labels, 2.5, activity=activity, n_segments=5)
+    assert got is not None and got.directions.shape[0] == 5 and np.isnan(got.limits[4])
+    np.testing.assert_allclose(got.directions, want.directions, atol=1e-12)
+    np.testing.assert_allclose(got.limits, want.limits, atol=1e-12)
+    assert not got.far(x[:3], np.array([4, 4, 4]), activity[:3]).any()  # nobody is far from an empty segment
+    assert fit_segment_envelopes(seg, users, ClusterConfig(outlier_distance=None)) is None

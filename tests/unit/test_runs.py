@@ -66,3 +66,20 @@ def test_fingerprint_follows_content():
         Embeddings(ids, v, "m", np.array([3, 5]))
     )
     assert fingerprint(Embeddings(ids, v, "m")) == fingerprint(Embeddings(ids, v.copy(), "m"))
+
+
+def test_fingerprint_reads_what_users_chose_by_category():
+    """Two user-vector sets alike but for their category counts (items re-categorised, vectors not read from
+    categories) must not share a cache key: the segment stage's split test reads the counts."""
+    import scipy.sparse as sp
+
+    from embeddings.encoder import Embeddings
+    from segmentation.cache import fingerprint
+
+    ids = np.array(["a", "b"], dtype=object)
+    x = np.eye(2, dtype=np.float32)
+    one = Embeddings(ids, x, "m", np.array([1, 2]), sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]])))
+    other = Embeddings(ids, x, "m", np.array([1, 2]), sp.csr_matrix(np.array([[0.0, 1.0], [0.0, 2.0]])))
+    same = Embeddings(ids, x, "m", np.array([1, 2]), sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]])))
+    assert fingerprint(one) != fingerprint(other) and fingerprint(one) == fingerprint(same)
+    assert fingerprint(Embeddings(ids, x, "m", np.array([1, 2]))) != fingerprint(one)
