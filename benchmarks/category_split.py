@@ -5,8 +5,9 @@ call, the parts BIC took, and whether the planted parts came back.
     python benchmarks/category_split.py                        # 1k-100k members, 64 categories: ~2 min here
     python benchmarks/category_split.py --sizes 5000,50000 --categories 20
 
-Each segment is drawn as the planted worlds' light users are (3-10 interactions; a user's pick is one of their
-group's two categories with probability 0.75, else a category by Zipf popularity): ``one`` is a single group, ``two``
+Each segment is drawn as the planted worlds' light users are (``segmentation.synthetic.light_category_counts``:
+3-10 interactions; a user's pick is one of their group's two categories with probability 0.75, else a category by
+Zipf popularity): ``one`` is a single group, ``two``
 two groups of 60 % and 40 %. The test runs with ``min_size`` 100 and the default bar (``cluster.split_stability``).
 The segment stage calls it only where the fit saw every user (at most ``reduce.sample_size``, 50,000 users), so
 its segments are smaller than that; the larger sizes show the bound holds. Rows go to
@@ -18,8 +19,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -29,27 +28,12 @@ from benchmarks._results import command, write_json  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "category_split.json"
 
 
-def light_users(sizes: list[int], categories: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(counts (n, categories), group): users of 3-10 interactions in groups with two categories of their own."""
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, categories + 1)
-    popularity /= popularity.sum()
-    rows, group = [], []
-    for g, m in enumerate(sizes):
-        own = np.zeros(categories)
-        own[[(2 * g) % categories, (2 * g + 1) % categories]] = 0.5
-        p = 0.75 * own + 0.25 * popularity
-        n = rng.integers(3, 11, size=m)
-        rows.append(np.stack([rng.multinomial(int(k), p) for k in n]))
-        group.append(np.full(m, g))
-    return np.vstack(rows).astype(np.float32), np.concatenate(group)
-
-
 def main(argv: list[str] | None = None) -> int:
     from sklearn.metrics import adjusted_rand_score
 
     from segmentation.config import ClusterConfig
     from segmentation.mixture import MAX_ROWS, split_by_categories
+    from segmentation.synthetic import light_category_counts
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="1000,5000,25000,100000")
@@ -62,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in (int(s) for s in a.sizes.split(",")):
         for kind, shares in (("one", [1.0]), ("two", [0.6, 0.4])):
-            counts, group = light_users([round(n * s) for s in shares], a.categories)
+            counts, group = light_category_counts([round(n * s) for s in shares], a.categories)
             for cap in ("default", "every member"):
                 max_rows = MAX_ROWS if cap == "default" else len(counts)
                 if cap == "every member" and len(counts) <= MAX_ROWS:

@@ -798,8 +798,7 @@ def _split_by_layout(vectors: np.ndarray, record: dict, reduce: ReduceConfig, lo
     part = np.full(len(vectors), NOISE, dtype=np.int32)
     for j, b in enumerate(big):
         part[parts == b] = j
-    centres = _centres(vectors, part, len(big))
-    centres = (centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+    centres = _part_directions(vectors, part)
     rest = np.flatnonzero(part < 0)
     part[rest] = _nearest_centre(vectors, rest, centres)
     return part, centres

@@ -55,7 +55,17 @@ import polars as pl
 
 from segmentation.planted import NOISE_LABEL, zipf_sizes
 
-__all__ = ["CLI_COLUMNS", "SIZES", "WORLDS", "GenerativeModel", "SyntheticLog", "World", "synthetic_log", "world_log"]
+__all__ = [
+    "CLI_COLUMNS",
+    "SIZES",
+    "WORLDS",
+    "GenerativeModel",
+    "SyntheticLog",
+    "World",
+    "light_category_counts",
+    "synthetic_log",
+    "world_log",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -604,3 +614,23 @@ def world_log(name: str, n_users: int, *, n_items: int = 3_000, seed: int = 0) -
     if name not in WORLDS:
         raise ValueError(f"unknown world {name!r}; expected one of {sorted(WORLDS)}")
     return synthetic_log(n_users, n_items, seed=seed, **WORLDS[name].kwargs)
+
+
+def light_category_counts(sizes: list[int], categories: int, *, taste: float = 0.75,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Category counts of light users in groups, as the planted worlds' light users choose: (counts (n, categories)
+    float64, group (n,)). Each user makes 3-10 picks; a pick of group ``g`` is one of its two own categories with
+    probability ``taste``, else a category by Zipf popularity. For the category split test's tests and benchmark
+    (:func:`segmentation.mixture.split_by_categories`), which need counts without items or vectors."""
+    rng = np.random.default_rng(seed)
+    popularity = 1.0 / np.arange(1, categories + 1)
+    popularity /= popularity.sum()
+    rows, group = [], []
+    for g, m in enumerate(sizes):
+        own = np.zeros(categories)
+        own[[(2 * g) % categories, (2 * g + 1) % categories]] = 0.5
+        p = taste * own + (1 - taste) * popularity
+        for _ in range(m):
+            rows.append(rng.multinomial(int(rng.integers(3, 11)), p))
+            group.append(g)
+    return np.array(rows, dtype=np.float64).reshape(-1, categories), np.array(group, dtype=np.int64)

@@ -10,24 +10,13 @@ from embeddings.encoder import Embeddings
 from segmentation.cluster import ASSIGNMENTS, NOISE, split_merged
 from segmentation.config import ClusterConfig, ReduceConfig
 from segmentation.mixture import fit_mixture, split_by_categories
+from segmentation.synthetic import light_category_counts
 
 
 def _light_users(sizes: list[int], seed: int = 0, categories: int = 20, taste: float = 0.75,
                  ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """Users of 3-10 interactions; group g picks its own two categories with probability ``taste``, else a category
-    by popularity (as the planted worlds' light users do). Returns (counts (n, categories), group)."""
-    rng = np.random.default_rng(seed)
-    popularity = 1.0 / np.arange(1, categories + 1)
-    popularity /= popularity.sum()
-    rows, group = [], []
-    for g, m in enumerate(sizes):
-        own = np.zeros(categories)
-        own[[(2 * g) % categories, (2 * g + 1) % categories]] = 0.5
-        p = taste * own + (1 - taste) * popularity
-        for _ in range(m):
-            rows.append(rng.multinomial(int(rng.integers(3, 11)), p))
-            group.append(g)
-    return np.array(rows, dtype=np.float64), np.array(group)
+    """Users of 3-10 interactions in groups of two own categories (:func:`light_category_counts`)."""
+    return light_category_counts(sizes, categories, taste=taste, seed=seed)
 
 
 def test_two_light_groups_drawn_as_one_segment_come_apart():
