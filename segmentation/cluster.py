@@ -39,6 +39,7 @@ __all__ = [
     "far_from_segment",
     "fit_segments",
     "incoherent_segments",
+    "judge_outliers",
     "keep_noise_apart",
     "most_agreeing",
     "require_segments",
@@ -272,6 +273,10 @@ class Segmentation:
         splits: with ``cluster.split_stability`` set and at most ``reduce.sample_size`` users, each segment's test on
             its own (:func:`split_merged`): ``split_stability``, ``min_size`` and ``tested`` (one record per segment
             of the fit); None otherwise.
+        envelopes: the final outlier rule that decided (:func:`judge_outliers`), segments as in ``assignments``;
+            None with ``cluster.outlier_distance`` off.
+        outliers: what that rule did (``outliers``, ``demoted``, ``joined``, ``reads_categories``,
+            ``outlier_distance``); None with it off.
     """
 
     assignments: pl.DataFrame
@@ -283,6 +288,8 @@ class Segmentation:
     n_fitted: int = 0
     sample_fits: dict | None = None
     splits: dict | None = None
+    envelopes: "SegmentEnvelopes | None" = None
+    outliers: dict | None = None
 
     @property
     def noise_share(self) -> float:
@@ -378,69 +385,204 @@ def _beyond(score: np.ndarray, limit: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SegmentEnvelopes:
-    """The run's outlier rule (:func:`far_from_segment`), kept so that users placed later are judged as the run's
-    users were: each segment's mean direction in the user-vector space and the score above which a member is far.
+    """The run's final outlier rule: how far each user strays from the segment they are given, in direction
+    (:func:`far_from_segment`'s evidence-weighted score) and, where the users' category counts are given, in the
+    categories they chose; kept so that users placed later are judged as the run's users were.
 
-    Fitted on the run's final segments (:meth:`fit`): the limits come from the members alone, so the users the rule
-    made outliers are left out of them (on the tuning planted worlds, limits over the members and over every user
-    nearest each segment gave placed users the same noise recall within 0.05; the members' came closer to the
-    run's own). A run keeps them in ``embeddings/segment_envelopes.npz``.
+    * **Direction**: the score of :func:`far_from_segment` (``evidence``: weighed by the user's interactions), as
+      robust z-scores against the segment's members (their median, 1.4826 x MAD).
+    * **Categories** (``profiles``): each segment's category profile, the members' pooled counts (plus 0.5 per
+      category), and each user's ``G`` statistic against it, ``sum_c n_c log(n_c / (n p_c))`` over the user's
+      counts ``n_c`` (``n`` in all): the log-likelihood ratio of the user's own category shares against the
+      segment's, which grows with the evidence as a light user's direction cannot. Its log is scored as robust
+      z-scores against the members, like the direction.
+    * A user is far when the two z-scores' Stouffer sum ``(z_d + z_c) / sqrt(2)`` exceeds ``z``; without counts (no
+      categories, or a user with none) when ``z_d`` alone does (``score > median + z x scale``, as
+      :func:`far_from_segment` decides); and always at a similarity of 0 or less. A segment of under 2 members has
+      no limits (nobody is far from it).
+
+    On the planted worlds a light user's vector points every way by chance, so direction alone found half of the
+    users who belong nowhere at a precision under 0.5; their category choices, pooled into the G statistic, tell
+    them apart (docs/BENCHMARKS.md, issue 14, ninth round). Fitted on the members alone (:meth:`fit`): users
+    already outliers take no part in the medians. A run keeps them in ``embeddings/segment_envelopes.npz``.
 
     Attributes:
         directions: (k, d) float64 unit mean direction of each segment's members.
-        limits: (k,) float64 score above which a user is far from that segment (NaN: nobody is).
+        centre, scale: (k,) float64 the members' median and robust deviation of the direction score (NaN: nobody
+            is far from that segment).
+        profiles: (k, c) float64 log category profile of each segment; (k, 0) without category counts.
+        category_centre, category_scale: (k,) float64 the same for the log G statistic (empty without counts).
         z: ``cluster.outlier_distance`` of the run.
-        evidence: ``cluster.outlier_evidence`` of the run (the score weighs each user's interactions).
+        evidence: ``cluster.outlier_evidence`` of the run (the direction score weighs each user's interactions).
     """
 
     directions: np.ndarray
-    limits: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+    profiles: np.ndarray
+    category_centre: np.ndarray
+    category_scale: np.ndarray
     z: float
     evidence: bool
 
+    @property
+    def limits(self) -> np.ndarray:
+        """(k,) the direction score above which a user without category counts is far (NaN: nobody is)."""
+        return self.centre + self.z * self.scale
+
+    @property
+    def reads_categories(self) -> bool:
+        return self.profiles.shape[1] > 0
+
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: np.ndarray, z: float, *, activity: np.ndarray | None = None,
-            evidence: bool = True, n_segments: int | None = None) -> "SegmentEnvelopes":  # fmt: skip
+            evidence: bool = True, n_segments: int | None = None, counts=None) -> "SegmentEnvelopes":  # fmt: skip
         """The envelopes of the segments in ``labels`` (outliers, ``< 0``, take no part); ``n_segments`` of them
-        (default ``labels.max() + 1``: a segment without members has a zero direction and nobody is far from it)."""
+        (default ``labels.max() + 1``: a segment without members has a zero direction and nobody is far from it).
+        ``counts``: (n, c) scipy sparse category counts (:attr:`embeddings.encoder.Embeddings.category_counts`),
+        or None for the direction alone (also where no user has any)."""
         k = (int(labels.max()) + 1 if (labels >= 0).any() else 0) if n_segments is None else n_segments
         directions = _directions(vectors, labels, k)
-        score = _stray_scores(vectors, labels, directions, activity, evidence)
-        return cls(directions, _far_limits(score, labels, k, z), float(z), bool(evidence))
+        centre, scale = _robust_scales(_stray_scores(vectors, labels, directions, activity, evidence), labels, k)
+        profiles = np.zeros((k, 0))
+        category_centre = category_scale = np.zeros(0)
+        if counts is not None and counts.shape[1] and counts.sum() > 0:
+            profiles = _category_profiles(counts, labels, k)
+            category_centre, category_scale = _robust_scales(_g_scores(counts, labels, profiles), labels, k)
+        return cls(directions, centre, scale, profiles, category_centre, category_scale, float(z), bool(evidence))
 
-    def far(self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None) -> np.ndarray:
-        """(q,) bool: users (``vectors``, each given a ``segment``; ``< 0`` is never far) far from that segment."""
-        segment = np.asarray(segment)
-        if len(segment) and segment.max() >= len(self.limits):
-            raise ValueError(f"segment {int(segment.max())} given; the envelopes have {len(self.limits)}")
+    def z_scores(
+        self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None, counts=None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """((q,), (q,)) each user's direction z-score against ``segment`` (``+inf`` at a similarity of 0 or less)
+        and category z-score (NaN without counts, for that user or for all); NaN where ``segment < 0``."""
+        segment = self._check(segment)
+        score = _stray_scores(vectors, segment, self.directions, activity, self.evidence)
+        g = np.clip(segment, 0, None)
+        with np.errstate(invalid="ignore"):
+            zd = (score - self.centre[g]) / self.scale[g]
+        zd[segment < 0] = np.nan
+        return zd, self._category_z(segment, counts)
+
+    def far(self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None,
+            counts=None) -> np.ndarray:  # fmt: skip
+        """(q,) bool: users (``vectors``, each given a ``segment``; ``< 0`` is never far) far from that segment;
+        ``counts`` (scipy sparse, the envelopes' categories) lets the categories they chose count too."""
+        segment = self._check(segment)
         score = _stray_scores(vectors, segment, self.directions, activity, self.evidence)
         out = np.zeros(len(segment), dtype=bool)
         inside = np.flatnonzero(segment >= 0)
+        # without category evidence, the direction's own limit (bit for bit far_from_segment's decision)
         out[inside] = _beyond(score[inside], self.limits[segment[inside]])
+        zc = self._category_z(segment, counts)
+        both = inside[np.isfinite(zc[inside])]
+        s = segment[both]
+        with np.errstate(invalid="ignore"):
+            zd = (score[both] - self.centre[s]) / self.scale[s]
+            out[both] = ~np.isnan(self.centre[s]) & (~np.isfinite(zd) | ((zd + zc[both]) / np.sqrt(2.0) > self.z))
         return out
 
+    def _check(self, segment: np.ndarray) -> np.ndarray:
+        segment = np.asarray(segment)
+        if len(segment) and segment.max() >= len(self.centre):
+            raise ValueError(f"segment {int(segment.max())} given; the envelopes have {len(self.centre)}")
+        return segment
+
+    def _category_z(self, segment: np.ndarray, counts) -> np.ndarray:
+        zc = np.full(len(segment), np.nan)
+        if not self.reads_categories or counts is None:
+            return zc
+        if counts.shape[1] != self.profiles.shape[1]:
+            raise ValueError(f"category counts of {counts.shape[1]} categories given; the envelopes have "
+                             f"{self.profiles.shape[1]}")  # fmt: skip
+        g = np.clip(segment, 0, None)
+        with np.errstate(invalid="ignore"):
+            zc = (_g_scores(counts, segment, self.profiles) - self.category_centre[g]) / self.category_scale[g]
+        zc[segment < 0] = np.nan
+        return zc
+
     def save(self, path: Path) -> None:
-        np.savez(path, directions=self.directions, limits=self.limits, z=np.float64(self.z),
+        np.savez(path, directions=self.directions, centre=self.centre, scale=self.scale, profiles=self.profiles,
+                 category_centre=self.category_centre, category_scale=self.category_scale, z=np.float64(self.z),
                  evidence=np.bool_(self.evidence))  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, *, n_segments: int | None = None, dim: int | None = None) -> "SegmentEnvelopes":
-        """Read what :meth:`save` wrote; :class:`DataError` naming the file when it is damaged or does not fit the
-        run (``n_segments`` segments, ``dim``-wide user vectors)."""
+        """Read what :meth:`save` wrote (or the direction limits alone, as runs before 2026-12-05's ninth round of
+        issue 14 kept them); :class:`DataError` naming the file when it is damaged or does not fit the run
+        (``n_segments`` segments, ``dim``-wide user vectors)."""
         try:
-            with np.load(path) as arrays:
-                out = cls(np.asarray(arrays["directions"], dtype=np.float64),
-                          np.asarray(arrays["limits"], dtype=np.float64), float(arrays["z"]),
-                          bool(arrays["evidence"]))  # fmt: skip
+            with np.load(path) as a:
+                z = float(a["z"])
+                if "limits" in a:  # direction only: a limit is a median z robust deviations up, with a scale of 1
+                    limits = np.asarray(a["limits"], dtype=np.float64)
+                    parts = [limits - z, np.ones_like(limits), np.zeros((len(limits), 0)), np.zeros(0), np.zeros(0)]
+                else:
+                    parts = [np.asarray(a[key], dtype=np.float64) for key in
+                             ("centre", "scale", "profiles", "category_centre", "category_scale")]  # fmt: skip
+                centre, scale, profiles, category_centre, category_scale = parts
+                out = cls(np.asarray(a["directions"], dtype=np.float64), centre, scale, profiles, category_centre,
+                          category_scale, z, bool(a["evidence"]))  # fmt: skip
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); the run folder is damaged, run it "
                             "again") from e  # fmt: skip
         k, d = out.directions.shape if out.directions.ndim == 2 else (-1, -1)
-        if len(out.limits) != k or (n_segments is not None and k != n_segments) or (dim is not None and d != dim):
-            raise DataError(f"{path} holds {len(out.limits)} segment limits and directions of shape "
+        shapes_fit = (len(out.centre) == len(out.scale) == len(out.profiles) == k and
+                      (not out.reads_categories or len(out.category_centre) == len(out.category_scale) == k))  # fmt: skip
+        if not shapes_fit or (n_segments is not None and k != n_segments) or (dim is not None and d != dim):
+            raise DataError(f"{path} holds {len(out.centre)} segment limits and directions of shape "
                             f"{out.directions.shape}; the run has {n_segments} segments of {dim}-wide user vectors: "
                             "the run folder is damaged, run it again")  # fmt: skip
         return out
+
+    def reordered(self, new_id: np.ndarray) -> "SegmentEnvelopes":
+        """The same envelopes with segment ``s`` renamed ``new_id[s]``."""
+        order = np.argsort(new_id)
+        cats = self.reads_categories
+        return SegmentEnvelopes(self.directions[order], self.centre[order], self.scale[order], self.profiles[order],
+                                self.category_centre[order] if cats else self.category_centre,
+                                self.category_scale[order] if cats else self.category_scale, self.z, self.evidence)  # fmt: skip
+
+
+def _robust_scales(score: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """((k,), (k,)) per segment, the members' median and robust deviation (1.4826 x MAD, at least 1e-9) of their
+    finite ``score``; NaN under 2 members or no finite score."""
+    centre, scale = np.full(k, np.nan), np.full(k, np.nan)
+    for c in range(k):
+        members = labels == c
+        if members.sum() < 2:
+            continue
+        s = score[members]
+        s = s[np.isfinite(s)]
+        if not len(s):
+            continue
+        centre[c] = np.median(s)
+        scale[c] = max(1.4826 * np.median(np.abs(s - centre[c])), 1e-9)
+    return centre, scale
+
+
+def _category_profiles(counts, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, c) float64 log of each segment's members' pooled category counts, 0.5 added to every category."""
+    import scipy.sparse as sp
+
+    members = np.flatnonzero(labels >= 0)
+    onehot = sp.csr_matrix((np.ones(len(members)), (labels[members], members)), shape=(k, len(labels)))
+    pooled = np.asarray((onehot @ counts).todense(), dtype=np.float64) + 0.5
+    return np.log(pooled / pooled.sum(axis=1, keepdims=True))
+
+
+def _g_scores(counts, labels: np.ndarray, profiles: np.ndarray) -> np.ndarray:
+    """(n,) log of each user's G statistic against the profile of ``labels`` (``sum_c n_c log(n_c / (n p_c))``, plus
+    1e-3): NaN where ``labels < 0`` or the user has no counts. Linear in the counts' non-zeros."""
+    c = counts.tocsr()
+    n = np.asarray(c.sum(axis=1)).ravel().astype(np.float64)
+    rows = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
+    v = c.data.astype(np.float64)
+    keep = (labels[rows] >= 0) & (v > 0)
+    rows, cols, v = rows[keep], c.indices[keep], v[keep]
+    g = np.bincount(rows, v * (np.log(v / n[rows]) - profiles[labels[rows], cols]), minlength=c.shape[0])
+    with np.errstate(invalid="ignore"):
+        return np.where((labels >= 0) & (n > 0), np.log(np.maximum(g, 0.0) + 1e-3), np.nan)
 
 
 def _centres(vectors: np.ndarray, labels: np.ndarray, k: int, chunk: int = 65_536) -> np.ndarray:
@@ -567,6 +709,54 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
     if dissolved_nearest is not None:
         dissolved_nearest = dissolved_nearest.astype(np.int32)
     return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
+
+
+def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: ClusterConfig,
+                   n_segments: int) -> tuple[pl.DataFrame, SegmentEnvelopes | None, dict | None]:  # fmt: skip
+    """The run's last word on outliers, on its final segments (``cluster.outlier_distance``; off: nothing changes).
+
+    Every user is judged against a segment: a member against their own, an outlier against their nearest
+    (:class:`SegmentEnvelopes`, fitted on the members; ``cluster.outlier_categories`` lets the categories users chose
+    count). A member who is far becomes an outlier with their segment as nearest; an outlier who is not far joins
+    their nearest segment (``membership`` their nearest membership, ``soft_assigned``), as HDBSCAN's outliers in
+    UMAP's layout, the users of a dissolved segment and the distance rule's own outliers before the split tests are
+    judged again against the segments as they end. Segments are renumbered by decreasing size.
+
+    Returns:
+        ``(assignments, envelopes, record)``: the assignments, the envelopes that decided (segments in the new
+        numbering, None when off) and ``outliers``, ``demoted`` (members made outliers), ``joined`` (outliers who
+        joined), ``reads_categories``, ``outlier_distance`` and ``new_id`` (each old segment's new id).
+    """
+    if cluster.outlier_distance is None or not n_segments:
+        return assignments, None, None
+    labels = assignments["segment_id"].to_numpy().astype(np.int32)
+    nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
+    given = np.where(labels >= 0, labels, nearest).astype(np.int32)
+    counts = users.category_counts if cluster.outlier_categories else None
+    envelopes = SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
+                                     evidence=cluster.outlier_evidence, n_segments=n_segments, counts=counts)  # fmt: skip
+    far = envelopes.far(users.vectors, given, users.activity, counts if envelopes.reads_categories else None)
+    final = np.where(far | (given < 0), NOISE, given).astype(np.int32)
+    demoted, joined = (labels >= 0) & (final < 0), (labels < 0) & (final >= 0)
+    new_id = _by_size(final, n_segments)  # segment 0 stays the largest
+    membership = assignments["membership"].to_numpy()
+    membership = np.where(joined, assignments["nearest_membership"].to_numpy(), np.where(demoted, 0.0, membership))
+    soft = (assignments["soft_assigned"].to_numpy() | joined) & (final >= 0)
+    out = assignments.with_columns(
+        pl.Series("segment_id", _relabel(final, new_id), dtype=pl.Int32),
+        pl.Series("nearest_segment", _relabel(given, new_id), dtype=pl.Int32),
+        pl.Series("membership", membership, dtype=pl.Float32),
+        pl.Series("soft_assigned", soft, dtype=pl.Boolean),
+    )
+    record = {"outlier_distance": cluster.outlier_distance, "reads_categories": envelopes.reads_categories,
+              "outliers": int((final < 0).sum()), "demoted": int(demoted.sum()), "joined": int(joined.sum()),
+              "new_id": new_id.tolist()}  # fmt: skip
+    logger.info("cluster: judged against the final segments (cluster.outlier_distance %.2f, %s), %d users (%.1f%%) "
+                "are outliers: %d members became outliers, %d outliers joined their nearest segment",
+                cluster.outlier_distance, "direction and categories" if envelopes.reads_categories else "direction",
+                record["outliers"], 100 * record["outliers"] / max(len(final), 1), record["demoted"],
+                record["joined"])  # fmt: skip
+    return out, envelopes.reordered(new_id), record
 
 
 def _nearest_centre(vectors: np.ndarray, rows: np.ndarray, centres: np.ndarray, chunk: int = 65_536) -> np.ndarray:
@@ -909,6 +1099,18 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                          splits={"split_stability": cluster.split_stability, "min_size": round(min_size),
                                  "tested": tested},
                          seconds={**chosen.seconds, "split": time.perf_counter() - t})  # fmt: skip
+    if cluster.outlier_distance is not None and chosen.n_segments:
+        t = time.perf_counter()
+        judged, envelopes, verdict = judge_outliers(users, chosen.assignments, cluster, chosen.n_segments)
+        assert verdict is not None, "judge_outliers decides wherever outlier_distance is set"
+        new_id = np.asarray(verdict.pop("new_id"), dtype=np.int32)
+        if chosen.splits is not None:  # the split records name segments of the result: in the new numbering
+            for entry in chosen.splits["tested"]:
+                entry["segments"] = [int(new_id[v]) for v in entry["segments"]]
+                for part in entry.get("categories", []):
+                    part["segment"] = int(new_id[part["segment"]])
+        chosen = replace(chosen, assignments=judged, envelopes=envelopes, outliers=verdict,
+                         seconds={**chosen.seconds, "outliers": time.perf_counter() - t})  # fmt: skip
     if picture and reduce.n_components > 2:
         # the picture starts from the clustering layout's principal axes; 100 epochs refine it
         t = time.perf_counter()

@@ -380,6 +380,7 @@ def summarise_segmentation(seg: Segmentation) -> dict:
         "seconds": seg.seconds,
         **({"sample_fits": seg.sample_fits} if seg.sample_fits is not None else {}),
         **({"splits": seg.splits} if seg.splits is not None else {}),
+        **({"outliers": seg.outliers} if seg.outliers is not None else {}),
     }
 
 
@@ -446,16 +447,21 @@ def write_outputs(folder: Path, *, config: PipelineConfig, run_id: str, segmenta
 def fit_segment_envelopes(
     segmentation: Segmentation, users: Embeddings, cluster: ClusterConfig
 ) -> SegmentEnvelopes | None:
-    """The run's outlier rule for users placed later (:class:`segmentation.cluster.SegmentEnvelopes` of its final
-    segments, ``users`` in any row order); None when the run has no ``cluster.outlier_distance``."""
+    """The run's outlier rule for users placed later (:class:`segmentation.cluster.SegmentEnvelopes`): the envelopes
+    that decided the run's outliers (:func:`segmentation.cluster.judge_outliers`), or, for a segmentation without them
+    (cached before 2026-12-05's ninth round of issue 14), those of its final segments (``users`` in any row order);
+    None when the run has no ``cluster.outlier_distance``."""
     if cluster.outlier_distance is None:
         return None
+    if segmentation.envelopes is not None:
+        return segmentation.envelopes
     a = segmentation.assignments
     row = {u: i for i, u in enumerate(users.ids.astype(str).tolist())}
     labels = np.full(len(users.ids), -1, dtype=np.int32)  # in the users' row order: their vectors are not copied
     labels[np.array([row[u] for u in a["user_id"].to_list()], dtype=np.int64)] = a["segment_id"].to_numpy()
     return SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
-                                evidence=cluster.outlier_evidence, n_segments=segmentation.n_segments)  # fmt: skip
+                                evidence=cluster.outlier_evidence, n_segments=segmentation.n_segments,
+                                counts=users.category_counts if cluster.outlier_categories else None)  # fmt: skip
 
 
 def json_safe(data: Any) -> Any:
@@ -607,8 +613,10 @@ class Run:
         interactions with items the run embedded (others are counted and left out), then the ``k`` most similar
         users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`) for the user's
         nearest segment. The run's outlier rule then judges the user as it judged the run's own
-        (:meth:`segment_envelopes`; ``cluster.outlier_distance``): a user far from that segment's mean direction,
-        for the interactions they made, is an outlier (``segment_id`` -1), their nearest segment still given.
+        (:meth:`segment_envelopes`; ``cluster.outlier_distance``): a user far from that segment, by the direction of
+        their vector for the interactions they made and by the categories they chose, is an outlier (``segment_id``
+        -1), their nearest segment still given. Where the run's representation reads no categories, placed users
+        are judged by direction alone.
         Repeated (user, item) rows are collapsed as the run's loader did: ``duplicates="keep-latest"`` keeps the
         latest (by ``timestamp``, then by position), ``"sum"`` (implicit feedback with a weight column) sums their
         ratings. The run's users, given the train rows the run saw, get their run's vectors back.
@@ -672,7 +680,10 @@ class Run:
         far = np.zeros(len(nearest), dtype=bool)
         envelopes = self.segment_envelopes()
         if envelopes is not None:
-            far = envelopes.far(vectors.vectors, nearest, vectors.activity)
+            chose = vectors.category_counts  # the run's category columns where its representation reads categories
+            if chose is not None and chose.shape[1] != envelopes.profiles.shape[1]:
+                chose = None
+            far = envelopes.far(vectors.vectors, nearest, vectors.activity, chose)
         names = self.segments.select(pl.col("segment_id").cast(pl.Int32).alias("nearest_segment"),
                                      pl.col("name").alias("_name"))  # fmt: skip
         placed = pl.DataFrame({"user_id": vectors.ids.astype(str),
