@@ -316,17 +316,20 @@ def run_child(spec: dict) -> dict:
 
 # ------------------------------------------------------------------------------------------ planted worlds
 
-OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3, "min_cohesion": None, "outlier_distance": None}
+OLD_CLUSTER = {"min_samples": 10, "outlier_membership": 0.3, "min_cohesion": None, "early_outlier_distance": None,
+               "outlier_distance": None}  # fmt: skip
 """The cluster defaults before the worlds' tuning (2026-12-03); reported beside the current ones."""
 NO_COHESION = {"min_cohesion": None}
 """The current defaults without dissolving incoherent segments (measured beside them: the rule acts after HDBSCAN)."""
-NO_NOISE_RULES = {"min_cohesion": None, "outlier_distance": None}
+NO_NOISE_RULES = {"min_cohesion": None, "early_outlier_distance": None, "outlier_distance": None}
 """The current defaults without either outlier rule: the defaults before noise was kept apart on centred vectors
 (2026-12-03, second round); measured beside them at no extra fit and the baseline of :func:`choose_world_setting`."""
 WORLD_GRID = [{"min_samples": ms, "outlier_membership": om, "min_cohesion": mc, "outlier_distance": od}
               for ms in (5, 10, 20) for om in (0.3, None) for mc in (None, 0.8, 0.85, 0.9, 0.95)
               for od in (None, 3.0, 4.0)]  # fmt: skip
-"""Settings swept on the tuning worlds only (``--world-grid``)."""
+"""Settings swept on the tuning worlds only (``--world-grid``). ``outlier_distance`` is now the final rule (issue 14,
+tenth round); the grids of the third and fourth rounds swept the rule right after HDBSCAN, now
+``early_outlier_distance``."""
 NOISE_GRID = [{"min_cohesion": mc, "outlier_distance": od} for mc in (None, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
               for od in (None, 3.5, 4.0, 4.5, 5.0, 6.0)]  # fmt: skip
 """The outlier rules swept on centred vectors, on the tuning worlds only (``--noise-grid``; one HDBSCAN fit per
@@ -334,9 +337,10 @@ world and seed: both rules act after it). :func:`choose_world_setting` against :
 defaults, ``min_cohesion`` 0.7 and ``outlier_distance`` 6 (3,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
 
 
-PREVIOUS_RULES = {"outlier_evidence": False, "outlier_distance": 6.0, "dissolve_large": True}
-"""The outlier rules of the third round (similarity threshold 6, any incoherent segment dissolved), measured beside
-the current defaults at no extra fit."""
+PREVIOUS_RULES = {"outlier_evidence": False, "early_outlier_distance": 6.0, "outlier_distance": None,
+                  "dissolve_large": True}  # fmt: skip
+"""The outlier rules of the third round (similarity threshold 6 right after HDBSCAN, no final rule, any incoherent
+segment dissolved), measured beside the current defaults at no extra fit."""
 EVIDENCE_GRID = [NO_NOISE_RULES] + [
     {"min_cohesion": mc, "dissolve_large": large, "outlier_evidence": ev, "outlier_distance": od}
     for mc in (None, 0.7) for large in ((True, False) if mc else (False,)) for ev in (False, True)
@@ -447,7 +451,9 @@ def run_worlds(
                 post = (
                     "outlier_membership",
                     "min_cohesion",
+                    "early_outlier_distance",
                     "outlier_distance",
+                    "outlier_categories",
                     "outlier_evidence",
                     "dissolve_large",
                     "split_stability",
@@ -478,6 +484,8 @@ def run_worlds(
                     min_size = clusterer.min_cluster_size_ * len(labels) / len(reducer.sample_)
                     frame, _, _ = split_merged(users, frame, rc, cluster, min_size, seed=seed)
                     labels = frame["segment_id"].to_numpy()
+                if cluster.outlier_distance is not None and labels.max() >= 0:  # as fit_segments, at the end
+                    labels = _judge_as_fit_segments(users, labels, cluster)
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
                        **_scores(truth, labels), **_noise_scores(truth, labels),
@@ -497,6 +505,27 @@ def run_worlds(
                 _print_row(row)
                 rows.append(row)
     return rows
+
+
+def _judge_as_fit_segments(users, labels: np.ndarray, cluster=None) -> np.ndarray:
+    """The library path's last step, as :func:`segmentation.cluster.fit_segments` ends: every user judged against
+    the final segments (:func:`segmentation.cluster.judge_outliers`). HDBSCAN's soft memberships are not kept on this
+    path, so an outlier's nearest segment is the one whose members' mean direction is the most similar."""
+    from segmentation.cluster import ASSIGNMENTS, _nearest_centre, _part_directions, judge_outliers
+    from segmentation.config import ClusterConfig
+
+    k = int(labels.max()) + 1
+    out = np.flatnonzero(labels < 0)
+    nearest = labels.copy()
+    if len(out):
+        nearest[out] = _nearest_centre(users.vectors, out, _part_directions(users.vectors, labels))
+    n = len(labels)
+    frame = pl.DataFrame({"user_id": users.ids.astype(str), "segment_id": labels, "membership": np.ones(n, np.float32),
+                          "nearest_segment": nearest, "nearest_membership": np.ones(n, np.float32),
+                          "soft_assigned": np.zeros(n, bool), "x": np.zeros(n, np.float32),
+                          "y": np.zeros(n, np.float32)}, schema=ASSIGNMENTS)  # fmt: skip
+    judged, _, _ = judge_outliers(users, frame, cluster or ClusterConfig(), k)
+    return judged["segment_id"].to_numpy()
 
 
 CLI_SETS = ["evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model=mf",

@@ -403,7 +403,7 @@ class SegmentEnvelopes:
 
     On the planted worlds a light user's vector points every way by chance, so direction alone found half of the
     users who belong nowhere at a precision under 0.5; their category choices, pooled into the G statistic, tell
-    them apart (docs/BENCHMARKS.md, issue 14, ninth round). Fitted on the members alone (:meth:`fit`): users
+    them apart (docs/BENCHMARKS.md, issue 14, tenth round). Fitted on the members alone (:meth:`fit`): users
     already outliers take no part in the medians. A run keeps them in ``embeddings/segment_envelopes.npz``.
 
     Attributes:
@@ -508,7 +508,7 @@ class SegmentEnvelopes:
 
     @classmethod
     def load(cls, path: Path, *, n_segments: int | None = None, dim: int | None = None) -> "SegmentEnvelopes":
-        """Read what :meth:`save` wrote (or the direction limits alone, as runs before 2026-12-05's ninth round of
+        """Read what :meth:`save` wrote (or the direction limits alone, as runs before 2026-12-05's tenth round of
         issue 14 kept them); :class:`DataError` naming the file when it is damaged or does not fit the run
         (``n_segments`` segments, ``dim``-wide user vectors)."""
         try:
@@ -656,7 +656,7 @@ class NoiseApart:
             demoted users left out, so segment 0 is still the largest.
         dissolved_nearest: (n,) int32 nearest kept segment of every user (see :func:`dissolve`), or None when
             nothing was dissolved.
-        demoted: (n,) bool, users far from their segment (``cluster.outlier_distance``): outliers.
+        demoted: (n,) bool, users far from their segment (``cluster.early_outlier_distance``): outliers.
     """
 
     labels: np.ndarray
@@ -668,7 +668,8 @@ class NoiseApart:
 def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterConfig,
                      n_segments: int | None = None, activity: np.ndarray | None = None) -> NoiseApart:  # fmt: skip
     """The outlier rules that act after HDBSCAN, in the user-vector space: ``cluster.min_cohesion``
-    (:func:`incoherent_segments`, :func:`dissolve`), then ``cluster.outlier_distance`` (:func:`far_from_segment`).
+    (:func:`incoherent_segments`, :func:`dissolve`), then ``cluster.early_outlier_distance`` (:func:`far_from_segment`).
+    Once the segments are final (after the split tests), :func:`judge_outliers` judges every user again.
 
     UMAP with ``min_dist = 0`` packs users who belong nowhere into one region, which HDBSCAN calls a segment, and
     draws the others onto the edges of real segments; HDBSCAN itself then calls almost nobody an outlier. The
@@ -692,13 +693,13 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
             labels, dissolved_nearest = dissolve(labels, vectors, drop)
             kept = np.flatnonzero(~drop)
     demoted = np.zeros(len(labels), dtype=bool)
-    if cluster.outlier_distance is not None:
-        demoted = far_from_segment(vectors, labels, cluster.outlier_distance, activity=activity,
+    if cluster.early_outlier_distance is not None:
+        demoted = far_from_segment(vectors, labels, cluster.early_outlier_distance, activity=activity,
                                    evidence=cluster.outlier_evidence)  # fmt: skip
         if demoted.any():
             logger.info("cluster: %d users (%.1f%%) are far from their segment in the user-vector space "
-                        "(cluster.outlier_distance %.1f): outliers", int(demoted.sum()), 100 * demoted.mean(),
-                        cluster.outlier_distance)  # fmt: skip
+                        "(cluster.early_outlier_distance %.2f): outliers", int(demoted.sum()), 100 * demoted.mean(),
+                        cluster.early_outlier_distance)  # fmt: skip
     # renumber by decreasing size without the demoted users (ties keep their order): segment 0 stays the largest
     new_id = _by_size(np.where(demoted, NOISE, labels), len(kept))
     if (new_id != np.arange(len(kept))).any():

@@ -449,7 +449,7 @@ def fit_segment_envelopes(
 ) -> SegmentEnvelopes | None:
     """The run's outlier rule for users placed later (:class:`segmentation.cluster.SegmentEnvelopes`): the envelopes
     that decided the run's outliers (:func:`segmentation.cluster.judge_outliers`), or, for a segmentation without them
-    (cached before 2026-12-05's ninth round of issue 14), those of its final segments (``users`` in any row order);
+    (cached before 2026-12-05's tenth round of issue 14), those of its final segments (``users`` in any row order);
     None when the run has no ``cluster.outlier_distance``."""
     if cluster.outlier_distance is None:
         return None

@@ -74,15 +74,24 @@ class ClusterConfig(_Section):
         "final, every user is judged against their segment (an outlier against the nearest): by the direction of "
         "their vector (outlier_evidence says how it is measured) and, with outlier_categories, by the categories "
         "they chose, the two robust z-scores summed and divided by sqrt(2); outliers who are not far join their "
-        "nearest segment. The direction alone also acts before the split tests, so that users who belong nowhere "
-        "stay out of their fits. UMAP pulls such users onto a segment; in the user-vector space and in their "
+        "nearest segment. UMAP pulls users who belong nowhere onto a segment; in the user-vector space and in their "
         "choices they stay apart. 3.25 was chosen on the tuning planted worlds at 10,000 users (taste, style, light; "
-        "docs/BENCHMARKS.md, issue 14, ninth round: the best of 3.0-3.5 for the least of noise recall and "
-        "precision); the direction alone had 3.5 (fourth round), and 6 without outlier_evidence.",
+        "docs/BENCHMARKS.md, issue 14, tenth round: the best of 3.0-3.5 for the least of noise recall and "
+        "precision).",
+    )
+    early_outlier_distance: float | None = Field(
+        3.5,
+        gt=0.0,
+        description="Right after HDBSCAN, before the split tests, members more than this many robust standard "
+        "deviations from their segment's mean direction (outlier_evidence) are set aside, so that users who belong "
+        "nowhere stay out of the tests' fits (empty: off). outlier_distance judges every user again once the "
+        "segments are final; with it off, these are the run's outliers. 3.5 with outlier_evidence was chosen on "
+        "the tuning planted worlds at 10,000 users (docs/BENCHMARKS.md, issue 14, fourth round), 6 without it.",
     )
     outlier_evidence: bool = Field(
         True,
-        description="Weigh outlier_distance by how many interactions each user has: a user vector is a mean over "
+        description="Weigh the distance of outlier_distance and early_outlier_distance by how many interactions "
+        "each user has: a user vector is a mean over "
         "them, so light users sit far from their segment by chance alone. On: the score is n (1/s^2 - 1) on a log "
         "scale (s: the similarity to the segment's mean direction, n: the user's interactions); off: s itself "
         "(the rule before 2026-12-03's fourth round, calibrated at 6).",
@@ -93,7 +102,7 @@ class ClusterConfig(_Section):
         "each user's G statistic (log-likelihood ratio) of their own category shares against their segment's. A "
         "light user's vector points every way by chance; their choices, weighed by how many they made, do not. "
         "On the tuning planted worlds it lifted noise precision on the light-user world from 0.43 to 0.53 at the "
-        "same recall (docs/BENCHMARKS.md, issue 14, ninth round). Off: direction alone.",
+        "same recall (docs/BENCHMARKS.md, issue 14, tenth round). Off: direction alone.",
     )
     min_cohesion: float | None = Field(
         0.7,

@@ -98,7 +98,8 @@ def test_users_who_belong_nowhere_end_up_outliers_with_a_nearest_segment():
     # points every way there); on the uncentred category part used here it is the measured choice, 0.9
     a, seg, recall, _, ari = run(ClusterConfig(min_cohesion=0.9))
     old_a, old_seg, old_recall, _, old_ari = run(ClusterConfig(min_samples=10, outlier_membership=0.3,
-                                                               min_cohesion=None, outlier_distance=None))  # fmt: skip
+                                                               min_cohesion=None, early_outlier_distance=None,
+                                                               outlier_distance=None))  # fmt: skip
     assert old_recall < 0.2  # the old defaults pulled noise users into segments (0.05 here)
     assert recall >= old_recall + 0.3  # min_cohesion labels far more of them outliers (0.49 here)
     # (precision among outliers is not asserted: 0.14 on this small world, 0.47 on average on the 10k tuning worlds;
@@ -179,7 +180,9 @@ def test_the_default_rules_keep_noise_users_apart_without_touching_the_segments(
     # the segment users keep their segments but for the light ones the rule demotes (0.980-0.987 here)
     assert adjusted_rand_score(truth[~noise], final[~noise]) >= 0.975
     # the rules of the third round (similarity threshold 6, no weighing by interactions) caught fewer (0.55-0.61)
-    prev = keep_noise_apart(v, labels, ClusterConfig(outlier_evidence=False, outlier_distance=6.0, dissolve_large=True))
+    prev = keep_noise_apart(
+        v, labels, ClusterConfig(outlier_evidence=False, early_outlier_distance=6.0, dissolve_large=True)
+    )
     prev_out = np.where(prev.demoted, NOISE, prev.labels) < 0
     assert recall >= (prev_out & noise).sum() / noise.sum() + 0.15
     assert sorted(apart.kept.tolist()) == list(range(10))  # only the noise crowd (segment 10) is dissolved
@@ -187,7 +190,7 @@ def test_the_default_rules_keep_noise_users_apart_without_touching_the_segments(
     assert (np.diff(sizes) <= 0).all()  # still numbered by decreasing size, the demoted users left out
     assert apart.dissolved_nearest is not None and (apart.dissolved_nearest[labels == 10] >= 0).all()
     # without the rules (the defaults until this change) every noise user sits in a segment
-    off = keep_noise_apart(v, labels, ClusterConfig(min_cohesion=None, outlier_distance=None))
+    off = keep_noise_apart(v, labels, ClusterConfig(min_cohesion=None, early_outlier_distance=None))
     assert not (off.labels < 0).any() and not off.demoted.any() and off.dissolved_nearest is None
 
 
@@ -200,7 +203,7 @@ def test_segments_stay_numbered_by_size_after_members_are_demoted():
     x[:12] = rng.normal(0, 1, (12, dim))  # 12 members of the largest segment point elsewhere
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     labels = np.repeat([0, 1], [100, 95]).astype(np.int32)
-    apart = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=None, outlier_distance=6.0))
+    apart = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=None, early_outlier_distance=6.0))
     assert apart.demoted[:12].all() and apart.demoted.sum() == 12
     # 88 members are left in the old segment 0 against 95 in the old segment 1: they swap numbers
     assert apart.kept.tolist() == [1, 0]
@@ -251,9 +254,11 @@ def test_a_large_incoherent_segment_is_kept_unless_dissolve_large():
     labels = np.repeat(np.arange(5), [600, 200, 200, 200, 60]).astype(np.int32)
     assert incoherent_segments(x, labels, 0.8).tolist() == [True, False, False, False, True]
     assert incoherent_segments(x, labels, 0.8, small_only=True).tolist() == [False, False, False, False, True]
-    kept = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=0.8, outlier_distance=None))
+    kept = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=0.8, early_outlier_distance=None))
     assert kept.kept.tolist() == [0, 1, 2, 3] and (kept.labels[:600] == 0).all()
-    both = keep_noise_apart(x, labels, ClusterConfig(min_cohesion=0.8, outlier_distance=None, dissolve_large=True))
+    both = keep_noise_apart(
+        x, labels, ClusterConfig(min_cohesion=0.8, early_outlier_distance=None, dissolve_large=True)
+    )
     assert (both.labels[:600] == NOISE).all() and (both.labels[-60:] == NOISE).all()
 
 

@@ -126,7 +126,7 @@ def test_representation_errors(planted, item_vectors):
 
 
 @pytest.mark.umap
-def test_segments_recover_planted_groups(planted, segmentation):
+def test_segments_recover_planted_groups(planted, segmentation, user_vectors):
     _, truth = planted
     a = segmentation.assignments
     assert segmentation.n_segments == 3
@@ -139,6 +139,14 @@ def test_segments_recover_planted_groups(planted, segmentation):
     assert a.select(pl.col("x").is_finite().all(), pl.col("y").is_finite().all()).row(0) == (True, True)
     sizes = a.filter(pl.col("segment_id") >= 0).group_by("segment_id").len().sort("segment_id")["len"].to_list()
     assert sizes == sorted(sizes, reverse=True)  # segment 0 is the largest
+    # the final outlier rule's record, and its envelopes give the fit's outliers back (what `segflow assign` reads)
+    assert segmentation.outliers is not None and segmentation.outliers["outliers"] == int((labels < 0).sum())
+    assert segmentation.outliers["reads_categories"] and segmentation.seconds["outliers"] >= 0
+    envelopes = segmentation.envelopes
+    assert envelopes is not None and envelopes.directions.shape[0] == segmentation.n_segments
+    far = envelopes.far(user_vectors.vectors, a["nearest_segment"].to_numpy(), user_vectors.activity,
+                        user_vectors.category_counts)  # fmt: skip
+    np.testing.assert_array_equal(far, labels < 0)
 
 
 @pytest.mark.umap

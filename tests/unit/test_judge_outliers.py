@@ -1,0 +1,138 @@
+"""The final outlier rule (issue 14, tenth round): :class:`SegmentEnvelopes` reading the categories users chose, and
+:func:`judge_outliers` on a fit's final segments."""
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+
+from segmentation.cluster import ASSIGNMENTS, NOISE, SegmentEnvelopes, far_from_segment, judge_outliers
+from segmentation.config import ClusterConfig
+from segmentation.synthetic import light_category_counts
+
+
+def _light_world(seed: int, cats: int = 24, sizes=(500, 400, 300), n_noise: int = 60, taste: float = 0.75):
+    """Light users (3-10 picks) of three segments and ``n_noise`` users who each prefer their own pair of categories
+    (the planted worlds' personal noise). A user's vector is the mean of noisy item vectors around their categories'
+    directions, so a light user's direction is mostly chance. Returns vectors, sparse counts, truth (-1: noise), the
+    segment each user is given (noise users: the nearest by direction) and interactions."""
+    counts, group = light_category_counts(list(sizes), cats, taste=taste, seed=seed)
+    rng = np.random.default_rng(seed + 100)
+    popularity = 1 / np.arange(1, cats + 1)
+    popularity /= popularity.sum()
+    noise = []
+    for _ in range(n_noise):
+        own = np.zeros(cats)
+        own[rng.choice(np.arange(2 * len(sizes), cats), 2, replace=False)] = 0.5
+        noise.append(rng.multinomial(int(rng.integers(3, 11)), taste * own + (1 - taste) * popularity))
+    counts = np.vstack([counts, noise])
+    truth = np.r_[group, np.full(n_noise, NOISE)]
+    n = counts.sum(axis=1)
+    v = counts @ rng.normal(0, 1, (cats, 32)) / n[:, None] + rng.normal(0, 1.2, (len(n), 32)) / np.sqrt(n)[:, None]
+    v -= v.mean(axis=0)
+    centres = np.stack([v[truth == g].mean(axis=0) for g in range(len(sizes))])
+    given = np.where(truth >= 0, truth, (v @ centres.T).argmax(axis=1)).astype(np.int32)
+    return v.astype(np.float32), sp.csr_matrix(counts.astype(np.float32)), truth, given, n
+
+
+@pytest.mark.parametrize("seed", [0, 2])
+def test_the_categories_users_chose_tell_light_noise_users_apart_where_direction_cannot(seed):
+    v, counts, truth, given, n = _light_world(seed)
+    noise = truth < 0
+
+    def recall_precision(far):
+        return (far & noise).sum() / noise.sum(), (far & noise).sum() / max(far.sum(), 1)
+
+    alone = SegmentEnvelopes.fit(v, given, 3.25, activity=n)
+    both = SegmentEnvelopes.fit(v, given, 3.25, activity=n, counts=counts)
+    assert not alone.reads_categories and both.reads_categories and both.profiles.shape == (3, 24)
+    r0, p0 = recall_precision(alone.far(v, given, n))
+    r1, p1 = recall_precision(both.far(v, given, n, counts))
+    # 0.67 / 0.47 and 0.53 / 0.46 by direction alone; 0.90 / 0.60 and 0.82 / 0.60 with the categories
+    assert r1 >= 0.75 and p1 >= 0.55 and r1 >= r0 + 0.15 and p1 >= p0 + 0.05
+    # without the counts the envelopes that read categories decide by direction alone, as the others do
+    np.testing.assert_array_equal(both.far(v, given, n), alone.far(v, given, n))
+    zd, zc = both.z_scores(v, given, n, counts)
+    assert np.isfinite(zc).all() and np.nanmedian(zc[noise]) > np.nanmedian(zc[~noise]) + 2
+    with pytest.raises(ValueError, match="category counts of 5 categories given; the envelopes have 24"):
+        both.far(v[:2], given[:2], n[:2], sp.csr_matrix(np.ones((2, 5), np.float32)))
+
+
+def test_a_user_without_category_counts_is_judged_by_direction_alone():
+    v, counts, truth, given, n = _light_world(1)
+    envelopes = SegmentEnvelopes.fit(v, given, 3.25, activity=n, counts=counts)
+    blank = counts.tolil()
+    blank[:50] = 0  # 50 users whose items have no category
+    blank = blank.tocsr()
+    _, zc = envelopes.z_scores(v, given, n, blank)
+    assert np.isnan(zc[:50]).all() and np.isfinite(zc[50:]).all()
+    alone = SegmentEnvelopes.fit(v, given, 3.25, activity=n)  # their direction limits are the same
+    np.testing.assert_array_equal(envelopes.far(v, given, n, blank)[:50], alone.far(v, given, n)[:50])
+
+
+def test_envelopes_with_categories_survive_a_save_and_old_files_decide_as_they_did(tmp_path):
+    v, counts, truth, given, n = _light_world(3)
+    envelopes = SegmentEnvelopes.fit(v, given, 3.25, activity=n, counts=counts)
+    envelopes.save(tmp_path / "e.npz")
+    again = SegmentEnvelopes.load(tmp_path / "e.npz", n_segments=3, dim=32)
+    np.testing.assert_array_equal(again.far(v, given, n, counts), envelopes.far(v, given, n, counts))
+    np.testing.assert_array_equal(again.profiles, envelopes.profiles)
+    # a run published before this round kept the direction limits alone: they decide as far_from_segment does
+    members = np.where(truth >= 0, given, NOISE).astype(np.int32)
+    old = SegmentEnvelopes.fit(v, members, 3.5, activity=n)
+    np.savez(tmp_path / "old.npz", directions=old.directions, limits=old.limits, z=np.float64(3.5),
+             evidence=np.bool_(True))  # fmt: skip
+    loaded = SegmentEnvelopes.load(tmp_path / "old.npz", n_segments=3, dim=32)
+    assert not loaded.reads_categories
+    rule = far_from_segment(v, members, 3.5, activity=n)
+    np.testing.assert_array_equal(loaded.far(v, members, n, counts), rule)
+    assert 0 < rule.sum()
+    np.savez(tmp_path / "torn.npz", directions=old.directions, centre=old.centre, z=np.float64(3.5),
+             evidence=np.bool_(True))  # fmt: skip
+    from segmentation._errors import DataError
+
+    with pytest.raises(DataError, match=r"torn\.npz cannot be read \(KeyError.*the run folder is damaged"):
+        SegmentEnvelopes.load(tmp_path / "torn.npz")
+
+
+def _assignments(labels: np.ndarray, nearest: np.ndarray) -> pl.DataFrame:
+    n = len(labels)
+    return pl.DataFrame({"user_id": [f"u{i}" for i in range(n)], "segment_id": labels,
+                         "membership": np.where(labels >= 0, 0.9, 0.0).astype(np.float32), "nearest_segment": nearest,
+                         "nearest_membership": np.full(n, 0.4, np.float32), "soft_assigned": np.zeros(n, bool),
+                         "x": np.zeros(n, np.float32), "y": np.zeros(n, np.float32)}, schema=ASSIGNMENTS)  # fmt: skip
+
+
+def test_judge_outliers_demotes_far_members_lets_near_outliers_join_and_renumbers_by_size():
+    from embeddings.encoder import Embeddings
+
+    v, counts, truth, given, n = _light_world(4)
+    labels = given.copy()
+    # HDBSCAN left 40 users of segment 0 out (they lie in it), and the split tests left every noise user in
+    inside = np.flatnonzero(truth == 0)[:40]
+    labels[inside] = NOISE
+    users = Embeddings(np.array([f"u{i}" for i in range(len(n))], dtype=object), v, "planted", n.astype(np.int64),
+                       counts)  # fmt: skip
+    a = _assignments(labels, given)
+    judged, envelopes, record = judge_outliers(users, a, ClusterConfig(), 3)
+    final, nearest = judged["segment_id"].to_numpy(), judged["nearest_segment"].to_numpy()
+    noise = truth < 0
+    assert (final[noise] < 0).mean() >= 0.75  # the noise users are outliers again
+    assert (final[inside] >= 0).mean() >= 0.9  # the users HDBSCAN left out of segment 0 joined it
+    joined = inside[final[inside] >= 0]
+    assert (judged["membership"].to_numpy()[joined] == np.float32(0.4)).all()
+    assert judged["soft_assigned"].to_numpy()[joined].all() and not judged["soft_assigned"].to_numpy()[final < 0].any()
+    assert (judged["membership"].to_numpy()[final < 0] == 0).all()
+    sizes = np.bincount(final[final >= 0])
+    assert (np.diff(sizes) <= 0).all() and (nearest >= 0).all()
+    assert record == {"outlier_distance": 3.25, "reads_categories": True, "outliers": int((final < 0).sum()),
+                      "demoted": int(((labels >= 0) & (final < 0)).sum()),
+                      "joined": int(((labels < 0) & (final >= 0)).sum()), "new_id": record["new_id"]}  # fmt: skip
+    # the envelopes that decided, in the new numbering, give the run's outliers back
+    assert envelopes is not None
+    np.testing.assert_array_equal(envelopes.far(v, nearest, n, counts), final < 0)
+    # direction alone, and off
+    _, alone, record = judge_outliers(users, a, ClusterConfig(outlier_categories=False), 3)
+    assert alone is not None and not alone.reads_categories and record is not None and not record["reads_categories"]
+    same, none, nothing = judge_outliers(users, a, ClusterConfig(outlier_distance=None), 3)
+    assert same is a and none is None and nothing is None
