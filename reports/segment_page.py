@@ -111,6 +111,7 @@ def _segment_page(data: RunFolder, segs: list[Seg], i: int, overall: _Overall) -
         "chart_ratings": figs.add("ratings", fig_rating_hist(p, overall, s.color)) if p and not implicit else None,
         "implicit": implicit,
         "chart_nearest": figs.add("nearest", fig_outlier_nearest(data, segs)) if s.is_noise else None,
+        "outliers_text": outliers_text(_get(m, "segmentation", "outliers")) if s.is_noise else None,
         "items_table": items,
         "popular": p.popular_items if p else [],
         "recs_table": rec_table,
@@ -172,3 +173,22 @@ def _model_sentences(s: Seg, r: dict[str, Any], g: float | None, sg: float | Non
             text += f" (change {fmt(change, 'signed')}, 95 % CI {fmt(ci[0], 'signed')} to {fmt(ci[1], 'signed')}; {verdict})"
         out.append(text + ".")
     return out
+
+
+def outliers_text(record: Any) -> str | None:
+    """Why these users are outliers, from ``metrics.json`` → ``segmentation.outliers`` (:func:`segmentation.cluster.
+    judge_outliers`); None for a run without that record."""
+    if not isinstance(record, dict) or _num(record.get("outliers")) is None:
+        return None
+    how = ("how far their taste points from that segment's and how unlike its category profile the categories they "
+           "chose are, for the number of interactions they made") if record.get("reads_categories") else (
+           "how far their taste points from that segment's, for the number of interactions they made")  # fmt: skip
+    out = [f"Once the segments were final, every user was judged against their segment (an outlier against the "
+           f"nearest one) by {how}, against the segment's own members: {fmt(record.get('outliers'))} users lie more "
+           f"than {fmt(_num(record.get('outlier_distance')), 'd2')} robust standard deviations out "
+           "(cluster.outlier_distance)."]  # fmt: skip
+    joined = _num(record.get("joined"))
+    if joined:
+        out.append(f"{fmt(int(joined))} users that the clustering had left out were close enough to join their nearest "
+                   "segment.")  # fmt: skip
+    return " ".join(out)

@@ -480,3 +480,29 @@ def test_settings_table_tells_the_representations_weights_evidence_and_category_
     config["represent"]["evidence"] = 5.0
     text = html.unescape(render_report(dataclasses.replace(data, config=config), tmp_path / "mean").read_text())
     assert "– (no category part in a fusion)" in text
+
+
+def test_the_outliers_page_says_why_they_are_outliers(tmp_path):
+    from reports.segment_page import outliers_text
+
+    data = make_report_input(n_users=150, n_segments=4)
+    metrics = copy.deepcopy(data.metrics)
+    metrics["segmentation"]["outliers"] = {"outlier_distance": 3.25, "reads_categories": True, "outliers": 12,
+                                           "demoted": 5, "joined": 7}  # fmt: skip
+    render_report(dataclasses.replace(data, metrics=metrics), tmp_path)
+    page = html.unescape((tmp_path / "segment-outliers.html").read_text())
+    said = page[page.index('<p id="outliers-why">') :].split("</p>")[0]
+    assert "how unlike its category profile the categories they chose are" in said
+    assert "12 users lie more than 3.25 robust standard deviations out (cluster.outlier_distance)" in said
+    assert "7 users that the clustering had left out were close enough to join their nearest segment" in said
+    alone = outliers_text({"outlier_distance": 3.5, "reads_categories": False, "outliers": 3, "joined": 0})
+    assert (
+        alone is not None
+        and "category" not in alone
+        and "joined" not in alone
+        and "3 users lie more than 3.50" in alone
+    )
+    # a run without the record (older, or the rule off): no sentence, on the page or from the function
+    assert outliers_text(None) is None and outliers_text({"joined": 3}) is None
+    render_report(data, tmp_path / "old")
+    assert 'id="outliers-why"' not in (tmp_path / "old" / "segment-outliers.html").read_text()
