@@ -454,6 +454,7 @@ def run_worlds(
                     "early_outlier_distance",
                     "outlier_distance",
                     "outlier_categories",
+                    "category_reassign",
                     "outlier_evidence",
                     "dissolve_large",
                     "split_stability",
@@ -484,7 +485,7 @@ def run_worlds(
                     min_size = clusterer.min_cluster_size_ * len(labels) / len(reducer.sample_)
                     frame, _, _ = split_merged(users, frame, rc, cluster, min_size, seed=seed)
                     labels = frame["segment_id"].to_numpy()
-                if cluster.outlier_distance is not None and labels.max() >= 0:  # as fit_segments, at the end
+                if labels.max() >= 0:  # as fit_segments, at the end
                     labels = _judge_as_fit_segments(users, labels, cluster)
                 row = {"system": _setting_name(setting) if setting else "segflow", "data": f"world:{name}",
                        "role": world.role, "path": "library", "seed": seed, "n_users": int(len(truth)),
@@ -508,10 +509,17 @@ def run_worlds(
 
 
 def _judge_as_fit_segments(users, labels: np.ndarray, cluster=None) -> np.ndarray:
-    """The library path's last step, as :func:`segmentation.cluster.fit_segments` ends: every user judged against
-    the final segments (:func:`segmentation.cluster.judge_outliers`). HDBSCAN's soft memberships are not kept on this
-    path, so an outlier's nearest segment is the one whose members' mean direction is the most similar."""
-    from segmentation.cluster import ASSIGNMENTS, _nearest_centre, _part_directions, judge_outliers
+    """The library path's last steps, as :func:`segmentation.cluster.fit_segments` ends: members moved by the categories
+    they chose (:func:`segmentation.cluster.reassign_by_categories`), then every user judged against the final
+    segments (:func:`segmentation.cluster.judge_outliers`). HDBSCAN's soft memberships are not kept on this path, so
+    an outlier's nearest segment is the one whose members' mean direction is the most similar."""
+    from segmentation.cluster import (
+        ASSIGNMENTS,
+        _nearest_centre,
+        _part_directions,
+        judge_outliers,
+        reassign_by_categories,  # fmt: skip
+    )
     from segmentation.config import ClusterConfig
 
     k = int(labels.max()) + 1
@@ -524,8 +532,12 @@ def _judge_as_fit_segments(users, labels: np.ndarray, cluster=None) -> np.ndarra
                           "nearest_segment": nearest, "nearest_membership": np.ones(n, np.float32),
                           "soft_assigned": np.zeros(n, bool), "x": np.zeros(n, np.float32),
                           "y": np.zeros(n, np.float32)}, schema=ASSIGNMENTS)  # fmt: skip
-    judged, _, _ = judge_outliers(users, frame, cluster or ClusterConfig(), k)
-    return judged["segment_id"].to_numpy()
+    cluster = cluster or ClusterConfig()
+    if cluster.category_reassign is not None and users.category_counts is not None:
+        frame, _ = reassign_by_categories(frame, users, cluster, k)
+    if cluster.outlier_distance is not None:
+        frame, _, _ = judge_outliers(users, frame, cluster, k)
+    return frame["segment_id"].to_numpy()
 
 
 CLI_SETS = ["evaluate.stability_seeds=0", "evaluate.stability_subsamples=0", "predictor.model=mf",

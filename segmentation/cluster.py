@@ -42,6 +42,7 @@ __all__ = [
     "judge_outliers",
     "keep_noise_apart",
     "most_agreeing",
+    "reassign_by_categories",
     "require_segments",
     "segment_users",
     "split_merged",
@@ -290,6 +291,7 @@ class Segmentation:
     splits: dict | None = None
     envelopes: "SegmentEnvelopes | None" = None
     outliers: dict | None = None
+    reassigned: dict | None = None
 
     @property
     def noise_share(self) -> float:
@@ -712,6 +714,78 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
     return NoiseApart(np.asarray(labels, dtype=np.int32), kept, dissolved_nearest, demoted)
 
 
+def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster: ClusterConfig, n_segments: int,
+                           chunk: int = 65_536) -> tuple[pl.DataFrame, dict]:  # fmt: skip
+    """Members whose category choices their segment explains poorly move to the segment that explains them best
+    (``cluster.category_reassign``).
+
+    Each segment's category profile is its members' pooled counts (plus 0.5 per category) and its prior its share of
+    the members; a member's posterior over the segments is the multinomial likelihood of their counts times the
+    prior (a naive Bayes over the categories, one step of the category mixture started from the segments). A member
+    whose own segment's posterior is below ``level`` joins the most probable one, with ``membership`` that posterior
+    and ``soft_assigned``, unless the final outlier rule would call them far from it (``cluster.outlier_distance``,
+    :class:`SegmentEnvelopes` of the segments as they are): a move the user's vector contradicts is not made.
+    Members without counts and outliers stay. One pass: the profiles are not refitted.
+
+    A light user's vector is too noisy to place them among segments that choose differently, while the counts are
+    what tells such segments apart; segments that choose alike (rating-style twins) have near-equal posteriors, which
+    rarely fall below ``level``. Linear in the users and their counts' non-zeros.
+
+    Returns:
+        ``(assignments, record)``: ``moved`` (members moved), ``refused`` (moves the vector contradicted) and
+        ``level``.
+    """
+    import scipy.sparse as sp
+
+    level = cluster.category_reassign
+    assert level is not None and users.category_counts is not None, "the caller checks both"
+    labels = assignments["segment_id"].to_numpy().astype(np.int32)
+    members = np.flatnonzero(labels >= 0)
+    counts = users.category_counts.tocsr()
+    onehot = sp.csr_matrix((np.ones(len(members)), (labels[members], members)), shape=(n_segments, len(labels)))
+    pooled = np.asarray((onehot @ counts).todense(), dtype=np.float64) + 0.5
+    log_profile = np.log(pooled / pooled.sum(axis=1, keepdims=True))
+    with np.errstate(divide="ignore"):
+        log_prior = np.log(np.bincount(labels[members], minlength=n_segments) / max(len(members), 1))
+    has = np.asarray(counts.sum(axis=1)).ravel() > 0
+    new = labels.copy()
+    share = np.zeros(len(labels))
+    rows = members[has[members]]
+    for lo in range(0, len(rows), chunk):
+        r = rows[lo : lo + chunk]
+        ll = np.asarray(counts[r] @ log_profile.T) + log_prior
+        ll -= ll.max(axis=1, keepdims=True)
+        post = np.exp(ll)
+        post /= post.sum(axis=1, keepdims=True)
+        own = post[np.arange(len(r)), labels[r]]
+        move = own < level
+        best = post.argmax(axis=1)
+        new[r[move]] = best[move]
+        share[r[move]] = post[np.flatnonzero(move), best[move]]
+    refused = 0
+    if cluster.outlier_distance is not None and (new != labels).any():
+        envelopes = SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
+                                         evidence=cluster.outlier_evidence, n_segments=n_segments,
+                                         counts=counts if cluster.outlier_categories else None)  # fmt: skip
+        cand = np.flatnonzero(new != labels)
+        activity = None if users.activity is None else users.activity[cand]
+        far = envelopes.far(users.vectors[cand], new[cand], activity,
+                            counts[cand] if envelopes.reads_categories else None)  # fmt: skip
+        new[cand[far]] = labels[cand[far]]
+        refused = int(far.sum())
+    moved = new != labels
+    out = assignments.with_columns(
+        pl.Series("segment_id", new, dtype=pl.Int32),
+        pl.Series("nearest_segment", np.where(moved, new, assignments["nearest_segment"].to_numpy()), dtype=pl.Int32),
+        pl.Series("membership", np.where(moved, share, assignments["membership"].to_numpy()), dtype=pl.Float32),
+        pl.Series("soft_assigned", assignments["soft_assigned"].to_numpy() | moved, dtype=pl.Boolean),
+    )
+    logger.info("cluster: %d members (%.1f%%) moved to the segment whose category profile explains their choices "
+                "best (their own's posterior below cluster.category_reassign %.2f); %d moves refused, far from that "
+                "segment", int(moved.sum()), 100 * moved.mean() if len(moved) else 0.0, level, refused)  # fmt: skip
+    return out, {"moved": int(moved.sum()), "refused": refused, "level": level}
+
+
 def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: ClusterConfig,
                    n_segments: int) -> tuple[pl.DataFrame, SegmentEnvelopes | None, dict | None]:  # fmt: skip
     """The run's last word on outliers, on its final segments (``cluster.outlier_distance``; off: nothing changes).
@@ -1100,6 +1174,11 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                          splits={"split_stability": cluster.split_stability, "min_size": round(min_size),
                                  "tested": tested},
                          seconds={**chosen.seconds, "split": time.perf_counter() - t})  # fmt: skip
+    if cluster.category_reassign is not None and chosen.n_segments and users.category_counts is not None:
+        t = time.perf_counter()
+        moved, record = reassign_by_categories(chosen.assignments, users, cluster, chosen.n_segments)
+        chosen = replace(chosen, assignments=moved, reassigned=record,
+                         seconds={**chosen.seconds, "reassign": time.perf_counter() - t})  # fmt: skip
     if cluster.outlier_distance is not None and chosen.n_segments:
         t = time.perf_counter()
         judged, envelopes, verdict = judge_outliers(users, chosen.assignments, cluster, chosen.n_segments)

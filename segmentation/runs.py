@@ -381,6 +381,7 @@ def summarise_segmentation(seg: Segmentation) -> dict:
         **({"sample_fits": seg.sample_fits} if seg.sample_fits is not None else {}),
         **({"splits": seg.splits} if seg.splits is not None else {}),
         **({"outliers": seg.outliers} if seg.outliers is not None else {}),
+        **({"reassigned": seg.reassigned} if seg.reassigned is not None else {}),
     }
 
 

@@ -79,6 +79,16 @@ class ClusterConfig(_Section):
         "docs/BENCHMARKS.md, issue 14, tenth round: the best of 3.0-3.5 for the least of noise recall and "
         "precision).",
     )
+    category_reassign: float | None = Field(
+        0.2,
+        gt=0.0,
+        lt=1.0,
+        description="Once the segments are final, a member whose category choices give their own segment a "
+        "posterior below this (each segment's category profile and share of the members; a naive Bayes over the "
+        "categories) moves to the segment that explains them best; then outlier_distance judges everyone (empty: "
+        "off). A light user's vector is too noisy to place them; their counts are what tells segments that choose "
+        "differently apart. Segments that choose alike (rating-style twins) have near-equal posteriors.",
+    )
     early_outlier_distance: float | None = Field(
         3.5,
         gt=0.0,

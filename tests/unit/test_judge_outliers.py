@@ -25,7 +25,7 @@ def _light_world(seed: int, cats: int = 24, sizes=(500, 400, 300), n_noise: int 
         own = np.zeros(cats)
         own[rng.choice(np.arange(2 * len(sizes), cats), 2, replace=False)] = 0.5
         noise.append(rng.multinomial(int(rng.integers(3, 11)), taste * own + (1 - taste) * popularity))
-    counts = np.vstack([counts, noise])
+    counts = np.vstack([counts, np.array(noise, dtype=np.float64).reshape(-1, cats)])
     truth = np.r_[group, np.full(n_noise, NOISE)]
     n = counts.sum(axis=1)
     v = counts @ rng.normal(0, 1, (cats, 32)) / n[:, None] + rng.normal(0, 1.2, (len(n), 32)) / np.sqrt(n)[:, None]
@@ -136,3 +136,64 @@ def test_judge_outliers_demotes_far_members_lets_near_outliers_join_and_renumber
     assert alone is not None and not alone.reads_categories and record is not None and not record["reads_categories"]
     same, none, nothing = judge_outliers(users, a, ClusterConfig(outlier_distance=None), 3)
     assert same is a and none is None and nothing is None
+
+
+def _users(v, counts, n):
+    from embeddings.encoder import Embeddings
+
+    return Embeddings(np.array([f"u{i}" for i in range(len(n))], dtype=object), v, "planted", n.astype(np.int64),
+                      counts)  # fmt: skip
+
+
+def test_members_whose_choices_another_segment_explains_move_there_unless_their_vector_says_no():
+    from segmentation.cluster import reassign_by_categories
+
+    v, counts, truth, given, n = _light_world(5, n_noise=0)
+    labels = given.copy()
+    rng = np.random.default_rng(0)
+    wrong = rng.choice(np.flatnonzero(truth == 0), 60, replace=False)  # drawn into segment 1 by a noisy layout
+    labels[wrong] = 1
+    # one of them also points the opposite way from segment 2's members: a move there would make them far
+    centre2 = v[truth == 2].mean(axis=0)
+    contradicted = np.flatnonzero((truth == 2))[:1]
+    labels[contradicted] = 0
+    v = v.copy()
+    v[contradicted] = -centre2 / np.linalg.norm(centre2)
+    a = _assignments(labels, labels)
+    moved, record = reassign_by_categories(a, _users(v, counts, n), ClusterConfig(), 3)
+    after = moved["segment_id"].to_numpy()
+    assert (after[wrong] == 0).mean() >= 0.8  # the misplaced come back (their counts say segment 0; 0.92 here)
+    right = np.setdiff1d(np.arange(len(labels)), np.r_[wrong, contradicted])
+    assert (after[right] != labels[right]).mean() <= 0.02  # the others stay (0.004 moved here)
+    assert after[contradicted[0]] == 0 and record["refused"] >= 1  # the vector said no
+    changed = after != labels
+    assert record == {"moved": int(changed.sum()), "refused": record["refused"], "level": 0.2}
+    assert moved["soft_assigned"].to_numpy()[changed].all()
+    assert (moved["nearest_segment"].to_numpy()[changed] == after[changed]).all()
+    share = moved["membership"].to_numpy()[changed]
+    assert ((share > 0.2) & (share <= 1)).all()  # the posterior of the segment they joined
+    # without the vector's check (outlier_distance off) the contradicted move is made
+    unchecked, record = reassign_by_categories(a, _users(v, counts, n), ClusterConfig(outlier_distance=None), 3)
+    assert unchecked["segment_id"][int(contradicted[0])] == 2 and record["refused"] == 0
+
+
+def test_segments_that_choose_alike_keep_their_members():
+    """Twins (one planted segment's users under two labels, as style's rating twins choose): their posteriors are
+    near-equal, so almost nobody moves between them."""
+    from segmentation.cluster import reassign_by_categories
+
+    v, counts, truth, given, n = _light_world(6, n_noise=0)
+    labels = given.copy()
+    twin = np.flatnonzero(truth == 0)
+    labels[twin[np.random.default_rng(1).random(len(twin)) < 0.5]] = 3
+    moved, _ = reassign_by_categories(_assignments(labels, labels), _users(v, counts, n),
+                                      ClusterConfig(outlier_distance=None), 4)  # fmt: skip
+    after = moved["segment_id"].to_numpy()
+    assert (after != labels).mean() <= 0.02  # 0.003 here
+    # outliers and members without counts stay where they are
+    labels[:5] = NOISE
+    blank = counts.tolil()
+    blank[5:10] = 0
+    kept, _ = reassign_by_categories(_assignments(labels, np.where(labels < 0, 0, labels)),
+                                     _users(v, blank.tocsr(), n), ClusterConfig(category_reassign=0.99), 4)  # fmt: skip
+    assert (kept["segment_id"].to_numpy()[:10] == labels[:10]).all()
