@@ -155,7 +155,7 @@ def test_members_whose_choices_another_segment_explains_move_there_unless_their_
     labels[wrong] = 1
     # one of them also points the opposite way from segment 2's members: a move there would make them far
     centre2 = v[truth == 2].mean(axis=0)
-    contradicted = np.flatnonzero((truth == 2))[:1]
+    contradicted = np.flatnonzero(truth == 2)[:1]
     labels[contradicted] = 0
     v = v.copy()
     v[contradicted] = -centre2 / np.linalg.norm(centre2)
