@@ -108,6 +108,25 @@ def selection_view(segmentation: Any) -> tuple[str | None, Table | None]:
     return text, (Table(cols, rows) if rows else None)
 
 
+def reassigned_text(segmentation: Any) -> str | None:
+    """One sentence on the members moved by the categories they chose (``segmentation.reassigned``); None when the
+    run has no such record."""
+    r = _get(segmentation, "reassigned")
+    moved, level = (_num(_get(r, "moved")), _num(_get(r, "level"))) if isinstance(r, dict) else (None, None)
+    if moved is None or level is None:
+        return None
+    users = _num(_get(segmentation, "n_users"))
+    share = f" ({fmt(moved / users, 'pct')} of the users)" if users else ""
+    out = (f"Once the segments were final, {fmt(int(moved))} members{share} whose choices of categories their own "
+           f"segment explained poorly (its posterior below {fmt(level, 'd2')}: a naive Bayes over the segments' "
+           "category profiles) moved to the segment that explains them best.")  # fmt: skip
+    refused = _num(_get(r, "refused"))
+    if refused:
+        out += (f" {fmt(int(refused))} such moves were not made: the user's taste vector lay far from that segment "
+                "(cluster.outlier_distance).")  # fmt: skip
+    return out
+
+
 def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str | None:
     """One paragraph on the segments fitted again on their own (``segmentation.splits``): which came apart (by the
     names in ``names``, segment id to name, where given), which held together."""
@@ -415,10 +434,13 @@ def _overview(data: RunFolder, segs: list[Seg], overall: _Overall) -> dict[str, 
         "fairness": [(label(k), nested_table(v)) for k, v in (_get(m, "fairness") or {}).items()]
         if isinstance(_get(m, "fairness"), dict)
         else [],
-        "quality_table": key_value_table(_get(m, "segmentation"), skip=("sizes", "selection", "stability", "splits")),
+        "quality_table": key_value_table(
+            _get(m, "segmentation"), skip=("sizes", "selection", "stability", "splits", "outliers", "reassigned")
+        ),  # fmt: skip
         "stability": stability_view(_get(m, "segmentation")),
         "selection": selection_view(_get(m, "segmentation")),
         "splits": splits_text(_get(m, "segmentation"), {x.id: x.name for x in segs if not x.is_noise}),
+        "reassigned": reassigned_text(_get(m, "segmentation")),
         "control": data.verdicts.get("control"),
         "data_table": key_value_table(data_info, skip=("notes", "name")),
         "data_name": data_info.get("name") or _get(data.config, "data", "source"),

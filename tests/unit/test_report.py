@@ -506,3 +506,26 @@ def test_the_outliers_page_says_why_they_are_outliers(tmp_path):
     assert outliers_text(None) is None and outliers_text({"joined": 3}) is None
     render_report(data, tmp_path / "old")
     assert 'id="outliers-why"' not in (tmp_path / "old" / "segment-outliers.html").read_text()
+
+
+def test_members_moved_by_their_categories_are_told_in_the_settings_section(tmp_path):
+    from reports.overview import reassigned_text
+
+    data = make_report_input(n_users=150, n_segments=4)
+    metrics = copy.deepcopy(data.metrics)
+    metrics["segmentation"]["reassigned"] = {"moved": 9, "refused": 2, "level": 0.2}
+    metrics["segmentation"]["outliers"] = {"outlier_distance": 3.25, "reads_categories": True, "outliers": 12,
+                                           "demoted": 5, "joined": 7}  # fmt: skip
+    text = html.unescape(render_report(dataclasses.replace(data, metrics=metrics), tmp_path).read_text())
+    said = text[text.index('<p id="reassigned">') :].split("</p>")[0]
+    n_users = metrics["segmentation"]["n_users"]
+    assert f"9 members ({100 * 9 / n_users:.1f} % of the users) whose choices of categories" in said
+    assert "posterior below 0.20" in said and "2 such moves were not made" in said
+    # the records are told in words, not dumped into the quality table
+    quality = text[text.index('id="quality"') :] if 'id="quality"' in text else text
+    assert "Reassigned" not in quality and "Refused" not in quality and "Joined" not in quality
+    assert reassigned_text({"reassigned": {"moved": 0, "refused": 0, "level": 0.2}, "n_users": 10}).startswith(
+        "Once the segments were final, 0 members (0.0 % of the users)"
+    )
+    assert reassigned_text({}) is None and reassigned_text({"reassigned": {"moved": 3}}) is None
+    assert 'id="reassigned"' not in render_report(data, tmp_path / "old").read_text()
