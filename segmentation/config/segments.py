@@ -80,14 +80,16 @@ class ClusterConfig(_Section):
         "precision).",
     )
     category_reassign: float | None = Field(
-        0.2,
+        None,
         gt=0.0,
         lt=1.0,
         description="Once the segments are final, a member whose category choices give their own segment a "
         "posterior below this (each segment's category profile and share of the members; a naive Bayes over the "
-        "categories) moves to the segment that explains them best; then outlier_distance judges everyone (empty: "
-        "off). A light user's vector is too noisy to place them; their counts are what tells segments that choose "
-        "differently apart. Segments that choose alike (rating-style twins) have near-equal posteriors.",
+        "categories) moves to the segment that explains them best, unless outlier_distance calls them far from it; "
+        "then outlier_distance judges everyone (empty: off). Off by default: at 0.2 it lifted every planted world's "
+        "ARI through the CLI a little (+0.001 to +0.012, seeds 0-2) but lowered MovieLens 100k's subsample agreement "
+        "by 0.04 (8 paired subsamples, 7 lower; docs/BENCHMARKS.md, issue 14, tenth round). Worth trying where "
+        "categories are what sets segments apart and users are light.",
     )
     early_outlier_distance: float | None = Field(
         3.5,

@@ -160,7 +160,7 @@ def test_members_whose_choices_another_segment_explains_move_there_unless_their_
     v = v.copy()
     v[contradicted] = -centre2 / np.linalg.norm(centre2)
     a = _assignments(labels, labels)
-    moved, record = reassign_by_categories(a, _users(v, counts, n), ClusterConfig(), 3)
+    moved, record = reassign_by_categories(a, _users(v, counts, n), ClusterConfig(category_reassign=0.2), 3)
     after = moved["segment_id"].to_numpy()
     assert (after[wrong] == 0).mean() >= 0.8  # the misplaced come back (their counts say segment 0; 0.92 here)
     right = np.setdiff1d(np.arange(len(labels)), np.r_[wrong, contradicted])
@@ -173,7 +173,9 @@ def test_members_whose_choices_another_segment_explains_move_there_unless_their_
     share = moved["membership"].to_numpy()[changed]
     assert ((share > 0.2) & (share <= 1)).all()  # the posterior of the segment they joined
     # without the vector's check (outlier_distance off) the contradicted move is made
-    unchecked, record = reassign_by_categories(a, _users(v, counts, n), ClusterConfig(outlier_distance=None), 3)
+    unchecked, record = reassign_by_categories(
+        a, _users(v, counts, n), ClusterConfig(category_reassign=0.2, outlier_distance=None), 3
+    )
     assert unchecked["segment_id"][int(contradicted[0])] == 2 and record["refused"] == 0
 
 
@@ -187,7 +189,7 @@ def test_segments_that_choose_alike_keep_their_members():
     twin = np.flatnonzero(truth == 0)
     labels[twin[np.random.default_rng(1).random(len(twin)) < 0.5]] = 3
     moved, _ = reassign_by_categories(_assignments(labels, labels), _users(v, counts, n),
-                                      ClusterConfig(outlier_distance=None), 4)  # fmt: skip
+                                      ClusterConfig(category_reassign=0.2, outlier_distance=None), 4)  # fmt: skip
     after = moved["segment_id"].to_numpy()
     assert (after != labels).mean() <= 0.02  # 0.003 here
     # outliers and members without counts stay where they are

@@ -150,6 +150,21 @@ def test_segments_recover_planted_groups(planted, segmentation, user_vectors):
 
 
 @pytest.mark.umap
+def test_members_move_by_their_categories_only_when_asked(user_vectors, segmentation):
+    """``cluster.category_reassign`` (off by default) moves members before the outliers are judged, and says so."""
+    assert segmentation.reassigned is None and "reassign" not in segmentation.seconds
+    on = fit_segments(user_vectors, ReduceConfig(), ClusterConfig(category_reassign=0.2), seed=7, picture=False)
+    assert on.reassigned is not None and set(on.reassigned) == {"moved", "refused", "level"}
+    assert on.reassigned["level"] == 0.2 and on.seconds["reassign"] >= 0
+    # the fixture's groups choose their own genres: few members are misplaced by them, none beyond the moves recorded
+    changed = (on.assignments["segment_id"] != segmentation.assignments["segment_id"]).sum()
+    assert (
+        on.reassigned["moved"] <= 0.1 * len(user_vectors.ids)
+        and changed <= on.reassigned["moved"] + on.outliers["outliers"] + segmentation.outliers["outliers"]
+    )
+
+
+@pytest.mark.umap
 def test_seeded_segmentation_is_reproducible(user_vectors, segmentation):
     again = fit_segments(user_vectors, ReduceConfig(), ClusterConfig(), seed=7)
     assert again.assignments.equals(segmentation.assignments)
