@@ -114,7 +114,7 @@ def run(world: str, seed: int, n: int) -> dict:
     envelopes = fit_segment_envelopes(seg, users, ClusterConfig())
     assert envelopes is not None, "the default configuration has an outlier distance"
     nearest = assign_by_neighbours(placed.vectors, index, a)["segment_id"].to_numpy()
-    new_labels = np.where(envelopes.far(placed.vectors, nearest, placed.activity), -1, nearest)
+    new_labels = np.where(envelopes.far_users(placed, nearest), -1, nearest)  # as Run.place_users judges
     row["outliers"] = {"new users": _outliers(np.array([truth_of[u] for u in placed.ids]), new_labels),
                        "fitted users": _outliers(fitted_truth, a["segment_id"].to_numpy())}  # fmt: skip
     t = time.perf_counter()

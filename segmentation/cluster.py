@@ -484,6 +484,14 @@ class SegmentEnvelopes:
             out[both] = ~np.isnan(self.centre[s]) & (~np.isfinite(zd) | ((zd + zc[both]) / np.sqrt(2.0) > self.z))
         return out
 
+    def far_users(self, users: Embeddings, segment: np.ndarray) -> np.ndarray:
+        """:meth:`far` for :class:`Embeddings` (their vectors, interactions and, where they are of the envelopes'
+        categories, category counts; otherwise those users are judged by direction alone)."""
+        counts = users.category_counts
+        if counts is not None and counts.shape[1] != self.profiles.shape[1]:
+            counts = None
+        return self.far(users.vectors, segment, users.activity, counts if self.reads_categories else None)
+
     def _check(self, segment: np.ndarray) -> np.ndarray:
         segment = np.asarray(segment)
         if len(segment) and segment.max() >= len(self.centre):

@@ -680,11 +680,8 @@ class Run:
         nearest = voted["segment_id"].to_numpy()
         far = np.zeros(len(nearest), dtype=bool)
         envelopes = self.segment_envelopes()
-        if envelopes is not None:
-            chose = vectors.category_counts  # the run's category columns where its representation reads categories
-            if chose is not None and chose.shape[1] != envelopes.profiles.shape[1]:
-                chose = None
-            far = envelopes.far(vectors.vectors, nearest, vectors.activity, chose)
+        if envelopes is not None:  # counts in the run's category columns where its representation reads categories
+            far = envelopes.far_users(vectors, nearest)
         names = self.segments.select(pl.col("segment_id").cast(pl.Int32).alias("nearest_segment"),
                                      pl.col("name").alias("_name"))  # fmt: skip
         placed = pl.DataFrame({"user_id": vectors.ids.astype(str),

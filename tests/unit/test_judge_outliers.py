@@ -199,3 +199,12 @@ def test_segments_that_choose_alike_keep_their_members():
     kept, _ = reassign_by_categories(_assignments(labels, np.where(labels < 0, 0, labels)),
                                      _users(v, blank.tocsr(), n), ClusterConfig(category_reassign=0.99), 4)  # fmt: skip
     assert (kept["segment_id"].to_numpy()[:10] == labels[:10]).all()
+
+
+def test_far_users_reads_the_counts_of_the_envelopes_categories_and_else_the_direction_alone():
+    v, counts, truth, given, n = _light_world(7)
+    envelopes = SegmentEnvelopes.fit(v, given, 3.25, activity=n, counts=counts)
+    np.testing.assert_array_equal(envelopes.far_users(_users(v, counts, n), given), envelopes.far(v, given, n, counts))
+    other = sp.csr_matrix(np.ones((len(n), 5), np.float32))  # another representation's columns: not comparable
+    np.testing.assert_array_equal(envelopes.far_users(_users(v, other, n), given), envelopes.far(v, given, n))
+    assert (envelopes.far_users(_users(v, counts, n), given) != envelopes.far(v, given, n)).any()
