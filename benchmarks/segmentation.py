@@ -327,14 +327,16 @@ NO_NOISE_RULES = {"min_cohesion": None, "early_outlier_distance": None, "outlier
 WORLD_GRID = [{"min_samples": ms, "outlier_membership": om, "min_cohesion": mc, "outlier_distance": od}
               for ms in (5, 10, 20) for om in (0.3, None) for mc in (None, 0.8, 0.85, 0.9, 0.95)
               for od in (None, 3.0, 4.0)]  # fmt: skip
-"""Settings swept on the tuning worlds only (``--world-grid``). ``outlier_distance`` is now the final rule (issue 14,
-tenth round); the grids of the third and fourth rounds swept the rule right after HDBSCAN, now
-``early_outlier_distance``."""
-NOISE_GRID = [{"min_cohesion": mc, "outlier_distance": od} for mc in (None, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85)
-              for od in (None, 3.5, 4.0, 4.5, 5.0, 6.0)]  # fmt: skip
+"""Settings swept on the tuning worlds only (``--world-grid``). Since issue 14's tenth round ``outlier_distance`` is the
+final rule on the final segments; this grid, as the third and fourth rounds' grids, sweeps the final rule, which
+then stood right after HDBSCAN (``early_outlier_distance`` now), so its rows are not the rows of that time."""
+NOISE_GRID = [{"min_cohesion": mc, "early_outlier_distance": od, "outlier_distance": None}
+              for mc in (None, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85) for od in (None, 3.5, 4.0, 4.5, 5.0, 6.0)]  # fmt: skip
 """The outlier rules swept on centred vectors, on the tuning worlds only (``--noise-grid``; one HDBSCAN fit per
-world and seed: both rules act after it). :func:`choose_world_setting` against :data:`NO_NOISE_RULES` chose the
-defaults, ``min_cohesion`` 0.7 and ``outlier_distance`` 6 (3,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
+world and seed: both rules act after it; the rule right after HDBSCAN, ``early_outlier_distance`` since issue 14's
+tenth round, with no final rule, as the third round had it). :func:`choose_world_setting` against
+:data:`NO_NOISE_RULES` chose the defaults, ``min_cohesion`` 0.7 and (then) ``outlier_distance`` 6 (3,000 users, seeds
+0-2, docs/BENCHMARKS.md)."""
 
 
 PREVIOUS_RULES = {"outlier_evidence": False, "early_outlier_distance": 6.0, "outlier_distance": None,
@@ -342,13 +344,15 @@ PREVIOUS_RULES = {"outlier_evidence": False, "early_outlier_distance": 6.0, "out
 """The outlier rules of the third round (similarity threshold 6 right after HDBSCAN, no final rule, any incoherent
 segment dissolved), measured beside the current defaults at no extra fit."""
 EVIDENCE_GRID = [NO_NOISE_RULES] + [
-    {"min_cohesion": mc, "dissolve_large": large, "outlier_evidence": ev, "outlier_distance": od}
+    {"min_cohesion": mc, "dissolve_large": large, "outlier_evidence": ev, "early_outlier_distance": od,
+     "outlier_distance": None}
     for mc in (None, 0.7) for large in ((True, False) if mc else (False,)) for ev in (False, True)
     for od in ((None,) if not ev and mc else ()) + ((4.0, 5.0, 6.0) if not ev else (3.0, 3.5, 4.0, 5.0))
 ]  # fmt: skip
 """The outlier rules weighed by each user's evidence, swept on the tuning worlds only (``--evidence-grid``, taste,
-style and light; one HDBSCAN fit per world and seed). :func:`choose_world_setting` against :data:`NO_NOISE_RULES`
-chose the defaults of the fourth round (10,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
+style and light; one HDBSCAN fit per world and seed; the rule right after HDBSCAN, now ``early_outlier_distance``,
+with no final rule, as the fourth round had it). :func:`choose_world_setting` against :data:`NO_NOISE_RULES` chose the
+defaults of the fourth round (10,000 users, seeds 0-2, docs/BENCHMARKS.md)."""
 
 
 def _setting_name(setting: dict) -> str:

@@ -180,13 +180,19 @@ def outliers_text(record: Any) -> str | None:
     judge_outliers`); None for a run without that record."""
     if not isinstance(record, dict) or _num(record.get("outliers")) is None:
         return None
-    how = ("how far their taste points from that segment's and how unlike its category profile the categories they "
-           "chose are, for the number of interactions they made") if record.get("reads_categories") else (
-           "how far their taste points from that segment's, for the number of interactions they made")  # fmt: skip
+    weighed = ", for the number of interactions they made," if record.get("outlier_evidence", True) else ","
+    if record.get("reads_categories"):
+        how = (f"by how far their taste points from that segment's and how unlike its category profile the categories "
+               f"they chose are{weighed} each against the segment's own members; a user is an outlier when the two "
+               "scores together lie")  # fmt: skip
+    else:
+        how = (
+            f"by how far their taste points from that segment's{weighed} against the segment's own members; a user "
+            "is an outlier when that score lies"
+        )
     out = [f"Once the segments were final, every user was judged against their segment (an outlier against the "
-           f"nearest one) by {how}, against the segment's own members: {fmt(record.get('outliers'))} users lie more "
-           f"than {fmt(_num(record.get('outlier_distance')), 'd2')} robust standard deviations out "
-           "(cluster.outlier_distance)."]  # fmt: skip
+           f"nearest one) {how} more than {fmt(_num(record.get('outlier_distance')), 'd2')} robust standard "
+           f"deviations out (cluster.outlier_distance): {fmt(record.get('outliers'))} users."]  # fmt: skip
     joined = _num(record.get("joined"))
     if joined:
         out.append(f"{fmt(int(joined))} users that the clustering had left out were close enough to join their nearest "

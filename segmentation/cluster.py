@@ -450,7 +450,8 @@ class SegmentEnvelopes:
         category_centre = category_scale = np.zeros(0)
         if counts is not None and counts.shape[1] and counts.sum() > 0:
             profiles = _category_profiles(counts, labels, k)
-            category_centre, category_scale = _robust_scales(_g_scores(counts, labels, profiles), labels, k)
+            category_centre, category_scale = _robust_scales(_g_scores(counts, labels, profiles), labels, k,
+                                                             ties=True)  # fmt: skip
         return cls(directions, centre, scale, profiles, category_centre, category_scale, float(z), bool(evidence))
 
     def z_scores(
@@ -537,7 +538,7 @@ class SegmentEnvelopes:
             raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); the run folder is damaged, run it "
                             "again") from e  # fmt: skip
         k, d = out.directions.shape if out.directions.ndim == 2 else (-1, -1)
-        shapes_fit = (len(out.centre) == len(out.scale) == len(out.profiles) == k and
+        shapes_fit = (out.profiles.ndim == 2 and len(out.centre) == len(out.scale) == len(out.profiles) == k and
                       (not out.reads_categories or len(out.category_centre) == len(out.category_scale) == k))  # fmt: skip
         if not shapes_fit or (n_segments is not None and k != n_segments) or (dim is not None and d != dim):
             raise DataError(f"{path} holds {len(out.centre)} segment limits and directions of shape "
@@ -554,9 +555,13 @@ class SegmentEnvelopes:
                                 self.category_scale[order] if cats else self.category_scale, self.z, self.evidence)  # fmt: skip
 
 
-def _robust_scales(score: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _robust_scales(score: np.ndarray, labels: np.ndarray, k: int, *,
+                   ties: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """((k,), (k,)) per segment, the members' median and robust deviation (1.4826 x MAD, at least 1e-9) of their
-    finite ``score``; NaN under 2 members or no finite score."""
+    finite ``score``; NaN under 2 members or no finite score. ``ties``: a score with few distinct values (the G
+    statistic of users with one or two interactions) can have a MAD of 0 while its members differ; where 1.4826 x MAD
+    is under half of 1.2533 x the mean absolute deviation from the median (both the standard deviation for normal
+    scores; on the planted worlds' segments their ratio was 0.91 or more), the latter is the scale."""
     centre, scale = np.full(k, np.nan), np.full(k, np.nan)
     for c in range(k):
         members = labels == c
@@ -567,7 +572,11 @@ def _robust_scales(score: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.nd
         if not len(s):
             continue
         centre[c] = np.median(s)
-        scale[c] = max(1.4826 * np.median(np.abs(s - centre[c])), 1e-9)
+        spread = 1.4826 * np.median(np.abs(s - centre[c]))
+        if ties:
+            mean_spread = 1.2533 * np.mean(np.abs(s - centre[c]))
+            spread = mean_spread if spread < 0.5 * mean_spread else spread
+        scale[c] = max(spread, 1e-9)
     return centre, scale
 
 
@@ -584,7 +593,9 @@ def _category_profiles(counts, labels: np.ndarray, k: int) -> np.ndarray:
 def _g_scores(counts, labels: np.ndarray, profiles: np.ndarray) -> np.ndarray:
     """(n,) log of each user's G statistic against the profile of ``labels`` (``sum_c n_c log(n_c / (n p_c))``, plus
     1e-3): NaN where ``labels < 0`` or the user has no counts. Linear in the counts' non-zeros."""
-    c = counts.tocsr()
+    import scipy.sparse as sp
+
+    c = sp.csr_matrix(counts)
     n = np.asarray(c.sum(axis=1)).ravel().astype(np.float64)
     rows = np.repeat(np.arange(c.shape[0]), np.diff(c.indptr))
     v = c.data.astype(np.float64)
@@ -727,17 +738,20 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
     """Members whose category choices their segment explains poorly move to the segment that explains them best
     (``cluster.category_reassign``).
 
-    Each segment's category profile is its members' pooled counts (plus 0.5 per category) and its prior its share of
-    the members; a member's posterior over the segments is the multinomial likelihood of their counts times the
-    prior (a naive Bayes over the categories, one step of the category mixture started from the segments). A member
-    whose own segment's posterior is below ``level`` joins the most probable one, with ``membership`` that posterior
-    and ``soft_assigned``, unless the final outlier rule would call them far from it (``cluster.outlier_distance``,
-    :class:`SegmentEnvelopes` of the segments as they are): a move the user's vector contradicts is not made.
-    Members without counts and outliers stay. One pass: the profiles are not refitted.
+    Each segment's category profile is its members' pooled counts (plus 0.5 per category); a member's posterior over
+    the segments is the multinomial likelihood of their counts under each profile, normalised (a naive Bayes over
+    the categories with equal priors, one step of the category mixture started from the segments). A member whose
+    own segment's posterior is below ``level`` joins the most probable one, with ``membership`` that posterior,
+    unless the final outlier rule would call them far from it (``cluster.outlier_distance``,
+    :class:`SegmentEnvelopes` of the segments as they are): a move the user's vector contradicts is not made. Moves
+    that would leave a segment under 2 members are not made either. Members without counts and outliers stay. One
+    pass: the profiles are not refitted.
 
     A light user's vector is too noisy to place them among segments that choose differently, while the counts are
-    what tells such segments apart; segments that choose alike (rating-style twins) have near-equal posteriors, which
-    rarely fall below ``level``. Linear in the users and their counts' non-zeros.
+    what tells such segments apart; segments that choose alike (rating-style twins) have near-equal likelihoods, which
+    rarely fall below ``level`` whatever their sizes (with the segments' shares as priors, as the CLI round of
+    docs/BENCHMARKS.md measured, a small twin's members drained into its large twin). Linear in the users and their
+    counts' non-zeros.
 
     Returns:
         ``(assignments, record)``: ``moved`` (members moved), ``refused`` (moves the vector contradicted) and
@@ -753,15 +767,13 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
     onehot = sp.csr_matrix((np.ones(len(members)), (labels[members], members)), shape=(n_segments, len(labels)))
     pooled = np.asarray((onehot @ counts).todense(), dtype=np.float64) + 0.5
     log_profile = np.log(pooled / pooled.sum(axis=1, keepdims=True))
-    with np.errstate(divide="ignore"):
-        log_prior = np.log(np.bincount(labels[members], minlength=n_segments) / max(len(members), 1))
     has = np.asarray(counts.sum(axis=1)).ravel() > 0
     new = labels.copy()
     share = np.zeros(len(labels))
     rows = members[has[members]]
     for lo in range(0, len(rows), chunk):
         r = rows[lo : lo + chunk]
-        ll = np.asarray(counts[r] @ log_profile.T) + log_prior
+        ll = np.asarray(counts[r] @ log_profile.T)
         ll -= ll.max(axis=1, keepdims=True)
         post = np.exp(ll)
         post /= post.sum(axis=1, keepdims=True)
@@ -781,12 +793,16 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
                             counts[cand] if envelopes.reads_categories else None)  # fmt: skip
         new[cand[far]] = labels[cand[far]]
         refused = int(far.sum())
+    left = np.bincount(new[new >= 0], minlength=n_segments)
+    drained = (left < 2) & (np.bincount(labels[members], minlength=n_segments) >= 2)
+    if drained.any():  # no segment is left under 2 members: its members stay
+        stay = np.isin(labels, np.flatnonzero(drained)) & (new != labels)
+        new[stay] = labels[stay]
     moved = new != labels
     out = assignments.with_columns(
         pl.Series("segment_id", new, dtype=pl.Int32),
         pl.Series("nearest_segment", np.where(moved, new, assignments["nearest_segment"].to_numpy()), dtype=pl.Int32),
         pl.Series("membership", np.where(moved, share, assignments["membership"].to_numpy()), dtype=pl.Float32),
-        pl.Series("soft_assigned", assignments["soft_assigned"].to_numpy() | moved, dtype=pl.Boolean),
     )
     logger.info("cluster: %d members (%.1f%%) moved to the segment whose category profile explains their choices "
                 "best (their own's posterior below cluster.category_reassign %.2f); %d moves refused, far from that "
@@ -803,7 +819,8 @@ def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: Cluste
     count). A member who is far becomes an outlier with their segment as nearest; an outlier who is not far joins
     their nearest segment (``membership`` their nearest membership, ``soft_assigned``), as HDBSCAN's outliers in
     UMAP's layout, the users of a dissolved segment and the distance rule's own outliers before the split tests are
-    judged again against the segments as they end. Segments are renumbered by decreasing size.
+    judged again against the segments as they end. Users whose segment has no limits (under 2 members) stay as they
+    were, and the rule never empties a segment (its members stay). Segments are renumbered by decreasing size.
 
     Returns:
         ``(assignments, envelopes, record)``: the assignments, the envelopes that decided (segments in the new
@@ -819,7 +836,14 @@ def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: Cluste
     envelopes = SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
                                      evidence=cluster.outlier_evidence, n_segments=n_segments, counts=counts)  # fmt: skip
     far = envelopes.far(users.vectors, given, users.activity, counts if envelopes.reads_categories else None)
-    final = np.where(far | (given < 0), NOISE, given).astype(np.int32)
+    judged = (given >= 0) & np.isfinite(envelopes.centre[np.clip(given, 0, None)])  # a segment with limits
+    final = np.where(judged, np.where(far, NOISE, given), labels).astype(np.int32)  # the others stay as they were
+    emptied = (np.bincount(final[final >= 0], minlength=n_segments) == 0) & (
+        np.bincount(labels[labels >= 0], minlength=n_segments) > 0
+    )
+    if emptied.any():  # the rule never empties a segment: its members stay
+        keep = np.isin(labels, np.flatnonzero(emptied))
+        final[keep] = labels[keep]
     demoted, joined = (labels >= 0) & (final < 0), (labels < 0) & (final >= 0)
     new_id = _by_size(final, n_segments)  # segment 0 stays the largest
     membership = assignments["membership"].to_numpy()
@@ -831,7 +855,8 @@ def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: Cluste
         pl.Series("membership", membership, dtype=pl.Float32),
         pl.Series("soft_assigned", soft, dtype=pl.Boolean),
     )
-    record = {"outlier_distance": cluster.outlier_distance, "reads_categories": envelopes.reads_categories,
+    record = {"outlier_distance": cluster.outlier_distance, "outlier_evidence": cluster.outlier_evidence,
+              "reads_categories": envelopes.reads_categories,
               "outliers": int((final < 0).sum()), "demoted": int(demoted.sum()), "joined": int(joined.sum()),
               "new_id": new_id.tolist()}  # fmt: skip
     logger.info("cluster: judged against the final segments (cluster.outlier_distance %.2f, %s), %d users (%.1f%%) "
@@ -1129,6 +1154,9 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     the medoid, recorded in ``Segmentation.sample_fits``. Clustering parameters left unset in ``cluster``
     (``min_cluster_size``, ``min_samples``, or ``cluster_selection_method = "auto"``) are chosen without
     labels by :func:`segmentation.selection.choose_parameters`; the choice is in ``Segmentation.selection``.
+    Once the segments are final (after the split tests, :func:`split_merged`), members may move by the categories
+    they chose (``cluster.category_reassign``, off by default: :func:`reassign_by_categories`), and every user is
+    judged again against them (``cluster.outlier_distance``: :func:`judge_outliers`).
 
     Args:
         users: user vectors (ids + (n, d) float32).

@@ -84,11 +84,13 @@ class ClusterConfig(_Section):
         gt=0.0,
         lt=1.0,
         description="Once the segments are final, a member whose category choices give their own segment a "
-        "posterior below this (each segment's category profile and share of the members; a naive Bayes over the "
-        "categories) moves to the segment that explains them best, unless outlier_distance calls them far from it; "
+        "posterior below this (the likelihood of their counts under each segment's category profile, normalised: a "
+        "naive Bayes over the categories with equal priors) moves to the segment that explains them best, unless "
+        "outlier_distance calls them far from it; "
         "then outlier_distance judges everyone (empty: off). Off by default: at 0.2 it lifted every planted world's "
         "ARI through the CLI a little (+0.001 to +0.012, seeds 0-2) but lowered MovieLens 100k's subsample agreement "
-        "by 0.04 (8 paired subsamples, 7 lower; docs/BENCHMARKS.md, issue 14, tenth round). Worth trying where "
+        "by 0.04 (8 paired subsamples, 7 lower; docs/BENCHMARKS.md, issue 14, tenth round; both measured with "
+        "the segments' shares as priors, which drained a small twin segment into its large twin). Worth trying where "
         "categories are what sets segments apart and users are light.",
     )
     early_outlier_distance: float | None = Field(
@@ -98,7 +100,9 @@ class ClusterConfig(_Section):
         "deviations from their segment's mean direction (outlier_evidence) are set aside, so that users who belong "
         "nowhere stay out of the tests' fits (empty: off). outlier_distance judges every user again once the "
         "segments are final; with it off, these are the run's outliers. 3.5 with outlier_evidence was chosen on "
-        "the tuning planted worlds at 10,000 users (docs/BENCHMARKS.md, issue 14, fourth round), 6 without it.",
+        "the tuning planted worlds at 10,000 users (docs/BENCHMARKS.md, issue 14, fourth round), 6 without it. "
+        "Until 2026-12-05's tenth round this rule was outlier_distance, and it made the run's outliers: a saved "
+        "configuration of that time that set outlier_distance now sets the final rule, with this one at its default.",
     )
     outlier_evidence: bool = Field(
         True,

@@ -125,7 +125,8 @@ def test_judge_outliers_demotes_far_members_lets_near_outliers_join_and_renumber
     assert (judged["membership"].to_numpy()[final < 0] == 0).all()
     sizes = np.bincount(final[final >= 0])
     assert (np.diff(sizes) <= 0).all() and (nearest >= 0).all()
-    assert record == {"outlier_distance": 3.25, "reads_categories": True, "outliers": int((final < 0).sum()),
+    assert record == {"outlier_distance": 3.25, "outlier_evidence": True, "reads_categories": True,
+                      "outliers": int((final < 0).sum()),
                       "demoted": int(((labels >= 0) & (final < 0)).sum()),
                       "joined": int(((labels < 0) & (final >= 0)).sum()), "new_id": record["new_id"]}  # fmt: skip
     # the envelopes that decided, in the new numbering, give the run's outliers back
@@ -168,7 +169,7 @@ def test_members_whose_choices_another_segment_explains_move_there_unless_their_
     assert after[contradicted[0]] == 0 and record["refused"] >= 1  # the vector said no
     changed = after != labels
     assert record == {"moved": int(changed.sum()), "refused": record["refused"], "level": 0.2}
-    assert moved["soft_assigned"].to_numpy()[changed].all()
+    assert not moved["soft_assigned"].to_numpy()[changed].any()  # members moved, not outliers moved into a segment
     assert (moved["nearest_segment"].to_numpy()[changed] == after[changed]).all()
     share = moved["membership"].to_numpy()[changed]
     assert ((share > 0.2) & (share <= 1)).all()  # the posterior of the segment they joined
@@ -192,6 +193,13 @@ def test_segments_that_choose_alike_keep_their_members():
                                       ClusterConfig(category_reassign=0.2, outlier_distance=None), 4)  # fmt: skip
     after = moved["segment_id"].to_numpy()
     assert (after != labels).mean() <= 0.02  # 0.003 here
+    # a small twin (a fifth of the pair) is not drained into the large one: the posterior has no size prior
+    small = given.copy()
+    small[twin[np.random.default_rng(2).random(len(twin)) < 0.2]] = 3
+    moved, _ = reassign_by_categories(_assignments(small, small), _users(v, counts, n),
+                                      ClusterConfig(category_reassign=0.2, outlier_distance=None), 4)  # fmt: skip
+    out_of_small = (small == 3) & (moved["segment_id"].to_numpy() != 3)
+    assert out_of_small.sum() <= 0.1 * (small == 3).sum()
     # outliers and members without counts stay where they are
     labels[:5] = NOISE
     blank = counts.tolil()
@@ -208,3 +216,55 @@ def test_far_users_reads_the_counts_of_the_envelopes_categories_and_else_the_dir
     other = sp.csr_matrix(np.ones((len(n), 5), np.float32))  # another representation's columns: not comparable
     np.testing.assert_array_equal(envelopes.far_users(_users(v, other, n), given), envelopes.far(v, given, n))
     assert (envelopes.far_users(_users(v, counts, n), given) != envelopes.far(v, given, n)).any()
+
+
+def test_a_category_score_with_ties_does_not_make_members_outliers():
+    """Members with one interaction each: their G statistics take three values, the MAD is 0, and without a fallback
+    every member outside the main category would lie a billion deviations out (36 % of the segment)."""
+    rng = np.random.default_rng(0)
+    cat = rng.choice(3, 400, p=[0.7, 0.2, 0.1])
+    counts = sp.csr_matrix((np.ones(400, np.float32), (np.arange(400), cat)), shape=(400, 3))
+    v = (np.eye(3)[cat] + rng.normal(0, 0.3, (400, 3))).astype(np.float32) + np.array([3, 3, 3], np.float32)
+    labels = np.zeros(400, np.int32)
+    n = np.ones(400)
+    envelopes = SegmentEnvelopes.fit(v, labels, 3.25, activity=n, counts=counts)
+    assert 0.3 < envelopes.category_scale[0] < 1.5  # 1.2533 x the mean absolute deviation, not the 1e-9 floor
+    assert envelopes.far(v, labels, n, counts).mean() < 0.05
+
+
+def test_judging_never_empties_a_segment_nor_fills_one_without_limits(monkeypatch):
+    from embeddings.encoder import Embeddings
+
+    rng = np.random.default_rng(2)
+    dim = 16
+    centre = np.eye(dim)[:3] * 4
+    v = np.vstack(
+        [
+            centre[0] + rng.normal(0, 1, (200, dim)),
+            centre[1] + rng.normal(0, 1, (150, dim)),
+            -centre[0] + rng.normal(0, 1, (3, dim)),  # segment 2: three users pointing away from everyone
+            centre[2] + rng.normal(0, 1, (1, dim)),  # segment 3: one member, no limits
+            centre[2] + rng.normal(0, 1, (20, dim)),
+        ]
+    ).astype(np.float32)  # outliers nearest segment 3
+    labels = np.r_[np.zeros(200), np.ones(150), np.full(3, 2), [3], np.full(20, NOISE)].astype(np.int32)
+    nearest = np.where(labels >= 0, labels, 3).astype(np.int32)
+    users = Embeddings(np.array([f"u{i}" for i in range(len(v))], dtype=object), v, "planted",
+                       np.full(len(v), 10, np.int64))  # fmt: skip
+    judged, envelopes, record = judge_outliers(users, _assignments(labels, nearest), ClusterConfig(), 4)
+    final = judged["segment_id"].to_numpy()
+    assert envelopes is not None and np.isnan(envelopes.centre).sum() == 1  # segment 3 has no limits
+    sizes = np.bincount(final[final >= 0], minlength=4)
+    assert (sizes > 0).all()  # nothing emptied
+    assert sizes.min() == 1 and (final[-20:] < 0).all()  # the outliers did not join the segment without limits
+    assert record is not None and record["joined"] == 0
+    # were every member of segment 1 far (a rule gone wrong, or two members at odds), the segment keeps them
+    real_far = SegmentEnvelopes.far
+
+    def segment_one_far(self, vectors, segment, activity=None, counts=None):
+        return real_far(self, vectors, segment, activity, counts) | (np.asarray(segment) == 1)
+
+    monkeypatch.setattr(SegmentEnvelopes, "far", segment_one_far)
+    judged, _, record = judge_outliers(users, _assignments(labels, nearest), ClusterConfig(), 4)
+    again = judged["segment_id"].to_numpy()
+    assert (np.bincount(again[again >= 0], minlength=4) > 0).all() and (again[200:350] >= 0).all()

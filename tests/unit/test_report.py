@@ -492,15 +492,18 @@ def test_the_outliers_page_says_why_they_are_outliers(tmp_path):
     render_report(dataclasses.replace(data, metrics=metrics), tmp_path)
     page = html.unescape((tmp_path / "segment-outliers.html").read_text())
     said = page[page.index('<p id="outliers-why">') :].split("</p>")[0]
-    assert "how unlike its category profile the categories they chose are" in said
-    assert "12 users lie more than 3.25 robust standard deviations out (cluster.outlier_distance)" in said
-    assert "7 users that the clustering had left out were close enough to join their nearest segment" in said
-    alone = outliers_text({"outlier_distance": 3.5, "reads_categories": False, "outliers": 3, "joined": 0})
+    assert "how unlike its category profile the categories they chose are, for the number of interactions" in said
     assert (
-        alone is not None
-        and "category" not in alone
-        and "joined" not in alone
-        and "3 users lie more than 3.50" in alone
+        "the two scores together lie more than 3.25 robust standard deviations out (cluster.outlier_distance): 12"
+        in said
+    )
+    assert "7 users that the clustering had left out were close enough to join their nearest segment" in said
+    alone = outliers_text({"outlier_distance": 3.5, "outlier_evidence": False, "reads_categories": False,
+                           "outliers": 3, "joined": 0})  # fmt: skip
+    assert alone is not None and "category" not in alone and "join" not in alone and "interactions" not in alone
+    assert (
+        "when that score lies more than 3.50 robust standard deviations out (cluster.outlier_distance): 3 users"
+        in alone
     )
     # a run without the record (older, or the rule off): no sentence, on the page or from the function
     assert outliers_text(None) is None and outliers_text({"joined": 3}) is None
