@@ -364,19 +364,10 @@ def _stray_scores(vectors: np.ndarray, labels: np.ndarray, centre: np.ndarray, a
 
 def _far_limits(score: np.ndarray, labels: np.ndarray, k: int, z: float) -> np.ndarray:
     """(k,) per segment, the score above which a member is far: the members' median plus ``z`` robust standard
-    deviations (1.4826 x MAD) of their finite scores; NaN (nobody far) under 2 members or no finite score."""
-    limit = np.full(k, np.nan)
-    for c in range(k):
-        members = labels == c
-        if members.sum() < 2:
-            continue
-        s = score[members]
-        s = s[np.isfinite(s)]
-        if not len(s):
-            continue
-        med = np.median(s)
-        limit[c] = med + z * max(1.4826 * np.median(np.abs(s - med)), 1e-9)
-    return limit
+    deviations (1.4826 x MAD) of their finite scores (:func:`_robust_scales`); NaN (nobody far) under 2 members or no
+    finite score."""
+    centre, scale = _robust_scales(score, labels, k)
+    return centre + z * scale
 
 
 def _beyond(score: np.ndarray, limit: np.ndarray) -> np.ndarray:
@@ -453,6 +444,16 @@ class SegmentEnvelopes:
             category_centre, category_scale = _robust_scales(_g_scores(counts, labels, profiles), labels, k,
                                                              ties=True)  # fmt: skip
         return cls(directions, centre, scale, profiles, category_centre, category_scale, float(z), bool(evidence))
+
+    @classmethod
+    def of_users(cls, users: Embeddings, labels: np.ndarray, cluster: ClusterConfig,
+                 n_segments: int | None = None) -> "SegmentEnvelopes":  # fmt: skip
+        """:meth:`fit` with the run's settings: ``cluster.outlier_distance`` (set), ``outlier_evidence`` and, with
+        ``outlier_categories``, the users' category counts; ``labels`` in the users' row order."""
+        assert cluster.outlier_distance is not None, "the caller checks outlier_distance"
+        return cls.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
+                       evidence=cluster.outlier_evidence, n_segments=n_segments,
+                       counts=users.category_counts if cluster.outlier_categories else None)  # fmt: skip
 
     def z_scores(
         self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None, counts=None
@@ -757,16 +758,13 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
         ``(assignments, record)``: ``moved`` (members moved), ``refused`` (moves the vector contradicted) and
         ``level``.
     """
-    import scipy.sparse as sp
 
     level = cluster.category_reassign
     assert level is not None and users.category_counts is not None, "the caller checks both"
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     members = np.flatnonzero(labels >= 0)
     counts = users.category_counts.tocsr()
-    onehot = sp.csr_matrix((np.ones(len(members)), (labels[members], members)), shape=(n_segments, len(labels)))
-    pooled = np.asarray((onehot @ counts).todense(), dtype=np.float64) + 0.5
-    log_profile = np.log(pooled / pooled.sum(axis=1, keepdims=True))
+    log_profile = _category_profiles(counts, labels, n_segments)
     has = np.asarray(counts.sum(axis=1)).ravel() > 0
     new = labels.copy()
     share = np.zeros(len(labels))
@@ -784,13 +782,9 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
         share[r[move]] = post[np.flatnonzero(move), best[move]]
     refused = 0
     if cluster.outlier_distance is not None and (new != labels).any():
-        envelopes = SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
-                                         evidence=cluster.outlier_evidence, n_segments=n_segments,
-                                         counts=counts if cluster.outlier_categories else None)  # fmt: skip
+        envelopes = SegmentEnvelopes.of_users(users, labels, cluster, n_segments)
         cand = np.flatnonzero(new != labels)
-        activity = None if users.activity is None else users.activity[cand]
-        far = envelopes.far(users.vectors[cand], new[cand], activity,
-                            counts[cand] if envelopes.reads_categories else None)  # fmt: skip
+        far = envelopes.far_users(users.subset(cand), new[cand])
         new[cand[far]] = labels[cand[far]]
         refused = int(far.sum())
     left = np.bincount(new[new >= 0], minlength=n_segments)
@@ -832,10 +826,8 @@ def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: Cluste
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
     given = np.where(labels >= 0, labels, nearest).astype(np.int32)
-    counts = users.category_counts if cluster.outlier_categories else None
-    envelopes = SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
-                                     evidence=cluster.outlier_evidence, n_segments=n_segments, counts=counts)  # fmt: skip
-    far = envelopes.far(users.vectors, given, users.activity, counts if envelopes.reads_categories else None)
+    envelopes = SegmentEnvelopes.of_users(users, labels, cluster, n_segments)
+    far = envelopes.far_users(users, given)
     judged = (given >= 0) & np.isfinite(envelopes.centre[np.clip(given, 0, None)])  # a segment with limits
     final = np.where(judged, np.where(far, NOISE, given), labels).astype(np.int32)  # the others stay as they were
     emptied = (np.bincount(final[final >= 0], minlength=n_segments) == 0) & (

@@ -460,9 +460,7 @@ def fit_segment_envelopes(
     row = {u: i for i, u in enumerate(users.ids.astype(str).tolist())}
     labels = np.full(len(users.ids), -1, dtype=np.int32)  # in the users' row order: their vectors are not copied
     labels[np.array([row[u] for u in a["user_id"].to_list()], dtype=np.int64)] = a["segment_id"].to_numpy()
-    return SegmentEnvelopes.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
-                                evidence=cluster.outlier_evidence, n_segments=segmentation.n_segments,
-                                counts=users.category_counts if cluster.outlier_categories else None)  # fmt: skip
+    return SegmentEnvelopes.of_users(users, labels, cluster, segmentation.n_segments)
 
 
 def json_safe(data: Any) -> Any:
