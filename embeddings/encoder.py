@@ -74,6 +74,9 @@ class Embeddings:
             item's categories share its 1), where user vectors were built with an items frame whose items have
             categories (whatever the representation), else None. The segment stage's second split test reads it
             (:func:`segmentation.mixture.split_by_categories`).
+        choice_counts: (n, levels * c) scipy sparse, the same counts per (rating level, category), level-major,
+            where the ratings were cut into levels (``represent.rating_levels`` > 1), else None. The segment stage's
+            reassignment reads them (:func:`segmentation.cluster.reassign_by_categories`).
     """
 
     ids: np.ndarray
@@ -81,6 +84,7 @@ class Embeddings:
     model: str
     activity: np.ndarray | None = None
     category_counts: Any = None
+    choice_counts: Any = None
 
     def __post_init__(self) -> None:
         if self.vectors.ndim != 2 or len(self.ids) != self.vectors.shape[0]:
@@ -89,16 +93,19 @@ class Embeddings:
             raise ValueError(f"ids ({len(self.ids)}) and activity ({len(self.activity)}) do not match")
         if self.category_counts is not None and self.category_counts.shape[0] != len(self.ids):
             raise ValueError(f"ids ({len(self.ids)}) and category counts {self.category_counts.shape} do not match")
+        if self.choice_counts is not None and self.choice_counts.shape[0] != len(self.ids):
+            raise ValueError(f"ids ({len(self.ids)}) and choice counts {self.choice_counts.shape} do not match")
 
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
     def subset(self, rows: np.ndarray) -> "Embeddings":
-        """The rows ``rows`` (positions), their activity and category counts with them."""
+        """The rows ``rows`` (positions), their activity and category and choice counts with them."""
         return Embeddings(self.ids[rows], self.vectors[rows], self.model,
                           None if self.activity is None else self.activity[rows],
-                          None if self.category_counts is None else self.category_counts[rows])  # fmt: skip
+                          None if self.category_counts is None else self.category_counts[rows],
+                          None if self.choice_counts is None else self.choice_counts[rows])  # fmt: skip
 
     def index_of(self) -> dict[str, int]:
         return {s: i for i, s in enumerate(self.ids)}

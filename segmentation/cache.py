@@ -111,11 +111,13 @@ def _feed(h: "hashlib._Hash", o: Any) -> None:
         h.update(o.model.encode())
         if o.activity is not None:  # user vectors: the outlier rules read each user's interactions too
             _feed(h, o.activity)
-        if o.category_counts is not None:  # and the category split test what they chose
-            c = o.category_counts.tocsr()
-            h.update(b"category_counts" + str(c.shape).encode())
-            for part in (c.indptr, c.indices, c.data):
-                _feed(h, np.asarray(part))
+        # and the category split test and the reassignment what they chose (and how they rated it)
+        for name, counts in (("category_counts", o.category_counts), ("choice_counts", o.choice_counts)):
+            if counts is not None:
+                c = counts.tocsr()
+                h.update(name.encode() + str(c.shape).encode())
+                for part in (c.indptr, c.indices, c.data):
+                    _feed(h, np.asarray(part))
     elif isinstance(o, Dataset):
         for part in (o.interactions, o.items, o.users):
             _feed(h, part)

@@ -407,6 +407,9 @@ class SegmentEnvelopes:
         category_centre, category_scale: (k,) float64 the same for the log G statistic (empty without counts).
         z: ``cluster.outlier_distance`` of the run.
         evidence: ``cluster.outlier_evidence`` of the run (the direction score weighs each user's interactions).
+        choices: (k, m) float64 log profile of each segment's choice counts (per rating level and category, or per
+            category: :func:`reassign_by_categories`), or None where the run did not reassign members by them.
+        choice_level: ``cluster.category_reassign`` of the run (None with ``choices``).
     """
 
     directions: np.ndarray
@@ -417,6 +420,8 @@ class SegmentEnvelopes:
     category_scale: np.ndarray
     z: float
     evidence: bool
+    choices: np.ndarray | None = None
+    choice_level: float | None = None
 
     @property
     def limits(self) -> np.ndarray:
@@ -429,11 +434,13 @@ class SegmentEnvelopes:
 
     @classmethod
     def fit(cls, vectors: np.ndarray, labels: np.ndarray, z: float, *, activity: np.ndarray | None = None,
-            evidence: bool = True, n_segments: int | None = None, counts=None) -> "SegmentEnvelopes":  # fmt: skip
+            evidence: bool = True, n_segments: int | None = None, counts=None, choice_counts=None,
+            choice_level: float | None = None) -> "SegmentEnvelopes":  # fmt: skip
         """The envelopes of the segments in ``labels`` (outliers, ``< 0``, take no part); ``n_segments`` of them
         (default ``labels.max() + 1``: a segment without members has a zero direction and nobody is far from it).
         ``counts``: (n, c) scipy sparse category counts (:attr:`embeddings.encoder.Embeddings.category_counts`),
-        or None for the direction alone (also where no user has any)."""
+        or None for the direction alone (also where no user has any). ``choice_counts`` and ``choice_level``: the
+        counts the run's reassignment read and its level (:meth:`choose`), or None."""
         k = (int(labels.max()) + 1 if (labels >= 0).any() else 0) if n_segments is None else n_segments
         directions = _directions(vectors, labels, k)
         centre, scale = _robust_scales(_stray_scores(vectors, labels, directions, activity, evidence), labels, k)
@@ -443,17 +450,39 @@ class SegmentEnvelopes:
             profiles = _category_profiles(counts, labels, k)
             category_centre, category_scale = _robust_scales(_g_scores(counts, labels, profiles), labels, k,
                                                              ties=True)  # fmt: skip
-        return cls(directions, centre, scale, profiles, category_centre, category_scale, float(z), bool(evidence))
+        choices = None
+        if choice_level is not None and choice_counts is not None and choice_counts.shape[1]:
+            choices = _category_profiles(choice_counts, labels, k)
+        return cls(directions, centre, scale, profiles, category_centre, category_scale, float(z), bool(evidence),
+                   choices, None if choices is None else float(choice_level))  # fmt: skip
 
     @classmethod
     def of_users(cls, users: Embeddings, labels: np.ndarray, cluster: ClusterConfig,
                  n_segments: int | None = None) -> "SegmentEnvelopes":  # fmt: skip
         """:meth:`fit` with the run's settings: ``cluster.outlier_distance`` (set), ``outlier_evidence`` and, with
-        ``outlier_categories``, the users' category counts; ``labels`` in the users' row order."""
+        ``outlier_categories``, the users' category counts; with ``category_reassign``, the profiles it reads;
+        ``labels`` in the users' row order."""
         assert cluster.outlier_distance is not None, "the caller checks outlier_distance"
         return cls.fit(users.vectors, labels, cluster.outlier_distance, activity=users.activity,
                        evidence=cluster.outlier_evidence, n_segments=n_segments,
-                       counts=users.category_counts if cluster.outlier_categories else None)  # fmt: skip
+                       counts=users.category_counts if cluster.outlier_categories else None,
+                       choice_counts=_choices(users), choice_level=cluster.category_reassign)  # fmt: skip
+
+    def choose(self, users: Embeddings, segment: np.ndarray) -> np.ndarray:
+        """(q,) each user's segment after the run's reassignment (:func:`reassign_by_categories`): a user given
+        ``segment`` (``< 0``: left as given) whose choices give it a posterior under the run's level moves to the
+        segment that explains them best, unless they are far from it (:meth:`far_users`). Unchanged where the run
+        did not reassign, or the users' counts are not of the run's columns."""
+        segment = self._check(segment).astype(np.int32)
+        counts = _choices(users)
+        if self.choices is None or self.choice_level is None or counts is None or counts.shape[1] != self.choices.shape[1]:
+            return segment
+        new, _ = _most_probable(counts, self.choices, segment, self.choice_level)
+        cand = np.flatnonzero(new != segment)
+        if len(cand):
+            far = self.far_users(users.subset(cand), new[cand])
+            new[cand[far]] = segment[cand[far]]
+        return new
 
     def z_scores(
         self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None, counts=None
@@ -514,9 +543,10 @@ class SegmentEnvelopes:
         return zc
 
     def save(self, path: Path) -> None:
+        extra = {} if self.choices is None else {"choices": self.choices, "choice_level": np.float64(self.choice_level)}
         np.savez(path, directions=self.directions, centre=self.centre, scale=self.scale, profiles=self.profiles,
                  category_centre=self.category_centre, category_scale=self.category_scale, z=np.float64(self.z),
-                 evidence=np.bool_(self.evidence))  # fmt: skip
+                 evidence=np.bool_(self.evidence), **extra)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, *, n_segments: int | None = None, dim: int | None = None) -> "SegmentEnvelopes":
@@ -533,14 +563,17 @@ class SegmentEnvelopes:
                     parts = [np.asarray(a[key], dtype=np.float64) for key in
                              ("centre", "scale", "profiles", "category_centre", "category_scale")]  # fmt: skip
                 centre, scale, profiles, category_centre, category_scale = parts
+                choices = np.asarray(a["choices"], dtype=np.float64) if "choices" in a else None
                 out = cls(np.asarray(a["directions"], dtype=np.float64), centre, scale, profiles, category_centre,
-                          category_scale, z, bool(a["evidence"]))  # fmt: skip
+                          category_scale, z, bool(a["evidence"]), choices,
+                          None if choices is None else float(a["choice_level"]))  # fmt: skip
         except (OSError, KeyError, ValueError, TypeError) as e:
             raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); the run folder is damaged, run it "
                             "again") from e  # fmt: skip
         k, d = out.directions.shape if out.directions.ndim == 2 else (-1, -1)
         shapes_fit = (out.profiles.ndim == 2 and len(out.centre) == len(out.scale) == len(out.profiles) == k and
-                      (not out.reads_categories or len(out.category_centre) == len(out.category_scale) == k))  # fmt: skip
+                      (not out.reads_categories or len(out.category_centre) == len(out.category_scale) == k) and
+                      (out.choices is None or (out.choices.ndim == 2 and len(out.choices) == k)))  # fmt: skip
         if not shapes_fit or (n_segments is not None and k != n_segments) or (dim is not None and d != dim):
             raise DataError(f"{path} holds {len(out.centre)} segment limits and directions of shape "
                             f"{out.directions.shape}; the run has {n_segments} segments of {dim}-wide user vectors: "
@@ -553,7 +586,8 @@ class SegmentEnvelopes:
         cats = self.reads_categories
         return SegmentEnvelopes(self.directions[order], self.centre[order], self.scale[order], self.profiles[order],
                                 self.category_centre[order] if cats else self.category_centre,
-                                self.category_scale[order] if cats else self.category_scale, self.z, self.evidence)  # fmt: skip
+                                self.category_scale[order] if cats else self.category_scale, self.z, self.evidence,
+                                None if self.choices is None else self.choices[order], self.choice_level)  # fmt: skip
 
 
 def _robust_scales(score: np.ndarray, labels: np.ndarray, k: int, *,
@@ -589,6 +623,37 @@ def _category_profiles(counts, labels: np.ndarray, k: int) -> np.ndarray:
     onehot = sp.csr_matrix((np.ones(len(members)), (labels[members], members)), shape=(k, len(labels)))
     pooled = np.asarray((onehot @ counts).todense(), dtype=np.float64) + 0.5
     return np.log(pooled / pooled.sum(axis=1, keepdims=True))
+
+
+def _choices(users: Embeddings):
+    """The counts the reassignment reads: per (rating level, category) where the ratings were cut into levels, else
+    per category (None without categories)."""
+    return users.category_counts if users.choice_counts is None else users.choice_counts
+
+
+def _most_probable(counts, log_profile: np.ndarray, labels: np.ndarray, level: float,
+                   chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """((n,) int32, (n,) float64): each user's segment after one naive Bayes step over ``log_profile`` (equal priors):
+    a user of a segment (``labels >= 0``) with counts, whose own segment's posterior is below ``level``, takes the
+    most probable segment; and that segment's posterior for those who move (0 for the others)."""
+    import scipy.sparse as sp
+
+    counts = sp.csr_matrix(counts)
+    new = np.asarray(labels, dtype=np.int32).copy()
+    share = np.zeros(len(new))
+    has = np.diff(counts.indptr) > 0
+    rows = np.flatnonzero((new >= 0) & has)
+    for lo in range(0, len(rows), chunk):
+        r = rows[lo : lo + chunk]
+        ll = np.asarray(counts[r] @ log_profile.T)
+        ll -= ll.max(axis=1, keepdims=True)
+        post = np.exp(ll)
+        post /= post.sum(axis=1, keepdims=True)
+        move = post[np.arange(len(r)), new[r]] < level
+        best = post.argmax(axis=1)
+        share[r[move]] = post[np.flatnonzero(move), best[move]]
+        new[r[move]] = best[move]
+    return new, share
 
 
 def _g_scores(counts, labels: np.ndarray, profiles: np.ndarray) -> np.ndarray:
@@ -736,23 +801,26 @@ def keep_noise_apart(vectors: np.ndarray, labels: np.ndarray, cluster: ClusterCo
 
 def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster: ClusterConfig, n_segments: int,
                            chunk: int = 65_536) -> tuple[pl.DataFrame, dict]:  # fmt: skip
-    """Members whose category choices their segment explains poorly move to the segment that explains them best
+    """Members whose choices their segment explains poorly move to the segment that explains them best
     (``cluster.category_reassign``).
 
-    Each segment's category profile is its members' pooled counts (plus 0.5 per category); a member's posterior over
-    the segments is the multinomial likelihood of their counts under each profile, normalised (a naive Bayes over
-    the categories with equal priors, one step of the category mixture started from the segments). A member whose
+    A user's choices are their interactions counted per (rating level, category) (``users.choice_counts``,
+    ``represent.rating_levels``; per category alone where the ratings were not cut into levels). Each segment's
+    profile is its members' pooled counts (plus 0.5 per cell); a member's posterior over the segments is the
+    multinomial likelihood of their counts under each profile, normalised (a naive Bayes over what they chose and how
+    they rated it, with equal priors: one step of the mixture started from the segments). A member whose
     own segment's posterior is below ``level`` joins the most probable one, with ``membership`` that posterior,
     unless the final outlier rule would call them far from it (``cluster.outlier_distance``,
     :class:`SegmentEnvelopes` of the segments as they are): a move the user's vector contradicts is not made. Moves
     that would leave a segment under 2 members are not made either. Members without counts and outliers stay. One
     pass: the profiles are not refitted.
 
-    A light user's vector is too noisy to place them among segments that choose differently, while the counts are
-    what tells such segments apart; segments that choose alike (rating-style twins) have near-equal likelihoods, which
-    rarely fall below ``level`` whatever their sizes (with the segments' shares as priors, as the CLI round of
-    docs/BENCHMARKS.md measured, a small twin's members drained into its large twin). Linear in the users and their
-    counts' non-zeros.
+    A light user's vector is too noisy to place them among segments that choose differently, and UMAP's layout
+    leaves the members of a segment nested in a broader one on its parent's side; pooled over the members, the counts
+    tell such segments apart. Segments that choose alike and rate differently (rating-style twins) differ in the
+    levels: by category counts alone the twins' likelihoods are near-equal and the moves drained one into the other
+    (docs/BENCHMARKS.md, issue 14, tenth and eleventh rounds; with the segments' shares as priors a small twin's
+    members drained into its large twin). Linear in the users and their counts' non-zeros.
 
     Returns:
         ``(assignments, record)``: ``moved`` (members moved), ``refused`` (moves the vector contradicted) and
@@ -763,23 +831,19 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
     assert level is not None and users.category_counts is not None, "the caller checks both"
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     members = np.flatnonzero(labels >= 0)
-    counts = users.category_counts.tocsr()
-    log_profile = _category_profiles(counts, labels, n_segments)
-    has = np.asarray(counts.sum(axis=1)).ravel() > 0
-    new = labels.copy()
-    share = np.zeros(len(labels))
-    rows = members[has[members]]
-    for lo in range(0, len(rows), chunk):
-        r = rows[lo : lo + chunk]
-        ll = np.asarray(counts[r] @ log_profile.T)
-        ll -= ll.max(axis=1, keepdims=True)
-        post = np.exp(ll)
-        post /= post.sum(axis=1, keepdims=True)
-        own = post[np.arange(len(r)), labels[r]]
-        move = own < level
-        best = post.argmax(axis=1)
-        new[r[move]] = best[move]
-        share[r[move]] = post[np.flatnonzero(move), best[move]]
+    counts = _choices(users).tocsr()
+    new, share = _most_probable(counts, _category_profiles(counts, labels, n_segments), labels, level, chunk)
+    levels = 1 if users.choice_counts is None else counts.shape[1] // max(users.category_counts.shape[1], 1)
+    with_counts = np.diff(counts.indptr)[members] > 0
+    proposed = float((new[members] != labels[members]).sum() / max(with_counts.sum(), 1))
+    record = {"level": level, "rating_levels": levels, "proposed_share": round(proposed, 4),
+              "max_share": cluster.category_reassign_max_share}  # fmt: skip
+    if cluster.category_reassign_max_share is not None and proposed > cluster.category_reassign_max_share:
+        logger.info("cluster: the segments' choice profiles (%d categories x %d rating levels) would move %.1f%% of "
+                    "the members, over cluster.category_reassign_max_share %.0f%%: the segments are set apart by more "
+                    "than what their members chose, so nobody moves", users.category_counts.shape[1], levels,
+                    100 * proposed, 100 * cluster.category_reassign_max_share)  # fmt: skip
+        return assignments, {**record, "applied": False, "moved": 0, "refused": 0}
     refused = 0
     if cluster.outlier_distance is not None and (new != labels).any():
         envelopes = SegmentEnvelopes.of_users(users, labels, cluster, n_segments)
@@ -798,10 +862,11 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
         pl.Series("nearest_segment", np.where(moved, new, assignments["nearest_segment"].to_numpy()), dtype=pl.Int32),
         pl.Series("membership", np.where(moved, share, assignments["membership"].to_numpy()), dtype=pl.Float32),
     )
-    logger.info("cluster: %d members (%.1f%%) moved to the segment whose category profile explains their choices "
-                "best (their own's posterior below cluster.category_reassign %.2f); %d moves refused, far from that "
-                "segment", int(moved.sum()), 100 * moved.mean() if len(moved) else 0.0, level, refused)  # fmt: skip
-    return out, {"moved": int(moved.sum()), "refused": refused, "level": level}
+    logger.info("cluster: %d members (%.1f%%) moved to the segment whose profile explains their choices best "
+                "(%d categories x %d rating levels; their own's posterior below cluster.category_reassign %.2f); %d "
+                "moves refused, far from that segment", int(moved.sum()), 100 * moved.mean() if len(moved) else 0.0,
+                users.category_counts.shape[1], levels, level, refused)  # fmt: skip
+    return out, {**record, "applied": True, "moved": int(moved.sum()), "refused": refused}
 
 
 def judge_outliers(users: Embeddings, assignments: pl.DataFrame, cluster: ClusterConfig,
@@ -1209,7 +1274,8 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
                          seconds={**chosen.seconds, "reassign": time.perf_counter() - t})  # fmt: skip
     if cluster.outlier_distance is not None and chosen.n_segments:
         t = time.perf_counter()
-        judged, envelopes, verdict = judge_outliers(users, chosen.assignments, cluster, chosen.n_segments)
+        judge = cluster if moved_by_choices(chosen) else cluster.model_copy(update={"category_reassign": None})
+        judged, envelopes, verdict = judge_outliers(users, chosen.assignments, judge, chosen.n_segments)
         assert verdict is not None, "judge_outliers decides wherever outlier_distance is set"
         new_id = np.asarray(verdict.pop("new_id"), dtype=np.int32)
         if chosen.splits is not None:  # the split records name segments of the result: in the new numbering
@@ -1232,6 +1298,13 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
         chosen = replace(chosen, assignments=assignments,
                          seconds={**chosen.seconds, "umap_2d": time.perf_counter() - t})  # fmt: skip
     return chosen
+
+
+def moved_by_choices(segmentation: "Segmentation") -> bool:
+    """Whether members moved by their choices in this fit (:func:`reassign_by_categories` ran and was not held back by
+    ``cluster.category_reassign_max_share``), so that users placed later move as they did."""
+    record = segmentation.reassigned
+    return record is not None and bool(record.get("applied", True))  # records before the share's check: applied
 
 
 def most_agreeing(labels: list[np.ndarray]) -> tuple[int, np.ndarray, np.ndarray]:

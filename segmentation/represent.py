@@ -60,6 +60,7 @@ from segmentation.config.embedding import (
     DEFAULT_EVIDENCE,
     DEFAULT_MAX_CATEGORIES,
     DEFAULT_PART_WEIGHTS,
+    DEFAULT_RATING_LEVELS,
     RepresentConfig,
     RepresentMethod,
 )
@@ -115,7 +116,8 @@ def _centred(x: np.ndarray, *, in_place: bool = False) -> np.ndarray:
 class _Matrix:
     """The interactions as sparse (user x item) coordinates, users sorted as strings."""
 
-    def __init__(self, interactions: pl.DataFrame, item_ids: np.ndarray) -> None:
+    def __init__(self, interactions: pl.DataFrame, item_ids: np.ndarray,
+                 levels: "int | tuple[float, ...]" = 1) -> None:  # fmt: skip
         self.user_ids = np.asarray(sorted(interactions["user_id"].unique().to_list()), dtype=object)
         self.item_ids = np.asarray(item_ids, dtype=object)
         users = pl.DataFrame({"user_id": self.user_ids.astype(str), "_u": np.arange(len(self.user_ids))})
@@ -146,6 +148,10 @@ class _Matrix:
         self.counts = np.bincount(self.rows, minlength=self.shape[0])  # interactions per user
         mean = np.bincount(self.rows, weights=rating, minlength=self.shape[0]) / np.maximum(self.counts, 1)
         self.centred = rating - mean[self.rows]
+        # each rating's level: a fit cuts its ratings at their quantiles (``levels`` of them at most; equal ratings
+        # in one level), a fitted space's users at the fit's cuts (``levels`` the cut points)
+        self.level_edges = _level_edges(rating, levels) if isinstance(levels, int) else tuple(levels)
+        self.level = np.searchsorted(np.asarray(self.level_edges, dtype=np.float64), rating, side="right").astype(np.int8)
         del rating
 
     def weighted(self, w: np.ndarray) -> sp.csr_matrix:
@@ -169,12 +175,31 @@ class _Matrix:
         return sp.diags(1.0 / np.maximum(totals, 1e-12)) @ m
 
 
-def _category_counts(mat: _Matrix, item_cat: sp.csr_matrix) -> sp.csr_matrix:
+def _level_edges(rating: np.ndarray, levels: int) -> tuple[float, ...]:
+    """Cut points that split ``rating`` into at most ``levels`` levels at its quantiles (``np.searchsorted(edges,
+    r, side="right")`` is the level): equal ratings share a level, so 1-5 stars give at most 5 and ratings that are
+    all alike one (no cut)."""
+    if levels <= 1 or len(rating) == 0:
+        return ()
+    cuts = np.unique(np.quantile(rating, np.arange(1, levels) / levels, method="lower"))
+    # a level is the number of cuts at or below the rating: a cut at the smallest rating would leave level 0 empty
+    return tuple(float(c) for c in cuts if c > rating.min())
+
+
+def _category_counts(mat: _Matrix, item_cat: sp.csr_matrix) -> tuple[sp.csr_matrix, sp.csr_matrix | None]:
     """(users x categories) float32: each interaction's 1 shared among its item's categories (an item without a
-    category in the columns adds nothing)."""
+    category in the columns adds nothing); and the same per (rating level, category): (users x levels * categories),
+    level-major (column ``level * categories + category``), None with one level."""
     per_item = np.asarray(item_cat.sum(axis=1)).ravel()
     share = sp.diags(np.where(per_item > 0, 1.0 / np.maximum(per_item, 1e-12), 0.0)) @ item_cat
-    return (mat.weighted(np.ones(len(mat.rows), dtype=np.float64)) @ share).astype(np.float32).tocsr()
+    if not mat.level_edges:
+        return (mat.weighted(np.ones(len(mat.rows), dtype=np.float64)) @ share).astype(np.float32).tocsr(), None
+    per_level = [(mat.weighted((mat.level == v).astype(np.float64)) @ share).astype(np.float32).tocsr()
+                 for v in range(len(mat.level_edges) + 1)]  # fmt: skip
+    total = per_level[0].copy()
+    for part in per_level[1:]:
+        total = total + part
+    return total.tocsr(), sp.hstack(per_level, format="csr", dtype=np.float32)
 
 
 def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None
@@ -242,6 +267,8 @@ class UserSpace:
         left_out: parts the fit set to 0 (``liked-category-hist`` when every rating was alike).
         n_items: the fit's items (rows of its item embeddings, in whose order ``item_category_pairs`` count).
         item_category_pairs: (n, 2) int64 (item row, category column) of the items' categories.
+        rating_edges: the cut points of the fit's rating levels (``represent.rating_levels``; empty: one level, as in
+            spaces saved before 2026-12-05's eleventh round).
     """
 
     method: str
@@ -253,6 +280,7 @@ class UserSpace:
     left_out: tuple[str, ...]
     n_items: int
     item_category_pairs: np.ndarray
+    rating_edges: tuple[float, ...] = ()
 
     def item_categories(self) -> sp.csr_matrix | None:
         """The fit's (items x categories) matrix (None: no categories)."""
@@ -266,7 +294,7 @@ class UserSpace:
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"method": self.method, "weights": self.weights, "centre": self.centre, "evidence": self.evidence,
                 "categories": list(self.categories), "left_out": list(self.left_out), "n_items": self.n_items,
-                "parts_centred": sorted(self.means)}  # fmt: skip
+                "parts_centred": sorted(self.means), "rating_edges": list(self.rating_edges)}  # fmt: skip
         (folder / _SPACE_JSON).write_text(json.dumps(meta, indent=1) + "\n")
         arrays: dict[str, np.ndarray] = {f"mean:{p}": m for p, m in self.means.items()}
         arrays["item_category_pairs"] = self.item_category_pairs
@@ -292,7 +320,8 @@ class UserSpace:
                         evidence=None if meta["evidence"] is None else float(meta["evidence"]),
                         categories=tuple(str(c) for c in meta["categories"]), means=means,
                         left_out=tuple(str(p) for p in meta["left_out"]), n_items=int(meta["n_items"]),
-                        item_category_pairs=pairs)  # fmt: skip
+                        item_category_pairs=pairs,
+                        rating_edges=tuple(float(e) for e in meta.get("rating_edges", [])))  # fmt: skip
         except Exception as err:  # a damaged file fails in many ways (zip, JSON, keys, types): all are the file's
             raise DataError(f"{folder}: the run's user space ({_SPACE_JSON}, {_SPACE_ARRAYS}) cannot be read: "
                             f"{type(err).__name__}: {err}") from err  # fmt: skip
@@ -308,6 +337,8 @@ class UserSpace:
         if p.ndim != 2 or (p.size and (p.shape[1] != 2 or p.min() < 0 or p[:, 0].max() >= space.n_items
                                        or p[:, 1].max() >= len(space.categories))):  # fmt: skip
             problems.append(f"item-category pairs outside {space.n_items} items x {len(space.categories)} categories")
+        if list(space.rating_edges) != sorted(set(space.rating_edges)):
+            problems.append(f"rating level cut points {list(space.rating_edges)} not strictly increasing")
         if problems:
             raise DataError(f"{folder}: the run's user space ({_SPACE_JSON}, {_SPACE_ARRAYS}) cannot be read: "
                             + "; ".join(problems))  # fmt: skip
@@ -424,6 +455,7 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
                        n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
                        weights: Mapping[str, float] | None = None, evidence: float | None = DEFAULT_EVIDENCE,
                        max_categories: int | None = DEFAULT_MAX_CATEGORIES,
+                       rating_levels: int = DEFAULT_RATING_LEVELS,
                        partitions: Partitions | None = None) -> Embeddings:  # fmt: skip
     """Build one L2-normalised vector per user.
 
@@ -448,6 +480,9 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         max_categories: the per-category parts read only the categories the most items of ``items`` carry, at
             most this many (``represent.max_categories``; None: every category): each is a column of a dense
             users x categories table per part, and of what UMAP reads.
+        rating_levels: the ratings are cut at their quantiles into at most this many levels, and each user's
+            interactions counted per (level, category) in ``choice_counts`` (``represent.rating_levels``; 1: no
+            such counts). The vectors do not read them.
         partitions: where the embedding means (``item-mean``, ``liked-mean``, ``rating-weighted``) are computed,
             in blocks of users (default: here); the item vectors go to each executor once.
 
@@ -472,6 +507,7 @@ def build_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, 
         weights=weights,
         evidence=evidence,
         max_categories=max_categories,
+        rating_levels=rating_levels,
         partitions=partitions,
     )[0]
 
@@ -480,14 +516,14 @@ def fit_user_vectors(interactions: pl.DataFrame, item_embeddings: Embeddings, *,
                      items: pl.DataFrame | None = None, n_factors: int = SVD_FACTORS, seed: int = 0,
                      centre: bool = False, weights: Mapping[str, float] | None = None,
                      evidence: float | None = DEFAULT_EVIDENCE, max_categories: int | None = DEFAULT_MAX_CATEGORIES,
-                     profile_embeddings: Embeddings | None = None,
+                     rating_levels: int = DEFAULT_RATING_LEVELS, profile_embeddings: Embeddings | None = None,
                      partitions: Partitions | None = None) -> "tuple[Embeddings, UserSpace]":  # fmt: skip
     """:func:`build_user_vectors`, and the :class:`UserSpace` that builds other users' vectors in the same space
     (the same category columns, centred on these users' mean, the same weights and evidence):
     :func:`place_in_space`."""
     return _build(interactions, item_embeddings, method=method, profile_embeddings=profile_embeddings, items=items,
                   n_factors=n_factors, seed=seed, centre=centre, weights=weights, evidence=evidence,
-                  max_categories=max_categories, partitions=partitions)  # fmt: skip
+                  max_categories=max_categories, rating_levels=rating_levels, partitions=partitions)  # fmt: skip
 
 
 def place_in_space(space: "UserSpace", interactions: pl.DataFrame, item_embeddings: Embeddings, *,
@@ -529,8 +565,8 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
            profile_embeddings: Embeddings | None = None, items: pl.DataFrame | None = None,
            n_factors: int = SVD_FACTORS, seed: int = 0, centre: bool = False,
            weights: Mapping[str, float] | None = None, evidence: float | None = DEFAULT_EVIDENCE,
-           max_categories: int | None = DEFAULT_MAX_CATEGORIES, partitions: Partitions | None = None,
-           space: "UserSpace | None" = None) -> "tuple[Embeddings, UserSpace]":  # fmt: skip
+           max_categories: int | None = DEFAULT_MAX_CATEGORIES, rating_levels: int = DEFAULT_RATING_LEVELS,
+           partitions: Partitions | None = None, space: "UserSpace | None" = None) -> "tuple[Embeddings, UserSpace]":  # fmt: skip
     """:func:`build_user_vectors`' work; with ``space``, in that fitted space (:func:`place_in_space`). Returns the
     vectors and the space they were built in (a fit's new one, or the given ``space``)."""
     if method not in METHODS:
@@ -564,7 +600,7 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
                     f"represent: the items have no categories, so {method!r} (a per-category part) is empty"
                 )
             logger.warning("represent: the items have no categories; %r reduces to its other parts", method)
-    mat = _Matrix(interactions, item_embeddings.ids)
+    mat = _Matrix(interactions, item_embeddings.ids, rating_levels if space is None else space.rating_edges)
     # every part centred and normalised into its columns of one float32 table: the small parts first (their
     # widths are known once built), the embedding means straight into their columns a block of users at a time
     small = {}
@@ -618,20 +654,21 @@ def _build(interactions: pl.DataFrame, item_embeddings: Embeddings, *, method: s
     activity = mat.counts.astype(np.int64)
     # what users chose, by category, for the segment stage's second split test (whatever the representation)
     chose = item_cat if item_cat is not None or items is None else _item_categories(mat, items, max_categories)[0]
-    users = Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity,
-                       None if chose is None else _category_counts(mat, chose))  # fmt: skip
+    counts, choices = (None, None) if chose is None else _category_counts(mat, chose)
+    users = Embeddings(mat.user_ids, out, f"{method}:{item_embeddings.model}", activity, counts, choices)
     if space is None:
         left_out = ("liked-category-hist",) if alike and {"liked-category-hist", "category-hist"} <= set(parts) else ()
         space = UserSpace(method=method, weights={p: float(weights.get(p, 1.0)) for p in parts}, centre=centre,
                           evidence=None if evidence is None or len(parts) == 1 else float(evidence),
                           categories=names, means=means, left_out=left_out, n_items=len(mat.item_ids),
-                          item_category_pairs=_pairs(item_cat))  # fmt: skip
+                          item_category_pairs=_pairs(item_cat), rating_edges=mat.level_edges)  # fmt: skip
     return users, space
 
 
 def _settings(config: RepresentConfig) -> dict:
     return {"n_factors": config.n_factors, "centre": config.centre, "weights": config.weights,
-            "evidence": config.evidence, "max_categories": config.max_categories}  # fmt: skip
+            "evidence": config.evidence, "max_categories": config.max_categories,
+            "rating_levels": config.rating_levels}  # fmt: skip
 
 
 def vectors_as_configured(interactions: pl.DataFrame, item_embeddings: Embeddings, config: RepresentConfig, *,

@@ -62,7 +62,7 @@ from embeddings.encoder import Embeddings
 from embeddings.index import Indexes
 from segmentation._errors import ConfigError, DataError
 from segmentation._polars import to_float
-from segmentation.cluster import Segmentation, SegmentEnvelopes
+from segmentation.cluster import Segmentation, SegmentEnvelopes, moved_by_choices
 from segmentation.config import ClusterConfig, PipelineConfig, config_hash, dump_config_toml
 from segmentation.data import Dataset, Split
 from segmentation.describe import SegmentProfile, profiles_to_frame
@@ -456,6 +456,8 @@ def fit_segment_envelopes(
         return None
     if segmentation.envelopes is not None:
         return segmentation.envelopes
+    if not moved_by_choices(segmentation):
+        cluster = cluster.model_copy(update={"category_reassign": None})
     a = segmentation.assignments
     row = {u: i for i, u in enumerate(users.ids.astype(str).tolist())}
     labels = np.full(len(users.ids), -1, dtype=np.int32)  # in the users' row order: their vectors are not copied
@@ -611,7 +613,9 @@ class Run:
         representation, category columns and mean user; :func:`segmentation.represent.place_in_space`) from their
         interactions with items the run embedded (others are counted and left out), then the ``k`` most similar
         users of the run vote by similarity (:func:`segmentation.cluster.assign_by_neighbours`) for the user's
-        nearest segment. The run's outlier rule then judges the user as it judged the run's own
+        nearest segment. Where the run moved members by what they chose (``cluster.category_reassign``), the user
+        moves as a member would (:meth:`segmentation.cluster.SegmentEnvelopes.choose`, against the final segments'
+        profiles). The run's outlier rule then judges the user as it judged the run's own
         (:meth:`segment_envelopes`; ``cluster.outlier_distance``): a user far from that segment, by the direction of
         their vector for the interactions they made and by the categories they chose, is an outlier (``segment_id``
         -1), their nearest segment still given. Where the run's representation reads no categories, placed users
@@ -623,9 +627,10 @@ class Run:
         Returns:
             One row per user (sorted by id): ``user_id``, ``segment_id`` (Int32; -1 for an outlier, or when none of
             the user's items is in the run), ``segment`` (its name; "outlier; nearest: <name>" for an outlier,
-            "none: no item the run knows" when no item is in the run), ``nearest_segment`` (the vote's segment;
-            -1 when no item is in the run), ``confidence`` (the nearest segment's share of the similarity-weighted
-            vote, 0-1; 0 when no item is in the run), ``interactions`` and ``known_interactions`` (those with items
+            "none: no item the run knows" when no item is in the run), ``nearest_segment`` (the vote's segment, or
+            the one the user's choices moved them to; -1 when no item is in the run), ``confidence`` (the vote's
+            segment's share of the similarity-weighted vote, 0-1, whether or not the choices moved the user; 0 when
+            no item is in the run), ``interactions`` and ``known_interactions`` (those with items
             the run embedded).
 
         Raises:
@@ -679,6 +684,7 @@ class Run:
         far = np.zeros(len(nearest), dtype=bool)
         envelopes = self.segment_envelopes()
         if envelopes is not None:  # counts in the run's category columns where its representation reads categories
+            nearest = envelopes.choose(vectors, nearest)
             far = envelopes.far_users(vectors, nearest)
         names = self.segments.select(pl.col("segment_id").cast(pl.Int32).alias("nearest_segment"),
                                      pl.col("name").alias("_name"))  # fmt: skip

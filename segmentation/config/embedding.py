@@ -81,6 +81,10 @@ DEFAULT_EVIDENCE = 5.0
 DEFAULT_MAX_CATEGORIES = 64
 """``represent.max_categories``' default: the per-category parts read at most the 64 categories most items carry."""
 
+DEFAULT_RATING_LEVELS = 5
+"""``represent.rating_levels``' default: each interaction's rating falls in one of at most 5 levels (the fitted
+ratings' quantiles), which the segment stage's reassignment reads beside the category (``cluster.category_reassign``)."""
+
 DEFAULT_PART_WEIGHTS: dict[str, float] = {"category-rating": 0.5}
 """``represent.weights``' default (read it through a copy): parts not named weigh 1."""
 
@@ -127,6 +131,19 @@ class RepresentConfig(_Section):
         "category-rating) of a user with n interactions by n / (n + evidence) before the fusion is normalised: the "
         "category shares of a user with 3 items are mostly noise, so such a user leans on the embedding mean. "
         "5: chosen on the tuning planted worlds with the default method (docs/BENCHMARKS.md). Empty: not scaled.",
+    )
+    rating_levels: int = Field(
+        DEFAULT_RATING_LEVELS,
+        ge=1,
+        le=20,
+        description="How many rating levels the segment stage reads beside the categories a user chose "
+        "(cluster.category_reassign): the fitted ratings are cut at their quantiles into at most this many levels "
+        "(equal ratings stay in one level, so 1-5 stars give at most 5 and implicit feedback without weights 1), "
+        "and each user's interactions are counted per (category, level). Segments that choose alike and rate "
+        "differently (rating-style twins) are told apart by these counts, as by category counts they are not. 5 was "
+        "chosen on the tuning planted worlds (taste, style, light) over 2 and 3 (docs/BENCHMARKS.md, issue 14, "
+        "eleventh round); 1 reads the categories alone. Rank-based, so any monotone rescaling of the ratings "
+        "(play counts, their logarithm) gives the same levels.",
     )
     max_categories: int = Field(
         DEFAULT_MAX_CATEGORIES,

@@ -80,18 +80,30 @@ class ClusterConfig(_Section):
         "precision).",
     )
     category_reassign: float | None = Field(
-        None,
+        0.5,
         gt=0.0,
         lt=1.0,
-        description="Once the segments are final, a member whose category choices give their own segment a "
-        "posterior below this (the likelihood of their counts under each segment's category profile, normalised: a "
-        "naive Bayes over the categories with equal priors) moves to the segment that explains them best, unless "
-        "outlier_distance calls them far from it; "
-        "then outlier_distance judges everyone (empty: off). Off by default: at 0.2 it lifted every planted world's "
-        "ARI through the CLI a little (+0.001 to +0.012, seeds 0-2) but lowered MovieLens 100k's subsample agreement "
-        "by 0.04 (8 paired subsamples, 7 lower; docs/BENCHMARKS.md, issue 14, tenth round; both measured with "
-        "the segments' shares as priors, which drained a small twin segment into its large twin). Worth trying where "
-        "categories are what sets segments apart and users are light.",
+        description="Once the segments are final, a member whose choices give their own segment a posterior below "
+        "this moves to the segment that explains them best, unless outlier_distance calls them far from it; then "
+        "outlier_distance judges everyone (empty: off). A user's choices are their interactions counted per (rating "
+        "level, category) (represent.rating_levels); the posterior is their likelihood under each segment's pooled "
+        "profile, normalised (a naive Bayes with equal priors), so 0.5 moves a member wherever another segment "
+        "explains them better. A light user's vector is too noisy to place them, and a segment nested in a broader "
+        "one loses members to it in UMAP's layout; pooled over the members, what they chose and how they rated it "
+        "tells the segments apart. On since 2026-12-05's eleventh round (docs/BENCHMARKS.md, issue 14): 0.5 was "
+        "chosen on the tuning planted worlds (taste, style, light) over 0.05 and 0.2; by categories alone (the tenth "
+        "round) it merged rating-style twins. Held back where it would move too many: category_reassign_max_share.",
+    )
+    category_reassign_max_share: float | None = Field(
+        0.15,
+        gt=0.0,
+        le=1.0,
+        description="category_reassign moves nobody where the segments' choice profiles would move more than this "
+        "share of the members: such segments are set apart by more than what their members chose (the embedding of "
+        "the items, how they rate against their own habit), and moving members by their choices alone pulls the "
+        "segments towards another model of the users. On the tuning planted worlds the profiles would move 1-11 % "
+        "of the members; on MovieLens 100k 23-32 %, where moving them lowered the subsample agreement from 0.66 to "
+        "0.58 (docs/BENCHMARKS.md, issue 14, eleventh round). Empty: no limit.",
     )
     early_outlier_distance: float | None = Field(
         3.5,

@@ -168,7 +168,9 @@ def test_members_whose_choices_another_segment_explains_move_there_unless_their_
     assert (after[right] != labels[right]).mean() <= 0.02  # the others stay (0.004 moved here)
     assert after[contradicted[0]] == 0 and record["refused"] >= 1  # the vector said no
     changed = after != labels
-    assert record == {"moved": int(changed.sum()), "refused": record["refused"], "level": 0.2}
+    assert record == {"moved": int(changed.sum()), "refused": record["refused"], "level": 0.2, "rating_levels": 1,
+                      "applied": True, "proposed_share": record["proposed_share"], "max_share": 0.15}
+    assert 0.04 < record["proposed_share"] < 0.06  # 60 misplaced of 1,140 members, and a few more (0.0525)
     assert not moved["soft_assigned"].to_numpy()[changed].any()  # members moved, not outliers moved into a segment
     assert (moved["nearest_segment"].to_numpy()[changed] == after[changed]).all()
     share = moved["membership"].to_numpy()[changed]
