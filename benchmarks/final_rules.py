@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--categories", type=int, default=64)
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args(argv)
-    # the defaults, with the (optional) reassignment at the level it was measured at through the CLI
-    cluster = ClusterConfig(category_reassign=ClusterConfig().category_reassign or 0.2)
+    cluster = ClusterConfig()  # the defaults: the reassignment on (the drawn users' counts are per category alone)
+    assert cluster.category_reassign is not None
     assert cluster.outlier_distance is not None and cluster.early_outlier_distance is not None
     sampler = PeakSampler()
     rows = []

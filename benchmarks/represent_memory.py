@@ -1,7 +1,8 @@
 """Peak memory, seconds and width of ``build_user_vectors`` by representation and category count, side by side in
 one run: the default before 2026-12-05 (``item-mean+liked-category-hist``), the default (three dense users x
 categories parts beside the embedding mean) with ``represent.max_categories`` at its default, and the default with
-every category read.
+every category read; and the default with one rating level (``represent.rating_levels`` 1: the category counts
+alone, as before 2026-12-05's eleventh round) beside the default's 5 levels (counts per rating level and category).
 
     python benchmarks/represent_memory.py                         # S: 100k users, 20k items; 58 and 1,000 categories
     python benchmarks/represent_memory.py --size M --categories 58
@@ -59,7 +60,7 @@ def _prepare(size: str, n_categories: int, dest: Path) -> int:
     return items.select(pl.col("categories").explode().n_unique()).item()
 
 
-def _child(prepared: str, method: str, cap: str) -> None:
+def _child(prepared: str, method: str, cap: str, levels: str) -> None:
     import numpy as np
     import polars as pl
 
@@ -77,10 +78,12 @@ def _child(prepared: str, method: str, cap: str) -> None:
     base = peak.start()
     t0 = time.perf_counter()
     users = build_user_vectors(train, items, method=method, items=items_frame, centre=True,
-                               max_categories=max_categories)  # fmt: skip
+                               max_categories=max_categories, rating_levels=int(levels))  # fmt: skip
     seconds = time.perf_counter() - t0
+    nnz = {name: int(c.nnz) for name, c in (("category_counts", users.category_counts),
+                                             ("choice_counts", users.choice_counts)) if c is not None}  # fmt: skip
     print(json.dumps({"users": len(users.ids), "width": users.dim, "seconds": round(seconds, 1),
-                      "peak_over_base_mib": peak.over_base, "base_mib": base}))  # fmt: skip
+                      "peak_over_base_mib": peak.over_base, "base_mib": base, "counts_nnz": nnz}))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,31 +91,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--size", choices=["XS", "S", "M"], default="S")
     ap.add_argument("--categories", default="58,1000", help="comma-separated category counts (58: the log's own)")
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         _child(*a.child)
         return
-    from segmentation.config.embedding import DEFAULT_MAX_CATEGORIES
+    from segmentation.config.embedding import DEFAULT_MAX_CATEGORIES, DEFAULT_RATING_LEVELS
     from segmentation.represent import DEFAULT_METHOD
 
-    runs = [("default before 2026-12-05", OLD, "none"),
-            (f"default, max_categories {DEFAULT_MAX_CATEGORIES}", DEFAULT_METHOD, str(DEFAULT_MAX_CATEGORIES)),
-            ("default, every category", DEFAULT_METHOD, "none")]  # fmt: skip
+    cap, levels = str(DEFAULT_MAX_CATEGORIES), str(DEFAULT_RATING_LEVELS)
+    runs = [("default before 2026-12-05", OLD, "none", "1"),
+            (f"default, max_categories {DEFAULT_MAX_CATEGORIES}", DEFAULT_METHOD, cap, levels),
+            ("default, every category", DEFAULT_METHOD, "none", levels),
+            ("default, one rating level", DEFAULT_METHOD, cap, "1")]  # fmt: skip
     rows = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for n in (int(c) for c in a.categories.split(",")):
         with tempfile.TemporaryDirectory(prefix="segflow-represent-memory-") as tmp:
             carried = _prepare(a.size, n, Path(tmp))
             row = {"size": a.size, "categories": carried, "load_avg_1min_before": os.getloadavg()[0], "runs": {}}
-            for label, method, cap in runs:
-                proc = subprocess.run([sys.executable, __file__, "--child", tmp, method, cap], env=env,
+            for label, method, cap, levels in runs:
+                proc = subprocess.run([sys.executable, __file__, "--child", tmp, method, cap, levels], env=env,
                                       capture_output=True, text=True)  # fmt: skip
                 if proc.returncode:
                     got = {"failed": proc.returncode, "stderr_tail": proc.stderr[-400:]}
                 else:
                     got = json.loads(proc.stdout.strip().splitlines()[-1])
-                row["runs"][label] = {"method": method, "max_categories": None if cap == "none" else int(cap), **got}
+                row["runs"][label] = {"method": method, "max_categories": None if cap == "none" else int(cap),
+                                      "rating_levels": int(levels), **got}  # fmt: skip
                 print(a.size, carried, label, got, flush=True)
             old = row["runs"][runs[0][0]].get("peak_over_base_mib")
             for r in row["runs"].values():

@@ -450,11 +450,11 @@ class SegmentEnvelopes:
             profiles = _category_profiles(counts, labels, k)
             category_centre, category_scale = _robust_scales(_g_scores(counts, labels, profiles), labels, k,
                                                              ties=True)  # fmt: skip
-        choices = None
+        choices, level = None, None
         if choice_level is not None and choice_counts is not None and choice_counts.shape[1]:
-            choices = _category_profiles(choice_counts, labels, k)
+            choices, level = _category_profiles(choice_counts, labels, k), float(choice_level)
         return cls(directions, centre, scale, profiles, category_centre, category_scale, float(z), bool(evidence),
-                   choices, None if choices is None else float(choice_level))  # fmt: skip
+                   choices, level)  # fmt: skip
 
     @classmethod
     def of_users(cls, users: Embeddings, labels: np.ndarray, cluster: ClusterConfig,
@@ -475,7 +475,12 @@ class SegmentEnvelopes:
         did not reassign, or the users' counts are not of the run's columns."""
         segment = self._check(segment).astype(np.int32)
         counts = _choices(users)
-        if self.choices is None or self.choice_level is None or counts is None or counts.shape[1] != self.choices.shape[1]:
+        if (
+            self.choices is None
+            or self.choice_level is None
+            or counts is None
+            or counts.shape[1] != self.choices.shape[1]
+        ):
             return segment
         new, _ = _most_probable(counts, self.choices, segment, self.choice_level)
         cand = np.flatnonzero(new != segment)
@@ -543,10 +548,13 @@ class SegmentEnvelopes:
         return zc
 
     def save(self, path: Path) -> None:
-        extra = {} if self.choices is None else {"choices": self.choices, "choice_level": np.float64(self.choice_level)}
-        np.savez(path, directions=self.directions, centre=self.centre, scale=self.scale, profiles=self.profiles,
-                 category_centre=self.category_centre, category_scale=self.category_scale, z=np.float64(self.z),
-                 evidence=np.bool_(self.evidence), **extra)  # fmt: skip
+        arrays: dict[str, np.ndarray] = {"directions": self.directions, "centre": self.centre, "scale": self.scale,
+                                         "profiles": self.profiles, "category_centre": self.category_centre,
+                                         "category_scale": self.category_scale, "z": np.asarray(self.z),
+                                         "evidence": np.asarray(self.evidence)}  # fmt: skip
+        if self.choices is not None:
+            arrays.update(choices=self.choices, choice_level=np.asarray(self.choice_level, dtype=np.float64))
+        np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
 
     @classmethod
     def load(cls, path: Path, *, n_segments: int | None = None, dim: int | None = None) -> "SegmentEnvelopes":

@@ -151,7 +151,9 @@ class _Matrix:
         # each rating's level: a fit cuts its ratings at their quantiles (``levels`` of them at most; equal ratings
         # in one level), a fitted space's users at the fit's cuts (``levels`` the cut points)
         self.level_edges = _level_edges(rating, levels) if isinstance(levels, int) else tuple(levels)
-        self.level = np.searchsorted(np.asarray(self.level_edges, dtype=np.float64), rating, side="right").astype(np.int8)
+        self.level = np.searchsorted(np.asarray(self.level_edges, dtype=np.float64), rating, side="right").astype(
+            np.int8
+        )
         del rating
 
     def weighted(self, w: np.ndarray) -> sp.csr_matrix:

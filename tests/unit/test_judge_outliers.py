@@ -168,8 +168,15 @@ def test_members_whose_choices_another_segment_explains_move_there_unless_their_
     assert (after[right] != labels[right]).mean() <= 0.02  # the others stay (0.004 moved here)
     assert after[contradicted[0]] == 0 and record["refused"] >= 1  # the vector said no
     changed = after != labels
-    assert record == {"moved": int(changed.sum()), "refused": record["refused"], "level": 0.2, "rating_levels": 1,
-                      "applied": True, "proposed_share": record["proposed_share"], "max_share": 0.15}
+    assert record == {
+        "moved": int(changed.sum()),
+        "refused": record["refused"],
+        "level": 0.2,
+        "rating_levels": 1,
+        "applied": True,
+        "proposed_share": record["proposed_share"],
+        "max_share": 0.15,
+    }
     assert 0.04 < record["proposed_share"] < 0.06  # 60 misplaced of 1,140 members, and a few more (0.0525)
     assert not moved["soft_assigned"].to_numpy()[changed].any()  # members moved, not outliers moved into a segment
     assert (moved["nearest_segment"].to_numpy()[changed] == after[changed]).all()
@@ -270,3 +277,103 @@ def test_judging_never_empties_a_segment_nor_fills_one_without_limits(monkeypatc
     judged, _, record = judge_outliers(users, _assignments(labels, nearest), ClusterConfig(), 4)
     again = judged["segment_id"].to_numpy()
     assert (np.bincount(again[again >= 0], minlength=4) > 0).all() and (again[200:350] >= 0).all()
+
+
+def _rating_twins(seed: int = 3, levels: int = 3):
+    """Segment 0 of a light world split into twins that choose alike and rate their two own categories oppositely
+    (label 3 rates them at the top level, label 0 at the bottom; every other pick in the middle), as style's twins
+    do. Returns vectors, category counts, choice counts (level-major), truth and interactions."""
+    from segmentation.synthetic import light_category_counts
+
+    cats = 12
+    counts, truth = light_category_counts([400, 300, 300], cats, seed=seed)
+    rng = np.random.default_rng(seed)
+    twin = np.flatnonzero(truth == 0)
+    truth[twin[rng.random(len(twin)) < 0.5]] = 3
+    choice = np.zeros((len(truth), levels * cats))
+    mid = levels // 2
+    for u in range(len(truth)):
+        for c in np.flatnonzero(counts[u]):
+            own = truth[u] in (0, 3) and c in (0, 1)
+            level = (levels - 1 if truth[u] == 3 else 0) if own else mid
+            choice[u, level * cats + c] = counts[u, c]
+    n = counts.sum(axis=1)
+    v = counts @ rng.normal(0, 1, (cats, 16)) / n[:, None] + rng.normal(0, 0.5, (len(n), 16)) / np.sqrt(n)[:, None]
+    v = (v - v.mean(axis=0)).astype(np.float32)  # the twins' vectors alike: they chose alike
+    return v, sp.csr_matrix(counts.astype(np.float32)), sp.csr_matrix(choice.astype(np.float32)), truth, n
+
+
+def test_rating_levels_tell_twins_apart_that_choose_alike():
+    """Members placed in the wrong twin return by the levels of their ratings; by categories alone nothing tells the
+    twins apart, so they stay (half would come back by chance at best)."""
+    from embeddings.encoder import Embeddings
+    from segmentation.cluster import reassign_by_categories
+
+    v, counts, choice, truth, n = _rating_twins()
+    labels = truth.astype(np.int32).copy()
+    rng = np.random.default_rng(4)
+    swapped = np.flatnonzero(np.isin(truth, (0, 3)) & (rng.random(len(truth)) < 0.1))
+    labels[swapped] = np.where(truth[swapped] == 0, 3, 0)
+    ids = np.array([f"u{i}" for i in range(len(n))], dtype=object)
+    config = ClusterConfig(outlier_distance=None)
+    with_levels = Embeddings(ids, v, "twins", n.astype(np.int64), counts, choice)
+    moved, record = reassign_by_categories(_assignments(labels, labels), with_levels, config, 4)
+    after = moved["segment_id"].to_numpy()
+    assert record["rating_levels"] == 3 and record["applied"]
+    assert (after[swapped] == truth[swapped]).mean() >= 0.8  # 1.0 here
+    assert (after != truth).mean() <= 0.05  # 0.002
+    categories_only = Embeddings(ids, v, "twins", n.astype(np.int64), counts)
+    free = ClusterConfig(outlier_distance=None, category_reassign_max_share=None)
+    moved, record = reassign_by_categories(_assignments(labels, labels), categories_only, free, 4)
+    assert record["rating_levels"] == 1 and record["moved"] > 0.1 * len(labels)  # the twins' members shuffled
+    assert (moved["segment_id"].to_numpy()[swapped] == truth[swapped]).mean() <= 0.6
+    # which the share's check holds back (0.19 of the members would move)
+    _, record = reassign_by_categories(_assignments(labels, labels), categories_only, config, 4)
+    assert not record["applied"] and record["proposed_share"] > 0.15
+
+
+def test_segments_the_choices_do_not_explain_keep_their_members():
+    """Where the profiles would move more than ``category_reassign_max_share`` of the members, the segments are set
+    apart by something else: nobody moves, and the record says how many would have."""
+    from embeddings.encoder import Embeddings
+    from segmentation.cluster import reassign_by_categories
+
+    v, counts, choice, truth, n = _rating_twins()
+    labels = np.random.default_rng(5).integers(0, 4, len(truth)).astype(np.int32)  # segments blind to the choices
+    users = Embeddings(np.array([f"u{i}" for i in range(len(n))], dtype=object), v, "twins", n.astype(np.int64),
+                       counts, choice)  # fmt: skip
+    a = _assignments(labels, labels)
+    kept, record = reassign_by_categories(a, users, ClusterConfig(outlier_distance=None), 4)
+    assert kept is a and not record["applied"] and record["moved"] == 0 and record["proposed_share"] > 0.15
+    free, record = reassign_by_categories(a, users, ClusterConfig(outlier_distance=None,
+                                                                  category_reassign_max_share=None), 4)  # fmt: skip
+    assert record["applied"] and record["moved"] > 0.15 * len(labels)
+
+
+def test_placed_users_move_by_their_choices_as_members_did_and_the_profiles_survive_a_save(tmp_path):
+    from embeddings.encoder import Embeddings
+
+    v, counts, choice, truth, n = _rating_twins(seed=6)
+    ids = np.array([f"u{i}" for i in range(len(n))], dtype=object)
+    users = Embeddings(ids, v, "twins", n.astype(np.int64), counts, choice)
+    envelopes = SegmentEnvelopes.of_users(users, truth.astype(np.int32), ClusterConfig(), 4)
+    assert envelopes.choices is not None and envelopes.choices.shape == (4, choice.shape[1])
+    assert envelopes.choice_level == 0.5
+    # placed users given the wrong twin (as a vote among near-identical vectors might) move to their own
+    twins = np.flatnonzero(np.isin(truth, (0, 3)))
+    wrong = np.where(truth[twins] == 0, 3, 0).astype(np.int32)
+    placed = users.subset(twins)
+    chosen = envelopes.choose(placed, wrong)
+    assert (chosen == truth[twins]).mean() >= 0.8  # 0.98 here
+    path = tmp_path / "envelopes.npz"
+    envelopes.save(path)
+    again = SegmentEnvelopes.load(path, n_segments=4, dim=16)
+    np.testing.assert_array_equal(again.choose(placed, wrong), chosen)
+    # renumbered, the profiles follow their segments
+    new_id = np.array([3, 2, 1, 0])
+    np.testing.assert_array_equal(envelopes.reordered(new_id).choose(placed, new_id[wrong]), new_id[chosen])
+    # without the run's reassignment, or without counts of its columns, users keep the segment given
+    off = SegmentEnvelopes.of_users(users, truth.astype(np.int32), ClusterConfig(category_reassign=None), 4)
+    assert off.choices is None and (off.choose(placed, wrong) == wrong).all()
+    categories_only = Embeddings(ids[twins], v[twins], "twins", n[twins].astype(np.int64), counts[twins])
+    assert (envelopes.choose(categories_only, wrong) == wrong).all()

@@ -1,5 +1,7 @@
 """The signed per-category rating part and per-part weights of a fused user representation (no encoder, no UMAP)."""
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -323,3 +325,53 @@ def test_user_vectors_carry_what_each_user_chose_by_category(method):
     assert build_user_vectors(log, _item_vectors(), method="item-mean").category_counts is None
     bare = _items().with_columns(pl.lit([], dtype=pl.List(pl.String)).alias("categories"))
     assert build_user_vectors(log, _item_vectors(), method="item-mean", items=bare).category_counts is None
+
+
+def test_rating_levels_cut_the_ratings_at_their_quantiles_and_equal_ratings_share_a_level():
+    from segmentation.represent import _level_edges
+
+    stars = np.repeat([1.0, 2, 3, 4, 5], [61, 114, 271, 342, 212])  # MovieLens 100k's shares of each star, per mille
+    assert _level_edges(stars, 5) == (3.0, 4.0, 5.0)  # 1-2, 3, 4, 5: no level split inside a star
+    assert _level_edges(stars, 3) == (3.0, 4.0)
+    assert _level_edges(stars, 1) == () and _level_edges(np.ones(7), 5) == ()  # one level: nothing to cut
+    plays = np.arange(1.0, 101.0)  # play counts: about a fifth of them in each level
+    edges = _level_edges(plays, 5)
+    assert np.bincount(np.searchsorted(edges, plays, side="right")).tolist() == [19, 20, 20, 20, 21]
+    # the levels are ranks: a monotone rescaling of the ratings (a logarithm) cuts the same users' ratings alike
+    assert np.array_equal(np.searchsorted(edges, plays, side="right"),
+                          np.searchsorted(_level_edges(np.log(plays), 5), np.log(plays), side="right"))  # fmt: skip
+
+
+def test_choice_counts_split_each_users_category_counts_by_rating_level_and_placement_repeats_them(tmp_path):
+    """``choice_counts`` (level-major: column ``level * categories + category``) sums over the levels to the category
+    counts; a fitted space keeps its cut points, so placed users' counts are the fit's, and an old space without them
+    reads one level."""
+    from segmentation.represent import UserSpace, fit_user_vectors, place_in_space
+
+    log = _log([("u", "ab", 5), ("u", "a1", 1), ("v", "c1", 4), ("v", "b2", 2), ("v", "b1", 5), ("w", "a2", 4)])
+    users, space = fit_user_vectors(log, _item_vectors(), method="category-hist", items=_items(), rating_levels=3)
+    assert space.rating_edges == (2.0, 4.0)  # the ratings 1 | 2 | 4, 5
+    c, k = users.choice_counts.toarray(), users.category_counts.shape[1]
+    assert c.shape == (3, 3 * k)
+    np.testing.assert_allclose(c.reshape(3, 3, k).sum(axis=1), users.category_counts.toarray())
+    # u: a1 rated 1 (level 0, A), ab rated 5 (level 2, half A and half B)
+    np.testing.assert_allclose(c[0], [1, 0, 0, 0, 0, 0, 0.5, 0.5, 0])
+    space.save(tmp_path)
+    placed = place_in_space(UserSpace.load(tmp_path), log.filter(pl.col("user_id") == "v"), _item_vectors())
+    np.testing.assert_array_equal(placed.choice_counts.toarray(), c[1:2])
+    meta = json.loads((tmp_path / "user_space.json").read_text())
+    del meta["rating_edges"]  # as spaces were saved before the levels
+    (tmp_path / "user_space.json").write_text(json.dumps(meta))
+    old = UserSpace.load(tmp_path)
+    assert old.rating_edges == () and place_in_space(old, log, _item_vectors()).choice_counts is None
+    meta["rating_edges"] = [5.0, 4.0]
+    (tmp_path / "user_space.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="rating level cut points"):
+        UserSpace.load(tmp_path)
+    one = build_user_vectors(log, _item_vectors(), method="item-mean", items=_items(), rating_levels=1)
+    assert one.choice_counts is None and one.category_counts is not None
+    alike = build_user_vectors(log.with_columns(pl.lit(1.0).alias("rating")), _item_vectors(), method="item-mean",
+                               items=_items())  # fmt: skip
+    assert alike.choice_counts is None  # implicit feedback without weights: one level
+    with pytest.raises(ValidationError):
+        RepresentConfig(rating_levels=0)

@@ -150,18 +150,20 @@ def test_segments_recover_planted_groups(planted, segmentation, user_vectors):
 
 
 @pytest.mark.umap
-def test_members_move_by_their_categories_only_when_asked(user_vectors, segmentation):
-    """``cluster.category_reassign`` (off by default) moves members before the outliers are judged, and says so."""
-    assert segmentation.reassigned is None and "reassign" not in segmentation.seconds
-    on = fit_segments(user_vectors, ReduceConfig(), ClusterConfig(category_reassign=0.2), seed=7, picture=False)
-    assert on.reassigned is not None and set(on.reassigned) == {"moved", "refused", "level"}
-    assert on.reassigned["level"] == 0.2 and on.seconds["reassign"] >= 0
-    # the fixture's groups choose their own genres: few members are misplaced by them, none beyond the moves recorded
-    changed = (on.assignments["segment_id"] != segmentation.assignments["segment_id"]).sum()
-    assert (
-        on.reassigned["moved"] <= 0.1 * len(user_vectors.ids)
-        and changed <= on.reassigned["moved"] + on.outliers["outliers"] + segmentation.outliers["outliers"]
-    )
+def test_members_move_by_what_they_chose_and_the_record_says_so(user_vectors, segmentation):
+    """``cluster.category_reassign`` (on by default) moves members before the outliers are judged, by their counts per
+    (rating level, category), and records it; off, nothing moves and nothing is recorded."""
+    record = segmentation.reassigned
+    assert record is not None and record["level"] == 0.5 and segmentation.seconds["reassign"] >= 0
+    assert record["rating_levels"] == user_vectors.choice_counts.shape[1] // user_vectors.category_counts.shape[1] > 1
+    assert set(record) == {"level", "rating_levels", "proposed_share", "max_share", "applied", "moved", "refused"}
+    # the fixture's groups choose their own genres: few members are misplaced by them
+    assert record["applied"] and record["proposed_share"] <= 0.1 and record["moved"] <= 0.1 * len(user_vectors.ids)
+    assert segmentation.envelopes is not None and segmentation.envelopes.choices is not None  # assign moves users too
+    off = fit_segments(user_vectors, ReduceConfig(), ClusterConfig(category_reassign=None), seed=7, picture=False)
+    assert off.reassigned is None and "reassign" not in off.seconds and off.envelopes.choices is None
+    changed = (off.assignments["segment_id"] != segmentation.assignments["segment_id"]).sum()
+    assert changed <= record["moved"] + off.outliers["outliers"] + segmentation.outliers["outliers"]
 
 
 @pytest.mark.umap
