@@ -377,3 +377,20 @@ def test_placed_users_move_by_their_choices_as_members_did_and_the_profiles_surv
     assert off.choices is None and (off.choose(placed, wrong) == wrong).all()
     categories_only = Embeddings(ids[twins], v[twins], "twins", n[twins].astype(np.int64), counts[twins])
     assert (envelopes.choose(categories_only, wrong) == wrong).all()
+
+
+def test_envelopes_whose_choice_profiles_do_not_fit_the_run_are_a_clear_error(tmp_path):
+    from embeddings.encoder import Embeddings
+    from segmentation._errors import DataError
+
+    v, counts, choice, truth, n = _rating_twins(seed=7)
+    users = Embeddings(np.array([f"u{i}" for i in range(len(n))], dtype=object), v, "twins", n.astype(np.int64),
+                       counts, choice)  # fmt: skip
+    path = tmp_path / "segment_envelopes.npz"
+    SegmentEnvelopes.of_users(users, truth.astype(np.int32), ClusterConfig(), 4).save(path)
+    with np.load(path) as a:
+        arrays = dict(a)
+    arrays["choices"] = arrays["choices"][:3]  # three segments' profiles for a run of four
+    np.savez(path, **arrays)
+    with pytest.raises(DataError, match="segment_envelopes.npz holds .* the run folder is damaged"):
+        SegmentEnvelopes.load(path, n_segments=4, dim=16)
