@@ -8,7 +8,8 @@ peak RSS over the RSS before the call, and the ratio to the early rule.
 
 Users are drawn in ``--segments`` groups with Zipf-like sizes: a user's vector is their group's direction plus noise
 shrinking with their interactions (3-10, and a tail of heavier users), their category counts picks from their group's
-two categories (probability 0.75) or by Zipf popularity over ``--categories``, 5 % of them noise users with no
+two categories (probability 0.75) or by Zipf popularity over ``--categories``, each pick at one of 4 rating levels
+(uniform; the choice counts the reassignment reads, ``represent.rating_levels``), 5 % of them noise users with no
 group. The decisions are not the point (the planted worlds' benchmark measures those); the cost is. Rows go to
 ``benchmarks/results/final_rules.json``.
 """
@@ -29,9 +30,9 @@ from benchmarks._results import command, write_json  # noqa: E402
 OUT = ROOT / "benchmarks" / "results" / "final_rules.json"
 
 
-def draw(n: int, dim: int, k: int, categories: int, seed: int = 0):
+def draw(n: int, dim: int, k: int, categories: int, seed: int = 0, levels: int = 4):
     """(vectors (n, dim) float32, counts (n, categories) sparse float32, labels (n,) int32 with -1 for noise,
-    activity (n,) int64)."""
+    activity (n,) int64, choice counts (n, levels * categories) sparse float32, level-major)."""
     import scipy.sparse as sp
 
     from segmentation.planted import zipf_sizes
@@ -58,7 +59,10 @@ def draw(n: int, dim: int, k: int, categories: int, seed: int = 0):
     cat[taste] = own[user[taste], rng.integers(0, 2, int(taste.sum()))]
     counts = sp.csr_matrix((np.ones(len(user), np.float32), (user, cat)), shape=(n, categories))
     counts.sum_duplicates()
-    return vectors, counts, labels, activity
+    cells = rng.integers(0, levels, len(user)) * categories + cat
+    choice = sp.csr_matrix((np.ones(len(user), np.float32), (user, cells)), shape=(n, levels * categories))
+    choice.sum_duplicates()
+    return vectors, counts, labels, activity, choice
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,14 +79,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--categories", type=int, default=64)
     p.add_argument("--out", type=Path, default=OUT)
     a = p.parse_args(argv)
-    cluster = ClusterConfig()  # the defaults: the reassignment on (the drawn users' counts are per category alone)
+    cluster = ClusterConfig()  # the defaults: the reassignment on
     assert cluster.category_reassign is not None
     assert cluster.outlier_distance is not None and cluster.early_outlier_distance is not None
     sampler = PeakSampler()
     rows = []
     for n in (int(s) for s in a.sizes.split(",")):
-        vectors, counts, truth, activity = draw(n, a.dim, a.segments, a.categories)
-        users = Embeddings(np.array([f"u{i}" for i in range(n)], dtype=object), vectors, "drawn", activity, counts)
+        vectors, counts, truth, activity, choice = draw(n, a.dim, a.segments, a.categories)
+        users = Embeddings(np.array([f"u{i}" for i in range(n)], dtype=object), vectors, "drawn", activity, counts,
+                           choice)  # fmt: skip
         # as HDBSCAN leaves them: every user in a segment, noise users in the nearest by direction (here: segment 0)
         labels = np.where(truth >= 0, truth, 0).astype(np.int32)
         frame = pl.DataFrame({"user_id": users.ids.astype(str), "segment_id": labels,
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                    **detail}  # fmt: skip
             print(row, flush=True)
             rows.append(row)
-        del vectors, counts, users, frame
+        del vectors, counts, choice, users, frame
     write_json(a.out, {"command": command("final_rules.py", argv), "rows": rows})
     return 0
 

@@ -8,8 +8,9 @@ their vectors is what a run folder keeps. Then every new user is placed from all
 their 15 nearest fitted users (:func:`segmentation.cluster.assign_by_neighbours`), from a vector built three ways,
 side by side:
 
-- ``user space`` (what ``segflow assign`` does): :func:`segmentation.represent.place_in_space`, the run's
-  category columns and the fitted users' mean user;
+- ``user space``: :func:`segmentation.represent.place_in_space`, the run's category columns and the fitted users'
+  mean user; and ``user space, moved by choices`` (what ``segflow assign`` does): the same vote, then the user moved
+  as the run moved its members (:meth:`segmentation.cluster.SegmentEnvelopes.choose`, ``cluster.category_reassign``);
 - ``own mean, 10 at a time``: ``build_user_vectors`` on batches of 10 new users with the run's settings, centred on
   the batch's own mean (what the library offered before ``UserSpace``);
 - ``not centred``: ``build_user_vectors(centre=False)`` per new user (no mean to centre on).
@@ -19,7 +20,8 @@ users left out), beside the same ARI of the fitted users' own ``nearest_segment`
 outliers' nearest included): the ratio says how much a new user loses against a user who was in the fit.
 
 Outliers: ``segflow assign`` then applies the run's outlier rule (:func:`segmentation.runs.fit_segment_envelopes`,
-the envelopes a run keeps in ``embeddings/segment_envelopes.npz``) to the users placed in the user space. Its
+the envelopes a run keeps in ``embeddings/segment_envelopes.npz``) to the users placed in the user space and moved
+by their choices. Its
 rows (``outliers``) give, for the new users and beside them for the fitted users as their run labelled them: the
 share labelled outlier, the recall and precision of planted noise among the outliers, and the ARI over every user
 (planted noise as one label, outliers as one label), the issue's measures.
@@ -92,7 +94,7 @@ def run(world: str, seed: int, n: int) -> dict:
     fit_rows, new_rows = log.interactions.filter(~is_new), log.interactions.filter(is_new)
     rc = RepresentConfig()
     settings = {"method": rc.method, "items": items, "seed": seed, "centre": rc.centre, "weights": rc.weights,
-                "evidence": rc.evidence, "max_categories": rc.max_categories}  # fmt: skip
+                "evidence": rc.evidence, "max_categories": rc.max_categories, "rating_levels": rc.rating_levels}  # fmt: skip
     users, space = fit_user_vectors(fit_rows, iv, **settings)
     seg = segment_users(users, ReduceConfig(), ClusterConfig(), seed)
     index = VectorIndex("flat").fit(users.ids, users.vectors)
@@ -113,7 +115,12 @@ def run(world: str, seed: int, n: int) -> dict:
                                  "seconds": round(time.perf_counter() - t, 2)}  # fmt: skip
     envelopes = fit_segment_envelopes(seg, users, ClusterConfig())
     assert envelopes is not None, "the default configuration has an outlier distance"
-    nearest = assign_by_neighbours(placed.vectors, index, a)["segment_id"].to_numpy()
+    t = time.perf_counter()
+    nearest = envelopes.choose(placed, assign_by_neighbours(placed.vectors, index, a)["segment_id"].to_numpy())
+    row["ways"]["user space, moved by choices"] = {
+        "ari": round(_ari(np.array([truth_of[u] for u in placed.ids]), nearest), 4),
+        "seconds": round(time.perf_counter() - t + row["ways"]["user space"]["seconds"], 2),
+    }
     new_labels = np.where(envelopes.far_users(placed, nearest), -1, nearest)  # as Run.place_users judges
     row["outliers"] = {"new users": _outliers(np.array([truth_of[u] for u in placed.ids]), new_labels),
                        "fitted users": _outliers(fitted_truth, a["segment_id"].to_numpy())}  # fmt: skip

@@ -20,4 +20,6 @@ def test_rows_give_each_steps_cost_beside_the_early_rule_and_the_noise_found(tmp
     judged = rows["judge_outliers"]
     # the drawn noise users (5 %, each their own pair of categories, in segment 0 by HDBSCAN's hand) are found
     assert judged["noise_recall"] >= 0.8 and judged["noise_precision"] >= 0.5 and judged["outliers"] >= 150 * 0.8
-    assert rows["reassign_by_categories"]["level"] == 0.2
+    moves = rows["reassign_by_categories"]
+    assert moves["level"] == 0.5 and moves["rating_levels"] == 4 and moves["applied"]  # the drawn groups' profiles
+    assert moves["proposed_share"] <= 0.15  # describe them
