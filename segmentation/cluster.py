@@ -471,18 +471,22 @@ class SegmentEnvelopes:
     def choose(self, users: Embeddings, segment: np.ndarray) -> np.ndarray:
         """(q,) each user's segment after the run's reassignment (:func:`reassign_by_categories`): a user given
         ``segment`` (``< 0``: left as given) whose choices give it a posterior under the run's level moves to the
-        segment that explains them best, unless they are far from it (:meth:`far_users`). Unchanged where the run
-        did not reassign, or the users' counts are not of the run's columns."""
+        segment that explains them best, unless they are far from it (:meth:`far_users`). Users counted per category
+        alone (their ratings unknown) against profiles per (rating level, category) are read against the profiles
+        summed over the levels. Unchanged where the run did not reassign, or the users' counts are not of the run's
+        columns."""
         segment = self._check(segment).astype(np.int32)
         counts = _choices(users)
-        if (
-            self.choices is None
-            or self.choice_level is None
-            or counts is None
-            or counts.shape[1] != self.choices.shape[1]
-        ):
+        if self.choices is None or self.choice_level is None or counts is None or not counts.shape[1]:
             return segment
-        new, _ = _most_probable(counts, self.choices, segment, self.choice_level)
+        profiles = self.choices
+        if counts.shape[1] != profiles.shape[1]:
+            levels, rest = divmod(profiles.shape[1], counts.shape[1])
+            if rest or levels < 2:
+                return segment
+            k = len(profiles)  # level-major columns: the marginal over the levels, per category
+            profiles = np.log(np.exp(profiles).reshape(k, levels, counts.shape[1]).sum(axis=1))
+        new, _ = _most_probable(counts, profiles, segment, self.choice_level)
         cand = np.flatnonzero(new != segment)
         if len(cand):
             far = self.far_users(users.subset(cand), new[cand])
@@ -831,8 +835,11 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
     members drained into its large twin). Linear in the users and their counts' non-zeros.
 
     Returns:
-        ``(assignments, record)``: ``moved`` (members moved), ``refused`` (moves the vector contradicted) and
-        ``level``.
+        ``(assignments, record)``: ``moved`` (members moved), ``refused`` (moves the vector contradicted),
+        ``level``, ``rating_levels`` (1: categories alone), ``proposed_share`` (the members with counts whom the
+        profiles would move, before the vector's check), ``max_share`` (``cluster.category_reassign_max_share``) and
+        ``applied`` (False where ``proposed_share`` exceeded it: then nobody moves and ``assignments`` is returned as
+        given).
     """
 
     level = cluster.category_reassign
@@ -1220,7 +1227,8 @@ def fit_segments(users: Embeddings, reduce: ReduceConfig, cluster: ClusterConfig
     (``min_cluster_size``, ``min_samples``, or ``cluster_selection_method = "auto"``) are chosen without
     labels by :func:`segmentation.selection.choose_parameters`; the choice is in ``Segmentation.selection``.
     Once the segments are final (after the split tests, :func:`split_merged`), members may move by the categories
-    they chose (``cluster.category_reassign``, off by default: :func:`reassign_by_categories`), and every user is
+    they chose and how they rated it (``cluster.category_reassign``: :func:`reassign_by_categories`, unless the
+    segments' profiles would move more than ``cluster.category_reassign_max_share`` of them), and every user is
     judged again against them (``cluster.outlier_distance``: :func:`judge_outliers`).
 
     Args:

@@ -194,14 +194,13 @@ def _category_counts(mat: _Matrix, item_cat: sp.csr_matrix) -> tuple[sp.csr_matr
     level-major (column ``level * categories + category``), None with one level."""
     per_item = np.asarray(item_cat.sum(axis=1)).ravel()
     share = sp.diags(np.where(per_item > 0, 1.0 / np.maximum(per_item, 1e-12), 0.0)) @ item_cat
+    # the category counts from one product, as before the levels (the split test and the outlier rule read them)
+    total = (mat.weighted(np.ones(len(mat.rows), dtype=np.float64)) @ share).astype(np.float32).tocsr()
     if not mat.level_edges:
-        return (mat.weighted(np.ones(len(mat.rows), dtype=np.float64)) @ share).astype(np.float32).tocsr(), None
+        return total, None
     per_level = [(mat.weighted((mat.level == v).astype(np.float64)) @ share).astype(np.float32).tocsr()
                  for v in range(len(mat.level_edges) + 1)]  # fmt: skip
-    total = per_level[0].copy()
-    for part in per_level[1:]:
-        total = total + part
-    return total.tocsr(), sp.hstack(per_level, format="csr", dtype=np.float32)
+    return total, sp.hstack(per_level, format="csr", dtype=np.float32)
 
 
 def _item_categories(mat: _Matrix, items: pl.DataFrame, max_categories: int | None = None

@@ -50,7 +50,7 @@ import secrets
 import shutil
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -679,6 +679,8 @@ class Run:
             logger.warning("%s: %d of %d interactions are with items the run did not embed; left out", source,
                            dropped, rows.height)  # fmt: skip
         vectors = place_in_space(space, usable, items)
+        if "rating" not in interactions.columns:  # every rating 1 says nothing of how the user rated: categories alone
+            vectors = replace(vectors, choice_counts=None)
         voted = assign_by_neighbours(vectors.vectors, self.index("users"), self.users, k=k)
         nearest = voted["segment_id"].to_numpy()
         far = np.zeros(len(nearest), dtype=bool)

@@ -206,6 +206,9 @@ def test_assign_places_users_in_the_runs_segments_from_a_file(first_run, tmp_pat
     assert run.place_users(pl.concat([train, train.head(5)])).equals(run.place_users(train))
     # a frame of ids and ratings alone will do; one without the ids is an error naming what is expected
     assert run.place_users(train.drop("timestamp")).equals(run.place_users(train))
+    # without ratings every rating reads 1: their levels say nothing, so a move by choices reads the categories alone
+    unrated, rated = run.place_users(train.drop("rating")), run.place_users(train)
+    assert unrated["user_id"].equals(rated["user_id"]) and (unrated["nearest_segment"] >= 0).all()
     with pytest.raises(DataError, match=r"no column \['user_id'\]; expected user_id, item_id"):
         run.place_users(train.rename({"user_id": "user"}))
     # the file, in the run's own column names; new users are ML-100k users outside the run's 200
