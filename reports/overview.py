@@ -116,19 +116,18 @@ def reassigned_text(segmentation: Any) -> str | None:
     if moved is None or level is None:
         return None
     levels = _num(_get(r, "rating_levels"))
-    what = ("the categories they chose, at each of their ratings' " + f"{fmt(int(levels))} levels"
-            if levels and levels > 1 else "the categories they chose")  # fmt: skip
+    what = f"the categories, at {fmt(int(levels))} rating levels" if levels and levels > 1 else "the categories"
     proposed, limit = _num(_get(r, "proposed_share")), _num(_get(r, "max_share"))
     if _get(r, "applied") is False and proposed is not None and limit is not None:
-        return (f"Once the segments were final, the segments' profiles of {what} would have moved "
-                f"{fmt(proposed, 'pct')} of the members, more than cluster.category_reassign_max_share "
-                f"({fmt(limit, 'pct')}): these segments are set apart by more than what their members chose, so "
-                "nobody moved.")  # fmt: skip
+        return (f"Once the segments were final, moving members to the segment whose profile best explains what they "
+                f"chose ({what}) would have moved {fmt(proposed, 'pct')} of them, more than "
+                f"cluster.category_reassign_max_share ({fmt(limit, 'pct')}): these segments are set apart by more "
+                "than what their members chose, so nobody moved.")  # fmt: skip
     users = _num(_get(segmentation, "n_users"))
     share = f" ({fmt(moved / users, 'pct')} of the users)" if users else ""
-    out = (f"Once the segments were final, {fmt(int(moved))} members{share} whom their own segment explained poorly "
-           f"by {what} (its posterior below {fmt(level, 'd2')}: a naive Bayes over the segments' profiles) moved to "
-           "the segment that explains them best.")  # fmt: skip
+    out = (f"Once the segments were final, {fmt(int(moved))} members{share} moved to the segment whose profile best "
+           f"explains what they chose ({what}): their own segment's posterior was below {fmt(level, 'd2')} (a naive "
+           "Bayes over the segments' profiles).")  # fmt: skip
     refused = _num(_get(r, "refused"))
     if refused:
         out += (f" {fmt(int(refused))} such moves were not made: the user's taste vector lay far from that segment "

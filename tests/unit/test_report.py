@@ -522,9 +522,9 @@ def test_members_moved_by_their_categories_are_told_in_the_settings_section(tmp_
     text = html.unescape(render_report(dataclasses.replace(data, metrics=metrics), tmp_path).read_text())
     said = text[text.index('<p id="reassigned">') :].split("</p>")[0]
     n_users = metrics["segmentation"]["n_users"]
-    assert f"9 members ({100 * 9 / n_users:.1f} % of the users) whom their own segment explained poorly by the " \
-           "categories they chose" in said  # fmt: skip
-    assert "posterior below 0.20" in said and "2 such moves were not made" in said
+    assert f"9 members ({100 * 9 / n_users:.1f} % of the users) moved to the segment whose profile best explains " \
+           "what they chose (the categories)" in said  # fmt: skip
+    assert "posterior was below 0.20" in said and "2 such moves were not made" in said
     # the records are told in words, not dumped into the quality table
     quality = text[text.index('id="quality"') :] if 'id="quality"' in text else text
     assert "Reassigned" not in quality and "Refused" not in quality and "Joined" not in quality
@@ -532,13 +532,13 @@ def test_members_moved_by_their_categories_are_told_in_the_settings_section(tmp_
         "Once the segments were final, 0 members (0.0 % of the users)"
     )
     leveled = {"moved": 4, "refused": 0, "level": 0.5, "rating_levels": 4, "applied": True}
-    assert "by the categories they chose, at each of their ratings' 4 levels (its posterior below 0.50" in \
+    assert "what they chose (the categories, at 4 rating levels): their own segment's posterior was below 0.50" in \
         reassigned_text({"reassigned": leveled, "n_users": 10})  # fmt: skip
     held = {**leveled, "moved": 0, "applied": False, "proposed_share": 0.278, "max_share": 0.15}
     assert reassigned_text({"reassigned": held, "n_users": 10}) == (
-        "Once the segments were final, the segments' profiles of the categories they chose, at each of their ratings' "
-        "4 levels would have moved 27.8 % of the members, more than cluster.category_reassign_max_share (15.0 %): "
-        "these segments are set apart by more than what their members chose, so nobody moved."
+        "Once the segments were final, moving members to the segment whose profile best explains what they chose (the "
+        "categories, at 4 rating levels) would have moved 27.8 % of them, more than cluster.category_reassign_max_share "
+        "(15.0 %): these segments are set apart by more than what their members chose, so nobody moved."
     )
     assert reassigned_text({}) is None and reassigned_text({"reassigned": {"moved": 3}}) is None
     assert 'id="reassigned"' not in render_report(data, tmp_path / "old").read_text()
