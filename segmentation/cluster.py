@@ -487,11 +487,17 @@ class SegmentEnvelopes:
             k = len(profiles)  # level-major columns: the marginal over the levels, per category
             profiles = np.log(np.exp(profiles).reshape(k, levels, counts.shape[1]).sum(axis=1))
         new, _ = _most_probable(counts, profiles, segment, self.choice_level)
-        cand = np.flatnonzero(new != segment)
+        return self.unless_far(users, segment, new)
+
+    def unless_far(self, users: Embeddings, given: np.ndarray, proposed: np.ndarray) -> np.ndarray:
+        """(q,) ``proposed`` segments, with every move (where it differs from ``given``) that would leave the user far
+        from their new segment (:meth:`far_users`) taken back to ``given``."""
+        out = np.asarray(proposed).copy()
+        cand = np.flatnonzero(out != given)
         if len(cand):
-            far = self.far_users(users.subset(cand), new[cand])
-            new[cand[far]] = segment[cand[far]]
-        return new
+            far = self.far_users(users.subset(cand), out[cand])
+            out[cand[far]] = given[cand[far]]
+        return out
 
     def z_scores(
         self, vectors: np.ndarray, segment: np.ndarray, activity: np.ndarray | None = None, counts=None
@@ -861,11 +867,9 @@ def reassign_by_categories(assignments: pl.DataFrame, users: Embeddings, cluster
         return assignments, {**record, "applied": False, "moved": 0, "refused": 0}
     refused = 0
     if cluster.outlier_distance is not None and (new != labels).any():
-        envelopes = SegmentEnvelopes.of_users(users, labels, cluster, n_segments)
-        cand = np.flatnonzero(new != labels)
-        far = envelopes.far_users(users.subset(cand), new[cand])
-        new[cand[far]] = labels[cand[far]]
-        refused = int(far.sum())
+        kept = SegmentEnvelopes.of_users(users, labels, cluster, n_segments).unless_far(users, labels, new)
+        refused = int(((new != labels) & (kept == labels)).sum())
+        new = kept
     left = np.bincount(new[new >= 0], minlength=n_segments)
     drained = (left < 2) & (np.bincount(labels[members], minlength=n_segments) >= 2)
     if drained.any():  # no segment is left under 2 members: its members stay
