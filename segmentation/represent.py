@@ -244,11 +244,14 @@ def _category_matrix(pairs: np.ndarray, n_items: int, n_categories: int) -> sp.c
 
 
 def _pairs(item_cat: sp.csr_matrix | None) -> np.ndarray:
-    """The (item, category) positions of an item-category matrix as an (n, 2) int64 array."""
+    """The (item, category) positions of an item-category matrix as an (n, 2) int64 array, a position repeated as
+    often as the item names the category (:func:`_category_matrix` sums the repeats back): a category named twice on
+    an item weighs twice in a placed user's category parts, as in the fit's."""
     if item_cat is None:
         return np.zeros((0, 2), np.int64)
     coo = item_cat.tocoo()
-    return np.stack([coo.row, coo.col], axis=1).astype(np.int64)
+    times = np.rint(coo.data).astype(np.int64)
+    return np.repeat(np.stack([coo.row, coo.col], axis=1).astype(np.int64), np.maximum(times, 0), axis=0)
 
 
 _SPACE_JSON, _SPACE_ARRAYS = "user_space.json", "user_space.npz"

@@ -252,6 +252,27 @@ def test_a_fitted_space_places_users_as_the_fit_built_them_and_survives_a_round_
     assert new.vectors.shape == (1, 8 + 3 * 2) and np.isclose(np.linalg.norm(new.vectors), 1, atol=1e-5)
 
 
+def test_a_category_an_item_names_twice_weighs_twice_when_users_are_placed(tmp_path):
+    # the planted worlds' catalogue names some attributes twice: the fit counts them twice, and so must placement
+    # (the saved item-category pairs once kept one position per (item, category), and 20 % of a planted world's users
+    # were placed with other category parts than the fit gave them)
+    from segmentation.represent import UserSpace, fit_user_vectors, place_in_space
+
+    items = _items().with_columns(
+        pl.when(pl.col("item_id") == "ab").then(pl.lit(["A", "B", "A"])).otherwise(pl.col("categories"))
+        .alias("categories")
+    )  # fmt: skip
+    log = _log([("u1", "ab", 5), ("u1", "b1", 2), ("u2", "ab", 3), ("u2", "a1", 4), ("u3", "b2", 1), ("u3", "c1", 4)])
+    four = "item-mean+category-hist+liked-category-hist+category-rating"
+    users, space = fit_user_vectors(log, _item_vectors(), method=four, items=items, centre=True)
+    space.save(tmp_path)
+    placed = place_in_space(UserSpace.load(tmp_path), log, _item_vectors())
+    np.testing.assert_array_equal(placed.vectors, users.vectors)
+    np.testing.assert_array_equal(placed.category_counts.toarray(), users.category_counts.toarray())
+    u1 = users.category_counts.toarray()[0]  # "ab" shares its one interaction 2:1 between A and B
+    np.testing.assert_allclose(u1[:2], [2 / 3, 1 + 1 / 3], rtol=1e-6)
+
+
 @pytest.mark.parametrize("centre", [True, False])
 def test_placement_reproduces_the_fit_uncentred_and_when_every_rating_is_alike(centre):
     from segmentation.represent import fit_user_vectors, place_in_space
