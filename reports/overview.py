@@ -154,14 +154,19 @@ def splits_text(segmentation: Any, names: dict[int, str] | None = None) -> str |
         return None
     out = [f"Each large segment was then fitted again on its own users, to find segments that the first fit drew "
            f"as one: it is split when its parts come back on subsamples with a stability of at least {fmt(bar, 'd2')}."]  # fmt: skip
-    if any("categories" in str(t.get("test", "")) for t in split):
+    if any(str(t.get("test", "")).endswith(("categories", "ratings")) for t in split):
         out.append("Every segment was then also tested on the categories its users chose (a mixture of category "
                    "profiles, its number of parts by BIC), by the same bar.")  # fmt: skip
+    if any(str(t.get("test", "")).endswith("ratings") for t in split):
+        out.append("A segment the categories kept whole was tested once more on what its users chose and how they "
+                   "rated it (the same mixture over each category at each rating level).")  # fmt: skip
     for t in split:
         parts = [(names or {}).get(i) or f"segment {i}" for i in t.get("segments") or []]
         ids = ", ".join(f"“{p}”" if not p.startswith("segment ") else p for p in parts)
         how = {"categories": " by the categories its users chose",
-               "layout, then categories": " in its own layout, then by the categories its users chose"}.get(
+               "layout, then categories": " in its own layout, then by the categories its users chose",
+               "ratings": " by what its users chose and how they rated it",
+               "layout, then ratings": " in its own layout, then by what its users chose and how they rated it"}.get(
             str(t.get("test")), "")  # fmt: skip
         out.append(f"{fmt(t.get('users'))} users came apart{how} into {ids} (stability "
                    f"{fmt(_num(t.get('stability')), 'd3')}).")  # fmt: skip

@@ -979,7 +979,12 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
     (:func:`default_min_cluster_size`), the smaller, joined to their most probable kept part; segments of at least
     twice that and :data:`SPLIT_MIN_USERS` are tested). Light users' vectors are too noisy for any layout to pull two planted segments apart,
     while their pooled category choices differ plainly. Members and the segment's outliers join their most
-    probable part.
+    probable part. A segment the categories keep whole is tested once more on what its members chose per (rating
+    level, category) (``users.choice_counts``, with ``cluster.split_reads_levels``), with BIC's number of parts
+    alone (no fewer tried): a segment nested in a broader one with its own rating style is one multinomial by
+    categories and two by categories and ratings, while on MovieLens 100k the refits' segments that BIC cut into 5
+    by levels came back only as fewer parts, by how much their users rate (their seed-to-seed agreement fell from
+    0.68 to 0.59 where fewer parts were tried; docs/BENCHMARKS.md, issue 14, twelfth round).
 
     Given more than ``reduce.sample_size`` users, each segment is fitted on its share of that sample size (at least
     1,000 users) and the rest placed by their nearest fitted users (:func:`fit_segments` calls it only up to that
@@ -1003,11 +1008,13 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         and where a choice was made ``n_fitted``, ``parts``, ``stability``, ``min_cluster_size``,
         ``cluster_selection_method``; ``sizes`` of the parts when split; ``outcome`` ("split", "unstable": parts
         found that did not come back on subsamples, "parts too small", "no parts", "not tested": too few users) and,
-        when not split, ``why`` in words; ``test`` ("layout", "categories" or "layout, then categories") when
+        when not split, ``why`` in words; ``test`` ("layout", "categories", "ratings" (by the levels), or "layout, then
+        categories" or "layout, then ratings") when
         split; ``categories``: one entry per segment of it the second test read (``segment``: that segment's id in the
         result, the first of its parts when split; ``users``, ``min_size``, ``bic_parts``, ``stability`` per number of parts tried, ``split``, ``why``); and when only the second test
         split it, ``layout`` (the first test's outcome, why, stability and parts), its ``stability`` then the
-        second test's.
+        second test's. An entry of ``categories`` whose categories kept the segment whole holds ``levels`` where the
+        levels were read (``bic_parts``, ``stability``, ``split``, ``why``); ``split`` is then the levels'.
     """
     labels = assignments["segment_id"].to_numpy().astype(np.int32)
     nearest = assignments["nearest_segment"].to_numpy().astype(np.int32)
@@ -1047,6 +1054,7 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
                     "%.3f >= cluster.split_stability %.2f)", s, len(members), len(ids),
                     np.bincount(part).tolist(), record["stability"], bar)  # fmt: skip
     counts = users.category_counts
+    choices = users.choice_counts if cluster.split_reads_levels else None
     if counts is not None:  # second test: every segment now, parts of the first included, by what its users chose
         from segmentation.mixture import split_by_categories
 
@@ -1063,6 +1071,14 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
                      "stability": {str(j): v for j, v in found.stability.items()}, "split": found.parts is not None,
                      "why": found.why}  # fmt: skip
             record.setdefault("categories", []).append(entry)
+            read, by, test = counts, "the categories its users chose", "categories"
+            if found.parts is None and choices is not None:  # the same test per (rating level, category)
+                again = split_by_categories(choices[members], min_size=part_min, bar=bar, seed=seed, fewer=False)
+                entry["levels"] = {"bic_parts": again.bic_parts, "split": again.parts is not None, "why": again.why,
+                                   "stability": {str(j): v for j, v in again.stability.items()}}  # fmt: skip
+                if again.parts is not None:
+                    found, read, by, test = again, choices, "what its users chose and how they rated it", "ratings"
+                    entry["split"] = True
             if found.parts is None:
                 continue
             part = found.parts.copy()
@@ -1073,7 +1089,7 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
             next_id += len(ids) - 1
             out = np.flatnonzero((labels < 0) & (nearest == s))
             if len(out):  # the segment's outliers: their most probable part (by direction without counts)
-                to = found.assign(counts[out])
+                to = found.assign(read[out])
                 blind = np.flatnonzero(to < 0)
                 to[blind] = _nearest_centre(users.vectors, out[blind], centres)
                 nearest[out] = ids[to]
@@ -1081,15 +1097,15 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
             if not record["split"]:  # the first test's figures move aside
                 record["layout"] = {key: record.pop(key) for key in ("outcome", "why", "stability", "parts")
                                     if key in record}  # fmt: skip
-                record.update(split=True, outcome="split", test="categories", stability=stability)
+                record.update(split=True, outcome="split", test=test, stability=stability)
             elif record["test"] == "layout":
-                record["test"] = "layout, then categories"
+                record["test"] = f"layout, then {test}"
             record["ids"] = [*record["ids"], *ids[1:].tolist()]
             record["parts"] = len(record["ids"])
             origin.update({int(i): record for i in ids})
-            logger.info("cluster: segment %d (%d users) splits into %d parts of %s users by the categories its users "
-                        "chose (%d by BIC; stability %.3f >= cluster.split_stability %.2f)", s, len(members),
-                        len(ids), np.bincount(part).tolist(), found.bic_parts, stability, bar)  # fmt: skip
+            logger.info("cluster: segment %d (%d users) splits into %d parts of %s users by %s (%d by BIC; "
+                        "stability %.3f >= cluster.split_stability %.2f)", s, len(members), len(ids),
+                        np.bincount(part).tolist(), by, found.bic_parts, stability, bar)  # fmt: skip
     for record in tested:
         if record["split"]:
             record["sizes"] = [int((labels == i).sum()) for i in record["ids"]]

@@ -150,7 +150,7 @@ class MixtureSplit:
 
 def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, bar: float, seed: int = 0,
                         max_parts: int = 5, subsamples: int = 4, share: float = 0.8,
-                        max_rows: int = MAX_ROWS) -> MixtureSplit:  # fmt: skip
+                        max_rows: int = MAX_ROWS, fewer: bool = True) -> MixtureSplit:  # fmt: skip
     """Parts of a segment by its members' category counts ((n, c), one row per member; see the module docstring).
 
     Members without counts (no item of theirs has a category in the columns) take no part in the fits and get
@@ -165,6 +165,8 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
         max_rows: the mixtures are fitted (and BIC and the subsamples taken) on at most this many members, a
             uniform sample, made dense; every member is then labelled by the kept fit from the counts as given
             (sparse stays sparse). The cost of a segment stays bounded whatever its size.
+        fewer: where BIC's number of parts does not come back on subsamples, try one fewer, down to 2 (off: only
+            BIC's number is tried).
     """
     everyone = counts if sp.issparse(counts) else np.asarray(counts, dtype=np.float64)
     if everyone.shape[1] == 0:
@@ -185,7 +187,7 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
     if best < 2:
         return MixtureSplit(None, best, stability, None, "BIC takes one component")
     why = ""
-    for k in range(best, 1, -1):
+    for k in range(best, 1 if fewer else best - 1, -1):
         stability[k] = round(_stability(x, fits[k], seed, subsamples, share), 4)
         if stability[k] < bar:
             why = f"{k} parts came back at stability {stability[k]:.3f}, below {bar}"

@@ -179,6 +179,14 @@ class ClusterConfig(_Section):
         "multinomials, parts by BIC) by the same bar: light users' vectors are too noisy for any layout, their pooled "
         "choices are not (segmentation.mixture; docs/BENCHMARKS.md, issue 14, ninth round).",
     )
+    split_reads_levels: bool = Field(
+        True,
+        description="The category split test (split_stability's second test) reads what members chose per (rating "
+        "level, category) (represent.rating_levels), as category_reassign does; off: per category alone (the rule "
+        "before 2026-12-05's twelfth round of issue 14). Two segments that choose much alike and rate differently "
+        "(a segment nested in a broader one with its own rating style, rating-style twins) are one multinomial by "
+        "their categories and two by their categories and ratings.",
+    )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
     selection_resamples: int = Field(

@@ -49,6 +49,20 @@ def test_a_part_under_the_smallest_size_joins_its_most_probable_neighbour():
     assert adjusted_rand_score(group[group < 2], found.parts[group < 2]) > 0.85
 
 
+def test_without_fewer_only_bics_number_of_parts_is_tried(monkeypatch):
+    import segmentation.mixture as mixture
+
+    counts, _ = _light_users([600, 500, 400], seed=6, taste=0.9)  # three plain tastes: BIC takes 3
+    monkeypatch.setattr(mixture, "_stability", lambda x, fit, *args: 0.95 if fit.k == 2 else 0.5)
+    fell_back = split_by_categories(counts, min_size=100, bar=0.9, seed=0)
+    assert fell_back.bic_parts == 3 and fell_back.parts is not None and fell_back.parts.max() == 1
+    assert fell_back.stability == {3: 0.5, 2: 0.95}
+    strict = split_by_categories(counts, min_size=100, bar=0.9, seed=0, fewer=False)
+    assert (
+        strict.parts is None and strict.stability == {3: 0.5} and "3 parts came back at stability 0.500" in strict.why
+    )
+
+
 def test_fit_mixture_refuses_more_components_than_rows():
     with pytest.raises(ValueError, match="3 rows cannot hold 4 components"):
         fit_mixture(np.ones((3, 5)), 4)
@@ -104,6 +118,34 @@ def test_split_merged_splits_by_categories_where_the_layout_sees_one_group():
     plain = Embeddings(users.ids, x, "planted")
     out, k, tested = split_merged(plain, a, ReduceConfig(), ClusterConfig(), 100, seed=0)
     assert k == 1 and "categories" not in tested[0] and not tested[0]["split"]
+
+
+@pytest.mark.umap
+def test_split_merged_splits_by_how_members_rated_what_they_chose_where_their_categories_are_one():
+    """Two groups that choose alike and rate differently (one mostly at the high level, the other at the low one):
+    one multinomial by their categories, two by (rating level, category); only with cluster.split_reads_levels."""
+    counts, _ = _light_users([1200], seed=7, taste=0.9)
+    rng = np.random.default_rng(1)
+    group = (rng.random(len(counts)) < 0.45).astype(int)
+    high = rng.binomial(counts.astype(int), np.where(group == 1, 0.15, 0.85)[:, None]).astype(float)
+    choices = np.hstack([counts - high, high])  # level-major: level 0 (low), then level 1 (high)
+    n = len(counts)
+    x = rng.normal(0, 1, (n, 16)) * 0.1 + 1.0
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    a = pl.DataFrame({"user_id": [f"u{i:04d}" for i in range(n)], "segment_id": np.zeros(n, np.int32),
+                      "membership": np.full(n, 0.9, np.float32), "nearest_segment": np.zeros(n, np.int32),
+                      "nearest_membership": np.full(n, 0.5, np.float32), "soft_assigned": np.zeros(n, bool),
+                      "x": x[:, 0], "y": x[:, 1]}, schema=ASSIGNMENTS)  # fmt: skip
+    users = Embeddings(a["user_id"].to_numpy(), x, "planted", counts.sum(axis=1), sp.csr_matrix(counts),
+                       sp.csr_matrix(choices))  # fmt: skip
+    out, k, tested = split_merged(users, a, ReduceConfig(), ClusterConfig(), 100, seed=0)
+    assert k == 2 and adjusted_rand_score(group, out["segment_id"].to_numpy()) > 0.8
+    (entry,) = tested[0]["categories"]
+    assert entry["bic_parts"] == 1 and entry["split"] and tested[0]["test"] == "ratings"  # by the levels
+    assert entry["levels"]["split"] and entry["levels"]["bic_parts"] == 2 and entry["levels"]["stability"]["2"] >= 0.9
+    off = ClusterConfig(split_reads_levels=False)
+    out, k, tested = split_merged(users, a, ReduceConfig(), off, 100, seed=0)
+    assert k == 1 and not tested[0]["split"] and "levels" not in tested[0]["categories"][0]
 
 
 def test_members_without_counts_take_no_part_in_the_fits_and_are_left_to_the_caller():

@@ -239,7 +239,14 @@ def test_split_segments_are_named_in_the_settings_section(tmp_path):
         "900 users came apart by the categories its users chose into “Rock fans”, segment 4 (stability 0.981)" in said
     )
     assert said.count("mixture of category profiles") == 1
+    assert "how they rated" not in said  # no split by the levels: that test is not described
     assert "categories its users chose" not in para  # the layout split above says nothing of it
+    # a split by what its users chose and how they rated it (the levels): both tests described, the split named so
+    by_ratings = {**by_categories, "test": "layout, then ratings", "segments": [0, 4]}
+    said = splits_text({"splits": {"split_stability": 0.9, "tested": [by_ratings]}}, {0: "Rock fans"})
+    assert said.count("mixture of category profiles") == 1 and "tested once more on what its users chose" in said
+    assert ("900 users came apart in its own layout, then by what its users chose and how they rated it into “Rock "
+            "fans”, segment 4 (stability 0.981)") in said  # fmt: skip
     # a run from before ``outcome`` was recorded: its ``why`` tells a failed stability
     legacy = {
         "segment": 1,
