@@ -63,10 +63,11 @@ class CategoryMixture:
         return -2.0 * self.log_likelihood + (self.k * (c - 1) + self.k - 1) * np.log(max(n, 1))
 
 
-def _dense(counts: np.ndarray | sp.spmatrix) -> np.ndarray:
-    if isinstance(counts, np.ndarray):
-        return counts.astype(np.float64, copy=False)
-    return np.asarray(counts.toarray(), dtype=np.float64)
+def _rows(counts: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
+    """float64 counts: CSR where they are sparse, else a dense array."""
+    if sp.issparse(counts):
+        return sp.csr_matrix(counts, dtype=np.float64)
+    return np.asarray(counts, dtype=np.float64)
 
 
 def _rng(*seeds: int) -> np.random.Generator:
@@ -78,41 +79,62 @@ def _totals(counts: np.ndarray | sp.spmatrix) -> np.ndarray:
     return np.asarray(counts.sum(axis=1)).ravel()
 
 
-def _em(x: np.ndarray, k: int, rng: np.random.Generator, iters: int = 100, tol: float = 1e-5) -> CategoryMixture:
-    """EM from a k-means++ start; stops when the mean log-likelihood per row gains less than ``tol``."""
+def _em(x: np.ndarray | sp.csr_matrix, k: int, rng: np.random.Generator, iters: int = 100,
+        tol: float = 1e-5) -> CategoryMixture:  # fmt: skip
+    """EM from a k-means++ start; stops when the mean log-likelihood per row gains less than ``tol``. ``x`` dense or
+    CSR: sparse rows stay sparse (a user's counts fill a few of the columns: per (rating level, category) a few of
+    hundreds), so a step costs the non-zeros, not rows x columns."""
     n, c = x.shape
-    profile = x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
+    if sp.issparse(x):
+        profile = sp.csr_matrix(sp.diags(1.0 / np.maximum(_totals(x), 1e-12)) @ x)
+        square = np.asarray(profile.multiply(profile).sum(axis=1)).ravel()
+
+        def far(j: int) -> np.ndarray:  # squared distance of every profile to profile j
+            return np.maximum(square - 2.0 * np.asarray(profile @ profile[j].T.toarray()).ravel() + square[j], 0.0)
+
+        def rows(js: list[int]) -> np.ndarray:
+            return profile[js].toarray()
+    else:
+        profile = x / np.maximum(x.sum(axis=1, keepdims=True), 1e-12)
+
+        def far(j: int) -> np.ndarray:
+            return ((profile - profile[j]) ** 2).sum(axis=1)
+
+        def rows(js: list[int]) -> np.ndarray:
+            return profile[js]
+
     start = [int(rng.integers(n))]
-    dist = ((profile - profile[start[0]]) ** 2).sum(axis=1)
+    dist = far(start[0])
     for _ in range(1, k):  # k-means++ starts on the users' category profiles
         p = dist / dist.sum() if dist.sum() > 0 else np.full(n, 1.0 / n)
         start.append(int(rng.choice(n, p=p)))
-        dist = np.minimum(dist, ((profile - profile[start[-1]]) ** 2).sum(axis=1))
-    theta = profile[start] + 0.05
+        dist = np.minimum(dist, far(start[-1]))
+    theta = rows(start) + 0.05
     log_theta = np.log(theta / theta.sum(axis=1, keepdims=True))
     log_pi = np.full(k, -np.log(k))
     prev = -np.inf
     total = -np.inf
     for _ in range(iters):
-        joint = x @ log_theta.T + log_pi
+        joint = np.asarray(x @ log_theta.T) + log_pi
         ll = logsumexp(joint, axis=1)
         total = float(ll.sum())
         resp = np.exp(joint - ll[:, None])
         log_pi = np.log(resp.mean(axis=0) + 1e-12)
-        theta = resp.T @ x + SMOOTHING
+        theta = np.asarray(x.T @ resp).T + SMOOTHING
         log_theta = np.log(theta / theta.sum(axis=1, keepdims=True))
         if total - prev <= tol * n:
             break
         prev = total
-    joint = x @ log_theta.T + log_pi
+    joint = np.asarray(x @ log_theta.T) + log_pi
     return CategoryMixture(log_theta, log_pi, float(logsumexp(joint, axis=1).sum()))
 
 
 def fit_mixture(counts: np.ndarray | sp.spmatrix, k: int, *, seed: int = 0, restarts: int = 4) -> CategoryMixture:
-    """The best of ``restarts`` EM fits (highest likelihood) of a ``k``-component mixture to the (n, c) counts."""
-    x = _dense(counts)
-    if len(x) < k:
-        raise ValueError(f"{len(x)} rows cannot hold {k} components")
+    """The best of ``restarts`` EM fits (highest likelihood) of a ``k``-component mixture to the (n, c) counts
+    (sparse counts stay sparse)."""
+    x = _rows(counts)
+    if x.shape[0] < k:
+        raise ValueError(f"{x.shape[0]} rows cannot hold {k} components")
     fits = [_em(x, k, _rng(seed, k, r)) for r in range(restarts)]
     return max(fits, key=lambda f: f.log_likelihood)
 
@@ -124,7 +146,7 @@ def _stability(x: np.ndarray, fit: CategoryMixture, seed: int, subsamples: int, 
     full = fit.labels(x)
     out = []
     for j in range(subsamples):
-        keep = _rng(seed, 7919, j).random(len(x)) < share
+        keep = np.flatnonzero(_rng(seed, 7919, j).random(x.shape[0]) < share)
         again = fit_mixture(x[keep], fit.k, seed=seed + j + 1)
         out.append(adjusted_rand_score(full, again.labels(x)))
     return float(np.mean(out))
@@ -163,7 +185,7 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
         seed: seeds the starts and subsamples.
         max_parts: most components BIC may take.
         max_rows: the mixtures are fitted (and BIC and the subsamples taken) on at most this many members, a
-            uniform sample, made dense; every member is then labelled by the kept fit from the counts as given
+            uniform sample; every member is then labelled by the kept fit from the counts as given
             (sparse stays sparse). The cost of a segment stays bounded whatever its size.
         fewer: where BIC's number of parts does not come back on subsamples, try one fewer, down to 2 (off: only
             BIC's number is tried).
@@ -176,8 +198,8 @@ def split_by_categories(counts: np.ndarray | sp.spmatrix, *, min_size: float, ba
     with_counts = np.flatnonzero(_totals(everyone) > 0)
     if len(with_counts) > max_rows:
         with_counts = np.sort(_rng(seed, 104729).choice(with_counts, max_rows, replace=False))
-    x = _dense(everyone[with_counts])
-    n = len(x)
+    x = _rows(everyone[with_counts])
+    n = x.shape[0]
     if n < 2:
         return MixtureSplit(None, 1, {}, None, "fewer than two members chose a categorised item")
     ks = [k for k in range(1, max_parts + 1) if k <= n]
