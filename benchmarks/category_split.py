@@ -2,7 +2,7 @@
 fitting every member (``--max-rows`` at the segment's size) in one run: seconds, peak RSS over the RSS before the
 call, the parts BIC took, and whether the planted parts came back.
 
-    python benchmarks/category_split.py                        # 1k-100k members, 64 categories: ~3 min here
+    python benchmarks/category_split.py                        # 1k-100k members, 64 categories: ~2 min here
     python benchmarks/category_split.py --sizes 5000,50000 --categories 20
 
 Each segment is drawn as the planted worlds' light users are (``segmentation.synthetic.light_category_counts``:
@@ -12,7 +12,8 @@ two groups of 60 % and 40 %. The test runs with ``min_size`` 100 and the default
 The rows ``read: levels`` are the same test once more on the counts per (rating level, category) (``--levels``
 levels; ``cluster.split_reads_levels``, BIC's number of parts alone): ``one`` is a single group whose every pick
 takes a level uniformly, ``two`` a single group of choices whose users rate in one of two styles (60 % mostly high,
-40 % mostly low), which the categories alone cannot tell apart.
+40 % mostly low), which the categories alone cannot tell apart; each is given as the segment stage gives it (sparse)
+and dense beside it (how the fits read every segment before they kept sparse counts sparse).
 The segment stage calls it only where the fit saw every user (at most ``reduce.sample_size``, 50,000 users), so
 its segments are smaller than that; the larger sizes show the bound holds. Rows go to
 ``benchmarks/results/category_split.json``.
@@ -71,17 +72,21 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
         for kind in ("one", "two") if a.levels > 1 else ():
             choices, group = _rated(n, a.categories, a.levels, kind)
-            sampler.start()
-            t = time.perf_counter()
-            found = split_by_categories(choices, min_size=100, bar=bar, seed=0, fewer=False)
-            seconds = time.perf_counter() - t
-            ari = None if found.parts is None else round(float(adjusted_rand_score(group, found.parts)), 4)
-            row = {"members": n, "groups": kind, "read": "levels", "columns": choices.shape[1], "fitted_on": "default",
-                   "max_rows": MAX_ROWS, "seconds": round(seconds, 2), "peak_mib_over_base": sampler.over_base,
-                   "bic_parts": found.bic_parts, "split": found.parts is not None, "ari": ari,
-                   "stability": found.stability}  # fmt: skip
-            print(row, flush=True)
-            rows.append(row)
+            for given in ("sparse", "dense"):  # the segment stage passes sparse counts; dense: the fits before 4840a57
+                if given == "dense" and n > 25_000:
+                    continue  # the point is made at 25,000
+                counts = choices if given == "sparse" else choices.toarray()
+                sampler.start()
+                t = time.perf_counter()
+                found = split_by_categories(counts, min_size=100, bar=bar, seed=0, fewer=False)
+                seconds = time.perf_counter() - t
+                ari = None if found.parts is None else round(float(adjusted_rand_score(group, found.parts)), 4)
+                row = {"members": n, "groups": kind, "read": "levels", "given": given, "columns": choices.shape[1],
+                       "fitted_on": "default", "max_rows": MAX_ROWS, "seconds": round(seconds, 2),
+                       "peak_mib_over_base": sampler.over_base, "bic_parts": found.bic_parts,
+                       "split": found.parts is not None, "ari": ari, "stability": found.stability}  # fmt: skip
+                print(row, flush=True)
+                rows.append(row)
     write_json(a.out, {"command": command("category_split.py", argv), "categories": a.categories,
                        "levels": a.levels, "max_rows": MAX_ROWS, "rows": rows})  # fmt: skip
     return 0

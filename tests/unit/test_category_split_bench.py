@@ -14,7 +14,12 @@ def test_rows_give_cost_and_outcome_for_one_and_two_groups_with_the_cap_beside_e
     bench.main(["--sizes", "600,900", "--categories", "12", "--out", str(out)])
     result = json.loads(out.read_text())
     assert result["max_rows"] == 700 and result["command"].endswith(f"--out {out}")
-    levels = {(r["members"], r["groups"]): r for r in result["rows"] if r.get("read") == "levels"}
+    levels = {
+        (r["members"], r["groups"]): r for r in result["rows"] if r.get("read") == "levels" and r["given"] == "sparse"
+    }
+    dense = {
+        (r["members"], r["groups"]): r for r in result["rows"] if r.get("read") == "levels" and r["given"] == "dense"
+    }
     rows = {(r["members"], r["groups"], r["fitted_on"]): r for r in result["rows"] if "read" not in r}
     assert set(rows) == {(600, "one", "default"), (600, "two", "default"), (900, "one", "default"),
                          (900, "one", "every member"), (900, "two", "default"), (900, "two", "every member")}  # fmt: skip
@@ -33,3 +38,6 @@ def test_rows_give_cost_and_outcome_for_one_and_two_groups_with_the_cap_beside_e
             assert not r["split"] and r["bic_parts"] == 1
         else:  # the categories alike, the levels not
             assert r["split"] and r["bic_parts"] == 2 and r["ari"] > 0.85 and list(r["stability"]) == ["2"]
+        same = dense[(r["members"], kind)]  # the same fits on dense counts: the same outcome
+        assert (same["split"], same["bic_parts"], same["ari"], same["stability"]) == (
+            r["split"], r["bic_parts"], r["ari"], r["stability"])  # fmt: skip
