@@ -983,8 +983,8 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
     level, category) (``users.choice_counts``, with ``cluster.split_reads_levels``), with BIC's number of parts
     alone (no fewer tried): a segment nested in a broader one with its own rating style is one multinomial by
     categories and two by categories and ratings, while on MovieLens 100k the refits' segments that BIC cut into 5
-    by levels came back only as fewer parts, by how much their users rate (their seed-to-seed agreement fell from
-    0.68 to 0.59 where fewer parts were tried; docs/BENCHMARKS.md, issue 14, twelfth round).
+    by levels came back only as fewer parts (the refits' seed-to-seed agreement fell from 0.68 to 0.59 where fewer
+    parts were tried; docs/BENCHMARKS.md, issue 14, twelfth round).
 
     Given more than ``reduce.sample_size`` users, each segment is fitted on its share of that sample size (at least
     1,000 users) and the rest placed by their nearest fitted users (:func:`fit_segments` calls it only up to that
