@@ -1067,15 +1067,12 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
                 continue
             record = origin[s]
             found = split_by_categories(counts[members], min_size=part_min, bar=bar, seed=seed)
-            entry = {"tested_id": s, "users": len(members), "min_size": round(part_min), "bic_parts": found.bic_parts,
-                     "stability": {str(j): v for j, v in found.stability.items()}, "split": found.parts is not None,
-                     "why": found.why}  # fmt: skip
+            entry = {"tested_id": s, "users": len(members), "min_size": round(part_min), **_mixture_record(found)}
             record.setdefault("categories", []).append(entry)
             read, by, test = counts, "the categories its users chose", "categories"
             if found.parts is None and choices is not None:  # the same test per (rating level, category)
                 again = split_by_categories(choices[members], min_size=part_min, bar=bar, seed=seed, fewer=False)
-                entry["levels"] = {"bic_parts": again.bic_parts, "split": again.parts is not None, "why": again.why,
-                                   "stability": {str(j): v for j, v in again.stability.items()}}  # fmt: skip
+                entry["levels"] = _mixture_record(again)
                 if again.parts is not None:
                     found, read, by, test = again, choices, "what its users chose and how they rated it", "ratings"
                     entry["split"] = True
@@ -1118,6 +1115,13 @@ def split_merged(users: Embeddings, assignments: pl.DataFrame, reduce: ReduceCon
         return assignments, k, tested
     columns = {"segment_id": _relabel(labels, new_id), "nearest_segment": _relabel(nearest, new_id)}
     return assignments.with_columns(pl.Series(c, v, dtype=pl.Int32) for c, v in columns.items()), next_id, tested
+
+
+def _mixture_record(found) -> dict:
+    """What a split test by a mixture (:class:`segmentation.mixture.MixtureSplit`) found, as ``metrics.json`` keeps
+    it: ``bic_parts``, ``stability`` per number of parts tried, ``split`` and ``why``."""
+    return {"bic_parts": found.bic_parts, "stability": {str(j): v for j, v in found.stability.items()},
+            "split": found.parts is not None, "why": found.why}  # fmt: skip
 
 
 def _part_directions(vectors: np.ndarray, part: np.ndarray) -> np.ndarray:

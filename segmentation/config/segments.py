@@ -181,11 +181,13 @@ class ClusterConfig(_Section):
     )
     split_reads_levels: bool = Field(
         True,
-        description="The category split test (split_stability's second test) reads what members chose per (rating "
-        "level, category) (represent.rating_levels), as category_reassign does; off: per category alone (the rule "
-        "before 2026-12-05's twelfth round of issue 14). Two segments that choose much alike and rate differently "
-        "(a segment nested in a broader one with its own rating style, rating-style twins) are one multinomial by "
-        "their categories and two by their categories and ratings.",
+        description="A segment that the category split test (split_stability's second test) keeps whole is tested "
+        "once more on what its members chose per (rating level, category) (represent.rating_levels, as "
+        "category_reassign reads them), with BIC's number of parts alone; off: categories alone (the rule before "
+        "2026-12-05's twelfth round of issue 14). Two segments that choose much alike and rate differently (a "
+        "segment nested in a broader one with its own rating style) are one multinomial by their categories and two "
+        "by their categories and ratings. Trying fewer parts than BIC's, as the category test does, split MovieLens "
+        "100k's refits and lowered their seed-to-seed agreement from 0.68 to 0.59 (docs/BENCHMARKS.md).",
     )
     min_segments: int = Field(3, ge=1, description="Parameter selection: fewest segments acceptable.")
     max_segments: int = Field(40, ge=2, description="Parameter selection: most segments acceptable.")
