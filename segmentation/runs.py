@@ -103,8 +103,10 @@ LINK_MIN_BYTES = 4096  # smaller files take one block either way: not worth hash
 
 
 def new_run_id() -> str:
-    """``YYYYmmdd-HHMMSS-xxxx``: sortable by time, unique across concurrent starts."""
-    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(2)
+    """``YYYYmmdd-HHMMSS-xxxxxxxx``: sortable by time, unique across concurrent starts (32 random bits: 50 ids drawn in
+    one second collide with a chance of 3e-7, where 16 bits gave 2 %; :class:`RunWriter` draws again on a collision
+    all the same)."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
 
 
 def publish_latest(output_dir: Path, run_dir: Path) -> None:
